@@ -1,0 +1,172 @@
+"""Apply: execute a plan's changes, and nothing else, in dependency order with bounded concurrency.
+
+A change runs once everything it depends on has succeeded; when one fails, the changes that need it are
+skipped and everything independent goes on. Children created inside their parent's request ("riding along",
+for example a new agent's memory blocks) finish with their parent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from lettafleet.core.client import LettaClient, LettaError
+from lettafleet.core.model import Action, Change, Plan
+
+
+class ApplyError(Exception):
+    """A change could not be made; the message names what the server said and what to do."""
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: str
+    action: Action
+    status: str  # "applied", "failed" or "skipped"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    results: tuple[ChangeResult, ...]
+
+    @property
+    def failed(self) -> list[ChangeResult]:
+        return [result for result in self.results if result.status != "applied"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def count(self, status: str) -> int:
+        return sum(1 for result in self.results if result.status == status)
+
+
+class ApplySession:
+    """What a plugin's apply hook works with: the client, and the ids of resources known or just created."""
+
+    def __init__(self, plan: Plan, client: LettaClient, manager: pluggy.PluginManager) -> None:
+        self.plan = plan
+        self.client = client
+        self._manager = manager
+        self._lock = threading.Lock()
+        self._changes = plan.by_address()
+        self._ids = {change.address: change.id for change in plan.changes if change.id}
+        self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
+
+    def change_at(self, address: str) -> Change:
+        """The plan's change at `address` (every desired resource has one, a no-op if nothing changes)."""
+        return self._changes[address]
+
+    def id_of(self, address: str) -> str:
+        with self._lock:
+            found = self._ids.get(address)
+        if not found:
+            raise ApplyError(f"{address} does not exist on the server yet")
+        return found
+
+    def has_id(self, address: str) -> bool:
+        with self._lock:
+            return address in self._ids
+
+    def record_id(self, address: str, resource_id: str) -> None:
+        with self._lock:
+            self._ids[address] = resource_id
+
+    def create(self, change: Change, path: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
+        """POST a new resource, letting its children ride along in the same request where their plugin can."""
+        checks: list[tuple[Change, Callable[[Mapping[str, Any]], str | None]]] = []
+        for child in self.plan.children(change.address):
+            if child.action is not Action.CREATE:
+                continue
+            check = self._manager.hook.lettafleet_ride_along(parent=change, child=child, request=body, session=self)
+            if check is not None:
+                checks.append((child, check))
+        answer = self.client.post(path, json=body, **params)
+        if isinstance(answer, dict) and answer.get("id"):
+            self.record_id(change.address, answer["id"])
+        for child, check in checks:
+            with self._lock:
+                self._carried[child.address] = check(answer)
+        return answer
+
+    def carried_result(self, address: str) -> tuple[bool, str | None]:
+        with self._lock:
+            return address in self._carried, self._carried.get(address)
+
+
+def apply_plan(
+    plan: Plan,
+    client: LettaClient,
+    manager: pluggy.PluginManager,
+    *,
+    parallelism: int = 8,
+    on_result: Callable[[Change, ChangeResult], None] | None = None,
+) -> ApplyReport:
+    session = ApplySession(plan, client, manager)
+    todo = {change.address: change for change in plan.changes if change.changes_something}
+    needs = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
+    results: dict[str, ChangeResult] = {}
+
+    def finish(change: Change, result: ChangeResult) -> None:
+        results[change.address] = result
+        if on_result:
+            on_result(change, result)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        running: dict[Future[ChangeResult], Change] = {}
+        while todo or running:
+            for address in list(todo):
+                blocking = needs[address] - {a for a, r in results.items() if r.status == "applied"}
+                failed = [a for a in blocking if a in results]
+                if failed:
+                    change = todo.pop(address)
+                    finish(change, ChangeResult(address, change.action, "skipped",
+                                                f"not attempted: {failed[0]} did not succeed"))
+                elif not blocking:
+                    change = todo.pop(address)
+                    running[pool.submit(_apply_one, change, session, manager)] = change
+            if not running:
+                for address in list(todo):  # only a dependency cycle leaves changes that can never start
+                    change = todo.pop(address)
+                    finish(change, ChangeResult(address, change.action, "skipped", "not attempted: dependency cycle"))
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                finish(running.pop(future), future.result())
+    ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
+    return ApplyReport(ordered)
+
+
+def _apply_one(change: Change, session: ApplySession, manager: pluggy.PluginManager) -> ChangeResult:
+    carried, problem = session.carried_result(change.address)
+    if carried:
+        status = "failed" if problem else "applied"
+        return ChangeResult(change.address, change.action, status, problem or f"created with {change.parent}")
+    try:
+        answer = manager.hook.lettafleet_apply(change=change, session=session)
+    except (ApplyError, LettaError) as error:
+        return ChangeResult(change.address, change.action, "failed", session.client.mask(str(error)))
+    if answer is None:
+        return ChangeResult(change.address, change.action, "failed", f"no plugin applies changes of kind {change.kind}")
+    return ChangeResult(change.address, change.action, "applied")
+
+
+def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> set[str]:
+    """Addresses in this apply that must succeed first: the parent, the declared dependencies, and those of
+    the children about to be created (they may ride along in this change's own request)."""
+    wanted = set(change.depends_on)
+    if change.parent:
+        wanted.add(change.parent)
+    if change.action is Action.CREATE:
+        for child in plan.children(change.address):
+            if child.action is Action.CREATE:
+                wanted.update(child.depends_on)
+    own_subtree = change.address + "."
+    return {address for address in wanted if address in todo and not address.startswith(own_subtree)
+            and address != change.address}

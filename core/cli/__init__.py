@@ -1,0 +1,45 @@
+"""The `lettafleet` command line: core's commands, and those plugins add (under verb groups like `get`)."""
+
+from __future__ import annotations
+
+import rich_click as click
+
+from lettafleet.core.cli.dev_server import dev_server
+from lettafleet.core.cli.fleet import apply, plan, plugins, validate
+from lettafleet.core.plugin_manager import get_plugin_manager
+
+click.rich_click.USE_MARKDOWN = False
+click.rich_click.SHOW_ARGUMENTS = True
+
+VERB_HELP = {
+    "get": "List resources on the server (agents, conversations, messages).",
+    "describe": "Show one resource on the server in detail.",
+    "create": "Create one resource on the server, outside any fleet file.",
+    "delete": "Delete one resource from the server (asks for --force).",
+}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lettafleet")
+def main() -> None:
+    """Declare fleets of Letta agents in YAML, then plan and apply them like infrastructure.
+
+    Start a local Letta server with `lettafleet dev-server up`, then `lettafleet plan -f fleet.yaml`.
+    """
+
+
+def _verb_group(name: str) -> click.Group:
+    existing = main.commands.get(name)
+    if isinstance(existing, click.Group):
+        return existing
+    group = click.Group(name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
+    main.add_command(group)
+    return group
+
+
+for command in (validate, plan, apply, plugins, dev_server):
+    main.add_command(command)
+
+for contributed in get_plugin_manager().hook.lettafleet_commands():
+    for item in contributed:
+        (_verb_group(item.verb) if item.verb else main).add_command(item.command)

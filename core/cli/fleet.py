@@ -1,0 +1,170 @@
+"""validate, plan, apply and plugins: the commands that work on fleet files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import rich_click as click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lettafleet.core.applying import ChangeResult, apply_plan
+from lettafleet.core.command_options import make_client, reports_errors, server_options
+from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.model import Change, Plan
+from lettafleet.core.planning import plan_fleet
+from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
+from lettafleet.core.render.json import render_apply_json, render_plan_json
+from lettafleet.core.render.text import render_plan, render_report, result_line
+from lettafleet.core.validation import load_fleet
+
+FILE_HELP = "Fleet YAML file (lettactl fleet files work unchanged)."
+OUTPUT = click.Choice(["text", "json"])
+
+
+@click.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-f", "--file", "extra", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help=FILE_HELP)
+@click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
+def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> None:
+    """Check fleet files offline: YAML syntax, keys, values and references. No server is contacted.
+
+    Every problem is printed as FILE:LINE:COL: message, one per line; exit 1 if any.
+    """
+    paths = list(files) + list(extra) or [Path("fleet.yaml")]
+    manager = get_plugin_manager()
+    errors: list[str] = []
+    results = []
+    for path in paths:
+        try:
+            fleet = load_fleet(path, manager)
+        except FleetError as error:
+            errors.extend(str(diagnostic) for diagnostic in error.diagnostics)
+            results.append({"file": str(path), "valid": False,
+                            "errors": [diagnostic.__dict__ for diagnostic in error.diagnostics]})
+            continue
+        results.append({"file": str(path), "valid": True, "agents": len(fleet.data["agents"])})
+        if output == "text":
+            click.echo(f"{path}: valid ({len(fleet.data['agents'])} agent(s))")
+    if output == "json":
+        click.echo(json.dumps({"files": results}, indent=2))
+    for line in errors:
+        click.echo(line, err=True)
+    if errors:
+        click.echo(f"{len(errors)} error(s).", err=True)
+        sys.exit(1)
+
+
+def _plan_options(command):  # type: ignore[no-untyped-def]
+    command = click.option("-v", "--verbose", is_flag=True, help="Also list resources that do not change.")(command)
+    command = click.option("--detailed-exitcode", is_flag=True,
+                           help="Exit 0 when nothing changes, 2 when there are changes, 1 on error.")(command)
+    command = click.option("-o", "--output", type=OUTPUT, default="text", show_default=True,
+                           help="json: the versioned plan document (docs/plan-json.md).")(command)
+    command = click.option("-f", "--file", "fleet_file", type=click.Path(dir_okay=False, path_type=Path),
+                           default="fleet.yaml", show_default=True, help=FILE_HELP)(command)
+    return server_options(command)
+
+
+@click.command()
+@_plan_options
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan as JSON to this file.")
+@reports_errors
+def plan(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool,
+         out_file: Path | None) -> None:
+    """Show what apply would change on the server. Writes nothing."""
+    manager = get_plugin_manager()
+    fleet = load_fleet(fleet_file, manager)
+    with make_client(base_url) as client:
+        the_plan = plan_fleet(fleet, client, manager)
+    _show_plan(the_plan, output, verbose, manager)
+    if out_file:
+        out_file.write_text(render_plan_json(the_plan) + "\n", encoding="utf-8")
+    if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
+        sys.exit(2)
+
+
+@click.command()
+@_plan_options
+@click.option("--dry-run", is_flag=True, help="Only show the plan, like `lettafleet plan`.")
+@click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="How many changes run at once (across agents).")
+@reports_errors
+def apply(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, dry_run: bool,
+          parallelism: int) -> None:
+    """Make the server match the fleet: compute the plan, then execute exactly its changes.
+
+    A failure names the resource and the server's message; independent changes go on and the exit code is 1.
+    Running apply again picks up what is left, without duplicates.
+    """
+    manager = get_plugin_manager()
+    fleet = load_fleet(fleet_file, manager)
+    with make_client(base_url) as client:
+        the_plan = plan_fleet(fleet, client, manager)
+        if dry_run or not the_plan.has_changes:
+            _show_plan(the_plan, output, verbose, manager)
+            if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
+                sys.exit(2)
+            return
+        if output == "text":
+            click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
+            click.echo("")
+        report = _run_apply(the_plan, client, manager, parallelism, show_progress=output == "text")
+    if output == "json":
+        click.echo(render_apply_json(the_plan, report))
+    else:
+        click.echo(render_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress: bool):  # type: ignore[no-untyped-def]
+    total = sum(1 for change in the_plan.changes if change.changes_something)
+    console = Console(stderr=True)
+    if not show_progress:
+        return apply_plan(the_plan, client, manager, parallelism=parallelism)
+    if console.is_terminal:
+        columns = (TextColumn("Applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("apply", total=total)
+
+            def advance(change: Change, result: ChangeResult) -> None:
+                progress.advance(task)
+                if result.status != "applied":
+                    progress.console.print(result_line(change, result.status, result.message), markup=False,
+                                           highlight=False)
+
+            return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=advance)
+
+    def echo(change: Change, result: ChangeResult) -> None:
+        click.echo(result_line(change, result.status, result.message))
+
+    return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=echo)
+
+
+def _show_plan(the_plan: Plan, output: str, verbose: bool, manager) -> None:  # type: ignore[no-untyped-def]
+    if output == "json":
+        click.echo(render_plan_json(the_plan))
+    else:
+        click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
+
+
+@click.command()
+@click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
+@reports_errors
+def plugins(output: str) -> None:
+    """List the loaded plugins and the resource kinds each one handles."""
+    manager = get_plugin_manager()
+    rows = []
+    for name, source in plugin_names(manager):
+        plugin = manager.get_plugin(name)
+        declared = plugin.lettafleet_kinds() if hasattr(plugin, "lettafleet_kinds") else []
+        rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared]})
+    if output == "json":
+        click.echo(json.dumps({"plugins": rows}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<18} {', '.join(row['kinds']) or '-':<50} {row['source']}")

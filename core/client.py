@@ -1,0 +1,207 @@
+"""The one way lettafleet talks to a Letta server: httpx with timeouts, retries, pagination and counting.
+
+The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+DEFAULT_BASE_URL = "http://localhost:8283"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+PAGE_SIZE = 1000
+
+
+class LettaError(Exception):
+    """Any failure talking to the server, with a message that says what to do."""
+
+
+class LettaConnectionError(LettaError):
+    pass
+
+
+class LettaAPIError(LettaError):
+    """The server answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, detail: str):
+        self.method, self.path, self.status, self.detail = method, path, status, detail
+        super().__init__(f"{method} {path} answered {status}: {detail}")
+
+
+class RequestStats:
+    """Requests sent, by method (retries included): what the benchmark and `-v` report."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_method: Counter[str] = Counter()
+
+    def count(self, method: str) -> None:
+        with self._lock:
+            self.by_method[method] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_method.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(count for method, count in self.by_method.items() if method not in ("GET", "HEAD"))
+
+
+class LettaClient:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self._api_key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY") or None
+        headers = {"Accept": "application/json", "User-Agent": "lettafleet"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        )
+        self.retries = retries
+        self.backoff = backoff
+        self.stats = RequestStats()
+
+    def __enter__(self) -> LettaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def mask(self, text: str) -> str:
+        """`text` with the API key replaced, for anything that may be printed."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, params=params, json=json)
+
+    def patch(self, path: str, json: Any = None, **params: Any) -> Any:
+        # Every PATCH lettafleet sends sets values (or attaches by id): sending it twice does no harm.
+        return self.request("PATCH", path, params=params, json=json, idempotent=True)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        method = method.upper()
+        retry_on_answer = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.count(method)
+            try:
+                response = self._http.request(method, path, params=query, json=json)
+            except httpx.ConnectError as error:
+                # Nothing reached the server, so any method may be retried.
+                if attempt <= self.retries:
+                    self._sleep(attempt)
+                    continue
+                raise LettaConnectionError(
+                    f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}. "
+                    "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
+                ) from None
+            except httpx.TimeoutException:
+                if retry_on_answer and attempt <= self.retries:
+                    self._sleep(attempt)
+                    continue
+                raise LettaConnectionError(f"{method} {path}: the Letta server did not answer in time") from None
+            except httpx.HTTPError as error:
+                raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
+            if response.status_code in RETRY_STATUSES and retry_on_answer and attempt <= self.retries:
+                self._sleep(attempt, response.headers.get("retry-after"))
+                continue
+            return self._decode(method, path, response)
+
+    def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a collection, following the `after` cursor page by page."""
+        items: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = self.get(path, limit=PAGE_SIZE, after=after, **params)
+            items.extend(page)
+            if len(page) < PAGE_SIZE:
+                return items
+            after = page[-1]["id"]
+
+    @contextmanager
+    def stream(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+               ) -> Iterator[httpx.Response]:
+        """A streaming request (server-sent events); never retried, as a message must not be sent twice."""
+        self.stats.count(method)
+        try:
+            with self._http.stream(method, path, json=json, params=params, timeout=httpx.Timeout(300.0)) as response:
+                if response.is_error:
+                    response.read()
+                    self._decode(method, path, response)
+                yield response
+        except httpx.ConnectError as error:
+            raise LettaConnectionError(
+                f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}"
+            ) from None
+
+    def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
+        if response.is_error:
+            raise LettaAPIError(method, path, response.status_code, self.mask(_error_detail(response)))
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        if retry_after and retry_after.isdigit():
+            time.sleep(min(float(retry_after), 30.0))
+            return
+        time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("error") or body
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail.get("detail") or detail
+        return str(detail)[:1000]
+    return str(body)[:1000]

@@ -1,0 +1,52 @@
+"""Options and error handling shared by every command that reads fleets or talks to a server (plugins' too)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import rich_click as click
+
+from lettafleet.core.client import LettaClient, LettaError
+from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.plugin_manager import PluginError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def server_options(command: F) -> F:
+    command = click.option(
+        "--base-url",
+        envvar="LETTA_BASE_URL",
+        default="http://localhost:8283",
+        show_default=True,
+        help="Letta server URL (env LETTA_BASE_URL). The API key comes from LETTA_API_KEY only, so it never "
+        "shows in the process list or shell history.",
+    )(command)
+    return command
+
+
+def make_client(base_url: str) -> LettaClient:
+    return LettaClient(base_url)
+
+
+def reports_errors(command: F) -> F:
+    """Turn every expected failure into a clear message and exit 1: a traceback is a bug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FleetError as error:
+            for diagnostic in error.diagnostics:
+                click.echo(str(diagnostic), err=True)
+            count = len(error.diagnostics)
+            click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
+            sys.exit(1)
+        except (LettaError, PluginError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]

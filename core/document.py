@@ -1,0 +1,98 @@
+"""Parse a fleet file with strictyaml into plain data, keeping the line and column of every key and item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any
+
+import strictyaml
+from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+
+from lettafleet.core.diagnostics import Diagnostic, FleetError, Path
+
+
+@dataclass(frozen=True)
+class FleetDocument:
+    """A parsed fleet file: its data (scalars still strings, as strictyaml leaves them) and where each part stands."""
+
+    path: FilePath
+    data: Any
+    positions: dict[Path, tuple[int, int]]
+
+    @property
+    def display_name(self) -> str:
+        return str(self.path)
+
+    def position(self, path: Path) -> tuple[int, int]:
+        """Line and column (1-based) of the nearest part of `path` that the file has."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.positions:
+                return self.positions[path[:end]]
+        return (1, 1)
+
+    def diagnostic(self, path: Path, message: str, hint: str = "") -> Diagnostic:
+        line, column = self.position(path)
+        return Diagnostic(self.display_name, line, column, message, hint)
+
+
+def load_document(path: FilePath | str) -> FleetDocument:
+    """Read and parse one fleet file. Raises FleetError with a located message when the YAML is malformed."""
+    path = FilePath(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FleetError([Diagnostic(str(path), 1, 1, "file not found", "check the path given with -f")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise FleetError([Diagnostic(str(path), 1, 1, f"cannot read the file: {error}")]) from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: FilePath) -> FleetDocument:
+    if not text.strip():
+        raise FleetError([Diagnostic(str(path), 1, 1, "the file is empty", "a fleet file needs an `agents:` list")])
+    try:
+        parsed = strictyaml.dirty_load(text, allow_flow_style=True)
+    except strictyaml.YAMLError as error:
+        raise FleetError([_yaml_error_diagnostic(error, path)]) from None
+    positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
+    data = _plain(parsed._chunk.contents, (), positions)
+    return FleetDocument(path=path, data=data, positions=positions)
+
+
+def _plain(node: Any, path: Path, positions: dict[Path, tuple[int, int]]) -> Any:
+    """Turn ruamel's commented containers into dicts and lists, recording positions on the way down."""
+    if isinstance(node, CommentedMap):
+        result = {}
+        for key, value in node.items():
+            key_line, key_col, *_ = node.lc.data[key]
+            positions[(*path, str(key))] = (key_line + 1, key_col + 1)
+            result[str(key)] = _plain(value, (*path, str(key)), positions)
+        return result
+    if isinstance(node, CommentedSeq):
+        result_list = []
+        for index, value in enumerate(node):
+            line, col = node.lc.data[index]
+            positions[(*path, index)] = (line + 1, col + 1)
+            result_list.append(_plain(value, (*path, index), positions))
+        return result_list
+    return node if node is None else str(node)
+
+
+def _yaml_error_diagnostic(error: strictyaml.YAMLError, path: FilePath) -> Diagnostic:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    context = getattr(error, "context", None)
+    message = f"{context}: {problem}" if context and context not in problem else problem
+    return Diagnostic(str(path), line, column, f"invalid YAML: {message}", _yaml_hint(message))
+
+
+def _yaml_hint(message: str) -> str:
+    if "indent" in message or "mapping values" in message or "block" in message:
+        return "check the indentation: items of one list or mapping must line up"
+    if "duplicate" in message.lower():
+        return "each key may appear once in a mapping; remove or rename the repeated one"
+    if "flow" in message.lower():
+        return "write lists as `[a, b]` or one `- item` per line"
+    return "fix the YAML syntax at this place"

@@ -1,0 +1,166 @@
+"""The plan model: resources, the changes between desired and live ones, and the plan that holds them.
+
+All values here are frozen: a plan can be printed, hashed, saved as JSON and compared. Apply executes a plan.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lettafleet.core.diagnostics import Path
+
+PLAN_FORMAT_VERSION = "1.0"
+
+
+class Action(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    NO_OP = "no-op"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One thing lettafleet manages, as the fleet declares it (desired) or as the server has it (live).
+
+    The address is the identity: a desired and a live resource with the same address are the same thing.
+    `parent` is the address of the resource this one belongs to; `depends_on` lists addresses that must exist
+    before this one can be written. `id` is the server's id (live resources only). `source` is where a desired
+    resource is declared in the fleet file, for error messages.
+    """
+
+    address: str
+    kind: str
+    name: str
+    attributes: Mapping[str, Any]
+    parent: str | None = None
+    depends_on: tuple[str, ...] = ()
+    id: str | None = None
+    source: Path = ()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply would do to one resource: an action and the values before and after.
+
+    `drift` explains a difference that apply cannot fix in place (the change is then a no-op that still needs a
+    person's attention). `detail` is free text for people, e.g. counts shown next to an agent.
+    """
+
+    address: str
+    kind: str
+    name: str
+    action: Action
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    parent: str | None = None
+    depends_on: tuple[str, ...] = ()
+    id: str | None = None
+    drift: str | None = None
+    detail: str = ""
+
+    @property
+    def changes_something(self) -> bool:
+        return self.action is not Action.NO_OP
+
+    def changed_fields(self) -> list[str]:
+        """Attributes whose value differs between before and after, in a stable order."""
+        before, after = self.before or {}, self.after or {}
+        return [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "address": self.address,
+            "kind": self.kind,
+            "action": self.action.value,
+            "before": _plain(self.before),
+            "after": _plain(self.after),
+        }
+        if self.parent:
+            data["parent"] = self.parent
+        if self.drift:
+            data["drift"] = self.drift
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change for one fleet file against one server, in a stable order (by address)."""
+
+    fleet: str
+    server: str
+    changes: tuple[Change, ...]
+    counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, fleet: str, server: str, changes: Iterable[Change]) -> Plan:
+        ordered = tuple(sorted(changes, key=lambda change: change.address))
+        return cls(fleet=fleet, server=server, changes=ordered, counts=_count(ordered))
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.changes_something for change in self.changes)
+
+    @property
+    def has_drift(self) -> bool:
+        return any(change.drift for change in self.changes)
+
+    def by_address(self) -> dict[str, Change]:
+        return {change.address: change for change in self.changes}
+
+    def children(self, address: str) -> list[Change]:
+        return [change for change in self.changes if change.parent == address]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": PLAN_FORMAT_VERSION,
+            "fleet": self.fleet,
+            "server": self.server,
+            "summary": {kind: dict(actions) for kind, actions in sorted(self.counts.items())},
+            "has_changes": self.has_changes,
+            "has_drift": self.has_drift,
+            "sha256": self.sha256,
+            "changes": [change.to_json() for change in self.changes],
+        }
+
+    @property
+    def sha256(self) -> str:
+        """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them."""
+        body = [change.to_json() for change in self.changes]
+        text = json.dumps({"fleet": self.fleet, "changes": body}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def address_of(kind: str, name: str, parent: str | None = None) -> str:
+    """`agent.support-agent`, `agent.support-agent.conversation["Ticket #101"]`: a name that is not a plain word
+    is quoted, so every address reads back unambiguously."""
+    own = f"{kind}.{name}" if _PLAIN_NAME.fullmatch(name) else f"{kind}[{json.dumps(name)}]"
+    return f"{parent}.{own}" if parent else own
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _count(changes: Iterable[Change]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for change in changes:
+        actions = counts.setdefault(change.kind, {})
+        actions[change.action.value] = actions.get(change.action.value, 0) + 1
+    return counts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,134 @@
+"""The plan for people: one line per top-level resource, details indented under it, a closing summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lettafleet.core.applying import ApplyReport
+from lettafleet.core.kinds import ResourceKind
+from lettafleet.core.model import Action, Change, Plan
+
+SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
+VALUE_WIDTH = 100
+
+
+def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
+    lines: list[str] = []
+    for root in (change for change in plan.changes if change.parent is None):
+        subtree = _subtree(plan, root)
+        if not verbose and not any(c.changes_something or c.drift for c in subtree):
+            continue
+        lines.append(_root_line(root, subtree, plan, kinds))
+        lines.extend(_details(root, "    "))
+        for change in subtree[1:]:
+            if change.changes_something or change.drift:
+                lines.append(f"    {_symbol(change)} {_describe(change, root, kinds)}")
+                lines.extend(_details(change, "        "))
+    lines.append("")
+    lines.append(closing_line(plan, kinds))
+    return "\n".join(lines).lstrip("\n")
+
+
+def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    if not plan.has_changes and not plan.has_drift:
+        return "No changes. The server matches the fleet."
+    counted = [k for k in kinds.values() if k.counted and k.name in plan.counts]
+    totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE)}
+    for change in plan.changes:
+        if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
+            totals[change.action] += 1
+    text = (f"Plan: {totals[Action.CREATE]} to create, {totals[Action.UPDATE]} to update, "
+            f"{totals[Action.DELETE]} to delete")
+    for kind in counted:
+        new = plan.counts[kind.name].get(Action.CREATE.value, 0)
+        text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
+    text += "."
+    drift = sum(1 for change in plan.changes if change.drift)
+    if drift:
+        text += f"\nDrift: {drift} difference(s) apply cannot fix in place (marked [!] above)."
+    return text
+
+
+def render_report(report: ApplyReport) -> str:
+    lines = [f"  {result.address}: {result.status} - {result.message}" for result in report.failed]
+    applied, failed, skipped = report.count("applied"), report.count("failed"), report.count("skipped")
+    if report.ok:
+        lines.append(f"Apply complete: {applied} change(s) made.")
+    else:
+        lines.insert(0, "Apply finished with errors:")
+        lines.append(f"Apply failed: {applied} change(s) made, {failed} failed, {skipped} not attempted. "
+                     "Fix the cause and run apply again: it picks up where this one stopped.")
+    return "\n".join(lines)
+
+
+def result_line(change: Change, status: str, message: str = "") -> str:
+    done = {"create": "created", "update": "updated", "delete": "deleted"}.get(change.action.value, "done")
+    verb = done if status == "applied" else status
+    return f"{change.address}: {verb}" + (f" ({message})" if message and status != "applied" else "")
+
+
+def _subtree(plan: Plan, root: Change) -> list[Change]:
+    prefix = root.address + "."
+    return [root] + [change for change in plan.changes if change.address.startswith(prefix)]
+
+
+def _root_line(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    action = root.action
+    if action is Action.NO_OP and any(c.changes_something for c in subtree[1:]):
+        action = Action.UPDATE
+    symbol = "!" if action is Action.NO_OP and any(c.drift for c in subtree) else SYMBOLS[action]
+    label = "no changes" if action is Action.NO_OP else action.value.upper()
+    line = f"[{symbol}] {_title(root, kinds)} ({label})"
+    counts = []
+    for kind in (k for k in kinds.values() if k.counted):
+        children = [c for c in plan.children(root.address) if c.kind == kind.name]
+        if children:
+            new = sum(1 for c in children if c.action is Action.CREATE)
+            text = f"{len(children)} {kind.singular if len(children) == 1 else kind.plural}"
+            counts.append(text + (f", {new} new" if new and action is not Action.CREATE else ""))
+    return line + (" - " + "; ".join(counts) if counts else "")
+
+
+def _title(change: Change, kinds: Mapping[str, ResourceKind]) -> str:
+    kind = kinds.get(change.kind)
+    if kind is not None and not kind.named_in_plan:
+        return change.name
+    return f"{kind.singular if kind else change.kind} {_quoted(change.name)}"
+
+
+def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -> str:
+    text = _title(change, kinds)
+    if change.parent and change.parent != root.address:
+        text += f" of {change.parent.removeprefix(root.address + '.')}"
+    if change.drift:
+        return f"{text}: {change.drift}"
+    return text
+
+
+def _symbol(change: Change) -> str:
+    return "!" if change.drift else SYMBOLS[change.action]
+
+
+def _details(change: Change, indent: str) -> list[str]:
+    if change.action is not Action.UPDATE:
+        return []
+    lines = []
+    for field in change.changed_fields():
+        before, after = (change.before or {}).get(field), (change.after or {}).get(field)
+        lines.append(f"{indent}{field}:")
+        lines.append(f"{indent}  - {_shown(before)}")
+        lines.append(f"{indent}  + {_shown(after)}")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 3] + "..."
+
+
+def _quoted(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'

@@ -1,0 +1,1 @@
+"""Built-in resource handlers, registered through the `lettafleet` entry-point group."""

@@ -1,0 +1,143 @@
+"""Isolated blocks: per-conversation copies of an agent's blocks (`isolated_blocks: [label]`).
+
+Letta makes the copies only when a conversation is created, so they ride along in that request. A conversation
+that exists with other copies than declared is reported as drift: it cannot be changed in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from lettafleet.core import (
+    ApplyError,
+    ApplySession,
+    Change,
+    Fleet,
+    LiveReader,
+    Problem,
+    Resource,
+    ResourceKind,
+    SchemaFragment,
+    address_of,
+    compare,
+    hookimpl,
+    string_list,
+)
+from lettafleet.plugins.server_reads import agents_by_name, blocks_by_id, conversations_by_agent
+
+KIND = "isolated_block"
+
+
+@hookimpl
+def lettafleet_kinds() -> Iterable[ResourceKind]:
+    return [ResourceKind(KIND, "isolated blocks", "a conversation's own copy of one of its agent's blocks")]
+
+
+@hookimpl
+def lettafleet_schema() -> Iterable[SchemaFragment]:
+    return [SchemaFragment({"isolated_blocks": string_list()}, at=("agents", "conversations"))]
+
+
+@hookimpl
+def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
+    problems = []
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        labels = [block["name"] for block in agent.get("memory_blocks", [])] + list(agent.get("shared_blocks", []))
+        for conversation_index, conversation in enumerate(agent.get("conversations", [])):
+            seen: set[str] = set()
+            for index, label in enumerate(conversation.get("isolated_blocks", [])):
+                at = ("agents", agent_index, "conversations", conversation_index, "isolated_blocks", index)
+                if label not in labels:
+                    problems.append(Problem(at, f"isolated block '{label}' is not a block of agent '{agent['name']}'",
+                                            f"the agent's blocks are: {', '.join(sorted(set(labels))) or 'none'}"))
+                elif label in seen:
+                    problems.append(Problem(at, f"isolated block '{label}' is listed twice", "list each label once"))
+                seen.add(label)
+    return problems
+
+
+@hookimpl
+def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        agent_address = address_of("agent", agent["name"])
+        own = {block["name"] for block in agent.get("memory_blocks", [])}
+        for conversation_index, conversation in enumerate(agent.get("conversations", [])):
+            conversation_address = address_of("conversation", conversation["summary"], agent_address)
+            for index, label in enumerate(conversation.get("isolated_blocks", [])):
+                source_block = address_of("block" if label in own else "shared_block", label, agent_address)
+                yield Resource(address_of(KIND, label, conversation_address), KIND, label, {"isolated": True},
+                               parent=conversation_address, depends_on=(source_block,),
+                               source=("agents", agent_index, "conversations", conversation_index,
+                                       "isolated_blocks", index))
+
+
+@hookimpl
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
+    """For every declared conversation that exists: its copies, and a 'missing' entry for each declared label
+    it lacks, so the diff can tell a conversation to create from one that exists without its copy."""
+    mine = [resource for resource in desired if resource.kind == KIND]
+    declared_conversations = {resource.parent for resource in mine}
+    if not mine:
+        return []
+    found: list[Resource] = []
+    by_agent = conversations_by_agent(reader)
+    blocks = None
+    for name, agent in agents_by_name(reader).items():
+        agent_address = address_of("agent", name)
+        for conversation in by_agent.get(agent["id"], []):
+            conversation_address = address_of("conversation", conversation.get("summary") or "", agent_address)
+            if conversation_address not in declared_conversations:
+                continue
+            blocks = blocks if blocks is not None else blocks_by_id(reader)
+            copies = {blocks[block_id].get("label"): block_id for block_id in conversation.get("isolated_block_ids")
+                      or [] if block_id in blocks}
+            declared = {r.name for r in mine if r.parent == conversation_address}
+            for label in sorted(set(copies) | declared):
+                found.append(Resource(address_of(KIND, label, conversation_address), KIND, label,
+                                      {"isolated": label in copies}, parent=conversation_address,
+                                      id=copies.get(label)))
+            declared_conversations.discard(conversation_address)  # the oldest with this summary is the one
+    return found
+
+
+@hookimpl
+def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change | None:
+    model = desired or live
+    if model is None or model.kind != KIND:
+        return None
+    change = compare(desired, live)
+    if desired is not None and live is not None and not live.attributes["isolated"]:
+        return replace(change, drift=(
+            "the conversation exists without an isolated copy of this block; Letta makes copies only when a "
+            "conversation is created. To get one, delete the conversation (its messages go with it) and apply again"))
+    if desired is None and live is not None:
+        return replace(change, drift=(
+            "the conversation has an isolated copy of this block that the fleet does not declare; it cannot be "
+            "removed in place"))
+    return change
+
+
+@hookimpl
+def lettafleet_ride_along(parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+                          ) -> Callable[[Mapping[str, Any]], str | None] | None:
+    if child.kind != KIND:
+        return None
+    labels = request.setdefault("isolated_block_labels", [])
+    labels.append(child.name)
+
+    def check(answer: Mapping[str, Any]) -> str | None:
+        if len(answer.get("isolated_block_ids") or []) >= len(labels):
+            return None
+        return (f"the server created conversation '{parent.name}' without an isolated copy of '{child.name}': "
+                "it ignores isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)")
+
+    return check
+
+
+@hookimpl
+def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+    if change.kind != KIND:
+        return None
+    raise ApplyError(f"{change.address}: an isolated block can only be made together with its conversation")

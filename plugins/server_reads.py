@@ -1,0 +1,51 @@
+"""How the built-in plugins read the server: a few shared, paginated list calls for the whole fleet.
+
+Every plugin reads through these functions, so the reader's cache turns all their reads into one request
+per collection page, whatever the number of agents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lettafleet.core import LiveReader
+
+MANAGED_BY = "lettafleet"
+# Without `include`, Letta returns every relation of an agent (tools too). Naming the two the plugins use keeps
+# pages small; Letta 0.16.8 then returns exactly these.
+AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
+
+
+def managed_metadata(**fields: Any) -> dict[str, Any]:
+    """The metadata lettafleet puts on what it creates, so later work can tell its own resources apart."""
+    return {"managed_by": MANAGED_BY, **fields}
+
+
+def is_managed(item: dict[str, Any]) -> bool:
+    return (item.get("metadata") or {}).get("managed_by") == MANAGED_BY
+
+
+def agents_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
+    """Live agents by name. Letta allows two agents with one name: the one lettafleet manages wins, then the oldest."""
+    found: dict[str, dict[str, Any]] = {}
+    for agent in reader.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc"):
+        name = agent["name"]
+        if name not in found or (is_managed(agent) and not is_managed(found[name])):
+            found[name] = agent
+    return found
+
+
+def all_blocks(reader: LiveReader) -> list[dict[str, Any]]:
+    return reader.list_all("/v1/blocks/", order="asc")
+
+
+def blocks_by_id(reader: LiveReader) -> dict[str, dict[str, Any]]:
+    return {block["id"]: block for block in all_blocks(reader)}
+
+
+def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+    """Every conversation on the server, grouped by agent id, oldest first."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for conversation in reader.list_all("/v1/conversations/", order="asc"):
+        grouped.setdefault(conversation["agent_id"], []).append(conversation)
+    return grouped
