@@ -16,6 +16,7 @@ from typing import Any
 from lettafleet.core.diagnostics import Path
 
 PLAN_FORMAT_VERSION = "1.0"
+SENSITIVE = "(sensitive)"
 
 
 class Action(enum.StrEnum):
@@ -46,6 +47,7 @@ class Resource:
     depends_on: tuple[str, ...] = ()
     id: str | None = None
     source: Path = ()
+    sensitive: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Change:
     id: str | None = None
     drift: str | None = None
     detail: str = ""
+    sensitive: frozenset[str] = frozenset()
 
     @property
     def changes_something(self) -> bool:
@@ -77,19 +80,28 @@ class Change:
         before, after = self.before or {}, self.after or {}
         return [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        """The change as JSON; attributes marked sensitive read `(sensitive)` unless `reveal` (for hashing)."""
         data: dict[str, Any] = {
             "address": self.address,
             "kind": self.kind,
             "action": self.action.value,
-            "before": _plain(self.before),
-            "after": _plain(self.after),
+            "before": self._shown(self.before, reveal),
+            "after": self._shown(self.after, reveal),
         }
         if self.parent:
             data["parent"] = self.parent
         if self.drift:
             data["drift"] = self.drift
+        if self.sensitive:
+            data["sensitive"] = sorted(self.sensitive)
         return data
+
+    def _shown(self, values: Mapping[str, Any] | None, reveal: bool) -> Any:
+        if values is None:
+            return None
+        return {key: SENSITIVE if key in self.sensitive and not reveal else _plain(value)
+                for key, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -134,8 +146,9 @@ class Plan:
 
     @property
     def sha256(self) -> str:
-        """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them."""
-        body = [change.to_json() for change in self.changes]
+        """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them.
+        Sensitive values count (a changed secret changes the hash) without being shown."""
+        body = [change.to_json(reveal=True) for change in self.changes]
         text = json.dumps({"fleet": self.fleet, "changes": body}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -74,6 +74,7 @@ def compare(
         depends_on=desired.depends_on if desired else (),
         id=live.id if live else None,
         detail=detail,
+        sensitive=desired.sensitive if desired else frozenset(),
     )
 
 

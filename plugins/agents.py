@@ -62,7 +62,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
     agent = {
         "name": string(required=True, regex=NAME_PATTERN),
         "description": string(),
-        "system_prompt": {"type": "dict", "required": True, "schema": text_source()},
+        "system_prompt": {"type": "dict", "required": True,
+                          "schema": {**text_source(), "sensitive": {"type": "boolean", "coerce": "boolean"}}},
         "llm_config": {"type": "dict", "required": True, "schema": llm_config},
         "embedding": string(empty=False, excludes="embedding_config"),
         "embedding_config": {"type": "dict", "excludes": "embedding", "schema": embedding_config},
@@ -98,6 +99,7 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
             name=agent["name"],
             attributes=_desired_attributes(fleet, agent),
             source=("agents", index),
+            sensitive=frozenset({"system"}) if agent["system_prompt"].get("sensitive") else frozenset(),
         )
 
 

@@ -55,6 +55,7 @@ def _block_fields() -> dict[str, Any]:
         "description": string(),
         "limit": integer(min=1),
         "agent_owned": boolean(default=True),
+        "sensitive": boolean(default=False),  # the value is masked in every plan output
         **text_source(),
     }
 
@@ -117,17 +118,21 @@ def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...])
 def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
     for index, block in enumerate(fleet.data.get("shared_blocks", [])):
         yield Resource(address_of(SHARED, block["name"]), SHARED, block["name"], _block_attributes(fleet, block),
-                       source=("shared_blocks", index))
+                       source=("shared_blocks", index), sensitive=_sensitive(block))
     for agent_index, agent in enumerate(fleet.data["agents"]):
         agent_address = address_of("agent", agent["name"])
         for index, block in enumerate(agent.get("memory_blocks", [])):
             yield Resource(address_of(BLOCK, block["name"], agent_address), BLOCK, block["name"],
                            _block_attributes(fleet, block), parent=agent_address,
-                           source=("agents", agent_index, "memory_blocks", index))
+                           source=("agents", agent_index, "memory_blocks", index), sensitive=_sensitive(block))
         for index, name in enumerate(agent.get("shared_blocks", [])):
             yield Resource(address_of(SHARED, name, agent_address), ATTACHMENT, name, {"attached": True},
                            parent=agent_address, depends_on=(address_of(SHARED, name),),
                            source=("agents", agent_index, "shared_blocks", index))
+
+
+def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset({"value"}) if block.get("sensitive") else frozenset()
 
 
 def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, Any]:

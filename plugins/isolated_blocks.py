@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
+    Action,
     ApplyError,
     ApplySession,
     Change,
@@ -109,11 +110,11 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
         return None
     change = compare(desired, live)
     if desired is not None and live is not None and not live.attributes["isolated"]:
-        return replace(change, drift=(
+        return replace(change, action=Action.NO_OP, drift=(
             "the conversation exists without an isolated copy of this block; Letta makes copies only when a "
             "conversation is created. To get one, delete the conversation (its messages go with it) and apply again"))
     if desired is None and live is not None:
-        return replace(change, drift=(
+        return replace(change, action=Action.NO_OP, drift=(
             "the conversation has an isolated copy of this block that the fleet does not declare; it cannot be "
             "removed in place"))
     return change

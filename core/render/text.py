@@ -7,7 +7,7 @@ from typing import Any
 
 from lettafleet.core.applying import ApplyReport
 from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.model import SENSITIVE, Action, Change, Plan
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
 VALUE_WIDTH = 100
@@ -77,8 +77,9 @@ def _root_line(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[s
     action = root.action
     if action is Action.NO_OP and any(c.changes_something for c in subtree[1:]):
         action = Action.UPDATE
-    symbol = "!" if action is Action.NO_OP and any(c.drift for c in subtree) else SYMBOLS[action]
-    label = "no changes" if action is Action.NO_OP else action.value.upper()
+    drifted = action is Action.NO_OP and any(c.drift for c in subtree)
+    symbol = "!" if drifted else SYMBOLS[action]
+    label = "DRIFT" if drifted else "no changes" if action is Action.NO_OP else action.value.upper()
     line = f"[{symbol}] {_title(root, kinds)} ({label})"
     counts = []
     for kind in (k for k in kinds.values() if k.counted):
@@ -111,11 +112,13 @@ def _symbol(change: Change) -> str:
 
 
 def _details(change: Change, indent: str) -> list[str]:
-    if change.action is not Action.UPDATE:
+    if change.action is not Action.UPDATE or change.drift:
         return []
     lines = []
     for field in change.changed_fields():
         before, after = (change.before or {}).get(field), (change.after or {}).get(field)
+        if field in change.sensitive:
+            before = after = SENSITIVE
         lines.append(f"{indent}{field}:")
         lines.append(f"{indent}  - {_shown(before)}")
         lines.append(f"{indent}  + {_shown(after)}")
@@ -125,7 +128,10 @@ def _details(change: Change, indent: str) -> list[str]:
 def _shown(value: Any) -> str:
     if value is None:
         return "(none)"
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, list | tuple):
+        text = ", ".join(map(str, value)) or "(none)"
+    else:
+        text = value if isinstance(value, str) else str(value)
     text = text.replace("\n", "\\n")
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 3] + "..."
 

@@ -1,0 +1,128 @@
+"""Apply runs a plan's changes in dependency order with bounded concurrency, and a failure stops only what
+depends on it. These tests use a throwaway plugin and a client that is never called."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from lettafleet.core import ApplyError, hookimpl
+from lettafleet.core.applying import apply_plan
+from lettafleet.core.client import LettaClient
+from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.plugin_manager import get_plugin_manager
+
+
+class Recorder:
+    """Applies changes of kind `thing` by recording them; fails the addresses it is told to."""
+
+    def __init__(self, failing=(), delay=0.0):
+        self.order: list[str] = []
+        self.failing = set(failing)
+        self.delay = delay
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        if change.kind != "thing":
+            return None
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+            self.order.append(change.address)
+        if change.address in self.failing:
+            raise ApplyError("server said no")
+        session.record_id(change.address, f"id-{change.address}")
+        return {"id": f"id-{change.address}"}
+
+
+def thing(address, action=Action.CREATE, parent=None, depends_on=()):
+    return Change(address, "thing", address, action, None, {"n": 1}, parent=parent, depends_on=depends_on)
+
+
+@pytest.fixture
+def client():
+    with LettaClient("http://127.0.0.1:9") as client:  # never contacted: the recorder does the work
+        yield client
+
+
+def run(changes, recorder, client, parallelism=8):
+    manager = get_plugin_manager(extra_plugins=[recorder])
+    return apply_plan(Plan.build("f", "s", changes), client, manager, parallelism=parallelism)
+
+
+def test_dependencies_and_parents_are_applied_first(client):
+    recorder = Recorder()
+    report = run([thing("a.child", parent="a"), thing("b", depends_on=("a",)), thing("a")], recorder, client)
+    assert report.ok
+    assert recorder.order.index("a") < recorder.order.index("a.child")
+    assert recorder.order.index("a") < recorder.order.index("b")
+
+
+def test_a_failure_skips_its_dependents_and_independent_changes_go_on(client):
+    recorder = Recorder(failing={"a"})
+    report = run([thing("a"), thing("a.child", parent="a"), thing("z")], recorder, client)
+    status = {result.address: result.status for result in report.results}
+    assert status == {"a": "failed", "a.child": "skipped", "z": "applied"}
+    assert "server said no" in next(r.message for r in report.results if r.address == "a")
+    assert "a.child" not in recorder.order
+
+
+def test_no_op_changes_are_not_applied(client):
+    recorder = Recorder()
+    report = run([thing("a", Action.NO_OP)], recorder, client)
+    assert report.results == () and recorder.order == []
+
+
+def test_parallelism_bounds_how_many_changes_run_at_once(client):
+    recorder = Recorder(delay=0.05)
+    report = run([thing(f"t{i}") for i in range(12)], recorder, client, parallelism=3)
+    assert report.ok and len(recorder.order) == 12
+    assert recorder.most_at_once == 3
+
+
+class Rider:
+    """Creates `thing` parents; lets `part` children ride along in the parent's request."""
+
+    def __init__(self, land=True):
+        self.bodies = []
+        self.land = land
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        if change.kind != "thing":
+            return None
+        body = {"name": change.name}
+        session.client.post = lambda path, json=None, **params: (self.bodies.append(json), {"id": "t1"})[1]
+        return session.create(change, "/things/", body)
+
+    @hookimpl
+    def lettafleet_ride_along(self, parent, child, request, session):
+        if child.kind != "part":
+            return None
+        request.setdefault("parts", []).append(child.name)
+        return lambda answer: None if self.land else "the part did not land"
+
+
+def test_children_can_ride_along_in_their_parents_create_request(client):
+    rider = Rider()
+    part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
+    manager = get_plugin_manager(extra_plugins=[rider])
+    report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
+    assert rider.bodies == [{"name": "t", "parts": ["p1"]}]
+    assert {r.address: r.status for r in report.results} == {"t": "applied", "t.part.p1": "applied"}
+
+
+def test_a_rider_that_did_not_land_is_reported_failed(client):
+    rider = Rider(land=False)
+    part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
+    manager = get_plugin_manager(extra_plugins=[rider])
+    report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
+    assert [(r.address, r.message) for r in report.failed] == [("t.part.p1", "the part did not land")]

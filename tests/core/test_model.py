@@ -1,0 +1,48 @@
+"""Plans are values: stable hashes, versioned JSON, quoted addresses, masked secrets."""
+
+from __future__ import annotations
+
+from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Change, Plan, address_of
+
+
+def change(address="agent.a", action=Action.CREATE, after=None, **extra) -> Change:
+    return Change(address=address, kind="agent", name=address.rsplit(".", 1)[-1], action=action, before=None,
+                  after=after if after is not None else {"system": "hi"}, **extra)
+
+
+def test_addresses_quote_names_that_are_not_plain_words():
+    agent = address_of("agent", "support-agent")
+    assert agent == "agent.support-agent"
+    assert address_of("conversation", "Ticket #101", agent) == 'agent.support-agent.conversation["Ticket #101"]'
+
+
+def test_the_plan_hash_ignores_order_and_server_url_but_not_content():
+    one = Plan.build("fleet.yaml", "http://a", [change("agent.a"), change("agent.b")])
+    same = Plan.build("fleet.yaml", "http://b", [change("agent.b"), change("agent.a")])
+    other = Plan.build("fleet.yaml", "http://a", [change("agent.a"), change("agent.b", after={"system": "yo"})])
+    assert one.sha256 == same.sha256
+    assert one.sha256 != other.sha256
+
+
+def test_plan_json_is_versioned_and_lists_every_change():
+    plan = Plan.build("fleet.yaml", "http://a", [change(), change("agent.b", Action.NO_OP, after={})])
+    document = plan.to_json()
+    assert document["format_version"] == PLAN_FORMAT_VERSION
+    assert document["has_changes"] is True
+    assert [c["action"] for c in document["changes"]] == ["create", "no-op"]
+    assert document["summary"] == {"agent": {"create": 1, "no-op": 1}}
+    assert document["sha256"] == plan.sha256
+
+
+def test_sensitive_values_are_masked_in_json_but_still_change_the_hash():
+    secret = change(after={"value": "hunter2", "limit": 10}, sensitive=frozenset({"value"}))
+    other_secret = change(after={"value": "hunter3", "limit": 10}, sensitive=frozenset({"value"}))
+    shown = secret.to_json()
+    assert shown["after"] == {"value": "(sensitive)", "limit": 10}
+    assert "hunter2" not in str(Plan.build("f", "s", [secret]).to_json())
+    assert Plan.build("f", "s", [secret]).sha256 != Plan.build("f", "s", [other_secret]).sha256
+
+
+def test_changed_fields_lists_only_differences():
+    update = Change("agent.a", "agent", "a", Action.UPDATE, before={"x": 1, "y": 2}, after={"x": 1, "y": 3})
+    assert update.changed_fields() == ["y"]

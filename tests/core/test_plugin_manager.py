@@ -1,0 +1,129 @@
+"""The plugin surface: built-ins load through the entry-point group, and a third-party plugin can add a kind."""
+
+from __future__ import annotations
+
+import pytest
+import respx
+
+from lettafleet.core import (
+    PluginCommand,
+    Resource,
+    ResourceKind,
+    SchemaFragment,
+    address_of,
+    hookimpl,
+    mapping_list,
+    string,
+)
+from lettafleet.core.client import LettaClient
+from lettafleet.core.planning import plan_fleet
+from lettafleet.core.plugin_manager import PluginError, fleet_schema, get_plugin_manager, resource_kinds
+from lettafleet.core.render.text import render_plan
+from lettafleet.core.validation import load_fleet
+
+BASE = "http://letta.test"
+
+
+def test_the_built_in_plugins_load_through_the_entry_point_group():
+    manager = get_plugin_manager()
+    assert {"agents", "blocks", "conversations", "isolated_blocks"} <= {name for name, _ in
+                                                                        manager.list_name_plugin()}
+    assert {"agent", "block", "shared_block", "conversation", "isolated_block"} <= set(resource_kinds(manager))
+
+
+class Notes:
+    """A throwaway plugin: a top-level `notes:` list, each note a resource of a new kind."""
+
+    @hookimpl
+    def lettafleet_kinds(self):
+        return [ResourceKind("note", "notes")]
+
+    @hookimpl
+    def lettafleet_schema(self):
+        return [SchemaFragment({"notes": mapping_list({"name": string(required=True), "text": string()})})]
+
+    @hookimpl
+    def lettafleet_desired(self, fleet):
+        for note in fleet.data.get("notes", []):
+            yield Resource(address_of("note", note["name"]), "note", note["name"], {"text": note["text"]})
+
+    @hookimpl
+    def lettafleet_read_live(self, reader, desired):
+        return [Resource("note.old", "note", "old", {"text": "before"}, id="n1")]
+
+
+@respx.mock
+def test_a_throwaway_plugin_with_a_new_kind_shows_in_the_plan(write_fleet):
+    respx.get(f"{BASE}/v1/models/").respond(json=[{"handle": "letta/letta-free"}])
+    respx.get(url__startswith=f"{BASE}/v1/").respond(json=[])
+    path = write_fleet("""
+        notes:
+          - name: fresh
+            text: hello
+          - name: old
+            text: after
+        agents:
+          - name: a
+            llm_config: {model: letta/letta-free, context_window: 8000}
+            system_prompt: {value: hi}
+    """)
+    manager = get_plugin_manager(extra_plugins=[Notes()])
+    fleet = load_fleet(path, manager)
+    with LettaClient(BASE) as client:
+        plan = plan_fleet(fleet, client, manager)
+    actions = {change.address: change.action.value for change in plan.changes}
+    assert actions == {"agent.a": "create", "note.fresh": "create", "note.old": "update"}
+    text = render_plan(plan, resource_kinds(manager))
+    assert "[+] note fresh (CREATE)" in text
+    assert "[~] note old (UPDATE)" in text and "  - before" in text and "  + after" in text
+
+
+def test_without_the_plugin_its_keys_are_unknown(write_fleet, manager):
+    from lettafleet.core.diagnostics import FleetError
+
+    path = write_fleet("""
+        notes: []
+        agents:
+          - name: a
+            llm_config: {model: letta/letta-free}
+            system_prompt: {value: hi}
+    """)
+    with pytest.raises(FleetError, match="unknown key 'notes'"):
+        load_fleet(path, manager)
+
+
+def test_a_misspelled_hook_fails_at_start():
+    class Typo:
+        @hookimpl
+        def lettafleet_desierd(self, fleet):
+            return []
+
+    with pytest.raises(Exception, match="lettafleet_desierd"):
+        get_plugin_manager(extra_plugins=[Typo()])
+
+
+def test_two_plugins_defining_one_key_is_an_error():
+    class Clash:
+        @hookimpl
+        def lettafleet_schema(self):
+            return [SchemaFragment({"memory_blocks": string()}, at=("agents",))]
+
+    with pytest.raises(PluginError, match="'memory_blocks' at agents is defined by two plugins"):
+        fleet_schema(get_plugin_manager(extra_plugins=[Clash()]))
+
+
+def test_plugins_can_add_commands_under_verb_groups():
+    import rich_click as click
+
+    @click.command("notes")
+    def notes():
+        """List notes."""
+
+    class Commands:
+        @hookimpl
+        def lettafleet_commands(self):
+            return [PluginCommand(notes, verb="get")]
+
+    manager = get_plugin_manager(extra_plugins=[Commands()])
+    contributed = [item for found in manager.hook.lettafleet_commands() for item in found]
+    assert PluginCommand(notes, verb="get") in contributed
