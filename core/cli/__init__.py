@@ -8,7 +8,6 @@ from lettafleet.core.cli.dev_server import dev_server
 from lettafleet.core.cli.fleet import apply, plan, plugins, validate
 from lettafleet.core.plugin_manager import get_plugin_manager
 
-click.rich_click.USE_MARKDOWN = False
 click.rich_click.SHOW_ARGUMENTS = True
 
 VERB_HELP = {
