@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lettafleet.core.applying import ChangeResult, apply_plan
+from lettafleet.core.client import LettaClient
 from lettafleet.core.command_options import make_client, reports_errors, server_options
 from lettafleet.core.diagnostics import FleetError
 from lettafleet.core.model import Change, Plan
@@ -58,7 +59,8 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
 
 
 def _plan_options(command):  # type: ignore[no-untyped-def]
-    command = click.option("-v", "--verbose", is_flag=True, help="Also list resources that do not change.")(command)
+    command = click.option("-v", "--verbose", is_flag=True,
+                           help="Also list resources that do not change, and count the requests sent.")(command)
     command = click.option("--detailed-exitcode", is_flag=True,
                            help="Exit 0 when nothing changes, 2 when there are changes, 1 on error.")(command)
     command = click.option("-o", "--output", type=OUTPUT, default="text", show_default=True,
@@ -81,6 +83,8 @@ def plan(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, 
     with make_client(base_url) as client:
         the_plan = plan_fleet(fleet, client, manager)
     _show_plan(the_plan, output, verbose, manager)
+    if verbose:
+        _echo_stats(client)
     if out_file:
         out_file.write_text(render_plan_json(the_plan) + "\n", encoding="utf-8")
     if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
@@ -106,6 +110,8 @@ def apply(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool,
         the_plan = plan_fleet(fleet, client, manager)
         if dry_run or not the_plan.has_changes:
             _show_plan(the_plan, output, verbose, manager)
+            if verbose:
+                _echo_stats(client)
             if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
                 sys.exit(2)
             return
@@ -117,6 +123,8 @@ def apply(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool,
         click.echo(render_apply_json(the_plan, report))
     else:
         click.echo(render_report(report))
+    if verbose:
+        _echo_stats(client)
     if not report.ok:
         sys.exit(1)
 
@@ -143,6 +151,11 @@ def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress:
         click.echo(result_line(change, result.status, result.message))
 
     return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=echo)
+
+
+def _echo_stats(client: LettaClient) -> None:
+    by_method = ", ".join(f"{method} {count}" for method, count in sorted(client.stats.by_method.items()))
+    click.echo(f"Requests: {client.stats.total} ({by_method or 'none'})", err=True)
 
 
 def _show_plan(the_plan: Plan, output: str, verbose: bool, manager) -> None:  # type: ignore[no-untyped-def]

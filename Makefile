@@ -1,0 +1,57 @@
+# The two commands the README promises (`make demo`, `make test`) and a few more for developers.
+# Everything installs itself: a venv in .venv for lettafleet; Letta and PostgreSQL in a cache outside the repo.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FLEET := examples/fleet.yaml
+# The dev server's URL, read from its own record (it may not be on 8283 if that port was taken).
+DEV_URL = $$($(BIN)/lettafleet dev-server status --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["base_url"])')
+
+.PHONY: install demo test unit lint format bench dev-up dev-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/lettafleet dev-server up
+	@echo; echo "== 1. validate (offline)"; $(BIN)/lettafleet validate $(FLEET)
+	@echo; echo "== 2. plan"; LETTA_BASE_URL=$(DEV_URL) $(BIN)/lettafleet plan -f $(FLEET)
+	@echo; echo "== 3. apply"; LETTA_BASE_URL=$(DEV_URL) $(BIN)/lettafleet apply -f $(FLEET)
+	@echo; echo "== 4. plan again: nothing left to do (exit code 0 with --detailed-exitcode)"; \
+	  LETTA_BASE_URL=$(DEV_URL) $(BIN)/lettafleet plan -f $(FLEET) --detailed-exitcode
+	@echo; echo "The dev server is still running: export LETTA_BASE_URL=$(DEV_URL) to explore;"; \
+	  echo "stop it with: $(BIN)/lettafleet dev-server down"
+
+test: install
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/lettafleet dev-server up
+	$(BIN)/python benchmarks/fleet_benchmark.py --sizes 10,200,500
+
+dev-up: install
+	$(BIN)/lettafleet dev-server up
+
+dev-down: install
+	$(BIN)/lettafleet dev-server down
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache benchmarks/results

@@ -1,0 +1,164 @@
+"""Benchmark plan and apply on generated fleets against a Letta dev server.
+
+For each size N: a fleet of N agents (3 memory blocks, 2 conversations, 1 isolated block each) is planned and
+applied from scratch, planned again (no changes), applied again (must write nothing), then 10% of the agents
+get a new system prompt and are applied. Each step runs as its own `lettafleet` process, so the figures are
+that process's wall time, requests (counted by lettafleet's client) and peak RSS. Everything the benchmark
+created is deleted at the end.
+
+    python benchmarks/fleet_benchmark.py --sizes 10,200,500 --markdown docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lettafleet.core import devserver
+from lettafleet.core.client import LettaClient
+
+LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
+REQUESTS = re.compile(r"^Requests: (\d+) \((.*)\)$", re.MULTILINE)
+
+
+@dataclass
+class Step:
+    size: int
+    step: str
+    seconds: float
+    requests: int
+    by_method: str
+    peak_rss_mb: float
+    exit_code: int
+
+
+def write_fleet(directory: Path, size: int, prompt_version: int = 1, changed: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["agents:"]
+    for index in range(size):
+        version = prompt_version + 1 if index < changed else prompt_version
+        lines += [
+            f"  - name: bench-{size}-{index:04d}",
+            f'    description: "Benchmark agent {index}"',
+            "    llm_config: {model: letta/letta-free, context_window: 16000}",
+            "    embedding: letta/letta-free",
+            f'    system_prompt: {{value: "You are benchmark agent {index}, prompt v{version}."}}',
+            "    tags: [bench]",
+            "    memory_blocks:",
+            '      - {name: persona, description: "Who I am", limit: 2000, value: "A helpful agent."}',
+            '      - {name: policy, description: "Synced", limit: 2000, value: "Be brief.", agent_owned: false}',
+            '      - {name: customer_context, description: "Per customer", limit: 2000, value: ""}',
+            "    conversations:",
+            '      - {summary: "Ticket A"}',
+            '      - {summary: "Ticket B", isolated_blocks: [customer_context]}',
+        ]
+    path = directory / "fleet.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_step(size: int, step: str, args: list[str], base_url: str) -> Step:
+    env = {**os.environ, "LETTA_BASE_URL": base_url}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [LETTAFLEET, *args, "-v"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    stderr = process.stderr.read() if process.stderr else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    exit_code = os.waitstatus_to_exitcode(status)
+    match = REQUESTS.search(stderr)
+    if match is None:
+        raise SystemExit(f"{step} at {size} agents printed no request count:\n{stderr[-2000:]}")
+    return Step(
+        size, step, round(seconds, 2), int(match.group(1)), match.group(2), round(usage.ru_maxrss / 1024, 1), exit_code
+    )
+
+
+def cleanup(base_url: str, prefix: str) -> None:
+    with LettaClient(base_url) as client:
+        agents = [
+            a["id"] for a in client.list_all("/v1/agents/", include=["agent.tags"]) if a["name"].startswith(prefix)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda agent_id: client.delete(f"/v1/agents/{agent_id}"), agents))
+        blocks = [
+            b["id"]
+            for b in client.list_all("/v1/blocks/")
+            if str((b.get("metadata") or {}).get("agent", "")).startswith(prefix)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda block_id: client.delete(f"/v1/blocks/{block_id}"), blocks))
+
+
+def benchmark(size: int, base_url: str, workdir: Path, parallelism: int) -> list[Step]:
+    cleanup(base_url, f"bench-{size}-")
+    fleet = write_fleet(workdir / f"fleet-{size}", size)
+    steps = [
+        run_step(size, "plan (empty server)", ["plan", "-f", str(fleet)], base_url),
+        run_step(size, "apply (create all)", ["apply", "-f", str(fleet), "--parallelism", str(parallelism)], base_url),
+        run_step(size, "plan (no changes)", ["plan", "-f", str(fleet)], base_url),
+        run_step(size, "apply (no changes)", ["apply", "-f", str(fleet)], base_url),
+    ]
+    write_fleet(workdir / f"fleet-{size}", size, changed=max(1, size // 10))
+    steps.append(
+        run_step(size, "apply (10% changed)", ["apply", "-f", str(fleet), "--parallelism", str(parallelism)], base_url)
+    )
+    steps.append(run_step(size, "plan (after change)", ["plan", "-f", str(fleet)], base_url))
+    cleanup(base_url, f"bench-{size}-")
+    return steps
+
+
+def markdown(steps: list[Step], command: str, base_url: str) -> str:
+    rows = [
+        "| agents | step | wall s | requests | by method | peak RSS MB | exit |",
+        "|---:|---|---:|---:|---|---:|---:|",
+    ]
+    rows += [
+        f"| {s.size} | {s.step} | {s.seconds} | {s.requests} | {s.by_method} | {s.peak_rss_mb} | {s.exit_code} |"
+        for s in steps
+    ]
+    tuning = ", ".join(f"{k}={v}" for k, v in devserver.SERVER_TUNING.items())
+    return (
+        f"Command: `{command}`\n\nServer: Letta {devserver.LETTA_VERSION} dev server at {base_url} ({tuning}), "
+        f"{os.cpu_count()} cores.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,200,500", help="comma-separated fleet sizes")
+    parser.add_argument("--base-url", default=os.environ.get("LETTA_BASE_URL"), help="default: the dev server")
+    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    base_url = args.base_url or devserver.status(devserver.DevServerHome.default()).base_url
+    if not base_url:
+        raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
+    steps: list[Step] = []
+    for size in (int(part) for part in args.sizes.split(",")):
+        for step in benchmark(size, base_url, args.workdir, args.parallelism):
+            print(
+                f"{step.size:>4} agents  {step.step:<22} {step.seconds:>7.2f} s  {step.requests:>5} requests "
+                f"({step.by_method})  {step.peak_rss_mb:>6.1f} MB  exit {step.exit_code}",
+                flush=True,
+            )
+            steps.append(step)
+    command = "python benchmarks/fleet_benchmark.py " + " ".join(sys.argv[1:])
+    print()
+    print(markdown(steps, command.strip(), base_url))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(step) for step in steps], indent=2))
+
+
+if __name__ == "__main__":
+    main()
