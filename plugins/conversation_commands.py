@@ -1,0 +1,1 @@
+"""Placeholder until the command plugin lands: contributes no commands yet."""
