@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
-    base_url = args.base_url or devserver.status(devserver.DevServerHome.default()).base_url
+    base_url = args.base_url or devserver.status().base_url
     if not base_url:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     steps: list[Step] = []

@@ -1,0 +1,46 @@
+"""Integration tests run against a real Letta dev server, started once per test session when none is running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lettafleet.core import devserver
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely."""
+    for item in items:
+        # This hook sees the whole session's items, not only those below this folder.
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def letta_server() -> Iterator[str]:
+    """The base URL of a running dev server.
+
+    A dev server that is already running (`lettafleet dev-server up`) is reused and left running; otherwise one
+    is started on a free port for this session and stopped at its end. The first start installs Letta (1-2 min).
+    """
+    home = devserver.DevServerHome.default()
+    running = devserver.status(home=home)
+    if running.running and running.base_url:
+        yield running.base_url
+        return
+    started = devserver.up(0, home=home, progress=devserver.PlainProgress())
+    assert started.base_url is not None
+    try:
+        yield started.base_url
+    finally:
+        devserver.down(home=home, progress=devserver.SilentProgress())
+
+
+@pytest.fixture(scope="session")
+def letta_base_url(letta_server: str) -> str:
+    """Alias of `letta_server`, for tests that read better with it."""
+    return letta_server
