@@ -63,6 +63,14 @@ def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Ite
 
 
 @hookspec
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """Called when planning, before any read. Returns the collections (path, query parameters) this plugin's
+    `lettafleet_read_live` will list for these desired resources. Core reads them all at once, concurrently,
+    so the reads of every plugin cost one round of requests rather than one after another.
+    """
+
+
+@hookspec
 def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
     """Called when planning. Returns the live resources of this plugin's kinds that the desired ones match,
     with the same addresses and their server ids. Read with the reader's list calls: they are paginated and

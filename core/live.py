@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lettafleet.core.client import LettaClient
@@ -12,11 +13,21 @@ from lettafleet.core.client import LettaClient
 class LiveReader:
     """Memoized reads for one plan. Two plugins asking for the same collection cost one paginated read."""
 
-    def __init__(self, client: LettaClient) -> None:
+    def __init__(self, client: LettaClient, concurrency: int = 4) -> None:
         self.client = client
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lettafleet-read")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def prefetch(self, *collections: tuple[str, dict[str, Any]]) -> None:
+        """Start reading these collections in the background, together; a later `list_all` of one of them
+        waits for its result instead of sending the request again."""
+        for path, params in collections:
+            self._pool.submit(self.list_all, path, **params)
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
         return self._once(("list", path, _frozen(params)), lambda: self.client.list_all(path, **params))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pluggy
@@ -19,20 +20,37 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: pluggy.PluginManager)
     """Read the server and compute every change apply would make. Writes nothing."""
     desired = desired_resources(fleet, manager)
     reader = LiveReader(client)
-    problems = [problem for found in manager.hook.lettafleet_preflight(reader=reader, desired=desired)
-                for problem in found]
+    reader.prefetch(
+        *{
+            (path, _frozen_params(params)): (path, params)
+            for found in manager.hook.lettafleet_live_reads(desired=desired)
+            for path, params in found
+        }.values()
+    )
+    # The preflight's reads and the state's reads are independent: send them together. Reading is harmless
+    # even when the preflight then stops the plan.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        preflight = background.submit(_collect, manager.hook.lettafleet_preflight, reader, desired)
+        found_live = _collect(manager.hook.lettafleet_read_live, reader, desired)
+        problems = preflight.result()
+    reader.close()
     if problems:
         raise FleetError(locate(fleet.document, problems))
-    live = _by_address(
-        (resource for found in manager.hook.lettafleet_read_live(reader=reader, desired=desired) for resource in found),
-        "live",
-    )
+    live = _by_address(found_live, "live")
     wanted = _by_address(desired, "desired")
     changes = []
     for address in sorted(set(wanted) | set(live)):
         pair = {"desired": wanted.get(address), "live": live.get(address)}
         changes.append(manager.hook.lettafleet_diff(**pair) or compare(**pair))
     return Plan.build(fleet=str(fleet.path), server=client.base_url, changes=changes)
+
+
+def _frozen_params(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((key, repr(value)) for key, value in params.items()))
+
+
+def _collect(hook: Any, reader: LiveReader, desired: list[Resource]) -> list[Any]:
+    return [item for found in hook(reader=reader, desired=desired) for item in found]
 
 
 def desired_resources(fleet: Fleet, manager: pluggy.PluginManager) -> list[Resource]:

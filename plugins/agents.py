@@ -24,15 +24,26 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
-from lettafleet.plugins.server_reads import agents_by_name, managed_metadata
+from lettafleet.plugins.server_reads import AGENTS, agents_by_name, managed_metadata
 
 KIND = "agent"
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 # llm_config keys beyond the handle and context window; given any of them, the whole config goes to the server.
-ENDPOINT_FIELDS = ("model_endpoint_type", "model_endpoint", "provider_name", "max_tokens", "temperature",
-                   "put_inner_thoughts_in_kwargs")
-EMBEDDING_FIELDS = ("embedding_endpoint_type", "embedding_endpoint", "embedding_model", "embedding_dim",
-                    "embedding_chunk_size")
+ENDPOINT_FIELDS = (
+    "model_endpoint_type",
+    "model_endpoint",
+    "provider_name",
+    "max_tokens",
+    "temperature",
+    "put_inner_thoughts_in_kwargs",
+)
+EMBEDDING_FIELDS = (
+    "embedding_endpoint_type",
+    "embedding_endpoint",
+    "embedding_model",
+    "embedding_dim",
+    "embedding_chunk_size",
+)
 
 
 @hookimpl
@@ -62,15 +73,21 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
     agent = {
         "name": string(required=True, regex=NAME_PATTERN),
         "description": string(),
-        "system_prompt": {"type": "dict", "required": True,
-                          "schema": {**text_source(), "sensitive": {"type": "boolean", "coerce": "boolean"}}},
+        "system_prompt": {
+            "type": "dict",
+            "required": True,
+            "schema": {**text_source(), "sensitive": {"type": "boolean", "coerce": "boolean"}},
+        },
         "llm_config": {"type": "dict", "required": True, "schema": llm_config},
         "embedding": string(empty=False, excludes="embedding_config"),
         "embedding_config": {"type": "dict", "excludes": "embedding", "schema": embedding_config},
         "tags": string_list(),
     }
-    return [SchemaFragment({"agents": {"type": "list", "required": True, "minlength": 1,
-                                       "schema": {"type": "dict", "schema": agent}}})]
+    return [
+        SchemaFragment(
+            {"agents": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "dict", "schema": agent}}}
+        )
+    ]
 
 
 @hookimpl
@@ -80,8 +97,13 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     for index, agent in enumerate(fleet.data["agents"]):
         at = ("agents", index)
         if agent["name"] in seen:
-            problems.append(Problem((*at, "name"), f"agent name '{agent['name']}' is used twice "
-                                    f"(first by agents[{seen[agent['name']]}])", "agent names must be unique"))
+            problems.append(
+                Problem(
+                    (*at, "name"),
+                    f"agent name '{agent['name']}' is used twice (first by agents[{seen[agent['name']]}])",
+                    "agent names must be unique",
+                )
+            )
         seen.setdefault(agent["name"], index)
         problems.extend(fleet.text_problems(agent["system_prompt"], (*at, "system_prompt")))
         for tag in agent.get("tags", []):
@@ -127,18 +149,31 @@ def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Ite
         for agent in agents:
             handle = agent.attributes.get("model")
             if handle and handle not in offered:
-                problems.append(Problem((*agent.source, "llm_config", "model"),
-                                        f"model handle '{handle}' is not offered by {reader.client.base_url}",
-                                        f"use one of: {', '.join(offered) or 'none registered'}"))
+                problems.append(
+                    Problem(
+                        (*agent.source, "llm_config", "model"),
+                        f"model handle '{handle}' is not offered by {reader.client.base_url}",
+                        f"use one of: {', '.join(offered) or 'none registered'}",
+                    )
+                )
     if any("embedding" in agent.attributes for agent in agents):
         offered = sorted(m["handle"] for m in reader.get("/v1/models/embedding") if m.get("handle"))
         for agent in agents:
             handle = agent.attributes.get("embedding")
             if handle and handle not in offered:
-                problems.append(Problem((*agent.source, "embedding"),
-                                        f"embedding handle '{handle}' is not offered by {reader.client.base_url}",
-                                        f"use one of: {', '.join(offered) or 'none registered'}"))
+                problems.append(
+                    Problem(
+                        (*agent.source, "embedding"),
+                        f"embedding handle '{handle}' is not offered by {reader.client.base_url}",
+                        f"use one of: {', '.join(offered) or 'none registered'}",
+                    )
+                )
     return problems
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return [AGENTS] if any(resource.kind == KIND for resource in desired) else []
 
 
 @hookimpl

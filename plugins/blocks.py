@@ -31,7 +31,7 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
-from lettafleet.plugins.server_reads import agents_by_name, all_blocks, is_managed, managed_metadata
+from lettafleet.plugins.server_reads import AGENTS, BLOCKS, agents_by_name, all_blocks, is_managed, managed_metadata
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -64,8 +64,9 @@ def _block_fields() -> dict[str, Any]:
 def lettafleet_schema() -> Iterable[SchemaFragment]:
     return [
         SchemaFragment({"shared_blocks": mapping_list(_block_fields())}),
-        SchemaFragment({"memory_blocks": mapping_list(_block_fields()), "shared_blocks": string_list()},
-                       at=("agents",)),
+        SchemaFragment(
+            {"memory_blocks": mapping_list(_block_fields()), "shared_blocks": string_list()}, at=("agents",)
+        ),
     ]
 
 
@@ -76,8 +77,13 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     for index, block in enumerate(fleet.data.get("shared_blocks", [])):
         at = ("shared_blocks", index)
         if block["name"] in shared_names:
-            problems.append(Problem((*at, "name"), f"shared block '{block['name']}' is declared twice",
-                                    "shared block names must be unique"))
+            problems.append(
+                Problem(
+                    (*at, "name"),
+                    f"shared block '{block['name']}' is declared twice",
+                    "shared block names must be unique",
+                )
+            )
         shared_names.add(block["name"])
         problems.extend(_block_problems(fleet, block, at))
     for agent_index, agent in enumerate(fleet.data["agents"]):
@@ -85,19 +91,34 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
         for index, block in enumerate(agent.get("memory_blocks", [])):
             at = ("agents", agent_index, "memory_blocks", index)
             if block["name"] in labels:
-                problems.append(Problem((*at, "name"), f"block label '{block['name']}' is used twice by agent "
-                                        f"'{agent['name']}'", "labels must be unique within an agent"))
+                problems.append(
+                    Problem(
+                        (*at, "name"),
+                        f"block label '{block['name']}' is used twice by agent '{agent['name']}'",
+                        "labels must be unique within an agent",
+                    )
+                )
             labels.add(block["name"])
             problems.extend(_block_problems(fleet, block, at))
         for index, name in enumerate(agent.get("shared_blocks", [])):
             at = ("agents", agent_index, "shared_blocks", index)
             if name not in shared_names:
                 known = ", ".join(sorted(shared_names)) or "none declared"
-                problems.append(Problem(at, f"shared block '{name}' is not declared under the top-level "
-                                        f"shared_blocks", f"declared shared blocks: {known}"))
+                problems.append(
+                    Problem(
+                        at,
+                        f"shared block '{name}' is not declared under the top-level shared_blocks",
+                        f"declared shared blocks: {known}",
+                    )
+                )
             elif name in labels:
-                problems.append(Problem(at, f"agent '{agent['name']}' already has a block labelled '{name}'",
-                                        "labels must be unique within an agent"))
+                problems.append(
+                    Problem(
+                        at,
+                        f"agent '{agent['name']}' already has a block labelled '{name}'",
+                        "labels must be unique within an agent",
+                    )
+                )
             labels.add(name)
     return problems
 
@@ -109,26 +130,49 @@ def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...])
     length = len(fleet.text(block))
     if length > block["limit"]:
         where = (*at, "from_file") if "from_file" in block else (*at, "value")
-        problems.append(Problem(where, f"block '{block['name']}' value is {length} characters, over its limit of "
-                                f"{block['limit']}", "shorten the value or raise `limit`"))
+        problems.append(
+            Problem(
+                where,
+                f"block '{block['name']}' value is {length} characters, over its limit of {block['limit']}",
+                "shorten the value or raise `limit`",
+            )
+        )
     return problems
 
 
 @hookimpl
 def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
     for index, block in enumerate(fleet.data.get("shared_blocks", [])):
-        yield Resource(address_of(SHARED, block["name"]), SHARED, block["name"], _block_attributes(fleet, block),
-                       source=("shared_blocks", index), sensitive=_sensitive(block))
+        yield Resource(
+            address_of(SHARED, block["name"]),
+            SHARED,
+            block["name"],
+            _block_attributes(fleet, block),
+            source=("shared_blocks", index),
+            sensitive=_sensitive(block),
+        )
     for agent_index, agent in enumerate(fleet.data["agents"]):
         agent_address = address_of("agent", agent["name"])
         for index, block in enumerate(agent.get("memory_blocks", [])):
-            yield Resource(address_of(BLOCK, block["name"], agent_address), BLOCK, block["name"],
-                           _block_attributes(fleet, block), parent=agent_address,
-                           source=("agents", agent_index, "memory_blocks", index), sensitive=_sensitive(block))
+            yield Resource(
+                address_of(BLOCK, block["name"], agent_address),
+                BLOCK,
+                block["name"],
+                _block_attributes(fleet, block),
+                parent=agent_address,
+                source=("agents", agent_index, "memory_blocks", index),
+                sensitive=_sensitive(block),
+            )
         for index, name in enumerate(agent.get("shared_blocks", [])):
-            yield Resource(address_of(SHARED, name, agent_address), ATTACHMENT, name, {"attached": True},
-                           parent=agent_address, depends_on=(address_of(SHARED, name),),
-                           source=("agents", agent_index, "shared_blocks", index))
+            yield Resource(
+                address_of(SHARED, name, agent_address),
+                ATTACHMENT,
+                name,
+                {"attached": True},
+                parent=agent_address,
+                depends_on=(address_of(SHARED, name),),
+                source=("agents", agent_index, "shared_blocks", index),
+            )
 
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
@@ -136,8 +180,17 @@ def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
 
 
 def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, Any]:
-    return attributes(value=fleet.text(block), description=block.get("description"), limit=block.get("limit"),
-                      agent_owned=block["agent_owned"])
+    return attributes(
+        value=fleet.text(block),
+        description=block.get("description"),
+        limit=block.get("limit"),
+        agent_owned=block["agent_owned"],
+    )
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return [AGENTS, BLOCKS] if any(resource.kind in (BLOCK, SHARED, ATTACHMENT) for resource in desired) else []
 
 
 @hookimpl
@@ -159,12 +212,14 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
             own = address_of(BLOCK, label, agent_address)
             link = address_of(SHARED, label, agent_address)
             if own in wanted:
-                found.append(Resource(own, BLOCK, label, _live_block_attributes(block), parent=agent_address,
-                                      id=block["id"]))
+                found.append(
+                    Resource(own, BLOCK, label, _live_block_attributes(block), parent=agent_address, id=block["id"])
+                )
                 attached_addresses.add(own)
             elif link in wanted and label in shared and shared[label]["id"] == block["id"]:
-                found.append(Resource(link, ATTACHMENT, label, {"attached": True}, parent=agent_address,
-                                      id=block["id"]))
+                found.append(
+                    Resource(link, ATTACHMENT, label, {"attached": True}, parent=agent_address, id=block["id"])
+                )
     found.extend(_unattached_own_blocks(reader, wanted, attached_addresses))
     return found
 
@@ -179,8 +234,7 @@ def _live_shared_blocks(reader: LiveReader, names: set[str]) -> dict[str, dict[s
     return found
 
 
-def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], attached: set[str]
-                           ) -> list[Resource]:
+def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], attached: set[str]) -> list[Resource]:
     """Blocks lettafleet made for an agent but never attached (an apply stopped between the two): reused, not
     made again."""
     missing = {address for address, resource in wanted.items() if resource.kind == BLOCK} - attached
@@ -191,9 +245,14 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
             continue
         address = address_of(BLOCK, block.get("label") or "", address_of("agent", metadata["agent"]))
         if address in missing and address not in found:
-            found[address] = Resource(address, BLOCK, block["label"],
-                                      {**_live_block_attributes(block), "attached": False},
-                                      parent=wanted[address].parent, id=block["id"])
+            found[address] = Resource(
+                address,
+                BLOCK,
+                block["label"],
+                {**_live_block_attributes(block), "attached": False},
+                parent=wanted[address].parent,
+                id=block["id"],
+            )
     return list(found.values())
 
 
@@ -216,8 +275,9 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
 
 
 @hookimpl
-def lettafleet_ride_along(parent: Change, child: Change, request: dict[str, Any], session: ApplySession
-                          ) -> Callable[[Mapping[str, Any]], str | None] | None:
+def lettafleet_ride_along(
+    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+) -> Callable[[Mapping[str, Any]], str | None] | None:
     """A new agent's own blocks are created in its create request, its shared blocks attached there by id."""
     if parent.kind != "agent":
         return None

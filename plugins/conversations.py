@@ -24,21 +24,23 @@ from lettafleet.core import (
     mapping_list,
     string,
 )
-from lettafleet.plugins.server_reads import agents_by_name, conversations_by_agent
+from lettafleet.plugins.server_reads import AGENTS, CONVERSATIONS, agents_by_name, conversations_by_agent
 
 KIND = "conversation"
 
 
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
-    return [ResourceKind(KIND, "conversations", "an isolated message history of an agent, matched by summary",
-                         counted=True)]
+    return [
+        ResourceKind(KIND, "conversations", "an isolated message history of an agent, matched by summary", counted=True)
+    ]
 
 
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
-    return [SchemaFragment({"conversations": mapping_list({"summary": string(required=True, empty=False)})},
-                           at=("agents",))]
+    return [
+        SchemaFragment({"conversations": mapping_list({"summary": string(required=True, empty=False)})}, at=("agents",))
+    ]
 
 
 @hookimpl
@@ -49,9 +51,13 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
         for index, conversation in enumerate(agent.get("conversations", [])):
             summary = conversation["summary"]
             if summary in seen:
-                problems.append(Problem(("agents", agent_index, "conversations", index, "summary"),
-                                        f"conversation '{summary}' is declared twice for agent '{agent['name']}'",
-                                        "conversations are matched by summary, so summaries must be unique per agent"))
+                problems.append(
+                    Problem(
+                        ("agents", agent_index, "conversations", index, "summary"),
+                        f"conversation '{summary}' is declared twice for agent '{agent['name']}'",
+                        "conversations are matched by summary, so summaries must be unique per agent",
+                    )
+                )
             seen.add(summary)
     return problems
 
@@ -62,8 +68,19 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
         agent_address = address_of("agent", agent["name"])
         for index, conversation in enumerate(agent.get("conversations", [])):
             summary = conversation["summary"]
-            yield Resource(address_of(KIND, summary, agent_address), KIND, summary, {"summary": summary},
-                           parent=agent_address, source=("agents", agent_index, "conversations", index))
+            yield Resource(
+                address_of(KIND, summary, agent_address),
+                KIND,
+                summary,
+                {"summary": summary},
+                parent=agent_address,
+                source=("agents", agent_index, "conversations", index),
+            )
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return [AGENTS, CONVERSATIONS] if any(resource.kind == KIND for resource in desired) else []
 
 
 @hookimpl
@@ -79,9 +96,14 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
             address = address_of(KIND, conversation.get("summary") or "", agent_address)
             # Two conversations with one summary: the oldest is the declared one; the other is left alone.
             if address in wanted and address not in found:
-                found[address] = Resource(address, KIND, conversation["summary"],
-                                          {"summary": conversation["summary"]}, parent=agent_address,
-                                          id=conversation["id"])
+                found[address] = Resource(
+                    address,
+                    KIND,
+                    conversation["summary"],
+                    {"summary": conversation["summary"]},
+                    parent=agent_address,
+                    id=conversation["id"],
+                )
     return list(found.values())
 
 

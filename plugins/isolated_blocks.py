@@ -26,7 +26,14 @@ from lettafleet.core import (
     hookimpl,
     string_list,
 )
-from lettafleet.plugins.server_reads import agents_by_name, blocks_by_id, conversations_by_agent
+from lettafleet.plugins.server_reads import (
+    AGENTS,
+    BLOCKS,
+    CONVERSATIONS,
+    agents_by_name,
+    blocks_by_id,
+    conversations_by_agent,
+)
 
 KIND = "isolated_block"
 
@@ -51,8 +58,13 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             for index, label in enumerate(conversation.get("isolated_blocks", [])):
                 at = ("agents", agent_index, "conversations", conversation_index, "isolated_blocks", index)
                 if label not in labels:
-                    problems.append(Problem(at, f"isolated block '{label}' is not a block of agent '{agent['name']}'",
-                                            f"the agent's blocks are: {', '.join(sorted(set(labels))) or 'none'}"))
+                    problems.append(
+                        Problem(
+                            at,
+                            f"isolated block '{label}' is not a block of agent '{agent['name']}'",
+                            f"the agent's blocks are: {', '.join(sorted(set(labels))) or 'none'}",
+                        )
+                    )
                 elif label in seen:
                     problems.append(Problem(at, f"isolated block '{label}' is listed twice", "list each label once"))
                 seen.add(label)
@@ -68,10 +80,20 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
             conversation_address = address_of("conversation", conversation["summary"], agent_address)
             for index, label in enumerate(conversation.get("isolated_blocks", [])):
                 source_block = address_of("block" if label in own else "shared_block", label, agent_address)
-                yield Resource(address_of(KIND, label, conversation_address), KIND, label, {"isolated": True},
-                               parent=conversation_address, depends_on=(source_block,),
-                               source=("agents", agent_index, "conversations", conversation_index,
-                                       "isolated_blocks", index))
+                yield Resource(
+                    address_of(KIND, label, conversation_address),
+                    KIND,
+                    label,
+                    {"isolated": True},
+                    parent=conversation_address,
+                    depends_on=(source_block,),
+                    source=("agents", agent_index, "conversations", conversation_index, "isolated_blocks", index),
+                )
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return [AGENTS, BLOCKS, CONVERSATIONS] if any(resource.kind == KIND for resource in desired) else []
 
 
 @hookimpl
@@ -92,13 +114,23 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
             if conversation_address not in declared_conversations:
                 continue
             blocks = blocks if blocks is not None else blocks_by_id(reader)
-            copies = {blocks[block_id].get("label"): block_id for block_id in conversation.get("isolated_block_ids")
-                      or [] if block_id in blocks}
+            copies = {
+                blocks[block_id].get("label"): block_id
+                for block_id in conversation.get("isolated_block_ids") or []
+                if block_id in blocks
+            }
             declared = {r.name for r in mine if r.parent == conversation_address}
             for label in sorted(set(copies) | declared):
-                found.append(Resource(address_of(KIND, label, conversation_address), KIND, label,
-                                      {"isolated": label in copies}, parent=conversation_address,
-                                      id=copies.get(label)))
+                found.append(
+                    Resource(
+                        address_of(KIND, label, conversation_address),
+                        KIND,
+                        label,
+                        {"isolated": label in copies},
+                        parent=conversation_address,
+                        id=copies.get(label),
+                    )
+                )
             declared_conversations.discard(conversation_address)  # the oldest with this summary is the one
     return found
 
@@ -110,19 +142,30 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
         return None
     change = compare(desired, live)
     if desired is not None and live is not None and not live.attributes["isolated"]:
-        return replace(change, action=Action.NO_OP, drift=(
-            "the conversation exists without an isolated copy of this block; Letta makes copies only when a "
-            "conversation is created. To get one, delete the conversation (its messages go with it) and apply again"))
+        return replace(
+            change,
+            action=Action.NO_OP,
+            drift=(
+                "the conversation exists without an isolated copy of this block; Letta makes copies only when a "
+                "conversation is created. To get one, delete the conversation (its messages go with it) and apply again"
+            ),
+        )
     if desired is None and live is not None:
-        return replace(change, action=Action.NO_OP, drift=(
-            "the conversation has an isolated copy of this block that the fleet does not declare; it cannot be "
-            "removed in place"))
+        return replace(
+            change,
+            action=Action.NO_OP,
+            drift=(
+                "the conversation has an isolated copy of this block that the fleet does not declare; it cannot be "
+                "removed in place"
+            ),
+        )
     return change
 
 
 @hookimpl
-def lettafleet_ride_along(parent: Change, child: Change, request: dict[str, Any], session: ApplySession
-                          ) -> Callable[[Mapping[str, Any]], str | None] | None:
+def lettafleet_ride_along(
+    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+) -> Callable[[Mapping[str, Any]], str | None] | None:
     if child.kind != KIND:
         return None
     labels = request.setdefault("isolated_block_labels", [])
@@ -131,8 +174,10 @@ def lettafleet_ride_along(parent: Change, child: Change, request: dict[str, Any]
     def check(answer: Mapping[str, Any]) -> str | None:
         if len(answer.get("isolated_block_ids") or []) >= len(labels):
             return None
-        return (f"the server created conversation '{parent.name}' without an isolated copy of '{child.name}': "
-                "it ignores isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)")
+        return (
+            f"the server created conversation '{parent.name}' without an isolated copy of '{child.name}': "
+            "it ignores isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)"
+        )
 
     return check
 

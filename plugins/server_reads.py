@@ -16,6 +16,11 @@ MANAGED_BY = "lettafleet"
 AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 
 
+AGENTS = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
+BLOCKS = ("/v1/blocks/", {"order": "asc"})
+CONVERSATIONS = ("/v1/conversations/", {"order": "asc"})
+
+
 def managed_metadata(**fields: Any) -> dict[str, Any]:
     """The metadata lettafleet puts on what it creates, so later work can tell its own resources apart."""
     return {"managed_by": MANAGED_BY, **fields}
@@ -28,7 +33,8 @@ def is_managed(item: dict[str, Any]) -> bool:
 def agents_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
     """Live agents by name. Letta allows two agents with one name: the one lettafleet manages wins, then the oldest."""
     found: dict[str, dict[str, Any]] = {}
-    for agent in reader.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc"):
+    path, params = AGENTS
+    for agent in reader.list_all(path, **params):
         name = agent["name"]
         if name not in found or (is_managed(agent) and not is_managed(found[name])):
             found[name] = agent
@@ -36,7 +42,8 @@ def agents_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
 
 
 def all_blocks(reader: LiveReader) -> list[dict[str, Any]]:
-    return reader.list_all("/v1/blocks/", order="asc")
+    path, params = BLOCKS
+    return reader.list_all(path, **params)
 
 
 def blocks_by_id(reader: LiveReader) -> dict[str, dict[str, Any]]:
@@ -46,6 +53,7 @@ def blocks_by_id(reader: LiveReader) -> dict[str, dict[str, Any]]:
 def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
     """Every conversation on the server, grouped by agent id, oldest first."""
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for conversation in reader.list_all("/v1/conversations/", order="asc"):
+    path, params = CONVERSATIONS
+    for conversation in reader.list_all(path, **params):
         grouped.setdefault(conversation["agent_id"], []).append(conversation)
     return grouped

@@ -48,13 +48,19 @@ class Notes:
             yield Resource(address_of("note", note["name"]), "note", note["name"], {"text": note["text"]})
 
     @hookimpl
+    def lettafleet_live_reads(self, desired):
+        return [("/v1/notes/", {"order": "asc"})]
+
+    @hookimpl
     def lettafleet_read_live(self, reader, desired):
-        return [Resource("note.old", "note", "old", {"text": "before"}, id="n1")]
+        return [Resource(address_of("note", n["name"]), "note", n["name"], {"text": n["text"]}, id=n["id"])
+                for n in reader.list_all("/v1/notes/", order="asc")]
 
 
 @respx.mock
 def test_a_throwaway_plugin_with_a_new_kind_shows_in_the_plan(write_fleet):
     respx.get(f"{BASE}/v1/models/").respond(json=[{"handle": "letta/letta-free"}])
+    notes = respx.get(f"{BASE}/v1/notes/").respond(json=[{"id": "n1", "name": "old", "text": "before"}])
     respx.get(url__startswith=f"{BASE}/v1/").respond(json=[])
     path = write_fleet("""
         notes:
@@ -73,6 +79,7 @@ def test_a_throwaway_plugin_with_a_new_kind_shows_in_the_plan(write_fleet):
         plan = plan_fleet(fleet, client, manager)
     actions = {change.address: change.action.value for change in plan.changes}
     assert actions == {"agent.a": "create", "note.fresh": "create", "note.old": "update"}
+    assert notes.call_count == 1  # declared in lettafleet_live_reads, prefetched, then served from the cache
     text = render_plan(plan, resource_kinds(manager))
     assert "[+] note fresh (CREATE)" in text
     assert "[~] note old (UPDATE)" in text and "  - before" in text and "  + after" in text
