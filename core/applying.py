@@ -126,8 +126,10 @@ def apply_plan(
                 failed = [a for a in blocking if a in results]
                 if failed:
                     change = todo.pop(address)
-                    finish(change, ChangeResult(address, change.action, "skipped",
-                                                f"not attempted: {failed[0]} did not succeed"))
+                    finish(
+                        change,
+                        ChangeResult(address, change.action, "skipped", f"not attempted: {failed[0]} did not succeed"),
+                    )
                 elif not blocking:
                     change = todo.pop(address)
                     running[pool.submit(_apply_one, change, session, manager)] = change
@@ -168,5 +170,8 @@ def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> se
             if child.action is Action.CREATE:
                 wanted.update(child.depends_on)
     own_subtree = change.address + "."
-    return {address for address in wanted if address in todo and not address.startswith(own_subtree)
-            and address != change.address}
+    return {
+        address
+        for address in wanted
+        if address in todo and not address.startswith(own_subtree) and address != change.address
+    }

@@ -162,8 +162,9 @@ class LettaClient:
             after = page[-1]["id"]
 
     @contextmanager
-    def stream(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-               ) -> Iterator[httpx.Response]:
+    def stream(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Iterator[httpx.Response]:
         """A streaming request (server-sent events); never retried, as a message must not be sent twice."""
         self.stats.count(method)
         try:
@@ -176,6 +177,10 @@ class LettaClient:
             raise LettaConnectionError(
                 f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}"
             ) from None
+        except httpx.TimeoutException:
+            raise LettaConnectionError(f"{method} {path}: the Letta server stopped answering mid-stream") from None
+        except httpx.HTTPError as error:
+            raise LettaConnectionError(f"{method} {path}: the stream broke: {self.mask(str(error))}") from None
 
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         if response.is_error:

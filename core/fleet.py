@@ -32,15 +32,22 @@ class Fleet:
         """Why `relative` cannot be read as a `from_file` source, or None if it can."""
         candidate = FilePath(relative)
         if candidate.is_absolute():
-            return Problem(at, f"from_file must be relative to the fleet file, not absolute: {relative}",
-                           "write the path relative to the fleet file's directory")
+            return Problem(
+                at,
+                f"from_file must be relative to the fleet file, not absolute: {relative}",
+                "write the path relative to the fleet file's directory",
+            )
         resolved = (self.root / candidate).resolve()
         if not resolved.is_relative_to(self.root.resolve()):
-            return Problem(at, f"from_file leaves the fleet file's directory: {relative}",
-                           "keep referenced files inside the directory tree of the fleet file")
+            return Problem(
+                at,
+                f"from_file leaves the fleet file's directory: {relative}",
+                "keep referenced files inside the directory tree of the fleet file",
+            )
         if not resolved.is_file():
-            return Problem(at, f"from_file not found: {relative} (looked for {resolved})",
-                           "create the file or correct the path")
+            return Problem(
+                at, f"from_file not found: {relative} (looked for {resolved})", "create the file or correct the path"
+            )
         try:
             resolved.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:

@@ -100,8 +100,9 @@ class Change:
     def _shown(self, values: Mapping[str, Any] | None, reveal: bool) -> Any:
         if values is None:
             return None
-        return {key: SENSITIVE if key in self.sensitive and not reveal else _plain(value)
-                for key, value in values.items()}
+        return {
+            key: SENSITIVE if key in self.sensitive and not reveal else _plain(value) for key, value in values.items()
+        }
 
 
 @dataclass(frozen=True)

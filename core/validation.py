@@ -136,8 +136,14 @@ def _allowed_keys(schema: Any, path: Path) -> set[str]:
 
 
 def _type_name(expected: Any) -> str:
-    names = {"string": "text", "integer": "a whole number", "float": "a number", "boolean": "true or false",
-             "list": "a list", "dict": "a mapping"}
+    names = {
+        "string": "text",
+        "integer": "a whole number",
+        "float": "a number",
+        "boolean": "true or false",
+        "list": "a list",
+        "dict": "a mapping",
+    }
     if isinstance(expected, list | tuple):
         return " or ".join(names.get(item, item) for item in expected)
     return names.get(expected, str(expected))

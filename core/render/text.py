@@ -31,15 +31,16 @@ def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool 
 
 
 def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
-    if not plan.has_changes and not plan.has_drift:
-        return "No changes. The server matches the fleet."
     counted = [k for k in kinds.values() if k.counted and k.name in plan.counts]
+    if not plan.has_changes and not plan.has_drift:
+        return "No changes. The server matches the fleet" + "".join(f"; 0 new {kind.plural}" for kind in counted) + "."
     totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE)}
     for change in plan.changes:
         if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
             totals[change.action] += 1
-    text = (f"Plan: {totals[Action.CREATE]} to create, {totals[Action.UPDATE]} to update, "
-            f"{totals[Action.DELETE]} to delete")
+    text = (
+        f"Plan: {totals[Action.CREATE]} to create, {totals[Action.UPDATE]} to update, {totals[Action.DELETE]} to delete"
+    )
     for kind in counted:
         new = plan.counts[kind.name].get(Action.CREATE.value, 0)
         text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
@@ -57,8 +58,10 @@ def render_report(report: ApplyReport) -> str:
         lines.append(f"Apply complete: {applied} change(s) made.")
     else:
         lines.insert(0, "Apply finished with errors:")
-        lines.append(f"Apply failed: {applied} change(s) made, {failed} failed, {skipped} not attempted. "
-                     "Fix the cause and run apply again: it picks up where this one stopped.")
+        lines.append(
+            f"Apply failed: {applied} change(s) made, {failed} failed, {skipped} not attempted. "
+            "Fix the cause and run apply again: it picks up where this one stopped."
+        )
     return "\n".join(lines)
 
 

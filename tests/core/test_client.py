@@ -35,8 +35,9 @@ def test_the_api_key_never_appears_in_an_error(client):
 
 @respx.mock
 def test_reads_are_retried_on_server_errors_and_429(client):
-    route = respx.get(f"{BASE}/v1/blocks/").mock(side_effect=[
-        httpx.Response(503), httpx.Response(429), httpx.Response(200, json=[{"id": "block-1"}])])
+    route = respx.get(f"{BASE}/v1/blocks/").mock(
+        side_effect=[httpx.Response(503), httpx.Response(429), httpx.Response(200, json=[{"id": "block-1"}])]
+    )
     assert client.get("/v1/blocks/") == [{"id": "block-1"}]
     assert route.call_count == 3
     assert client.stats.by_method["GET"] == 3
@@ -52,8 +53,9 @@ def test_creates_are_not_retried_after_the_server_answered(client):
 
 @respx.mock
 def test_a_create_that_never_reached_the_server_is_retried(client):
-    route = respx.post(f"{BASE}/v1/blocks/").mock(side_effect=[httpx.ConnectError("refused"),
-                                                               httpx.Response(200, json={"id": "block-1"})])
+    route = respx.post(f"{BASE}/v1/blocks/").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(200, json={"id": "block-1"})]
+    )
     assert client.post("/v1/blocks/", json={})["id"] == "block-1"
     assert route.call_count == 2
 
@@ -68,10 +70,12 @@ def test_an_unreachable_server_says_how_to_start_one(client):
 @respx.mock
 def test_list_all_follows_the_after_cursor(client, monkeypatch):
     monkeypatch.setattr("lettafleet.core.client.PAGE_SIZE", 2)
-    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=[
-        httpx.Response(200, json=[{"id": "a1"}, {"id": "a2"}]),
-        httpx.Response(200, json=[{"id": "a3"}]),
-    ])
+    route = respx.get(f"{BASE}/v1/agents/").mock(
+        side_effect=[
+            httpx.Response(200, json=[{"id": "a1"}, {"id": "a2"}]),
+            httpx.Response(200, json=[{"id": "a3"}]),
+        ]
+    )
     assert [item["id"] for item in client.list_all("/v1/agents/", order="asc")] == ["a1", "a2", "a3"]
     assert route.calls[1].request.url.params["after"] == "a2"
     assert route.calls[1].request.url.params["limit"] == "2"

@@ -6,8 +6,15 @@ from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Change, Plan, add
 
 
 def change(address="agent.a", action=Action.CREATE, after=None, **extra) -> Change:
-    return Change(address=address, kind="agent", name=address.rsplit(".", 1)[-1], action=action, before=None,
-                  after=after if after is not None else {"system": "hi"}, **extra)
+    return Change(
+        address=address,
+        kind="agent",
+        name=address.rsplit(".", 1)[-1],
+        action=action,
+        before=None,
+        after=after if after is not None else {"system": "hi"},
+        **extra,
+    )
 
 
 def test_addresses_quote_names_that_are_not_plain_words():

@@ -26,8 +26,7 @@ BASE = "http://letta.test"
 
 def test_the_built_in_plugins_load_through_the_entry_point_group():
     manager = get_plugin_manager()
-    assert {"agents", "blocks", "conversations", "isolated_blocks"} <= {name for name, _ in
-                                                                        manager.list_name_plugin()}
+    assert {"agents", "blocks", "conversations", "isolated_blocks"} <= {name for name, _ in manager.list_name_plugin()}
     assert {"agent", "block", "shared_block", "conversation", "isolated_block"} <= set(resource_kinds(manager))
 
 
@@ -53,8 +52,10 @@ class Notes:
 
     @hookimpl
     def lettafleet_read_live(self, reader, desired):
-        return [Resource(address_of("note", n["name"]), "note", n["name"], {"text": n["text"]}, id=n["id"])
-                for n in reader.list_all("/v1/notes/", order="asc")]
+        return [
+            Resource(address_of("note", n["name"]), "note", n["name"], {"text": n["text"]}, id=n["id"])
+            for n in reader.list_all("/v1/notes/", order="asc")
+        ]
 
 
 @respx.mock

@@ -38,16 +38,20 @@ def test_the_seed_fleet_file_validates_unchanged(seed_fleet, manager):
 
 def test_a_broken_copy_of_the_seed_reports_every_error_with_its_line(seed_fleet, manager):
     text = seed_fleet.read_text()
-    text = text.replace('    description: "Multi-conversation support agent"\n',
-                        '    description: "Multi-conversation support agent"\n    colour: blue\n')
-    text = text.replace("limit: 2000\n        value: \"\"", "limit: 5\n        value: \"far too long\"")
+    text = text.replace(
+        '    description: "Multi-conversation support agent"\n',
+        '    description: "Multi-conversation support agent"\n    colour: blue\n',
+    )
+    text = text.replace('limit: 2000\n        value: ""', 'limit: 5\n        value: "far too long"')
     text = text.replace("isolated_blocks: [customer_context]", "isolated_blocks: [customer_ctx]")
     seed_fleet.write_text(text)
     errors = errors_of(seed_fleet, manager)
     assert len(errors) == 3
     assert errors[0].startswith(f"{seed_fleet}:4:5: unknown key 'colour' in agents[0]")
     assert "allowed keys here:" in errors[0]
-    assert errors[1].startswith(f"{seed_fleet}:23:9: block 'customer_context' value is 12 characters, over its limit of 5")
+    assert errors[1].startswith(
+        f"{seed_fleet}:23:9: block 'customer_context' value is 12 characters, over its limit of 5"
+    )
     assert errors[2].startswith(f"{seed_fleet}:27:27: isolated block 'customer_ctx' is not a block of agent")
 
 
@@ -80,8 +84,10 @@ def test_missing_required_keys_are_named(write_fleet, manager):
 
 
 def test_value_and_from_file_together_are_refused(write_fleet, manager):
-    path = write_fleet(AGENT.replace("      value: You help.", "      value: You help.\n      from_file: p.md"),
-                       files={"p.md": "prompt"})
+    path = write_fleet(
+        AGENT.replace("      value: You help.", "      value: You help.\n      from_file: p.md"),
+        files={"p.md": "prompt"},
+    )
     errors = errors_of(path, manager)
     assert errors and all("either `value` or `from_file`, not both" in e for e in errors)
 
@@ -101,8 +107,9 @@ def test_from_file_that_does_not_exist_is_named(write_fleet, manager):
 
 
 def test_from_file_is_read_relative_to_the_fleet_file(write_fleet, manager):
-    path = write_fleet(AGENT.replace("      value: You help.", "      from_file: prompts/p.md"),
-                       files={"prompts/p.md": "From a file."})
+    path = write_fleet(
+        AGENT.replace("      value: You help.", "      from_file: prompts/p.md"), files={"prompts/p.md": "From a file."}
+    )
     fleet = load_fleet(path, manager)
     assert fleet.text(fleet.data["agents"][0]["system_prompt"]) == "From a file."
 
