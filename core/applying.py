@@ -110,39 +110,47 @@ def apply_plan(
 ) -> ApplyReport:
     session = ApplySession(plan, client, manager)
     todo = {change.address: change for change in plan.changes if change.changes_something}
-    needs = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
+    waiting_on = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
+    dependents: dict[str, list[str]] = {}
+    for address, prerequisites in waiting_on.items():
+        for prerequisite in prerequisites:
+            dependents.setdefault(prerequisite, []).append(address)
     results: dict[str, ChangeResult] = {}
+    ready = [address for address, prerequisites in waiting_on.items() if not prerequisites]
 
-    def finish(change: Change, result: ChangeResult) -> None:
-        results[change.address] = result
+    def finish(address: str, result: ChangeResult) -> None:
+        results[address] = result
         if on_result:
-            on_result(change, result)
+            on_result(todo[address], result)
+        for dependent in dependents.get(address, []):
+            if dependent in results:
+                continue
+            if result.status != "applied":
+                change = todo[dependent]
+                finish(
+                    dependent,
+                    ChangeResult(dependent, change.action, "skipped", f"not attempted: {address} did not succeed"),
+                )
+                continue
+            waiting_on[dependent].discard(address)
+            if not waiting_on[dependent]:
+                ready.append(dependent)
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running: dict[Future[ChangeResult], Change] = {}
-        while todo or running:
-            for address in list(todo):
-                blocking = needs[address] - {a for a, r in results.items() if r.status == "applied"}
-                failed = [a for a in blocking if a in results]
-                if failed:
-                    change = todo.pop(address)
-                    finish(
-                        change,
-                        ChangeResult(address, change.action, "skipped", f"not attempted: {failed[0]} did not succeed"),
-                    )
-                elif not blocking:
-                    change = todo.pop(address)
-                    running[pool.submit(_apply_one, change, session, manager)] = change
-            if not running:
-                for address in list(todo):  # only a dependency cycle leaves changes that can never start
-                    change = todo.pop(address)
-                    finish(change, ChangeResult(address, change.action, "skipped", "not attempted: dependency cycle"))
-                continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                finish(running.pop(future), future.result())
-    ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
-    return ApplyReport(ordered)
+        running: dict[Future[ChangeResult], str] = {}
+        while ready or running:
+            while ready:
+                address = ready.pop()
+                if address not in results:
+                    running[pool.submit(_apply_one, todo[address], session, manager)] = address
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finish(running.pop(future), future.result())
+    for address, change in todo.items():  # only a dependency cycle leaves changes that never became ready
+        if address not in results:
+            finish(address, ChangeResult(address, change.action, "skipped", "not attempted: dependency cycle"))
+    return ApplyReport(tuple(results[change.address] for change in plan.changes if change.address in results))
 
 
 def _apply_one(change: Change, session: ApplySession, manager: pluggy.PluginManager) -> ChangeResult:

@@ -6,10 +6,13 @@ All values here are frozen: a plan can be printed, hashed, saved as JSON and com
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
+import hmac
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,14 +83,14 @@ class Change:
         before, after = self.before or {}, self.after or {}
         return [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
-    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
-        """The change as JSON; attributes marked sensitive read `(sensitive)` unless `reveal` (for hashing)."""
+    def to_json(self, *, sensitive_as: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """The change as JSON. Attributes marked sensitive read `(sensitive)`, or `sensitive_as(value)` (hashing)."""
         data: dict[str, Any] = {
             "address": self.address,
             "kind": self.kind,
             "action": self.action.value,
-            "before": self._shown(self.before, reveal),
-            "after": self._shown(self.after, reveal),
+            "before": self._shown(self.before, sensitive_as),
+            "after": self._shown(self.after, sensitive_as),
         }
         if self.parent:
             data["parent"] = self.parent
@@ -97,12 +100,11 @@ class Change:
             data["sensitive"] = sorted(self.sensitive)
         return data
 
-    def _shown(self, values: Mapping[str, Any] | None, reveal: bool) -> Any:
+    def _shown(self, values: Mapping[str, Any] | None, sensitive_as: Callable[[Any], Any] | None) -> Any:
         if values is None:
             return None
-        return {
-            key: SENSITIVE if key in self.sensitive and not reveal else _plain(value) for key, value in values.items()
-        }
+        hide = sensitive_as or (lambda value: SENSITIVE)
+        return {key: hide(value) if key in self.sensitive else _plain(value) for key, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,23 @@ class Plan:
         return {change.address: change for change in self.changes}
 
     def children(self, address: str) -> list[Change]:
-        return [change for change in self.changes if change.parent == address]
+        return self._children.get(address, [])
+
+    def descendants(self, address: str) -> list[Change]:
+        """Children, their children and so on, parents before their children."""
+        found = []
+        for child in self.children(address):
+            found.append(child)
+            found.extend(self.descendants(child.address))
+        return found
+
+    @functools.cached_property
+    def _children(self) -> dict[str, list[Change]]:
+        index: dict[str, list[Change]] = {}
+        for change in self.changes:
+            if change.parent:
+                index.setdefault(change.parent, []).append(change)
+        return index
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,8 +166,13 @@ class Plan:
     @property
     def sha256(self) -> str:
         """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them.
-        Sensitive values count (a changed secret changes the hash) without being shown."""
-        body = [change.to_json(reveal=True) for change in self.changes]
+
+        The hash is published (in pull request comments), so sensitive values enter it only as an HMAC keyed
+        with LETTA_API_KEY: a changed secret changes the hash, yet the hash tells nothing about the secret.
+        Without an API key they do not enter it at all.
+        """
+        key = os.environ.get("LETTA_API_KEY", "").encode()
+        body = [change.to_json(sensitive_as=_keyed_digest(key)) for change in self.changes]
         text = json.dumps({"fleet": self.fleet, "changes": body}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -162,6 +185,15 @@ def address_of(kind: str, name: str, parent: str | None = None) -> str:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _keyed_digest(key: bytes) -> Callable[[Any], str]:
+    def digest(value: Any) -> str:
+        if not key:
+            return SENSITIVE
+        return hmac.new(key, json.dumps(value, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+    return digest
 
 
 def _count(changes: Iterable[Change]) -> dict[str, dict[str, int]]:

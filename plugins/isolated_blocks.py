@@ -36,6 +36,7 @@ from lettafleet.plugins.server_reads import (
 )
 
 KIND = "isolated_block"
+CONVERSATION = "conversation"  # the conversations plugin's kind: copies live on its conversations
 
 
 @hookimpl
@@ -93,7 +94,8 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
 
 @hookimpl
 def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return [AGENTS, BLOCKS, CONVERSATIONS] if any(resource.kind == KIND for resource in desired) else []
+    wanted = any(resource.kind in (KIND, CONVERSATION) for resource in desired)
+    return [AGENTS, BLOCKS, CONVERSATIONS] if wanted else []
 
 
 @hookimpl
@@ -101,8 +103,12 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
     """For every declared conversation that exists: its copies, and a 'missing' entry for each declared label
     it lacks, so the diff can tell a conversation to create from one that exists without its copy."""
     mine = [resource for resource in desired if resource.kind == KIND]
-    declared_conversations = {resource.parent for resource in mine}
-    if not mine:
+    declared_labels: dict[str | None, set[str]] = {}
+    for resource in mine:
+        declared_labels.setdefault(resource.parent, set()).add(resource.name)
+    # Every declared conversation is checked, also those declaring no copies: a copy they have is drift too.
+    declared_conversations = {r.address for r in desired if r.kind == CONVERSATION} | set(declared_labels)
+    if not declared_conversations:
         return []
     found: list[Resource] = []
     by_agent = conversations_by_agent(reader)
@@ -119,7 +125,7 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
                 for block_id in conversation.get("isolated_block_ids") or []
                 if block_id in blocks
             }
-            declared = {r.name for r in mine if r.parent == conversation_address}
+            declared = declared_labels.get(conversation_address, set())
             for label in sorted(set(copies) | declared):
                 found.append(
                     Resource(

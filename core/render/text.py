@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from lettafleet.core.applying import ApplyReport
@@ -13,21 +14,42 @@ SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO
 VALUE_WIDTH = 100
 
 
-def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
-    lines: list[str] = []
+@dataclass(frozen=True)
+class Row:
+    """One line of a plan for people: a symbol (None for detail lines), how deep it sits, and its text.
+    The text and Markdown renderers lay the same rows out differently."""
+
+    symbol: str | None
+    depth: int
+    text: str
+    offset: int = 0  # extra spaces before the symbol (the `- old` / `+ new` under a field name)
+
+
+def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> list[list[Row]]:
+    """The plan's rows, one group per top-level resource that changes (every one with `verbose`)."""
+    groups: list[list[Row]] = []
     for root in (change for change in plan.changes if change.parent is None):
         subtree = _subtree(plan, root)
         if not verbose and not any(c.changes_something or c.drift for c in subtree):
             continue
-        lines.append(_root_line(root, subtree, plan, kinds))
-        lines.extend(_details(root, "    "))
+        rows = [_root_row(root, subtree, plan, kinds), *_details(root, depth=1)]
         for change in subtree[1:]:
             if change.changes_something or change.drift:
-                lines.append(f"    {_symbol(change)} {_describe(change, root, kinds)}")
-                lines.extend(_details(change, "        "))
-    lines.append("")
-    lines.append(closing_line(plan, kinds))
-    return "\n".join(lines).lstrip("\n")
+                rows.append(Row(_symbol(change), 1, _describe(change, root, kinds)))
+                rows.extend(_details(change, depth=2))
+        groups.append(rows)
+    return groups
+
+
+def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
+    lines = [_laid_out(row) for rows in plan_rows(plan, kinds, verbose=verbose) for row in rows]
+    return "\n".join([*lines, "", closing_line(plan, kinds)]).lstrip("\n")
+
+
+def _laid_out(row: Row) -> str:
+    if row.depth == 0:
+        return f"[{row.symbol}] {row.text}"
+    return "    " * row.depth + " " * row.offset + (f"{row.symbol} " if row.symbol else "") + row.text
 
 
 def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
@@ -72,18 +94,17 @@ def result_line(change: Change, status: str, message: str = "") -> str:
 
 
 def _subtree(plan: Plan, root: Change) -> list[Change]:
-    prefix = root.address + "."
-    return [root] + [change for change in plan.changes if change.address.startswith(prefix)]
+    return [root, *plan.descendants(root.address)]
 
 
-def _root_line(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+def _root_row(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[str, ResourceKind]) -> Row:
     action = root.action
     if action is Action.NO_OP and any(c.changes_something for c in subtree[1:]):
         action = Action.UPDATE
     drifted = action is Action.NO_OP and any(c.drift for c in subtree)
     symbol = "!" if drifted else SYMBOLS[action]
     label = "DRIFT" if drifted else "no changes" if action is Action.NO_OP else action.value.upper()
-    line = f"[{symbol}] {_title(root, kinds)} ({label})"
+    line = f"{_title(root, kinds)} ({label})"
     counts = []
     for kind in (k for k in kinds.values() if k.counted):
         children = [c for c in plan.children(root.address) if c.kind == kind.name]
@@ -91,7 +112,7 @@ def _root_line(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[s
             new = sum(1 for c in children if c.action is Action.CREATE)
             text = f"{len(children)} {kind.singular if len(children) == 1 else kind.plural}"
             counts.append(text + (f", {new} new" if new and action is not Action.CREATE else ""))
-    return line + (" - " + "; ".join(counts) if counts else "")
+    return Row(symbol, 0, line + (" - " + "; ".join(counts) if counts else ""))
 
 
 def _title(change: Change, kinds: Mapping[str, ResourceKind]) -> str:
@@ -114,7 +135,8 @@ def _symbol(change: Change) -> str:
     return "!" if change.drift else SYMBOLS[change.action]
 
 
-def _details(change: Change, indent: str) -> list[str]:
+def _details(change: Change, depth: int) -> list[Row]:
+    """Changed fields as `field:` then `- old` and `+ new` beneath it."""
     if change.action is not Action.UPDATE or change.drift:
         return []
     lines = []
@@ -122,9 +144,9 @@ def _details(change: Change, indent: str) -> list[str]:
         before, after = (change.before or {}).get(field), (change.after or {}).get(field)
         if field in change.sensitive:
             before = after = SENSITIVE
-        lines.append(f"{indent}{field}:")
-        lines.append(f"{indent}  - {_shown(before)}")
-        lines.append(f"{indent}  + {_shown(after)}")
+        lines.append(Row(None, depth, f"{field}:"))
+        lines.append(Row("-", depth, _shown(before), offset=2))
+        lines.append(Row("+", depth, _shown(after), offset=2))
     return lines
 
 

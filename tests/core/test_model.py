@@ -41,13 +41,29 @@ def test_plan_json_is_versioned_and_lists_every_change():
     assert document["sha256"] == plan.sha256
 
 
-def test_sensitive_values_are_masked_in_json_but_still_change_the_hash():
+def test_sensitive_values_are_masked_in_json(monkeypatch):
     secret = change(after={"value": "hunter2", "limit": 10}, sensitive=frozenset({"value"}))
-    other_secret = change(after={"value": "hunter3", "limit": 10}, sensitive=frozenset({"value"}))
-    shown = secret.to_json()
-    assert shown["after"] == {"value": "(sensitive)", "limit": 10}
+    assert secret.to_json()["after"] == {"value": "(sensitive)", "limit": 10}
     assert "hunter2" not in str(Plan.build("f", "s", [secret]).to_json())
-    assert Plan.build("f", "s", [secret]).sha256 != Plan.build("f", "s", [other_secret]).sha256
+
+
+def test_a_changed_secret_changes_the_hash_only_through_a_keyed_digest(monkeypatch):
+    import hashlib
+    import json
+
+    secret = change(after={"value": "hunter2"}, sensitive=frozenset({"value"}))
+    other_secret = change(after={"value": "hunter3"}, sensitive=frozenset({"value"}))
+    monkeypatch.setenv("LETTA_API_KEY", "key-1")
+    one, other = Plan.build("f", "s", [secret]), Plan.build("f", "s", [other_secret])
+    assert one.sha256 != other.sha256
+    # Someone who reads the published hash and guesses "hunter2" cannot confirm the guess without the key:
+    guessed = [{**secret.to_json(), "after": {"value": "hunter2"}}]
+    plain = hashlib.sha256(
+        json.dumps({"fleet": "f", "changes": guessed}, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert one.sha256 != plain
+    monkeypatch.delenv("LETTA_API_KEY")
+    assert Plan.build("f", "s", [secret]).sha256 == Plan.build("f", "s", [other_secret]).sha256
 
 
 def test_changed_fields_lists_only_differences():
