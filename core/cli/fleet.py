@@ -18,11 +18,13 @@ from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import plan_fleet
 from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_plan_json
+from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
 from lettafleet.core.validation import load_fleet
 
 FILE_HELP = "Fleet YAML file (lettactl fleet files work unchanged)."
 OUTPUT = click.Choice(["text", "json"])
+PLAN_OUTPUT = click.Choice(["text", "json", "markdown"])
 
 
 @click.command()
@@ -43,8 +45,9 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
             fleet = load_fleet(path, manager)
         except FleetError as error:
             errors.extend(str(diagnostic) for diagnostic in error.diagnostics)
-            results.append({"file": str(path), "valid": False,
-                            "errors": [diagnostic.__dict__ for diagnostic in error.diagnostics]})
+            results.append(
+                {"file": str(path), "valid": False, "errors": [diagnostic.__dict__ for diagnostic in error.diagnostics]}
+            )
             continue
         results.append({"file": str(path), "valid": True, "agents": len(fleet.data["agents"])})
         if output == "text":
@@ -59,24 +62,45 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
 
 
 def _plan_options(command):  # type: ignore[no-untyped-def]
-    command = click.option("-v", "--verbose", is_flag=True,
-                           help="Also list resources that do not change, and count the requests sent.")(command)
-    command = click.option("--detailed-exitcode", is_flag=True,
-                           help="Exit 0 when nothing changes, 2 when there are changes, 1 on error.")(command)
-    command = click.option("-o", "--output", type=OUTPUT, default="text", show_default=True,
-                           help="json: the versioned plan document (docs/plan-json.md).")(command)
-    command = click.option("-f", "--file", "fleet_file", type=click.Path(dir_okay=False, path_type=Path),
-                           default="fleet.yaml", show_default=True, help=FILE_HELP)(command)
+    command = click.option(
+        "-v", "--verbose", is_flag=True, help="Also list resources that do not change, and count the requests sent."
+    )(command)
+    command = click.option(
+        "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when there are changes, 1 on error."
+    )(command)
+    command = click.option(
+        "-o",
+        "--output",
+        type=PLAN_OUTPUT,
+        default="text",
+        show_default=True,
+        help="json: the versioned plan document (docs/plan-json.md); markdown: for a pull "
+        "request comment (docs/github-action.md).",
+    )(command)
+    command = click.option(
+        "-f",
+        "--file",
+        "fleet_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="fleet.yaml",
+        show_default=True,
+        help=FILE_HELP,
+    )(command)
     return server_options(command)
 
 
 @click.command()
 @_plan_options
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also save the plan as JSON to this file.")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan as JSON to this file.",
+)
 @reports_errors
-def plan(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool,
-         out_file: Path | None) -> None:
+def plan(
+    fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, out_file: Path | None
+) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file, manager)
@@ -94,11 +118,23 @@ def plan(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, 
 @click.command()
 @_plan_options
 @click.option("--dry-run", is_flag=True, help="Only show the plan, like `lettafleet plan`.")
-@click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="How many changes run at once (across agents).")
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="How many changes run at once (across agents).",
+)
 @reports_errors
-def apply(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, dry_run: bool,
-          parallelism: int) -> None:
+def apply(
+    fleet_file: Path,
+    base_url: str,
+    output: str,
+    detailed_exitcode: bool,
+    verbose: bool,
+    dry_run: bool,
+    parallelism: int,
+) -> None:
     """Make the server match the fleet: compute the plan, then execute exactly its changes.
 
     A failure names the resource and the server's message; independent changes go on and the exit code is 1.
@@ -115,8 +151,8 @@ def apply(fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool,
             if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
                 sys.exit(2)
             return
-        if output == "text":
-            click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
+        if output != "json":
+            _show_plan(the_plan, output, verbose, manager)
             click.echo("")
         report = _run_apply(the_plan, client, manager, parallelism, show_progress=output == "text")
     if output == "json":
@@ -142,8 +178,9 @@ def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress:
             def advance(change: Change, result: ChangeResult) -> None:
                 progress.advance(task)
                 if result.status != "applied":
-                    progress.console.print(result_line(change, result.status, result.message), markup=False,
-                                           highlight=False)
+                    progress.console.print(
+                        result_line(change, result.status, result.message), markup=False, highlight=False
+                    )
 
             return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=advance)
 
@@ -161,6 +198,8 @@ def _echo_stats(client: LettaClient) -> None:
 def _show_plan(the_plan: Plan, output: str, verbose: bool, manager) -> None:  # type: ignore[no-untyped-def]
     if output == "json":
         click.echo(render_plan_json(the_plan))
+    elif output == "markdown":
+        click.echo(render_plan_markdown(the_plan, resource_kinds(manager)), nl=False)
     else:
         click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
 

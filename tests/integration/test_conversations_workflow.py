@@ -117,7 +117,7 @@ def test_the_seed_workflow_from_yaml_to_isolated_conversations(letta_server, fak
 
     # 4. Re-apply is idempotent: no new conversations.
     dry_run = ok(cli(letta_server, "apply", "-f", str(fleet), "--dry-run"))
-    assert "new conversation" not in dry_run and "No changes" in dry_run
+    assert "No changes. The server matches the fleet; 0 new conversations." in dry_run
     plan = json.loads(ok(cli(letta_server, "apply", "-f", str(fleet), "--dry-run", "-o", "json")))
     assert plan["summary"]["conversation"].get("create", 0) == 0
 

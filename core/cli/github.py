@@ -1,0 +1,144 @@
+"""`lettafleet github plan|apply`: the steps of the GitHub Action (action.yml), which stays a thin wrapper."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rich_click as click
+
+from lettafleet.core.command_options import make_client, reports_errors, server_options
+from lettafleet.core.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
+from lettafleet.core.github.api import GitHubAPI, GitHubError
+from lettafleet.core.github.review import LettaPlanner, ReviewLoop, ReviewOptions
+from lettafleet.core.plugin_manager import get_plugin_manager, resource_kinds
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+def github() -> None:
+    """Steps for a GitHub Actions job (the lettafleet action runs these).
+
+    They read the job's variables (GITHUB_EVENT_PATH, GITHUB_REPOSITORY, GITHUB_SHA, GITHUB_OUTPUT,
+    GITHUB_STEP_SUMMARY, GITHUB_API_URL) and the secrets LETTA_API_KEY and GITHUB_TOKEN from the environment only.
+    """
+
+
+def _review_options(command: F) -> F:
+    command = click.option(
+        "--out-dir",
+        envvar="LETTAFLEET_OUT_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where plan JSON files go [default: $RUNNER_TEMP/lettafleet, else .lettafleet/github].",
+    )(command)
+    command = click.option(
+        "--comment/--no-comment",
+        envvar="LETTAFLEET_COMMENT",
+        default=True,
+        show_default=True,
+        help="Write the plan (and later the apply result) to the pull request.",
+    )(command)
+    command = click.option(
+        "-f",
+        "--fleet",
+        "fleets",
+        envvar="LETTAFLEET_FLEET",
+        multiple=True,
+        required=True,
+        help="Fleet file; repeat for several (env LETTAFLEET_FLEET: separated by whitespace).",
+    )(command)
+    return server_options(command)
+
+
+def _reports_github_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ActionsEnvironmentError, GitHubError) as error:
+            click.echo(annotation("error", str(error)), err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@github.command("plan")
+@_review_options
+@click.option(
+    "--comment-when-unchanged/--no-comment-when-unchanged",
+    envvar="LETTAFLEET_COMMENT_WHEN_UNCHANGED",
+    default=True,
+    show_default=True,
+    help="Also comment when the plan changes nothing (an existing comment is always kept up to date).",
+)
+@reports_errors
+@_reports_github_errors
+def plan_command(
+    fleets: tuple[str, ...], base_url: str, comment: bool, out_dir: Path | None, comment_when_unchanged: bool
+) -> None:
+    """Plan each fleet for the pull request: job summary, step outputs, and one sticky comment per fleet.
+
+    Exit 0 when every plan succeeded (with or without changes), 1 otherwise.
+    """
+    options = ReviewOptions(out_dir=out_dir, comment=comment, comment_when_unchanged=comment_when_unchanged)
+    sys.exit(_run(base_url, options, lambda loop: loop.plan(_split(fleets))))
+
+
+@github.command("apply")
+@_review_options
+@click.option(
+    "--parallelism",
+    envvar="LETTAFLEET_PARALLELISM",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="How many changes run at once.",
+)
+@click.option(
+    "--apply-unreviewed-changes",
+    envvar="LETTAFLEET_APPLY_UNREVIEWED_CHANGES",
+    is_flag=True,
+    help="Apply even when the plan is not the one reviewed on the merged pull request.",
+)
+@reports_errors
+@_reports_github_errors
+def apply_command(
+    fleets: tuple[str, ...],
+    base_url: str,
+    comment: bool,
+    out_dir: Path | None,
+    parallelism: int,
+    apply_unreviewed_changes: bool,
+) -> None:
+    """Apply each fleet after a merge, if its plan is still the one reviewed in the pull request's comment.
+
+    Finds the merged pull request from GITHUB_SHA, plans again and compares the plan's hash with the reviewed
+    one. Different: nothing is applied and the exit code is 1. The result is added to the comment.
+    """
+    options = ReviewOptions(
+        out_dir=out_dir,
+        comment=comment,
+        parallelism=parallelism,
+        apply_unreviewed_changes=apply_unreviewed_changes,
+    )
+    sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets))))
+
+
+def _run(base_url: str, options: ReviewOptions, step: Callable[[ReviewLoop], int]) -> int:
+    env = ActionsEnvironment.from_environ()
+    manager = get_plugin_manager()
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(GitHubAPI(env.repository, env.token, api_url=env.api_url)) if env.token else None
+        client = stack.enter_context(make_client(base_url))
+        loop = ReviewLoop(env, LettaPlanner(client, manager), resource_kinds(manager), api, options, click.echo)
+        return step(loop)
+
+
+def _split(fleets: tuple[str, ...]) -> list[str]:
+    """Fleet paths from repeated options and from a multi-line action input alike, each once, in order."""
+    return list(dict.fromkeys(path for value in fleets for path in value.split()))

@@ -1,0 +1,127 @@
+"""The few GitHub REST calls the review loop makes: pull request comments, and the pull requests of a commit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+DEFAULT_API_URL = "https://api.github.com"
+PAGE_SIZE = 100  # GitHub's largest page
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class GitHubError(Exception):
+    """GitHub answered with an error, or could not be reached; the message says what to do."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubPermissionError(GitHubError):
+    """The token may not do this: the read-only token of a pull request from a fork, or missing `permissions`."""
+
+
+class GitHubAPI:
+    """A small GitHub REST client: bearer token, API version header, Link-header pagination, masked errors."""
+
+    def __init__(
+        self,
+        repository: str,
+        token: str,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if "/" not in repository:
+            raise GitHubError(f"GITHUB_REPOSITORY must be owner/name, not {repository!r}")
+        if not token:
+            raise GitHubError("no GitHub token: pass `github-token` to the action (or set GITHUB_TOKEN)")
+        self.repository = repository
+        self._token = token
+        self._retries = retries
+        self._http = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "lettafleet",
+            },
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            transport=transport,
+        )
+
+    def __enter__(self) -> GitHubAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def issue_comments(self, number: int) -> Iterator[dict[str, Any]]:
+        """Every comment on pull request (issue) `number`, oldest first, across all pages."""
+        return self._paginate(f"/repos/{self.repository}/issues/{number}/comments")
+
+    def create_comment(self, number: int, body: str) -> dict[str, Any]:
+        return self._request("POST", f"/repos/{self.repository}/issues/{number}/comments", json={"body": body})
+
+    def update_comment(self, comment_id: int, body: str) -> dict[str, Any]:
+        return self._request("PATCH", f"/repos/{self.repository}/issues/comments/{comment_id}", json={"body": body})
+
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        """The pull requests a commit belongs to; for a merge commit on the default branch, the merged one."""
+        return list(self._paginate(f"/repos/{self.repository}/commits/{sha}/pulls"))
+
+    def _paginate(self, path: str) -> Iterator[dict[str, Any]]:
+        url: str | None = path
+        params: dict[str, Any] | None = {"per_page": PAGE_SIZE}
+        while url:
+            response = self._send("GET", url, params=params)
+            yield from response.json()
+            # The next page's URL carries every query parameter already.
+            url, params = response.links.get("next", {}).get("url"), None
+
+    def _request(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
+        return self._send(method, path, json=json).json()
+
+    def _send(self, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(method, url, params=params, json=json)
+            except httpx.HTTPError as error:
+                if method == "GET" and attempt <= self._retries:
+                    time.sleep(0.5 * attempt)
+                    continue
+                raise GitHubError(f"{method} {url}: cannot reach the GitHub API: {self.mask(str(error))}") from None
+            if response.status_code in RETRY_STATUSES and method == "GET" and attempt <= self._retries:
+                time.sleep(0.5 * attempt)
+                continue
+            if response.is_error:
+                raise self._error(method, url, response)
+            return response
+
+    def _error(self, method: str, url: str, response: httpx.Response) -> GitHubError:
+        try:
+            detail = str(response.json().get("message", ""))
+        except (ValueError, AttributeError):
+            detail = response.text[:300]
+        where = url.split("?")[0]
+        text = self.mask(f"{method} {where} answered {response.status_code}: {detail}")
+        if response.status_code == 403 and "rate limit" not in detail.lower():
+            return GitHubPermissionError(
+                f"{text}. The token may not do this: a pull request from a fork gets a read-only token; otherwise "
+                "give the job `permissions: pull-requests: write`.",
+                response.status_code,
+            )
+        if response.status_code == 401:
+            return GitHubError(f"{text}. Check the `github-token` input.", response.status_code)
+        return GitHubError(text, response.status_code)
+
+    def mask(self, text: str) -> str:
+        return text.replace(self._token, "***")

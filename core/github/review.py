@@ -1,0 +1,390 @@
+"""The review loop in a GitHub Actions job: plan a pull request into its sticky comment, and on merge apply the
+plan only if it is still the one that was reviewed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pluggy
+
+from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.client import LettaClient, LettaError
+from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.github.actions import ActionsEnvironment, annotation
+from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
+from lettafleet.core.github.comments import PlanMarker, StickyComments, differences, status_room, with_status
+from lettafleet.core.kinds import ResourceKind
+from lettafleet.core.model import Change, Plan
+from lettafleet.core.planning import plan_fleet
+from lettafleet.core.plugin_manager import PluginError
+from lettafleet.core.render.json import render_apply_json, render_plan_json
+from lettafleet.core.render.markdown import (
+    COMMENT_BUDGET,
+    SUMMARY_BUDGET,
+    code_block,
+    escape_markdown,
+    inline_code,
+    render_plan_markdown,
+)
+from lettafleet.core.render.text import render_plan, render_report, result_line
+from lettafleet.core.validation import load_fleet
+
+ResultCallback = Callable[[Change, ChangeResult], None]
+RERUN_HINT = (
+    "To apply it anyway, re-run the apply job with the input `apply-unreviewed-changes: true` "
+    "(docs/github-action.md shows a `workflow_dispatch` trigger for this); or open a pull request so "
+    "the plan is reviewed."
+)
+
+
+class Planner(Protocol):
+    """Plans and applies one fleet file; the review loop decides when."""
+
+    def plan(self, fleet: str) -> Plan: ...
+
+    def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport: ...
+
+
+class LettaPlanner:
+    """The planner for a real Letta server."""
+
+    def __init__(self, client: LettaClient, manager: pluggy.PluginManager) -> None:
+        self.client = client
+        self.manager = manager
+
+    def plan(self, fleet: str) -> Plan:
+        return plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+
+    def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
+        return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result)
+
+
+@dataclass(frozen=True)
+class ReviewOptions:
+    out_dir: Path | None = None  # where plan JSON files go; None: $RUNNER_TEMP/lettafleet, else .lettafleet/github
+    comment: bool = True
+    comment_when_unchanged: bool = True
+    parallelism: int = 8
+    apply_unreviewed_changes: bool = False
+
+
+@dataclass
+class FleetRun:
+    """One fleet file in this job: its plan (or why there is none) and where its plan JSON was saved."""
+
+    fleet: str
+    json_path: Path
+    plan: Plan | None = None
+    error: str = ""
+    ok: bool = True
+
+
+class ReviewLoop:
+    """`plan` on a pull request, `apply` on the push that merges it. Both return the job's exit code."""
+
+    def __init__(
+        self,
+        env: ActionsEnvironment,
+        planner: Planner,
+        kinds: Mapping[str, ResourceKind],
+        github: GitHubAPI | None,
+        options: ReviewOptions,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.env = env
+        self.planner = planner
+        self.kinds = kinds
+        self.github = github
+        self.options = options
+        self.out_dir = options.out_dir or (env.temp_dir / "lettafleet" if env.temp_dir else Path(".lettafleet/github"))
+        self._echo = echo
+
+    # -- plan on a pull request ---------------------------------------------------------------------------------
+
+    def plan(self, fleets: Sequence[str]) -> int:
+        number = self.env.pull_request_number
+        comments = self._comments(number) if number and self.options.comment else None
+        if number is None:
+            self.echo(f"Event {self.env.event_name} is not a pull request: the plan goes to the job summary only.")
+        runs = []
+        for fleet in fleets:
+            run = self._plan_one(fleet)
+            runs.append(run)
+            self.env.add_summary(self._summary_markdown(run, len(fleets)))
+            if comments is not None and not self._post_plan(comments, run):
+                comments = None
+        self._set_outputs(runs)
+        return 0 if all(run.ok for run in runs) else 1
+
+    def _post_plan(self, comments: StickyComments, run: FleetRun) -> bool:
+        """Write the fleet's plan comment; False when commenting is not possible (the token is read-only)."""
+        plan = run.plan
+        unchanged = plan is not None and not plan.has_changes and not plan.has_drift
+        if unchanged and not self.options.comment_when_unchanged and comments.find(run.fleet) is None:
+            self.echo(f"{run.fleet}: no changes, so no comment (comment-when-unchanged is off).")
+            return True
+        try:
+            written = comments.upsert(run.fleet, self._comment_body(run))
+        except GitHubPermissionError as error:
+            self._cannot_comment(error)
+            return False
+        except GitHubError as error:
+            self.echo(annotation("error", self.env.mask(str(error))))
+            run.ok = False
+            return True
+        self.echo(f"{run.fleet}: plan comment {written.get('html_url') or written.get('id')}")
+        return True
+
+    def _comment_body(self, run: FleetRun) -> str:
+        if run.plan is None:
+            marker = PlanMarker(fleet=run.fleet, sha256=None).render()
+            return self.env.mask("\n".join([marker, *self._failure_markdown(run), ""]))
+        where = f"the [job summary]({self.env.run_url})" if self.env.run_url else "this workflow run's job summary"
+        return self.env.mask(
+            render_plan_markdown(
+                run.plan,
+                self.kinds,
+                marker=PlanMarker.of_plan(run.fleet, run.plan).render(),
+                budget=COMMENT_BUDGET,
+                full_plan_at=where,
+            )
+        )
+
+    # -- apply on merge -----------------------------------------------------------------------------------------
+
+    def apply(self, fleets: Sequence[str]) -> int:
+        try:
+            pull_request = self._merged_pull_request()
+        except GitHubError as error:
+            self.echo(annotation("error", self.env.mask(str(error))))
+            return 1
+        comments = None
+        if pull_request is not None:
+            self.echo(f"Commit {self.env.sha[:12]} merged pull request #{pull_request['number']}.")
+            comments = self._comments(pull_request["number"])
+        runs = []
+        for fleet in fleets:
+            run = self._plan_one(fleet)
+            runs.append(run)
+            if run.plan is None:
+                self.env.add_summary(self._summary_markdown(run, len(fleets)))
+                errors = "\n".join(code_block(run.error.splitlines()[:50]))
+                status = _status("Not applied: the plan failed", ["Nothing was changed. Fix these problems:", errors])
+            else:
+                status = self._apply_reviewed(run, run.plan, comments, pull_request)
+                self.env.add_summary(self._summary_markdown(run, len(fleets)) + "\n" + status)
+            if comments is not None and self.options.comment and not self._post_status(comments, run, status):
+                comments = None
+        self._set_outputs(runs)
+        return 0 if all(run.ok for run in runs) else 1
+
+    def _apply_reviewed(
+        self, run: FleetRun, plan: Plan, comments: StickyComments | None, pull_request: Mapping[str, Any] | None
+    ) -> str:
+        """Apply the plan if it is the reviewed one (or unreviewed changes are allowed); the result as Markdown."""
+        if not plan.has_changes:
+            self.echo(f"{run.fleet}: nothing to apply; the server matches the fleet.")
+            return _status("Nothing to apply", ["The server already matches the fleet; nothing was changed."])
+        reviewed = comments.reviewed_plan(run.fleet) if comments is not None else None
+        if reviewed is None or reviewed.sha256 != plan.sha256:
+            reason = self._not_reviewed(run, plan, reviewed, pull_request)
+            if not self.options.apply_unreviewed_changes:
+                run.ok = False
+                self.echo(annotation("error", self.env.mask(f"{run.fleet}: not applied. " + _plain(reason[0]))))
+                summary = f"[job summary]({self.env.run_url})" if self.env.run_url else "job summary"
+                return _status(
+                    "Not applied: this is not the reviewed plan",
+                    [
+                        *reason,
+                        f"Nothing was changed. The new plan (sha256 {inline_code(plan.sha256[:12])}) is in this "
+                        f"run's {summary}. {RERUN_HINT}",
+                    ],
+                )
+            self.echo(annotation("warning", f"{run.fleet}: applying although " + _plain(reason[0])))
+            note = ["Applied although this is not the reviewed plan (`apply-unreviewed-changes` is on).", *reason]
+        else:
+            note = [f"The plan matched the reviewed one (sha256 {inline_code(plan.sha256)})."]
+        report = self.planner.apply(plan, self.options.parallelism, self._echo_result)
+        run.json_path.write_text(self.env.mask(render_apply_json(plan, report)) + "\n", encoding="utf-8")
+        self.echo(self.env.mask(render_report(report)))
+        commit = f"{inline_code(self.env.sha[:12])}" if self.env.sha else "this commit"
+        where = f" ([workflow run]({self.env.run_url}))" if self.env.run_url else ""
+        if report.ok:
+            return _status("Applied", [*note, f"Applied at {commit}{where}: {report.count('applied')} change(s) made."])
+        run.ok = False
+        return _status(
+            "Apply failed",
+            [
+                *note,
+                f"Applied at {commit}{where}: {report.count('applied')} change(s) made, "
+                f"{report.count('failed')} failed, {report.count('skipped')} not attempted. Fix the cause and re-run "
+                "the job: apply picks up where it stopped.",
+            ],
+            rows=[(r.address, r.status, self.env.mask(r.message)) for r in report.failed],
+        )
+
+    def _not_reviewed(
+        self, run: FleetRun, plan: Plan, reviewed: PlanMarker | None, pull_request: Mapping[str, Any] | None
+    ) -> list[str]:
+        """Why the plan is not the reviewed one: the first paragraph says it in a sentence, the rest in detail."""
+        if pull_request is None:
+            return [
+                f"No merged pull request was found for commit {inline_code(self.env.sha[:12] or '(unknown)')}, "
+                "so there is no reviewed plan to compare with."
+            ]
+        number = pull_request["number"]
+        if reviewed is None:
+            return [
+                f"Pull request #{number} has no plan comment for {inline_code(run.fleet)} to compare with (a "
+                "pull request from a fork cannot comment, or commenting was turned off)."
+            ]
+        if reviewed.sha256 is None:
+            return [f"The last plan on pull request #{number} failed, so no plan was reviewed."]
+        listed = "\n".join(f"- {line}" for line in differences(reviewed, plan))
+        return [
+            f"The plan now (sha256 {inline_code(plan.sha256[:12])}) is not the one reviewed on pull request "
+            f"#{number} (sha256 {inline_code(reviewed.sha256[:12])}): the server or the fleet changed since the "
+            "review.",
+            f"What differs:\n\n{listed}",
+        ]
+
+    def _post_status(self, comments: StickyComments, run: FleetRun, status: str) -> bool:
+        existing = comments.find(run.fleet)
+        if existing is not None:
+            base = existing.get("body") or ""
+        else:  # no reviewed comment: the plan (or, if it failed, only the marker) goes above the status
+            base = self._comment_body(run) if run.plan else PlanMarker(fleet=run.fleet, sha256=None).render()
+        try:
+            comments.upsert(run.fleet, with_status(base, _fit_status(status, status_room(base))))
+        except GitHubPermissionError as error:
+            self._cannot_comment(error)
+            return False
+        except GitHubError as error:
+            self.echo(annotation("error", self.env.mask(str(error))))
+            run.ok = False
+        return True
+
+    def _merged_pull_request(self) -> Mapping[str, Any] | None:
+        if self.github is None or not self.env.sha:
+            return None
+        pulls = [pull for pull in self.github.pulls_for_commit(self.env.sha) if pull.get("merged_at")]
+        # A commit can belong to several pull requests; the one it merged names it as its merge commit.
+        merged_here = [pull for pull in pulls if pull.get("merge_commit_sha") == self.env.sha]
+        return (merged_here or pulls or [None])[0]
+
+    # -- shared -------------------------------------------------------------------------------------------------
+
+    def _plan_one(self, fleet: str) -> FleetRun:
+        run = FleetRun(fleet=fleet, json_path=self.out_dir / f"plan-{_file_slug(fleet)}.json")
+        try:
+            run.plan = self.planner.plan(fleet)
+        except FleetError as error:
+            run.error = "\n".join(str(diagnostic) for diagnostic in error.diagnostics)
+        except (LettaError, PluginError, OSError) as error:
+            run.error = str(error)
+        if run.plan is None:
+            run.ok = False
+            run.error = self.env.mask(run.error)
+            self.echo(annotation("error", f"{fleet}: the plan failed:\n{run.error}"))
+            return run
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        run.json_path.write_text(self.env.mask(render_plan_json(run.plan)) + "\n", encoding="utf-8")
+        self.echo(self.env.mask(render_plan(run.plan, self.kinds)))
+        return run
+
+    def _summary_markdown(self, run: FleetRun, fleet_count: int) -> str:
+        if run.plan is None:
+            return "\n".join(self._failure_markdown(run))
+        where = f"the plan JSON file {inline_code(run.json_path.name)} (the action's `plan-json` output)"
+        return render_plan_markdown(
+            run.plan, self.kinds, budget=SUMMARY_BUDGET // max(1, fleet_count), full_plan_at=where
+        )
+
+    def _failure_markdown(self, run: FleetRun) -> list[str]:
+        return [
+            f"### lettafleet plan for {inline_code(run.fleet)} failed",
+            "",
+            "Nothing can be applied until the plan succeeds. Fix these problems and push again:",
+            "",
+            *code_block(run.error.splitlines()[:200]),
+            "",
+        ]
+
+    def _comments(self, number: int) -> StickyComments | None:
+        if self.github is None:
+            self.echo(annotation("warning", "no GitHub token, so no pull request comment: pass `github-token`."))
+            return None
+        try:
+            return StickyComments(self.github, number)
+        except GitHubPermissionError as error:
+            self._cannot_comment(error)
+        return None
+
+    def _cannot_comment(self, error: GitHubError) -> None:
+        message = (
+            "Cannot read or write comments on this pull request, so the plan is in the job summary only "
+            f"(a pull request from a fork gets a read-only token). {self.env.mask(str(error))}"
+        )
+        self.echo(annotation("warning", message))
+        self.env.add_summary(f"> [!NOTE]\n> {escape_markdown(message)}")
+
+    def _set_outputs(self, runs: Sequence[FleetRun]) -> None:
+        planned = [run for run in runs if run.plan is not None]
+        self.env.set_outputs(
+            {
+                "changes": "true" if any(run.plan.has_changes for run in planned if run.plan) else "false",
+                "plan-json": "\n".join(str(run.json_path) for run in planned),
+                "plan-sha256": "\n".join(run.plan.sha256 for run in planned if run.plan),
+            }
+        )
+
+    def _echo_result(self, change: Change, result: ChangeResult) -> None:
+        self.echo(result_line(change, result.status, result.message))
+
+    def echo(self, text: str) -> None:
+        self._echo(self.env.mask(text))
+
+
+def _status(title: str, paragraphs: Sequence[str], rows: Sequence[tuple[str, str, str]] = ()) -> str:
+    lines = [f"### {title}", ""]
+    for paragraph in paragraphs:
+        lines += [paragraph, ""]
+    if rows:
+        lines += ["| Resource | Result | Message |", "| --- | --- | --- |"]
+        lines += [
+            f"| {inline_code(address)} | {status} | {escape_markdown(_shortened(message))} |"
+            for address, status, message in rows
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _fit_status(status: str, room: int) -> str:
+    """The status cut to `room` bytes, at a line, when a long list of failures would not fit in the comment."""
+    if len(status.encode("utf-8")) <= room:
+        return status
+    lines, used = [], 0
+    note = "\n... (cut: the full list is in the job summary)"
+    for line in status.splitlines():
+        used += len(line.encode("utf-8")) + 1
+        if used + len(note) > room:
+            break
+        lines.append(line)
+    return "\n".join(lines) + note + "\n"
+
+
+def _shortened(message: str, width: int = 600) -> str:
+    """A server message as a table cell shows it; the full text is in the job's log."""
+    return message if len(message) <= width else message[: width - 3] + "..."
+
+
+def _plain(markdown: str) -> str:
+    """A Markdown sentence as a log line (code spans unwrapped)."""
+    return re.sub(r"`+ ?([^`]*?) ?`+", r"\1", markdown)
+
+
+def _file_slug(fleet: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", fleet.strip("./")) or "fleet"

@@ -1,0 +1,167 @@
+"""The plan for pull requests: Markdown with the summary and the risky changes in view, per-agent detail folded,
+and the whole kept under a size budget (GitHub refuses comments over 65,536 characters)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from lettafleet.core.kinds import ResourceKind
+from lettafleet.core.model import Action, Plan
+from lettafleet.core.render.text import closing_line, plan_rows
+
+COMMENT_LIMIT = 65_536
+# Below the limit, so a comment can later gain the apply result without being cut again.
+COMMENT_BUDGET = 60_000
+# A job summary may hold 1 MiB per step; several fleets share one step.
+SUMMARY_BUDGET = 900_000
+# Deletions and drift are listed above the fold; past this many the rest are only in the details.
+CALLOUT_ITEMS = 20
+
+# What can start emphasis, a link, HTML, code, strikethrough or a table cell inside a line of text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def render_plan_markdown(
+    plan: Plan,
+    kinds: Mapping[str, ResourceKind],
+    *,
+    marker: str = "",
+    budget: int = COMMENT_BUDGET,
+    full_plan_at: str = "the output of `lettafleet plan`",
+) -> str:
+    """The plan as one Markdown document of at most `budget` bytes (UTF-8, which is never fewer than characters).
+
+    `marker` (a hidden HTML comment) comes first and is always kept. When the per-agent detail does not fit, it
+    is cut and a note says the full plan is in `full_plan_at`; heading, summary, callouts and marker stay.
+    """
+    head = [marker] if marker else []
+    head += [f"### lettafleet plan for {inline_code(plan.fleet)}", "", f"**{summary_line(plan, kinds)}**", ""]
+    head += _callouts(plan)
+    footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {inline_code(display_url(plan.server))}</sub>"]
+    groups = _diff_groups(plan, kinds)
+
+    reserved = _size("\n".join(head + footer)) + _size(_cut_note(len(groups), len(groups), full_plan_at)) + 2
+    shown, cut = _fit(groups, used=reserved, budget=budget)
+    lines = head + shown
+    if cut:
+        lines += [_cut_note(len(groups) - cut, len(groups), full_plan_at), ""]
+    return "\n".join(lines + footer) + "\n"
+
+
+def summary_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    """`Plan: 1 to create, 2 to update, 0 to delete; 1 new conversation.` (drift is called out separately)."""
+    return closing_line(plan, kinds).splitlines()[0]
+
+
+def inline_code(text: str) -> str:
+    """`text` as a Markdown code span that any backticks inside cannot end early."""
+    text = " ".join(text.splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
+    return f"{fence}{padded}{fence}"
+
+
+def escape_markdown(text: str) -> str:
+    """Plain text that Markdown shows as written (no emphasis, links or HTML), on one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def code_block(lines: list[str], language: str = "") -> list[str]:
+    """A fenced code block whose fence is longer than any backtick run in the content."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`{3,}", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{language}", *lines, fence]
+
+
+def display_url(url: str) -> str:
+    """A server URL as it may be shown: without any user name or password written into it."""
+    parts = urlsplit(url)
+    if not parts.hostname or "@" not in parts.netloc:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _callouts(plan: Plan) -> list[str]:
+    """Deletions and drift, above the fold: the changes a reviewer must not miss."""
+    lines: list[str] = []
+    deletions = [change for change in plan.changes if change.action is Action.DELETE]
+    if deletions:
+        lines += ["> [!CAUTION]", f"> **{_count(len(deletions), 'resource')} will be deleted:**"]
+        lines += _listed([inline_code(change.address) for change in deletions])
+        lines.append("")
+    drifted = [change for change in plan.changes if change.drift]
+    if drifted:
+        noun = "difference" if len(drifted) == 1 else "differences"
+        lines += [
+            "> [!WARNING]",
+            f"> **{len(drifted)} {noun} cannot be changed in place; apply leaves them as they are:**",
+        ]
+        lines += _listed(
+            [f"{inline_code(change.address)}: {escape_markdown(change.drift or '')}" for change in drifted]
+        )
+        lines.append("")
+    return lines
+
+
+def _listed(items: list[str]) -> list[str]:
+    lines = [f"> - {item}" for item in items[:CALLOUT_ITEMS]]
+    if len(items) > CALLOUT_ITEMS:
+        lines.append(f"> - and {len(items) - CALLOUT_ITEMS} more (see the details below)")
+    return lines
+
+
+def _diff_groups(plan: Plan, kinds: Mapping[str, ResourceKind]) -> list[list[str]]:
+    """The text plan's rows, one group per top-level resource, each row's symbol in column 0 so that a `diff`
+    code block colours it (+ green, - red)."""
+    return [
+        [f"{row.symbol or ' '} " + "    " * row.depth + " " * row.offset + row.text for row in rows]
+        for rows in plan_rows(plan, kinds)
+    ]
+
+
+def _details_block(group: list[str], cut_lines: int = 0) -> list[str]:
+    body = group + ([f"  ... {cut_lines} more line(s), see the full plan"] if cut_lines else [])
+    return [f"<details><summary>{html.escape(group[0])}</summary>", "", *code_block(body, "diff"), "", "</details>", ""]
+
+
+def _fit(groups: list[list[str]], *, used: int, budget: int) -> tuple[list[str], int]:
+    """The detail blocks that fit in what is left of the budget (the last one shortened if only part of it fits),
+    and how many groups are not shown in full."""
+    lines: list[str] = []
+    for index, group in enumerate(groups):
+        block = _details_block(group)
+        size = _size("\n".join(block)) + 1
+        if used + size <= budget:
+            lines += block
+            used += size
+            continue
+        # Show the head of this group: as many lines as fit beside its wrapping and a "more lines" note.
+        room = budget - used - (_size("\n".join(_details_block(group[:1], cut_lines=len(group)))) + 1)
+        keep = 1
+        while keep < len(group) and room >= _size(group[keep]) + 1:
+            room -= _size(group[keep]) + 1
+            keep += 1
+        if room >= 0:
+            lines += _details_block(group[:keep], cut_lines=len(group) - keep)
+        return lines, len(groups) - index
+    return lines, 0
+
+
+def _cut_note(shown: int, total: int, full_plan_at: str) -> str:
+    return (
+        f"> [!NOTE]\n> This plan is too long to show here in full ({shown} of {total} resources shown in "
+        f"full). The full plan is in {full_plan_at}."
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))

@@ -1,0 +1,347 @@
+"""The review loop, with a planner that needs no server: plan comments on pull requests, apply on merge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from lettafleet.core.applying import ApplyReport, ChangeResult
+from lettafleet.core.diagnostics import Diagnostic, FleetError
+from lettafleet.core.github.actions import ActionsEnvironment, SecretMask
+from lettafleet.core.github.api import GitHubAPI
+from lettafleet.core.github.comments import PlanMarker
+from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOptions
+from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.plugin_manager import resource_kinds
+from tests.fakes.github_api import FakeGitHub, running_github_api
+
+LETTA_KEY = "letta-secret-key-abcdef"
+MERGE_SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
+
+
+def plan_of(*names: str, description: str = "helpful", action: Action = Action.CREATE) -> Plan:
+    changes = [
+        Change(
+            f"agent.{name}",
+            "agent",
+            name,
+            action,
+            None if action is Action.CREATE else {"description": "old"},
+            {"description": description},
+        )
+        for name in names
+    ]
+    return Plan.build("fleet.yaml", "http://127.0.0.1:8283", changes)
+
+
+@dataclass
+class FakePlanner:
+    """Plans what the test says; records what it was asked to apply; fails the addresses it is told to."""
+
+    plans: dict[str, Plan | Exception] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    applied: list[Plan] = field(default_factory=list)
+
+    def plan(self, fleet: str) -> Plan:
+        planned = self.plans[fleet]
+        if isinstance(planned, Exception):
+            raise planned
+        return planned
+
+    def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
+        self.applied.append(plan)
+        results = []
+        for change in plan.changes:
+            failed = change.address in self.failing
+            result = ChangeResult(
+                change.address, change.action, "failed" if failed else "applied", "server said no" if failed else ""
+            )
+            on_result(change, result)
+            results.append(result)
+        return ApplyReport(tuple(results))
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with running_github_api(FakeGitHub(max_per_page=2)) as fake:
+        yield fake
+
+
+@dataclass
+class Job:
+    """One run of the action's Python step: the loop, and what it wrote where."""
+
+    github: FakeGitHub
+    planner: FakePlanner
+    tmp_path: Path
+    manager: pluggy.PluginManager
+    event_name: str = "pull_request"
+    log: list[str] = field(default_factory=list)
+
+    def env(self) -> ActionsEnvironment:
+        event = {"pull_request": {"number": 7}} if self.event_name == "pull_request" else {"after": MERGE_SHA}
+        return ActionsEnvironment(
+            event_name=self.event_name,
+            event=event,
+            repository=self.github.repository,
+            sha=MERGE_SHA,
+            api_url=self.github.url,
+            run_id="99",
+            token=self.github.token,
+            output_file=self.tmp_path / "output",
+            summary_file=self.tmp_path / "summary.md",
+            temp_dir=self.tmp_path,
+            mask=SecretMask([LETTA_KEY, self.github.token]),
+        )
+
+    def run(self, command: str, fleets: tuple[str, ...] = ("fleet.yaml",), **options: object) -> int:
+        env = self.env()
+        with GitHubAPI(env.repository, env.token, api_url=env.api_url) as api:
+            loop = ReviewLoop(
+                env,
+                self.planner,
+                resource_kinds(self.manager),
+                api,
+                ReviewOptions(out_dir=self.tmp_path / "plans", **options),
+                self.log.append,
+            )  # type: ignore[arg-type]
+            return loop.plan(list(fleets)) if command == "plan" else loop.apply(list(fleets))
+
+    @property
+    def summary(self) -> str:
+        return (self.tmp_path / "summary.md").read_text()
+
+    def outputs(self) -> dict[str, str]:
+        text = (self.tmp_path / "output").read_text()
+        return {name: value for name, _, value in re.findall(r"^([\w-]+)<<(\S+)\n(.*?)\n\2$", text, re.M | re.S)}
+
+
+@pytest.fixture
+def job(github: FakeGitHub, tmp_path: Path, manager: pluggy.PluginManager) -> Job:
+    return Job(github, FakePlanner({"fleet.yaml": plan_of("support")}), tmp_path, manager)
+
+
+def reviewed(job: Job) -> Job:
+    """The pull request was planned and reviewed, then merged: the job now is the push to main."""
+    assert job.run("plan") == 0
+    job.github.add_merged_pull(MERGE_SHA, 7)
+    job.event_name = "push"
+    return job
+
+
+# -- plan on a pull request -------------------------------------------------------------------------------------
+
+
+def test_the_first_plan_creates_one_comment_with_the_marker(job: Job) -> None:
+    assert job.run("plan") == 0
+
+    [comment] = job.github.comments_on(7)
+    marker = PlanMarker.find(comment["body"])
+    assert marker is not None and marker.sha256 == plan_of("support").sha256
+    assert "**Plan: 1 to create, 0 to update, 0 to delete.**" in comment["body"]
+
+
+def test_a_second_plan_updates_the_same_comment_even_on_a_later_page(job: Job) -> None:
+    job.run("plan")
+    for number in range(3):
+        job.github.add_comment(7, f"review remark {number}")
+    job.planner.plans["fleet.yaml"] = plan_of("support", "sales")
+
+    assert job.run("plan") == 0
+
+    comments = job.github.comments_on(7)
+    assert len(comments) == 4
+    assert "2 to create" in comments[0]["body"]
+    assert [request.method for request in job.github.writes()] == ["POST", "PATCH"]
+
+
+def test_the_plan_goes_to_the_job_summary_and_the_step_outputs(job: Job) -> None:
+    job.run("plan")
+
+    outputs = job.outputs()
+    assert "**Plan: 1 to create" in job.summary
+    assert outputs["changes"] == "true"
+    assert outputs["plan-sha256"] == plan_of("support").sha256
+    assert Path(outputs["plan-json"]).read_text().startswith("{")
+
+
+def test_no_changes_are_said_in_the_comment(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = plan_of("support", action=Action.NO_OP)
+
+    job.run("plan")
+
+    [comment] = job.github.comments_on(7)
+    assert "No changes. The server matches the fleet." in comment["body"]
+    assert job.outputs()["changes"] == "false"
+
+
+def test_no_comment_for_no_changes_when_turned_off(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = plan_of("support", action=Action.NO_OP)
+
+    job.run("plan", comment_when_unchanged=False)
+
+    assert job.github.comments_on(7) == []
+
+
+def test_an_earlier_comment_is_updated_even_when_no_changes_are_left(job: Job) -> None:
+    job.run("plan")
+    job.planner.plans["fleet.yaml"] = plan_of("support", action=Action.NO_OP)
+
+    job.run("plan", comment_when_unchanged=False)
+
+    [comment] = job.github.comments_on(7)
+    assert "No changes." in comment["body"]
+
+
+def test_a_read_only_token_degrades_to_the_job_summary(job: Job) -> None:
+    job.github.read_only = True
+
+    assert job.run("plan") == 0
+
+    assert job.github.comments_on(7) == []
+    assert "**Plan: 1 to create" in job.summary
+    assert "job summary only" in job.summary
+    assert any(line.startswith("::warning") and "fork" in line for line in job.log)
+
+
+def test_a_failed_plan_replaces_the_comment_so_nothing_stale_can_be_applied(job: Job) -> None:
+    job.run("plan")
+    job.planner.plans["fleet.yaml"] = FleetError([Diagnostic("fleet.yaml", 3, 5, "limit must be a number")])
+
+    assert job.run("plan") == 1
+
+    [comment] = job.github.comments_on(7)
+    assert "fleet.yaml:3:5: limit must be a number" in comment["body"]
+    marker = PlanMarker.find(comment["body"])
+    assert marker is not None and marker.sha256 is None
+
+
+def test_secrets_never_reach_the_comment_the_summary_or_the_log(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = plan_of("support", description=f"key {LETTA_KEY} token {job.github.token}")
+
+    job.run("plan")
+
+    texts = [
+        job.github.comments_on(7)[0]["body"],
+        job.summary,
+        *job.log,
+        (job.tmp_path / "output").read_text(),
+        *(p.read_text() for p in (job.tmp_path / "plans").iterdir()),
+    ]
+    assert not any(LETTA_KEY in text or job.github.token in text for text in texts)
+
+
+def test_each_fleet_file_gets_its_own_comment_and_output_line(job: Job) -> None:
+    job.planner.plans["other.yaml"] = plan_of("sales")
+
+    assert job.run("plan", fleets=("fleet.yaml", "other.yaml")) == 0
+
+    markers = [PlanMarker.find(comment["body"]) for comment in job.github.comments_on(7)]
+    assert [marker.fleet for marker in markers if marker] == ["fleet.yaml", "other.yaml"]
+    assert job.outputs()["plan-sha256"].splitlines() == [plan_of("support").sha256, plan_of("sales").sha256]
+
+
+def test_a_push_event_plans_into_the_summary_only(job: Job) -> None:
+    job.event_name = "push"
+
+    assert job.run("plan") == 0
+
+    assert job.github.writes() == []
+    assert "**Plan: 1 to create" in job.summary
+
+
+# -- apply on merge ---------------------------------------------------------------------------------------------
+
+
+def test_the_reviewed_plan_is_applied_on_merge_and_the_comment_says_so(job: Job) -> None:
+    reviewed(job)
+
+    assert job.run("apply") == 0
+
+    assert job.planner.applied == [plan_of("support")]
+    [comment] = job.github.comments_on(7)
+    assert "### Applied" in comment["body"]
+    assert "1 change(s) made" in comment["body"]
+    assert "The plan matched the reviewed one" in job.summary
+
+
+def test_a_plan_that_changed_since_review_is_not_applied(job: Job) -> None:
+    reviewed(job)
+    job.planner.plans["fleet.yaml"] = plan_of("support", "sales")
+
+    assert job.run("apply") == 1
+
+    assert job.planner.applied == []
+    [comment] = job.github.comments_on(7)
+    assert "### Not applied: this is not the reviewed plan" in comment["body"]
+    assert "`agent.sales` is new in the plan since the review" in comment["body"]
+    assert "apply-unreviewed-changes" in comment["body"]
+    assert "**Plan: 1 to create" in comment["body"]  # the reviewed plan stays in view
+    assert any(line.startswith("::error") for line in job.log)
+
+
+def test_unreviewed_changes_are_applied_when_allowed(job: Job) -> None:
+    reviewed(job)
+    job.planner.plans["fleet.yaml"] = plan_of("support", "sales")
+
+    assert job.run("apply", apply_unreviewed_changes=True) == 0
+
+    assert job.planner.applied == [plan_of("support", "sales")]
+    assert "Applied although this is not the reviewed plan" in job.github.comments_on(7)[0]["body"]
+
+
+def test_a_push_that_merged_no_pull_request_is_not_applied(job: Job) -> None:
+    job.event_name = "push"
+
+    assert job.run("apply") == 1
+
+    assert job.planner.applied == []
+    assert "No merged pull request was found" in job.summary
+
+
+def test_a_merged_pull_request_without_a_plan_comment_is_not_applied(job: Job) -> None:
+    job.github.add_merged_pull(MERGE_SHA, 7)
+    job.event_name = "push"
+
+    assert job.run("apply") == 1
+
+    assert job.planner.applied == []
+    assert "has no plan comment" in job.github.comments_on(7)[0]["body"]
+
+
+def test_a_failed_apply_fails_the_job_and_the_comment_lists_what_failed(job: Job) -> None:
+    reviewed(job)
+    job.planner.failing = {"agent.support"}
+
+    assert job.run("apply") == 1
+
+    body = job.github.comments_on(7)[0]["body"]
+    assert "### Apply failed" in body
+    assert "| `agent.support` | failed | server said no |" in body
+
+
+def test_nothing_to_apply_succeeds_without_writing_to_the_server(job: Job) -> None:
+    reviewed(job)
+    job.planner.plans["fleet.yaml"] = plan_of("support", action=Action.NO_OP)
+
+    assert job.run("apply") == 0
+
+    assert job.planner.applied == []
+    assert "### Nothing to apply" in job.github.comments_on(7)[0]["body"]
+
+
+def test_a_plan_that_fails_on_merge_applies_nothing_and_says_why(job: Job) -> None:
+    reviewed(job)
+    job.planner.plans["fleet.yaml"] = FleetError([Diagnostic("fleet.yaml", 3, 5, "limit must be a number")])
+
+    assert job.run("apply") == 1
+
+    body = job.github.comments_on(7)[0]["body"]
+    assert "### Not applied: the plan failed" in body
+    assert "fleet.yaml:3:5: limit must be a number" in body
+    assert job.planner.applied == []
