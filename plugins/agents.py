@@ -140,31 +140,30 @@ def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, 
     )
 
 
+# (attribute, where the server lists what it offers, where the handle stands in an agent, what to call it)
+HANDLE_CHECKS = (
+    ("model", "/v1/models/", ("llm_config", "model"), "model"),
+    ("embedding", "/v1/models/embedding", ("embedding",), "embedding"),
+)
+
+
 @hookimpl
 def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+    """Every model and embedding handle must be one the server offers: checked before anything is written."""
     agents = [resource for resource in desired if resource.kind == KIND]
     problems: list[Problem] = []
-    if any("model" in agent.attributes for agent in agents):
-        offered = sorted(m["handle"] for m in reader.get("/v1/models/") if m.get("handle"))
-        for agent in agents:
-            handle = agent.attributes.get("model")
-            if handle and handle not in offered:
+    for attribute, listing, place, noun in HANDLE_CHECKS:
+        using = [agent for agent in agents if attribute in agent.attributes]
+        if not using:
+            continue
+        offered = sorted(item["handle"] for item in reader.get(listing) if item.get("handle"))
+        for agent in using:
+            handle = agent.attributes[attribute]
+            if handle not in offered:
                 problems.append(
                     Problem(
-                        (*agent.source, "llm_config", "model"),
-                        f"model handle '{handle}' is not offered by {reader.client.base_url}",
-                        f"use one of: {', '.join(offered) or 'none registered'}",
-                    )
-                )
-    if any("embedding" in agent.attributes for agent in agents):
-        offered = sorted(m["handle"] for m in reader.get("/v1/models/embedding") if m.get("handle"))
-        for agent in agents:
-            handle = agent.attributes.get("embedding")
-            if handle and handle not in offered:
-                problems.append(
-                    Problem(
-                        (*agent.source, "embedding"),
-                        f"embedding handle '{handle}' is not offered by {reader.client.base_url}",
+                        (*agent.source, *place),
+                        f"{noun} handle '{handle}' is not offered by {reader.client.base_url}",
                         f"use one of: {', '.join(offered) or 'none registered'}",
                     )
                 )
