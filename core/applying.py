@@ -79,10 +79,11 @@ class ApplySession:
             self._ids[address] = resource_id
 
     def create(self, change: Change, path: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
-        """POST a new resource, letting its children ride along in the same request where their plugin can."""
+        """POST a new resource, letting its changing children ride along in the same request where their plugin
+        can (a child's plugin may write what the request refers to first, such as a block to attach by id)."""
         checks: list[tuple[Change, Callable[[Mapping[str, Any]], str | None]]] = []
         for child in self.plan.children(change.address):
-            if child.action is not Action.CREATE:
+            if not child.changes_something:
                 continue
             check = self._manager.hook.lettafleet_ride_along(parent=change, child=child, request=body, session=self)
             if check is not None:
@@ -175,7 +176,7 @@ def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> se
         wanted.add(change.parent)
     if change.action is Action.CREATE:
         for child in plan.children(change.address):
-            if child.action is Action.CREATE:
+            if child.changes_something:
                 wanted.update(child.depends_on)
     own_subtree = change.address + "."
     return {

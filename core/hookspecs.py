@@ -89,10 +89,11 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
 def lettafleet_ride_along(
     parent: Change, child: Change, request: dict[str, Any], session: ApplySession
 ) -> Callable[[Mapping[str, Any]], str | None] | None:
-    """Called when `parent` is about to be created and `child` (one of its children in the plan) is to be
-    created too. A plugin that can create `child` inside the parent's request amends `request` (the JSON body)
-    and returns a check: it gets the server's answer and returns an error message if the child did not land.
-    Return None to have `child` applied on its own after the parent.
+    """Called when `parent` is about to be created and `child` (one of its children in the plan) changes too.
+    A plugin that can carry `child` in the parent's request amends `request` (the JSON body), after any write
+    the request needs first (for example making a block to attach by id), and returns a check: it gets the
+    server's answer and returns an error message if the child did not land. Return None to have `child`
+    applied on its own after the parent.
     """
 
 

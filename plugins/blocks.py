@@ -31,7 +31,15 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
-from lettafleet.plugins.server_reads import AGENTS, BLOCKS, agents_by_name, all_blocks, is_managed, managed_metadata
+from lettafleet.plugins.server_reads import (
+    AGENTS,
+    agents_by_name,
+    blocks_labelled,
+    conversations_by_agent,
+    is_managed,
+    labelled,
+    managed_metadata,
+)
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -190,7 +198,9 @@ def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, An
 
 @hookimpl
 def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return [AGENTS, BLOCKS] if any(resource.kind in (BLOCK, SHARED, ATTACHMENT) for resource in desired) else []
+    mine = [resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)]
+    # Attached blocks come with the agents; shared blocks not attached anywhere yet are found by label.
+    return [AGENTS, *(labelled(resource.name) for resource in mine if resource.kind == SHARED)] if mine else []
 
 
 @hookimpl
@@ -227,24 +237,37 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
 def _live_shared_blocks(reader: LiveReader, names: set[str]) -> dict[str, dict[str, Any]]:
     """The fleet's shared blocks on the server: label plus lettafleet's marker; the oldest wins."""
     found: dict[str, dict[str, Any]] = {}
-    for block in all_blocks(reader):
-        label = block.get("label")
-        if label in names and label not in found and is_managed(block) and block["metadata"].get("shared"):
-            found[label] = block
+    for name in names:
+        for block in blocks_labelled(reader, name):
+            if is_managed(block) and block["metadata"].get("shared"):
+                found[name] = block
+                break
     return found
 
 
 def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], attached: set[str]) -> list[Resource]:
-    """Blocks lettafleet made for an agent but never attached (an apply stopped between the two): reused, not
-    made again."""
-    missing = {address for address, resource in wanted.items() if resource.kind == BLOCK} - attached
+    """Blocks lettafleet made for an agent but never attached (an apply stopped between the two, or the agent's
+    creation failed): reused, not made again. Only the labels of missing blocks are looked up, so this reads
+    nothing when the server matches the fleet."""
+    missing = {address for address, resource in wanted.items() if resource.kind == BLOCK and address not in attached}
+    if not missing:
+        return []
+    # A conversation's isolated copy carries its original's metadata: it is not a block left unattached.
+    copies = {
+        block_id
+        for conversations in conversations_by_agent(reader).values()
+        for conversation in conversations
+        for block_id in conversation.get("isolated_block_ids") or []
+    }
     found: dict[str, Resource] = {}
-    for block in all_blocks(reader):
-        metadata = block.get("metadata") or {}
-        if not is_managed(block) or "agent" not in metadata:
-            continue
-        address = address_of(BLOCK, block.get("label") or "", address_of("agent", metadata["agent"]))
-        if address in missing and address not in found:
+    for label in sorted({wanted[address].name for address in missing}):
+        for block in blocks_labelled(reader, label):
+            metadata = block.get("metadata") or {}
+            if not is_managed(block) or "agent" not in metadata or block["id"] in copies:
+                continue
+            address = address_of(BLOCK, label, address_of("agent", metadata["agent"]))
+            if address not in missing or address in found:
+                continue
             found[address] = Resource(
                 address,
                 BLOCK,
@@ -278,20 +301,24 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
 def lettafleet_ride_along(
     parent: Change, child: Change, request: dict[str, Any], session: ApplySession
 ) -> Callable[[Mapping[str, Any]], str | None] | None:
-    """A new agent's own blocks are created in its create request, its shared blocks attached there by id."""
-    if parent.kind != "agent":
+    """A new agent gets its blocks by id in its create request. Its own blocks are made (or brought up to date)
+    just before: Letta drops the metadata of blocks made inline with an agent, and lettafleet marks what it
+    makes. A block made here for an agent whose creation then fails is found and reused by the next apply."""
+    if parent.kind != "agent" or child.kind not in (BLOCK, ATTACHMENT):
         return None
-    if child.kind == BLOCK:
-        request.setdefault("memory_blocks", []).append(_create_body(child, agent=parent.name))
-    elif child.kind == ATTACHMENT:
-        request.setdefault("block_ids", []).append(session.id_of(address_of(SHARED, child.name)))
-    else:
-        return None
-    label = child.name
+    if child.kind == ATTACHMENT:
+        block_id = session.id_of(address_of(SHARED, child.name))
+    elif child.action is Action.CREATE:
+        block_id = session.client.post("/v1/blocks/", json=_create_body(child, agent=parent.name))["id"]
+        session.record_id(child.address, block_id)
+    else:  # made by an earlier apply that stopped before the agent existed
+        _sync(child, session)
+        block_id = child.id or ""
+    request.setdefault("block_ids", []).append(block_id)
 
     def check(answer: Mapping[str, Any]) -> str | None:
-        labels = {block.get("label") for block in answer.get("blocks") or []}
-        return None if label in labels else f"the server created agent {parent.name} without block '{label}'"
+        attached = {block.get("id") for block in answer.get("blocks") or []}
+        return None if block_id in attached else f"the server created agent {parent.name} without block '{child.name}'"
 
     return check
 
@@ -312,14 +339,19 @@ def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any]
         if agent:
             client.patch(f"/v1/agents/{agent}/core-memory/blocks/attach/{block['id']}")
         return block
-    before, after = change.before or {}, change.after or {}
-    updates = {key: after[key] for key in SYNCED_FIELDS if key in after and before.get(key) != after.get(key)}
-    answer: Mapping[str, Any] = {"id": change.id}
-    if updates:
-        answer = client.patch(f"/v1/blocks/{change.id}", json=updates)
-    if before.get("attached") is False:
+    answer = _sync(change, session)
+    if (change.before or {}).get("attached") is False:
         client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
     return answer
+
+
+def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
+    """Write the synced fields (value, description, limit) that differ; nothing when none do."""
+    before, after = change.before or {}, change.after or {}
+    updates = {key: after[key] for key in SYNCED_FIELDS if key in after and before.get(key) != after.get(key)}
+    if not updates:
+        return {"id": change.id}
+    return session.client.patch(f"/v1/blocks/{change.id}", json=updates)
 
 
 def _create_body(change: Change, **marker: Any) -> dict[str, Any]:

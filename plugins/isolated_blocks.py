@@ -16,6 +16,7 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Fleet,
+    LettaAPIError,
     LiveReader,
     Problem,
     Resource,
@@ -28,11 +29,11 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.server_reads import (
     AGENTS,
-    BLOCKS,
     CONVERSATIONS,
     agents_by_name,
-    blocks_by_id,
+    blocks_labelled,
     conversations_by_agent,
+    labelled,
 )
 
 KIND = "isolated_block"
@@ -94,8 +95,10 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
 
 @hookimpl
 def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    wanted = any(resource.kind in (KIND, CONVERSATION) for resource in desired)
-    return [AGENTS, BLOCKS, CONVERSATIONS] if wanted else []
+    if not any(resource.kind in (KIND, CONVERSATION) for resource in desired):
+        return []
+    labels = sorted({resource.name for resource in desired if resource.kind == KIND})
+    return [AGENTS, CONVERSATIONS, *(labelled(label) for label in labels)]
 
 
 @hookimpl
@@ -112,19 +115,14 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
         return []
     found: list[Resource] = []
     by_agent = conversations_by_agent(reader)
-    blocks = None
+    labels = _CopyLabels(reader, {label for labels in declared_labels.values() for label in labels})
     for name, agent in agents_by_name(reader).items():
         agent_address = address_of("agent", name)
         for conversation in by_agent.get(agent["id"], []):
             conversation_address = address_of("conversation", conversation.get("summary") or "", agent_address)
             if conversation_address not in declared_conversations:
                 continue
-            blocks = blocks if blocks is not None else blocks_by_id(reader)
-            copies = {
-                blocks[block_id].get("label"): block_id
-                for block_id in conversation.get("isolated_block_ids") or []
-                if block_id in blocks
-            }
+            copies = {labels.of(block_id): block_id for block_id in conversation.get("isolated_block_ids") or []}
             declared = declared_labels.get(conversation_address, set())
             for label in sorted(set(copies) | declared):
                 found.append(
@@ -139,6 +137,25 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
                 )
             declared_conversations.discard(conversation_address)  # the oldest with this summary is the one
     return found
+
+
+class _CopyLabels:
+    """The label of each isolated copy, from one read per declared label (shared by every conversation). A copy
+    of some other label (one the fleet does not declare: drift) costs one read of that block."""
+
+    def __init__(self, reader: LiveReader, declared: set[str]) -> None:
+        self.reader = reader
+        self.known = {block["id"]: label for label in sorted(declared) for block in blocks_labelled(reader, label)}
+
+    def of(self, block_id: str) -> str:
+        if block_id not in self.known:
+            try:
+                self.known[block_id] = self.reader.get(f"/v1/blocks/{block_id}").get("label") or block_id
+            except LettaAPIError as error:
+                if error.status != 404:
+                    raise
+                self.known[block_id] = block_id  # the conversation names a copy the server no longer has
+        return self.known[block_id]
 
 
 @hookimpl

@@ -17,7 +17,6 @@ AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 
 
 AGENTS = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
-BLOCKS = ("/v1/blocks/", {"order": "asc"})
 CONVERSATIONS = ("/v1/conversations/", {"order": "asc"})
 
 
@@ -41,13 +40,16 @@ def agents_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
     return found
 
 
-def all_blocks(reader: LiveReader) -> list[dict[str, Any]]:
-    path, params = BLOCKS
+def labelled(label: str) -> tuple[str, dict[str, Any]]:
+    """The read of every block with one label. Blocks are read by label, never all of them: a server keeps every
+    block of every agent ever deleted (Letta does not delete them with the agent), so the full list only grows,
+    while a fleet needs a few labels."""
+    return ("/v1/blocks/", {"label": label, "order": "asc"})
+
+
+def blocks_labelled(reader: LiveReader, label: str) -> list[dict[str, Any]]:
+    path, params = labelled(label)
     return reader.list_all(path, **params)
-
-
-def blocks_by_id(reader: LiveReader) -> dict[str, dict[str, Any]]:
-    return {block["id"]: block for block in all_blocks(reader)}
 
 
 def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:

@@ -70,6 +70,8 @@ def test_apply_creates_exactly_the_declared_fleet_and_a_second_run_changes_nothi
     agent = agent_named(client, names["agent"])
     blocks = {block["label"]: block for block in agent["blocks"]}
     assert set(blocks) == {"faq", "customer_context"}
+    assert all(b["metadata"] == {"managed_by": "lettafleet", "agent": names["agent"]} for b in blocks.values())
+    assert agent["metadata"] == {"managed_by": "lettafleet"}
     assert blocks["faq"]["value"] == (EXAMPLES / "knowledge" / "faq.md").read_text()
     assert blocks["faq"]["limit"] == 5000 and blocks["customer_context"]["limit"] == 2000
     assert agent["system"].startswith("You are a customer support agent.")
@@ -227,6 +229,11 @@ def test_a_failed_agent_does_not_stop_the_others_and_a_second_apply_converges(le
     for name in (names["agent"], names["other"]):
         agent = agent_named(client, name)
         assert len(client.get("/v1/conversations/", agent_id=agent["id"])) == 1
+    # The block made for the agent whose creation failed was reused, not made twice:
+    notes = [
+        b for b in client.get("/v1/blocks/", label="notes") if (b.get("metadata") or {}).get("agent") == names["other"]
+    ]
+    assert [b["id"] for b in notes] == [b["id"] for b in agent_named(client, names["other"])["blocks"]]
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
 
 
@@ -259,3 +266,33 @@ def test_a_block_made_for_an_agent_but_never_attached_is_reused(letta_server, cl
     assert [
         b for b in client.get("/v1/blocks/", label="notes") if (b.get("metadata") or {}).get("agent") == names["agent"]
     ] == [client.get(f"/v1/blocks/{orphan['id']}")]
+
+
+def test_isolated_blocks_added_to_an_existing_conversation_are_drift_not_a_change(
+    letta_server, client, names, write_fleet
+):
+    text = f"""
+        agents:
+          - name: {names["agent"]}
+            llm_config: {{model: letta/letta-free, context_window: 16000}}
+            embedding: letta/letta-free
+            system_prompt: {{value: You help.}}
+            memory_blocks: [{{name: customer_context, limit: 500, value: ""}}]
+            conversations:
+              - summary: "Ticket #1"
+    """
+    fleet = write_fleet(text)
+    assert cli(letta_server, "apply", "-f", str(fleet)).exit_code == 0
+    write_fleet(text.rstrip(" ") + "                isolated_blocks: [customer_context]\n")
+
+    planned = cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+    assert planned.exit_code == 2
+    assert f"[!] {names['agent']} (DRIFT)" in planned.output
+    assert "! isolated block customer_context of conversation" in planned.output
+    assert "Plan: 0 to create, 0 to update, 0 to delete; 0 new conversations." in planned.output
+
+    manager = get_plugin_manager()
+    with LettaClient(letta_server) as counting:
+        plan = plan_fleet(load_fleet(fleet, manager), counting, manager)
+        assert apply_plan(plan, counting, manager).results == ()
+    assert counting.stats.writes == 0
