@@ -33,7 +33,8 @@ def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> pluggy.PluginMan
 
 def resource_kinds(manager: pluggy.PluginManager) -> dict[str, ResourceKind]:
     kinds: dict[str, ResourceKind] = {}
-    for declared in manager.hook.lettafleet_kinds():
+    # pluggy calls the last registered plugin first; kinds read better in the order plugins were loaded.
+    for declared in reversed(manager.hook.lettafleet_kinds()):
         for kind in declared:
             if kind.name in kinds:
                 raise PluginError(f"resource kind {kind.name!r} is declared by two plugins")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import rich_click as click
@@ -14,8 +16,9 @@ from lettafleet.core.applying import ChangeResult, apply_plan
 from lettafleet.core.client import LettaClient
 from lettafleet.core.command_options import make_client, reports_errors, server_options
 from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Change, Plan
-from lettafleet.core.planning import plan_fleet
+from lettafleet.core.planning import desired_resources, plan_fleet
 from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
@@ -49,9 +52,10 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
                 {"file": str(path), "valid": False, "errors": [diagnostic.__dict__ for diagnostic in error.diagnostics]}
             )
             continue
-        results.append({"file": str(path), "valid": True, "agents": len(fleet.data["agents"])})
+        declared = Counter(resource.kind for resource in desired_resources(fleet, manager))
+        results.append({"file": str(path), "valid": True, "resources": dict(sorted(declared.items()))})
         if output == "text":
-            click.echo(f"{path}: valid ({len(fleet.data['agents'])} agent(s))")
+            click.echo(f"{path}: valid ({_counted(declared, resource_kinds(manager))})")
     if output == "json":
         click.echo(json.dumps({"files": results}, indent=2))
     for line in errors:
@@ -59,6 +63,15 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     if errors:
         click.echo(f"{len(errors)} error(s).", err=True)
         sys.exit(1)
+
+
+def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
+    """`1 agent, 2 blocks, 2 conversations`, in the order plugins declared their kinds."""
+    parts = []
+    for name, kind in kinds.items():
+        if declared[name]:
+            parts.append(f"{declared[name]} {kind.singular if declared[name] == 1 else kind.plural}")
+    return ", ".join(parts) or "nothing declared"
 
 
 def _plan_options(command):  # type: ignore[no-untyped-def]
