@@ -32,7 +32,7 @@ def _verb_group(name: str) -> click.Group:
     existing = main.commands.get(name)
     if isinstance(existing, click.Group):
         return existing
-    group = click.Group(name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
+    group = click.RichGroup(name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
     main.add_command(group)
     return group
 
