@@ -1,230 +1,38 @@
-"""Agent commands (`get agents`, `describe agent`, `delete agent`), and how every command names an agent and prints.
-
-An agent is named by its name or its id (`agent-...`). Names are resolved with one filtered request, never by
-listing every agent. Output is a table for people (plain text when not on a terminal), JSON or YAML for machines.
-"""
+"""Agent commands: `get agents`, `describe agent`, `delete agent`."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import rich_click as click
-from rich.console import Console
-from rich.table import Table
 
 from lettafleet.core import (
     LettaAPIError,
     LettaClient,
-    LettaError,
     PluginCommand,
     hookimpl,
     make_client,
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.command_output import (
+    PREVIEW_WIDTH,
+    Column,
+    output_option,
+    preview,
+    print_fields,
+    print_records,
+    print_table,
+    public_url,
+    short_date,
+    to_yaml,
+)
 from lettafleet.plugins.server_reads import AGENT_RELATIONS, is_managed
-
-F = TypeVar("F", bound=Callable[..., Any])
-# Naming one cheap relation makes Letta leave out the others (tools carry their source code): see server_reads.
-LIGHT_AGENT = ["agent.tags"]
-PREVIEW_WIDTH = 60
-# Agent names may start with "agent-" too; only this shape is an id.
-AGENT_ID = re.compile(r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-class NotFoundError(LettaError):
-    """A name or id the user gave is not on the server."""
-
-
-# ---------------------------------------------------------------------------------------------- naming agents
-
-
-def find_agent(
-    client: LettaClient, name_or_id: str, *, include: Sequence[str] | None = None, unique: bool = False
-) -> dict[str, Any]:
-    """The agent called `name_or_id` (a name, or an id `agent-<uuid>`), in one request.
-
-    Letta allows two agents with one name; like a plan, the one lettafleet manages wins, then the oldest.
-    `unique=True` (for deletes) refuses to guess and asks for the id instead.
-    """
-    relations = list(include) if include is not None else None
-    if AGENT_ID.match(name_or_id):
-        try:
-            return client.get(f"/v1/agents/{name_or_id}", include=relations)
-        except LettaAPIError as error:
-            # 404: no such agent; 422: Letta's own id check is stricter (a version-4 uuid).
-            if error.status in (404, 422):
-                raise NotFoundError(_no_agent(client, f"with id '{name_or_id}'")) from None
-            raise
-    matches = client.get("/v1/agents/", name=name_or_id, include=relations, order="asc", limit=50)
-    if not matches:
-        raise NotFoundError(_no_agent(client, f"named '{name_or_id}'"))
-    if len(matches) == 1:
-        return matches[0]
-    ids = ", ".join(agent["id"] + (" (managed by lettafleet)" if is_managed(agent) else "") for agent in matches)
-    if unique:
-        raise LettaError(f"{len(matches)} agents are named '{name_or_id}': {ids}. Name the one you mean by its id.")
-    chosen = next((agent for agent in matches if is_managed(agent)), matches[0])
-    click.echo(
-        f"note: {len(matches)} agents are named '{name_or_id}'; using {chosen['id']}. Name another by its id ({ids}).",
-        err=True,
-    )
-    return chosen
-
-
-def _no_agent(client: LettaClient, which: str) -> str:
-    return f"no agent {which} on {client.base_url}. List the agents with `lettafleet get agents`."
-
-
-# ---------------------------------------------------------------------------------------------- printing
-
-
-def output_option(*formats: str) -> Callable[[F], F]:
-    """`-o/--output`: the first format is for people (the default), the others for scripts."""
-    people, scripts = formats[0], " or ".join(formats[1:])
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(list(formats)),
-        default=people,
-        show_default=True,
-        help=f"{people} for people; {scripts} for scripts.",
-    )
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    value: Callable[[Mapping[str, Any]], Any] | None = None  # how print_records gets the cell from a record
-    # Free text (summaries, values) has a width and wraps on a terminal; names, ids and dates never wrap.
-    # Plain output (not a terminal) never wraps nor truncates.
-    width: int | None = None
-
-
-def print_records(
-    records: Sequence[Mapping[str, Any]], columns: Sequence[Column], output: str, empty: str = "Nothing found."
-) -> None:
-    """Records as a table (people) or as a JSON / YAML list (machines). JSON and YAML carry whole records."""
-    if output == "json":
-        click.echo(json.dumps(list(records), indent=2))
-    elif output == "yaml":
-        click.echo(to_yaml(list(records)), nl=False)
-    elif not records:
-        click.echo(empty)
-    else:
-        print_table(
-            [[_cell(column.value(record) if column.value else None) for column in columns] for record in records],
-            columns,
-        )
-
-
-def print_table(rows: Sequence[Sequence[str]], columns: Sequence[Column]) -> None:
-    console = Console()
-    if console.is_terminal:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in columns:
-            table.add_column(column.header, max_width=column.width, overflow="fold", no_wrap=column.width is None)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table, markup=False, highlight=False)
-        return
-    # Not a terminal: aligned plain text, one line per row, so grep and awk see whole values.
-    widths = [max(len(column.header), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
-    for cells in [[column.header for column in columns], *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
-
-
-def print_fields(pairs: Iterable[tuple[str, Any]]) -> None:
-    """`Label: value` lines, aligned, for describe commands."""
-    pairs = list(pairs)
-    width = max(len(label) for label, _ in pairs) + 1
-    for label, value in pairs:
-        click.echo(f"{label + ':':<{width}} {_cell(value)}")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
-
-
-def preview(text: str | None, width: int = PREVIEW_WIDTH) -> str:
-    """One line of at most `width` characters, for table cells."""
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def short_date(stamp: str | None) -> str:
-    """`2026-11-25T17:38:12.767871Z` -> `2026-11-25 17:38:12` (UTC, as the server gives it)."""
-    return stamp.replace("T", " ")[:19] if stamp else "-"
-
-
-def public_url(url: str | None) -> str | None:
-    """An endpoint without user, password or query string: those can carry credentials."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]*$")
-_RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
-
-
-def to_yaml(value: Any) -> str:
-    """YAML for JSON-like data. Strings that could be read as anything else are written as JSON strings, which
-    are valid YAML double-quoted scalars, so the document reads back exactly (no PyYAML needed to write it)."""
-    return "\n".join(_yaml_lines(value, "")) + "\n"
-
-
-def _yaml_lines(value: Any, pad: str) -> list[str]:
-    lines: list[str] = []
-    if isinstance(value, Mapping) and value:
-        for key, item in value.items():
-            head = f"{pad}{_yaml_scalar(str(key))}:"
-            if _yaml_nested(item):
-                lines.append(head)
-                lines.extend(_yaml_lines(item, pad + "  "))
-            else:
-                lines.append(f"{head} {_yaml_scalar(item)}")
-    elif isinstance(value, list | tuple) and value:
-        for item in value:
-            if _yaml_nested(item):
-                nested = _yaml_lines(item, pad + "  ")
-                lines.append(f"{pad}- {nested[0][len(pad) + 2 :]}")
-                lines.extend(nested[1:])
-            else:
-                lines.append(f"{pad}- {_yaml_scalar(item)}")
-    else:
-        lines.append(pad + _yaml_scalar(value))
-    return lines
-
-
-def _yaml_nested(value: Any) -> bool:
-    return isinstance(value, Mapping | list | tuple) and bool(value)
-
-
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{}"
-    if isinstance(value, list | tuple):
-        return "[]"
-    if isinstance(value, str) and _PLAIN.match(value) and value.lower() not in _RESERVED:
-        return value
-    text = json.dumps(value, ensure_ascii=False)
-    # JSON leaves some non-printable characters (U+2028, U+0085, ...) raw; YAML readers take them as line breaks.
-    return "".join(char if char.isprintable() else json.dumps(char)[1:-1] for char in text)
-
 
 # ---------------------------------------------------------------------------------------------- agent records
 

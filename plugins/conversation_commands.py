@@ -23,11 +23,9 @@ from lettafleet.core import (
     reports_errors,
     server_options,
 )
-from lettafleet.plugins.agent_commands import (
-    LIGHT_AGENT,
+from lettafleet.plugins.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
+from lettafleet.plugins.command_output import (
     Column,
-    NotFoundError,
-    find_agent,
     output_option,
     preview,
     print_fields,

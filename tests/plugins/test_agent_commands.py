@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli import main
-from lettafleet.plugins.agent_commands import to_yaml
+from lettafleet.plugins.command_output import to_yaml
 
 BASE = "http://letta.test"
 SUPPORT_ID = "agent-11111111-1111-4111-8111-111111111111"
