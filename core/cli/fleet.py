@@ -138,6 +138,13 @@ def plan(
     show_default=True,
     help="How many changes run at once (across agents).",
 )
+@click.option(
+    "--plan",
+    "reviewed_plan",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A plan saved with `plan --out` (or `-o json`): apply only if what apply would do now is still exactly "
+    "that plan; otherwise change nothing and exit 1.",
+)
 @reports_errors
 def apply(
     fleet_file: Path,
@@ -147,6 +154,7 @@ def apply(
     verbose: bool,
     dry_run: bool,
     parallelism: int,
+    reviewed_plan: Path | None,
 ) -> None:
     """Make the server match the fleet: compute the plan, then execute exactly its changes.
 
@@ -157,6 +165,8 @@ def apply(
     fleet = load_fleet(fleet_file, manager)
     with make_client(base_url) as client:
         the_plan = plan_fleet(fleet, client, manager)
+        if reviewed_plan is not None:
+            _require_reviewed(the_plan, reviewed_plan)
         if dry_run or not the_plan.has_changes:
             _show_plan(the_plan, output, verbose, manager)
             if verbose:
@@ -175,6 +185,24 @@ def apply(
     if verbose:
         _echo_stats(client)
     if not report.ok:
+        sys.exit(1)
+
+
+def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
+    """Stop unless the plan computed now is the saved one (same changes, same hash)."""
+    try:
+        saved = json.loads(reviewed.read_text(encoding="utf-8"))
+        saved_hash = saved["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        click.echo(f"error: {reviewed} is not a plan saved by `lettafleet plan --out` (no sha256 in it).", err=True)
+        sys.exit(1)
+    if saved_hash != the_plan.sha256:
+        click.echo(
+            f"error: the plan in {reviewed} (sha256 {saved_hash[:12]}) is not what apply would do now "
+            f"(sha256 {the_plan.sha256[:12]}): the fleet file or the server changed since it was saved. "
+            "Nothing was changed. Run `lettafleet plan` again and review the new plan.",
+            err=True,
+        )
         sys.exit(1)
 
 

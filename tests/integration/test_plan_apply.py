@@ -296,3 +296,22 @@ def test_isolated_blocks_added_to_an_existing_conversation_are_drift_not_a_chang
         plan = plan_fleet(load_fleet(fleet, manager), counting, manager)
         assert apply_plan(plan, counting, manager).results == ()
     assert counting.stats.writes == 0
+
+
+def test_apply_with_a_saved_plan_applies_it_only_while_it_is_still_current(letta_server, client, names, tmp_path):
+    fleet = example_fleet(tmp_path, names["agent"])
+    saved = tmp_path / "plan.json"
+    assert cli(letta_server, "plan", "-f", str(fleet), "--out", str(saved)).exit_code == 0
+    applied = cli(letta_server, "apply", "-f", str(fleet), "--plan", str(saved))
+    assert applied.exit_code == 0, applied.output + applied.stderr
+    assert client.get("/v1/agents/", name=names["agent"])
+
+    fleet.write_text(fleet.read_text().replace("You are a customer support agent.", "You are a billing agent."))
+    assert cli(letta_server, "plan", "-f", str(fleet), "--out", str(saved)).exit_code == 0
+    # Someone changes the server after the plan was reviewed:
+    agent = agent_named(client, names["agent"])
+    client.patch(f"/v1/agents/{agent['id']}", json={"description": "edited by hand"})
+    refused = cli(letta_server, "apply", "-f", str(fleet), "--plan", str(saved))
+    assert refused.exit_code == 1
+    assert "is not what apply would do now" in refused.stderr and "Nothing was changed" in refused.stderr
+    assert agent_named(client, names["agent"])["system"].startswith("You are a customer support agent.")
