@@ -181,7 +181,7 @@ def apply(
     if output == "json":
         click.echo(render_apply_json(the_plan, report))
     else:
-        click.echo(render_report(report))
+        click.echo(render_report(report, the_plan, resource_kinds(manager)))
     if verbose:
         _echo_stats(client)
     if not report.ok:

@@ -30,7 +30,7 @@ from lettafleet.core.render.markdown import (
     inline_code,
     render_plan_markdown,
 )
-from lettafleet.core.render.text import render_plan, render_report, result_line
+from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
 from lettafleet.core.validation import load_fleet
 
 ResultCallback = Callable[[Change, ChangeResult], None]
@@ -210,18 +210,17 @@ class ReviewLoop:
             note = [f"The plan matched the reviewed one (sha256 {inline_code(plan.sha256)})."]
         report = self.planner.apply(plan, self.options.parallelism, self._echo_result)
         run.json_path.write_text(self.env.mask(render_apply_json(plan, report)) + "\n", encoding="utf-8")
-        self.echo(self.env.mask(render_report(report)))
+        self.echo(self.env.mask(render_report(report, plan, self.kinds)))
         commit = f"{inline_code(self.env.sha[:12])}" if self.env.sha else "this commit"
         where = f" ([workflow run]({self.env.run_url}))" if self.env.run_url else ""
         if report.ok:
-            return _status("Applied", [*note, f"Applied at {commit}{where}: {report.count('applied')} change(s) made."])
+            return _status("Applied", [*note, f"Applied at {commit}{where}: {applied_line(report, plan, self.kinds)}."])
         run.ok = False
         return _status(
             "Apply failed",
             [
                 *note,
-                f"Applied at {commit}{where}: {report.count('applied')} change(s) made, "
-                f"{report.count('failed')} failed, {report.count('skipped')} not attempted. Fix the cause and re-run "
+                f"Applied at {commit}{where}: {applied_line(report, plan, self.kinds)}. Fix the cause and re-run "
                 "the job: apply picks up where it stopped.",
             ],
             rows=[(r.address, r.status, self.env.mask(r.message)) for r in report.failed],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,8 @@ from lettafleet.core.model import SENSITIVE, Action, Change, Plan
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
 VALUE_WIDTH = 100
+PLANNED = {Action.CREATE: "to create", Action.UPDATE: "to update", Action.DELETE: "to delete"}
+DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
 
 
 @dataclass(frozen=True)
@@ -56,40 +58,60 @@ def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     counted = [k for k in kinds.values() if k.counted and k.name in plan.counts]
     if not plan.has_changes and not plan.has_drift:
         return "No changes. The server matches the fleet" + "".join(f"; 0 new {kind.plural}" for kind in counted) + "."
-    totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE)}
-    for change in plan.changes:
-        if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
-            totals[change.action] += 1
-    text = (
-        f"Plan: {totals[Action.CREATE]} to create, {totals[Action.UPDATE]} to update, {totals[Action.DELETE]} to delete"
-    )
-    for kind in counted:
-        new = plan.counts[kind.name].get(Action.CREATE.value, 0)
-        text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
-    text += "."
+    text = "Plan: " + _tally(plan.changes, kinds, counted, PLANNED) + "."
     drift = sum(1 for change in plan.changes if change.drift)
     if drift:
         text += f"\nDrift: {drift} difference(s) apply cannot fix in place (marked [!] above)."
     return text
 
 
-def render_report(report: ApplyReport) -> str:
+def applied_line(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    """What an apply did, counted as the plan's closing line counts what it would do:
+    `4 created, 0 updated, 0 deleted; 2 new conversations`, then what failed or was not attempted."""
+    by_address = plan.by_address()
+    done = [by_address[result.address] for result in report.results if result.status == "applied"]
+    counted = [k for k in kinds.values() if k.counted and k.name in plan.counts]
+    text = _tally(done, kinds, counted, DONE)
+    if not report.ok:
+        text += f"; {report.count('failed')} failed, {report.count('skipped')} not attempted"
+    return text
+
+
+def _tally(
+    changes: Iterable[Change],
+    kinds: Mapping[str, ResourceKind],
+    counted: list[ResourceKind],
+    words: Mapping[Action, str],
+) -> str:
+    """Changes by action (`4 to create, 1 to update, 0 to delete`), then the new ones of each counted kind
+    (conversations), which people track apart from configuration and so are left out of the action counts."""
+    changes = list(changes)
+    totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE)}
+    for change in changes:
+        if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
+            totals[change.action] += 1
+    text = ", ".join(f"{count} {words[action]}" for action, count in totals.items())
+    for kind in counted:
+        new = sum(1 for change in changes if change.kind == kind.name and change.action is Action.CREATE)
+        text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
+    return text
+
+
+def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     lines = [f"  {result.address}: {result.status} - {result.message}" for result in report.failed]
-    applied, failed, skipped = report.count("applied"), report.count("failed"), report.count("skipped")
     if report.ok:
-        lines.append(f"Apply complete: {applied} change(s) made.")
+        lines.append(f"Apply complete: {applied_line(report, plan, kinds)}.")
     else:
         lines.insert(0, "Apply finished with errors:")
         lines.append(
-            f"Apply failed: {applied} change(s) made, {failed} failed, {skipped} not attempted. "
+            f"Apply failed: {applied_line(report, plan, kinds)}. "
             "Fix the cause and run apply again: it picks up where this one stopped."
         )
     return "\n".join(lines)
 
 
 def result_line(change: Change, status: str, message: str = "") -> str:
-    done = {"create": "created", "update": "updated", "delete": "deleted"}.get(change.action.value, "done")
-    verb = done if status == "applied" else status
+    verb = DONE.get(change.action, "done") if status == "applied" else status
     return f"{change.address}: {verb}" + (f" ({message})" if message and status != "applied" else "")
 
 

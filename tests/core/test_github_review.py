@@ -266,7 +266,7 @@ def test_the_reviewed_plan_is_applied_on_merge_and_the_comment_says_so(job: Job)
     assert job.planner.applied == [plan_of("support")]
     [comment] = job.github.comments_on(7)
     assert "### Applied" in comment["body"]
-    assert "1 change(s) made" in comment["body"]
+    assert "1 created, 0 updated, 0 deleted." in comment["body"]
     assert "The plan matched the reviewed one" in job.summary
 
 

@@ -124,7 +124,8 @@ def test_the_seed_workflow_from_yaml_to_isolated_conversations(letta_server, fak
     # 5. Add "Ticket #103" and re-apply: only that one is created.
     fleet.write_text(fleet.read_text() + '      - summary: "Ticket #103"\n')
     added = ok(cli(letta_server, "apply", "-f", str(fleet)))
-    assert "1 new conversation" in added and "Apply complete: 1 change(s) made." in added
+    assert "Plan: 0 to create, 0 to update, 0 to delete; 1 new conversation." in added
+    assert "Apply complete: 0 created, 0 updated, 0 deleted; 1 new conversation." in added
     after = conversation_ids(letta_server, agent)
     assert set(after) == {"Ticket #101", "Ticket #102", "Ticket #103"}
     assert after["Ticket #101"] == ids["Ticket #101"] and after["Ticket #102"] == ids["Ticket #102"]

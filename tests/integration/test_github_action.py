@@ -385,7 +385,7 @@ def test_apply_on_merge_applies_the_reviewed_plan(
     assert agents_on_server(client, names) == set(names)
     [comment] = runner.github.comments_on(PR_NUMBER)
     assert "### Applied" in comment["body"]
-    assert "6 change(s) made" in comment["body"]  # 2 agents, 2 blocks, 2 conversations
+    assert "4 created, 0 updated, 0 deleted; 2 new conversations" in comment["body"]  # 2 agents, 2 blocks
     again = runner.run("plan", "push", **plan_inputs(letta_server))
     assert again.outputs["changes"] == "false"
 
