@@ -61,7 +61,7 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     for line in errors:
         click.echo(line, err=True)
     if errors:
-        click.echo(f"{len(errors)} error(s).", err=True)
+        click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''}.", err=True)
         sys.exit(1)
 
 
@@ -259,5 +259,7 @@ def plugins(output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"plugins": rows}, indent=2))
         return
-    for row in rows:
-        click.echo(f"{row['name']:<18} {', '.join(row['kinds']) or '-':<50} {row['source']}")
+    table = [(row["name"], ", ".join(row["kinds"]) or "-", row["source"]) for row in rows]
+    widths = [max(len(cells[column]) for cells in table) for column in range(2)]
+    for name, kinds, source in table:
+        click.echo(f"{name:<{widths[0]}}  {kinds:<{widths[1]}}  {source}")

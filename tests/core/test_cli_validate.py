@@ -22,6 +22,8 @@ def test_every_error_of_every_file_is_listed_and_the_exit_code_is_1(seed_fleet, 
     assert f"{seed_fleet}: valid" in result.output
     assert f"{broken}:3:5: unknown key 'colour' in agents[0]" in result.stderr
     assert f"{broken}:2:5: missing required key 'llm_config' in agents[0]" in result.stderr
+    located = [line for line in result.stderr.splitlines() if line.startswith(f"{broken}:")]
+    assert result.stderr.splitlines()[-1] == f"{len(located)} errors."
     assert "Traceback" not in result.output + result.stderr
 
 
