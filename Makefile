@@ -16,7 +16,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# setuptools warns on every editable install of a package-dir mapping (core/ -> lettafleet.core): a
+	@# screenful of notice that is not about this project, so that one warning category is silenced here.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: install
