@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import rich_click as click
 
 from lettafleet.core.cli.dev_server import dev_server
@@ -19,7 +23,29 @@ VERB_HELP = {
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ExitOneOnUsageErrors(click.RichGroup):
+    """Every error exits 1. Click exits 2 on a usage error (a misspelled option), which `plan --detailed-exitcode`
+    reserves for "there are changes": a CI script must never read a typo as a plan to apply."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _usage_errors_exit_one():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_exit_one():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _usage_errors_exit_one() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = 1
+        raise
+
+
+@click.group(cls=_ExitOneOnUsageErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lettafleet")
 def main() -> None:
     """Declare fleets of Letta agents in YAML, then plan and apply them like infrastructure.

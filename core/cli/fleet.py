@@ -25,7 +25,13 @@ from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
 from lettafleet.core.validation import load_fleet
 
-FILE_HELP = "Fleet YAML file (lettactl fleet files work unchanged)."
+# Looked for, in this order, when no file is named: lettafleet's name first, then lettactl's (`agents.yml`).
+DEFAULT_FLEET_FILES = ("fleet.yaml", "fleet.yml", "agents.yml", "agents.yaml")
+FILE_HELP = (
+    "Fleet YAML file (lettactl fleet files work unchanged). Default: the first of "
+    + ", ".join(DEFAULT_FLEET_FILES)
+    + " in the current folder."
+)
 OUTPUT = click.Choice(["text", "json"])
 PLAN_OUTPUT = click.Choice(["text", "json", "markdown"])
 
@@ -39,7 +45,7 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
 
     Every problem is printed as FILE:LINE:COL: message, one per line; exit 1 if any.
     """
-    paths = list(files) + list(extra) or [Path("fleet.yaml")]
+    paths = list(files) + list(extra) or [default_fleet_file()]
     manager = get_plugin_manager()
     errors: list[str] = []
     results = []
@@ -63,6 +69,19 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     if errors:
         click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''}.", err=True)
         sys.exit(1)
+
+
+def default_fleet_file() -> Path:
+    """The fleet file to use when none is named: the first of DEFAULT_FLEET_FILES that exists here."""
+    for name in DEFAULT_FLEET_FILES:
+        if Path(name).is_file():
+            return Path(name)
+    click.echo(
+        f"error: no fleet file named and none found in this folder (looked for {', '.join(DEFAULT_FLEET_FILES)}). "
+        "Name one with -f FILE.",
+        err=True,
+    )
+    sys.exit(1)
 
 
 def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
@@ -95,8 +114,6 @@ def _plan_options(command):  # type: ignore[no-untyped-def]
         "--file",
         "fleet_file",
         type=click.Path(dir_okay=False, path_type=Path),
-        default="fleet.yaml",
-        show_default=True,
         help=FILE_HELP,
     )(command)
     return server_options(command)
@@ -112,11 +129,11 @@ def _plan_options(command):  # type: ignore[no-untyped-def]
 )
 @reports_errors
 def plan(
-    fleet_file: Path, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, out_file: Path | None
+    fleet_file: Path | None, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, out_file: Path | None
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
-    fleet = load_fleet(fleet_file, manager)
+    fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
         the_plan = plan_fleet(fleet, client, manager)
     _show_plan(the_plan, output, verbose, manager)
@@ -147,7 +164,7 @@ def plan(
 )
 @reports_errors
 def apply(
-    fleet_file: Path,
+    fleet_file: Path | None,
     base_url: str,
     output: str,
     detailed_exitcode: bool,
@@ -162,7 +179,7 @@ def apply(
     Running apply again picks up what is left, without duplicates.
     """
     manager = get_plugin_manager()
-    fleet = load_fleet(fleet_file, manager)
+    fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
         the_plan = plan_fleet(fleet, client, manager)
         if reviewed_plan is not None:
