@@ -6,7 +6,7 @@ get a new system prompt and are applied. Each step runs as its own `lettafleet` 
 that process's wall time, requests (counted by lettafleet's client) and peak RSS. Everything the benchmark
 created is deleted at the end.
 
-    python benchmarks/fleet_benchmark.py --sizes 10,200,500 --markdown docs/benchmarks.md
+    python benchmarks/fleet_benchmark.py --sizes 10,200,500 --json results.json
 """
 
 from __future__ import annotations
