@@ -215,7 +215,7 @@ def describe_removal(removal: AgentRemoval, done: bool) -> list[str]:
     count = len(removal.conversations)
     lines = [
         f"{verb} agent {agent.get('name')} ({agent['id']})",
-        f"  {count} conversation{'s' if count != 1 else ''} and every message in them",
+        f"  {count} conversation{'s' if count != 1 else ''} and every message in {'them' if count != 1 else 'it'}",
     ]
     lines += [f"  {_block_name(block)}" for block in removal.doomed]
     lines += [f"Kept {_block_name(block)}: {why}" for block, why in removal.kept]
