@@ -104,7 +104,9 @@ def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator,
     if code == cerberus_errors.REQUIRED_FIELD.code:
         return f"missing required key '{key}' in {describe_path(path[:-1])}", f"add `{key}:`"
     if code == cerberus_errors.EXCLUDES_FIELD.code:
-        return f"{where}: give either `value` or `from_file`, not both", "remove one of them"
+        others = error.constraint if isinstance(error.constraint, list | tuple) else [error.constraint]
+        choices = " or ".join(f"`{name}`" for name in sorted([key, *others]))
+        return f"{describe_path(path[:-1])}: give either {choices}, not both", "remove one of them"
     if code == cerberus_errors.BAD_TYPE.code:
         expected = error.constraint
         return f"{where} must be {_type_name(expected)}, got {_shown(error.value)}", ""

@@ -89,7 +89,7 @@ def test_value_and_from_file_together_are_refused(write_fleet, manager):
         files={"p.md": "prompt"},
     )
     errors = errors_of(path, manager)
-    assert errors and all("either `value` or `from_file`, not both" in e for e in errors)
+    assert errors and all("either `from_file` or `value`, not both" in e for e in errors)
 
 
 @pytest.mark.parametrize("reference", ["../outside.md", "/etc/hostname"])
