@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from lettafleet.core.model import SENSITIVE, Action, Change, Plan
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
 VALUE_WIDTH = 100
+MAX_CHANGED_LINES = 20  # of one multi-line value; the JSON plan has them all
 PLANNED = {Action.CREATE: "to create", Action.UPDATE: "to update", Action.DELETE: "to delete"}
 DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
 
@@ -158,7 +160,8 @@ def _symbol(change: Change) -> str:
 
 
 def _details(change: Change, depth: int) -> list[Row]:
-    """Changed fields as `field:` then `- old` and `+ new` beneath it."""
+    """Changed fields as `field:` then `- old` and `+ new` beneath it; of a text of several lines, only the lines
+    that changed, so an edit deep in a long system prompt or tool source shows where and what it is."""
     if change.action is not Action.UPDATE or change.drift:
         return []
     lines = []
@@ -167,9 +170,31 @@ def _details(change: Change, depth: int) -> list[Row]:
         if field in change.sensitive:
             before = after = SENSITIVE
         lines.append(Row(None, depth, f"{field}:"))
+        if isinstance(before, str) and isinstance(after, str) and ("\n" in before or "\n" in after):
+            lines.extend(_changed_lines(before, after, depth))
+            continue
         lines.append(Row("-", depth, _shown(before), offset=2))
         lines.append(Row("+", depth, _shown(after), offset=2))
     return lines
+
+
+def _changed_lines(before: str, after: str, depth: int) -> list[Row]:
+    """The lines one text changed from the other, each hunk under the line number it starts at (in `after`)."""
+    rows: list[Row] = []
+    changed = 0
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm=""):
+        if line.startswith(("---", "+++")):
+            continue
+        if line.startswith("@@"):
+            start = line.split("+")[1].split(",")[0].split(" ")[0]
+            rows.append(Row(None, depth, f"line {max(1, int(start))}:", offset=2))
+            continue
+        changed += 1
+        if changed <= MAX_CHANGED_LINES:
+            rows.append(Row(line[0], depth, _shown(line[1:]) if line[1:] else "(empty line)", offset=2))
+    if changed > MAX_CHANGED_LINES:
+        rows.append(Row(None, depth, f"... and {changed - MAX_CHANGED_LINES} more changed lines", offset=2))
+    return rows
 
 
 def _shown(value: Any) -> str:

@@ -9,7 +9,7 @@ from lettafleet.core.applying import ApplyReport, ChangeResult
 from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
-from lettafleet.core.render.text import closing_line, render_report
+from lettafleet.core.render.text import closing_line, render_plan, render_report
 
 
 @pytest.fixture
@@ -57,3 +57,44 @@ def test_a_failed_apply_counts_only_what_landed_and_names_what_failed(kinds: dic
     assert text.splitlines()[0] == "Apply finished with errors:"
     assert 'agent.support.conversation["B"]: failed' in text
     assert "Apply failed: 2 created, 0 updated, 0 deleted; 1 new conversation; 1 failed, 0 not attempted." in text
+
+
+def prompt_change(before: str, after: str) -> Plan:
+    change = Change("agent.support", "agent", "support", Action.UPDATE, {"system": before}, {"system": after})
+    return Plan.build("fleet.yaml", "http://127.0.0.1:8283", [change])
+
+
+def test_a_long_text_shows_only_the_lines_that_changed_and_where(kinds: dict[str, ResourceKind]) -> None:
+    before = "\n".join(f"Rule {number}: be kind." for number in range(1, 41))
+    after = before.replace("Rule 30: be kind.", "Rule 30: be brief.")
+
+    text = render_plan(prompt_change(before, after), kinds)
+
+    assert "      line 30:\n      - Rule 30: be kind.\n      + Rule 30: be brief.\n" in text
+    assert "Rule 29" not in text and "Rule 31" not in text
+
+
+def test_a_text_rewritten_throughout_is_cut_after_twenty_changed_lines(kinds: dict[str, ResourceKind]) -> None:
+    before = "\n".join(f"old {number}" for number in range(30))
+    after = "\n".join(f"new {number}" for number in range(30))
+
+    text = render_plan(prompt_change(before, after), kinds)
+
+    assert "- old 19" in text and "+ new" not in text  # the first 20 changed lines are the removed ones
+    assert "... and 40 more changed lines" in text
+
+
+def test_a_sensitive_text_shows_no_line_of_it(kinds: dict[str, ResourceKind]) -> None:
+    change = Change(
+        "agent.support",
+        "agent",
+        "support",
+        Action.UPDATE,
+        {"system": "a\nsecret b"},
+        {"system": "a\nsecret c"},
+        sensitive=frozenset({"system"}),
+    )
+
+    text = render_plan(Plan.build("fleet.yaml", "http://127.0.0.1:8283", [change]), kinds)
+
+    assert "secret" not in text and "(sensitive)" in text
