@@ -36,6 +36,7 @@ from lettafleet.plugins.server_reads import (
     agents_by_name,
     blocks_labelled,
     conversations_by_agent,
+    created_with,
     is_managed,
     labelled,
     managed_metadata,
@@ -315,12 +316,7 @@ def lettafleet_ride_along(
         _sync(child, session)
         block_id = child.id or ""
     request.setdefault("block_ids", []).append(block_id)
-
-    def check(answer: Mapping[str, Any]) -> str | None:
-        attached = {block.get("id") for block in answer.get("blocks") or []}
-        return None if block_id in attached else f"the server created agent {parent.name} without block '{child.name}'"
-
-    return check
+    return created_with("blocks", block_id, f"the server created agent {parent.name} without block '{child.name}'")
 
 
 @hookimpl

@@ -6,6 +6,7 @@ per collection page, whatever the number of agents.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lettafleet.core import LiveReader
@@ -17,6 +18,9 @@ AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 
 
 AGENTS = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
+# Agents with their tools: a tool's schema makes this about 20 KB an agent, so it is read only for fleets
+# that declare tools.
+AGENTS_WITH_TOOLS = ("/v1/agents/", {"include": ["agent.tools"], "order": "asc"})
 CONVERSATIONS = ("/v1/conversations/", {"order": "asc"})
 
 
@@ -29,10 +33,10 @@ def is_managed(item: dict[str, Any]) -> bool:
     return (item.get("metadata") or {}).get("managed_by") == MANAGED_BY
 
 
-def agents_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
+def agents_by_name(reader: LiveReader, read: tuple[str, dict[str, Any]] = AGENTS) -> dict[str, dict[str, Any]]:
     """Live agents by name. Letta allows two agents with one name: the one lettafleet manages wins, then the oldest."""
     found: dict[str, dict[str, Any]] = {}
-    path, params = AGENTS
+    path, params = read
     for agent in reader.list_all(path, **params):
         name = agent["name"]
         if name not in found or (is_managed(agent) and not is_managed(found[name])):
@@ -59,3 +63,12 @@ def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]
     for conversation in reader.list_all(path, **params):
         grouped.setdefault(conversation["agent_id"], []).append(conversation)
     return grouped
+
+
+def created_with(collection: str, item_id: str, problem: str) -> Callable[[Mapping[str, Any]], str | None]:
+    """A ride-along check: the created agent's `collection` (blocks, tools) holds `item_id`; else `problem`."""
+
+    def check(answer: Mapping[str, Any]) -> str | None:
+        return None if item_id in {item.get("id") for item in answer.get(collection) or []} else problem
+
+    return check
