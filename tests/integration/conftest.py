@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core import devserver
+from lettafleet.core.client import LettaClient
 
 _HERE = Path(__file__).parent
 
@@ -44,3 +45,10 @@ def letta_server() -> Iterator[str]:
 def letta_base_url(letta_server: str) -> str:
     """Alias of `letta_server`, for tests that read better with it."""
     return letta_server
+
+
+@pytest.fixture
+def client(letta_server: str) -> Iterator[LettaClient]:
+    """A Letta client for the dev server, for tests that look at what the server holds."""
+    with LettaClient(letta_server) as client:
+        yield client

@@ -35,12 +35,6 @@ def ok(result: Result) -> str:
 
 
 @pytest.fixture
-def client(letta_server: str) -> Iterator[LettaClient]:
-    with LettaClient(letta_server) as client:
-        yield client
-
-
-@pytest.fixture
 def unique() -> Callable[[str], str]:
     suffix = uuid.uuid4().hex[:8]
     return lambda name: f"{name}-{suffix}"

@@ -151,12 +151,6 @@ def runner(tmp_path: Path, github: FakeGitHub) -> Runner:
 
 
 @pytest.fixture
-def client(letta_server: str) -> Iterator[LettaClient]:
-    with LettaClient(letta_server) as client:
-        yield client
-
-
-@pytest.fixture
 def agent_names(client: LettaClient) -> Iterator[list[str]]:
     """Names for this test's agents (unique per test run); those agents and their memory blocks are deleted after."""
     suffix = uuid.uuid4().hex[:8]

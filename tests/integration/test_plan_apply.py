@@ -21,12 +21,6 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 @pytest.fixture
-def client(letta_server: str) -> Iterator[LettaClient]:
-    with LettaClient(letta_server) as client:
-        yield client
-
-
-@pytest.fixture
 def names(client: LettaClient) -> Iterator[dict[str, str]]:
     """Unique agent and shared-block names for one test; everything carrying them is deleted afterwards."""
     suffix = uuid.uuid4().hex[:8]
