@@ -11,6 +11,7 @@ import rich_click as click
 
 from lettafleet.core.client import LettaClient, LettaError
 from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.model import TargetError
 from lettafleet.core.plugin_manager import PluginError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +46,7 @@ def reports_errors(command: F) -> F:
             count = len(error.diagnostics)
             click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
             sys.exit(1)
-        except (LettaError, PluginError) as error:
+        except (LettaError, PluginError, TargetError) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
 

@@ -6,13 +6,14 @@ All values here are frozen: a plan can be printed, hashed, saved as JSON and com
 from __future__ import annotations
 
 import enum
+import fnmatch
 import functools
 import hashlib
 import hmac
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ from lettafleet.core.diagnostics import Path
 
 PLAN_FORMAT_VERSION = "1.0"
 SENSITIVE = "(sensitive)"
+
+
+class TargetError(ValueError):
+    """A `--target` pattern that matches no address of the plan."""
 
 
 class Action(enum.StrEnum):
@@ -150,6 +155,33 @@ class Plan:
             if change.parent:
                 index.setdefault(change.parent, []).append(change)
         return index
+
+    def targeted(self, patterns: Sequence[str]) -> Plan:
+        """Only the part of the plan that `patterns` (globs over addresses, such as `agent.support-*`) name, and
+        what that part needs: everything inside a matched resource, its parents, and what it depends on (a
+        shared block, a tool), each with its own changes. Raises TargetError for a pattern that matches nothing."""
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c.address, p) for c in self.changes)]
+        if unmatched:
+            raise TargetError(
+                f"--target {', '.join(map(repr, unmatched))} matches no resource of {self.fleet}. Addresses look "
+                f"like {', '.join(c.address for c in self.changes[:3]) or '(none: the fleet is empty)'}; "
+                "`lettafleet plan -v -o json` lists them all."
+            )
+        by_address = self.by_address()
+        chosen = {
+            found.address
+            for change in self.changes
+            if any(fnmatch.fnmatchcase(change.address, pattern) for pattern in patterns)
+            for found in (change, *self.descendants(change.address))
+        }
+        pending = list(chosen)
+        while pending:
+            change = by_address[pending.pop()]
+            for needed in (change.parent, *change.depends_on):
+                if needed in by_address and needed not in chosen:
+                    chosen.add(needed)
+                    pending.append(needed)
+        return Plan.build(self.fleet, self.server, (c for c in self.changes if c.address in chosen))
 
     def to_json(self) -> dict[str, Any]:
         return {

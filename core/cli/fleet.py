@@ -16,6 +16,7 @@ from lettafleet.core.applying import ChangeResult, apply_plan
 from lettafleet.core.client import LettaClient
 from lettafleet.core.command_options import make_client, reports_errors, server_options
 from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.fleet import Fleet
 from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import desired_resources, plan_fleet
@@ -95,6 +96,14 @@ def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
 
 def _plan_options(command):  # type: ignore[no-untyped-def]
     command = click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        metavar="ADDRESS",
+        help="Only this part of the fleet: an address or glob such as 'agent.support-*' (lettactl's --agent), with "
+        "what it contains, its parents and what it depends on. Repeatable.",
+    )(command)
+    command = click.option(
         "-v", "--verbose", is_flag=True, help="Also list resources that do not change, and count the requests sent."
     )(command)
     command = click.option(
@@ -129,13 +138,19 @@ def _plan_options(command):  # type: ignore[no-untyped-def]
 )
 @reports_errors
 def plan(
-    fleet_file: Path | None, base_url: str, output: str, detailed_exitcode: bool, verbose: bool, out_file: Path | None
+    fleet_file: Path | None,
+    base_url: str,
+    output: str,
+    detailed_exitcode: bool,
+    verbose: bool,
+    targets: tuple[str, ...],
+    out_file: Path | None,
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = plan_fleet(fleet, client, manager)
+        the_plan = _planned(fleet, client, manager, targets)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -169,6 +184,7 @@ def apply(
     output: str,
     detailed_exitcode: bool,
     verbose: bool,
+    targets: tuple[str, ...],
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
@@ -181,7 +197,7 @@ def apply(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = plan_fleet(fleet, client, manager)
+        the_plan = _planned(fleet, client, manager, targets)
         if reviewed_plan is not None:
             _require_reviewed(the_plan, reviewed_plan)
         if dry_run or not the_plan.has_changes:
@@ -203,6 +219,20 @@ def apply(
         _echo_stats(client)
     if not report.ok:
         sys.exit(1)
+
+
+def _planned(fleet: Fleet, client: LettaClient, manager, targets: tuple[str, ...]) -> Plan:  # type: ignore[no-untyped-def]
+    """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr)."""
+    whole = plan_fleet(fleet, client, manager)
+    if not targets:
+        return whole
+    part = whole.targeted(targets)
+    click.echo(
+        f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources (--target); "
+        "the rest is left out of this plan.",
+        err=True,
+    )
+    return part
 
 
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Change, Plan, address_of
+import pytest
+
+from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Change, Plan, TargetError, address_of
 
 
 def change(address="agent.a", action=Action.CREATE, after=None, **extra) -> Change:
@@ -69,3 +71,47 @@ def test_a_changed_secret_changes_the_hash_only_through_a_keyed_digest(monkeypat
 def test_changed_fields_lists_only_differences():
     update = Change("agent.a", "agent", "a", Action.UPDATE, before={"x": 1, "y": 2}, after={"x": 1, "y": 3})
     assert update.changed_fields() == ["y"]
+
+
+def targeting_plan() -> Plan:
+    return Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            change("shared_block.policies"),
+            change("agent.support", action=Action.NO_OP),
+            change("agent.support.block.faq", parent="agent.support"),
+            change(
+                "agent.support.shared_block.policies", parent="agent.support", depends_on=("shared_block.policies",)
+            ),
+            change("agent.sales"),
+            change("agent.sales.block.faq", parent="agent.sales"),
+        ],
+    )
+
+
+def test_a_target_brings_what_it_contains_and_what_it_depends_on():
+    part = targeting_plan().targeted(["agent.support"])
+
+    assert [c.address for c in part.changes] == [
+        "agent.support",
+        "agent.support.block.faq",
+        "agent.support.shared_block.policies",
+        "shared_block.policies",
+    ]
+
+
+def test_a_targeted_child_brings_its_parent_and_a_glob_matches_many():
+    assert [c.address for c in targeting_plan().targeted(["agent.sales.block.*"]).changes] == [
+        "agent.sales",
+        "agent.sales.block.faq",
+    ]
+    assert len(targeting_plan().targeted(["agent.s*"]).changes) == 6
+
+
+def test_a_target_that_matches_nothing_is_an_error_that_shows_real_addresses():
+    with pytest.raises(TargetError) as raised:
+        targeting_plan().targeted(["agent.support", "agent.suport"])
+
+    assert "--target 'agent.suport' matches no resource of fleet.yaml" in str(raised.value)
+    assert "agent.sales" in str(raised.value)

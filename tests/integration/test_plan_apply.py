@@ -175,6 +175,22 @@ def test_a_shared_block_is_one_block_attached_to_every_agent_that_names_it(letta
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
 
 
+def test_apply_with_a_target_changes_only_that_part_of_the_fleet(letta_server, client, names, tmp_path):
+    fleet = example_fleet(tmp_path, names["agent"])
+    fleet.write_text(
+        fleet.read_text() + fleet.read_text().split("agents:\n", 1)[1].replace(names["agent"], names["other"])
+    )
+
+    targeted = cli(letta_server, "apply", "-f", str(fleet), "--target", f"agent.{names['other']}")
+
+    assert targeted.exit_code == 0, targeted.output
+    assert "Targeted: 6 of the fleet's 12 resources" in targeted.stderr
+    assert client.get("/v1/agents/", name=names["agent"]) == []
+    assert len(agent_named(client, names["other"])["blocks"]) == 2
+    rest = cli(letta_server, "plan", "-f", str(fleet))
+    assert f"[+] {names['agent']} (CREATE)" in rest.output and names["other"] not in rest.output
+
+
 def test_unknown_model_handles_are_reported_before_any_write(letta_server, client, names, write_fleet):
     fleet = write_fleet(f"""
         agents:
