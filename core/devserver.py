@@ -220,7 +220,7 @@ def ensure_installed(home: DevServerHome, progress: Progress) -> None:
     # Closed to other users: the logs may show paths and settings a shared machine need not see.
     home.logs.mkdir(mode=0o700, exist_ok=True)
     started = time.monotonic()
-    progress.note(f"Installing Letta {LETTA_VERSION} and PostgreSQL into {home.display()} (once, 2-4 min)")
+    progress.note(f"Installing Letta {LETTA_VERSION} and PostgreSQL into {home.display()} (once, a few minutes)")
     with progress.step("Creating Letta's own virtual environment"):
         if home.letta_venv.exists():
             shutil.rmtree(home.letta_venv)  # a half-finished install: start it over
