@@ -109,7 +109,11 @@ class Change:
         if values is None:
             return None
         hide = sensitive_as or (lambda value: SENSITIVE)
-        return {key: hide(value) if key in self.sensitive else _plain(value) for key, value in values.items()}
+        # An absent value (None) is shown as absent: masking hides what a value is, not whether there is one.
+        return {
+            key: hide(value) if key in self.sensitive and value is not None else _plain(value)
+            for key, value in values.items()
+        }
 
 
 @dataclass(frozen=True)

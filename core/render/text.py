@@ -168,7 +168,7 @@ def _details(change: Change, depth: int) -> list[Row]:
     for field in change.changed_fields():
         before, after = (change.before or {}).get(field), (change.after or {}).get(field)
         if field in change.sensitive:
-            before = after = SENSITIVE
+            before, after = (None if value is None else SENSITIVE for value in (before, after))
         lines.append(Row(None, depth, f"{field}:"))
         if isinstance(before, str) and isinstance(after, str) and ("\n" in before or "\n" in after):
             lines.extend(_changed_lines(before, after, depth))
