@@ -21,6 +21,8 @@ AGENTS = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
 # Agents with their tools: a tool's schema makes this about 20 KB an agent, so it is read only for fleets
 # that declare tools.
 AGENTS_WITH_TOOLS = ("/v1/agents/", {"include": ["agent.tools"], "order": "asc"})
+# Agents with their secrets, values included: read only for fleets that declare secrets, never printed.
+AGENTS_WITH_SECRETS = ("/v1/agents/", {"include": ["agent.secrets"], "order": "asc"})
 CONVERSATIONS = ("/v1/conversations/", {"order": "asc"})
 
 

@@ -26,7 +26,7 @@ BASE = "http://letta.test"
 
 def test_the_built_in_plugins_load_through_the_entry_point_group():
     manager = get_plugin_manager()
-    assert {"agents", "blocks", "conversations", "isolated_blocks", "tools"} <= {
+    assert {"agents", "blocks", "conversations", "isolated_blocks", "tools", "secrets"} <= {
         name for name, _ in manager.list_name_plugin()
     }
     assert {"agent", "block", "shared_block", "conversation", "isolated_block", "tool"} <= set(resource_kinds(manager))
