@@ -53,6 +53,7 @@ class ApplySession:
     def __init__(self, plan: Plan, client: LettaClient, manager: pluggy.PluginManager) -> None:
         self.plan = plan
         self.client = client
+        client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
         self._manager = manager
         self._lock = threading.Lock()
         self._changes = plan.by_address()

@@ -5,6 +5,7 @@ The API key is sent as a bearer token and never appears in messages: errors mask
 
 from __future__ import annotations
 
+import ast
 import os
 import random
 import threading
@@ -84,6 +85,7 @@ class LettaClient:
         self.retries = retries
         self.backoff = backoff
         self.stats = RequestStats()
+        self._hidden: list[str] = []
 
     def __enter__(self) -> LettaClient:
         return self
@@ -94,9 +96,16 @@ class LettaClient:
     def close(self) -> None:
         self._http.close()
 
+    def hide(self, *values: str) -> None:
+        """Mask these values too (sensitive values a plan sends) wherever an error message repeats them.
+        Values under four characters are left alone: masking them would garble every message."""
+        self._hidden = sorted({*self._hidden, *(v for v in values if len(v) >= 4)}, key=len, reverse=True)
+
     def mask(self, text: str) -> str:
-        """`text` with the API key replaced, for anything that may be printed."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """`text` with the API key and every hidden value replaced, for anything that may be printed."""
+        for secret in ([self._api_key] if self._api_key else []) + self._hidden:
+            text = text.replace(secret, "***")
+        return text
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
@@ -204,9 +213,28 @@ def _error_detail(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text.strip()[:500] or response.reason_phrase
+    errors = _validation_errors(body.get("detail") if isinstance(body, dict) else None)
+    if errors is not None:
+        # A request the server's validation refused: say where and why, never the `input` it echoes back
+        # (which may be the whole request body, secrets included).
+        return "; ".join(f"{'.'.join(map(str, e.get('loc') or ())) or 'request'}: {e.get('msg')}" for e in errors)[
+            :1000
+        ]
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("error") or body
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("detail") or detail
         return str(detail)[:1000]
     return str(body)[:1000]
+
+
+def _validation_errors(detail: Any) -> list[dict[str, Any]] | None:
+    """FastAPI's list of validation errors, as JSON or (as Letta 0.16.8 sends it) as a Python repr in a string."""
+    if isinstance(detail, str) and detail.startswith("[{"):
+        try:
+            detail = ast.literal_eval(detail)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(detail, list) and detail and all(isinstance(e, dict) and "msg" in e for e in detail):
+        return detail
+    return None

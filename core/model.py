@@ -138,6 +138,16 @@ class Plan:
     def has_drift(self) -> bool:
         return any(change.drift for change in self.changes)
 
+    def sensitive_values(self) -> list[str]:
+        """Every text value marked sensitive, before or after: what must never be printed."""
+        return [
+            value
+            for change in self.changes
+            for values in (change.before or {}, change.after or {})
+            for key, value in values.items()
+            if key in change.sensitive and isinstance(value, str)
+        ]
+
     def by_address(self) -> dict[str, Change]:
         return {change.address: change for change in self.changes}
 

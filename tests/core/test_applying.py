@@ -10,7 +10,7 @@ import pytest
 
 from lettafleet.core import ApplyError, hookimpl
 from lettafleet.core.applying import apply_plan
-from lettafleet.core.client import LettaClient
+from lettafleet.core.client import LettaAPIError, LettaClient
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.plugin_manager import get_plugin_manager
 
@@ -126,3 +126,29 @@ def test_a_rider_that_did_not_land_is_reported_failed(client):
     manager = get_plugin_manager(extra_plugins=[rider])
     report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
     assert [(r.address, r.message) for r in report.failed] == [("t.part.p1", "the part did not land")]
+
+
+class Leaky:
+    """A plugin whose server error repeats the secret it was sent."""
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        raise LettaAPIError("PATCH", "/v1/agents/a", 500, f"cannot store {change.after['token']}")
+
+
+def test_a_server_error_that_repeats_a_sensitive_value_is_masked(client):
+    change = Change(
+        "agent.a",
+        "thing",
+        "a",
+        Action.UPDATE,
+        {"token": "old-token-1"},
+        {"token": "new-token-2"},
+        sensitive=frozenset({"token"}),
+    )
+    manager = get_plugin_manager(extra_plugins=[Leaky()])
+
+    report = apply_plan(Plan.build("f", "s", [change]), client, manager)
+
+    [result] = report.results
+    assert result.status == "failed" and result.message == "PATCH /v1/agents/a answered 500: cannot store ***"

@@ -33,6 +33,39 @@ def test_the_api_key_never_appears_in_an_error(client):
     assert caught.value.status == 401 and "bad token ***" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "detail",
+    [
+        [
+            {
+                "type": "int_parsing",
+                "loc": ["body", "limit"],
+                "msg": "Input should be a valid integer",
+                "input": "s3cr3t",
+            }
+        ],
+        # Letta 0.16.8 sends the list as a Python repr inside a string.
+        "[{'type': 'int_parsing', 'loc': ('body', 'limit'), "
+        "'msg': 'Input should be a valid integer', 'input': 's3cr3t'}]",
+    ],
+)
+@respx.mock
+def test_a_refused_request_names_the_field_and_never_repeats_the_input(client, detail):
+    respx.post(f"{BASE}/v1/blocks/").respond(422, json={"detail": detail})
+    with pytest.raises(LettaAPIError) as caught:
+        client.post("/v1/blocks/", json={"limit": "s3cr3t"})
+    assert str(caught.value) == "POST /v1/blocks/ answered 422: body.limit: Input should be a valid integer"
+
+
+@respx.mock
+def test_hidden_values_never_appear_in_an_error(client):
+    respx.patch(f"{BASE}/v1/agents/agent-1").respond(500, json={"detail": "could not store TOKEN=abc-secret-42"})
+    client.hide("abc-secret-42", "ab")
+    with pytest.raises(LettaAPIError) as caught:
+        client.patch("/v1/agents/agent-1", json={})
+    assert str(caught.value).endswith("could not store TOKEN=***")  # "ab" is too short to hide
+
+
 @respx.mock
 def test_reads_are_retried_on_server_errors_and_429(client):
     route = respx.get(f"{BASE}/v1/blocks/").mock(
