@@ -40,8 +40,20 @@ class Step:
     exit_code: int
 
 
-def write_fleet(directory: Path, size: int, prompt_version: int = 1, changed: int = 0) -> Path:
+BENCH_TOOL = "bench_lookup"
+BENCH_SECRET_VARIABLE = "LETTAFLEET_BENCH_SECRET"
+
+
+def write_fleet(
+    directory: Path, size: int, prompt_version: int = 1, changed: int = 0, tools_and_secrets: bool = False
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    if tools_and_secrets:
+        (directory / "tools").mkdir(exist_ok=True)
+        (directory / "tools" / f"{BENCH_TOOL}.py").write_text(
+            f'def {BENCH_TOOL}(order_id: str) -> str:\n    """Look up an order.\n\n    Args:\n'
+            '        order_id: The order.\n    """\n    return order_id\n'
+        )
     lines = ["agents:"]
     for index in range(size):
         version = prompt_version + 1 if index < changed else prompt_version
@@ -60,13 +72,18 @@ def write_fleet(directory: Path, size: int, prompt_version: int = 1, changed: in
             '      - {summary: "Ticket A"}',
             '      - {summary: "Ticket B", isolated_blocks: [customer_context]}',
         ]
+        if tools_and_secrets:
+            lines += [
+                f"    tools: [web_search, {BENCH_TOOL}]",
+                f"    secrets: {{BENCH_KEY: {{from_env: {BENCH_SECRET_VARIABLE}}}}}",
+            ]
     path = directory / "fleet.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def run_step(size: int, step: str, args: list[str], base_url: str) -> Step:
-    env = {**os.environ, "LETTA_BASE_URL": base_url}
+    env = {**os.environ, "LETTA_BASE_URL": base_url, BENCH_SECRET_VARIABLE: "not-a-real-secret"}
     started = time.perf_counter()
     process = subprocess.Popen(
         [LETTAFLEET, *args, "-v"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -97,18 +114,20 @@ def cleanup(base_url: str, prefix: str) -> None:
         ]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda block_id: client.delete(f"/v1/blocks/{block_id}"), blocks))
+        for tool in client.get("/v1/tools/", name=BENCH_TOOL):
+            client.delete(f"/v1/tools/{tool['id']}")
 
 
-def benchmark(size: int, base_url: str, workdir: Path, parallelism: int) -> list[Step]:
+def benchmark(size: int, base_url: str, workdir: Path, parallelism: int, extras: bool) -> list[Step]:
     cleanup(base_url, f"bench-{size}-")
-    fleet = write_fleet(workdir / f"fleet-{size}", size)
+    fleet = write_fleet(workdir / f"fleet-{size}", size, tools_and_secrets=extras)
     steps = [
         run_step(size, "plan (empty server)", ["plan", "-f", str(fleet)], base_url),
         run_step(size, "apply (create all)", ["apply", "-f", str(fleet), "--parallelism", str(parallelism)], base_url),
         run_step(size, "plan (no changes)", ["plan", "-f", str(fleet)], base_url),
         run_step(size, "apply (no changes)", ["apply", "-f", str(fleet)], base_url),
     ]
-    write_fleet(workdir / f"fleet-{size}", size, changed=max(1, size // 10))
+    write_fleet(workdir / f"fleet-{size}", size, changed=max(1, size // 10), tools_and_secrets=extras)
     steps.append(
         run_step(size, "apply (10% changed)", ["apply", "-f", str(fleet), "--parallelism", str(parallelism)], base_url)
     )
@@ -140,13 +159,18 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--tools-and-secrets",
+        action="store_true",
+        help=f"also give each agent two tools (web_search and {BENCH_TOOL}, defined from source) and a secret",
+    )
     args = parser.parse_args()
     base_url = args.base_url or devserver.status().base_url
     if not base_url:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     steps: list[Step] = []
     for size in (int(part) for part in args.sizes.split(",")):
-        for step in benchmark(size, base_url, args.workdir, args.parallelism):
+        for step in benchmark(size, base_url, args.workdir, args.parallelism, args.tools_and_secrets):
             print(
                 f"{step.size:>4} agents  {step.step:<22} {step.seconds:>7.2f} s  {step.requests:>5} requests "
                 f"({step.by_method})  {step.peak_rss_mb:>6.1f} MB  exit {step.exit_code}",
