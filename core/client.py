@@ -217,9 +217,8 @@ def _error_detail(response: httpx.Response) -> str:
     if errors is not None:
         # A request the server's validation refused: say where and why, never the `input` it echoes back
         # (which may be the whole request body, secrets included).
-        return "; ".join(f"{'.'.join(map(str, e.get('loc') or ())) or 'request'}: {e.get('msg')}" for e in errors)[
-            :1000
-        ]
+        reasons = (f"{'.'.join(map(str, e.get('loc') or ())) or 'request'}: {e.get('msg')}" for e in errors)
+        return "; ".join(reasons)[:1000]
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("error") or body
         if isinstance(detail, dict):

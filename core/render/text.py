@@ -182,9 +182,8 @@ def _changed_lines(before: str, after: str, depth: int) -> list[Row]:
     """The lines one text changed from the other, each hunk under the line number it starts at (in `after`)."""
     rows: list[Row] = []
     changed = 0
-    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm=""):
-        if line.startswith(("---", "+++")):
-            continue
+    # The first two lines are the `---` / `+++` file headers; a changed line may start like them too.
+    for line in list(difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm=""))[2:]:
         if line.startswith("@@"):
             start = line.split("+")[1].split(",")[0].split(" ")[0]
             rows.append(Row(None, depth, f"line {max(1, int(start))}:", offset=2))

@@ -98,3 +98,12 @@ def test_a_sensitive_text_shows_no_line_of_it(kinds: dict[str, ResourceKind]) ->
     text = render_plan(Plan.build("fleet.yaml", "http://127.0.0.1:8283", [change]), kinds)
 
     assert "secret" not in text and "(sensitive)" in text
+
+
+def test_lines_that_look_like_diff_headers_are_still_shown(kinds: dict[str, ResourceKind]) -> None:
+    before = "# Rules\n---\n++ bonus\nBe kind."
+    after = "# Rules\nBe kind."
+
+    text = render_plan(prompt_change(before, after), kinds)
+
+    assert "      - ---\n      - ++ bonus\n" in text
