@@ -96,8 +96,11 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             seen.add(tool.name)
             if tool.source is None:
                 continue
-            problems.extend(_source_problems(tool))
-            first = defined.setdefault(tool.name, (tool.source, agent_index))
+            if tool.name not in defined:
+                defined[tool.name] = (tool.source, agent_index)
+                problems.extend(_source_problems(tool))  # once per tool, where it is first defined
+                continue
+            first = defined[tool.name]
             if first[0] != tool.source:
                 problems.append(
                     Problem(

@@ -157,3 +157,20 @@ def test_a_tool_file_outside_the_fleet_folder_is_refused(write_fleet, manager):
     [error] = errors_of(path, manager)
 
     assert "from_file leaves the fleet file's directory: ../lookup.py" in error
+
+
+def test_a_broken_tool_file_used_by_many_agents_is_one_error(write_fleet, manager):
+    more = "".join(
+        f"""
+  - name: agent-{number}
+    llm_config: {{model: letta/letta-free}}
+    system_prompt: {{value: You help.}}
+    tools: [lookup]
+"""
+        for number in range(5)
+    )
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "def lookup(:\n"}, extra=more)
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: tools/lookup.py, line 1: invalid Python")
