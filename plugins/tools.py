@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,17 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             at = ("agents", agent_index, "tools", entry_index)
             if isinstance(entry, Mapping):
                 problems.extend(fleet.text_problems(entry, at))
-            elif entry == EVERY_FILE and not _files_in_tools_folder(fleet):
+            elif entry == EVERY_FILE:
+                if not _files_in_tools_folder(fleet):
+                    hint = f"put tool files in {fleet.root / TOOLS_FOLDER}"
+                    problems.append(Problem(at, f"{EVERY_FILE} matches no file", hint))
+            elif not re.fullmatch(NAME_PATTERN, entry):
                 problems.append(
-                    Problem(at, f"{EVERY_FILE} matches no file", f"put tool files in {fleet.root / TOOLS_FOLDER}")
+                    Problem(
+                        at,
+                        f"'{entry}' is not a tool name",
+                        f"name a tool by its function's name (letters, digits and _), or write {EVERY_FILE}",
+                    )
                 )
         if any(problem.path[:2] == ("agents", agent_index) for problem in problems):
             continue  # a file that cannot be read has no source to check
@@ -156,7 +165,7 @@ def declared_tools(fleet: Fleet, agent_index: int) -> Iterator[DeclaredTool]:
                 yield DeclaredTool(path.stem, path.read_text(encoding="utf-8"), f"{TOOLS_FOLDER}/{path.name}", at)
         else:
             path = fleet.root / TOOLS_FOLDER / f"{entry}.py"
-            if path.is_file():
+            if re.fullmatch(NAME_PATTERN, entry) and path.is_file():  # a name, never a path out of the folder
                 yield DeclaredTool(entry, path.read_text(encoding="utf-8"), f"{TOOLS_FOLDER}/{path.name}", at)
             else:
                 yield DeclaredTool(entry, None, "", at)

@@ -174,3 +174,11 @@ def test_a_broken_tool_file_used_by_many_agents_is_one_error(write_fleet, manage
     [error] = errors_of(path, manager)
 
     assert error.startswith(f"{path}:6:9: tools/lookup.py, line 1: invalid Python")
+
+
+def test_a_bare_entry_must_be_a_tool_name_not_a_path(write_fleet, manager):
+    path = fleet_with(write_fleet, "- ../../outside", files={"outside.py": tool_source("outside")})
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: '../../outside' is not a tool name")
