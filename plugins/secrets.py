@@ -123,17 +123,34 @@ def _resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...])
 
 @hookimpl
 def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-    return [
-        Problem(
-            value.at,
-            f"secret {name}: environment variable {value.variable} is not set",
-            "set it for this command, or add `preserve_existing: true` to keep the value the server has",
-        )
+    """Every environment variable must be set, except where the fleet keeps the server's value and there is one."""
+    unset = [
+        (resource, name, value)
         for resource in desired
         if resource.kind == KIND
         for name, value in resource.attributes.items()
-        if isinstance(value, Unset) and not value.preserve_existing
+        if isinstance(value, Unset)
     ]
+    if not unset:
+        return []
+    on_server = {
+        address_of("agent", agent_name): {secret["key"] for secret in agent.get("secrets") or []}
+        for agent_name, agent in agents_by_name(reader, AGENTS_WITH_SECRETS).items()
+    }
+    problems = []
+    for resource, name, value in unset:
+        if value.preserve_existing and name in on_server.get(resource.parent or "", set()):
+            continue
+        problems.append(
+            Problem(
+                value.at,
+                f"secret {name}: environment variable {value.variable} is not set"
+                + (" and the server has no value to keep" if value.preserve_existing else ""),
+                "set it for this command"
+                + ("" if value.preserve_existing else ", or add `preserve_existing: true` to keep the server's value"),
+            )
+        )
+    return problems
 
 
 @hookimpl

@@ -102,10 +102,24 @@ def test_a_missing_variable_stops_the_plan_unless_the_servers_value_may_stay(
     )
 
     missing = cli(letta_server, "apply", "-f", str(fleet))
-    kept = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=FIRST_VALUE)
+    nothing_to_keep = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=FIRST_VALUE)
 
     assert missing.exit_code == 1
     assert f"{fleet}:9:7: secret ORDERS_API_KEY: environment variable TEST_ORDERS_KEY is not set" in missing.stderr
-    assert "LEGACY" not in missing.stderr  # preserve_existing: its absence is no error
+    assert nothing_to_keep.exit_code == 1
+    assert (
+        f"{fleet}:10:7: secret LEGACY_TOKEN: environment variable TEST_LEGACY is not set and the server has no "
+        "value to keep" in nothing_to_keep.stderr
+    )
+    assert client.get("/v1/agents/", name=agent_name) == []  # nothing was written
+
+    first = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=FIRST_VALUE, TEST_LEGACY="legacy-1")
+    kept = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=SECOND_VALUE)  # TEST_LEGACY unset
+
+    assert first.exit_code == 0, first.output
     assert kept.exit_code == 0, kept.output
-    assert secrets_on_server(client, agent_name) == {"REGION": PLAIN_VALUE, "ORDERS_API_KEY": FIRST_VALUE}
+    assert secrets_on_server(client, agent_name) == {
+        "REGION": PLAIN_VALUE,
+        "ORDERS_API_KEY": SECOND_VALUE,
+        "LEGACY_TOKEN": "legacy-1",
+    }
