@@ -93,7 +93,8 @@ def get_agents(base_url: str, output: str) -> None:
 @output_option("text", "json", "yaml")
 @reports_errors
 def describe_agent(agent: str, base_url: str, output: str) -> None:
-    """Show one agent in detail: model, system prompt, memory blocks, tools and its number of conversations.
+    """Show one agent in detail: model, system prompt, memory blocks, tools, secret names (never their values) and
+    its number of conversations.
 
     AGENT is the agent's name or id (agent-...).
     """
@@ -113,6 +114,7 @@ def describe_agent(agent: str, base_url: str, output: str) -> None:
             for b in found.get("blocks") or []
         ],
         "tools": sorted(tool.get("name") for tool in found.get("tools") or []),
+        "secrets": sorted(secret.get("key") for secret in found.get("secrets") or []),  # names only, never values
         "conversations": len(conversations),
         "updated_at": found.get("updated_at"),
     }
@@ -134,6 +136,7 @@ def describe_agent(agent: str, base_url: str, output: str) -> None:
             ("Updated", short_date(record["updated_at"])),
             ("Conversations", record["conversations"]),
             ("Tools", record["tools"]),
+            ("Secrets", record["secrets"]),
             ("System prompt", preview(record["system"], 100)),
         ]
     )

@@ -207,3 +207,14 @@ def test_a_name_that_starts_like_an_id_is_looked_up_as_a_name(letta):
     result = run("get", "conversations", "agent-smith")
     assert result.exit_code == 0, result.stderr
     assert letta.calls[0].request.url.params["name"] == "agent-smith"
+
+
+def test_describe_agent_names_the_secrets_and_never_shows_their_values(letta):
+    secrets = [{"key": "ORDERS_API_KEY", "value": "sk-orders-999", "value_enc": "sk-orders-999"}]
+    letta.get("/v1/agents/").respond(json=[agent(secrets=secrets)])
+    letta.get("/v1/conversations/").respond(json=[])
+    for output in ("text", "json", "yaml"):
+        result = run("describe", "agent", "support-agent", "-o", output)
+        assert result.exit_code == 0, result.stderr
+        assert "ORDERS_API_KEY" in result.stdout
+        assert "sk-orders-999" not in result.stdout
