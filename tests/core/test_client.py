@@ -8,7 +8,7 @@ import respx
 
 from lettafleet.core.client import LettaAPIError, LettaClient, LettaConnectionError
 
-BASE = "http://letta.test"
+BASE = "https://letta.test"
 
 
 @pytest.fixture
