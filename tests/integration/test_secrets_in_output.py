@@ -122,3 +122,19 @@ def test_a_saved_plan_holds_no_secret_and_only_its_owner_can_read_it(letta_serve
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert json.loads(saved.read_text())["has_changes"] is True
     assert leaked(saved.read_text()) == [] and leaked(run.output) == []
+
+
+def test_a_user_and_password_in_the_url_show_nowhere(letta_server, agent_name, tmp_path):
+    fleet = write_fleet(tmp_path, agent_name)
+    with_credentials = letta_server.replace("http://", "http://fleet-admin:pa%40ss-w0rd@")
+
+    runs = [
+        cli(with_credentials, "plan", "-f", str(fleet), *options)
+        for options in ([], ["-o", "json"], ["-o", "markdown"])
+    ]
+
+    assert all(run.exit_code == 0 for run in runs), [run.output for run in runs]
+    assert json.loads(runs[1].stdout)["server"] == letta_server
+    assert f"against `{letta_server}`" in runs[2].stdout
+    shown = "".join(run.stdout + run.stderr for run in runs)
+    assert "fleet-admin" not in shown and "w0rd" not in shown and "pa%40ss" not in shown
