@@ -22,6 +22,7 @@ from lettafleet.core.kinds import (
     text_source,
 )
 from lettafleet.core.live import LiveReader
+from lettafleet.core.masking import SecretMasker, public_url
 from lettafleet.core.model import Action, Change, Resource, address_of
 from lettafleet.core.planning import attributes, compare
 
@@ -40,6 +41,7 @@ __all__ = [
     "Resource",
     "ResourceKind",
     "SchemaFragment",
+    "SecretMasker",
     "address_of",
     "attributes",
     "boolean",
@@ -48,6 +50,7 @@ __all__ = [
     "integer",
     "make_client",
     "mapping_list",
+    "public_url",
     "reports_errors",
     "server_options",
     "string",

@@ -1,11 +1,14 @@
 """The one way lettafleet talks to a Letta server: httpx with timeouts, retries, pagination and counting.
 
-The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up.
+The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up. A user
+name and password written into the base URL are sent as basic auth and never shown; no credential is sent over
+plain http to a host that is not this machine unless the caller allows it.
 """
 
 from __future__ import annotations
 
 import ast
+import ipaddress
 import os
 import random
 import threading
@@ -14,13 +17,17 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
+
+from lettafleet.core.masking import SecretMasker, public_url
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PAGE_SIZE = 1000
+ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
 
 
 class LettaError(Exception):
@@ -69,15 +76,21 @@ class LettaClient:
         retries: int = 3,
         backoff: float = 0.25,
         transport: httpx.BaseTransport | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        given_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY") or None
+        url_auth = _url_credentials(given_url)
+        self.masker = SecretMasker([self._api_key, *(url_auth or ())])
+        self.base_url = public_url(given_url)  # what every message and plan shows
+        _refuse_exposed_credentials(self.base_url, self._api_key, url_auth, allow_insecure_http)
         headers = {"Accept": "application/json", "User-Agent": "lettafleet"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
+            auth=httpx.BasicAuth(*url_auth) if url_auth else None,
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
@@ -85,7 +98,6 @@ class LettaClient:
         self.retries = retries
         self.backoff = backoff
         self.stats = RequestStats()
-        self._hidden: list[str] = []
 
     def __enter__(self) -> LettaClient:
         return self
@@ -97,15 +109,12 @@ class LettaClient:
         self._http.close()
 
     def hide(self, *values: str) -> None:
-        """Mask these values too (sensitive values a plan sends) wherever an error message repeats them.
-        Values under four characters are left alone: masking them would garble every message."""
-        self._hidden = sorted({*self._hidden, *(v for v in values if len(v) >= 4)}, key=len, reverse=True)
+        """Mask these values too (sensitive values a plan sends) wherever an error message repeats them."""
+        self.masker.add(*values)
 
     def mask(self, text: str) -> str:
-        """`text` with the API key and every hidden value replaced, for anything that may be printed."""
-        for secret in ([self._api_key] if self._api_key else []) + self._hidden:
-            text = text.replace(secret, "***")
-        return text
+        """`text` with the API key and every hidden value masked, in any form: for anything that may be printed."""
+        return self.masker(text)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
@@ -193,7 +202,8 @@ class LettaClient:
 
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         if response.is_error:
-            raise LettaAPIError(method, path, response.status_code, self.mask(_error_detail(response)))
+            detail = self.masker.cut(_error_detail(response), ERROR_DETAIL_LIMIT)
+            raise LettaAPIError(method, path, response.status_code, detail)
         if not response.content:
             return None
         try:
@@ -208,23 +218,65 @@ class LettaClient:
         time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
 
 
+def _url_credentials(url: str) -> tuple[str, str] | None:
+    """The user name and password written into a URL (`http://user:pass@host`), if any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def _refuse_exposed_credentials(
+    url: str, api_key: str | None, url_auth: tuple[str, str] | None, allow_insecure_http: bool
+) -> None:
+    """Stop before a credential would travel where it can be read or would be sent twice."""
+    if api_key and url_auth:
+        raise LettaError(
+            "the base URL carries a user name and password and LETTA_API_KEY is set: both are sent as the "
+            "Authorization header, so only one can be used. Remove `user:password@` from the URL, or unset "
+            "LETTA_API_KEY."
+        )
+    parts = urlsplit(url)
+    if not (api_key or url_auth) or parts.scheme != "http" or allow_insecure_http or _is_loopback(parts.hostname):
+        return
+    credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
+    raise LettaError(
+        f"refusing to send {credential} over plain http to {parts.hostname}: anyone on the way can read it. "
+        "Use an https:// URL, or, on a network you trust, pass --allow-insecure-http "
+        "(env LETTA_ALLOW_INSECURE_HTTP=1)."
+    )
+
+
+def _is_loopback(host: str | None) -> bool:
+    """This machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _error_detail(response: httpx.Response) -> str:
+    """The server's own words, whole: the caller masks them before cutting them short."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
+        return response.text.strip() or response.reason_phrase
     errors = _validation_errors(body.get("detail") if isinstance(body, dict) else None)
     if errors is not None:
         # A request the server's validation refused: say where and why, never the `input` it echoes back
         # (which may be the whole request body, secrets included).
         reasons = (f"{'.'.join(map(str, e.get('loc') or ())) or 'request'}: {e.get('msg')}" for e in errors)
-        return "; ".join(reasons)[:1000]
+        return "; ".join(reasons)
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("error") or body
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("detail") or detail
-        return str(detail)[:1000]
-    return str(body)[:1000]
+        return str(detail)
+    return str(body)
 
 
 def _validation_errors(detail: Any) -> list[dict[str, Any]] | None:

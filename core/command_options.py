@@ -15,6 +15,8 @@ from lettafleet.core.model import TargetError
 from lettafleet.core.plugin_manager import PluginError
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Where --allow-insecure-http is kept for make_client, so that no command has to pass it along.
+_ALLOW_INSECURE_HTTP = "lettafleet.allow_insecure_http"
 
 
 def server_options(command: F) -> F:
@@ -26,11 +28,27 @@ def server_options(command: F) -> F:
         help="Letta server URL (env LETTA_BASE_URL). The API key comes from LETTA_API_KEY only, so it never "
         "shows in the process list or shell history.",
     )(command)
+    command = click.option(
+        "--allow-insecure-http",
+        envvar="LETTA_ALLOW_INSECURE_HTTP",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_insecure_http,
+        help="Send LETTA_API_KEY (or a password in the URL) over plain http to a host that is not this machine "
+        "(env LETTA_ALLOW_INSECURE_HTTP=1). Without it, that is refused: anyone on the way could read the key.",
+    )(command)
     return command
 
 
+def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed: bool) -> None:
+    context.meta[_ALLOW_INSECURE_HTTP] = allowed
+
+
 def make_client(base_url: str) -> LettaClient:
-    return LettaClient(base_url)
+    """The client for a command's server, honouring its --allow-insecure-http."""
+    context = click.get_current_context(silent=True)
+    allowed = bool(context and context.meta.get(_ALLOW_INSECURE_HTTP))
+    return LettaClient(base_url, allow_insecure_http=allowed)
 
 
 def reports_errors(command: F) -> F:

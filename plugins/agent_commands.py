@@ -16,6 +16,7 @@ from lettafleet.core import (
     PluginCommand,
     hookimpl,
     make_client,
+    public_url,
     reports_errors,
     server_options,
 )
@@ -28,7 +29,6 @@ from lettafleet.plugins.command_output import (
     print_fields,
     print_records,
     print_table,
-    public_url,
     short_date,
     to_yaml,
 )
@@ -83,7 +83,7 @@ def get_agents(base_url: str, output: str) -> None:
         [agent_summary(agent) for agent in agents],
         AGENT_COLUMNS,
         output,
-        empty=f"No agents on {base_url}. Create some with `lettafleet apply -f fleet.yaml`.",
+        empty=f"No agents on {client.base_url}. Create some with `lettafleet apply -f fleet.yaml`.",
     )
 
 
@@ -104,7 +104,7 @@ def describe_agent(agent: str, base_url: str, output: str) -> None:
     llm = found.get("llm_config") or {}
     record = {
         **agent_summary(found),
-        "model_endpoint": public_url(llm.get("model_endpoint")),
+        "model_endpoint": public_url(llm["model_endpoint"]) if llm.get("model_endpoint") else None,
         "context_window": llm.get("context_window"),
         "embedding": embedding_of(found),
         "agent_type": found.get("agent_type"),

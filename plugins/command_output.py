@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import rich_click as click
 from rich.console import Console
@@ -98,16 +97,6 @@ def preview(text: str | None, width: int = PREVIEW_WIDTH) -> str:
 def short_date(stamp: str | None) -> str:
     """`2026-11-25T17:38:12.767871Z` -> `2026-11-25 17:38:12` (UTC, as the server gives it)."""
     return stamp.replace("T", " ")[:19] if stamp else "-"
-
-
-def public_url(url: str | None) -> str | None:
-    """An endpoint without user, password or query string: those can carry credentials."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 _PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]*$")

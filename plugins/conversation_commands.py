@@ -445,8 +445,8 @@ def send(agent: str, message: str, conversation_id: str | None, verbose: bool, b
         except httpx.HTTPError as error:  # the stream broke after it started
             printer.finish()
             raise LettaError(
-                f"the reply stream from {base_url} broke off: {error}. Part of the reply may have "
-                "been saved: check with `lettafleet get messages`."
+                f"the reply stream from {client.base_url} broke off: {client.mask(str(error))}. Part of the reply "
+                "may have been saved: check with `lettafleet get messages`."
             ) from None
     printer.finish()
     if printer.errors:

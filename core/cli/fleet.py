@@ -21,6 +21,7 @@ from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import desired_resources, plan_fleet
 from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
+from lettafleet.core.private_files import write_private_text
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
@@ -134,7 +135,7 @@ def _plan_options(command):  # type: ignore[no-untyped-def]
     "--out",
     "out_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also save the plan as JSON to this file.",
+    help="Also save the plan as JSON to this file (created readable by you only).",
 )
 @reports_errors
 def plan(
@@ -155,7 +156,14 @@ def plan(
     if verbose:
         _echo_stats(client)
     if out_file:
-        out_file.write_text(render_plan_json(the_plan) + "\n", encoding="utf-8")
+        try:
+            write_private_text(out_file, render_plan_json(the_plan) + "\n")
+        except OSError as error:
+            click.echo(
+                f"error: cannot save the plan to {out_file}: {error.strerror}. Name a file in a folder you can write.",
+                err=True,
+            )
+            sys.exit(1)
     if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
         sys.exit(2)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lettafleet.core.github.api import DEFAULT_API_URL
+from lettafleet.core.masking import SecretMasker
 
 # Environment variables whose values must never reach a log, a job summary or a comment.
 SECRET_VARIABLES = ("LETTA_API_KEY", "GITHUB_TOKEN")
@@ -18,23 +19,6 @@ SECRET_VARIABLES = ("LETTA_API_KEY", "GITHUB_TOKEN")
 
 class ActionsEnvironmentError(Exception):
     """The step does not run where it should (not in GitHub Actions, or a variable it needs is missing)."""
-
-
-class SecretMask:
-    """Replaces secret values in any text on its way out."""
-
-    def __init__(self, values: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
-        self._values = sorted({value for value in values if len(value) >= 4}, key=len, reverse=True)
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> SecretMask:
-        return cls(environ.get(name, "") for name in SECRET_VARIABLES)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "***")
-        return text
 
 
 @dataclass(frozen=True)
@@ -52,7 +36,7 @@ class ActionsEnvironment:
     output_file: Path | None = None
     summary_file: Path | None = None
     temp_dir: Path | None = None
-    mask: SecretMask = field(default_factory=lambda: SecretMask(()))
+    mask: SecretMasker = field(default_factory=SecretMasker)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ActionsEnvironment:
@@ -75,7 +59,7 @@ class ActionsEnvironment:
             output_file=_optional_path(environ.get("GITHUB_OUTPUT")),
             summary_file=_optional_path(environ.get("GITHUB_STEP_SUMMARY")),
             temp_dir=_optional_path(environ.get("RUNNER_TEMP")),
-            mask=SecretMask.from_environ(environ),
+            mask=SecretMasker(environ.get(name) for name in SECRET_VARIABLES),
         )
 
     @property

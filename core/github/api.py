@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from lettafleet.core.masking import SecretMasker
+
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -42,7 +44,7 @@ class GitHubAPI:
         if not token:
             raise GitHubError("no GitHub token: pass `github-token` to the action (or set GITHUB_TOKEN)")
         self.repository = repository
-        self._token = token
+        self.mask = SecretMasker([token])
         self._retries = retries
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
@@ -122,6 +124,3 @@ class GitHubAPI:
         if response.status_code == 401:
             return GitHubError(f"{text}. Check the `github-token` input.", response.status_code)
         return GitHubError(text, response.status_code)
-
-    def mask(self, text: str) -> str:
-        return text.replace(self._token, "***")

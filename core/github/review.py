@@ -21,6 +21,7 @@ from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import plan_fleet
 from lettafleet.core.plugin_manager import PluginError
+from lettafleet.core.private_files import write_private_text
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -209,7 +210,7 @@ class ReviewLoop:
         else:
             note = [f"The plan matched the reviewed one (sha256 {inline_code(plan.sha256)})."]
         report = self.planner.apply(plan, self.options.parallelism, self._echo_result)
-        run.json_path.write_text(self.env.mask(render_apply_json(plan, report)) + "\n", encoding="utf-8")
+        write_private_text(run.json_path, self.env.mask(render_apply_json(plan, report)) + "\n")
         self.echo(self.env.mask(render_report(report, plan, self.kinds)))
         commit = f"{inline_code(self.env.sha[:12])}" if self.env.sha else "this commit"
         where = f" ([workflow run]({self.env.run_url}))" if self.env.run_url else ""
@@ -291,7 +292,7 @@ class ReviewLoop:
             self.echo(annotation("error", f"{fleet}: the plan failed:\n{run.error}"))
             return run
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        run.json_path.write_text(self.env.mask(render_plan_json(run.plan)) + "\n", encoding="utf-8")
+        write_private_text(run.json_path, self.env.mask(render_plan_json(run.plan)) + "\n")
         self.echo(self.env.mask(render_plan(run.plan, self.kinds)))
         return run
 

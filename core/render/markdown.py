@@ -6,9 +6,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from lettafleet.core.kinds import ResourceKind
+from lettafleet.core.masking import public_url
 from lettafleet.core.model import Action, Plan
 from lettafleet.core.render.text import closing_line, plan_rows
 
@@ -40,7 +40,7 @@ def render_plan_markdown(
     head = [marker] if marker else []
     head += [f"### lettafleet plan for {inline_code(plan.fleet)}", "", f"**{summary_line(plan, kinds)}**", ""]
     head += _callouts(plan)
-    footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {inline_code(display_url(plan.server))}</sub>"]
+    footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {inline_code(public_url(plan.server))}</sub>"]
     groups = _diff_groups(plan, kinds)
 
     reserved = _size("\n".join(head + footer)) + _size(_cut_note(len(groups), len(groups), full_plan_at)) + 2
@@ -75,15 +75,6 @@ def code_block(lines: list[str], language: str = "") -> list[str]:
     longest = max((len(run) for line in lines for run in re.findall(r"`{3,}", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return [f"{fence}{language}", *lines, fence]
-
-
-def display_url(url: str) -> str:
-    """A server URL as it may be shown: without any user name or password written into it."""
-    parts = urlsplit(url)
-    if not parts.hostname or "@" not in parts.netloc:
-        return url
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=host))
 
 
 def _callouts(plan: Plan) -> list[str]:

@@ -12,10 +12,11 @@ import pytest
 
 from lettafleet.core.applying import ApplyReport, ChangeResult
 from lettafleet.core.diagnostics import Diagnostic, FleetError
-from lettafleet.core.github.actions import ActionsEnvironment, SecretMask
+from lettafleet.core.github.actions import ActionsEnvironment
 from lettafleet.core.github.api import GitHubAPI
 from lettafleet.core.github.comments import PlanMarker
 from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOptions
+from lettafleet.core.masking import SecretMasker
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
 from tests.fakes.github_api import FakeGitHub, running_github_api
@@ -96,7 +97,7 @@ class Job:
             output_file=self.tmp_path / "output",
             summary_file=self.tmp_path / "summary.md",
             temp_dir=self.tmp_path,
-            mask=SecretMask([LETTA_KEY, self.github.token]),
+            mask=SecretMasker([LETTA_KEY, self.github.token]),
         )
 
     def run(self, command: str, fleets: tuple[str, ...] = ("fleet.yaml",), **options: object) -> int:
