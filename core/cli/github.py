@@ -14,6 +14,7 @@ import rich_click as click
 from lettafleet.core.command_options import make_client, reports_errors, server_options
 from lettafleet.core.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
 from lettafleet.core.github.api import GitHubAPI, GitHubError
+from lettafleet.core.github.comments import DEFAULT_COMMENT_AUTHOR
 from lettafleet.core.github.review import LettaPlanner, ReviewLoop, ReviewOptions
 from lettafleet.core.plugin_manager import get_plugin_manager, resource_kinds
 
@@ -42,6 +43,15 @@ def _review_options(command: F) -> F:
         default=True,
         show_default=True,
         help="Write the plan (and later the apply result) to the pull request.",
+    )(command)
+    command = click.option(
+        "--comment-author",
+        envvar="LETTAFLEET_COMMENT_AUTHOR",
+        default=DEFAULT_COMMENT_AUTHOR,
+        show_default=True,
+        help="The GitHub login the token comments as. Only this author's comments hold reviewed plans; a plan "
+        "marker in anyone else's comment is ignored, and lettafleet never edits their comments. With a GitHub App "
+        "token, use the app's `<slug>[bot]`; with a personal token, its user.",
     )(command)
     command = click.option(
         "-f",
@@ -79,13 +89,23 @@ def _reports_github_errors(command: F) -> F:
 @reports_errors
 @_reports_github_errors
 def plan_command(
-    fleets: tuple[str, ...], base_url: str, comment: bool, out_dir: Path | None, comment_when_unchanged: bool
+    fleets: tuple[str, ...],
+    base_url: str,
+    comment: bool,
+    comment_author: str,
+    out_dir: Path | None,
+    comment_when_unchanged: bool,
 ) -> None:
     """Plan each fleet for the pull request: job summary, step outputs, and one sticky comment per fleet.
 
     Exit 0 when every plan succeeded (with or without changes), 1 otherwise.
     """
-    options = ReviewOptions(out_dir=out_dir, comment=comment, comment_when_unchanged=comment_when_unchanged)
+    options = ReviewOptions(
+        out_dir=out_dir,
+        comment=comment,
+        comment_author=comment_author,
+        comment_when_unchanged=comment_when_unchanged,
+    )
     sys.exit(_run(base_url, options, lambda loop: loop.plan(_split(fleets))))
 
 
@@ -111,6 +131,7 @@ def apply_command(
     fleets: tuple[str, ...],
     base_url: str,
     comment: bool,
+    comment_author: str,
     out_dir: Path | None,
     parallelism: int,
     apply_unreviewed_changes: bool,
@@ -123,6 +144,7 @@ def apply_command(
     options = ReviewOptions(
         out_dir=out_dir,
         comment=comment,
+        comment_author=comment_author,
         parallelism=parallelism,
         apply_unreviewed_changes=apply_unreviewed_changes,
     )

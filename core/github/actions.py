@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,23 @@ def annotation(level: str, message: str, title: str = "lettafleet") -> str:
     """A workflow command (`::warning title=...::message`) that shows the message on the run's page."""
     escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return f"::{level} title={title}::{escaped}"
+
+
+# Printable ASCII on lines ending in `\n`: text that, without `::` or `##[`, no runner can read as a command.
+_PLAIN_LOG_TEXT = re.compile(r"[ -~\n]*")
+
+
+def log_text(text: str) -> str:
+    """Text for the job log that cannot run a workflow command, whatever a fleet file or a server put in it.
+
+    The runner reads a command from any line (it breaks lines at `\\r` too) that starts with `::` after blanks,
+    or holds `##[`. Text that could contains none is printed between `::stop-commands::TOKEN` and `::TOKEN::`,
+    as GitHub documents for untrusted output; the random token cannot be guessed, so nothing in between
+    resumes commands early."""
+    if _PLAIN_LOG_TEXT.fullmatch(text) and "::" not in text and "##[" not in text:
+        return text
+    token = secrets.token_hex(16)
+    return f"::stop-commands::{token}\n{text}\n::{token}::"
 
 
 def _read_event(path: str) -> Mapping[str, Any]:

@@ -18,7 +18,10 @@ from lettafleet.core.github.api import GitHubAPI
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code
 
+# The marker counts only where lettafleet writes it: at the very start of the comment.
 _MARKER = re.compile(r"<!-- lettafleet-plan (?P<fields>[^>]*?) -->")
+# Who writes the comments when the action runs with the default GITHUB_TOKEN.
+DEFAULT_COMMENT_AUTHOR = "github-actions[bot]"
 # Where the apply result starts in a comment; everything after it is replaced by the next result.
 STATUS_MARKER = "<!-- lettafleet-status -->"
 # Per-resource fingerprints say what differs when the hashes do; past this size the marker carries none.
@@ -49,7 +52,7 @@ class PlanMarker:
 
     @classmethod
     def find(cls, body: str) -> PlanMarker | None:
-        found = _MARKER.search(body)
+        found = _MARKER.match(body)
         if not found:
             return None
         values = dict(item.split("=", 1) for item in found["fields"].split() if "=" in item)
@@ -113,18 +116,40 @@ def status_room(body: str) -> int:
     return COMMENT_LIMIT - len(base.encode("utf-8")) - len(STATUS_MARKER) - 256
 
 
-class StickyComments:
-    """The plan comments on one pull request, read once (all pages) and written back one per fleet file."""
+def written_by(comment: Mapping[str, Any], login: str) -> bool:
+    """Whether GitHub names `login` as the comment's author (logins are compared as GitHub does: ignoring case)."""
+    user = comment.get("user")
+    author = user.get("login") if isinstance(user, Mapping) else None
+    return isinstance(author, str) and author.casefold() == login.casefold()
 
-    def __init__(self, github: GitHubAPI, number: int) -> None:
+
+def comment_author(comment: Mapping[str, Any]) -> str:
+    user = comment.get("user")
+    return str(user.get("login") or "(unknown)") if isinstance(user, Mapping) else "(unknown)"
+
+
+class StickyComments:
+    """The plan comments on one pull request, read once (all pages) and written back one per fleet file.
+
+    Only comments written by `author` (the identity the action comments as) count: anyone can post a comment that
+    carries a plan marker, and a plan is reviewed only in lettafleet's own comment. The others are kept in
+    `ignored`, so the job can say so; lettafleet never edits them."""
+
+    def __init__(self, github: GitHubAPI, number: int, author: str = DEFAULT_COMMENT_AUTHOR) -> None:
         self.github = github
         self.number = number
+        self.author = author
+        self.ignored: list[dict[str, Any]] = []
         self._by_fleet: dict[str, dict[str, Any]] = {}
         for comment in github.issue_comments(number):
             marker = PlanMarker.find(comment.get("body") or "")
-            # The oldest comment for a fleet is the sticky one; a later copy (a quote, a race) is left alone.
-            if marker is not None:
-                self._by_fleet.setdefault(normalized_fleet(marker.fleet), comment)
+            if marker is None:
+                continue
+            if not written_by(comment, author):
+                self.ignored.append(comment)
+                continue
+            # The oldest comment for a fleet is the sticky one; a later copy (a race of two jobs) is left alone.
+            self._by_fleet.setdefault(normalized_fleet(marker.fleet), comment)
 
     def find(self, fleet: str) -> dict[str, Any] | None:
         return self._by_fleet.get(normalized_fleet(fleet))

@@ -14,9 +14,18 @@ import pluggy
 from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
 from lettafleet.core.client import LettaClient, LettaError
 from lettafleet.core.diagnostics import FleetError
-from lettafleet.core.github.actions import ActionsEnvironment, annotation
+from lettafleet.core.github.actions import ActionsEnvironment, annotation, log_text
 from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
-from lettafleet.core.github.comments import PlanMarker, StickyComments, differences, status_room, with_status
+from lettafleet.core.github.comments import (
+    DEFAULT_COMMENT_AUTHOR,
+    PlanMarker,
+    StickyComments,
+    comment_author,
+    differences,
+    status_room,
+    with_status,
+    written_by,
+)
 from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import plan_fleet
@@ -71,6 +80,8 @@ class ReviewOptions:
     comment_when_unchanged: bool = True
     parallelism: int = 8
     apply_unreviewed_changes: bool = False
+    # The identity whose comments hold reviewed plans: the one the token comments as.
+    comment_author: str = DEFAULT_COMMENT_AUTHOR
 
 
 @dataclass
@@ -134,10 +145,18 @@ class ReviewLoop:
             self._cannot_comment(error)
             return False
         except GitHubError as error:
-            self.echo(annotation("error", self.env.mask(str(error))))
+            self.annotate("error", str(error))
             run.ok = False
             return True
         self.echo(f"{run.fleet}: plan comment {written.get('html_url') or written.get('id')}")
+        if not written_by(written, self.options.comment_author):
+            run.ok = False
+            self.annotate(
+                "error",
+                f"{run.fleet}: GitHub wrote the plan comment as {comment_author(written)}, but comment-author is "
+                f"{self.options.comment_author}, so apply on merge would not trust it and would apply nothing. "
+                f"Set the action's input `comment-author: {comment_author(written)}`.",
+            )
         return True
 
     def _comment_body(self, run: FleetRun) -> str:
@@ -161,7 +180,7 @@ class ReviewLoop:
         try:
             pull_request = self._merged_pull_request()
         except GitHubError as error:
-            self.echo(annotation("error", self.env.mask(str(error))))
+            self.annotate("error", str(error))
             return 1
         comments = None
         if pull_request is not None:
@@ -195,7 +214,7 @@ class ReviewLoop:
             reason = self._not_reviewed(run, plan, reviewed, pull_request)
             if not self.options.apply_unreviewed_changes:
                 run.ok = False
-                self.echo(annotation("error", self.env.mask(f"{run.fleet}: not applied. " + _plain(reason[0]))))
+                self.annotate("error", f"{run.fleet}: not applied. " + _plain(reason[0]))
                 summary = f"[job summary]({self.env.run_url})" if self.env.run_url else "job summary"
                 return _status(
                     "Not applied: this is not the reviewed plan",
@@ -205,7 +224,7 @@ class ReviewLoop:
                         f"run's {summary}. {RERUN_HINT}",
                     ],
                 )
-            self.echo(annotation("warning", f"{run.fleet}: applying although " + _plain(reason[0])))
+            self.annotate("warning", f"{run.fleet}: applying although " + _plain(reason[0]))
             note = ["Applied although this is not the reviewed plan (`apply-unreviewed-changes` is on).", *reason]
         else:
             note = [f"The plan matched the reviewed one (sha256 {inline_code(plan.sha256)})."]
@@ -264,7 +283,7 @@ class ReviewLoop:
             self._cannot_comment(error)
             return False
         except GitHubError as error:
-            self.echo(annotation("error", self.env.mask(str(error))))
+            self.annotate("error", str(error))
             run.ok = False
         return True
 
@@ -289,7 +308,7 @@ class ReviewLoop:
         if run.plan is None:
             run.ok = False
             run.error = self.env.mask(run.error)
-            self.echo(annotation("error", f"{fleet}: the plan failed:\n{run.error}"))
+            self.annotate("error", f"{fleet}: the plan failed:\n{run.error}")
             return run
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_private_text(run.json_path, self.env.mask(render_plan_json(run.plan)) + "\n")
@@ -316,20 +335,45 @@ class ReviewLoop:
 
     def _comments(self, number: int) -> StickyComments | None:
         if self.github is None:
-            self.echo(annotation("warning", "no GitHub token, so no pull request comment: pass `github-token`."))
+            self.annotate("warning", "no GitHub token, so no pull request comment: pass `github-token`.")
             return None
         try:
-            return StickyComments(self.github, number)
+            comments = StickyComments(self.github, number, self.options.comment_author)
         except GitHubPermissionError as error:
             self._cannot_comment(error)
-        return None
+            return None
+        self._report_ignored(comments)
+        return comments
+
+    def _report_ignored(self, comments: StickyComments) -> None:
+        """Say which comments carried a plan marker but were ignored, not being by the identity lettafleet trusts."""
+        if not comments.ignored:
+            return
+        authors = sorted({comment_author(comment) for comment in comments.ignored})
+        message = (
+            f"Ignored {len(comments.ignored)} comment(s) on pull request #{comments.number} that carry a lettafleet "
+            f"plan marker but are not by {comments.author} (the comment-author input): by {', '.join(authors)}. "
+            "Only lettafleet's own comment holds the reviewed plan."
+        )
+        self.annotate("warning", message)
+        listed = ", ".join(
+            f"[{inline_code(comment_author(comment))}]({comment['html_url']})"
+            if str(comment.get("html_url", "")).startswith(self.env.server_url)
+            else inline_code(comment_author(comment))
+            for comment in comments.ignored
+        )
+        self.env.add_summary(
+            f"> [!WARNING]\n> Ignored {len(comments.ignored)} comment(s) carrying a lettafleet plan marker that are "
+            f"not by {inline_code(comments.author)} (the `comment-author` input): {listed}. Only lettafleet's own "
+            "comment holds the reviewed plan."
+        )
 
     def _cannot_comment(self, error: GitHubError) -> None:
         message = (
             "Cannot read or write comments on this pull request, so the plan is in the job summary only "
             f"(a pull request from a fork gets a read-only token). {self.env.mask(str(error))}"
         )
-        self.echo(annotation("warning", message))
+        self.annotate("warning", message)
         self.env.add_summary(f"> [!NOTE]\n> {escape_markdown(message)}")
 
     def _set_outputs(self, runs: Sequence[FleetRun]) -> None:
@@ -346,7 +390,12 @@ class ReviewLoop:
         self.echo(result_line(change, result.status, result.message))
 
     def echo(self, text: str) -> None:
-        self._echo(self.env.mask(text))
+        """A line (or lines) for the job log; nothing in it can run a workflow command."""
+        self._echo(log_text(self.env.mask(text)))
+
+    def annotate(self, level: str, message: str) -> None:
+        """A message on the run's page (an `::error` or `::warning` workflow command): lettafleet's own command."""
+        self._echo(annotation(level, self.env.mask(message)))
 
 
 def _status(title: str, paragraphs: Sequence[str], rows: Sequence[tuple[str, str, str]] = ()) -> str:
@@ -356,7 +405,7 @@ def _status(title: str, paragraphs: Sequence[str], rows: Sequence[tuple[str, str
     if rows:
         lines += ["| Resource | Result | Message |", "| --- | --- | --- |"]
         lines += [
-            f"| {inline_code(address)} | {status} | {escape_markdown(_shortened(message))} |"
+            f"| {inline_code(address, in_table=True)} | {status} | {escape_markdown(_shortened(message))} |"
             for address, status, message in rows
         ]
     return "\n".join(lines).rstrip() + "\n"

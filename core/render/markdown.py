@@ -20,8 +20,15 @@ SUMMARY_BUDGET = 900_000
 # Deletions and drift are listed above the fold; past this many the rest are only in the details.
 CALLOUT_ITEMS = 20
 
-# What can start emphasis, a link, HTML, code, strikethrough or a table cell inside a line of text.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+# What can start emphasis, a link, HTML, an entity, code, strikethrough or a table cell inside a line of text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+# What GitHub turns into a notification or a link even when it is escaped: `@user` and `@org/team` mentions,
+# `#123` references (`owner/repo#123` too) and bare URLs. A zero-width space after the `@`, the `#`, the `:` of
+# `://` or the `www` breaks each; it renders as nothing.
+_REFERENCES = re.compile(r"(@)(?=[A-Za-z0-9])|(#)(?=[0-9])|(:)(?=//)|(\bwww)(?=\.)", re.IGNORECASE)
+# The delimiters of an HTML comment, which the hidden markers of a plan comment are; fleet text shown verbatim (in
+# code) gets a zero-width space inside them, so that it can never read as, or break, a marker.
+_COMMENT_DELIMITERS = re.compile(r"<!(?=--)|--(?=!?>)")
 
 
 def render_plan_markdown(
@@ -56,25 +63,43 @@ def summary_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     return closing_line(plan, kinds).splitlines()[0]
 
 
-def inline_code(text: str) -> str:
-    """`text` as a Markdown code span that any backticks inside cannot end early."""
-    text = " ".join(text.splitlines())
+def inline_code(text: str, *, in_table: bool = False) -> str:
+    """`text` as a Markdown code span that any backticks inside cannot end early (nor, `in_table`, a `|` end the
+    table cell: GitHub splits cells before it reads code spans)."""
+    text = _inert_comment_delimiters(" ".join(text.splitlines()))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
-    return f"{fence}{padded}{fence}"
+    code = f"{fence}{padded}{fence}"
+    return code.replace("|", "\\|") if in_table else code
 
 
 def escape_markdown(text: str) -> str:
-    """Plain text that Markdown shows as written (no emphasis, links or HTML), on one line."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+    """Plain text that Markdown shows as written, on one line: no emphasis, links, HTML, table cells, mentions
+    or issue references."""
+    return _inert_references(_MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines())))
+
+
+def escape_html(text: str) -> str:
+    """Plain text inside HTML (a `<summary>`), on one line, that GitHub shows as written: no tags, mentions or
+    issue references."""
+    return _inert_references(html.escape(" ".join(text.splitlines())))
 
 
 def code_block(lines: list[str], language: str = "") -> list[str]:
     """A fenced code block whose fence is longer than any backtick run in the content."""
+    lines = [_inert_comment_delimiters(part) for line in lines for part in line.splitlines() or [""]]
     longest = max((len(run) for line in lines for run in re.findall(r"`{3,}", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return [f"{fence}{language}", *lines, fence]
+
+
+def _inert_references(markdown: str) -> str:
+    return _REFERENCES.sub(lambda found: f"{found[0]}&#8203;", markdown)
+
+
+def _inert_comment_delimiters(text: str) -> str:
+    return _COMMENT_DELIMITERS.sub(lambda found: f"{found[0][0]}\u200b{found[0][1:]}", text)
 
 
 def _callouts(plan: Plan) -> list[str]:
@@ -117,7 +142,7 @@ def _diff_groups(plan: Plan, kinds: Mapping[str, ResourceKind]) -> list[list[str
 
 def _details_block(group: list[str], cut_lines: int = 0) -> list[str]:
     body = group + ([f"  ... {cut_lines} more line(s), see the full plan"] if cut_lines else [])
-    return [f"<details><summary>{html.escape(group[0])}</summary>", "", *code_block(body, "diff"), "", "</details>", ""]
+    return [f"<details><summary>{escape_html(group[0])}</summary>", "", *code_block(body, "diff"), "", "</details>", ""]
 
 
 def _fit(groups: list[list[str]], *, used: int, budget: int) -> tuple[list[str], int]:

@@ -13,6 +13,9 @@ from lettafleet.core.model import SENSITIVE, Action, Change, Plan
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
 VALUE_WIDTH = 100
+# Of a long value that changes past the point where VALUE_WIDTH cuts it: how much unchanged text is shown before
+# the first difference, so the `-` and `+` lines show the part that differs, not the same head twice.
+CONTEXT_BEFORE = 30
 MAX_CHANGED_LINES = 20  # of one multi-line value; the JSON plan has them all
 PLANNED = {Action.CREATE: "to create", Action.UPDATE: "to update", Action.DELETE: "to delete"}
 DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
@@ -173,8 +176,7 @@ def _details(change: Change, depth: int) -> list[Row]:
         if isinstance(before, str) and isinstance(after, str) and ("\n" in before or "\n" in after):
             lines.extend(_changed_lines(before, after, depth))
             continue
-        lines.append(Row("-", depth, _shown(before), offset=2))
-        lines.append(Row("+", depth, _shown(after), offset=2))
+        lines.extend(_changed_value(_shown_whole(before), _shown_whole(after), depth))
     return lines
 
 
@@ -183,28 +185,84 @@ def _changed_lines(before: str, after: str, depth: int) -> list[Row]:
     rows: list[Row] = []
     changed = 0
     # The first two lines are the `---` / `+++` file headers; a changed line may start like them too.
-    for line in list(difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm=""))[2:]:
-        if line.startswith("@@"):
-            start = line.split("+")[1].split(",")[0].split(" ")[0]
-            rows.append(Row(None, depth, f"line {max(1, int(start))}:", offset=2))
-            continue
-        changed += 1
-        if changed <= MAX_CHANGED_LINES:
-            rows.append(Row(line[0], depth, _shown(line[1:]) if line[1:] else "(empty line)", offset=2))
+    for hunk in _hunks(list(difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm=""))[2:]):
+        start = hunk[0].split("+")[1].split(",")[0].split(" ")[0]
+        removed = [_line_shown(line[1:]) for line in hunk[1:] if line.startswith("-")]
+        added = [_line_shown(line[1:]) for line in hunk[1:] if line.startswith("+")]
+        # A line edited in place is cut around its first difference in both versions, so that a change far
+        # along a long line shows; removed lines still come first, then added ones, as in a unified diff.
+        starts = [_window_start(old, new) for old, new in zip(removed, added, strict=False)]
+        where = f"line {max(1, int(start))}"
+        if len(removed) == len(added) == 1 and starts[0]:
+            where += f", character {starts[0] + CONTEXT_BEFORE + 1:,}"
+        rows.append(Row(None, depth, f"{where}:", offset=2))
+        for symbol, lines in (("-", removed), ("+", added)):
+            for index, line in enumerate(lines):
+                changed += 1
+                if changed <= MAX_CHANGED_LINES:
+                    rows.append(
+                        Row(symbol, depth, _window(line, starts[index] if index < len(starts) else 0), offset=2)
+                    )
     if changed > MAX_CHANGED_LINES:
         rows.append(Row(None, depth, f"... and {changed - MAX_CHANGED_LINES} more changed lines", offset=2))
     return rows
 
 
-def _shown(value: Any) -> str:
+def _hunks(diff: list[str]) -> list[list[str]]:
+    """Unified diff lines grouped by hunk, each group starting with its `@@` header."""
+    hunks: list[list[str]] = []
+    for line in diff:
+        if line.startswith("@@"):
+            hunks.append([line])
+        elif hunks:
+            hunks[-1].append(line)
+    return hunks
+
+
+def _line_shown(line: str) -> str:
+    return _shown_whole(line) if line else "(empty line)"
+
+
+def _changed_value(before: str, after: str, depth: int) -> list[Row]:
+    """`- before` and `+ after`, each cut to VALUE_WIDTH around their first difference, which is named when the
+    cut does not start at the beginning."""
+    start = _window_start(before, after)
+    rows = [Row("-", depth, _window(before, start), offset=2), Row("+", depth, _window(after, start), offset=2)]
+    if start:
+        rows.insert(0, Row(None, depth, f"(first difference at character {start + CONTEXT_BEFORE + 1:,})", offset=2))
+    return rows
+
+
+def _window_start(before: str, after: str) -> int:
+    """Where to start showing two long versions of a value so that their first difference is in view; 0 when it
+    already is (or the values are short enough to show whole)."""
+    if max(len(before), len(after)) <= VALUE_WIDTH:
+        return 0
+    first = next(
+        (i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), min(len(before), len(after))
+    )
+    return first - CONTEXT_BEFORE if first > VALUE_WIDTH - CONTEXT_BEFORE else 0
+
+
+def _window(text: str, start: int) -> str:
+    """VALUE_WIDTH characters of `text` from `start`, with `...` where text is left out on either side."""
+    head = "..." if start else ""
+    room = VALUE_WIDTH - len(head)
+    if len(text) - start <= room:
+        return head + text[start:]
+    return head + text[start : start + room - 3] + "..."
+
+
+def _shown_whole(value: Any) -> str:
+    """A value on one line, uncut: line breaks (`\\r` too, which terminals and Markdown also break lines at) are
+    written as escapes."""
     if value is None:
         return "(none)"
     if isinstance(value, list | tuple):
         text = ", ".join(map(str, value)) or "(none)"
     else:
         text = value if isinstance(value, str) else str(value)
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 3] + "..."
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _quoted(name: str) -> str:

@@ -12,10 +12,11 @@ from lettafleet.core.github.comments import (
     differences,
     status_room,
     with_status,
+    written_by,
 )
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.render.markdown import COMMENT_LIMIT
-from tests.fakes.github_api import FakeGitHub, running_github_api
+from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 
 
 def plan_of(*names: str, description: str = "helpful") -> Plan:
@@ -34,10 +35,17 @@ def test_the_marker_reads_back_what_it_was_written_with() -> None:
     plan = plan_of("a", "b")
     marker = PlanMarker.of_plan("fleets/support agents.yaml", plan)
 
-    found = PlanMarker.find(f"text before\n{marker.render()}\ntext after")
+    found = PlanMarker.find(f"{marker.render()}\ntext after")
 
     assert found == marker
     assert found is not None and found.sha256 == plan.sha256
+
+
+def test_a_marker_counts_only_at_the_start_of_a_comment() -> None:
+    marker = PlanMarker(fleet="fleet.yaml", sha256="a" * 64).render()
+
+    assert PlanMarker.find(f"> quoted\n{marker}") is None
+    assert PlanMarker.find(f"```\n{marker}\n```") is None
 
 
 def test_the_marker_is_one_hidden_html_comment_whatever_the_path() -> None:
@@ -50,7 +58,7 @@ def test_the_marker_is_one_hidden_html_comment_whatever_the_path() -> None:
 
 def test_fleet_paths_are_compared_normalized() -> None:
     with running_github_api() as github:
-        github.add_comment(3, PlanMarker(fleet="./fleets//support.yaml", sha256="f" * 64).render())
+        github.add_comment(3, PlanMarker(fleet="./fleets//support.yaml", sha256="f" * 64).render(), BOT)
         with GitHubAPI(github.repository, github.token, api_url=github.url) as api:
             comments = StickyComments(api, 3)
 
@@ -62,7 +70,7 @@ def test_the_sticky_comment_is_found_on_a_later_page() -> None:
     with running_github_api(FakeGitHub(max_per_page=2)) as github:
         for number in range(3):
             github.add_comment(3, f"chatter {number}")
-        sticky = github.add_comment(3, PlanMarker(fleet="fleet.yaml", sha256="a" * 64).render())
+        sticky = github.add_comment(3, PlanMarker(fleet="fleet.yaml", sha256="a" * 64).render(), BOT)
         with GitHubAPI(github.repository, github.token, api_url=github.url) as api:
             comments = StickyComments(api, 3)
 
@@ -72,8 +80,8 @@ def test_the_sticky_comment_is_found_on_a_later_page() -> None:
 
 def test_each_fleet_file_has_its_own_comment() -> None:
     with running_github_api() as github:
-        github.add_comment(3, PlanMarker(fleet="a.yaml", sha256="a" * 64).render())
-        github.add_comment(3, PlanMarker(fleet="b.yaml", sha256="b" * 64).render())
+        github.add_comment(3, PlanMarker(fleet="a.yaml", sha256="a" * 64).render(), BOT)
+        github.add_comment(3, PlanMarker(fleet="b.yaml", sha256="b" * 64).render(), BOT)
         with GitHubAPI(github.repository, github.token, api_url=github.url) as api:
             comments = StickyComments(api, 3)
             comments.upsert("b.yaml", "new body for b")
@@ -122,3 +130,35 @@ def test_status_room_keeps_the_comment_under_the_limit() -> None:
     room = status_room(body)
 
     assert len(with_status(body, "y" * room)) <= COMMENT_LIMIT
+
+
+def test_only_the_trusted_authors_comments_count() -> None:
+    with running_github_api() as github:
+        forged = github.add_comment(3, PlanMarker(fleet="fleet.yaml", sha256="f" * 64).render(), MALLORY)
+        own = github.add_comment(3, PlanMarker(fleet="fleet.yaml", sha256="a" * 64).render(), BOT)
+        with GitHubAPI(github.repository, github.token, api_url=github.url) as api:
+            comments = StickyComments(api, 3)
+
+    reviewed = comments.reviewed_plan("fleet.yaml")
+    assert reviewed is not None and reviewed.sha256 == "a" * 64
+    assert [comment["id"] for comment in comments.ignored] == [forged["id"]]
+    assert own["id"] != forged["id"]
+
+
+def test_the_author_is_compared_as_github_compares_logins() -> None:
+    comment = {"user": {"login": "GitHub-Actions[bot]"}}
+
+    assert written_by(comment, "github-actions[bot]")
+    assert not written_by({"user": OCTOCAT}, "github-actions[bot]")
+    assert not written_by({"body": "no user"}, "github-actions[bot]")
+
+
+def test_a_new_comment_is_created_rather_than_another_authors_edited() -> None:
+    with running_github_api() as github:
+        theirs = github.add_comment(3, PlanMarker(fleet="fleet.yaml", sha256="f" * 64).render(), OCTOCAT)
+        with GitHubAPI(github.repository, github.token, api_url=github.url) as api:
+            StickyComments(api, 3).upsert("fleet.yaml", "the plan")
+
+        assert github.comments_on(3)[0]["body"] == theirs["body"]
+        assert [(c["user"]["login"], c["body"]) for c in github.comments_on(3)][1] == (BOT["login"], "the plan")
+        assert [request.method for request in github.writes()] == ["POST"]

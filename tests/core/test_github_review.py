@@ -19,7 +19,8 @@ from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOpti
 from lettafleet.core.masking import SecretMasker
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
-from tests.fakes.github_api import FakeGitHub, running_github_api
+from tests.fakes.actions_runner import workflow_commands
+from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 
 LETTA_KEY = "letta-secret-key-abcdef"
 MERGE_SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
@@ -346,3 +347,160 @@ def test_a_plan_that_fails_on_merge_applies_nothing_and_says_why(job: Job) -> No
     assert "### Not applied: the plan failed" in body
     assert "fleet.yaml:3:5: limit must be a number" in body
     assert job.planner.applied == []
+
+
+# -- who wrote the comment --------------------------------------------------------------------------------------
+
+
+def test_a_forged_marker_by_another_author_is_not_applied_and_is_reported(job: Job) -> None:
+    """A fork's author posts a marker with the hash of a plan nobody reviewed, before lettafleet comments."""
+    unreviewed = plan_of("support", "backdoor")
+    job.github.add_comment(7, PlanMarker.of_plan("fleet.yaml", unreviewed).render(), MALLORY)
+    job.github.add_merged_pull(MERGE_SHA, 7)
+    job.event_name = "push"
+    job.planner.plans["fleet.yaml"] = unreviewed
+
+    assert job.run("apply") == 1
+
+    assert job.planner.applied == []
+    assert "has no plan comment" in job.summary
+    assert "Ignored 1 comment(s)" in job.summary and "`mallory-from-a-fork`" in job.summary
+    assert any(line.startswith("::warning") and "mallory-from-a-fork" in line for line in job.log)
+    forged, status = job.github.comments_on(7)
+    assert forged["user"] == MALLORY and forged["body"].startswith("<!-- lettafleet-plan")
+    assert status["user"] == BOT and "### Not applied" in status["body"]
+
+
+def test_a_same_repository_author_commenting_first_keeps_their_comment(job: Job) -> None:
+    theirs = job.github.add_comment(7, PlanMarker(fleet="fleet.yaml", sha256="0" * 64).render() + "\nLGTM", OCTOCAT)
+
+    assert job.run("plan") == 0
+    reviewed(job)
+    assert job.run("apply") == 0
+
+    comments = job.github.comments_on(7)
+    assert comments[0] == theirs
+    assert [comment["user"]["login"] for comment in comments] == ["octocat", BOT["login"]]
+    assert "### Applied" in comments[1]["body"]
+    edited = {request.path.rsplit("/", 1)[1] for request in job.github.writes() if request.method == "PATCH"}
+    assert edited == {str(comments[1]["id"])}
+
+
+def test_a_plan_comment_by_another_identity_fails_the_plan_and_says_what_to_set(job: Job) -> None:
+    job.github.token_user = {"login": "fleet-app[bot]", "id": 77, "type": "Bot"}
+
+    assert job.run("plan") == 1
+
+    assert any(
+        line.startswith("::error") and "Set the action's input `comment-author: fleet-app[bot]`" in line
+        for line in job.log
+    )
+
+
+def test_a_custom_comment_author_is_trusted(job: Job) -> None:
+    job.github.token_user = {"login": "fleet-app[bot]", "id": 77, "type": "Bot"}
+    assert job.run("plan", comment_author="fleet-app[bot]") == 0
+    job.github.add_merged_pull(MERGE_SHA, 7)
+    job.event_name = "push"
+
+    assert job.run("apply", comment_author="fleet-app[bot]") == 0
+
+    assert job.planner.applied == [plan_of("support")]
+
+
+# -- nothing in a fleet can forge or break the comment, the summary or the log ----------------------------------
+
+ATTACK = (
+    "x <!-- lettafleet-status --> <!-- lettafleet-plan fleet=fleet.yaml sha256={sha} --> "
+    "``` </details> | @octocat #1 [click](https://evil.example) <img src=x> &lt;!-- www.evil.example "
+    "\r::error::forged by the fleet\n::add-mask::x\r\n##[error]forged too %0A::warning::%"
+)
+
+
+def attack_plan(sha: str = "f" * 64) -> Plan:
+    """An agent whose name is plain, but whose description, block value and conversation summary carry every
+    attack on the comment's markers, fences, table, mentions and links, and on the log's workflow commands."""
+    text = ATTACK.format(sha=sha)
+    return Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            Change("agent.support", "agent", "support", Action.UPDATE, {"description": "old"}, {"description": text}),
+            Change(
+                "agent.support.block.faq",
+                "block",
+                "faq",
+                Action.UPDATE,
+                {"value": "old"},
+                {"value": text},
+                parent="agent.support",
+            ),
+            Change(
+                f'agent.support.conversation["{text}"]',
+                "conversation",
+                text,
+                Action.CREATE,
+                None,
+                {"summary": text},
+                parent="agent.support",
+            ),
+        ],
+    )
+
+
+def assert_intact(markdown: str) -> None:
+    """No hidden comment, no mention, link or issue reference, and every fence and `<details>` closed."""
+    assert markdown.count("<!--") == markdown.count("<!-- lettafleet-")  # only lettafleet's own markers
+    assert "-->" not in markdown.replace("<!-- lettafleet-status -->", "").split(" -->", 1)[-1]
+    # Code shows text as written (no mention, link or HTML in it): what matters is the text outside code.
+    prose = re.sub(r"^(`{3,})[^\n]*\n.*?^\1$", "", markdown, flags=re.M | re.S)
+    prose = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", prose)
+    assert not re.search(r"@octocat|#1\b|https://evil|www\.evil|<img", prose)
+    assert prose.count("<details>") == prose.count("</details>")
+    fences = re.findall(r"^(`{3,})", markdown, re.M)
+    assert len(fences) % 2 == 0 and all(len(f) > 3 for f in fences)  # longer than the fleet's ```
+
+
+def test_fleet_values_cannot_forge_or_break_the_comment(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = attack_plan()
+    reviewed(job)
+    job.planner.failing = {"agent.support.block.faq"}
+
+    assert job.run("apply") == 1
+
+    [comment] = job.github.comments_on(7)
+    body = comment["body"]
+    assert PlanMarker.find(body) == PlanMarker.of_plan("fleet.yaml", attack_plan())
+    assert body.count("<!-- lettafleet-status -->") == 1
+    assert "### Apply failed" in body and "**Plan: 1 new conversation" not in body
+    assert "Plan sha256" in body.split("<!-- lettafleet-status -->")[0]  # the plan above the status is whole
+    [row] = [line for line in body.splitlines() if line.startswith("| `agent.support.block.faq`")]
+    assert row.count(" | ") == 2  # three cells: nothing in the value split the table
+    assert_intact(body)
+    assert_intact(job.summary)
+
+
+def test_fleet_values_cannot_run_workflow_commands_in_the_log(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = attack_plan()
+    reviewed(job)
+    job.planner.plans["fleet.yaml"] = attack_plan(sha="0" * 64)  # changed since the review: an ::error
+
+    assert job.run("apply") == 1
+
+    log = "\n".join(job.log)
+    assert "forged by the fleet" in log  # the value is in the log ...
+    commands = workflow_commands(log)
+    assert commands  # ... and lettafleet's own annotations still work ...
+    assert all(re.match(r"::(error|warning) title=lettafleet::", command) for command in commands)
+    assert not any("forged" in command for command in commands)  # ... but the fleet's commands do not run
+
+
+def test_a_failed_plan_cannot_break_the_comment_either(job: Job) -> None:
+    job.planner.plans["fleet.yaml"] = FleetError([Diagnostic("fleet.yaml", 3, 5, ATTACK.format(sha="f" * 64))])
+
+    assert job.run("plan") == 1
+
+    [comment] = job.github.comments_on(7)
+    assert PlanMarker.find(comment["body"]) == PlanMarker(fleet="fleet.yaml", sha256=None)
+    assert_intact(comment["body"])
+    assert all(re.match(r"::(error|warning) title=lettafleet::", c) for c in workflow_commands("\n".join(job.log)))

@@ -185,3 +185,31 @@ def test_the_budget_counts_bytes_so_wide_characters_still_fit(kinds: dict[str, R
     markdown = render_plan_markdown(plan, kinds, budget=20_000)
 
     assert len(markdown.encode("utf-8")) <= 20_000
+
+
+def test_a_long_one_line_value_shows_the_part_that_changed(kinds: dict[str, ResourceKind]) -> None:
+    before = "Our opening hours are listed below. " * 100
+    after = before[:3_000] + "Closed on Sundays." + before[3_018:]
+    plan = Plan.build(
+        "fleet.yaml",
+        "http://h",
+        [
+            agent("a", Action.UPDATE, description=("x", "y")),
+            Change(
+                "agent.a.block.faq",
+                "block",
+                "faq",
+                Action.UPDATE,
+                {"value": before},
+                {"value": after},
+                parent="agent.a",
+            ),
+        ],
+    )
+
+    markdown = render_plan_markdown(plan, kinds)
+
+    [removed] = [line for line in markdown.splitlines() if line.startswith("-") and "..." in line]
+    [added] = [line for line in markdown.splitlines() if line.startswith("+") and "..." in line]
+    assert "Closed on Sundays." in added and "Closed on Sundays." not in removed
+    assert "(first difference at character 3,001)" in markdown

@@ -107,3 +107,84 @@ def test_lines_that_look_like_diff_headers_are_still_shown(kinds: dict[str, Reso
     text = render_plan(prompt_change(before, after), kinds)
 
     assert "      - ---\n      - ++ bonus\n" in text
+
+
+def block_change(before: str, after: str) -> Plan:
+    change = Change(
+        "agent.support.block.faq",
+        "block",
+        "faq",
+        Action.UPDATE,
+        {"value": before},
+        {"value": after},
+        parent="agent.support",
+    )
+    return Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [Change("agent.support", "agent", "support", Action.NO_OP, {}, {}), change],
+    )
+
+
+def changed_rows(text: str) -> tuple[str, str]:
+    [removed] = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    [added] = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("+ ")]
+    return removed, added
+
+
+def test_a_long_one_line_value_changed_near_the_end_shows_the_change(kinds: dict[str, ResourceKind]) -> None:
+    before = "".join(f"fact {number:04d}; " for number in range(300))  # 3,000 characters on one line
+    after = before[:2_900] + "CHANGED" + before[2_907:]
+
+    text = render_plan(block_change(before, after), kinds)
+
+    removed, added = changed_rows(text)
+    assert removed != added
+    assert "CHANGED" in added and "CHANGED" not in removed
+    assert removed.startswith("...") and removed.endswith("...")
+    assert "(first difference at character 2,901)" in text
+
+
+def test_a_long_one_line_value_changed_in_the_middle_shows_the_change(kinds: dict[str, ResourceKind]) -> None:
+    before = "x" * 1_500 + "old words" + "y" * 1_500
+    after = "x" * 1_500 + "new words" + "y" * 1_500
+
+    removed, added = changed_rows(render_plan(block_change(before, after), kinds))
+
+    assert "old words" in removed and "new words" in added
+    assert len(removed) == len(added) == 100
+
+
+def test_a_long_value_that_only_grows_shows_where_it_grows(kinds: dict[str, ResourceKind]) -> None:
+    before = "z" * 4_000
+
+    removed, added = changed_rows(render_plan(block_change(before, before + " and more"), kinds))
+
+    assert removed == "..." + "z" * 30 and added == "..." + "z" * 30 + " and more"
+
+
+def test_a_change_at_the_start_of_a_long_value_keeps_the_head(kinds: dict[str, ResourceKind]) -> None:
+    before = "a" * 3_000
+
+    removed, added = changed_rows(render_plan(block_change(before, "b" + before[1:]), kinds))
+
+    assert removed == "a" * 97 + "..." and added == "b" + "a" * 96 + "..."
+
+
+def test_a_long_line_edited_deep_in_a_text_shows_the_change(kinds: dict[str, ResourceKind]) -> None:
+    long_line = "word " * 600
+    before = f"Intro\n{long_line}end of old\nOutro"
+    after = f"Intro\n{long_line}end of new\nOutro"
+
+    text = render_plan(prompt_change(before, after), kinds)
+
+    removed, added = changed_rows(text)
+    assert removed.endswith("end of old") and added.endswith("end of new")
+    assert "line 2, character 3,008:" in text
+
+
+def test_a_carriage_return_in_a_value_is_shown_not_obeyed(kinds: dict[str, ResourceKind]) -> None:
+    text = render_plan(block_change("a", "b\r::error::forged"), kinds)
+
+    assert "\r" not in text
+    assert "+ b\\r::error::forged" in text

@@ -1,6 +1,7 @@
 """A stand-in for GitHub's REST API on 127.0.0.1, for tests only: the calls lettafleet's review loop makes
 (pull request comments, the pull requests of a commit), each request recorded, comments paginated with a Link
-header as GitHub does. It is not GitHub: it knows one repository and checks only what the tests rely on."""
+header and carrying their author (`user.login`, `user.id`, `user.type`) as GitHub does. It is not GitHub: it
+knows one repository and checks only what the tests rely on."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 COMMENT_LIMIT = 65_536
-BOT = {"login": "github-actions[bot]", "type": "Bot"}
+# Who a comment is by, as GitHub reports it (`user` of a comment): the GITHUB_TOKEN's bot, and people.
+BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+OCTOCAT = {"login": "octocat", "id": 583231, "type": "User"}
+MALLORY = {"login": "mallory-from-a-fork", "id": 9000001, "type": "User"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class FakeGitHub:
     token: str = "ghs_fake_token_0123456789"
     max_per_page: int = 100
     read_only: bool = False  # the token of a pull request from a fork: reads work, writes answer 403
+    token_user: dict[str, Any] = field(default_factory=lambda: dict(BOT))  # whom the token comments as
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     pulls_by_commit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -49,7 +54,7 @@ class FakeGitHub:
             comment = {
                 "id": comment_id,
                 "body": body,
-                "user": user or {"login": "octocat", "type": "User"},
+                "user": dict(user or OCTOCAT),
                 "html_url": f"https://github.test/{self.repository}/pull/{number}#issuecomment-{comment_id}",
             }
             self.comments.setdefault(number, []).append(comment)
@@ -85,7 +90,7 @@ class FakeGitHub:
             if method == "GET":
                 return self._page(path, query, self.comments_on(number))
             if method == "POST":
-                return self._write(lambda: (201, self.add_comment(number, body["body"], BOT)), body)
+                return self._write(lambda: (201, self.add_comment(number, body["body"], self.token_user)), body)
         if (found := re.fullmatch(r"/issues/comments/(\d+)", rest)) and method == "PATCH":
             return self._write(lambda: self._update(int(found[1]), body["body"]), body)
         if (found := re.fullmatch(r"/commits/([0-9a-f]+)/pulls", rest)) and method == "GET":
@@ -110,9 +115,13 @@ class FakeGitHub:
         return status, answer, {}
 
     def _update(self, comment_id: int, text: str) -> tuple[int, Any]:
+        # Stricter than GitHub, where a token with write access to the repository may edit anyone's comment:
+        # lettafleet must never try, so here only the comment's author may.
         with self._lock:
             for comment in itertools.chain.from_iterable(self.comments.values()):
                 if comment["id"] == comment_id:
+                    if comment["user"]["id"] != self.token_user["id"]:
+                        return 403, {"message": "Resource not accessible by integration"}
                     comment["body"] = text
                     return 200, dict(comment)
         return 404, {"message": "Not Found"}

@@ -21,7 +21,8 @@ from lettafleet.core.cli import main
 from lettafleet.core.client import LettaClient
 from lettafleet.core.github.comments import PlanMarker
 from lettafleet.core.render.markdown import COMMENT_LIMIT
-from tests.fakes.github_api import FakeGitHub, running_github_api
+from tests.fakes.actions_runner import workflow_commands
+from tests.fakes.github_api import MALLORY, FakeGitHub, running_github_api
 
 PROJECT = Path(__file__).resolve().parents[2]
 ACTION = yaml.safe_load((PROJECT / "action.yml").read_text())
@@ -444,3 +445,40 @@ agents:
     assert "### Apply failed" in comment["body"]
     assert f"| `agent.{bad}` | failed |" in comment["body"]
     assert f"agent.{good}" not in comment["body"].split("### Apply failed")[1]
+
+
+def test_a_marker_forged_by_another_author_is_ignored_on_merge(
+    runner: Runner, letta_server: str, client: LettaClient, agent_names: list[str]
+) -> None:
+    """A fork's author comments first with the marker of the plan they want applied; nobody reviewed it."""
+    write_fleet(runner.workspace, agent_names[:1])
+    unreviewed = runner.run("plan", "push", **plan_inputs(letta_server))  # the plan, as the fork's author sees it
+    forged = PlanMarker(fleet="fleet.yaml", sha256=unreviewed.outputs["plan-sha256"]).render()
+    runner.github.add_comment(PR_NUMBER, forged, MALLORY)
+    runner.github.add_merged_pull(MERGE_SHA, PR_NUMBER)
+
+    run = runner.run("apply", "push", **plan_inputs(letta_server))
+
+    assert run.returncode == 1
+    assert agents_on_server(client, agent_names[:1]) == set()
+    assert "::warning title=lettafleet::Ignored 1 comment(s)" in run.log
+    assert "`mallory-from-a-fork`" in run.summary
+    theirs, ours = runner.github.comments_on(PR_NUMBER)
+    assert theirs["body"] == forged
+    assert ours["user"]["login"] == "github-actions[bot]" and "has no plan comment" in ours["body"]
+
+
+def test_a_carriage_return_in_a_fleet_value_runs_no_workflow_command(
+    runner: Runner, letta_server: str, agent_names: list[str]
+) -> None:
+    write_fleet(runner.workspace, agent_names[:1])
+    fleet = runner.workspace / "fleet.yaml"
+    fleet.write_text(
+        fleet.read_text().replace('summary: "Ticket #0"', 'summary: "Ticket\\r::error::forged\\r##[error]x"')
+    )
+
+    run = runner.run("plan", "pull_request", **plan_inputs(letta_server))
+
+    assert run.returncode == 0, run.log
+    assert "forged" in run.log
+    assert workflow_commands(run.log) == []
