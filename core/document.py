@@ -12,6 +12,7 @@ from strictyaml.parser import StrictYAMLLoader
 from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
 
 from lettafleet.core.diagnostics import Diagnostic, FleetError, Path
+from lettafleet.core.files import MAX_FLEET_FILE_BYTES, UnreadableFile, read_text_file
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,10 @@ def load_document(path: FilePath | str) -> FleetDocument:
     """Read and parse one fleet file. Raises FleetError with a located message when the YAML is malformed."""
     path = FilePath(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FleetError([Diagnostic(str(path), 1, 1, "file not found", "check the path given with -f")]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise FleetError([Diagnostic(str(path), 1, 1, f"cannot read the file: {error}")]) from None
+        text = read_text_file(path, MAX_FLEET_FILE_BYTES)
+    except UnreadableFile as error:
+        hint = "check the path given with -f" if error.reason == "not found" else error.hint
+        raise FleetError([Diagnostic(str(path), error.line, error.column, f"file {error.reason}", hint)]) from None
     return parse_document(text, path)
 
 
