@@ -8,6 +8,7 @@ from lettafleet.core.applying import ApplyError, ApplySession
 from lettafleet.core.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.command_options import make_client, reports_errors, server_options
 from lettafleet.core.diagnostics import Problem
+from lettafleet.core.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
 from lettafleet.core.fleet import Fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.kinds import (
@@ -27,6 +28,7 @@ from lettafleet.core.model import Action, Change, Resource, address_of
 from lettafleet.core.planning import attributes, compare
 
 __all__ = [
+    "MAX_REFERENCED_FILE_BYTES",
     "Action",
     "ApplyError",
     "ApplySession",
@@ -42,6 +44,7 @@ __all__ = [
     "ResourceKind",
     "SchemaFragment",
     "SecretMasker",
+    "UnreadableFile",
     "address_of",
     "attributes",
     "boolean",

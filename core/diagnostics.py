@@ -29,8 +29,20 @@ class Diagnostic:
     hint: str = field(default="", compare=False)
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.column}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
+        text = f"{escaped(self.file)}:{self.line}:{self.column}: {escaped(self.message)}"
+        return f"{text} ({escaped(self.hint)})" if self.hint else text
+
+
+def escaped(text: str) -> str:
+    """`text` with control and format characters written as escapes (`\\n`, `\\x1b`, `\\u2028`): a value quoted in
+    a message can then neither start a line that reads as another `FILE:LINE:COL:` nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
 
 
 class FleetError(Exception):

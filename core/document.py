@@ -10,8 +10,13 @@ import strictyaml
 from strictyaml import ruamel
 from strictyaml.parser import StrictYAMLLoader
 from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+from strictyaml.ruamel.nodes import MappingNode
 
 from lettafleet.core.diagnostics import Diagnostic, FleetError, Path
+from lettafleet.core.files import MAX_FLEET_FILE_BYTES, UnreadableFile, read_text_file
+
+MAX_NESTING = 40  # a fleet file needs about 8 levels; far below the depth at which parsing would overflow
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,10 @@ def load_document(path: FilePath | str) -> FleetDocument:
     """Read and parse one fleet file. Raises FleetError with a located message when the YAML is malformed."""
     path = FilePath(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FleetError([Diagnostic(str(path), 1, 1, "file not found", "check the path given with -f")]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise FleetError([Diagnostic(str(path), 1, 1, f"cannot read the file: {error}")]) from None
+        text = read_text_file(path, MAX_FLEET_FILE_BYTES)
+    except UnreadableFile as error:
+        hint = "check the path given with -f" if error.reason == "not found" else error.hint
+        raise FleetError([Diagnostic(str(path), error.line, error.column, f"file {error.reason}", hint)]) from None
     return parse_document(text, path)
 
 
@@ -57,6 +61,27 @@ class _FleetLoader(StrictYAMLLoader):
 
     label = "fleet"
     allow_flow_style = True
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Each node, refused when nested deeper than a fleet needs (before Python's recursion limit is
+        reached), or when it is a mapping with a merge key (`<<`), which ruamel would merge or drop silently."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _refused(self.parser.peek_event().start_mark, f"nested more than {MAX_NESTING} levels deep")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, MappingNode):
+            for key, _ in node.value:
+                if key.tag == MERGE_TAG:
+                    raise _refused(key.start_mark, "merge keys (`<<`) are not supported")
+        return node
+
+
+def _refused(mark: Any, problem: str) -> ruamel.error.MarkedYAMLError:
+    return ruamel.error.MarkedYAMLError(problem=problem, problem_mark=mark)
 
 
 def parse_document(text: str, path: FilePath) -> FleetDocument:
@@ -104,6 +129,10 @@ def _yaml_hint(message: str) -> str:
         return "check the indentation: items of one list or mapping must line up"
     if "duplicate" in message.lower():
         return "each key may appear once in a mapping; remove or rename the repeated one"
+    if "merge keys" in message:
+        return "write the keys out in each mapping"
+    if "nested" in message:
+        return "a fleet file needs only a few levels of nesting: check the brackets and indentation"
     if "flow" in message.lower():
         return "write lists as `[a, b]` or one `- item` per line"
     return "fix the YAML syntax at this place"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
 from lettafleet.core.diagnostics import Path, Problem
 from lettafleet.core.document import FleetDocument
+from lettafleet.core.files import UnreadableFile, list_folder_inside, read_file_inside
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class Fleet:
 
     document: FleetDocument
     data: Mapping[str, Any]
+    _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def path(self) -> FilePath:
@@ -28,36 +31,35 @@ class Fleet:
         """`from_file` paths are relative to the directory of the fleet file and may not leave it."""
         return self.document.path.parent
 
-    def file_problem(self, relative: str, at: Path) -> Problem | None:
-        """Why `relative` cannot be read as a `from_file` source, or None if it can."""
-        candidate = FilePath(relative)
-        if candidate.is_absolute():
-            return Problem(
-                at,
-                f"from_file must be relative to the fleet file, not absolute: {relative}",
-                "write the path relative to the fleet file's directory",
-            )
-        resolved = (self.root / candidate).resolve()
-        if not resolved.is_relative_to(self.root.resolve()):
-            return Problem(
-                at,
-                f"from_file leaves the fleet file's directory: {relative}",
-                "keep referenced files inside the directory tree of the fleet file",
-            )
-        if not resolved.is_file():
-            return Problem(
-                at, f"from_file not found: {relative} (looked for {resolved})", "create the file or correct the path"
-            )
+    def read(self, relative: str) -> str:
+        """The text of a file the fleet names, read once and kept, so that checks and plan see the same text.
+        Raises UnreadableFile unless it is a regular UTF-8 file inside the fleet's directory (see core.files)."""
+        if relative not in self._texts:
+            self._texts[relative] = read_file_inside(self.root, relative)
+        return self._texts[relative]
+
+    def has_file(self, relative: str) -> bool:
+        """Whether anything is at `relative` in the fleet's directory, a broken link included: something meant
+        as a file, whose problems are to be reported rather than taken for absence."""
+        return os.path.lexists(self.root / relative)
+
+    def list_folder(self, folder: str) -> list[str]:
+        """The paths (`folder/name`) of what `folder` holds, which must be inside the fleet's directory.
+        Raises UnreadableFile when the folder leads out of it."""
+        return [f"{folder}/{name}" for name in list_folder_inside(self.root, folder)]
+
+    def file_problem(self, relative: str, at: Path, label: str = "from_file") -> Problem | None:
+        """Why `relative` cannot be read, as `LABEL REASON: RELATIVE` at `at`; None if it can."""
         try:
-            resolved.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            return Problem(at, f"from_file cannot be read as UTF-8 text: {relative}: {error}")
+            self.read(relative)
+        except UnreadableFile as error:
+            return Problem(at, f"{label} {error.reason}: {relative}", error.hint)
         return None
 
     def text(self, source: Mapping[str, Any]) -> str:
         """The text of a `value` / `from_file` source. Call it only on a fleet whose checks passed."""
         if "from_file" in source:
-            return (self.root / source["from_file"]).resolve().read_text(encoding="utf-8")
+            return self.read(source["from_file"])
         return source.get("value") or ""
 
     def text_problems(self, source: Mapping[str, Any], at: Path) -> list[Problem]:

@@ -5,6 +5,8 @@ Every problem is collected before anything is reported, each with its file, line
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -17,6 +19,8 @@ from lettafleet.core.document import FleetDocument, load_document
 from lettafleet.core.fleet import Fleet
 from lettafleet.core.plugin_manager import fleet_schema
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
+_DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
 
@@ -25,15 +29,22 @@ class FleetValidator(cerberus.Validator):
     """Cerberus with the conversions strictyaml's all-strings data needs."""
 
     def _normalize_coerce_integer(self, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             return int(value.strip())
         return value  # left as is: the type rule then reports it, with the value, at its line
 
     def _normalize_coerce_float(self, value: Any) -> Any:
-        try:
-            return float(value) if isinstance(value, str) else value
-        except ValueError:
-            return value
+        # Only ASCII decimal notation: Python's float() also takes "nan", "inf", "1_0" and non-ASCII digits.
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            number = float(value.strip())
+            return number if math.isfinite(number) else value
+        return value
+
+    def _validate_regex(self, pattern: str, field: str, value: Any) -> None:
+        """{'type': 'string'}"""
+        # The whole value must match: cerberus appends `$`, which also matches before a final newline.
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            self._error(field, cerberus_errors.REGEX_MISMATCH)
 
     def _normalize_coerce_boolean(self, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:

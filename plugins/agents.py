@@ -60,7 +60,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "model_endpoint": string(empty=False),
         "provider_name": string(empty=False),
         "max_tokens": integer(min=1),
-        "temperature": {"type": "float", "coerce": "float"},
+        "temperature": {"type": "float", "coerce": "float", "min": 0.0, "max": 2.0},  # the range OpenAI takes
         "put_inner_thoughts_in_kwargs": {"type": "boolean", "coerce": "boolean"},
     }
     embedding_config = {

@@ -13,7 +13,6 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lettafleet.core import (
@@ -27,6 +26,7 @@ from lettafleet.core import (
     Resource,
     ResourceKind,
     SchemaFragment,
+    UnreadableFile,
     address_of,
     attributes,
     hookimpl,
@@ -38,6 +38,7 @@ KIND = "tool"
 ATTACHMENT = "tool_attachment"
 TOOLS_FOLDER = "tools"
 EVERY_FILE = "tools/*"
+TOOL_FILE = "tool file"  # how messages name a file under tools/
 # Letta's tool create request has no metadata; a tag marks what lettafleet made.
 MANAGED_TAG = "managed_by:lettafleet"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -86,9 +87,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             if isinstance(entry, Mapping):
                 problems.extend(fleet.text_problems(entry, at))
             elif entry == EVERY_FILE:
-                if not _files_in_tools_folder(fleet):
-                    hint = f"put tool files in {fleet.root / TOOLS_FOLDER}"
-                    problems.append(Problem(at, f"{EVERY_FILE} matches no file", hint))
+                problems.extend(_every_file_problems(fleet, at))
             elif not re.fullmatch(NAME_PATTERN, entry):
                 problems.append(
                     Problem(
@@ -97,6 +96,8 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                         f"name a tool by its function's name (letters, digits and _), or write {EVERY_FILE}",
                     )
                 )
+            elif fleet.has_file(_tool_file(entry)):
+                problems.extend(filter(None, [fleet.file_problem(_tool_file(entry), at, TOOL_FILE)]))
         if any(problem.path[:2] == ("agents", agent_index) for problem in problems):
             continue  # a file that cannot be read has no source to check
         for tool in declared_tools(fleet, agent_index):
@@ -119,6 +120,17 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                     )
                 )
     return problems
+
+
+def _every_file_problems(fleet: Fleet, at: tuple[Any, ...]) -> list[Problem]:
+    """Problems of a `tools/*` entry: a folder out of the fleet's directory, no file, or files that cannot be read."""
+    try:
+        files = _files_in_tools_folder(fleet)
+    except UnreadableFile as error:
+        return [Problem(at, f"{EVERY_FILE}: the folder {TOOLS_FOLDER} {error.reason}", error.hint)]
+    if not files:
+        return [Problem(at, f"{EVERY_FILE} matches no file", f"put tool files in {fleet.root / TOOLS_FOLDER}")]
+    return list(filter(None, (fleet.file_problem(relative, at, TOOL_FILE) for relative in files)))
 
 
 def _source_problems(tool: DeclaredTool) -> list[Problem]:
@@ -161,19 +173,30 @@ def declared_tools(fleet: Fleet, agent_index: int) -> Iterator[DeclaredTool]:
             source = fleet.text({"from_file": entry["from_file"]}) if "from_file" in entry else entry["source_code"]
             yield DeclaredTool(entry["name"], source, origin, at, entry.get("description"))
         elif entry == EVERY_FILE:
-            for path in _files_in_tools_folder(fleet):
-                yield DeclaredTool(path.stem, path.read_text(encoding="utf-8"), f"{TOOLS_FOLDER}/{path.name}", at)
+            for relative in _files_in_tools_folder(fleet):
+                yield DeclaredTool(_tool_name(relative), fleet.read(relative), relative, at)
+        elif re.fullmatch(NAME_PATTERN, entry) and fleet.has_file(_tool_file(entry)):  # never a path out of tools/
+            yield DeclaredTool(entry, fleet.read(_tool_file(entry)), _tool_file(entry), at)
         else:
-            path = fleet.root / TOOLS_FOLDER / f"{entry}.py"
-            if re.fullmatch(NAME_PATTERN, entry) and path.is_file():  # a name, never a path out of the folder
-                yield DeclaredTool(entry, path.read_text(encoding="utf-8"), f"{TOOLS_FOLDER}/{path.name}", at)
-            else:
-                yield DeclaredTool(entry, None, "", at)
+            yield DeclaredTool(entry, None, "", at)
 
 
-def _files_in_tools_folder(fleet: Fleet) -> list[Path]:
-    """`tools/*.py` beside the fleet file, private modules (`_*.py`) aside."""
-    return sorted(path for path in (fleet.root / TOOLS_FOLDER).glob("*.py") if not path.name.startswith("_"))
+def _tool_file(name: str) -> str:
+    return f"{TOOLS_FOLDER}/{name}.py"
+
+
+def _tool_name(relative: str) -> str:
+    return relative.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _files_in_tools_folder(fleet: Fleet) -> list[str]:
+    """`tools/*.py` beside the fleet file, private modules (`_*.py`) aside. Raises UnreadableFile when the
+    folder leads out of the fleet's directory."""
+    return [
+        relative
+        for relative in fleet.list_folder(TOOLS_FOLDER)
+        if relative.endswith(".py") and not _tool_name(relative).startswith("_")
+    ]
 
 
 @hookimpl

@@ -143,3 +143,85 @@ def test_an_empty_file_gets_a_clear_error(write_fleet, manager):
 def test_a_missing_file_gets_a_clear_error(tmp_path, manager):
     [error] = errors_of(tmp_path / "nope.yaml", manager)
     assert "nope.yaml:1:1: file not found" in error
+
+
+def test_nesting_deeper_than_a_fleet_needs_is_refused_at_its_line(write_fleet, manager):
+    path = write_fleet(AGENT + "    tags: " + "[" * 245 + "]" * 245 + "\n")
+    [error] = errors_of(path, manager)
+    assert error.startswith(f"{path}:10:")
+    assert "nested more than 40 levels deep" in error
+
+
+def test_deep_block_nesting_is_refused_too(write_fleet, manager):
+    path = write_fleet(AGENT + "".join("  " * depth + f"k{depth}:\n" for depth in range(300)))
+    [error] = errors_of(path, manager)
+    assert "nested more than 40 levels deep" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        (AGENT.replace("    embedding: letta/letta-free", "    <<: {embedding: letta/letta-free}"), "9:5"),
+        ("<<: {colour: blue}\n" + AGENT.lstrip("\n"), "1:1"),  # at the top level it used to vanish
+    ],
+)
+def test_yaml_merge_keys_are_refused_at_their_line(write_fleet, manager, text, place):
+    path = write_fleet(text)
+    [error] = errors_of(path, manager)
+    assert error.startswith(f"{path}:{place}: invalid YAML: merge keys (`<<`) are not supported")
+
+
+def test_a_name_ending_in_a_newline_does_not_match_the_name_pattern(write_fleet, manager):
+    path = write_fleet(AGENT.replace("name: support-agent", 'name: "support-agent\\n"'))
+    [error] = errors_of(path, manager)
+    assert error.startswith(f"{path}:2:5: agents[0].name 'support-agent\\n' does not match")
+
+
+def test_a_secret_name_ending_in_a_newline_is_refused(write_fleet, manager):
+    path = write_fleet(AGENT + '    secrets:\n      "KEY\\n": {value: x}\n')
+    errors = errors_of(path, manager)
+    assert errors and all(error.startswith(f"{path}:11:") for error in errors)
+
+
+ENDPOINT = "      model_endpoint_type: openai\n      temperature: {}\n"
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-inf", "1_0", "１", ".nan"])
+def test_a_temperature_must_be_a_finite_ascii_number(write_fleet, manager, temperature):
+    path = write_fleet(
+        AGENT.replace("      context_window: 32000\n", "      context_window: 32000\n" + ENDPOINT.format(temperature))
+    )
+    [error] = errors_of(path, manager)
+    assert error == f"{path}:8:7: agents[0].llm_config.temperature must be a number, got '{temperature}'"
+
+
+@pytest.mark.parametrize(
+    ("temperature", "message"), [("2.5", "at most 2.0, got 2.5"), ("-0.1", "at least 0.0, got -0.1")]
+)
+def test_a_temperature_must_be_in_range(write_fleet, manager, temperature, message):
+    path = write_fleet(
+        AGENT.replace("      context_window: 32000\n", "      context_window: 32000\n" + ENDPOINT.format(temperature))
+    )
+    [error] = errors_of(path, manager)
+    assert error == f"{path}:8:7: agents[0].llm_config.temperature must be {message}"
+
+
+def test_a_temperature_in_range_is_read_as_a_number(write_fleet, manager):
+    path = write_fleet(
+        AGENT.replace("      context_window: 32000\n", "      context_window: 32000\n" + ENDPOINT.format("0.7"))
+    )
+    assert load_fleet(path, manager).data["agents"][0]["llm_config"]["temperature"] == 0.7
+
+
+@pytest.mark.parametrize("number", ["３２０００", "3²000", "32_000", "9" * 5000])
+def test_a_whole_number_is_ascii_digits_and_reported_once(write_fleet, manager, number):
+    path = write_fleet(AGENT.replace("context_window: 32000", f"context_window: {number}"))
+    [error] = errors_of(path, manager)
+    assert error.startswith(f"{path}:6:7: agents[0].llm_config.context_window must be a whole number, got ")
+
+
+def test_a_value_with_a_newline_cannot_forge_an_error_line(write_fleet, manager):
+    path = write_fleet(AGENT + '    tools: ["x\\n/etc/fleet.yaml:1:1: all good\\u001b[2J"]\n')
+    [error] = errors_of(path, manager)
+    assert "\n" not in error and "\x1b" not in error
+    assert error.startswith(f"{path}:10:") and "x\\n/etc/fleet.yaml:1:1: all good\\x1b[2J" in error
