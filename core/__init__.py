@@ -22,11 +22,12 @@ from lettafleet.core.kinds import (
     text_source,
 )
 from lettafleet.core.live import LiveReader
-from lettafleet.core.model import Action, Change, Resource, address_of
+from lettafleet.core.model import Action, Ambiguity, Change, Resource, address_of
 from lettafleet.core.planning import attributes, compare
 
 __all__ = [
     "Action",
+    "Ambiguity",
     "ApplyError",
     "ApplySession",
     "Change",
