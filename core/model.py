@@ -134,6 +134,23 @@ class Ambiguity:
     used: str | None
     remedy: str
 
+    @classmethod
+    def first_of(
+        cls,
+        address: str,
+        found: str,
+        ids: Sequence[str],
+        remedy: str,
+        *,
+        chosen: str = "the oldest",
+        shown: Sequence[str] = (),
+    ) -> Ambiguity:
+        """The usual case: `found` (`2 agents are named 'x'`) matched `ids`, and the plan uses the first, picked
+        as `chosen` says. `shown` names them in the message (default: their ids)."""
+        names = list(shown or ids)
+        message = f"{found}: the plan uses {chosen}, {names[0]}, and leaves {', '.join(names[1:])} alone"
+        return cls(address=address, message=message, ids=tuple(ids), used=ids[0], remedy=remedy)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "address": self.address,

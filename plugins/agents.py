@@ -190,19 +190,14 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
 
 def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
     """Several agents of one name (a race, a cap, one made by hand): the plan uses the first, says which."""
-    used, others = agents[0], agents[1:]
-    return Ambiguity(
-        address=address_of(KIND, name),
-        message=(
-            f"{len(agents)} agents are named '{name}': the plan uses {described(used)} (lettafleet's own first, then "
-            f"the oldest) and leaves {', '.join(described(agent) for agent in others)} alone"
-        ),
-        ids=tuple(agent["id"] for agent in agents),
-        used=used["id"],
-        remedy=(
-            "delete the agents that should not be there (`lettafleet delete agent ID --force`), or rename them, "
-            "then plan again"
-        ),
+    return Ambiguity.first_of(
+        address_of(KIND, name),
+        f"{len(agents)} agents are named '{name}'",
+        [agent["id"] for agent in agents],
+        "delete the agents that should not be there (`lettafleet delete agent ID --force`), or rename them, then "
+        "plan again",
+        chosen="lettafleet's own first, then the oldest",
+        shown=[described(agent) for agent in agents],
     )
 
 

@@ -287,16 +287,11 @@ def _live_shared_blocks(
 
 
 def _two_shared(name: str, blocks: list[dict[str, Any]]) -> Ambiguity:
-    used, others = blocks[0], blocks[1:]
-    return Ambiguity(
-        address=address_of(SHARED, name),
-        message=(
-            f"{len(blocks)} blocks are lettafleet's shared block '{name}': the plan uses the oldest, {used['id']}, "
-            f"and leaves {', '.join(block['id'] for block in others)} alone"
-        ),
-        ids=tuple(block["id"] for block in blocks),
-        used=used["id"],
-        remedy="detach the others from their agents and delete them (DELETE /v1/blocks/ID), then plan again",
+    return Ambiguity.first_of(
+        address_of(SHARED, name),
+        f"{len(blocks)} blocks are lettafleet's shared block '{name}'",
+        [block["id"] for block in blocks],
+        "detach the others from their agents and delete them (DELETE /v1/blocks/ID), then plan again",
     )
 
 

@@ -130,19 +130,12 @@ def _live(reader: LiveReader, conversation: Mapping[str, Any], parent: str, addr
 
 
 def _same_summary(address: str, conversations: list[dict[str, Any]]) -> Ambiguity:
-    used, others = conversations[0], conversations[1:]
-    return Ambiguity(
-        address=address,
-        message=(
-            f"{len(conversations)} conversations of the agent have the summary '{used['summary']}': the plan uses "
-            f"the oldest, {used['id']}, and leaves {', '.join(c['id'] for c in others)} alone"
-        ),
-        ids=tuple(conversation["id"] for conversation in conversations),
-        used=used["id"],
-        remedy=(
-            "delete the ones that should not be there (`lettafleet delete conversation ID --force`; their messages "
-            "go with them), then plan again"
-        ),
+    return Ambiguity.first_of(
+        address,
+        f"{len(conversations)} conversations of the agent have the summary '{conversations[0]['summary']}'",
+        [conversation["id"] for conversation in conversations],
+        "delete the ones that should not be there (`lettafleet delete conversation ID --force`; their messages go "
+        "with them), then plan again",
     )
 
 
