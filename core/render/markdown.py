@@ -115,8 +115,8 @@ def _callouts(plan: Plan) -> list[str]:
     if plan.ambiguities:
         lines += [
             "> [!WARNING]",
-            f"> **{_count(len(plan.ambiguities), 'resource')} match more than one on the server; the plan uses "
-            "the one it names:**",
+            f"> **{_count(len(plan.ambiguities), 'resource')} {'matches' if len(plan.ambiguities) == 1 else 'match'} "
+            "more than one on the server; the plan uses the one it names:**",
         ]
         lines += _listed(
             [

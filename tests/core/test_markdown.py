@@ -8,7 +8,7 @@ import pluggy
 import pytest
 
 from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.model import Action, Ambiguity, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
 from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code, render_plan_markdown
 
@@ -185,3 +185,31 @@ def test_the_budget_counts_bytes_so_wide_characters_still_fit(kinds: dict[str, R
     markdown = render_plan_markdown(plan, kinds, budget=20_000)
 
     assert len(markdown.encode("utf-8")) <= 20_000
+
+
+def test_ambiguities_and_replacements_are_called_out_above_the_fold(kinds: dict[str, ResourceKind]) -> None:
+    replaced = Change(
+        "agent.new-agent.conversation.T",
+        "conversation",
+        "T",
+        Action.REPLACE,
+        {},
+        {},
+        parent="agent.new-agent",
+        detail="it lacks its isolated copy of ctx",
+    )
+    found = Ambiguity.first_of(
+        "agent.new-agent", "2 agents are named 'new-agent'", ["agent-1", "agent-2"], "delete one"
+    )
+    plan = Plan.build("fleet.yaml", "http://x", [agent("new-agent", Action.NO_OP), replaced], [found])
+
+    fold = above_the_fold(render_plan_markdown(plan, kinds))
+
+    assert "1 resource will be deleted and created again" in fold
+    assert "`agent.new-agent.conversation.T`: it lacks its isolated copy of ctx" in fold
+    assert "1 resource matches more than one on the server" in fold
+    assert (
+        "`agent.new-agent`: 2 agents are named 'new-agent': the plan uses the oldest, agent-1, and leaves agent-2"
+        in fold
+    )
+    assert "**To fix:** delete one" in fold
