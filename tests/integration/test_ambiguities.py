@@ -13,7 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaAPIError, LettaClient
+from lettafleet.core.applying import apply_plan
 from lettafleet.core.cli import main
+from lettafleet.core.planning import plan_fleet
+from lettafleet.core.plugin_manager import get_plugin_manager
+from lettafleet.core.validation import load_fleet
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
@@ -221,7 +225,11 @@ def test_a_conversation_without_its_isolated_copy_but_with_messages_is_drift_and
     [drift] = [change for change in document["changes"] if change.get("drift")]
     assert drift["action"] == "no-op" and "has messages" in drift["drift"]
 
-    ok(cli(letta_server, "apply", "-f", str(fleet)))
+    manager = get_plugin_manager()
+    with LettaClient(letta_server) as counting:
+        plan = plan_fleet(load_fleet(fleet, manager), counting, manager)
+        assert apply_plan(plan, counting, manager).results == ()
+    assert counting.stats.writes == 0
     [still] = client.get("/v1/conversations/", agent_id=agent["id"])
     assert still["id"] == talked["id"]
     messages = client.get(f"/v1/conversations/{talked['id']}/messages", order="asc")
