@@ -24,12 +24,13 @@ from lettafleet.core.kinds import (
 )
 from lettafleet.core.live import LiveReader
 from lettafleet.core.masking import SecretMasker, public_url
-from lettafleet.core.model import Action, Change, Resource, address_of
+from lettafleet.core.model import Action, Ambiguity, Change, Resource, address_of
 from lettafleet.core.planning import attributes, compare
 
 __all__ = [
     "MAX_REFERENCED_FILE_BYTES",
     "Action",
+    "Ambiguity",
     "ApplyError",
     "ApplySession",
     "Change",

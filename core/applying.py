@@ -175,7 +175,7 @@ def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> se
     wanted = set(change.depends_on)
     if change.parent:
         wanted.add(change.parent)
-    if change.action is Action.CREATE:
+    if change.action in (Action.CREATE, Action.REPLACE):  # a replacement is created anew, children with it
         for child in plan.children(change.address):
             if child.changes_something:
                 wanted.update(child.depends_on)

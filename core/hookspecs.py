@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from lettafleet.core.fleet import Fleet
     from lettafleet.core.kinds import PluginCommand, ResourceKind, SchemaFragment
     from lettafleet.core.live import LiveReader
-    from lettafleet.core.model import Change, Resource
+    from lettafleet.core.model import Ambiguity, Change, Resource
 
 PROJECT = "lettafleet"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -71,10 +71,14 @@ def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, di
 
 
 @hookspec
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
     """Called when planning. Returns the live resources of this plugin's kinds that the desired ones match,
     with the same addresses and their server ids. Read with the reader's list calls: they are paginated and
     shared between plugins, so the whole fleet is read in a few requests.
+
+    Where more than one server resource matches a desired address (two agents of one name), return the one
+    used and an `Ambiguity` naming all of them and how to leave one: the plan reports it and never hides it.
+    Report an ambiguity once, from the plugin that owns the kind it is about.
     """
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lettafleet.core.diagnostics import Path
 
-PLAN_FORMAT_VERSION = "1.0"
+PLAN_FORMAT_VERSION = "1.1"
 SENSITIVE = "(sensitive)"
 
 
@@ -31,6 +31,7 @@ class Action(enum.StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+    REPLACE = "replace"  # delete the live resource, then create it anew
     NO_OP = "no-op"
 
     def __str__(self) -> str:
@@ -63,7 +64,7 @@ class Change:
     """What apply would do to one resource: an action and the values before and after.
 
     `drift` explains a difference that apply cannot fix in place (the change is then a no-op that still needs a
-    person's attention). `detail` is free text for people, e.g. counts shown next to an agent.
+    person's attention). `detail` is free text for people: why a resource is replaced, for example.
     """
 
     address: str
@@ -101,6 +102,8 @@ class Change:
             data["parent"] = self.parent
         if self.drift:
             data["drift"] = self.drift
+        if self.detail:
+            data["detail"] = self.detail
         if self.sensitive:
             data["sensitive"] = sorted(self.sensitive)
         return data
@@ -117,18 +120,63 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Ambiguity:
+    """The live read found more than one server resource for one declared address (two agents of one name,
+    say) and used one of them. Plans report every such choice: apply would act on `used`, and the others stay.
+
+    `message` says what was found, naming the ids; `ids` lists every server id involved; `remedy` says how to
+    leave one.
+    """
+
+    address: str
+    message: str
+    ids: tuple[str, ...]
+    used: str | None
+    remedy: str
+
+    @classmethod
+    def first_of(
+        cls,
+        address: str,
+        found: str,
+        ids: Sequence[str],
+        remedy: str,
+        *,
+        chosen: str = "the oldest",
+        shown: Sequence[str] = (),
+    ) -> Ambiguity:
+        """The usual case: `found` (`2 agents are named 'x'`) matched `ids`, and the plan uses the first, picked
+        as `chosen` says. `shown` names them in the message (default: their ids)."""
+        names = list(shown or ids)
+        message = f"{found}: the plan uses {chosen}, {names[0]}, and leaves {', '.join(names[1:])} alone"
+        return cls(address=address, message=message, ids=tuple(ids), used=ids[0], remedy=remedy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "message": self.message,
+            "ids": list(self.ids),
+            "used": self.used,
+            "remedy": self.remedy,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Every change for one fleet file against one server, in a stable order (by address)."""
+    """Every change for one fleet file against one server, in a stable order (by address), and every ambiguity
+    the live read resolved to get them."""
 
     fleet: str
     server: str
     changes: tuple[Change, ...]
     counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    ambiguities: tuple[Ambiguity, ...] = ()
 
     @classmethod
-    def build(cls, fleet: str, server: str, changes: Iterable[Change]) -> Plan:
+    def build(cls, fleet: str, server: str, changes: Iterable[Change], ambiguities: Iterable[Ambiguity] = ()) -> Plan:
         ordered = tuple(sorted(changes, key=lambda change: change.address))
-        return cls(fleet=fleet, server=server, changes=ordered, counts=_count(ordered))
+        found = tuple(sorted(set(ambiguities), key=lambda ambiguity: (ambiguity.address, ambiguity.ids)))
+        return cls(fleet=fleet, server=server, changes=ordered, counts=_count(ordered), ambiguities=found)
 
     @property
     def has_changes(self) -> bool:
@@ -137,6 +185,11 @@ class Plan:
     @property
     def has_drift(self) -> bool:
         return any(change.drift for change in self.changes)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Something a person should see: a change, drift, or an ambiguity (what `--detailed-exitcode` exits 2 on)."""
+        return self.has_changes or self.has_drift or bool(self.ambiguities)
 
     def sensitive_values(self) -> list[str]:
         """Every text value marked sensitive, before or after: what must never be printed."""
@@ -195,7 +248,12 @@ class Plan:
                 if needed in by_address and needed not in chosen:
                     chosen.add(needed)
                     pending.append(needed)
-        return Plan.build(self.fleet, self.server, (c for c in self.changes if c.address in chosen))
+        return Plan.build(
+            self.fleet,
+            self.server,
+            (c for c in self.changes if c.address in chosen),
+            (a for a in self.ambiguities if a.address in chosen),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,8 +263,10 @@ class Plan:
             "summary": {kind: dict(actions) for kind, actions in sorted(self.counts.items())},
             "has_changes": self.has_changes,
             "has_drift": self.has_drift,
+            "has_ambiguities": bool(self.ambiguities),
             "sha256": self.sha256,
             "changes": [change.to_json() for change in self.changes],
+            "ambiguities": [ambiguity.to_json() for ambiguity in self.ambiguities],
         }
 
     @property
@@ -215,11 +275,17 @@ class Plan:
 
         The hash is published (in pull request comments), so sensitive values enter it only as an HMAC keyed
         with LETTA_API_KEY: a changed secret changes the hash, yet the hash tells nothing about the secret.
-        Without an API key they do not enter it at all.
+        Without an API key they do not enter it at all. Ambiguities enter it too, so a reviewed plan cannot hide
+        one (a plan without any hashes as it did before they were reported).
         """
         key = os.environ.get("LETTA_API_KEY", "").encode()
-        body = [change.to_json(sensitive_as=_keyed_digest(key)) for change in self.changes]
-        text = json.dumps({"fleet": self.fleet, "changes": body}, sort_keys=True, separators=(",", ":"))
+        body: dict[str, Any] = {
+            "fleet": self.fleet,
+            "changes": [change.to_json(sensitive_as=_keyed_digest(key)) for change in self.changes],
+        }
+        if self.ambiguities:
+            body["ambiguities"] = [ambiguity.to_json() for ambiguity in self.ambiguities]
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

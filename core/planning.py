@@ -12,7 +12,7 @@ from lettafleet.core.client import LettaClient
 from lettafleet.core.diagnostics import FleetError
 from lettafleet.core.fleet import Fleet
 from lettafleet.core.live import LiveReader
-from lettafleet.core.model import Action, Change, Plan, Resource
+from lettafleet.core.model import Action, Ambiguity, Change, Plan, Resource
 from lettafleet.core.validation import locate
 
 
@@ -36,13 +36,14 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: pluggy.PluginManager)
     reader.close()
     if problems:
         raise FleetError(locate(fleet.document, problems))
-    live = _by_address(found_live, "live")
+    ambiguities = [found for found in found_live if isinstance(found, Ambiguity)]
+    live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
     wanted = _by_address(desired, "desired")
     changes = []
     for address in sorted(set(wanted) | set(live)):
         pair = {"desired": wanted.get(address), "live": live.get(address)}
         changes.append(manager.hook.lettafleet_diff(**pair) or compare(**pair))
-    return Plan.build(fleet=str(fleet.path), server=client.base_url, changes=changes)
+    return Plan.build(fleet=str(fleet.path), server=client.base_url, changes=changes, ambiguities=ambiguities)
 
 
 def _frozen_params(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -9,7 +9,7 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import LettaAPIError, LettaClient, LettaError
-from lettafleet.plugins.server_reads import is_managed
+from lettafleet.plugins.server_reads import described, is_managed
 
 # Naming one cheap relation makes Letta leave out the others (tools carry their source code): see server_reads.
 LIGHT_AGENT = ["agent.tags"]
@@ -43,7 +43,7 @@ def find_agent(
         raise NotFoundError(_no_agent(client, f"named '{name_or_id}'"))
     if len(matches) == 1:
         return matches[0]
-    ids = ", ".join(agent["id"] + (" (managed by lettafleet)" if is_managed(agent) else "") for agent in matches)
+    ids = ", ".join(described(agent) for agent in matches)
     if unique:
         raise LettaError(f"{len(matches)} agents are named '{name_or_id}': {ids}. Name the one you mean by its id.")
     chosen = next((agent for agent in matches if is_managed(agent)), matches[0])

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
+    Ambiguity,
     ApplySession,
     Change,
     Fleet,
@@ -24,7 +25,7 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
-from lettafleet.plugins.server_reads import AGENTS, agents_by_name, managed_metadata
+from lettafleet.plugins.server_reads import AGENTS, agents_named, described, managed_metadata
 
 KIND = "agent"
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
@@ -176,11 +177,28 @@ def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, di
 
 
 @hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
     wanted = {resource.name for resource in desired if resource.kind == KIND}
-    for name, agent in agents_by_name(reader).items():
-        if name in wanted:
-            yield Resource(address_of(KIND, name), KIND, name, _live_attributes(agent), id=agent["id"])
+    for name, agents in agents_named(reader).items():
+        if name not in wanted:
+            continue
+        used = agents[0]
+        yield Resource(address_of(KIND, name), KIND, name, _live_attributes(used), id=used["id"])
+        if len(agents) > 1:
+            yield _same_name(name, agents)
+
+
+def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
+    """Several agents of one name (a race, a cap, one made by hand): the plan uses the first, says which."""
+    return Ambiguity.first_of(
+        address_of(KIND, name),
+        f"{len(agents)} agents are named '{name}'",
+        [agent["id"] for agent in agents],
+        "delete the agents that should not be there (`lettafleet delete agent ID --force`), or rename them, then "
+        "plan again",
+        chosen="lettafleet's own first, then the oldest",
+        shown=[described(agent) for agent in agents],
+    )
 
 
 def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from lettafleet.core import (
     Action,
+    Ambiguity,
     ApplySession,
     Change,
     Fleet,
@@ -37,6 +38,7 @@ from lettafleet.plugins.server_reads import (
     blocks_labelled,
     conversations_by_agent,
     created_with,
+    described,
     is_managed,
     labelled,
     managed_metadata,
@@ -205,16 +207,18 @@ def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, di
 
 
 @hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
     wanted = {resource.address: resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)}
     if not wanted:
         return []
     agents = agents_by_name(reader)
-    shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED})
-    found: list[Resource] = [
+    found: list[Resource | Ambiguity] = []
+    shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED}, found)
+    found += [
         Resource(address_of(SHARED, name), SHARED, name, _live_block_attributes(block), id=block["id"])
         for name, block in shared.items()
     ]
+    holders = _agents_holding(reader)
     attached_addresses: set[str] = set()
     for name, agent in agents.items():
         agent_address = address_of("agent", name)
@@ -227,6 +231,8 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
                     Resource(own, BLOCK, label, _live_block_attributes(block), parent=agent_address, id=block["id"])
                 )
                 attached_addresses.add(own)
+                if len(holders[block["id"]]) > 1:
+                    found.append(_held_by_others(own, block, holders[block["id"]]))
             elif link in wanted and label in shared and shared[label]["id"] == block["id"]:
                 found.append(
                     Resource(link, ATTACHMENT, label, {"attached": True}, parent=agent_address, id=block["id"])
@@ -235,15 +241,58 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
     return found
 
 
-def _live_shared_blocks(reader: LiveReader, names: set[str]) -> dict[str, dict[str, Any]]:
-    """The fleet's shared blocks on the server: label plus lettafleet's marker; the oldest wins."""
+def _agents_holding(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+    """Every agent on the server (not only the fleet's) by the id of each block attached to it."""
+    holders: dict[str, list[dict[str, Any]]] = {}
+    path, params = AGENTS
+    for agent in reader.list_all(path, **params):
+        for block in agent.get("blocks") or []:
+            holders.setdefault(block["id"], []).append(agent)
+    return holders
+
+
+def _held_by_others(address: str, block: Mapping[str, Any], agents: list[dict[str, Any]]) -> Ambiguity:
+    """An agent's own block that other agents hold too: a change the plan makes to it changes it for them."""
+    names = ", ".join(f"{agent['name']} ({described(agent)})" for agent in agents)
+    return Ambiguity(
+        address=address,
+        message=(
+            f"block {block['id']} ('{block.get('label')}') is private to its agent in the fleet, yet "
+            f"{len(agents)} agents hold it: {names}; what the plan writes to it, all of them see"
+        ),
+        ids=(block["id"], *(agent["id"] for agent in agents)),
+        used=block["id"],
+        remedy=(
+            "detach it from the agents it does not belong to (PATCH /v1/agents/AGENT_ID/core-memory/blocks/detach/"
+            f"{block['id']}), or declare it under shared_blocks if they are meant to share it"
+        ),
+    )
+
+
+def _live_shared_blocks(
+    reader: LiveReader, names: set[str], ambiguities: list[Resource | Ambiguity]
+) -> dict[str, dict[str, Any]]:
+    """The fleet's shared blocks on the server: label plus lettafleet's marker; the oldest wins, and of several
+    an ambiguity is added to `ambiguities`."""
     found: dict[str, dict[str, Any]] = {}
-    for name in names:
-        for block in blocks_labelled(reader, name):
-            if is_managed(block) and block["metadata"].get("shared"):
-                found[name] = block
-                break
+    for name in sorted(names):
+        marked = [
+            block for block in blocks_labelled(reader, name) if is_managed(block) and block["metadata"].get("shared")
+        ]
+        if marked:
+            found[name] = marked[0]
+        if len(marked) > 1:
+            ambiguities.append(_two_shared(name, marked))
     return found
+
+
+def _two_shared(name: str, blocks: list[dict[str, Any]]) -> Ambiguity:
+    return Ambiguity.first_of(
+        address_of(SHARED, name),
+        f"{len(blocks)} blocks are lettafleet's shared block '{name}'",
+        [block["id"] for block in blocks],
+        "detach the others from their agents and delete them (DELETE /v1/blocks/ID), then plan again",
+    )
 
 
 def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], attached: set[str]) -> list[Resource]:

@@ -1,7 +1,8 @@
 """Isolated blocks: per-conversation copies of an agent's blocks (`isolated_blocks: [label]`).
 
 Letta makes the copies only when a conversation is created, so they ride along in that request. A conversation
-that exists with other copies than declared is reported as drift: it cannot be changed in place.
+that lacks a declared copy and has no messages yet is replaced (deleted and created with its copies); one with
+messages, or with copies the fleet does not declare, is reported as drift: it cannot be changed in place.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lettafleet.plugins.server_reads import (
     blocks_labelled,
     conversations_by_agent,
     labelled,
+    remade,
 )
 
 KIND = "isolated_block"
@@ -124,13 +126,16 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
                 continue
             copies = {labels.of(block_id): block_id for block_id in conversation.get("isolated_block_ids") or []}
             declared = declared_labels.get(conversation_address, set())
+            # A conversation the plan replaces is made again with every declared copy, and loses the others.
+            replaced = remade(reader, conversation, declared)
             for label in sorted(set(copies) | declared):
+                values = {"isolated": label in copies, "conversation": conversation["id"], "replaced": replaced}
                 found.append(
                     Resource(
                         address_of(KIND, label, conversation_address),
                         KIND,
                         label,
-                        {"isolated": label in copies},
+                        values,
                         parent=conversation_address,
                         id=copies.get(label),
                     )
@@ -163,17 +168,23 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
     model = desired or live
     if model is None or model.kind != KIND:
         return None
-    change = compare(desired, live)
-    if desired is not None and live is not None and not live.attributes["isolated"]:
+    if live is None:
+        return compare(desired, live)
+    if live.attributes["replaced"]:
+        return _with_replaced_conversation(desired, live)
+    change = compare(desired, _compared(live))
+    if desired is not None and not live.attributes["isolated"]:
+        conversation = live.attributes["conversation"]
         return replace(
             change,
             action=Action.NO_OP,
             drift=(
-                "the conversation exists without an isolated copy of this block; Letta makes copies only when a "
-                "conversation is created. To get one, delete the conversation (its messages go with it) and apply again"
+                "the conversation exists without an isolated copy of this block and has messages, so apply does not "
+                "replace it (Letta makes copies only when a conversation is created). To get one, delete it (its "
+                f"messages go with it): `lettafleet delete conversation {conversation} --force`, then apply again"
             ),
         )
-    if desired is None and live is not None:
+    if desired is None:
         return replace(
             change,
             action=Action.NO_OP,
@@ -185,11 +196,24 @@ def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change |
     return change
 
 
+def _with_replaced_conversation(desired: Resource | None, live: Resource) -> Change:
+    """A copy of a conversation the plan replaces: a declared one is made with the new conversation, any other
+    goes with the old one (Letta deletes a conversation's copies with it)."""
+    if desired is not None:
+        return compare(desired, None)
+    return replace(compare(None, _compared(live)), action=Action.DELETE, after=None)
+
+
+def _compared(live: Resource) -> Resource:
+    """A live copy with only what a plan compares and shows: whether it exists."""
+    return replace(live, attributes={"isolated": live.attributes["isolated"]})
+
+
 @hookimpl
 def lettafleet_ride_along(
     parent: Change, child: Change, request: dict[str, Any], session: ApplySession
 ) -> Callable[[Mapping[str, Any]], str | None] | None:
-    if child.kind != KIND:
+    if child.kind != KIND or child.action is not Action.CREATE:
         return None
     labels = request.setdefault("isolated_block_labels", [])
     labels.append(child.name)
@@ -209,4 +233,6 @@ def lettafleet_ride_along(
 def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
     if change.kind != KIND:
         return None
+    if change.action is Action.DELETE and session.change_at(change.parent or "").action is Action.REPLACE:
+        return {"id": change.id}  # deleted by Letta with the conversation it belonged to
     raise ApplyError(f"{change.address}: an isolated block can only be made together with its conversation")

@@ -6,10 +6,10 @@ per collection page, whatever the number of agents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from lettafleet.core import LiveReader
+from lettafleet.core import LettaClient, LiveReader
 
 MANAGED_BY = "lettafleet"
 # Without `include`, Letta returns every relation of an agent (tools too). Naming the two the plugins use keeps
@@ -35,15 +35,24 @@ def is_managed(item: dict[str, Any]) -> bool:
     return (item.get("metadata") or {}).get("managed_by") == MANAGED_BY
 
 
-def agents_by_name(reader: LiveReader, read: tuple[str, dict[str, Any]] = AGENTS) -> dict[str, dict[str, Any]]:
-    """Live agents by name. Letta allows two agents with one name: the one lettafleet manages wins, then the oldest."""
-    found: dict[str, dict[str, Any]] = {}
+def agents_named(reader: LiveReader, read: tuple[str, dict[str, Any]] = AGENTS) -> dict[str, list[dict[str, Any]]]:
+    """Live agents grouped by name, the one a plan uses first. Letta allows two agents with one name: the one
+    lettafleet manages wins, then the oldest. The agents plugin reports every name held by more than one."""
+    found: dict[str, list[dict[str, Any]]] = {}
     path, params = read
-    for agent in reader.list_all(path, **params):
-        name = agent["name"]
-        if name not in found or (is_managed(agent) and not is_managed(found[name])):
-            found[name] = agent
-    return found
+    for agent in reader.list_all(path, **params):  # oldest first
+        found.setdefault(agent["name"], []).append(agent)
+    return {name: sorted(agents, key=lambda agent: not is_managed(agent)) for name, agents in found.items()}
+
+
+def agents_by_name(reader: LiveReader, read: tuple[str, dict[str, Any]] = AGENTS) -> dict[str, dict[str, Any]]:
+    """Live agents by name: of several with one name, the one `agents_named` puts first."""
+    return {name: agents[0] for name, agents in agents_named(reader, read).items()}
+
+
+def described(agent: dict[str, Any]) -> str:
+    """An agent's id as an ambiguity names it: with whether lettafleet manages it."""
+    return agent["id"] + (" (managed by lettafleet)" if is_managed(agent) else "")
 
 
 def labelled(label: str) -> tuple[str, dict[str, Any]]:
@@ -65,6 +74,28 @@ def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]
     for conversation in reader.list_all(path, **params):
         grouped.setdefault(conversation["agent_id"], []).append(conversation)
     return grouped
+
+
+def has_messages(reader: LiveReader | LettaClient, conversation: Mapping[str, Any]) -> bool:
+    """Whether anyone has talked in a conversation. One that was never sent a message holds only its system
+    message and has no `last_message_at`: only then is its history read, and only its first two messages."""
+    if conversation.get("last_message_at"):
+        return True
+    first = reader.get(f"/v1/conversations/{conversation['id']}/messages", order="asc", limit=2)
+    return any(message.get("message_type") != "system_message" for message in first)
+
+
+def lacks_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> list[str]:
+    """The labels among `labels` of which a conversation has no isolated copy (read by label, memoized)."""
+    copies = set(conversation.get("isolated_block_ids") or [])
+    return [label for label in sorted(labels) if not copies & {block["id"] for block in blocks_labelled(reader, label)}]
+
+
+def remade(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
+    """Whether a plan replaces (deletes and creates again) a declared conversation: it lacks an isolated copy
+    the fleet declares (Letta makes copies only at creation), and nobody has talked in it, so nothing is lost.
+    Messages are looked at only for conversations that lack a copy."""
+    return bool(lacks_copies(reader, conversation, labels)) and not has_messages(reader, conversation)
 
 
 def created_with(collection: str, item_id: str, problem: str) -> Callable[[Mapping[str, Any]], str | None]:

@@ -108,7 +108,9 @@ def _plan_options(command):  # type: ignore[no-untyped-def]
         "-v", "--verbose", is_flag=True, help="Also list resources that do not change, and count the requests sent."
     )(command)
     command = click.option(
-        "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when there are changes, 1 on error."
+        "--detailed-exitcode",
+        is_flag=True,
+        help="Exit 0 when nothing changes, 2 when there are changes, drift or ambiguities, 1 on error.",
     )(command)
     command = click.option(
         "-o",
@@ -164,7 +166,7 @@ def plan(
                 err=True,
             )
             sys.exit(1)
-    if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
+    if detailed_exitcode and the_plan.needs_attention:
         sys.exit(2)
 
 
@@ -212,7 +214,7 @@ def apply(
             _show_plan(the_plan, output, verbose, manager)
             if verbose:
                 _echo_stats(client)
-            if detailed_exitcode and (the_plan.has_changes or the_plan.has_drift):
+            if detailed_exitcode and the_plan.needs_attention:
                 sys.exit(2)
             return
         if output != "json":

@@ -135,7 +135,7 @@ class ReviewLoop:
     def _post_plan(self, comments: StickyComments, run: FleetRun) -> bool:
         """Write the fleet's plan comment; False when commenting is not possible (the token is read-only)."""
         plan = run.plan
-        unchanged = plan is not None and not plan.has_changes and not plan.has_drift
+        unchanged = plan is not None and not plan.needs_attention
         if unchanged and not self.options.comment_when_unchanged and comments.find(run.fleet) is None:
             self.echo(f"{run.fleet}: no changes, so no comment (comment-when-unchanged is off).")
             return True

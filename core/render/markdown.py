@@ -103,12 +103,19 @@ def _inert_comment_delimiters(text: str) -> str:
 
 
 def _callouts(plan: Plan) -> list[str]:
-    """Deletions and drift, above the fold: the changes a reviewer must not miss."""
+    """Deletions, replacements, drift and ambiguities, above the fold: what a reviewer must not miss."""
     lines: list[str] = []
     deletions = [change for change in plan.changes if change.action is Action.DELETE]
     if deletions:
         lines += ["> [!CAUTION]", f"> **{_count(len(deletions), 'resource')} will be deleted:**"]
         lines += _listed([inline_code(change.address) for change in deletions])
+        lines.append("")
+    replaced = [change for change in plan.changes if change.action is Action.REPLACE]
+    if replaced:
+        lines += ["> [!CAUTION]", f"> **{_count(len(replaced), 'resource')} will be deleted and created again:**"]
+        lines += _listed(
+            [f"{inline_code(change.address)}: {escape_markdown(change.detail)}".rstrip(": ") for change in replaced]
+        )
         lines.append("")
     drifted = [change for change in plan.changes if change.drift]
     if drifted:
@@ -119,6 +126,20 @@ def _callouts(plan: Plan) -> list[str]:
         ]
         lines += _listed(
             [f"{inline_code(change.address)}: {escape_markdown(change.drift or '')}" for change in drifted]
+        )
+        lines.append("")
+    if plan.ambiguities:
+        lines += [
+            "> [!WARNING]",
+            f"> **{_count(len(plan.ambiguities), 'resource')} {'matches' if len(plan.ambiguities) == 1 else 'match'} "
+            "more than one on the server; the plan uses the one it names:**",
+        ]
+        lines += _listed(
+            [
+                f"{inline_code(found.address)}: {escape_markdown(found.message)} "
+                f"**To fix:** {escape_markdown(found.remedy)}"
+                for found in plan.ambiguities
+            ]
         )
         lines.append("")
     return lines

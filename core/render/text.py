@@ -11,14 +11,20 @@ from lettafleet.core.applying import ApplyReport
 from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import SENSITIVE, Action, Change, Plan
 
-SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.NO_OP: "="}
+SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.REPLACE: "-/+", Action.NO_OP: "="}
+AMBIGUOUS = "?"
 VALUE_WIDTH = 100
 # Of a long value that changes past the point where VALUE_WIDTH cuts it: how much unchanged text is shown before
 # the first difference, so the `-` and `+` lines show the part that differs, not the same head twice.
 CONTEXT_BEFORE = 30
 MAX_CHANGED_LINES = 20  # of one multi-line value; the JSON plan has them all
-PLANNED = {Action.CREATE: "to create", Action.UPDATE: "to update", Action.DELETE: "to delete"}
-DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
+PLANNED = {
+    Action.CREATE: "to create",
+    Action.UPDATE: "to update",
+    Action.DELETE: "to delete",
+    Action.REPLACE: "to replace",
+}
+DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted", Action.REPLACE: "replaced"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,17 @@ def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = 
 
 def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
     lines = [_laid_out(row) for rows in plan_rows(plan, kinds, verbose=verbose) for row in rows]
+    lines += [_laid_out(row) for row in ambiguity_rows(plan)]
     return "\n".join([*lines, "", closing_line(plan, kinds)]).lstrip("\n")
+
+
+def ambiguity_rows(plan: Plan) -> list[Row]:
+    """Each ambiguity the live read resolved: its address and what was found, then what to do."""
+    rows = []
+    for ambiguity in plan.ambiguities:
+        rows.append(Row(AMBIGUOUS, 0, f"{ambiguity.address} (AMBIGUOUS): {ambiguity.message}"))
+        rows.append(Row(None, 1, f"To fix: {ambiguity.remedy}"))
+    return rows
 
 
 def _laid_out(row: Row) -> str:
@@ -61,12 +77,17 @@ def _laid_out(row: Row) -> str:
 
 def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     counted = [k for k in kinds.values() if k.counted and k.name in plan.counts]
-    if not plan.has_changes and not plan.has_drift:
+    if not plan.needs_attention:
         return "No changes. The server matches the fleet" + "".join(f"; 0 new {kind.plural}" for kind in counted) + "."
     text = "Plan: " + _tally(plan.changes, kinds, counted, PLANNED) + "."
     drift = sum(1 for change in plan.changes if change.drift)
     if drift:
         text += f"\nDrift: {drift} difference(s) apply cannot fix in place (marked [!] above)."
+    if plan.ambiguities:
+        text += (
+            f"\nAmbiguous: {len(plan.ambiguities)} resource(s) match more than one on the server (marked "
+            f"[{AMBIGUOUS}] above); the plan uses the one it names, until you remove the others."
+        )
     return text
 
 
@@ -88,22 +109,29 @@ def _tally(
     counted: list[ResourceKind],
     words: Mapping[Action, str],
 ) -> str:
-    """Changes by action (`4 to create, 1 to update, 0 to delete`), then the new ones of each counted kind
-    (conversations), which people track apart from configuration and so are left out of the action counts."""
+    """Changes by action (`4 to create, 1 to update, 0 to delete`, and `1 to replace` when any is), then the new
+    (and replaced) ones of each counted kind (conversations), which people track apart from configuration and so
+    are left out of the action counts."""
     changes = list(changes)
-    totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE)}
+    totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPLACE)}
     for change in changes:
         if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
             totals[change.action] += 1
-    text = ", ".join(f"{count} {words[action]}" for action, count in totals.items())
+    text = ", ".join(
+        f"{count} {words[action]}" for action, count in totals.items() if count or action is not Action.REPLACE
+    )
     for kind in counted:
         new = sum(1 for change in changes if change.kind == kind.name and change.action is Action.CREATE)
         text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
+        replaced = sum(1 for change in changes if change.kind == kind.name and change.action is Action.REPLACE)
+        text += f", {replaced} {words[Action.REPLACE]}" if replaced else ""
     return text
 
 
 def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     lines = [f"  {result.address}: {result.status} - {result.message}" for result in report.failed]
+    # Apply acted on the match each ambiguity names, as the plan said; the others were left as they are.
+    lines += [f"{found.address} is ambiguous: apply used {found.used}, as the plan said." for found in plan.ambiguities]
     if report.ok:
         lines.append(f"Apply complete: {applied_line(report, plan, kinds)}.")
     else:
@@ -155,6 +183,8 @@ def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -
         text += f" of {change.parent.removeprefix(root.address + '.')}"
     if change.drift:
         return f"{text}: {change.drift}"
+    if change.action is Action.REPLACE and change.detail:
+        return f"{text}: {change.detail}"
     return text
 
 

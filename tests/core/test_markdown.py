@@ -8,7 +8,7 @@ import pluggy
 import pytest
 
 from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.model import Action, Ambiguity, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
 from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code, render_plan_markdown
 
@@ -213,3 +213,31 @@ def test_a_long_one_line_value_shows_the_part_that_changed(kinds: dict[str, Reso
     [added] = [line for line in markdown.splitlines() if line.startswith("+") and "..." in line]
     assert "Closed on Sundays." in added and "Closed on Sundays." not in removed
     assert "(first difference at character 3,001)" in markdown
+
+
+def test_ambiguities_and_replacements_are_called_out_above_the_fold(kinds: dict[str, ResourceKind]) -> None:
+    replaced = Change(
+        "agent.new-agent.conversation.T",
+        "conversation",
+        "T",
+        Action.REPLACE,
+        {},
+        {},
+        parent="agent.new-agent",
+        detail="it lacks its isolated copy of ctx",
+    )
+    found = Ambiguity.first_of(
+        "agent.new-agent", "2 agents are named 'new-agent'", ["agent-1", "agent-2"], "delete one"
+    )
+    plan = Plan.build("fleet.yaml", "http://x", [agent("new-agent", Action.NO_OP), replaced], [found])
+
+    fold = above_the_fold(render_plan_markdown(plan, kinds))
+
+    assert "1 resource will be deleted and created again" in fold
+    assert "`agent.new-agent.conversation.T`: it lacks its isolated copy of ctx" in fold
+    assert "1 resource matches more than one on the server" in fold
+    assert (
+        "`agent.new-agent`: 2 agents are named 'new-agent': the plan uses the oldest, agent-1, and leaves agent-2"
+        in fold
+    )
+    assert "**To fix:** delete one" in fold

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Change, Plan, TargetError, address_of
+from lettafleet.core.model import PLAN_FORMAT_VERSION, Action, Ambiguity, Change, Plan, TargetError, address_of
 
 
 def change(address="agent.a", action=Action.CREATE, after=None, **extra) -> Change:
@@ -115,3 +115,48 @@ def test_a_target_that_matches_nothing_is_an_error_that_shows_real_addresses():
 
     assert "--target 'agent.suport' matches no resource of fleet.yaml" in str(raised.value)
     assert "agent.sales" in str(raised.value)
+
+
+def two_agents_named_a() -> Ambiguity:
+    return Ambiguity.first_of("agent.a", "2 agents are named 'a'", ["agent-1", "agent-2"], "delete one")
+
+
+def test_an_ambiguity_names_every_id_the_one_used_and_the_remedy_in_json():
+    plan = Plan.build("f", "s", [change("agent.a", Action.NO_OP, after={})], [two_agents_named_a()])
+    document = plan.to_json()
+    assert document["has_changes"] is False and document["has_ambiguities"] is True
+    assert document["ambiguities"] == [
+        {
+            "address": "agent.a",
+            "message": "2 agents are named 'a': the plan uses the oldest, agent-1, and leaves agent-2 alone",
+            "ids": ["agent-1", "agent-2"],
+            "used": "agent-1",
+            "remedy": "delete one",
+        }
+    ]
+    assert plan.needs_attention
+
+
+def test_the_plan_hash_covers_ambiguities_so_a_reviewed_plan_cannot_hide_one():
+    changes = [change("agent.a", Action.NO_OP, after={})]
+    clean = Plan.build("f", "s", changes)
+    ambiguous = Plan.build("f", "s", changes, [two_agents_named_a()])
+    assert clean.sha256 != ambiguous.sha256
+    assert not clean.needs_attention
+
+
+def test_targeting_keeps_the_ambiguities_of_the_chosen_part_only():
+    plan = Plan.build(
+        "f",
+        "s",
+        [change("agent.a", Action.NO_OP, after={}), change("agent.b")],
+        [two_agents_named_a()],
+    )
+    assert plan.targeted(["agent.a"]).ambiguities == plan.ambiguities
+    assert plan.targeted(["agent.b"]).ambiguities == ()
+
+
+def test_a_replacement_changes_something_and_says_why_in_json():
+    replaced = change("agent.a", Action.REPLACE, detail="it lacks its copy")
+    assert replaced.changes_something
+    assert replaced.to_json()["action"] == "replace" and replaced.to_json()["detail"] == "it lacks its copy"

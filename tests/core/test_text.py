@@ -7,7 +7,7 @@ import pytest
 
 from lettafleet.core.applying import ApplyReport, ChangeResult
 from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.model import Action, Ambiguity, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
 from lettafleet.core.render.text import closing_line, render_plan, render_report
 
@@ -188,3 +188,43 @@ def test_a_carriage_return_in_a_value_is_shown_not_obeyed(kinds: dict[str, Resou
 
     assert "\r" not in text
     assert "+ b\\r::error::forged" in text
+
+
+def test_an_ambiguity_is_shown_with_its_remedy_and_the_plan_never_says_no_changes(kinds):
+    agent = Change("agent.support", "agent", "support", Action.NO_OP, {}, {})
+    found = Ambiguity.first_of("agent.support", "2 agents are named 'support'", ["agent-1", "agent-2"], "delete one")
+    text = render_plan(Plan.build("fleet.yaml", "http://x", [agent], [found]), kinds)
+    assert "[?] agent.support (AMBIGUOUS): 2 agents are named 'support': the plan uses the oldest, agent-1" in text
+    assert "    To fix: delete one" in text
+    assert "No changes" not in text
+    assert text.endswith(
+        "Ambiguous: 1 resource(s) match more than one on the server (marked [?] above); the plan "
+        "uses the one it names, until you remove the others."
+    )
+
+
+def test_a_replaced_conversation_shows_why_and_is_counted_as_replaced(kinds):
+    agent = "agent.support"
+    plan = Plan.build(
+        "fleet.yaml",
+        "http://x",
+        [
+            Change(agent, "agent", "support", Action.NO_OP, {}, {}),
+            Change(
+                f"{agent}.conversation.T",
+                "conversation",
+                "T",
+                Action.REPLACE,
+                {},
+                {},
+                parent=agent,
+                detail="replace (delete and create): it lacks its isolated copy of ctx",
+            ),
+        ],
+    )
+    text = render_plan(plan, kinds)
+    assert "    -/+ conversation T: replace (delete and create): it lacks its isolated copy of ctx" in text
+    assert (
+        closing_line(plan, kinds) == "Plan: 0 to create, 0 to update, 0 to delete; 0 new conversations, 1 to replace."
+    )
+    assert "1 replaced" in render_report(report(plan), plan, kinds)
