@@ -1,0 +1,244 @@
+"""Two applies at once, a killed apply, force-unlock and Ctrl-C: `lettafleet apply` as processes on a real server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lettafleet.core.client import LettaClient
+from lettafleet.core.locking import IDENTITIES, LockHeld, default_lock_id, find_lock, held_lock
+
+LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
+
+
+class Fleet:
+    """A generated fleet of `size` agents sharing one block, in its own folder, with everything it made."""
+
+    def __init__(self, folder: Path, base_url: str, client: LettaClient, size: int) -> None:
+        self.prefix = f"lk{uuid.uuid4().hex[:8]}"
+        self.base_url, self.client = base_url, client
+        self.shared = f"policies_{self.prefix}"
+        self.path = folder / "fleet.yaml"
+        self.lock_id = default_lock_id(self.path)  # outside any repository and the current folder: unique
+        lines = ["shared_blocks:", f"  - {{name: {self.shared}, description: rules, limit: 1000, value: be kind}}"]
+        lines.append("agents:")
+        for index in range(size):
+            lines += [
+                f"  - name: {self.prefix}-{index:03d}",
+                "    llm_config: {model: letta/letta-free, context_window: 32000}",
+                "    embedding: letta/letta-free",
+                "    system_prompt: {value: You help.}",
+                f"    shared_blocks: [{self.shared}]",
+            ]
+        self.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [LETTAFLEET, "apply", "-f", str(self.path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LETTA_BASE_URL": self.base_url},
+        )
+
+    def run(self, *args: str, command: str = "apply", input: str = "") -> subprocess.CompletedProcess[str]:
+        arguments = [command, "-f", str(self.path), *args] if command != "force-unlock" else [command, *args]
+        return subprocess.run(
+            [LETTAFLEET, *arguments],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=300,
+            env={**os.environ, "LETTA_BASE_URL": self.base_url},
+        )
+
+    def agents(self) -> Counter[str]:
+        return Counter(a["name"] for a in self.client.list_all("/v1/agents/") if a["name"].startswith(self.prefix))
+
+    def shared_copies(self) -> int:
+        return len(self.client.get("/v1/blocks/", label=self.shared))
+
+    def remove(self) -> None:
+        for agent in self.client.list_all("/v1/agents/"):
+            if agent["name"].startswith(self.prefix):
+                self.client.delete(f"/v1/agents/{agent['id']}")
+        for block in self.client.list_all("/v1/blocks/"):
+            if block.get("label") == self.shared or (block.get("metadata") or {}).get("agent", "").startswith(
+                self.prefix
+            ):
+                self.client.delete(f"/v1/blocks/{block['id']}")
+        for identity in self.client.get(IDENTITIES, identifier_key="lettafleet-lock:" + self.lock_id):
+            self.client.delete(f"{IDENTITIES}{identity['id']}")
+
+
+@pytest.fixture
+def make_fleet(letta_server: str, client: LettaClient, tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
+    made: list[Fleet] = []
+
+    def make(size: int) -> Fleet:
+        folder = tmp_path / f"fleet{len(made)}"
+        folder.mkdir()
+        made.append(Fleet(folder, letta_server, client, size))
+        return made[-1]
+
+    yield make
+    for fleet in made:
+        fleet.remove()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_of_many_racing_takers_exactly_one_gets_the_lock(letta_server: str, client: LettaClient) -> None:
+    lock_id = f"lettafleet-test-race-{uuid.uuid4().hex[:8]}"
+    for _round in range(3):
+        start = threading.Barrier(8)
+        attempted = threading.Barrier(8)  # a winner holds the lock until every taker has tried
+        won, refused = [], []
+
+        def take() -> None:
+            with LettaClient(letta_server) as own:
+                start.wait()
+                try:
+                    with held_lock(own, lock_id, timeout=0):
+                        won.append(1)
+                        attempted.wait(60)
+                except LockHeld as error:
+                    refused.append(error)
+                    attempted.wait(60)
+
+        takers = [threading.Thread(target=take) for _ in range(8)]
+        for taker in takers:
+            taker.start()
+        for taker in takers:
+            taker.join(90)
+        assert (len(won), len(refused)) == (1, 7)
+        assert find_lock(client, lock_id) is None  # the winner released it
+
+
+def test_two_applies_started_together_create_each_agent_once_and_the_loser_says_who_holds_the_lock(
+    make_fleet: Callable[[int], Fleet],
+) -> None:
+    fleet = make_fleet(30)
+
+    first, second = fleet.start(), fleet.start()
+    results = [(process.wait(300), *process.communicate()) for process in (first, second)]
+
+    assert sorted(code for code, _, _ in results) == [0, 1]
+    [(_, _, refused)] = [result for result in results if result[0] == 1]
+    assert "the fleet is locked: another apply is running" in refused
+    assert f"Lock {fleet.lock_id!r} is held by" in refused and " pid " in refused
+    assert f"lettafleet force-unlock {fleet.lock_id}" in refused
+    assert "Traceback" not in refused
+    assert fleet.agents() == Counter({f"{fleet.prefix}-{index:03d}": 1 for index in range(30)})
+    assert fleet.shared_copies() == 1
+    assert find_lock(fleet.client, fleet.lock_id) is None
+
+
+def test_a_second_apply_with_a_lock_timeout_waits_then_finds_nothing_left_to_do(
+    make_fleet: Callable[[int], Fleet],
+) -> None:
+    fleet = make_fleet(20)
+
+    first = fleet.start()
+    wait_until(lambda: find_lock(fleet.client, fleet.lock_id) is not None)
+    second = fleet.run("--lock-timeout", "2m")
+
+    assert first.wait(300) == 0
+    assert second.returncode == 0, second.stderr
+    assert "Waiting up to 120 s for the lock" in second.stderr
+    assert "No changes. The server matches the fleet." in second.stdout
+    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 20
+    assert fleet.shared_copies() == 1
+
+
+def test_the_lock_of_a_killed_apply_blocks_until_it_expires_then_is_taken_over(
+    make_fleet: Callable[[int], Fleet],
+) -> None:
+    fleet = make_fleet(20)
+    killed = fleet.start("--parallelism", "1")
+    wait_until(lambda: len(fleet.agents()) >= 2)
+    killed.kill()
+    killed.wait(30)
+    stale = find_lock(fleet.client, fleet.lock_id)
+    assert stale is not None and f"pid {killed.pid}" in stale.holder
+
+    refused = fleet.run()
+    assert refused.returncode == 1 and f"pid {killed.pid}" in refused.stderr
+
+    # Nobody renews a killed apply's lock: two minutes later it has expired. Age it instead of waiting.
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    fleet.client.patch(f"{IDENTITIES}{stale.server_id}", json={"properties": [_string("expires_at", past)]})
+    resumed = fleet.run()
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 20
+    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert fleet.run("--detailed-exitcode", command="plan").returncode == 0
+
+
+def test_force_unlock_asks_first_then_releases_exactly_the_lock_shown(make_fleet: Callable[[int], Fleet]) -> None:
+    fleet = make_fleet(1)
+    with LettaClient(fleet.base_url) as own, held_lock(own, fleet.lock_id) as lock:
+        declined = fleet.run(fleet.lock_id, command="force-unlock", input="n\n")
+        assert declined.returncode == 1
+        assert lock.held.holder in declined.stdout
+        assert find_lock(fleet.client, fleet.lock_id) is not None
+
+        confirmed = fleet.run(fleet.lock_id, command="force-unlock", input="y\n")
+        assert confirmed.returncode == 0 and f"Released the lock {fleet.lock_id!r}" in confirmed.stdout
+        assert find_lock(fleet.client, fleet.lock_id) is None
+
+        assert fleet.run().returncode == 0  # the fleet can be applied again at once
+
+    unknown = fleet.run("no-such-lock", "--force", command="force-unlock")
+    assert unknown.returncode == 1 and "no lock named 'no-such-lock'" in unknown.stderr
+
+
+def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_converges(
+    make_fleet: Callable[[int], Fleet],
+) -> None:
+    fleet = make_fleet(60)
+    applying = fleet.start("--parallelism", "2")
+    wait_until(lambda: len(fleet.agents()) >= 8)
+    before_signal = len(fleet.agents())
+    applying.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    code = applying.wait(60)
+    out, err = applying.communicate()
+
+    assert code == 130
+    assert time.monotonic() - signalled < 10
+    after_exit = len(fleet.agents())
+    assert after_exit - before_signal <= 6  # at most what was in flight (2) and what started while we counted
+    assert after_exit < 40
+    assert "Apply interrupted:" in out and "Not attempted (" in out and "Applied (" in out
+    assert "Run `lettafleet apply` again to finish: it picks up what is left." in out
+    assert "Aborted" not in out + err and "Traceback" not in err
+    assert find_lock(fleet.client, fleet.lock_id) is None
+
+    finished = fleet.run()
+    assert finished.returncode == 0, finished.stderr
+    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 60
+    assert fleet.shared_copies() == 1
+    replanned = fleet.run("--detailed-exitcode", command="plan")
+    assert replanned.returncode == 0 and "No changes." in replanned.stdout
+
+
+def _string(key: str, value: str) -> dict[str, str]:
+    return {"key": key, "value": value, "type": "string"}
