@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
-from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, Stopping, ctrl_c_stops
+from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops
 from lettafleet.core.cli.locks import apply_lock, release_at_once
 from lettafleet.core.client import LettaClient
 from lettafleet.core.command_options import lock_options, make_client, reports_errors, server_options
@@ -231,8 +231,11 @@ def apply(
                 click.echo("")
             with ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)):
                 report = _run_apply(the_plan, client, manager, parallelism, output == "text", stopping.event)
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted before any change was made: nothing was changed.", err=True)
+    except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
+        if stopping.by_user:
+            click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
+        else:
+            click.echo("\nInterrupted before any change was made: nothing was changed.", err=True)
         sys.exit(INTERRUPTED_EXIT)
     if output == "json":
         click.echo(render_apply_json(the_plan, report))

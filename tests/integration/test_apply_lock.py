@@ -50,7 +50,7 @@ class Fleet:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "LETTA_BASE_URL": self.base_url},
+            env={**os.environ, "LETTA_BASE_URL": self.base_url, "PYTHONUNBUFFERED": "1"},
         )
 
     def run(self, *args: str, command: str = "apply", input: str = "") -> subprocess.CompletedProcess[str]:
@@ -129,6 +129,17 @@ def race_for_the_lock(base_url: str, lock_id: str, takers: int) -> tuple[int, in
     return len(won), len(refused)
 
 
+def read_until_created(process: subprocess.Popen[str], count: int) -> list[str]:
+    """The apply's output lines up to its `count`-th `created` agent (it prints each result as it lands)."""
+    lines: list[str] = []
+    assert process.stdout is not None
+    while sum(1 for line in lines if line.startswith("agent.") and line.endswith(": created")) < count:
+        line = process.stdout.readline()
+        assert line, "the apply ended before creating enough agents"
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
 def test_of_many_racing_takers_exactly_one_gets_the_lock(letta_server: str, client: LettaClient) -> None:
     lock_id = f"lettafleet-test-race-{uuid.uuid4().hex[:8]}"
     for _round in range(3):
@@ -155,20 +166,19 @@ def test_two_applies_started_together_create_each_agent_once_and_the_loser_says_
     assert find_lock(fleet.client, fleet.lock_id) is None
 
 
-def test_a_second_apply_with_a_lock_timeout_waits_then_finds_nothing_left_to_do(
+def test_an_apply_with_a_lock_timeout_waits_while_the_lock_is_held_then_applies(
     make_fleet: Callable[[int], Fleet],
 ) -> None:
-    fleet = make_fleet(10)
+    fleet = make_fleet(5)
+    with LettaClient(fleet.base_url) as own, held_lock(own, fleet.lock_id) as lock:
+        waiting = fleet.start("--lock-timeout", "2m")
+        assert waiting.stderr is not None
+        message = waiting.stderr.readline()
+        assert message.startswith("Waiting up to 120 s for the lock.") and lock.held.holder in message
+        assert waiting.poll() is None and fleet.agents() == Counter()  # it plans only once it has the lock
 
-    first = fleet.start()
-    wait_until(lambda: find_lock(fleet.client, fleet.lock_id) is not None)
-    second = fleet.run("--lock-timeout", "2m")
-
-    assert first.wait(300) == 0
-    assert second.returncode == 0, second.stderr
-    assert "Waiting up to 120 s for the lock" in second.stderr
-    assert "No changes. The server matches the fleet." in second.stdout
-    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 10
+    assert waiting.wait(120) == 0
+    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 5
     assert fleet.shared_copies() == 1
 
 
@@ -177,7 +187,7 @@ def test_the_lock_of_a_killed_apply_blocks_until_it_expires_then_is_taken_over(
 ) -> None:
     fleet = make_fleet(10)
     killed = fleet.start("--parallelism", "1")
-    wait_until(lambda: len(fleet.agents()) >= 2)
+    read_until_created(killed, 2)
     killed.kill()
     killed.wait(30)
     stale = find_lock(fleet.client, fleet.lock_id)
@@ -220,8 +230,7 @@ def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_c
 ) -> None:
     fleet = make_fleet(40)
     applying = fleet.start("--parallelism", "1")
-    wait_until(lambda: len(fleet.agents()) >= 4)
-    before_signal = len(fleet.agents())
+    read_until_created(applying, 4)
     applying.send_signal(signal.SIGINT)
     signalled = time.monotonic()
     code = applying.wait(60)
@@ -230,8 +239,7 @@ def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_c
     assert code == 130
     assert time.monotonic() - signalled < 10
     after_exit = len(fleet.agents())
-    assert after_exit - before_signal <= 4  # at most what was in flight (1) and what started while we counted
-    assert after_exit < 20
+    assert after_exit <= 4 + 1  # what landed before the signal, and the one change in flight
     assert "Apply interrupted:" in out and "Not attempted (" in out and "Applied (" in out
     assert "Run `lettafleet apply` again to finish: it picks up what is left." in out
     assert "Aborted" not in out + err and "Traceback" not in err
@@ -243,6 +251,25 @@ def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_c
     assert fleet.shared_copies() == 1
     replanned = fleet.run("--detailed-exitcode", command="plan")
     assert replanned.returncode == 0 and "No changes." in replanned.stdout
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_lock(make_fleet: Callable[[int], Fleet]) -> None:
+    fleet = make_fleet(20)
+    applying = fleet.start("--parallelism", "1")
+    read_until_created(applying, 1)
+    applying.send_signal(signal.SIGINT)
+    time.sleep(0.01)  # well before the change in flight can finish
+    applying.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+
+    assert applying.wait(30) == 130
+    assert time.monotonic() - signalled < 5
+    _, err = applying.communicate()
+    assert "Interrupted again: stopping at once." in err and "Traceback" not in err
+    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert len(fleet.agents()) < 20
+    assert fleet.run().returncode == 0
+    assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 20
 
 
 def _string(key: str, value: str) -> dict[str, str]:
