@@ -3,11 +3,15 @@
 A change runs once everything it depends on has succeeded; when one fails, the changes that need it are
 skipped and everything independent goes on. Children created inside their parent's request ("riding along",
 for example a new agent's memory blocks) finish with their parent.
+
+An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
+it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -31,9 +35,15 @@ class ChangeResult:
     message: str = ""
 
 
+INTERRUPTED = "not attempted: apply was interrupted"
+IN_FLIGHT_GRACE = 60.0  # seconds the changes in flight get to finish once an apply is stopped
+
+
 @dataclass(frozen=True)
 class ApplyReport:
     results: tuple[ChangeResult, ...]
+    interrupted: bool = False  # stopped from outside before every change was attempted
+    abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -45,6 +55,11 @@ class ApplyReport:
 
     def count(self, status: str) -> int:
         return sum(1 for result in self.results if result.status == status)
+
+    @property
+    def not_attempted(self) -> list[ChangeResult]:
+        """Changes never started because the apply was stopped (not those a failed dependency held back)."""
+        return [result for result in self.results if result.status == "skipped" and result.message == INTERRUPTED]
 
 
 class ApplySession:
@@ -109,7 +124,10 @@ def apply_plan(
     *,
     parallelism: int = 8,
     on_result: Callable[[Change, ChangeResult], None] | None = None,
+    stop: threading.Event | None = None,
+    in_flight_grace: float = IN_FLIGHT_GRACE,
 ) -> ApplyReport:
+    """Apply the plan's changes; once `stop` is set, start no more and report the rest as not attempted."""
     session = ApplySession(plan, client, manager)
     todo = {change.address: change for change in plan.changes if change.changes_something}
     waiting_on = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
@@ -138,21 +156,61 @@ def apply_plan(
             if not waiting_on[dependent]:
                 ready.append(dependent)
 
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running: dict[Future[ChangeResult], str] = {}
-        while ready or running:
-            while ready:
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+    running: dict[Future[ChangeResult], str] = {}
+    stop = stop or threading.Event()
+    abandoned = 0
+    try:
+        while (ready and not stop.is_set()) or running:
+            # Only as many changes are handed to the pool as it runs at once, so a stop leaves none queued.
+            while ready and len(running) < parallelism and not stop.is_set():
                 address = ready.pop()
                 if address not in results:
                     running[pool.submit(_apply_one, todo[address], session, manager)] = address
-            if running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finish(running.pop(future), future.result())
-    for address, change in todo.items():  # only a dependency cycle leaves changes that never became ready
-        if address not in results:
-            finish(address, ChangeResult(address, change.action, "skipped", "not attempted: dependency cycle"))
-    return ApplyReport(tuple(results[change.address] for change in plan.changes if change.address in results))
+            for future in _wait_for_one(running, stop):
+                finish(running.pop(future), future.result())
+            if stop.is_set() and running:
+                abandoned = _let_in_flight_finish(running, finish, todo, in_flight_grace)
+    finally:
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+    left = [address for address in todo if address not in results]
+    reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
+    for address in left:  # never started: the apply was stopped, or they form a dependency cycle
+        finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
+    ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
+    return ApplyReport(ordered, interrupted=stop.is_set() and bool(left or abandoned), abandoned=abandoned)
+
+
+def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: threading.Event) -> set[Future[ChangeResult]]:
+    """The changes that finished, as soon as one has, or as soon as the apply is stopped (then maybe none)."""
+    while running:
+        done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+        if done or stop.is_set():
+            return done
+    return set()
+
+
+def _let_in_flight_finish(
+    running: dict[Future[ChangeResult], str],
+    finish: Callable[[str, ChangeResult], None],
+    todo: Mapping[str, Change],
+    grace: float,
+) -> int:
+    """Wait up to `grace` seconds for the changes in flight. Those still running then are reported failed (their
+    outcome is unknown; the next plan sees what landed) and abandoned: how many is returned."""
+    deadline = time.monotonic() + grace
+    while running:
+        done, _ = wait(running, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED)
+        if not done:
+            break
+        for future in done:
+            finish(running.pop(future), future.result())
+    abandoned = len(running)
+    for address in list(running.values()):
+        message = f"still in flight {grace:.0f} s after the stop: it may or may not have landed"
+        finish(address, ChangeResult(address, todo[address].action, "failed", message))
+    running.clear()
+    return abandoned
 
 
 def _apply_one(change: Change, session: ApplySession, manager: pluggy.PluginManager) -> ChangeResult:

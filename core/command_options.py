@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import rich_click as click
 
@@ -42,6 +43,50 @@ def server_options(command: F) -> F:
 
 def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed: bool) -> None:
     context.meta[_ALLOW_INSECURE_HTTP] = allowed
+
+
+class Duration(click.ParamType):
+    """A length of time as Terraform writes it: `0s`, `90s`, `5m`, `1h`, `1m30s`, or plain seconds."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+    _UNIT: ClassVar[dict[str, float]] = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return float(text)
+        if not text or self._PART.sub("", text):
+            self.fail(f"{value!r} is not a duration: write it like 0s, 30s, 5m or 1h30m", param, ctx)
+        return sum(float(number) * self._UNIT[unit] for number, unit in self._PART.findall(text))
+
+
+def lock_options(command: F) -> F:
+    """--lock/--no-lock, --lock-timeout and --lock-id: how an apply takes the fleet's lock (docs/locking.md)."""
+    command = click.option(
+        "--lock-id",
+        metavar="NAME",
+        help="Which lock this apply takes. Default: the fleet file's path inside its git repository (else "
+        "relative to the current folder), so every checkout of one repository shares it.",
+    )(command)
+    command = click.option(
+        "--lock-timeout",
+        type=Duration(),
+        default="0s",
+        show_default=True,
+        help="How long to wait while another apply holds the fleet's lock (e.g. 30s, 5m); 0s fails at once.",
+    )(command)
+    command = click.option(
+        "--lock/--no-lock",
+        "use_lock",
+        default=True,
+        show_default=True,
+        help="Take the fleet's lock on the server so two applies never run at once. --no-lock is for servers "
+        "that cannot hold one; two applies at once then duplicate agents.",
+    )(command)
+    return command
 
 
 def make_client(base_url: str) -> LettaClient:

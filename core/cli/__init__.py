@@ -11,6 +11,7 @@ import rich_click as click
 from lettafleet.core.cli.dev_server import dev_server
 from lettafleet.core.cli.fleet import apply, plan, plugins, validate
 from lettafleet.core.cli.github import github
+from lettafleet.core.cli.locks import force_unlock
 from lettafleet.core.plugin_manager import get_plugin_manager
 
 click.rich_click.SHOW_ARGUMENTS = True
@@ -63,7 +64,7 @@ def _verb_group(name: str) -> click.Group:
     return group
 
 
-for command in (validate, plan, apply, plugins, dev_server, github):
+for command in (validate, plan, apply, force_unlock, plugins, dev_server, github):
     main.add_command(command)
 
 for contributed in get_plugin_manager().hook.lettafleet_commands():

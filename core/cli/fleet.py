@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,9 +16,11 @@ import rich_click as click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lettafleet.core.applying import ChangeResult, apply_plan
+from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops
+from lettafleet.core.cli.locks import apply_lock, release_at_once
 from lettafleet.core.client import LettaClient
-from lettafleet.core.command_options import make_client, reports_errors, server_options
+from lettafleet.core.command_options import lock_options, make_client, reports_errors, server_options
 from lettafleet.core.diagnostics import FleetError
 from lettafleet.core.fleet import Fleet
 from lettafleet.core.kinds import ResourceKind
@@ -172,7 +178,7 @@ def plan(
 
 @click.command()
 @_plan_options
-@click.option("--dry-run", is_flag=True, help="Only show the plan, like `lettafleet plan`.")
+@click.option("--dry-run", is_flag=True, help="Only show the plan, like `lettafleet plan` (takes no lock).")
 @click.option(
     "--parallelism",
     type=click.IntRange(1, 64),
@@ -187,6 +193,7 @@ def plan(
     help="A plan saved with `plan --out` (or `-o json`): apply only if what apply would do now is still exactly "
     "that plan; otherwise change nothing and exit 1.",
 )
+@lock_options
 @reports_errors
 def apply(
     fleet_file: Path | None,
@@ -198,37 +205,67 @@ def apply(
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
+    use_lock: bool,
+    lock_timeout: float,
+    lock_id: str | None,
 ) -> None:
     """Make the server match the fleet: compute the plan, then execute exactly its changes.
 
     A failure names the resource and the server's message; independent changes go on and the exit code is 1.
-    Running apply again picks up what is left, without duplicates.
+    Running apply again picks up what is left, without duplicates. While it plans and applies it holds the
+    fleet's lock on the server, so a second apply of the fleet waits or stops (docs/locking.md). Ctrl-C stops
+    it between changes (exit 130); a second Ctrl-C stops it at once.
     """
     manager = get_plugin_manager()
-    fleet = load_fleet(fleet_file or default_fleet_file(), manager)
-    with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets)
-        if reviewed_plan is not None:
-            _require_reviewed(the_plan, reviewed_plan)
-        if dry_run or not the_plan.has_changes:
-            _show_plan(the_plan, output, verbose, manager)
-            if verbose:
-                _echo_stats(client)
-            if detailed_exitcode and the_plan.needs_attention:
-                sys.exit(2)
-            return
-        if output != "json":
-            _show_plan(the_plan, output, verbose, manager)
-            click.echo("")
-        report = _run_apply(the_plan, client, manager, parallelism, show_progress=output == "text")
+    path = fleet_file or default_fleet_file()
+    fleet = load_fleet(path, manager)
+    stopping = Stopping()
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(make_client(base_url))
+            lock = None
+            if use_lock and not dry_run:
+                lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
+            the_plan = _planned(fleet, client, manager, targets)
+            if reviewed_plan is not None:
+                _require_reviewed(the_plan, reviewed_plan)
+            if dry_run or not the_plan.has_changes:
+                _show_plan(the_plan, output, verbose, manager)
+                if verbose:
+                    _echo_stats(client)
+                if detailed_exitcode and the_plan.needs_attention:
+                    sys.exit(2)
+                return
+            if output != "json":
+                _show_plan(the_plan, output, verbose, manager)
+                click.echo("")
+            with ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)):
+                report = _run_apply(the_plan, client, manager, parallelism, output == "text", stopping.event)
+    except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
+        if stopping.by_user:
+            click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
+        else:
+            click.echo("\nInterrupted before any change was made: nothing was changed.", err=True)
+        sys.exit(INTERRUPTED_EXIT)
     if output == "json":
         click.echo(render_apply_json(the_plan, report))
     else:
         click.echo(render_report(report, the_plan, resource_kinds(manager)))
     if verbose:
         _echo_stats(client)
-    if not report.ok:
-        sys.exit(1)
+    _exit_after_apply(report, stopping)
+
+
+def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
+    """Exit 130 after Ctrl-C, 1 after any other failure. Changes abandoned in flight still run in threads that
+    would hold the process open until their requests time out, so then the process ends without them."""
+    code = INTERRUPTED_EXIT if report.interrupted and stopping.by_user else 0 if report.ok else 1
+    if report.abandoned:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)
 
 
 def _planned(fleet: Fleet, client: LettaClient, manager, targets: tuple[str, ...]) -> Plan:  # type: ignore[no-untyped-def]
@@ -263,11 +300,12 @@ def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
         sys.exit(1)
 
 
-def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress: bool):  # type: ignore[no-untyped-def]
+def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress: bool, stop: threading.Event):  # type: ignore[no-untyped-def]
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
+    run = functools.partial(apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop)
     if not show_progress:
-        return apply_plan(the_plan, client, manager, parallelism=parallelism)
+        return run()
     if console.is_terminal:
         columns = (TextColumn("Applying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
@@ -280,12 +318,12 @@ def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress:
                         result_line(change, result.status, result.message), markup=False, highlight=False
                     )
 
-            return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=advance)
+            return run(on_result=advance)
 
     def echo(change: Change, result: ChangeResult) -> None:
         click.echo(result_line(change, result.status, result.message))
 
-    return apply_plan(the_plan, client, manager, parallelism=parallelism, on_result=echo)
+    return run(on_result=echo)
 
 
 def _echo_stats(client: LettaClient) -> None:

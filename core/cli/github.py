@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import rich_click as click
 
-from lettafleet.core.command_options import make_client, reports_errors, server_options
+from lettafleet.core.command_options import Duration, make_client, reports_errors, server_options
 from lettafleet.core.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
 from lettafleet.core.github.api import GitHubAPI, GitHubError
 from lettafleet.core.github.comments import DEFAULT_COMMENT_AUTHOR
@@ -125,6 +125,23 @@ def plan_command(
     is_flag=True,
     help="Apply even when the plan is not the one reviewed on the merged pull request.",
 )
+@click.option(
+    "--lock-timeout",
+    envvar="LETTAFLEET_LOCK_TIMEOUT",
+    type=Duration(),
+    default="0s",
+    show_default=True,
+    help="How long to wait while another apply holds a fleet's lock (e.g. 5m); 0s fails that fleet at once. "
+    "Each fleet's lock is named by its path in the repository, as `lettafleet apply` names it.",
+)
+@click.option(
+    "--lock/--no-lock",
+    "use_lock",
+    envvar="LETTAFLEET_LOCK",
+    default=True,
+    show_default=True,
+    help="Take each fleet's lock on the server while planning and applying it (docs/locking.md).",
+)
 @reports_errors
 @_reports_github_errors
 def apply_command(
@@ -135,11 +152,14 @@ def apply_command(
     out_dir: Path | None,
     parallelism: int,
     apply_unreviewed_changes: bool,
+    lock_timeout: float,
+    use_lock: bool,
 ) -> None:
     """Apply each fleet after a merge, if its plan is still the one reviewed in the pull request's comment.
 
     Finds the merged pull request from GITHUB_SHA, plans again and compares the plan's hash with the reviewed
-    one. Different: nothing is applied and the exit code is 1. The result is added to the comment.
+    one. Different: nothing is applied and the exit code is 1. The result is added to the comment. Each fleet
+    is planned and applied under its lock, the one `lettafleet apply` takes.
     """
     options = ReviewOptions(
         out_dir=out_dir,
@@ -148,16 +168,22 @@ def apply_command(
         parallelism=parallelism,
         apply_unreviewed_changes=apply_unreviewed_changes,
     )
-    sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets))))
+    lock = lock_timeout if use_lock else None
+    sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets)), lock_timeout=lock))
 
 
-def _run(base_url: str, options: ReviewOptions, step: Callable[[ReviewLoop], int]) -> int:
+def _run(
+    base_url: str, options: ReviewOptions, step: Callable[[ReviewLoop], int], lock_timeout: float | None = None
+) -> int:
+    """Run one step of the review loop; with a `lock_timeout`, each fleet is applied under its lock."""
     env = ActionsEnvironment.from_environ()
     manager = get_plugin_manager()
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(GitHubAPI(env.repository, env.token, api_url=env.api_url)) if env.token else None
         client = stack.enter_context(make_client(base_url))
-        loop = ReviewLoop(env, LettaPlanner(client, manager), resource_kinds(manager), api, options, click.echo)
+        lock_client = stack.enter_context(make_client(base_url)) if lock_timeout is not None else None
+        planner = LettaPlanner(client, manager, lock_client, lock_timeout or 0.0, echo=click.echo)
+        loop = ReviewLoop(env, planner, resource_kinds(manager), api, options, click.echo)
         return step(loop)
 
 

@@ -4,7 +4,9 @@ plan only if it is still the one that was reviewed."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ from lettafleet.core.github.comments import (
     written_by,
 )
 from lettafleet.core.kinds import ResourceKind
+from lettafleet.core.locking import HeldLock, LockError, default_lock_id, held_lock
 from lettafleet.core.model import Change, Plan
 from lettafleet.core.planning import plan_fleet
 from lettafleet.core.plugin_manager import PluginError
@@ -54,23 +57,57 @@ RERUN_HINT = (
 class Planner(Protocol):
     """Plans and applies one fleet file; the review loop decides when."""
 
+    def locked(self, fleet: str) -> AbstractContextManager[object]:
+        """Hold the fleet's apply lock while inside (raises LockError when another apply holds it)."""
+        ...
+
     def plan(self, fleet: str) -> Plan: ...
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport: ...
 
 
 class LettaPlanner:
-    """The planner for a real Letta server."""
+    """The planner for a real Letta server. It applies under the same lock as `lettafleet apply`, taken with
+    `lock_client` (None: no lock), so a merge job and someone's laptop never apply one fleet at once."""
 
-    def __init__(self, client: LettaClient, manager: pluggy.PluginManager) -> None:
+    def __init__(
+        self,
+        client: LettaClient,
+        manager: pluggy.PluginManager,
+        lock_client: LettaClient | None = None,
+        lock_timeout: float = 0.0,
+        echo: Callable[[str], None] = print,
+    ) -> None:
         self.client = client
         self.manager = manager
+        self.lock_client = lock_client
+        self.lock_timeout = lock_timeout
+        self.echo = echo
+        self.stop = threading.Event()  # set when the lock is lost: the apply then starts no more changes
+
+    @contextmanager
+    def locked(self, fleet: str) -> Iterator[object]:
+        if self.lock_client is None:
+            yield None
+            return
+        self.stop.clear()
+
+        def waiting(held: HeldLock) -> None:
+            self.echo(log_text(f"{fleet}: waiting up to {self.lock_timeout:g} s for the lock. {held.describe()}."))
+
+        def lost(why: str) -> None:
+            self.echo(annotation("error", f"{fleet}: {why}; stopping this apply."))
+            self.stop.set()
+
+        lock_id = default_lock_id(Path(fleet))
+        with held_lock(self.lock_client, lock_id, timeout=self.lock_timeout, on_wait=waiting, on_lost=lost) as lock:
+            yield lock
 
     def plan(self, fleet: str) -> Plan:
         return plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
-        return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result)
+        return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result, stop=self.stop)
 
 
 @dataclass(frozen=True)
@@ -188,19 +225,35 @@ class ReviewLoop:
             comments = self._comments(pull_request["number"])
         runs = []
         for fleet in fleets:
-            run = self._plan_one(fleet)
+            run, status = self._apply_locked(fleet, len(fleets), comments, pull_request)
             runs.append(run)
-            if run.plan is None:
-                self.env.add_summary(self._summary_markdown(run, len(fleets)))
-                errors = "\n".join(code_block(run.error.splitlines()[:50]))
-                status = _status("Not applied: the plan failed", ["Nothing was changed. Fix these problems:", errors])
-            else:
-                status = self._apply_reviewed(run, run.plan, comments, pull_request)
-                self.env.add_summary(self._summary_markdown(run, len(fleets)) + "\n" + status)
             if comments is not None and self.options.comment and not self._post_status(comments, run, status):
                 comments = None
         self._set_outputs(runs)
         return 0 if all(run.ok for run in runs) else 1
+
+    def _apply_locked(
+        self, fleet: str, fleet_count: int, comments: StickyComments | None, pull_request: Mapping[str, Any] | None
+    ) -> tuple[FleetRun, str]:
+        """Plan and apply one fleet under its lock (so the plan cannot go stale before it is applied)."""
+        try:
+            with self.planner.locked(fleet):
+                run = self._plan_one(fleet)
+                if run.plan is None:
+                    self.env.add_summary(self._summary_markdown(run, fleet_count))
+                    errors = "\n".join(code_block(run.error.splitlines()[:50]))
+                    paragraphs = ["Nothing was changed. Fix these problems:", errors]
+                    return run, _status("Not applied: the plan failed", paragraphs)
+                status = self._apply_reviewed(run, run.plan, comments, pull_request)
+                self.env.add_summary(self._summary_markdown(run, fleet_count) + "\n" + status)
+                return run, status
+        except LockError as error:
+            run = FleetRun(fleet=fleet, json_path=self.out_dir / f"plan-{_file_slug(fleet)}.json", ok=False)
+            run.error = self.env.mask(str(error))
+            self.annotate("error", f"{fleet}: not applied: {run.error}")
+            status = _status("Not applied: another apply holds the fleet's lock", [f"Nothing was changed: {run.error}"])
+            self.env.add_summary(status)
+            return run, status
 
     def _apply_reviewed(
         self, run: FleetRun, plan: Plan, comments: StickyComments | None, pull_request: Mapping[str, Any] | None

@@ -16,6 +16,8 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
     document = plan.to_json()
     document["apply"] = {
         "ok": report.ok,
+        "interrupted": report.interrupted,
+        "not_attempted": [result.address for result in report.not_attempted],
         "results": [
             {"address": r.address, "action": r.action.value, "status": r.status, "message": r.message}
             for r in report.results

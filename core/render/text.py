@@ -129,6 +129,8 @@ def _tally(
 
 
 def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    if report.interrupted:
+        return _interrupted_report(report, plan, kinds)
     lines = [f"  {result.address}: {result.status} - {result.message}" for result in report.failed]
     # Apply acted on the match each ambiguity names, as the plan said; the others were left as they are.
     lines += [f"{found.address} is ambiguous: apply used {found.used}, as the plan said." for found in plan.ambiguities]
@@ -141,6 +143,26 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
             "Fix the cause and run apply again: it picks up where this one stopped."
         )
     return "\n".join(lines)
+
+
+def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
+    """What a stopped apply did, failed and never started; the long lists shortened (`-o json` has them all)."""
+    not_attempted = report.not_attempted
+    failed = [result for result in report.failed if result not in not_attempted]
+    applied = [result.address for result in report.results if result.status == "applied"]
+    lines = [f"Apply interrupted: {applied_line(report, plan, kinds)}."]
+    lines.append(f"Applied ({len(applied)}): {_some(applied)}")
+    lines.extend(f"  {result.address}: {result.status} - {result.message}" for result in failed)
+    lines.append(f"Not attempted ({len(not_attempted)}): {_some([result.address for result in not_attempted])}")
+    lines.append("Run `lettafleet apply` again to finish: it picks up what is left.")
+    return "\n".join(lines)
+
+
+def _some(addresses: list[str], shown: int = 10) -> str:
+    if not addresses:
+        return "none"
+    more = len(addresses) - shown
+    return ", ".join(addresses[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def result_line(change: Change, status: str, message: str = "") -> str:

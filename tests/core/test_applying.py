@@ -152,3 +152,55 @@ def test_a_server_error_that_repeats_a_sensitive_value_is_masked(client):
 
     [result] = report.results
     assert result.status == "failed" and result.message == "PATCH /v1/agents/a answered 500: cannot store ***"
+
+
+class StopsAfter(Recorder):
+    """A recorder that sets the apply's stop event once `count` changes have started (as a first Ctrl-C would)."""
+
+    def __init__(self, count, stop, delay=0.05, stuck=()):
+        super().__init__(delay=delay)
+        self.count, self.stop, self.stuck, self.started = count, stop, set(stuck), 0
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        with self.lock:
+            self.started += 1
+            if self.started >= self.count:
+                self.stop.set()
+        if change.address in self.stuck:
+            time.sleep(2.0)  # a request the server is slow to answer
+        return Recorder.lettafleet_apply(self, change, session)
+
+
+def run_stopped(changes, recorder, client, parallelism, grace=60.0):
+    manager = get_plugin_manager(extra_plugins=[recorder])
+    plan = Plan.build("f", "s", changes)
+    return apply_plan(plan, client, manager, parallelism=parallelism, stop=recorder.stop, in_flight_grace=grace)
+
+
+def test_a_stopped_apply_starts_no_more_changes_and_lets_those_in_flight_finish(client):
+    recorder = StopsAfter(3, threading.Event())
+    report = run_stopped([thing(f"t{n:02d}") for n in range(20)], recorder, client, parallelism=2)
+
+    assert report.interrupted and not report.ok
+    assert recorder.started <= 4  # the third start stopped it; at most the other one in flight also started
+    assert report.count("applied") == recorder.started  # every started change finished and is reported
+    assert len(report.not_attempted) == 20 - recorder.started
+    assert all(r.message == "not attempted: apply was interrupted" for r in report.not_attempted)
+
+
+def test_a_change_still_in_flight_after_the_grace_is_reported_failed_with_an_unknown_outcome(client):
+    recorder = StopsAfter(1, threading.Event(), stuck={"slow"})
+    started = time.monotonic()
+    report = run_stopped([thing("slow"), thing("later")], recorder, client, parallelism=1, grace=0.2)
+
+    assert time.monotonic() - started < 1.5  # did not wait the 2 s the stuck change takes
+    status = {result.address: (result.status, result.message) for result in report.results}
+    assert status["slow"][0] == "failed" and "may or may not have landed" in status["slow"][1]
+    assert status["later"] == ("skipped", "not attempted: apply was interrupted")
+    assert report.interrupted and report.abandoned == 1
+
+
+def test_an_apply_that_is_never_stopped_is_not_interrupted(client):
+    report = run([thing(f"t{n}") for n in range(5)], Recorder(), client, parallelism=2)
+    assert report.ok and not report.interrupted and report.not_attempted == []

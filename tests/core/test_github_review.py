@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pluggy
@@ -16,6 +18,7 @@ from lettafleet.core.github.actions import ActionsEnvironment
 from lettafleet.core.github.api import GitHubAPI
 from lettafleet.core.github.comments import PlanMarker
 from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOptions
+from lettafleet.core.locking import HeldLock, LockHeld
 from lettafleet.core.masking import SecretMasker
 from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
@@ -48,6 +51,13 @@ class FakePlanner:
     plans: dict[str, Plan | Exception] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
     applied: list[Plan] = field(default_factory=list)
+    locked_by_others: dict[str, HeldLock] = field(default_factory=dict)
+
+    @contextmanager
+    def locked(self, fleet: str) -> Iterator[None]:
+        if fleet in self.locked_by_others:
+            raise LockHeld(self.locked_by_others[fleet])
+        yield
 
     def plan(self, fleet: str) -> Plan:
         planned = self.plans[fleet]
@@ -504,3 +514,20 @@ def test_a_failed_plan_cannot_break_the_comment_either(job: Job) -> None:
     assert PlanMarker.find(comment["body"]) == PlanMarker(fleet="fleet.yaml", sha256=None)
     assert_intact(comment["body"])
     assert all(re.match(r"::(error|warning) title=lettafleet::", c) for c in workflow_commands("\n".join(job.log)))
+
+
+def test_a_fleet_another_apply_holds_the_lock_of_is_not_applied_and_the_comment_says_who(job: Job) -> None:
+    reviewed(job)
+    since = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+    job.planner.locked_by_others["fleet.yaml"] = HeldLock(
+        "fleet.yaml", "identity-1", "ci@runner-2 pid 41", "apply", since, since.replace(minute=2)
+    )
+
+    assert job.run("apply") == 1
+
+    assert job.planner.applied == []
+    [comment] = job.github.comments_on(7)
+    assert "Not applied: another apply holds the fleet's lock" in comment["body"]
+    assert "held by ci@runner-2 pid 41" in comment["body"]
+    assert "lettafleet force-unlock fleet.yaml" in comment["body"]
+    assert any(line.startswith("::error") and "locked" in line for line in job.log)

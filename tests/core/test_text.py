@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pluggy
 import pytest
 
-from lettafleet.core.applying import ApplyReport, ChangeResult
+from lettafleet.core.applying import INTERRUPTED, ApplyReport, ChangeResult
 from lettafleet.core.kinds import ResourceKind
 from lettafleet.core.model import Action, Ambiguity, Change, Plan
 from lettafleet.core.plugin_manager import resource_kinds
+from lettafleet.core.render.json import render_apply_json
 from lettafleet.core.render.text import closing_line, render_plan, render_report
 
 
@@ -228,3 +231,44 @@ def test_a_replaced_conversation_shows_why_and_is_counted_as_replaced(kinds):
         closing_line(plan, kinds) == "Plan: 0 to create, 0 to update, 0 to delete; 0 new conversations, 1 to replace."
     )
     assert "1 replaced" in render_report(report(plan), plan, kinds)
+
+
+def many_agents_plan(count: int) -> Plan:
+    changes = [Change(f"agent.a{n:02d}", "agent", f"a{n:02d}", Action.CREATE, None, {}) for n in range(count)]
+    return Plan.build("fleet.yaml", "http://127.0.0.1:8283", changes)
+
+
+def interrupted(plan: Plan, applied: int, failed: int = 0) -> ApplyReport:
+    results = []
+    for index, change in enumerate(plan.changes):
+        if index < applied:
+            results.append(ChangeResult(change.address, change.action, "applied"))
+        elif index < applied + failed:
+            results.append(ChangeResult(change.address, change.action, "failed", "server said no"))
+        else:
+            results.append(ChangeResult(change.address, change.action, "skipped", INTERRUPTED))
+    return ApplyReport(tuple(results), interrupted=True)
+
+
+def test_an_interrupted_apply_says_what_was_applied_failed_and_not_attempted_and_how_to_resume(kinds) -> None:
+    plan = many_agents_plan(30)
+
+    text = render_report(interrupted(plan, applied=3, failed=1), plan, kinds)
+
+    assert text.splitlines() == [
+        "Apply interrupted: 3 created, 0 updated, 0 deleted; 1 failed, 26 not attempted.",
+        "Applied (3): agent.a00, agent.a01, agent.a02",
+        "  agent.a03: failed - server said no",
+        "Not attempted (26): agent.a04, agent.a05, agent.a06, agent.a07, agent.a08, agent.a09, agent.a10, "
+        "agent.a11, agent.a12, agent.a13 and 16 more",
+        "Run `lettafleet apply` again to finish: it picks up what is left.",
+    ]
+
+
+def test_the_json_of_an_interrupted_apply_says_so_and_lists_every_change_not_attempted() -> None:
+    plan = many_agents_plan(30)
+
+    document = json.loads(render_apply_json(plan, interrupted(plan, applied=3)))
+
+    assert document["apply"]["interrupted"] is True and document["apply"]["ok"] is False
+    assert document["apply"]["not_attempted"] == [f"agent.a{n:02d}" for n in range(3, 30)]

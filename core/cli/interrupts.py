@@ -1,0 +1,58 @@
+"""Ctrl-C during an apply: the first stops it gently (no new change starts), a second stops the process at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import rich_click as click
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a process Ctrl-C stopped
+RESUME_HINT = "Run `lettafleet apply` again to finish: it picks up what is left."
+
+
+class Stopping:
+    """Why an apply was told to stop, if it was: Ctrl-C, or its lock was lost. The engine only sees the event."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.by_user = False
+
+    def stop(self, reason: str, *, by_user: bool = False) -> None:
+        if self.event.is_set():
+            return
+        self.reason, self.by_user = reason, by_user
+        self.event.set()
+        click.echo(f"\n{reason}", err=True)
+
+
+@contextmanager
+def ctrl_c_stops(stopping: Stopping, at_once: Callable[[], None]) -> Iterator[None]:
+    """While inside: the first SIGINT sets `stopping`; a second runs `at_once` (quick cleanup) and exits 130."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if not stopping.event.is_set():
+            stopping.stop(
+                "Interrupted: no new change starts; waiting for those in flight to finish. "
+                "Press Ctrl-C again to stop at once.",
+                by_user=True,
+            )
+            return
+        click.echo("Interrupted again: stopping at once. Changes in flight may or may not have landed.", err=True)
+        at_once()
+        click.echo(RESUME_HINT, err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT)  # worker threads are mid-request: do not wait for them
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
