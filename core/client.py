@@ -94,7 +94,7 @@ class LettaClient:
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
-        self.retries = retries  # for failures that may repeat (unreachable, 500/502/504): refusals count time
+        self.retries = retries  # unreachable, 500/502/504, no answer; a refusal (429/503) is bounded by time only
         self.backoff = backoff
         self.retry_budget = retry_budget
         self.stats = RequestStats()
