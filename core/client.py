@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import ast
 import ipaddress
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -25,9 +29,16 @@ from lettafleet.core.masking import SecretMasker, public_url
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The server refused the request without doing it (too many requests, not available): any request, a create
+# too, is sent again, for as long as the retry budget lasts.
+REFUSED_STATUSES = frozenset({429, 503})
+# The server may have done the work before failing: only a request that is safe to repeat is sent again. A
+# create is not; the next plan reads the server and matches what it finds.
+UNCERTAIN_STATUSES = frozenset({500, 502, 504})
 PAGE_SIZE = 1000
 ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
+RETRY_BUDGET = 60.0  # seconds one request may spend being retried
+MAX_BACKOFF = 8.0  # the longest wait lettafleet chooses itself; a Retry-After may ask for more
 
 
 class LettaError(Exception):
@@ -75,6 +86,7 @@ class LettaClient:
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.25,
+        retry_budget: float = RETRY_BUDGET,
         transport: httpx.BaseTransport | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
@@ -95,8 +107,9 @@ class LettaClient:
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
-        self.retries = retries
+        self.retries = retries  # unreachable, 500/502/504, no answer; a refusal (429/503) is bounded by time only
         self.backoff = backoff
+        self.retry_budget = retry_budget
         self.stats = RequestStats()
 
     def __enter__(self) -> LettaClient:
@@ -139,8 +152,9 @@ class LettaClient:
         idempotent: bool | None = None,
     ) -> Any:
         method = method.upper()
-        retry_on_answer = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         query = {key: value for key, value in (params or {}).items() if value is not None}
+        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
@@ -149,34 +163,82 @@ class LettaClient:
                 response = self._http.request(method, path, params=query, json=json)
             except httpx.ConnectError as error:
                 # Nothing reached the server, so any method may be retried.
-                if attempt <= self.retries:
-                    self._sleep(attempt)
+                if attempt <= self.retries and self._wait(attempt, started):
                     continue
                 raise LettaConnectionError(
                     f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}. "
                     "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
                 ) from None
-            except httpx.TimeoutException:
-                if retry_on_answer and attempt <= self.retries:
-                    self._sleep(attempt)
+            except httpx.TransportError as error:
+                # Sent, but the answer never came: the server may have done it.
+                if repeatable and attempt <= self.retries and self._wait(attempt, started):
                     continue
-                raise LettaConnectionError(f"{method} {path}: the Letta server did not answer in time") from None
+                raise LettaConnectionError(self._unanswered(method, path, error, repeatable)) from None
             except httpx.HTTPError as error:
                 raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
-            if response.status_code in RETRY_STATUSES and retry_on_answer and attempt <= self.retries:
-                self._sleep(attempt, response.headers.get("retry-after"))
-                continue
+            status = response.status_code
+            if status in REFUSED_STATUSES or (status in UNCERTAIN_STATUSES and repeatable and attempt <= self.retries):
+                if self._wait(attempt, started, response.headers.get("retry-after")):
+                    continue
+                if status in REFUSED_STATUSES:
+                    raise self._still_refused(method, path, response, attempt, started)
             return self._decode(method, path, response)
 
+    def _wait(self, attempt: int, started: float, retry_after: str | None = None) -> bool:
+        """Sleep before retry number `attempt`: exponential backoff with jitter, and never sooner than the
+        server's Retry-After. False, without sleeping, when that wait would overrun the retry budget."""
+        backoff = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF) * (0.5 + random.random())
+        delay = max(backoff, _retry_after_seconds(retry_after) or 0.0)
+        if time.monotonic() - started + delay > self.retry_budget:
+            return False
+        time.sleep(delay)
+        return True
+
+    def _still_refused(
+        self, method: str, path: str, response: httpx.Response, attempt: int, started: float
+    ) -> LettaAPIError:
+        waited = time.monotonic() - started
+        asked = _retry_after_seconds(response.headers.get("retry-after"))
+        why = f"; it asked to wait {asked:.0f} s more" if asked and waited + asked > self.retry_budget else ""
+        times = "once" if attempt == 1 else f"{attempt} times"
+        detail = (
+            f"{self.mask(_error_detail(response))} (refused {times} in {waited:.0f} s{why}; lettafleet "
+            f"retries a refused request for at most {self.retry_budget:g} s. Run it again later, or with a "
+            "lower --parallelism)"
+        )
+        return LettaAPIError(method, path, response.status_code, detail)
+
+    def _unanswered(self, method: str, path: str, error: httpx.TransportError, repeatable: bool) -> str:
+        what = (
+            "the Letta server did not answer in time"
+            if isinstance(error, httpx.TimeoutException)
+            else f"the connection dropped before the server answered ({self.mask(str(error)) or type(error).__name__})"
+        )
+        if repeatable:
+            return f"{method} {path}: {what}, {self.retries} retries included"
+        # Sending a create again could make it twice: the next plan reads what the server holds instead.
+        return (
+            f"{method} {path}: {what}, so whether it was done is unknown; it was not sent again. "
+            "Run plan or apply again: they read the server and make only what is missing"
+        )
+
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item of a collection, following the `after` cursor page by page."""
+        """Every item of a collection, following the `after` cursor page by page until a page comes back empty.
+
+        A short page does not prove the end: hosted Letta caps `limit` at a value it does not publish, so a page
+        of 100 may answer a request for 1,000 while more follow. Only an empty page ends the list (as in Letta's
+        own SDK). That costs one more request per collection read, even when the first page held everything."""
         items: list[dict[str, Any]] = []
+        seen: set[str] = set()
         after = None
         while True:
             page = self.get(path, limit=PAGE_SIZE, after=after, **params)
-            items.extend(page)
-            if len(page) < PAGE_SIZE:
+            fresh = [item for item in page if item["id"] not in seen]
+            # A server that ignores `after` answers the same page again: nothing new is the end too.
+            if not fresh:
                 return items
+            items.extend(fresh)
+            seen.update(item["id"] for item in fresh)
             after = page[-1]["id"]
 
     @contextmanager
@@ -211,11 +273,22 @@ class LettaClient:
         except ValueError:
             return response.text
 
-    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
-        if retry_after and retry_after.isdigit():
-            time.sleep(min(float(retry_after), 30.0))
-            return
-        time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds from now: it is either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if not math.isnan(seconds) else None
 
 
 def _url_credentials(url: str) -> tuple[str, str] | None:
@@ -264,7 +337,7 @@ def _error_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return _without_database_internals(response.text.strip()) or response.reason_phrase
     errors = _validation_errors(body.get("detail") if isinstance(body, dict) else None)
     if errors is not None:
         # A request the server's validation refused: say where and why, never the `input` it echoes back
@@ -275,8 +348,35 @@ def _error_detail(response: httpx.Response) -> str:
         detail = body.get("detail") or body.get("error") or body
         if isinstance(detail, dict):
             detail = detail.get("message") or detail.get("detail") or detail
-        return str(detail)
-    return str(body)
+        return _without_database_internals(str(detail))
+    return _without_database_internals(str(body))
+
+
+# Where a server error starts quoting its database or its code: SQLAlchemy's exception text, the statement and
+# its parameters (the request's values, secrets included), the link to SQLAlchemy's docs, a Python traceback.
+_DATABASE_INTERNALS = re.compile(
+    r"\(?(?:sqlalchemy|asyncpg|psycopg)|\[SQL:|\[parameters:|\(Background on this error|Traceback \(most recent",
+    re.IGNORECASE,
+)
+_CONSTRAINT = re.compile(r'constraint "([^"]+)"')
+_POSTGRES_DETAIL = re.compile(r"DETAIL:\s*(.+)")
+
+
+def _without_database_internals(text: str) -> str:
+    """What conflicted, from an error that quotes the database. Letta 0.16.8 answers a duplicate with a sentence
+    of its own followed by SQLAlchemy's whole exception; keep the sentence, the constraint's name and
+    PostgreSQL's DETAIL line (which key, which values), and drop the SQL, its parameters and any traceback."""
+    found = _DATABASE_INTERNALS.search(text)
+    if not found:
+        return text
+    said = text[: found.start()].rstrip(" :\n") or "the server failed"
+    detail = _POSTGRES_DETAIL.search(text)
+    constraint = _CONSTRAINT.search(text)
+    if detail:
+        said += ": " + detail[1].strip().rstrip(".")
+    if constraint:
+        said += f" (constraint {constraint[1]})"
+    return said if detail or constraint else f"{said} (its SQL and stack trace are not shown)"
 
 
 def _validation_errors(detail: Any) -> list[dict[str, Any]] | None:

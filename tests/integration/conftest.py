@@ -9,6 +9,7 @@ import pytest
 
 from lettafleet.core import devserver
 from lettafleet.core.client import LettaClient
+from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent
 
@@ -52,3 +53,11 @@ def client(letta_server: str) -> Iterator[LettaClient]:
     """A Letta client for the dev server, for tests that look at what the server holds."""
     with LettaClient(letta_server) as client:
         yield client
+
+
+@pytest.fixture
+def fault_proxy(letta_server: str) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the dev server (tests/fakes/fault_proxy.py), on 127.0.0.1 for one
+    test. It injects nothing until the test sets `fault_proxy.faults`."""
+    with running_fault_proxy(letta_server) as proxy:
+        yield proxy

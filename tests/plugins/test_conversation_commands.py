@@ -86,7 +86,8 @@ def test_get_conversations_counts_messages_and_skips_conversations_never_written
     assert result.exit_code == 0, result.stderr
     assert [(c["id"], c["message_count"]) for c in json.loads(result.stdout)] == [("conv-fresh", 0), ("conv-used", 2)]
     assert counted.call_count == 1
-    assert len(letta.calls) == 3  # the agent, its conversations, one count; nothing for the fresh one
+    # The agent, its conversations (a page, and the one that ends the list), one count; nothing for the fresh one.
+    assert len(letta.calls) == 4
 
 
 def test_message_counts_follow_the_cursor_across_pages(letta, monkeypatch):
@@ -134,7 +135,12 @@ def test_create_conversation_with_an_unknown_label_asks_for_nothing(letta):
 def test_create_conversation_removes_what_letta_made_when_it_refuses_a_label_anyway(letta):
     before, half_made = conversation("conv-old"), conversation("conv-half", summary="VIP")
     letta.get("/v1/conversations/").mock(
-        side_effect=[httpx.Response(200, json=[before]), httpx.Response(200, json=[before, half_made])]
+        side_effect=[
+            httpx.Response(200, json=[before]),
+            httpx.Response(200, json=[]),  # an empty page ends a list
+            httpx.Response(200, json=[before, half_made]),
+            httpx.Response(200, json=[]),
+        ]
     )
     letta.post("/v1/conversations/").respond(400, json={"detail": "INVALID_ARGUMENT: Block with label ..."})
     letta.delete("/v1/conversations/conv-half").respond(json=None)

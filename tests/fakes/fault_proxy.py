@@ -1,0 +1,247 @@
+"""A fault injector for tests only: an HTTP proxy on 127.0.0.1 in front of the real Letta dev server that
+misbehaves the way real servers and networks do, and counts what it saw.
+
+It is not a Letta server and fakes no answer of one: every request it lets through goes to the real server.
+What it can do wrong (see `Faults`):
+
+- cap list pages: rewrite a GET's `limit` query so the server returns at most N items a page (hosted Letta caps
+  `limit` at a value it does not publish);
+- refuse writes without forwarding them: 429 (with or without `Retry-After`) or 503, as a busy server does;
+- forward a write, then drop the connection before answering (the outcome is unknown to the client);
+- forward a write, then answer 500, 502 or 504 instead of the server's answer (done, but reported as failed);
+- "die" after N requests: from then on, open connections are closed unanswered and new ones are refused.
+
+Decisions come from one `random.Random(seed)`, drawn once per write in the order writes arrive: the same seed
+deals the same sequence of faults (with one worker, to the same requests).
+
+    with running_fault_proxy(letta_url, Faults(refuse=0.2)) as proxy:
+        run lettafleet against proxy.url ...
+        assert proxy.counts.refused.total() > 0
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# Headers that describe one hop, not the request: the proxy's own connection and body framing replace them.
+HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "content-length", "transfer-encoding", "content-encoding"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One way to refuse a write: a status, and the `Retry-After` header sent with it (None: no header)."""
+
+    status: int
+    retry_after: str | None = None
+
+
+DEFAULT_REFUSALS = (Refusal(429), Refusal(429, "0"), Refusal(429, "1"), Refusal(503))
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What the proxy does wrong. Fractions are of write requests (POST, PATCH, PUT, DELETE); at most one fault
+    hits a write, tried in the order refuse, drop, fail."""
+
+    seed: int = 7
+    list_limit: int | None = None  # a GET's `limit` is lowered to this (added when absent)
+    refuse: float = 0.0  # answered with one of `refusals`, never forwarded
+    refusals: tuple[Refusal, ...] = DEFAULT_REFUSALS
+    drop: float = 0.0  # forwarded, then the connection is closed without an answer
+    fail: float = 0.0  # forwarded, then answered with one of `fail_statuses` instead
+    fail_statuses: tuple[int, ...] = (500, 502, 504)
+    kill_after: int | None = None  # requests answered before the proxy dies
+
+
+@dataclass
+class ProxyCounts:
+    """What the proxy saw and did, for tests to assert on."""
+
+    received: Counter[str] = field(default_factory=Counter)  # by method, every request that arrived
+    forwarded: Counter[str] = field(default_factory=Counter)  # by method, sent on to the server
+    capped: int = 0  # GETs whose `limit` was lowered
+    refused: Counter[int] = field(default_factory=Counter)  # by status, never forwarded
+    dropped: Counter[str] = field(default_factory=Counter)  # by method, forwarded but never answered
+    failed: Counter[int] = field(default_factory=Counter)  # by status, forwarded then answered with an error
+    unanswered_after_death: int = 0
+
+
+class FaultProxy:
+    """The proxy's state: its URL, the faults in force (replace `faults` at any time) and the counts."""
+
+    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.url = ""
+        self.counts = ProxyCounts()
+        self.dead = False
+        self._lock = threading.Lock()
+        self._forwarder = httpx.Client(base_url=self.upstream, timeout=120.0, limits=httpx.Limits(max_connections=64))
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.faults = faults or Faults()
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        """New faults start a new random sequence and a new count towards `kill_after`."""
+        with self._lock:
+            self._faults = faults
+            self._random = random.Random(faults.seed)
+            self._requests_since_faults = 0
+
+    # -- deciding -----------------------------------------------------------------------------------------------
+
+    def decide(self, method: str) -> tuple[str, Any]:
+        """What to do with the next request: ("die", None), ("refuse", Refusal), ("drop", None),
+        ("fail", status) or ("forward", None)."""
+        with self._lock:
+            self.counts.received[method] += 1
+            self._requests_since_faults += 1
+            faults = self._faults
+            if self.dead or (faults.kill_after is not None and self._requests_since_faults > faults.kill_after):
+                self.counts.unanswered_after_death += 1
+                return "die", None
+            if method not in WRITE_METHODS:
+                return "forward", None
+            draw = self._random.random()
+            pick = self._random.randrange(1_000_000)
+            if draw < faults.refuse:
+                refusal = faults.refusals[pick % len(faults.refusals)]
+                self.counts.refused[refusal.status] += 1
+                return "refuse", refusal
+            if draw < faults.refuse + faults.drop:
+                return "drop", None
+            if draw < faults.refuse + faults.drop + faults.fail:
+                return "fail", faults.fail_statuses[pick % len(faults.fail_statuses)]
+            return "forward", None
+
+    def capped_query(self, method: str, query: str) -> str:
+        limit = self._faults.list_limit
+        if method != "GET" or limit is None:
+            return query
+        pairs = [(key, value) for key, value in parse_qsl(query, keep_blank_values=True) if key != "limit"]
+        asked = [int(value) for key, value in parse_qsl(query) if key == "limit" and value.isdigit()]
+        with self._lock:
+            self.counts.capped += 1
+        return urlencode([*pairs, ("limit", str(min([limit, *asked])))])
+
+    def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        with self._lock:
+            self.counts.forwarded[method] += 1
+        return self._forwarder.request(method, target, headers=headers, content=body)
+
+    def record(self, outcome: str, method: str, status: int | None = None) -> None:
+        with self._lock:
+            if outcome == "drop":
+                self.counts.dropped[method] += 1
+            elif outcome == "fail" and status is not None:
+                self.counts.failed[status] += 1
+
+    # -- running ------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
+        )
+        self._thread.start()
+
+    def die(self) -> None:
+        """Stop listening, so new connections are refused; open ones are closed at their next request."""
+        with self._lock:
+            if self.dead:
+                return
+            self.dead = True
+        # shutdown() waits for serve_forever to return, so it must not run on a request's own thread.
+        threading.Thread(target=self._close_listener, name="fault-proxy-death", daemon=True).start()
+
+    def stop(self) -> None:
+        self._close_listener()
+        self._forwarder.close()
+
+    def _close_listener(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real server: lettafleet reuses its connections
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            outcome, detail = proxy.decide(self.command)
+            if outcome == "die":
+                proxy.die()
+                self.close_connection = True
+                return
+            if outcome == "refuse":
+                extra = {"Retry-After": detail.retry_after} if detail.retry_after is not None else {}
+                self._answer(detail.status, b'{"detail":"refused by the fault proxy"}', extra)
+                return
+            parts = urlsplit(self.path)
+            target = parts.path + ("?" + query if (query := proxy.capped_query(self.command, parts.query)) else "")
+            headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
+            response = proxy.forward(self.command, target, headers, body)
+            proxy.record(outcome, self.command, detail)
+            if outcome == "drop":
+                self.close_connection = True  # the server did the work; the client never hears of it
+                return
+            if outcome == "fail":
+                self._answer(detail, b'{"detail":"injected by the fault proxy"}', {})
+                return
+            self._answer(response.status_code, response.content, _end_to_end(response.headers))
+
+        def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            headers.setdefault("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the test output is about lettafleet
+            pass
+
+    return Handler
+
+
+def _end_to_end(headers: httpx.Headers) -> dict[str, str]:
+    # The proxy's own response line already carries Date and Server.
+    skipped = HOP_HEADERS | {"date", "server"}
+    return {key: value for key, value in headers.items() if key.lower() not in skipped}
+
+
+@contextmanager
+def running_fault_proxy(upstream: str, faults: Faults | None = None) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of `upstream` on a free port of 127.0.0.1, stopped when the block ends."""
+    proxy = FaultProxy(upstream, faults)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

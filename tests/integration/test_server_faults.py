@@ -1,0 +1,210 @@
+"""plan and apply through a fault-injecting proxy in front of the real dev server: short pages, refused writes,
+dropped connections and a dying server never make a duplicate, and the next apply converges."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lettafleet.core.cli import main
+from lettafleet.core.client import LettaAPIError, LettaClient
+from tests.fakes.fault_proxy import FaultProxy, Faults
+
+
+@dataclass(frozen=True)
+class LightFleet:
+    """N agents named `prefix-NNN`, each with one own block labelled `label` and one conversation."""
+
+    path: Path
+    prefix: str
+    label: str
+    size: int
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.prefix}-{index:03d}" for index in range(self.size)]
+
+
+@pytest.fixture
+def light_fleet(client: LettaClient, tmp_path: Path) -> Iterator[Callable[[int], LightFleet]]:
+    """Writes a LightFleet with unique names; everything carrying them is deleted afterwards."""
+    made: list[LightFleet] = []
+
+    def write(size: int) -> LightFleet:
+        suffix = uuid.uuid4().hex[:8]
+        fleet = LightFleet(tmp_path / f"fleet-{suffix}.yaml", f"faults-{suffix}", f"notes_{suffix}", size)
+        agents = "".join(
+            f"""  - name: {name}
+    llm_config: {{model: letta/letta-free, context_window: 16000}}
+    embedding: letta/letta-free
+    system_prompt: {{value: You help.}}
+    memory_blocks: [{{name: {fleet.label}, limit: 200, value: hi}}]
+    conversations: [{{summary: ticket}}]
+"""
+            for name in fleet.names
+        )
+        fleet.path.write_text("agents:\n" + agents, encoding="utf-8")
+        made.append(fleet)
+        return fleet
+
+    yield write
+    for fleet in made:
+        agents = [a["id"] for a in client.list_all("/v1/agents/") if a["name"].startswith(fleet.prefix + "-")]
+        blocks = [b["id"] for b in client.list_all("/v1/blocks/", label=fleet.label)]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # a 120-agent fleet takes a minute one by one
+            list(pool.map(client.delete, [f"/v1/agents/{agent_id}" for agent_id in agents]))
+            list(pool.map(client.delete, [f"/v1/blocks/{block_id}" for block_id in blocks]))
+
+
+def cli(base_url: str, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What the server holds for a LightFleet, counted to show duplicates."""
+
+    agents: Counter[str]  # by name
+    conversations: Counter[str]  # by agent name
+    blocks: int  # blocks with the fleet's label
+    attachments: Counter[str]  # by block id: how many agents have it
+
+    def duplicates(self) -> dict[str, int]:
+        return {
+            "agents": sum(count - 1 for count in self.agents.values() if count > 1),
+            "conversations": sum(count - 1 for count in self.conversations.values() if count > 1),
+            "blocks attached twice": sum(1 for count in self.attachments.values() if count > 1),
+        }
+
+    def is_exactly(self, fleet: LightFleet) -> bool:
+        one_each = Counter({name: 1 for name in fleet.names})
+        return (
+            self.agents == one_each
+            and self.conversations == one_each
+            and self.blocks == fleet.size
+            and sorted(self.attachments.values()) == [1] * fleet.size
+        )
+
+
+def landed(client: LettaClient, fleet: LightFleet) -> Landed:
+    agents = [a for a in client.list_all("/v1/agents/", include=["agent.blocks"]) if a["name"] in fleet.names]
+    names_by_id = {agent["id"]: agent["name"] for agent in agents}
+    conversations = Counter(
+        names_by_id[c["agent_id"]] for c in client.list_all("/v1/conversations/") if c["agent_id"] in names_by_id
+    )
+    attachments = Counter(b["id"] for agent in agents for b in agent["blocks"] if b["label"] == fleet.label)
+    blocks = len(client.list_all("/v1/blocks/", label=fleet.label))
+    return Landed(Counter(a["name"] for a in agents), conversations, blocks, attachments)
+
+
+def test_a_plan_through_a_100_item_page_cap_equals_the_plan_without_it(
+    letta_server, client, fault_proxy: FaultProxy, light_fleet
+):
+    fleet = light_fleet(120)
+    applied = cli(letta_server, "apply", "-f", str(fleet.path), "--parallelism", "8")
+    assert applied.exit_code == 0, applied.output
+
+    fault_proxy.faults = Faults(list_limit=100)
+    planned = cli(fault_proxy.url, "plan", "-f", str(fleet.path), "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output
+    assert "No changes." in planned.output
+    reapplied = cli(fault_proxy.url, "apply", "-f", str(fleet.path))
+    assert reapplied.exit_code == 0, reapplied.output
+    assert fault_proxy.counts.capped > 0
+    assert set(fault_proxy.counts.forwarded) == {"GET"}  # nothing was written
+    state = landed(client, fleet)
+    assert state.is_exactly(fleet), state.duplicates()
+
+
+def test_an_apply_with_a_fifth_of_its_writes_refused_applies_every_change(
+    letta_server, client, fault_proxy: FaultProxy, light_fleet
+):
+    fleet = light_fleet(12)
+    fault_proxy.faults = Faults(seed=11, refuse=0.2)
+    applied = cli(fault_proxy.url, "apply", "-f", str(fleet.path))
+    refused = fault_proxy.counts.refused
+    assert applied.exit_code == 0, applied.output
+    assert "Apply complete" in applied.output
+    assert refused[429] > 0 and refused[503] > 0
+    # Every refused write was sent again; none of them reached the server twice.
+    assert fault_proxy.counts.forwarded["POST"] == 3 * fleet.size
+    state = landed(client, fleet)
+    assert state.is_exactly(fleet), state.duplicates()
+    replanned = cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode")
+    assert replanned.exit_code == 0 and "No changes." in replanned.output, replanned.output
+
+
+def test_writes_whose_outcome_is_unknown_fail_clearly_and_the_next_apply_converges(
+    letta_server, client, fault_proxy: FaultProxy, light_fleet
+):
+    fleet = light_fleet(10)
+    fault_proxy.faults = Faults(seed=5, drop=0.15, fail=0.15)
+    broken = cli(fault_proxy.url, "apply", "-f", str(fleet.path))
+    assert fault_proxy.counts.dropped["POST"] > 0 and fault_proxy.counts.failed.total() > 0
+    assert broken.exit_code == 1
+    assert "Traceback" not in broken.output
+    assert "Apply failed:" in broken.output
+    assert "the connection dropped before the server answered" in broken.output
+    assert "answered 50" in broken.output  # an injected 500, 502 or 504
+    # The writes were not sent twice:
+    forwarded_posts = fault_proxy.counts.forwarded["POST"]
+    assert forwarded_posts <= 3 * fleet.size
+
+    converged = cli(letta_server, "apply", "-f", str(fleet.path))
+    assert converged.exit_code == 0, converged.output
+    state = landed(client, fleet)
+    assert state.is_exactly(fleet), state.duplicates()
+    assert cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode").exit_code == 0
+
+
+def test_a_server_that_dies_mid_apply_fails_the_rest_clearly_and_the_next_apply_converges(
+    letta_server, client, fault_proxy: FaultProxy, light_fleet
+):
+    fleet = light_fleet(8)
+    # The plan's reads, then about a third of the writes, then nothing.
+    fault_proxy.faults = Faults(kill_after=15)
+    broken = cli(fault_proxy.url, "apply", "-f", str(fleet.path), "--parallelism", "4")
+    assert fault_proxy.dead
+    assert broken.exit_code == 1
+    assert "Traceback" not in broken.output
+    assert "cannot reach the Letta server" in broken.output or "the connection dropped" in broken.output
+
+    converged = cli(letta_server, "apply", "-f", str(fleet.path))
+    assert converged.exit_code == 0, converged.output
+    state = landed(client, fleet)
+    assert state.is_exactly(fleet), state.duplicates()
+
+
+def test_a_conflict_says_what_conflicted_without_sql(client: LettaClient):
+    """Letta 0.16.8 answers attaching a second block with an agent's label with a 409 whose detail is the raw
+    database error: SQL, parameters and a link to sqlalchemy's docs."""
+    suffix = uuid.uuid4().hex[:8]
+    agent = client.post(
+        "/v1/agents/",
+        json={
+            "name": f"faults-conflict-{suffix}",
+            "model": "letta/letta-free",
+            "embedding": "letta/letta-free",
+            "memory_blocks": [{"label": f"probe_{suffix}", "value": "first"}],
+        },
+    )
+    second = client.post("/v1/blocks/", json={"label": f"probe_{suffix}", "value": "second secret-ish value"})
+    try:
+        with pytest.raises(LettaAPIError) as caught:
+            client.patch(f"/v1/agents/{agent['id']}/core-memory/blocks/attach/{second['id']}")
+    finally:
+        client.delete(f"/v1/agents/{agent['id']}")
+        for block in client.list_all("/v1/blocks/", label=f"probe_{suffix}"):
+            client.delete(f"/v1/blocks/{block['id']}")
+    message = str(caught.value)
+    assert caught.value.status == 409
+    assert "unique_label_per_agent" in message and f"probe_{suffix}" in message
+    for leaked in ("SQL", "INSERT INTO", "parameters", "sqlalche.me", "asyncpg", "second secret-ish value"):
+        assert leaked not in message
