@@ -9,7 +9,6 @@ that identity (by its server id, so never a fresh one) and tries again, and anyo
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import os
 import socket
@@ -125,17 +124,29 @@ class FleetLock:
         self.held = held
         self._on_lost = on_lost
         self._stop = threading.Event()
+        self.expires_at = held.expires_at or _now()  # moved on by each renewal
         self._renewer = threading.Thread(target=self._renew_until_released, name="lettafleet-lock", daemon=True)
         self._renewer.start()
 
-    def release(self) -> None:
-        """Stop renewing and delete the lock (if it is still ours: a lock taken over has another id)."""
+    def release(self) -> bool:
+        """Stop renewing and delete the lock (if it is still ours: a lock taken over has another id). False when
+        the server could not be asked (it is down): the lock then stays until it expires or is force-unlocked."""
         self._stop.set()
-        with contextlib.suppress(LettaError):  # then it expires by itself; nothing better to do on the way out
+        try:
             remove_lock(self.client, self.held)
+        except LettaError:
+            return False
+        return True
+
+    def left_behind(self) -> str:
+        """What to tell the user when `release` failed."""
+        return (
+            f"the lock {self.held.lock_id!r} could not be released (the server did not answer). It expires by "
+            f"itself at {_shown_time(self.expires_at)} at the latest; once the server answers, release it now with "
+            f"`lettafleet force-unlock {self.held.lock_id}`."
+        )
 
     def _renew_until_released(self) -> None:
-        expires = self.held.expires_at or _now()
         while not self._stop.wait(RENEW_EVERY):
             new_expiry = _now() + TTL
             try:
@@ -150,9 +161,9 @@ class FleetLock:
             except LettaError:
                 pass  # a slow or unreachable server: try again next round, while the lock is still valid
             else:
-                expires = new_expiry
+                self.expires_at = new_expiry
                 continue
-            if _now() >= expires:
+            if _now() >= self.expires_at:
                 self._lose("it could not be renewed before it expired")
                 return
 
@@ -170,13 +181,15 @@ def held_lock(
     operation: str = "apply",
     on_wait: Callable[[HeldLock], None] = lambda held: None,
     on_lost: Callable[[str], None] = lambda why: None,
+    on_left_behind: Callable[[str], None] = lambda message: None,
 ) -> Iterator[FleetLock]:
     """Take the lock (waiting up to `timeout` seconds while another run holds it), hold it, release it."""
     lock = acquire(client, lock_id, timeout=timeout, operation=operation, on_wait=on_wait, on_lost=on_lost)
     try:
         yield lock
     finally:
-        lock.release()
+        if not lock.release():
+            on_left_behind(lock.left_behind())
 
 
 def acquire(

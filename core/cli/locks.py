@@ -34,9 +34,12 @@ def apply_lock(
     def lost(why: str) -> None:
         stopping.stop(f"Stopping: {why}. Another apply may be running now.")
 
+    def left_behind(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
     with (
         make_client(base_url) as client,
-        held_lock(client, chosen, timeout=timeout, on_wait=waiting, on_lost=lost) as lock,
+        held_lock(client, chosen, timeout=timeout, on_wait=waiting, on_lost=lost, on_left_behind=left_behind) as lock,
     ):
         yield lock
 

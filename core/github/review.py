@@ -100,7 +100,18 @@ class LettaPlanner:
             self.stop.set()
 
         lock_id = default_lock_id(Path(fleet))
-        with held_lock(self.lock_client, lock_id, timeout=self.lock_timeout, on_wait=waiting, on_lost=lost) as lock:
+
+        def left_behind(message: str) -> None:
+            self.echo(annotation("warning", f"{fleet}: {message}"))
+
+        with held_lock(
+            self.lock_client,
+            lock_id,
+            timeout=self.lock_timeout,
+            on_wait=waiting,
+            on_lost=lost,
+            on_left_behind=left_behind,
+        ) as lock:
             yield lock
 
     def plan(self, fleet: str) -> Plan:

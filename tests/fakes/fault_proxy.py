@@ -70,6 +70,8 @@ class ProxyCounts:
 
     received: Counter[str] = field(default_factory=Counter)  # by method, every request that arrived
     forwarded: Counter[str] = field(default_factory=Counter)  # by method, sent on to the server
+    # by (method, collection), e.g. ("POST", "agents"): which resources the forwarded requests were about
+    forwarded_to: Counter[tuple[str, str]] = field(default_factory=Counter)
     capped: int = 0  # GETs whose `limit` was lowered
     refused: Counter[int] = field(default_factory=Counter)  # by status, never forwarded
     dropped: Counter[str] = field(default_factory=Counter)  # by method, forwarded but never answered
@@ -142,6 +144,7 @@ class FaultProxy:
     def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         with self._lock:
             self.counts.forwarded[method] += 1
+            self.counts.forwarded_to[method, _collection(target)] += 1
         return self._forwarder.request(method, target, headers=headers, content=body)
 
     def record(self, outcome: str, method: str, status: int | None = None) -> None:
@@ -245,3 +248,9 @@ def running_fault_proxy(upstream: str, faults: Faults | None = None) -> Iterator
         yield proxy
     finally:
         proxy.stop()
+
+
+def _collection(target: str) -> str:
+    """`agents` for `/v1/agents/agent-1/core-memory/blocks?limit=1`: the collection a request is about."""
+    parts = [part for part in urlsplit(target).path.split("/") if part]
+    return parts[1] if len(parts) > 1 else (parts[0] if parts else "")

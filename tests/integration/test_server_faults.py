@@ -3,6 +3,7 @@ dropped connections and a dying server never make a duplicate, and the next appl
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -104,6 +105,26 @@ def landed(client: LettaClient, fleet: LightFleet) -> Landed:
     return Landed(Counter(a["name"] for a in agents), conversations, blocks, attachments)
 
 
+LOCKS = "identities"  # the collection the apply's lock lives in (docs/locking.md)
+
+
+def fleet_writes(proxy: FaultProxy) -> dict[str, int]:
+    """Writes the proxy forwarded about the fleet's resources, by method: everything but the apply's lock."""
+    return _writes(proxy, lambda collection: collection != LOCKS)
+
+
+def lock_writes(proxy: FaultProxy) -> dict[str, int]:
+    return _writes(proxy, lambda collection: collection == LOCKS)
+
+
+def _writes(proxy: FaultProxy, about: Callable[[str], bool]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for (method, collection), count in proxy.counts.forwarded_to.items():
+        if method != "GET" and about(collection):
+            found[method] += count
+    return dict(found)
+
+
 def test_a_plan_through_a_100_item_page_cap_equals_the_plan_without_it(
     letta_server, client, fault_proxy: FaultProxy, light_fleet
 ):
@@ -118,7 +139,8 @@ def test_a_plan_through_a_100_item_page_cap_equals_the_plan_without_it(
     reapplied = cli(fault_proxy.url, "apply", "-f", str(fleet.path))
     assert reapplied.exit_code == 0, reapplied.output
     assert fault_proxy.counts.capped > 0
-    assert set(fault_proxy.counts.forwarded) == {"GET"}  # nothing was written
+    assert fleet_writes(fault_proxy) == {}  # nothing was written but the apply's lock (taken and released)
+    assert lock_writes(fault_proxy) == {"POST": 1, "DELETE": 1}
     state = landed(client, fleet)
     assert state.is_exactly(fleet), state.duplicates()
 
@@ -134,7 +156,7 @@ def test_an_apply_with_a_fifth_of_its_writes_refused_applies_every_change(
     assert "Apply complete" in applied.output
     assert refused[429] > 0 and refused[503] > 0
     # Every refused write was sent again; none of them reached the server twice.
-    assert fault_proxy.counts.forwarded["POST"] == 3 * fleet.size
+    assert fleet_writes(fault_proxy) == {"POST": 3 * fleet.size}
     state = landed(client, fleet)
     assert state.is_exactly(fleet), state.duplicates()
     replanned = cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode")
@@ -154,8 +176,7 @@ def test_writes_whose_outcome_is_unknown_fail_clearly_and_the_next_apply_converg
     assert "the connection dropped before the server answered" in broken.output
     assert "answered 50" in broken.output  # an injected 500, 502 or 504
     # The writes were not sent twice:
-    forwarded_posts = fault_proxy.counts.forwarded["POST"]
-    assert forwarded_posts <= 3 * fleet.size
+    assert fleet_writes(fault_proxy)["POST"] <= 3 * fleet.size
 
     converged = cli(letta_server, "apply", "-f", str(fleet.path))
     assert converged.exit_code == 0, converged.output
@@ -175,7 +196,14 @@ def test_a_server_that_dies_mid_apply_fails_the_rest_clearly_and_the_next_apply_
     assert broken.exit_code == 1
     assert "Traceback" not in broken.output
     assert "cannot reach the Letta server" in broken.output or "the connection dropped" in broken.output
+    # The dead server could not be asked to release the apply's lock: the apply says so, and how to release it.
+    assert "could not be released" in broken.output
+    [unlock] = re.findall(r"`(lettafleet force-unlock [^`]+)`", broken.output)
 
+    still_locked = cli(letta_server, "apply", "-f", str(fleet.path))
+    assert still_locked.exit_code == 1 and "the fleet is locked" in still_locked.output
+    released = cli(letta_server, *unlock.split()[1:], "--force")
+    assert released.exit_code == 0, released.output
     converged = cli(letta_server, "apply", "-f", str(fleet.path))
     assert converged.exit_code == 0, converged.output
     state = landed(client, fleet)
