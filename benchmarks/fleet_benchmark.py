@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lettafleet.core import devserver
-from lettafleet.core.client import LettaClient
+from lettafleet.core.letta.client import LettaClient
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 REQUESTS = re.compile(r"^Requests: (\d+) \((.*)\)$", re.MULTILINE)

@@ -4,14 +4,12 @@ Plugin authors import from here (and only from here): `hookimpl` to mark hook im
 types the hooks take and return. Core knows no resource kind; every kind comes from a plugin.
 """
 
-from lettafleet.core.applying import ApplyError, ApplySession
-from lettafleet.core.client import LettaAPIError, LettaClient, LettaError
-from lettafleet.core.command_options import make_client, reports_errors, server_options
-from lettafleet.core.diagnostics import Problem
-from lettafleet.core.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
-from lettafleet.core.fleet import Fleet
-from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.kinds import (
+from lettafleet.core.cli.options import make_client, reports_errors, server_options
+from lettafleet.core.engine.applying import ApplyError, ApplySession
+from lettafleet.core.engine.diagnostics import Problem
+from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
+from lettafleet.core.engine.fleet import Fleet
+from lettafleet.core.engine.kinds import (
     PluginCommand,
     ResourceKind,
     SchemaFragment,
@@ -22,10 +20,12 @@ from lettafleet.core.kinds import (
     string_list,
     text_source,
 )
-from lettafleet.core.live import LiveReader
-from lettafleet.core.masking import SecretMasker, public_url
-from lettafleet.core.model import Action, Ambiguity, Change, Resource, address_of
-from lettafleet.core.planning import attributes, compare
+from lettafleet.core.engine.live import LiveReader
+from lettafleet.core.engine.model import Action, Ambiguity, Change, Resource, address_of
+from lettafleet.core.engine.planning import attributes, compare
+from lettafleet.core.hookspecs import hookimpl
+from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.masking import SecretMasker, public_url
 
 __all__ = [
     "MAX_REFERENCED_FILE_BYTES",

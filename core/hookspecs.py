@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from lettafleet.core.applying import ApplySession
-    from lettafleet.core.diagnostics import Problem
-    from lettafleet.core.fleet import Fleet
-    from lettafleet.core.kinds import PluginCommand, ResourceKind, SchemaFragment
-    from lettafleet.core.live import LiveReader
-    from lettafleet.core.model import Ambiguity, Change, Resource
+    from lettafleet.core.engine.applying import ApplySession
+    from lettafleet.core.engine.diagnostics import Problem
+    from lettafleet.core.engine.fleet import Fleet
+    from lettafleet.core.engine.kinds import PluginCommand, ResourceKind, SchemaFragment
+    from lettafleet.core.engine.live import LiveReader
+    from lettafleet.core.engine.model import Ambiguity, Change, Resource
 
 PROJECT = "lettafleet"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -10,7 +10,7 @@ from typing import Any
 import pluggy
 
 from lettafleet.core import hookspecs
-from lettafleet.core.kinds import ResourceKind, SchemaFragment
+from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment
 
 ENTRY_POINT_GROUP = "lettafleet"
 

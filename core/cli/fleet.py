@@ -16,22 +16,22 @@ import rich_click as click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
 from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops
 from lettafleet.core.cli.locks import apply_lock, release_at_once
-from lettafleet.core.client import LettaClient
-from lettafleet.core.command_options import lock_options, make_client, reports_errors, server_options
-from lettafleet.core.diagnostics import FleetError
-from lettafleet.core.fleet import Fleet
-from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import Change, Plan
-from lettafleet.core.planning import desired_resources, plan_fleet
+from lettafleet.core.cli.options import lock_options, make_client, reports_errors, server_options
+from lettafleet.core.cli.private_files import write_private_text
+from lettafleet.core.engine.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.fleet import Fleet
+from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.model import Change, Plan
+from lettafleet.core.engine.planning import desired_resources, plan_fleet
+from lettafleet.core.engine.validation import load_fleet
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
-from lettafleet.core.private_files import write_private_text
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
-from lettafleet.core.validation import load_fleet
 
 # Looked for, in this order, when no file is named: lettafleet's name first, then lettactl's (`agents.yml`).
 DEFAULT_FLEET_FILES = ("fleet.yaml", "fleet.yml", "agents.yml", "agents.yaml")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import rich_click as click
 
-from lettafleet.core.command_options import Duration, make_client, reports_errors, server_options
+from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
 from lettafleet.core.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
 from lettafleet.core.github.api import GitHubAPI, GitHubError
 from lettafleet.core.github.comments import DEFAULT_COMMENT_AUTHOR

@@ -11,8 +11,16 @@ from pathlib import Path
 import rich_click as click
 
 from lettafleet.core.cli.interrupts import Stopping
-from lettafleet.core.command_options import make_client, reports_errors, server_options
-from lettafleet.core.locking import FleetLock, HeldLock, all_locks, default_lock_id, find_lock, held_lock, remove_lock
+from lettafleet.core.cli.options import make_client, reports_errors, server_options
+from lettafleet.core.engine.locking import (
+    FleetLock,
+    HeldLock,
+    all_locks,
+    default_lock_id,
+    find_lock,
+    held_lock,
+    remove_lock,
+)
 
 RELEASE_AT_ONCE_SECONDS = 3.0  # how long a second Ctrl-C waits for the lock's release before exiting anyway
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lettafleet.core.github.api import DEFAULT_API_URL
-from lettafleet.core.masking import SecretMasker
+from lettafleet.core.letta.masking import SecretMasker
 
 # Environment variables whose values must never reach a log, a job summary or a comment.
 SECRET_VARIABLES = ("LETTA_API_KEY", "GITHUB_TOKEN")

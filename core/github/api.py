@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from lettafleet.core.masking import SecretMasker
+from lettafleet.core.letta.masking import SecretMasker
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.github.api import GitHubAPI
-from lettafleet.core.model import Change, Plan
 from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code
 
 # The marker counts only where lettafleet writes it: at the very start of the comment.

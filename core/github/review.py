@@ -13,9 +13,14 @@ from typing import Any, Protocol
 
 import pluggy
 
-from lettafleet.core.applying import ApplyReport, ChangeResult, apply_plan
-from lettafleet.core.client import LettaClient, LettaError
-from lettafleet.core.diagnostics import FleetError
+from lettafleet.core.cli.private_files import write_private_text
+from lettafleet.core.engine.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.locking import HeldLock, LockError, default_lock_id, held_lock
+from lettafleet.core.engine.model import Change, Plan
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.github.actions import ActionsEnvironment, annotation, log_text
 from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
 from lettafleet.core.github.comments import (
@@ -28,12 +33,8 @@ from lettafleet.core.github.comments import (
     with_status,
     written_by,
 )
-from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.locking import HeldLock, LockError, default_lock_id, held_lock
-from lettafleet.core.model import Change, Plan
-from lettafleet.core.planning import plan_fleet
+from lettafleet.core.letta.client import LettaClient, LettaError
 from lettafleet.core.plugin_manager import PluginError
-from lettafleet.core.private_files import write_private_text
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -44,7 +45,6 @@ from lettafleet.core.render.markdown import (
     render_plan_markdown,
 )
 from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
-from lettafleet.core.validation import load_fleet
 
 ResultCallback = Callable[[Change, ChangeResult], None]
 RERUN_HINT = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lettafleet.core.applying import ApplyReport
-from lettafleet.core.model import Plan
+from lettafleet.core.engine.applying import ApplyReport
+from lettafleet.core.engine.model import Plan
 
 
 def render_plan_json(plan: Plan) -> str:

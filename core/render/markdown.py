@@ -7,9 +7,9 @@ import html
 import re
 from collections.abc import Mapping
 
-from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.masking import public_url
-from lettafleet.core.model import Action, Plan
+from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.model import Action, Plan
+from lettafleet.core.letta.masking import public_url
 from lettafleet.core.render.text import closing_line, plan_rows
 
 COMMENT_LIMIT = 65_536

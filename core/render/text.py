@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lettafleet.core.applying import ApplyReport
-from lettafleet.core.kinds import ResourceKind
-from lettafleet.core.model import SENSITIVE, Action, Change, Plan
+from lettafleet.core.engine.applying import ApplyReport
+from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.model import SENSITIVE, Action, Change, Plan
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.REPLACE: "-/+", Action.NO_OP: "="}
 AMBIGUOUS = "?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.github.api import GitHubAPI
 from lettafleet.core.github.comments import (
     STATUS_MARKER,
@@ -14,7 +15,6 @@ from lettafleet.core.github.comments import (
     with_status,
     written_by,
 )
-from lettafleet.core.model import Action, Change, Plan
 from lettafleet.core.render.markdown import COMMENT_LIMIT
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 

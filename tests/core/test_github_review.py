@@ -12,15 +12,15 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from lettafleet.core.applying import ApplyReport, ChangeResult
-from lettafleet.core.diagnostics import Diagnostic, FleetError
+from lettafleet.core.engine.applying import ApplyReport, ChangeResult
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
+from lettafleet.core.engine.locking import HeldLock, LockHeld
+from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.github.actions import ActionsEnvironment
 from lettafleet.core.github.api import GitHubAPI
 from lettafleet.core.github.comments import PlanMarker
 from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOptions
-from lettafleet.core.locking import HeldLock, LockHeld
-from lettafleet.core.masking import SecretMasker
-from lettafleet.core.model import Action, Change, Plan
+from lettafleet.core.letta.masking import SecretMasker
 from lettafleet.core.plugin_manager import resource_kinds
 from tests.fakes.actions_runner import workflow_commands
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api

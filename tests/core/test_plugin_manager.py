@@ -15,11 +15,11 @@ from lettafleet.core import (
     mapping_list,
     string,
 )
-from lettafleet.core.client import LettaClient
-from lettafleet.core.planning import plan_fleet
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.plugin_manager import PluginError, fleet_schema, get_plugin_manager, resource_kinds
 from lettafleet.core.render.text import render_plan
-from lettafleet.core.validation import load_fleet
 
 BASE = "http://letta.test"
 
@@ -91,7 +91,7 @@ def test_a_throwaway_plugin_with_a_new_kind_shows_in_the_plan(write_fleet):
 
 
 def test_without_the_plugin_its_keys_are_unknown(write_fleet, manager):
-    from lettafleet.core.diagnostics import FleetError
+    from lettafleet.core.engine.diagnostics import FleetError
 
     path = write_fleet("""
         notes: []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core import devserver
-from lettafleet.core.client import LettaClient
+from lettafleet.core.letta.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaAPIError, LettaClient
-from lettafleet.core.applying import apply_plan
-from lettafleet.core.cli import main
-from lettafleet.core.planning import plan_fleet
+from lettafleet.core.cli.app import main
+from lettafleet.core.engine.applying import apply_plan
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.plugin_manager import get_plugin_manager
-from lettafleet.core.validation import load_fleet
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.client import LettaClient
-from lettafleet.core.locking import IDENTITIES, KEY_PREFIX, LockHeld, default_lock_id, find_lock, held_lock
+from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, LockHeld, default_lock_id, find_lock, held_lock
+from lettafleet.core.letta.client import LettaClient
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 

@@ -7,7 +7,7 @@ import json
 import httpx
 from click.testing import CliRunner
 
-from lettafleet.core.cli import main
+from lettafleet.core.cli.app import main
 
 
 def test_health_endpoint_reports_letta_0_16_8(letta_server: str) -> None:

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lettafleet.core.cli import main
-from lettafleet.core.client import LettaClient
+from lettafleet.core.cli.app import main
 from lettafleet.core.github.comments import PlanMarker
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.markdown import COMMENT_LIMIT
 from tests.fakes.actions_runner import workflow_commands
 from tests.fakes.github_api import MALLORY, FakeGitHub, running_github_api

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaClient
-from lettafleet.core.cli import main
+from lettafleet.core.cli.app import main
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM, RecordedRequest

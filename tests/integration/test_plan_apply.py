@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lettafleet.core.applying import apply_plan
-from lettafleet.core.cli import main
-from lettafleet.core.client import LettaClient
-from lettafleet.core.planning import plan_fleet
+from lettafleet.core.cli.app import main
+from lettafleet.core.engine.applying import apply_plan
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.plugin_manager import get_plugin_manager
-from lettafleet.core.validation import load_fleet
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

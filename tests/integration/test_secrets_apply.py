@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from lettafleet.core.cli import main
-from lettafleet.core.client import LettaClient
+from lettafleet.core.cli.app import main
+from lettafleet.core.letta.client import LettaClient
 
 FIRST_VALUE = f"first-{uuid.uuid4().hex}"
 SECOND_VALUE = f"second-{uuid.uuid4().hex}"

@@ -13,8 +13,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 from click.testing import CliRunner, Result
 
-from lettafleet.core.cli import main
-from lettafleet.core.client import LettaClient
+from lettafleet.core.cli.app import main
+from lettafleet.core.letta.client import LettaClient
 from tests.fakes.tampering_proxy import TamperingProxy, refuse_with_echo
 
 TOKEN = uuid.uuid4().hex[:8]

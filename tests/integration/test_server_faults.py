@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from lettafleet.core.cli import main
-from lettafleet.core.client import LettaAPIError, LettaClient
+from lettafleet.core.cli.app import main
+from lettafleet.core.letta.client import LettaAPIError, LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults
 
 

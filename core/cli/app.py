@@ -1,0 +1,89 @@
+"""The `lettafleet` command: core's commands, and those plugins add (under verb groups like `get`), joined the
+first time the command runs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import rich_click as click
+
+from lettafleet.core.cli.dev_server import dev_server
+from lettafleet.core.cli.fleet import apply, plan, plugins, validate
+from lettafleet.core.cli.github import github
+from lettafleet.core.cli.locks import force_unlock
+from lettafleet.core.plugin_manager import get_plugin_manager
+
+click.rich_click.SHOW_ARGUMENTS = True
+
+VERB_HELP = {
+    "get": "List resources on the server (agents, conversations, messages).",
+    "describe": "Show one resource on the server in detail.",
+    "create": "Create one resource on the server, outside any fleet file.",
+    "delete": "Delete one resource from the server (asks for --force).",
+}
+
+
+class _FleetCommand(click.RichGroup):
+    """The top-level group. Plugins' commands join it on first use, when the plugin manager is made.
+
+    Every error exits 1. Click exits 2 on a usage error (a misspelled option), which `plan --detailed-exitcode`
+    reserves for "there are changes": a CI script must never read a typo as a plan to apply."""
+
+    _plugins_joined = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._join_plugins()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._join_plugins()
+        return super().get_command(ctx, cmd_name)
+
+    def _join_plugins(self) -> None:
+        if self._plugins_joined:
+            return
+        self._plugins_joined = True
+        for contributed in get_plugin_manager().hook.lettafleet_commands():
+            for item in contributed:
+                (_verb_group(item.verb) if item.verb else self).add_command(item.command)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _usage_errors_exit_one():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_exit_one():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _usage_errors_exit_one() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = 1
+        raise
+
+
+@click.group(cls=_FleetCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lettafleet")
+def main() -> None:
+    """Declare fleets of Letta agents in YAML, then plan and apply them like infrastructure.
+
+    Start a local Letta server with `lettafleet dev-server up`, then `lettafleet plan -f fleet.yaml`.
+    """
+
+
+def _verb_group(name: str) -> click.Group:
+    existing = main.commands.get(name)
+    if isinstance(existing, click.Group):
+        return existing
+    group = click.RichGroup(name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
+    main.add_command(group)
+    return group
+
+
+for command in (validate, plan, apply, force_unlock, plugins, dev_server, github):
+    main.add_command(command)

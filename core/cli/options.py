@@ -1,0 +1,116 @@
+"""Options and error handling shared by every command that reads fleets or talks to a server (plugins' too)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import rich_click as click
+
+from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.model import TargetError
+from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.plugin_manager import PluginError
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Where --allow-insecure-http is kept for make_client, so that no command has to pass it along.
+_ALLOW_INSECURE_HTTP = "lettafleet.allow_insecure_http"
+
+
+def server_options(command: F) -> F:
+    command = click.option(
+        "--base-url",
+        envvar="LETTA_BASE_URL",
+        default="http://localhost:8283",
+        show_default=True,
+        help="Letta server URL (env LETTA_BASE_URL). The API key comes from LETTA_API_KEY only, so it never "
+        "shows in the process list or shell history.",
+    )(command)
+    command = click.option(
+        "--allow-insecure-http",
+        envvar="LETTA_ALLOW_INSECURE_HTTP",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_insecure_http,
+        help="Send LETTA_API_KEY (or a password in the URL) over plain http to a host that is not this machine "
+        "(env LETTA_ALLOW_INSECURE_HTTP=1). Without it, that is refused: anyone on the way could read the key.",
+    )(command)
+    return command
+
+
+def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed: bool) -> None:
+    context.meta[_ALLOW_INSECURE_HTTP] = allowed
+
+
+class Duration(click.ParamType):
+    """A length of time as Terraform writes it: `0s`, `90s`, `5m`, `1h`, `1m30s`, or plain seconds."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+    _UNIT: ClassVar[dict[str, float]] = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return float(text)
+        if not text or self._PART.sub("", text):
+            self.fail(f"{value!r} is not a duration: write it like 0s, 30s, 5m or 1h30m", param, ctx)
+        return sum(float(number) * self._UNIT[unit] for number, unit in self._PART.findall(text))
+
+
+def lock_options(command: F) -> F:
+    """--lock/--no-lock, --lock-timeout and --lock-id: how an apply takes the fleet's lock (docs/locking.md)."""
+    command = click.option(
+        "--lock-id",
+        metavar="NAME",
+        help="Which lock this apply takes. Default: the fleet file's path inside its git repository (else "
+        "relative to the current folder), so every checkout of one repository shares it.",
+    )(command)
+    command = click.option(
+        "--lock-timeout",
+        type=Duration(),
+        default="0s",
+        show_default=True,
+        help="How long to wait while another apply holds the fleet's lock (e.g. 30s, 5m); 0s fails at once.",
+    )(command)
+    command = click.option(
+        "--lock/--no-lock",
+        "use_lock",
+        default=True,
+        show_default=True,
+        help="Take the fleet's lock on the server so two applies never run at once. --no-lock is for servers "
+        "that cannot hold one; two applies at once then duplicate agents.",
+    )(command)
+    return command
+
+
+def make_client(base_url: str) -> LettaClient:
+    """The client for a command's server, honouring its --allow-insecure-http."""
+    context = click.get_current_context(silent=True)
+    allowed = bool(context and context.meta.get(_ALLOW_INSECURE_HTTP))
+    return LettaClient(base_url, allow_insecure_http=allowed)
+
+
+def reports_errors(command: F) -> F:
+    """Turn every expected failure into a clear message and exit 1: a traceback is a bug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FleetError as error:
+            for diagnostic in error.diagnostics:
+                click.echo(str(diagnostic), err=True)
+            count = len(error.diagnostics)
+            click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
+            sys.exit(1)
+        except (LettaError, PluginError, TargetError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]

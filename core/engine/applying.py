@@ -1,0 +1,245 @@
+"""Apply: execute a plan's changes, and nothing else, in dependency order with bounded concurrency.
+
+A change runs once everything it depends on has succeeded; when one fails, the changes that need it are
+skipped and everything independent goes on. Children created inside their parent's request ("riding along",
+for example a new agent's memory blocks) finish with their parent.
+
+An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
+it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.letta.client import LettaClient, LettaError
+
+
+class ApplyError(Exception):
+    """A change could not be made; the message names what the server said and what to do."""
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: str
+    action: Action
+    status: str  # "applied", "failed" or "skipped"
+    message: str = ""
+
+
+INTERRUPTED = "not attempted: apply was interrupted"
+IN_FLIGHT_GRACE = 60.0  # seconds the changes in flight get to finish once an apply is stopped
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    results: tuple[ChangeResult, ...]
+    interrupted: bool = False  # stopped from outside before every change was attempted
+    abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
+
+    @property
+    def failed(self) -> list[ChangeResult]:
+        return [result for result in self.results if result.status != "applied"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def count(self, status: str) -> int:
+        return sum(1 for result in self.results if result.status == status)
+
+    @property
+    def not_attempted(self) -> list[ChangeResult]:
+        """Changes never started because the apply was stopped (not those a failed dependency held back)."""
+        return [result for result in self.results if result.status == "skipped" and result.message == INTERRUPTED]
+
+
+class ApplySession:
+    """What a plugin's apply hook works with: the client, and the ids of resources known or just created."""
+
+    def __init__(self, plan: Plan, client: LettaClient, manager: pluggy.PluginManager) -> None:
+        self.plan = plan
+        self.client = client
+        client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
+        self._manager = manager
+        self._lock = threading.Lock()
+        self._changes = plan.by_address()
+        self._ids = {change.address: change.id for change in plan.changes if change.id}
+        self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
+
+    def change_at(self, address: str) -> Change:
+        """The plan's change at `address` (every desired resource has one, a no-op if nothing changes)."""
+        return self._changes[address]
+
+    def id_of(self, address: str) -> str:
+        with self._lock:
+            found = self._ids.get(address)
+        if not found:
+            raise ApplyError(f"{address} does not exist on the server yet")
+        return found
+
+    def has_id(self, address: str) -> bool:
+        with self._lock:
+            return address in self._ids
+
+    def record_id(self, address: str, resource_id: str) -> None:
+        with self._lock:
+            self._ids[address] = resource_id
+
+    def create(self, change: Change, path: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
+        """POST a new resource, letting its changing children ride along in the same request where their plugin
+        can (a child's plugin may write what the request refers to first, such as a block to attach by id)."""
+        checks: list[tuple[Change, Callable[[Mapping[str, Any]], str | None]]] = []
+        for child in self.plan.children(change.address):
+            if not child.changes_something:
+                continue
+            check = self._manager.hook.lettafleet_ride_along(parent=change, child=child, request=body, session=self)
+            if check is not None:
+                checks.append((child, check))
+        answer = self.client.post(path, json=body, **params)
+        if isinstance(answer, dict) and answer.get("id"):
+            self.record_id(change.address, answer["id"])
+        for child, check in checks:
+            with self._lock:
+                self._carried[child.address] = check(answer)
+        return answer
+
+    def carried_result(self, address: str) -> tuple[bool, str | None]:
+        with self._lock:
+            return address in self._carried, self._carried.get(address)
+
+
+def apply_plan(
+    plan: Plan,
+    client: LettaClient,
+    manager: pluggy.PluginManager,
+    *,
+    parallelism: int = 8,
+    on_result: Callable[[Change, ChangeResult], None] | None = None,
+    stop: threading.Event | None = None,
+    in_flight_grace: float = IN_FLIGHT_GRACE,
+) -> ApplyReport:
+    """Apply the plan's changes; once `stop` is set, start no more and report the rest as not attempted."""
+    session = ApplySession(plan, client, manager)
+    todo = {change.address: change for change in plan.changes if change.changes_something}
+    waiting_on = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
+    dependents: dict[str, list[str]] = {}
+    for address, prerequisites in waiting_on.items():
+        for prerequisite in prerequisites:
+            dependents.setdefault(prerequisite, []).append(address)
+    results: dict[str, ChangeResult] = {}
+    ready = [address for address, prerequisites in waiting_on.items() if not prerequisites]
+
+    def finish(address: str, result: ChangeResult) -> None:
+        results[address] = result
+        if on_result:
+            on_result(todo[address], result)
+        for dependent in dependents.get(address, []):
+            if dependent in results:
+                continue
+            if result.status != "applied":
+                change = todo[dependent]
+                finish(
+                    dependent,
+                    ChangeResult(dependent, change.action, "skipped", f"not attempted: {address} did not succeed"),
+                )
+                continue
+            waiting_on[dependent].discard(address)
+            if not waiting_on[dependent]:
+                ready.append(dependent)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+    running: dict[Future[ChangeResult], str] = {}
+    stop = stop or threading.Event()
+    abandoned = 0
+    try:
+        while (ready and not stop.is_set()) or running:
+            # Only as many changes are handed to the pool as it runs at once, so a stop leaves none queued.
+            while ready and len(running) < parallelism and not stop.is_set():
+                address = ready.pop()
+                if address not in results:
+                    running[pool.submit(_apply_one, todo[address], session, manager)] = address
+            for future in _wait_for_one(running, stop):
+                finish(running.pop(future), future.result())
+            if stop.is_set() and running:
+                abandoned = _let_in_flight_finish(running, finish, todo, in_flight_grace)
+    finally:
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+    left = [address for address in todo if address not in results]
+    reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
+    for address in left:  # never started: the apply was stopped, or they form a dependency cycle
+        finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
+    ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
+    return ApplyReport(ordered, interrupted=stop.is_set() and bool(left or abandoned), abandoned=abandoned)
+
+
+def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: threading.Event) -> set[Future[ChangeResult]]:
+    """The changes that finished, as soon as one has, or as soon as the apply is stopped (then maybe none)."""
+    while running:
+        done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+        if done or stop.is_set():
+            return done
+    return set()
+
+
+def _let_in_flight_finish(
+    running: dict[Future[ChangeResult], str],
+    finish: Callable[[str, ChangeResult], None],
+    todo: Mapping[str, Change],
+    grace: float,
+) -> int:
+    """Wait up to `grace` seconds for the changes in flight. Those still running then are reported failed (their
+    outcome is unknown; the next plan sees what landed) and abandoned: how many is returned."""
+    deadline = time.monotonic() + grace
+    while running:
+        done, _ = wait(running, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED)
+        if not done:
+            break
+        for future in done:
+            finish(running.pop(future), future.result())
+    abandoned = len(running)
+    for address in list(running.values()):
+        message = f"still in flight {grace:.0f} s after the stop: it may or may not have landed"
+        finish(address, ChangeResult(address, todo[address].action, "failed", message))
+    running.clear()
+    return abandoned
+
+
+def _apply_one(change: Change, session: ApplySession, manager: pluggy.PluginManager) -> ChangeResult:
+    carried, problem = session.carried_result(change.address)
+    if carried:
+        status = "failed" if problem else "applied"
+        return ChangeResult(change.address, change.action, status, problem or f"created with {change.parent}")
+    try:
+        answer = manager.hook.lettafleet_apply(change=change, session=session)
+    except (ApplyError, LettaError) as error:
+        return ChangeResult(change.address, change.action, "failed", session.client.mask(str(error)))
+    if answer is None:
+        return ChangeResult(change.address, change.action, "failed", f"no plugin applies changes of kind {change.kind}")
+    return ChangeResult(change.address, change.action, "applied")
+
+
+def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> set[str]:
+    """Addresses in this apply that must succeed first: the parent, the declared dependencies, and those of
+    the children about to be created (they may ride along in this change's own request)."""
+    wanted = set(change.depends_on)
+    if change.parent:
+        wanted.add(change.parent)
+    if change.action in (Action.CREATE, Action.REPLACE):  # a replacement is created anew, children with it
+        for child in plan.children(change.address):
+            if child.changes_something:
+                wanted.update(child.depends_on)
+    own_subtree = change.address + "."
+    return {
+        address
+        for address in wanted
+        if address in todo and not address.startswith(own_subtree) and address != change.address
+    }

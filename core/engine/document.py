@@ -1,0 +1,138 @@
+"""Parse a fleet file with strictyaml into plain data, keeping the line and column of every key and item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any
+
+import strictyaml
+from strictyaml import ruamel
+from strictyaml.parser import StrictYAMLLoader
+from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+from strictyaml.ruamel.nodes import MappingNode
+
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path
+from lettafleet.core.engine.files import MAX_FLEET_FILE_BYTES, UnreadableFile, read_text_file
+
+MAX_NESTING = 40  # a fleet file needs about 8 levels; far below the depth at which parsing would overflow
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class FleetDocument:
+    """A parsed fleet file: its data (scalars still strings, as strictyaml leaves them) and where each part stands."""
+
+    path: FilePath
+    data: Any
+    positions: dict[Path, tuple[int, int]]
+
+    @property
+    def display_name(self) -> str:
+        return str(self.path)
+
+    def position(self, path: Path) -> tuple[int, int]:
+        """Line and column (1-based) of the nearest part of `path` that the file has."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.positions:
+                return self.positions[path[:end]]
+        return (1, 1)
+
+    def diagnostic(self, path: Path, message: str, hint: str = "") -> Diagnostic:
+        line, column = self.position(path)
+        return Diagnostic(self.display_name, line, column, message, hint)
+
+
+def load_document(path: FilePath | str) -> FleetDocument:
+    """Read and parse one fleet file. Raises FleetError with a located message when the YAML is malformed."""
+    path = FilePath(path)
+    try:
+        text = read_text_file(path, MAX_FLEET_FILE_BYTES)
+    except UnreadableFile as error:
+        hint = "check the path given with -f" if error.reason == "not found" else error.hint
+        raise FleetError([Diagnostic(str(path), error.line, error.column, f"file {error.reason}", hint)]) from None
+    return parse_document(text, path)
+
+
+class _FleetLoader(StrictYAMLLoader):
+    """strictyaml's parser (no anchors, tags or duplicate keys), with flow style allowed as lettactl files use it
+    (`isolated_blocks: [faq]`). strictyaml's typed representation is skipped: the schema does that job here, and
+    building it costs ten times the parse on a large fleet."""
+
+    label = "fleet"
+    allow_flow_style = True
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Each node, refused when nested deeper than a fleet needs (before Python's recursion limit is
+        reached), or when it is a mapping with a merge key (`<<`), which ruamel would merge or drop silently."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _refused(self.parser.peek_event().start_mark, f"nested more than {MAX_NESTING} levels deep")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, MappingNode):
+            for key, _ in node.value:
+                if key.tag == MERGE_TAG:
+                    raise _refused(key.start_mark, "merge keys (`<<`) are not supported")
+        return node
+
+
+def _refused(mark: Any, problem: str) -> ruamel.error.MarkedYAMLError:
+    return ruamel.error.MarkedYAMLError(problem=problem, problem_mark=mark)
+
+
+def parse_document(text: str, path: FilePath) -> FleetDocument:
+    if not text.strip():
+        raise FleetError([Diagnostic(str(path), 1, 1, "the file is empty", "a fleet file needs an `agents:` list")])
+    try:
+        parsed = ruamel.load(text, Loader=_FleetLoader)
+    except (strictyaml.YAMLError, ruamel.YAMLError) as error:
+        raise FleetError([_yaml_error_diagnostic(error, path)]) from None
+    positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
+    data = _plain(parsed, (), positions)
+    return FleetDocument(path=path, data=data, positions=positions)
+
+
+def _plain(node: Any, path: Path, positions: dict[Path, tuple[int, int]]) -> Any:
+    """Turn ruamel's commented containers into dicts and lists, recording positions on the way down."""
+    if isinstance(node, CommentedMap):
+        result = {}
+        for key, value in node.items():
+            key_line, key_col, *_ = node.lc.data[key]
+            positions[(*path, str(key))] = (key_line + 1, key_col + 1)
+            result[str(key)] = _plain(value, (*path, str(key)), positions)
+        return result
+    if isinstance(node, CommentedSeq):
+        result_list = []
+        for index, value in enumerate(node):
+            line, col = node.lc.data[index]
+            positions[(*path, index)] = (line + 1, col + 1)
+            result_list.append(_plain(value, (*path, index), positions))
+        return result_list
+    return node if node is None else str(node)
+
+
+def _yaml_error_diagnostic(error: Exception, path: FilePath) -> Diagnostic:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    context = getattr(error, "context", None)
+    message = f"{context}: {problem}" if context and context not in problem else problem
+    return Diagnostic(str(path), line, column, f"invalid YAML: {message}", _yaml_hint(message))
+
+
+def _yaml_hint(message: str) -> str:
+    if "indent" in message or "mapping values" in message or "block" in message:
+        return "check the indentation: items of one list or mapping must line up"
+    if "duplicate" in message.lower():
+        return "each key may appear once in a mapping; remove or rename the repeated one"
+    if "merge keys" in message:
+        return "write the keys out in each mapping"
+    if "nested" in message:
+        return "a fleet file needs only a few levels of nesting: check the brackets and indentation"
+    if "flow" in message.lower():
+        return "write lists as `[a, b]` or one `- item` per line"
+    return "fix the YAML syntax at this place"

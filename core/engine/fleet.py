@@ -1,0 +1,70 @@
+"""A validated fleet: its normalized data, and access to the files it refers to (`from_file`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any
+
+from lettafleet.core.engine.diagnostics import Path, Problem
+from lettafleet.core.engine.document import FleetDocument
+from lettafleet.core.engine.files import UnreadableFile, list_folder_inside, read_file_inside
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What plugins see of a fleet file: `data` has passed the schema (numbers and booleans converted, defaults
+    filled in); `document` keeps positions for messages."""
+
+    document: FleetDocument
+    data: Mapping[str, Any]
+    _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def path(self) -> FilePath:
+        return self.document.path
+
+    @property
+    def root(self) -> FilePath:
+        """`from_file` paths are relative to the directory of the fleet file and may not leave it."""
+        return self.document.path.parent
+
+    def read(self, relative: str) -> str:
+        """The text of a file the fleet names, read once and kept, so that checks and plan see the same text.
+        Raises UnreadableFile unless it is a regular UTF-8 file inside the fleet's directory (see core.files)."""
+        if relative not in self._texts:
+            self._texts[relative] = read_file_inside(self.root, relative)
+        return self._texts[relative]
+
+    def has_file(self, relative: str) -> bool:
+        """Whether anything is at `relative` in the fleet's directory, a broken link included: something meant
+        as a file, whose problems are to be reported rather than taken for absence."""
+        return os.path.lexists(self.root / relative)
+
+    def list_folder(self, folder: str) -> list[str]:
+        """The paths (`folder/name`) of what `folder` holds, which must be inside the fleet's directory.
+        Raises UnreadableFile when the folder leads out of it."""
+        return [f"{folder}/{name}" for name in list_folder_inside(self.root, folder)]
+
+    def file_problem(self, relative: str, at: Path, label: str = "from_file") -> Problem | None:
+        """Why `relative` cannot be read, as `LABEL REASON: RELATIVE` at `at`; None if it can."""
+        try:
+            self.read(relative)
+        except UnreadableFile as error:
+            return Problem(at, f"{label} {error.reason}: {relative}", error.hint)
+        return None
+
+    def text(self, source: Mapping[str, Any]) -> str:
+        """The text of a `value` / `from_file` source. Call it only on a fleet whose checks passed."""
+        if "from_file" in source:
+            return self.read(source["from_file"])
+        return source.get("value") or ""
+
+    def text_problems(self, source: Mapping[str, Any], at: Path) -> list[Problem]:
+        """Problems of a `value` / `from_file` source: the file must exist inside the fleet's directory."""
+        if "from_file" not in source:
+            return []
+        problem = self.file_problem(source["from_file"], (*at, "from_file"))
+        return [problem] if problem else []

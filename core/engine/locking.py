@@ -1,0 +1,276 @@
+"""The apply lock: one apply per fleet and server at a time, recorded on the Letta server both runs talk to.
+
+A lock is a Letta identity whose `identifier_key` is `lettafleet-lock:<lock id>`. The server refuses a second
+identity with the same key (409), so of two runs racing to take one lock exactly one wins. The identity records
+who holds it and until when; the holder renews it while it works, a taker that finds it expired deletes exactly
+that identity (by its server id, so never a fresh one) and tries again, and anyone may remove it by hand
+(`lettafleet force-unlock`). It holds no secret: a user name, a host name, a process id and two times.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+
+KEY_PREFIX = "lettafleet-lock:"
+IDENTITIES = "/v1/identities/"
+TTL = timedelta(minutes=2)  # a killed apply blocks others this long at most; clocks may disagree by less
+RENEW_EVERY = 30.0  # seconds: several renewals fit in one TTL, so one slow answer does not lose the lock
+POLL_EVERY = 2.0  # seconds between looks while waiting for a lock another run holds
+PROPERTY_TYPE = "string"
+
+
+class LockError(LettaError):
+    """The lock could not be taken or kept; the message says who holds it and what to do."""
+
+
+class LockHeld(LockError):
+    def __init__(self, held: HeldLock) -> None:
+        self.held = held
+        super().__init__(
+            f"the fleet is locked: another apply is running. {held.describe()}. Wait for it to finish and run "
+            "apply again, or wait for the lock with --lock-timeout (e.g. 5m). If no apply is running (it was "
+            f"killed), the lock expires by itself, or release it now: lettafleet force-unlock {held.lock_id}"
+        )
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A lock as the server holds it: which one, its identity's id, who took it, since and until when."""
+
+    lock_id: str
+    server_id: str
+    holder: str
+    operation: str
+    started_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any]) -> HeldLock:
+        properties = {p.get("key"): p.get("value") for p in identity.get("properties") or ()}
+        return cls(
+            lock_id=str(identity.get("identifier_key", "")).removeprefix(KEY_PREFIX),
+            server_id=identity["id"],
+            holder=str(properties.get("holder") or "unknown"),
+            operation=str(properties.get("operation") or "apply"),
+            started_at=_parsed_time(properties.get("started_at")),
+            expires_at=_parsed_time(properties.get("expires_at")),
+        )
+
+    def expired(self, now: datetime) -> bool:
+        # A lock without a readable expiry was not written by lettafleet's rules: never take it over silently.
+        return self.expires_at is not None and self.expires_at <= now
+
+    def describe(self) -> str:
+        since = _shown_time(self.started_at)
+        until = _shown_time(self.expires_at)
+        return f"Lock {self.lock_id!r} is held by {self.holder} ({self.operation}) since {since}, expires {until}"
+
+
+def default_lock_id(fleet_file: Path) -> str:
+    """The lock a fleet file's apply takes: its path inside its git repository (so two CI jobs or two laptops
+    applying one repository's file share a lock although their checkouts sit in different folders); outside a
+    repository, its path relative to the current folder, or else its absolute path."""
+    path = fleet_file.resolve()
+    for folder in path.parents:
+        if (folder / ".git").exists():
+            return path.relative_to(folder).as_posix()
+    if path.is_relative_to(Path.cwd().resolve()):
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    return path.as_posix()
+
+
+def find_lock(client: LettaClient, lock_id: str) -> HeldLock | None:
+    found = client.get(IDENTITIES, identifier_key=KEY_PREFIX + lock_id)
+    return HeldLock.from_identity(found[0]) if found else None
+
+
+def all_locks(client: LettaClient) -> list[HeldLock]:
+    """Every lettafleet lock on the server (identities whose key has the lock prefix)."""
+    return [
+        HeldLock.from_identity(identity)
+        for identity in client.list_all(IDENTITIES)
+        if str(identity.get("identifier_key", "")).startswith(KEY_PREFIX)
+    ]
+
+
+def remove_lock(client: LettaClient, held: HeldLock) -> bool:
+    """Delete exactly this lock (by server id); False if it was already gone."""
+    try:
+        client.delete(f"{IDENTITIES}{held.server_id}")
+    except LettaAPIError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+class FleetLock:
+    """A lock this process holds: renewed in the background until released."""
+
+    def __init__(self, client: LettaClient, held: HeldLock, on_lost: Callable[[str], None]) -> None:
+        self.client = client
+        self.held = held
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self.expires_at = held.expires_at or _now()  # moved on by each renewal
+        self._renewer = threading.Thread(target=self._renew_until_released, name="lettafleet-lock", daemon=True)
+        self._renewer.start()
+
+    def release(self) -> bool:
+        """Stop renewing and delete the lock (if it is still ours: a lock taken over has another id). False when
+        the server could not be asked (it is down): the lock then stays until it expires or is force-unlocked."""
+        self._stop.set()
+        try:
+            remove_lock(self.client, self.held)
+        except LettaError:
+            return False
+        return True
+
+    def left_behind(self) -> str:
+        """What to tell the user when `release` failed."""
+        return (
+            f"the lock {self.held.lock_id!r} could not be released (the server did not answer). It expires by "
+            f"itself at {_shown_time(self.expires_at)} at the latest; once the server answers, release it now with "
+            f"`lettafleet force-unlock {self.held.lock_id}`."
+        )
+
+    def _renew_until_released(self) -> None:
+        while not self._stop.wait(RENEW_EVERY):
+            new_expiry = _now() + TTL
+            try:
+                self.client.patch(
+                    f"{IDENTITIES}{self.held.server_id}",
+                    json={"properties": [_property("expires_at", new_expiry.isoformat())]},
+                )
+            except LettaAPIError as error:
+                if error.status == 404:
+                    self._lose("it was removed (by force-unlock, or taken over after it expired)")
+                    return
+            except LettaError:
+                pass  # a slow or unreachable server: try again next round, while the lock is still valid
+            else:
+                self.expires_at = new_expiry
+                continue
+            if _now() >= self.expires_at:
+                self._lose("it could not be renewed before it expired")
+                return
+
+    def _lose(self, why: str) -> None:
+        if not self._stop.is_set():
+            self._on_lost(f"the lock {self.held.lock_id!r} was lost: {why}")
+
+
+@contextmanager
+def held_lock(
+    client: LettaClient,
+    lock_id: str,
+    *,
+    timeout: float = 0.0,
+    operation: str = "apply",
+    on_wait: Callable[[HeldLock], None] = lambda held: None,
+    on_lost: Callable[[str], None] = lambda why: None,
+    on_left_behind: Callable[[str], None] = lambda message: None,
+) -> Iterator[FleetLock]:
+    """Take the lock (waiting up to `timeout` seconds while another run holds it), hold it, release it."""
+    lock = acquire(client, lock_id, timeout=timeout, operation=operation, on_wait=on_wait, on_lost=on_lost)
+    try:
+        yield lock
+    finally:
+        if not lock.release():
+            on_left_behind(lock.left_behind())
+
+
+def acquire(
+    client: LettaClient,
+    lock_id: str,
+    *,
+    timeout: float,
+    operation: str,
+    on_wait: Callable[[HeldLock], None],
+    on_lost: Callable[[str], None],
+) -> FleetLock:
+    deadline = time.monotonic() + timeout
+    vanished = 0
+    while True:
+        taken = _try_create(client, lock_id, operation)
+        if taken is not None:
+            return FleetLock(client, taken, on_lost)
+        current = find_lock(client, lock_id)
+        if current is None:  # released between our create and our look: try again, a few times
+            vanished += 1
+            if vanished > 5:
+                raise LockError(f"the lock {lock_id!r} could not be taken: the server refuses it but does not list it")
+            continue
+        if current.expired(_now()):
+            remove_lock(client, current)  # exactly the expired one: a fresh lock has another id
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockHeld(current)
+        on_wait(current)
+        time.sleep(min(POLL_EVERY, remaining))
+
+
+def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock | None:
+    """Create the lock's identity; None when one with its key exists (the server answers 409)."""
+    started = _now()
+    properties = {
+        "holder": f"{_user()}@{socket.gethostname()} pid {os.getpid()}",
+        "operation": operation,
+        "started_at": started.isoformat(),
+        "expires_at": (started + TTL).isoformat(),
+    }
+    body = {
+        "identifier_key": KEY_PREFIX + lock_id,
+        "name": f"lettafleet {operation} lock: {lock_id}",
+        "identity_type": "other",
+        "properties": [_property(key, value) for key, value in properties.items()],
+    }
+    try:
+        created = client.post(IDENTITIES, json=body)
+    except LettaAPIError as error:
+        if error.status == 409:
+            return None
+        raise LockError(
+            f"the apply lock {lock_id!r} could not be taken: {error}. Apply without it (at your own risk: two "
+            "applies at once duplicate agents) with --no-lock."
+        ) from None
+    return HeldLock.from_identity(created)
+
+
+def _property(key: str, value: str) -> dict[str, str]:
+    return {"key": key, "value": value, "type": PROPERTY_TYPE}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        return f"uid {os.getuid()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parsed_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _shown_time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "(unknown)"

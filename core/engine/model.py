@@ -1,0 +1,324 @@
+"""The plan model: resources, the changes between desired and live ones, and the plan that holds them.
+
+All values here are frozen: a plan can be printed, hashed, saved as JSON and compared. Apply executes a plan.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import functools
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lettafleet.core.engine.diagnostics import Path
+
+PLAN_FORMAT_VERSION = "1.1"
+SENSITIVE = "(sensitive)"
+
+
+class TargetError(ValueError):
+    """A `--target` pattern that matches no address of the plan."""
+
+
+class Action(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REPLACE = "replace"  # delete the live resource, then create it anew
+    NO_OP = "no-op"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One thing lettafleet manages, as the fleet declares it (desired) or as the server has it (live).
+
+    The address is the identity: a desired and a live resource with the same address are the same thing.
+    `parent` is the address of the resource this one belongs to; `depends_on` lists addresses that must exist
+    before this one can be written. `id` is the server's id (live resources only). `source` is where a desired
+    resource is declared in the fleet file, for error messages.
+    """
+
+    address: str
+    kind: str
+    name: str
+    attributes: Mapping[str, Any]
+    parent: str | None = None
+    depends_on: tuple[str, ...] = ()
+    id: str | None = None
+    source: Path = ()
+    sensitive: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply would do to one resource: an action and the values before and after.
+
+    `drift` explains a difference that apply cannot fix in place (the change is then a no-op that still needs a
+    person's attention). `detail` is free text for people: why a resource is replaced, for example.
+    """
+
+    address: str
+    kind: str
+    name: str
+    action: Action
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    parent: str | None = None
+    depends_on: tuple[str, ...] = ()
+    id: str | None = None
+    drift: str | None = None
+    detail: str = ""
+    sensitive: frozenset[str] = frozenset()
+
+    @property
+    def changes_something(self) -> bool:
+        return self.action is not Action.NO_OP
+
+    def changed_fields(self) -> list[str]:
+        """Attributes whose value differs between before and after, in a stable order."""
+        before, after = self.before or {}, self.after or {}
+        return [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+    def to_json(self, *, sensitive_as: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """The change as JSON. Attributes marked sensitive read `(sensitive)`, or `sensitive_as(value)` (hashing)."""
+        data: dict[str, Any] = {
+            "address": self.address,
+            "kind": self.kind,
+            "action": self.action.value,
+            "before": self._shown(self.before, sensitive_as),
+            "after": self._shown(self.after, sensitive_as),
+        }
+        if self.parent:
+            data["parent"] = self.parent
+        if self.drift:
+            data["drift"] = self.drift
+        if self.detail:
+            data["detail"] = self.detail
+        if self.sensitive:
+            data["sensitive"] = sorted(self.sensitive)
+        return data
+
+    def _shown(self, values: Mapping[str, Any] | None, sensitive_as: Callable[[Any], Any] | None) -> Any:
+        if values is None:
+            return None
+        hide = sensitive_as or (lambda value: SENSITIVE)
+        # An absent value (None) is shown as absent: masking hides what a value is, not whether there is one.
+        return {
+            key: hide(value) if key in self.sensitive and value is not None else _plain(value)
+            for key, value in values.items()
+        }
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """The live read found more than one server resource for one declared address (two agents of one name,
+    say) and used one of them. Plans report every such choice: apply would act on `used`, and the others stay.
+
+    `message` says what was found, naming the ids; `ids` lists every server id involved; `remedy` says how to
+    leave one.
+    """
+
+    address: str
+    message: str
+    ids: tuple[str, ...]
+    used: str | None
+    remedy: str
+
+    @classmethod
+    def first_of(
+        cls,
+        address: str,
+        found: str,
+        ids: Sequence[str],
+        remedy: str,
+        *,
+        chosen: str = "the oldest",
+        shown: Sequence[str] = (),
+    ) -> Ambiguity:
+        """The usual case: `found` (`2 agents are named 'x'`) matched `ids`, and the plan uses the first, picked
+        as `chosen` says. `shown` names them in the message (default: their ids)."""
+        names = list(shown or ids)
+        message = f"{found}: the plan uses {chosen}, {names[0]}, and leaves {', '.join(names[1:])} alone"
+        return cls(address=address, message=message, ids=tuple(ids), used=ids[0], remedy=remedy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "message": self.message,
+            "ids": list(self.ids),
+            "used": self.used,
+            "remedy": self.remedy,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change for one fleet file against one server, in a stable order (by address), and every ambiguity
+    the live read resolved to get them."""
+
+    fleet: str
+    server: str
+    changes: tuple[Change, ...]
+    counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    ambiguities: tuple[Ambiguity, ...] = ()
+
+    @classmethod
+    def build(cls, fleet: str, server: str, changes: Iterable[Change], ambiguities: Iterable[Ambiguity] = ()) -> Plan:
+        ordered = tuple(sorted(changes, key=lambda change: change.address))
+        found = tuple(sorted(set(ambiguities), key=lambda ambiguity: (ambiguity.address, ambiguity.ids)))
+        return cls(fleet=fleet, server=server, changes=ordered, counts=_count(ordered), ambiguities=found)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.changes_something for change in self.changes)
+
+    @property
+    def has_drift(self) -> bool:
+        return any(change.drift for change in self.changes)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Something a person should see: a change, drift, or an ambiguity (what `--detailed-exitcode` exits 2 on)."""
+        return self.has_changes or self.has_drift or bool(self.ambiguities)
+
+    def sensitive_values(self) -> list[str]:
+        """Every text value marked sensitive, before or after: what must never be printed."""
+        return [
+            value
+            for change in self.changes
+            for values in (change.before or {}, change.after or {})
+            for key, value in values.items()
+            if key in change.sensitive and isinstance(value, str)
+        ]
+
+    def by_address(self) -> dict[str, Change]:
+        return {change.address: change for change in self.changes}
+
+    def children(self, address: str) -> list[Change]:
+        return self._children.get(address, [])
+
+    def descendants(self, address: str) -> list[Change]:
+        """Children, their children and so on, parents before their children."""
+        found = []
+        for child in self.children(address):
+            found.append(child)
+            found.extend(self.descendants(child.address))
+        return found
+
+    @functools.cached_property
+    def _children(self) -> dict[str, list[Change]]:
+        index: dict[str, list[Change]] = {}
+        for change in self.changes:
+            if change.parent:
+                index.setdefault(change.parent, []).append(change)
+        return index
+
+    def targeted(self, patterns: Sequence[str]) -> Plan:
+        """Only the part of the plan that `patterns` (globs over addresses, such as `agent.support-*`) name, and
+        what that part needs: everything inside a matched resource, its parents, and what it depends on (a
+        shared block, a tool), each with its own changes. Raises TargetError for a pattern that matches nothing."""
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c.address, p) for c in self.changes)]
+        if unmatched:
+            raise TargetError(
+                f"--target {', '.join(map(repr, unmatched))} matches no resource of {self.fleet}. Addresses look "
+                f"like {', '.join(c.address for c in self.changes[:3]) or '(none: the fleet is empty)'}; "
+                "`lettafleet plan -v -o json` lists them all."
+            )
+        by_address = self.by_address()
+        chosen = {
+            found.address
+            for change in self.changes
+            if any(fnmatch.fnmatchcase(change.address, pattern) for pattern in patterns)
+            for found in (change, *self.descendants(change.address))
+        }
+        pending = list(chosen)
+        while pending:
+            change = by_address[pending.pop()]
+            for needed in (change.parent, *change.depends_on):
+                if needed in by_address and needed not in chosen:
+                    chosen.add(needed)
+                    pending.append(needed)
+        return Plan.build(
+            self.fleet,
+            self.server,
+            (c for c in self.changes if c.address in chosen),
+            (a for a in self.ambiguities if a.address in chosen),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": PLAN_FORMAT_VERSION,
+            "fleet": self.fleet,
+            "server": self.server,
+            "summary": {kind: dict(actions) for kind, actions in sorted(self.counts.items())},
+            "has_changes": self.has_changes,
+            "has_drift": self.has_drift,
+            "has_ambiguities": bool(self.ambiguities),
+            "sha256": self.sha256,
+            "changes": [change.to_json() for change in self.changes],
+            "ambiguities": [ambiguity.to_json() for ambiguity in self.ambiguities],
+        }
+
+    @property
+    def sha256(self) -> str:
+        """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them.
+
+        The hash is published (in pull request comments), so sensitive values enter it only as an HMAC keyed
+        with LETTA_API_KEY: a changed secret changes the hash, yet the hash tells nothing about the secret.
+        Without an API key they do not enter it at all. Ambiguities enter it too, so a reviewed plan cannot hide
+        one (a plan without any hashes as it did before they were reported).
+        """
+        key = os.environ.get("LETTA_API_KEY", "").encode()
+        body: dict[str, Any] = {
+            "fleet": self.fleet,
+            "changes": [change.to_json(sensitive_as=_keyed_digest(key)) for change in self.changes],
+        }
+        if self.ambiguities:
+            body["ambiguities"] = [ambiguity.to_json() for ambiguity in self.ambiguities]
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def address_of(kind: str, name: str, parent: str | None = None) -> str:
+    """`agent.support-agent`, `agent.support-agent.conversation["Ticket #101"]`: a name that is not a plain word
+    is quoted, so every address reads back unambiguously."""
+    own = f"{kind}.{name}" if _PLAIN_NAME.fullmatch(name) else f"{kind}[{json.dumps(name)}]"
+    return f"{parent}.{own}" if parent else own
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _keyed_digest(key: bytes) -> Callable[[Any], str]:
+    def digest(value: Any) -> str:
+        if not key:
+            return SENSITIVE
+        return hmac.new(key, json.dumps(value, sort_keys=True).encode(), hashlib.sha256).hexdigest()
+
+    return digest
+
+
+def _count(changes: Iterable[Change]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for change in changes:
+        actions = counts.setdefault(change.kind, {})
+        actions[change.action.value] = actions.get(change.action.value, 0) + 1
+    return counts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

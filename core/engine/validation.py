@@ -1,0 +1,171 @@
+"""From file to validated fleet: parse, check every plugin's schema, run every plugin's checks.
+
+Every problem is collected before anything is reported, each with its file, line and column.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path as FilePath
+from typing import Any
+
+import cerberus
+import pluggy
+from cerberus import errors as cerberus_errors
+
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path, Problem, describe_path
+from lettafleet.core.engine.document import FleetDocument, load_document
+from lettafleet.core.engine.fleet import Fleet
+from lettafleet.core.plugin_manager import fleet_schema
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
+_DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+
+
+class FleetValidator(cerberus.Validator):
+    """Cerberus with the conversions strictyaml's all-strings data needs."""
+
+    def _normalize_coerce_integer(self, value: Any) -> Any:
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+            return int(value.strip())
+        return value  # left as is: the type rule then reports it, with the value, at its line
+
+    def _normalize_coerce_float(self, value: Any) -> Any:
+        # Only ASCII decimal notation: Python's float() also takes "nan", "inf", "1_0" and non-ASCII digits.
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            number = float(value.strip())
+            return number if math.isfinite(number) else value
+        return value
+
+    def _validate_regex(self, pattern: str, field: str, value: Any) -> None:
+        """{'type': 'string'}"""
+        # The whole value must match: cerberus appends `$`, which also matches before a final newline.
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            self._error(field, cerberus_errors.REGEX_MISMATCH)
+
+    def _normalize_coerce_boolean(self, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        return value
+
+
+def load_fleet(path: FilePath | str, manager: pluggy.PluginManager) -> Fleet:
+    """Parse and validate a fleet file. Raises FleetError listing every problem found."""
+    document = load_document(path)
+    validator = FleetValidator(fleet_schema(manager))
+    data = document.data if isinstance(document.data, dict) else None
+    if data is None:
+        raise FleetError([document.diagnostic((), "a fleet file must be a mapping with an `agents:` list")])
+    valid = validator.validate(data)
+    fleet = Fleet(document=document, data=validator.document)
+    diagnostics = [] if valid else _schema_diagnostics(document, validator)
+    diagnostics += locate(document, _check(fleet, manager, schema_passed=valid))
+    if diagnostics:
+        raise FleetError(sorted(set(diagnostics)))
+    return fleet
+
+
+def _check(fleet: Fleet, manager: pluggy.PluginManager, schema_passed: bool) -> list[Problem]:
+    """Every plugin's cross-checks. After a schema failure they still run, one plugin at a time, so one pass
+    reports as much as it can; a check that trips over the invalid data is simply not reported this time."""
+    if schema_passed:
+        return [problem for found in manager.hook.lettafleet_check(fleet=fleet) for problem in found]
+    problems: list[Problem] = []
+    for implementation in manager.hook.lettafleet_check.get_hookimpls():
+        try:
+            problems.extend(implementation.function(fleet=fleet))
+        except (KeyError, TypeError, AttributeError, ValueError, OSError):
+            continue
+    return problems
+
+
+def locate(document: FleetDocument, problems: list[Problem]) -> list[Diagnostic]:
+    return [document.diagnostic(problem.path, problem.message, problem.hint) for problem in problems]
+
+
+def _schema_diagnostics(document: FleetDocument, validator: FleetValidator) -> list[Diagnostic]:
+    diagnostics = []
+    for error in _leaf_errors(validator._errors):
+        path: Path = tuple(error.document_path)
+        message, hint = _describe(error, validator, path)
+        diagnostics.append(document.diagnostic(path, message, hint))
+    return sorted(set(diagnostics))
+
+
+def _leaf_errors(errors: Any) -> list[cerberus_errors.ValidationError]:
+    leaves = []
+    for error in errors:
+        if error.is_group_error:
+            leaves.extend(_leaf_errors(error.child_errors))
+        else:
+            leaves.append(error)
+    return leaves
+
+
+def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator, path: Path) -> tuple[str, str]:
+    where = describe_path(path)
+    key = path[-1] if path else ""
+    code = error.code
+    if code == cerberus_errors.UNKNOWN_FIELD.code:
+        allowed = sorted(_allowed_keys(validator.schema, path[:-1]))
+        return f"unknown key '{key}' in {describe_path(path[:-1])}", f"allowed keys here: {', '.join(allowed)}"
+    if code == cerberus_errors.REQUIRED_FIELD.code:
+        return f"missing required key '{key}' in {describe_path(path[:-1])}", f"add `{key}:`"
+    if code == cerberus_errors.EXCLUDES_FIELD.code:
+        others = error.constraint if isinstance(error.constraint, list | tuple) else [error.constraint]
+        choices = " or ".join(f"`{name}`" for name in sorted([key, *others]))
+        return f"{describe_path(path[:-1])}: give either {choices}, not both", "remove one of them"
+    if code == cerberus_errors.BAD_TYPE.code:
+        expected = error.constraint
+        return f"{where} must be {_type_name(expected)}, got {_shown(error.value)}", ""
+    if code == cerberus_errors.EMPTY_NOT_ALLOWED.code:
+        return f"{where} must not be empty", ""
+    if code == cerberus_errors.MIN_VALUE.code:
+        return f"{where} must be at least {error.constraint}, got {error.value}", ""
+    if code == cerberus_errors.MAX_VALUE.code:
+        return f"{where} must be at most {error.constraint}, got {error.value}", ""
+    if code == cerberus_errors.MIN_LENGTH.code:
+        return f"{where} needs at least {error.constraint} item(s)", ""
+    if code == cerberus_errors.REGEX_MISMATCH.code:
+        return f"{where} {_shown(error.value)} does not match {error.constraint}", ""
+    if code == cerberus_errors.UNALLOWED_VALUE.code:
+        return f"{where} {_shown(error.value)} is not one of {', '.join(map(str, error.constraint))}", ""
+    return f"{where}: {validator.error_handler._format_message(error.field, error)}", ""
+
+
+def _allowed_keys(schema: Any, path: Path) -> set[str]:
+    fields = schema
+    for part in path:
+        if isinstance(part, int):
+            continue
+        rule = fields.get(part, {}) if hasattr(fields, "get") else {}
+        fields = rule.get("schema", {})
+        if fields.get("type") == "dict":
+            fields = fields.get("schema", {})
+    return set(fields.keys()) if hasattr(fields, "keys") else set()
+
+
+def _type_name(expected: Any) -> str:
+    names = {
+        "string": "text",
+        "integer": "a whole number",
+        "float": "a number",
+        "boolean": "true or false",
+        "list": "a list",
+        "dict": "a mapping",
+    }
+    if isinstance(expected, list | tuple):
+        return " or ".join(names.get(item, item) for item in expected)
+    return names.get(expected, str(expected))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,391 @@
+"""The one way lettafleet talks to a Letta server: httpx with timeouts, retries, pagination and counting.
+
+The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up. A user
+name and password written into the base URL are sent as basic auth and never shown; no credential is sent over
+plain http to a host that is not this machine unless the caller allows it.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from lettafleet.core.letta.masking import SecretMasker, public_url
+
+DEFAULT_BASE_URL = "http://localhost:8283"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# The server refused the request without doing it (too many requests, not available): any request, a create
+# too, is sent again, for as long as the retry budget lasts.
+REFUSED_STATUSES = frozenset({429, 503})
+# The server may have done the work before failing: only a request that is safe to repeat is sent again. A
+# create is not; the next plan reads the server and matches what it finds.
+UNCERTAIN_STATUSES = frozenset({500, 502, 504})
+PAGE_SIZE = 1000
+ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
+RETRY_BUDGET = 60.0  # seconds one request may spend being retried
+MAX_BACKOFF = 8.0  # the longest wait lettafleet chooses itself; a Retry-After may ask for more
+
+
+class LettaError(Exception):
+    """Any failure talking to the server, with a message that says what to do."""
+
+
+class LettaConnectionError(LettaError):
+    pass
+
+
+class LettaAPIError(LettaError):
+    """The server answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, detail: str):
+        self.method, self.path, self.status, self.detail = method, path, status, detail
+        super().__init__(f"{method} {path} answered {status}: {detail}")
+
+
+class RequestStats:
+    """Requests sent, by method (retries included): what the benchmark and `-v` report."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_method: Counter[str] = Counter()
+
+    def count(self, method: str) -> None:
+        with self._lock:
+            self.by_method[method] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_method.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(count for method, count in self.by_method.items() if method not in ("GET", "HEAD"))
+
+
+class LettaClient:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        retry_budget: float = RETRY_BUDGET,
+        transport: httpx.BaseTransport | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        given_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self._api_key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY") or None
+        url_auth = _url_credentials(given_url)
+        self.masker = SecretMasker([self._api_key, *(url_auth or ())])
+        self.base_url = public_url(given_url)  # what every message and plan shows
+        _refuse_exposed_credentials(self.base_url, self._api_key, url_auth, allow_insecure_http)
+        headers = {"Accept": "application/json", "User-Agent": "lettafleet"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            auth=httpx.BasicAuth(*url_auth) if url_auth else None,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        )
+        self.retries = retries  # unreachable, 500/502/504, no answer; a refusal (429/503) is bounded by time only
+        self.backoff = backoff
+        self.retry_budget = retry_budget
+        self.stats = RequestStats()
+
+    def __enter__(self) -> LettaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def hide(self, *values: str) -> None:
+        """Mask these values too (sensitive values a plan sends) wherever an error message repeats them."""
+        self.masker.add(*values)
+
+    def mask(self, text: str) -> str:
+        """`text` with the API key and every hidden value masked, in any form: for anything that may be printed."""
+        return self.masker(text)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, params=params, json=json)
+
+    def patch(self, path: str, json: Any = None, **params: Any) -> Any:
+        # Every PATCH lettafleet sends sets values (or attaches by id): sending it twice does no harm.
+        return self.request("PATCH", path, params=params, json=json, idempotent=True)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        method = method.upper()
+        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.count(method)
+            try:
+                response = self._http.request(method, path, params=query, json=json)
+            except httpx.ConnectError as error:
+                # Nothing reached the server, so any method may be retried.
+                if attempt <= self.retries and self._wait(attempt, started):
+                    continue
+                raise LettaConnectionError(
+                    f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}. "
+                    "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
+                ) from None
+            except httpx.TransportError as error:
+                # Sent, but the answer never came: the server may have done it.
+                if repeatable and attempt <= self.retries and self._wait(attempt, started):
+                    continue
+                raise LettaConnectionError(self._unanswered(method, path, error, repeatable)) from None
+            except httpx.HTTPError as error:
+                raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
+            status = response.status_code
+            if status in REFUSED_STATUSES or (status in UNCERTAIN_STATUSES and repeatable and attempt <= self.retries):
+                if self._wait(attempt, started, response.headers.get("retry-after")):
+                    continue
+                if status in REFUSED_STATUSES:
+                    raise self._still_refused(method, path, response, attempt, started)
+            return self._decode(method, path, response)
+
+    def _wait(self, attempt: int, started: float, retry_after: str | None = None) -> bool:
+        """Sleep before retry number `attempt`: exponential backoff with jitter, and never sooner than the
+        server's Retry-After. False, without sleeping, when that wait would overrun the retry budget."""
+        backoff = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF) * (0.5 + random.random())
+        delay = max(backoff, _retry_after_seconds(retry_after) or 0.0)
+        if time.monotonic() - started + delay > self.retry_budget:
+            return False
+        time.sleep(delay)
+        return True
+
+    def _still_refused(
+        self, method: str, path: str, response: httpx.Response, attempt: int, started: float
+    ) -> LettaAPIError:
+        waited = time.monotonic() - started
+        asked = _retry_after_seconds(response.headers.get("retry-after"))
+        why = f"; it asked to wait {asked:.0f} s more" if asked and waited + asked > self.retry_budget else ""
+        times = "once" if attempt == 1 else f"{attempt} times"
+        detail = (
+            f"{self.mask(_error_detail(response))} (refused {times} in {waited:.0f} s{why}; lettafleet "
+            f"retries a refused request for at most {self.retry_budget:g} s. Run it again later, or with a "
+            "lower --parallelism)"
+        )
+        return LettaAPIError(method, path, response.status_code, detail)
+
+    def _unanswered(self, method: str, path: str, error: httpx.TransportError, repeatable: bool) -> str:
+        what = (
+            "the Letta server did not answer in time"
+            if isinstance(error, httpx.TimeoutException)
+            else f"the connection dropped before the server answered ({self.mask(str(error)) or type(error).__name__})"
+        )
+        if repeatable:
+            return f"{method} {path}: {what}, {self.retries} retries included"
+        # Sending a create again could make it twice: the next plan reads what the server holds instead.
+        return (
+            f"{method} {path}: {what}, so whether it was done is unknown; it was not sent again. "
+            "Run plan or apply again: they read the server and make only what is missing"
+        )
+
+    def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a collection, following the `after` cursor page by page until a page comes back empty.
+
+        A short page does not prove the end: hosted Letta caps `limit` at a value it does not publish, so a page
+        of 100 may answer a request for 1,000 while more follow. Only an empty page ends the list (as in Letta's
+        own SDK). That costs one more request per collection read, even when the first page held everything."""
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        after = None
+        while True:
+            page = self.get(path, limit=PAGE_SIZE, after=after, **params)
+            fresh = [item for item in page if item["id"] not in seen]
+            # A server that ignores `after` answers the same page again: nothing new is the end too.
+            if not fresh:
+                return items
+            items.extend(fresh)
+            seen.update(item["id"] for item in fresh)
+            after = page[-1]["id"]
+
+    @contextmanager
+    def stream(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A streaming request (server-sent events); never retried, as a message must not be sent twice."""
+        self.stats.count(method)
+        try:
+            with self._http.stream(method, path, json=json, params=params, timeout=httpx.Timeout(300.0)) as response:
+                if response.is_error:
+                    response.read()
+                    self._decode(method, path, response)
+                yield response
+        except httpx.ConnectError as error:
+            raise LettaConnectionError(
+                f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}"
+            ) from None
+        except httpx.TimeoutException:
+            raise LettaConnectionError(f"{method} {path}: the Letta server stopped answering mid-stream") from None
+        except httpx.HTTPError as error:
+            raise LettaConnectionError(f"{method} {path}: the stream broke: {self.mask(str(error))}") from None
+
+    def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
+        if response.is_error:
+            detail = self.masker.cut(_error_detail(response), ERROR_DETAIL_LIMIT)
+            raise LettaAPIError(method, path, response.status_code, detail)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds from now: it is either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if not math.isnan(seconds) else None
+
+
+def _url_credentials(url: str) -> tuple[str, str] | None:
+    """The user name and password written into a URL (`http://user:pass@host`), if any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def _refuse_exposed_credentials(
+    url: str, api_key: str | None, url_auth: tuple[str, str] | None, allow_insecure_http: bool
+) -> None:
+    """Stop before a credential would travel where it can be read or would be sent twice."""
+    if api_key and url_auth:
+        raise LettaError(
+            "the base URL carries a user name and password and LETTA_API_KEY is set: both are sent as the "
+            "Authorization header, so only one can be used. Remove `user:password@` from the URL, or unset "
+            "LETTA_API_KEY."
+        )
+    parts = urlsplit(url)
+    if not (api_key or url_auth) or parts.scheme != "http" or allow_insecure_http or _is_loopback(parts.hostname):
+        return
+    credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
+    raise LettaError(
+        f"refusing to send {credential} over plain http to {parts.hostname}: anyone on the way can read it. "
+        "Use an https:// URL, or, on a network you trust, pass --allow-insecure-http "
+        "(env LETTA_ALLOW_INSECURE_HTTP=1)."
+    )
+
+
+def _is_loopback(host: str | None) -> bool:
+    """This machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The server's own words, whole: the caller masks them before cutting them short."""
+    try:
+        body = response.json()
+    except ValueError:
+        return _without_database_internals(response.text.strip()) or response.reason_phrase
+    errors = _validation_errors(body.get("detail") if isinstance(body, dict) else None)
+    if errors is not None:
+        # A request the server's validation refused: say where and why, never the `input` it echoes back
+        # (which may be the whole request body, secrets included).
+        reasons = (f"{'.'.join(map(str, e.get('loc') or ())) or 'request'}: {e.get('msg')}" for e in errors)
+        return "; ".join(reasons)
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("error") or body
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail.get("detail") or detail
+        return _without_database_internals(str(detail))
+    return _without_database_internals(str(body))
+
+
+# Where a server error starts quoting its database or its code: SQLAlchemy's exception text, the statement and
+# its parameters (the request's values, secrets included), the link to SQLAlchemy's docs, a Python traceback.
+_DATABASE_INTERNALS = re.compile(
+    r"\(?(?:sqlalchemy|asyncpg|psycopg)|\[SQL:|\[parameters:|\(Background on this error|Traceback \(most recent",
+    re.IGNORECASE,
+)
+_CONSTRAINT = re.compile(r'constraint "([^"]+)"')
+_POSTGRES_DETAIL = re.compile(r"DETAIL:\s*(.+)")
+
+
+def _without_database_internals(text: str) -> str:
+    """What conflicted, from an error that quotes the database. Letta 0.16.8 answers a duplicate with a sentence
+    of its own followed by SQLAlchemy's whole exception; keep the sentence, the constraint's name and
+    PostgreSQL's DETAIL line (which key, which values), and drop the SQL, its parameters and any traceback."""
+    found = _DATABASE_INTERNALS.search(text)
+    if not found:
+        return text
+    said = text[: found.start()].rstrip(" :\n") or "the server failed"
+    detail = _POSTGRES_DETAIL.search(text)
+    constraint = _CONSTRAINT.search(text)
+    if detail:
+        said += ": " + detail[1].strip().rstrip(".")
+    if constraint:
+        said += f" (constraint {constraint[1]})"
+    return said if detail or constraint else f"{said} (its SQL and stack trace are not shown)"
+
+
+def _validation_errors(detail: Any) -> list[dict[str, Any]] | None:
+    """FastAPI's list of validation errors, as JSON or (as Letta 0.16.8 sends it) as a Python repr in a string."""
+    if isinstance(detail, str) and detail.startswith("[{"):
+        try:
+            detail = ast.literal_eval(detail)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(detail, list) and detail and all(isinstance(e, dict) and "msg" in e for e in detail):
+        return detail
+    return None

@@ -1,0 +1,275 @@
+"""Agent commands: `get agents`, `describe agent`, `delete agent`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import rich_click as click
+
+from lettafleet.core import (
+    LettaAPIError,
+    LettaClient,
+    PluginCommand,
+    hookimpl,
+    make_client,
+    public_url,
+    reports_errors,
+    server_options,
+)
+from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.output import (
+    PREVIEW_WIDTH,
+    Column,
+    output_option,
+    preview,
+    print_fields,
+    print_records,
+    print_table,
+    short_date,
+    to_yaml,
+)
+from lettafleet.plugins.resources.server_reads import AGENT_RELATIONS, is_managed
+
+# ---------------------------------------------------------------------------------------------- agent records
+
+
+def model_of(agent: Mapping[str, Any]) -> str:
+    llm = agent.get("llm_config") or {}
+    return llm.get("handle") or llm.get("model") or agent.get("model") or "-"
+
+
+def embedding_of(agent: Mapping[str, Any]) -> str:
+    embedding = agent.get("embedding_config") or {}
+    return embedding.get("handle") or embedding.get("embedding_model") or "-"
+
+
+def agent_summary(agent: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `get agents` shows, for every output format."""
+    return {
+        "id": agent["id"],
+        "name": agent.get("name"),
+        "description": agent.get("description"),
+        "model": model_of(agent),
+        "tags": sorted(agent.get("tags") or []),
+        "blocks": [block.get("label") for block in agent.get("blocks") or []],
+        "managed_by_lettafleet": is_managed(agent),
+        "created_at": agent.get("created_at"),
+    }
+
+
+AGENT_COLUMNS = (
+    Column("NAME", lambda a: a["name"]),
+    Column("ID", lambda a: a["id"]),
+    Column("MODEL", lambda a: a["model"]),
+    Column("BLOCKS", lambda a: len(a["blocks"])),
+    Column("TAGS", lambda a: a["tags"], width=30),
+    Column("CREATED", lambda a: short_date(a["created_at"])),
+)
+
+
+@click.command("agents")
+@server_options
+@output_option("table", "json", "yaml")
+@reports_errors
+def get_agents(base_url: str, output: str) -> None:
+    """List every agent on the server: name, id, model, number of blocks, tags, creation date."""
+    with make_client(base_url) as client:
+        agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
+    print_records(
+        [agent_summary(agent) for agent in agents],
+        AGENT_COLUMNS,
+        output,
+        empty=f"No agents on {client.base_url}. Create some with `lettafleet apply -f fleet.yaml`.",
+    )
+
+
+@click.command("agent")
+@click.argument("agent")
+@server_options
+@output_option("text", "json", "yaml")
+@reports_errors
+def describe_agent(agent: str, base_url: str, output: str) -> None:
+    """Show one agent in detail: model, system prompt, memory blocks, tools, secret names (never their values) and
+    its number of conversations.
+
+    AGENT is the agent's name or id (agent-...).
+    """
+    with make_client(base_url) as client:
+        found = find_agent(client, agent)  # no `include`: Letta returns every relation (blocks and tools)
+        conversations = client.list_all("/v1/conversations/", agent_id=found["id"])
+    llm = found.get("llm_config") or {}
+    record = {
+        **agent_summary(found),
+        "model_endpoint": public_url(llm["model_endpoint"]) if llm.get("model_endpoint") else None,
+        "context_window": llm.get("context_window"),
+        "embedding": embedding_of(found),
+        "agent_type": found.get("agent_type"),
+        "system": found.get("system"),
+        "blocks": [
+            {"label": b.get("label"), "id": b["id"], "limit": b.get("limit"), "value": b.get("value") or ""}
+            for b in found.get("blocks") or []
+        ],
+        "tools": sorted(tool.get("name") for tool in found.get("tools") or []),
+        "secrets": sorted(secret.get("key") for secret in found.get("secrets") or []),  # names only, never values
+        "conversations": len(conversations),
+        "updated_at": found.get("updated_at"),
+    }
+    if output != "text":
+        click.echo(json.dumps(record, indent=2) if output == "json" else to_yaml(record), nl=output == "json")
+        return
+    print_fields(
+        [
+            ("Name", record["name"]),
+            ("ID", record["id"]),
+            ("Description", record["description"]),
+            ("Model", f"{record['model']}" + (f" at {record['model_endpoint']}" if record["model_endpoint"] else "")),
+            ("Context window", record["context_window"]),
+            ("Embedding", record["embedding"]),
+            ("Agent type", record["agent_type"]),
+            ("Tags", record["tags"]),
+            ("Managed by lettafleet", "yes" if record["managed_by_lettafleet"] else "no"),
+            ("Created", short_date(record["created_at"])),
+            ("Updated", short_date(record["updated_at"])),
+            ("Conversations", record["conversations"]),
+            ("Tools", record["tools"]),
+            ("Secrets", record["secrets"]),
+            ("System prompt", preview(record["system"], 100)),
+        ]
+    )
+    click.echo("")
+    click.echo("Memory blocks:")
+    if not record["blocks"]:
+        click.echo("  (none)")
+        return
+    print_table(
+        [
+            [b["label"] or "-", b["id"], f"{len(b['value'])}/{b['limit'] or '-'}", preview(b["value"])]
+            for b in record["blocks"]
+        ],
+        [Column("LABEL"), Column("ID"), Column("CHARS"), Column("VALUE", width=PREVIEW_WIDTH)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- delete agent
+
+
+@dataclass(frozen=True)
+class BlockToDelete:
+    id: str
+    label: str
+    owner: str  # "agent", or the conversation the block is an isolated copy for
+
+
+@dataclass(frozen=True)
+class AgentRemoval:
+    """Everything `delete agent` removes or keeps, gathered before anything is deleted."""
+
+    agent: Mapping[str, Any]
+    conversations: Sequence[Mapping[str, Any]]
+    doomed: Sequence[BlockToDelete] = field(default_factory=tuple)
+    kept: Sequence[tuple[BlockToDelete, str]] = field(default_factory=tuple)  # (block, why)
+
+
+def plan_agent_removal(client: LettaClient, agent: Mapping[str, Any]) -> AgentRemoval:
+    """The agent's blocks and its conversations' isolated copies, each checked for other users.
+
+    Letta deletes an agent's conversations with it but leaves every block behind (its own and the copies), so
+    they are gathered first: once the agent is gone, nothing links them to it any more.
+    """
+    conversations = client.list_all("/v1/conversations/", agent_id=agent["id"], order="asc")
+    candidates = [BlockToDelete(b["id"], b.get("label") or "", "agent") for b in agent.get("blocks") or []]
+    for conversation in conversations:
+        title = conversation.get("summary") or conversation["id"]
+        candidates += [
+            BlockToDelete(block_id, "", f"conversation '{title}'")
+            for block_id in conversation.get("isolated_block_ids") or []
+        ]
+    shared_fleet_blocks = {
+        b["id"] for b in agent.get("blocks") or [] if is_managed(b) and (b.get("metadata") or {}).get("shared")
+    }
+    doomed: list[BlockToDelete] = []
+    kept: list[tuple[BlockToDelete, str]] = []
+    for block in candidates:
+        if block.id in shared_fleet_blocks:
+            kept.append((block, "a fleet-wide shared block (declared under shared_blocks)"))
+            continue
+        users = client.get(f"/v1/blocks/{block.id}/agents", include=LIGHT_AGENT, limit=10)
+        others = sorted({user.get("name") or user["id"] for user in users if user["id"] != agent["id"]})
+        if others:
+            kept.append((block, f"also used by {', '.join(others)}"))
+        else:
+            doomed.append(block)
+    return AgentRemoval(agent, conversations, doomed, kept)
+
+
+def _block_name(block: BlockToDelete) -> str:
+    if block.owner == "agent":
+        return f"block {block.label or '(no label)'} ({block.id})"
+    return f"isolated block copy {block.id} of {block.owner}"
+
+
+def describe_removal(removal: AgentRemoval, done: bool) -> list[str]:
+    agent = removal.agent
+    verb = "Deleted" if done else "Would delete"
+    count = len(removal.conversations)
+    lines = [
+        f"{verb} agent {agent.get('name')} ({agent['id']})",
+        f"  {count} conversation{'s' if count != 1 else ''} and every message in {'them' if count != 1 else 'it'}",
+    ]
+    lines += [f"  {_block_name(block)}" for block in removal.doomed]
+    lines += [f"Kept {_block_name(block)}: {why}" for block, why in removal.kept]
+    return lines
+
+
+@click.command("agent")
+@click.argument("agent")
+@click.option("--force", is_flag=True, help="Really delete. Without it, only show what would be deleted.")
+@server_options
+@reports_errors
+def delete_agent(agent: str, force: bool, base_url: str) -> None:
+    """Delete an agent with its conversations and the memory blocks only it used (conversation copies too).
+
+    Blocks other agents also use are kept, and so are the fleet's shared blocks (declared under shared_blocks).
+    Without --force, shows what would go, changes nothing and exits 1.
+    AGENT is the agent's name or id (agent-...).
+    """
+    with make_client(base_url) as client:
+        found = find_agent(client, agent, include=["agent.blocks"], unique=True)
+        removal = plan_agent_removal(client, found)
+        if not force:
+            for line in describe_removal(removal, done=False):
+                click.echo(line)
+            click.echo("Nothing was deleted. Run again with --force to delete.", err=True)
+            sys.exit(1)
+        client.delete(f"/v1/agents/{found['id']}")
+        failures = []
+        for block in removal.doomed:
+            try:
+                client.delete(f"/v1/blocks/{block.id}")
+            except LettaAPIError as error:
+                if error.status != 404:  # already gone is what we wanted
+                    failures.append(f"{_block_name(block)}: {error}")
+    for line in describe_removal(removal, done=True):
+        click.echo(line)
+    if failures:
+        click.echo(
+            "error: the agent is deleted but these blocks could not be; they are orphans now. "
+            "Delete them with `DELETE /v1/blocks/{id}`:",
+            err=True,
+        )
+        for failure in failures:
+            click.echo(f"  {failure}", err=True)
+        sys.exit(1)
+
+
+@hookimpl
+def lettafleet_commands() -> Iterable[PluginCommand]:
+    return [
+        PluginCommand(get_agents, verb="get"),
+        PluginCommand(describe_agent, verb="describe"),
+        PluginCommand(delete_agent, verb="delete"),
+    ]

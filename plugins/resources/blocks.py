@@ -1,0 +1,408 @@
+"""Memory blocks: each agent's own blocks (by label) and the fleet's shared blocks, attached by name.
+
+`agent_owned: true` (the default) means the fleet seeds the value once and never overwrites what the agent
+wrote since; `agent_owned: false` makes the fleet the truth for value, description and limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from lettafleet.core import (
+    Action,
+    Ambiguity,
+    ApplySession,
+    Change,
+    Fleet,
+    LiveReader,
+    Problem,
+    Resource,
+    ResourceKind,
+    SchemaFragment,
+    address_of,
+    attributes,
+    boolean,
+    compare,
+    hookimpl,
+    integer,
+    mapping_list,
+    string,
+    string_list,
+    text_source,
+)
+from lettafleet.plugins.resources.server_reads import (
+    AGENTS,
+    agents_by_name,
+    blocks_labelled,
+    conversations_by_agent,
+    created_with,
+    described,
+    is_managed,
+    labelled,
+    managed_metadata,
+)
+
+BLOCK = "block"
+SHARED = "shared_block"
+ATTACHMENT = "shared_block_attachment"
+SYNCED_FIELDS = ("value", "description", "limit")
+LABEL_PATTERN = r"^[a-zA-Z0-9_-]+$"
+
+
+@hookimpl
+def lettafleet_kinds() -> Iterable[ResourceKind]:
+    return [
+        ResourceKind(BLOCK, "blocks", "an agent's own memory block, matched by label"),
+        ResourceKind(SHARED, "shared blocks", "a memory block shared by several agents, matched by label"),
+        ResourceKind(ATTACHMENT, "shared block attachments", "a shared block attached to an agent"),
+    ]
+
+
+def _block_fields() -> dict[str, Any]:
+    return {
+        "name": string(required=True, regex=LABEL_PATTERN),
+        "description": string(),
+        "limit": integer(min=1),
+        "agent_owned": boolean(default=True),
+        "sensitive": boolean(default=False),  # the value is masked in every plan output
+        **text_source(),
+    }
+
+
+@hookimpl
+def lettafleet_schema() -> Iterable[SchemaFragment]:
+    return [
+        SchemaFragment({"shared_blocks": mapping_list(_block_fields())}),
+        SchemaFragment(
+            {"memory_blocks": mapping_list(_block_fields()), "shared_blocks": string_list()}, at=("agents",)
+        ),
+    ]
+
+
+@hookimpl
+def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
+    problems: list[Problem] = []
+    shared_names: set[str] = set()
+    for index, block in enumerate(fleet.data.get("shared_blocks", [])):
+        at = ("shared_blocks", index)
+        if block["name"] in shared_names:
+            problems.append(
+                Problem(
+                    (*at, "name"),
+                    f"shared block '{block['name']}' is declared twice",
+                    "shared block names must be unique",
+                )
+            )
+        shared_names.add(block["name"])
+        problems.extend(_block_problems(fleet, block, at))
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        labels: set[str] = set()
+        for index, block in enumerate(agent.get("memory_blocks", [])):
+            at = ("agents", agent_index, "memory_blocks", index)
+            if block["name"] in labels:
+                problems.append(
+                    Problem(
+                        (*at, "name"),
+                        f"block label '{block['name']}' is used twice by agent '{agent['name']}'",
+                        "labels must be unique within an agent",
+                    )
+                )
+            labels.add(block["name"])
+            problems.extend(_block_problems(fleet, block, at))
+        for index, name in enumerate(agent.get("shared_blocks", [])):
+            at = ("agents", agent_index, "shared_blocks", index)
+            if name not in shared_names:
+                known = ", ".join(sorted(shared_names)) or "none declared"
+                problems.append(
+                    Problem(
+                        at,
+                        f"shared block '{name}' is not declared under the top-level shared_blocks",
+                        f"declared shared blocks: {known}",
+                    )
+                )
+            elif name in labels:
+                problems.append(
+                    Problem(
+                        at,
+                        f"agent '{agent['name']}' already has a block labelled '{name}'",
+                        "labels must be unique within an agent",
+                    )
+                )
+            labels.add(name)
+    return problems
+
+
+def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
+    problems = fleet.text_problems(block, at)
+    if problems or "limit" not in block:
+        return problems
+    length = len(fleet.text(block))
+    if length > block["limit"]:
+        where = (*at, "from_file") if "from_file" in block else (*at, "value")
+        problems.append(
+            Problem(
+                where,
+                f"block '{block['name']}' value is {length} characters, over its limit of {block['limit']}",
+                "shorten the value or raise `limit`",
+            )
+        )
+    return problems
+
+
+@hookimpl
+def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
+    for index, block in enumerate(fleet.data.get("shared_blocks", [])):
+        yield Resource(
+            address_of(SHARED, block["name"]),
+            SHARED,
+            block["name"],
+            _block_attributes(fleet, block),
+            source=("shared_blocks", index),
+            sensitive=_sensitive(block),
+        )
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        agent_address = address_of("agent", agent["name"])
+        for index, block in enumerate(agent.get("memory_blocks", [])):
+            yield Resource(
+                address_of(BLOCK, block["name"], agent_address),
+                BLOCK,
+                block["name"],
+                _block_attributes(fleet, block),
+                parent=agent_address,
+                source=("agents", agent_index, "memory_blocks", index),
+                sensitive=_sensitive(block),
+            )
+        for index, name in enumerate(agent.get("shared_blocks", [])):
+            yield Resource(
+                address_of(SHARED, name, agent_address),
+                ATTACHMENT,
+                name,
+                {"attached": True},
+                parent=agent_address,
+                depends_on=(address_of(SHARED, name),),
+                source=("agents", agent_index, "shared_blocks", index),
+            )
+
+
+def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset({"value"}) if block.get("sensitive") else frozenset()
+
+
+def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, Any]:
+    return attributes(
+        value=fleet.text(block),
+        description=block.get("description"),
+        limit=block.get("limit"),
+        agent_owned=block["agent_owned"],
+    )
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    mine = [resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)]
+    # Attached blocks come with the agents; shared blocks not attached anywhere yet are found by label.
+    return [AGENTS, *(labelled(resource.name) for resource in mine if resource.kind == SHARED)] if mine else []
+
+
+@hookimpl
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+    wanted = {resource.address: resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)}
+    if not wanted:
+        return []
+    agents = agents_by_name(reader)
+    found: list[Resource | Ambiguity] = []
+    shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED}, found)
+    found += [
+        Resource(address_of(SHARED, name), SHARED, name, _live_block_attributes(block), id=block["id"])
+        for name, block in shared.items()
+    ]
+    holders = _agents_holding(reader)
+    attached_addresses: set[str] = set()
+    for name, agent in agents.items():
+        agent_address = address_of("agent", name)
+        for block in agent.get("blocks") or []:
+            label = block.get("label") or ""
+            own = address_of(BLOCK, label, agent_address)
+            link = address_of(SHARED, label, agent_address)
+            if own in wanted:
+                found.append(
+                    Resource(own, BLOCK, label, _live_block_attributes(block), parent=agent_address, id=block["id"])
+                )
+                attached_addresses.add(own)
+                if len(holders[block["id"]]) > 1:
+                    found.append(_held_by_others(own, block, holders[block["id"]]))
+            elif link in wanted and label in shared and shared[label]["id"] == block["id"]:
+                found.append(
+                    Resource(link, ATTACHMENT, label, {"attached": True}, parent=agent_address, id=block["id"])
+                )
+    found.extend(_unattached_own_blocks(reader, wanted, attached_addresses))
+    return found
+
+
+def _agents_holding(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+    """Every agent on the server (not only the fleet's) by the id of each block attached to it."""
+    holders: dict[str, list[dict[str, Any]]] = {}
+    path, params = AGENTS
+    for agent in reader.list_all(path, **params):
+        for block in agent.get("blocks") or []:
+            holders.setdefault(block["id"], []).append(agent)
+    return holders
+
+
+def _held_by_others(address: str, block: Mapping[str, Any], agents: list[dict[str, Any]]) -> Ambiguity:
+    """An agent's own block that other agents hold too: a change the plan makes to it changes it for them."""
+    names = ", ".join(f"{agent['name']} ({described(agent)})" for agent in agents)
+    return Ambiguity(
+        address=address,
+        message=(
+            f"block {block['id']} ('{block.get('label')}') is private to its agent in the fleet, yet "
+            f"{len(agents)} agents hold it: {names}; what the plan writes to it, all of them see"
+        ),
+        ids=(block["id"], *(agent["id"] for agent in agents)),
+        used=block["id"],
+        remedy=(
+            "detach it from the agents it does not belong to (PATCH /v1/agents/AGENT_ID/core-memory/blocks/detach/"
+            f"{block['id']}), or declare it under shared_blocks if they are meant to share it"
+        ),
+    )
+
+
+def _live_shared_blocks(
+    reader: LiveReader, names: set[str], ambiguities: list[Resource | Ambiguity]
+) -> dict[str, dict[str, Any]]:
+    """The fleet's shared blocks on the server: label plus lettafleet's marker; the oldest wins, and of several
+    an ambiguity is added to `ambiguities`."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in sorted(names):
+        marked = [
+            block for block in blocks_labelled(reader, name) if is_managed(block) and block["metadata"].get("shared")
+        ]
+        if marked:
+            found[name] = marked[0]
+        if len(marked) > 1:
+            ambiguities.append(_two_shared(name, marked))
+    return found
+
+
+def _two_shared(name: str, blocks: list[dict[str, Any]]) -> Ambiguity:
+    return Ambiguity.first_of(
+        address_of(SHARED, name),
+        f"{len(blocks)} blocks are lettafleet's shared block '{name}'",
+        [block["id"] for block in blocks],
+        "detach the others from their agents and delete them (DELETE /v1/blocks/ID), then plan again",
+    )
+
+
+def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], attached: set[str]) -> list[Resource]:
+    """Blocks lettafleet made for an agent but never attached (an apply stopped between the two, or the agent's
+    creation failed): reused, not made again. Only the labels of missing blocks are looked up, so this reads
+    nothing when the server matches the fleet."""
+    missing = {address for address, resource in wanted.items() if resource.kind == BLOCK and address not in attached}
+    if not missing:
+        return []
+    # A conversation's isolated copy carries its original's metadata: it is not a block left unattached.
+    copies = {
+        block_id
+        for conversations in conversations_by_agent(reader).values()
+        for conversation in conversations
+        for block_id in conversation.get("isolated_block_ids") or []
+    }
+    found: dict[str, Resource] = {}
+    for label in sorted({wanted[address].name for address in missing}):
+        for block in blocks_labelled(reader, label):
+            metadata = block.get("metadata") or {}
+            if not is_managed(block) or "agent" not in metadata or block["id"] in copies:
+                continue
+            address = address_of(BLOCK, label, address_of("agent", metadata["agent"]))
+            if address not in missing or address in found:
+                continue
+            found[address] = Resource(
+                address,
+                BLOCK,
+                block["label"],
+                {**_live_block_attributes(block), "attached": False},
+                parent=wanted[address].parent,
+                id=block["id"],
+            )
+    return list(found.values())
+
+
+def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:
+    return {"value": block.get("value") or "", "description": block.get("description"), "limit": block.get("limit")}
+
+
+@hookimpl
+def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change | None:
+    model = desired or live
+    if model is None or model.kind not in (BLOCK, SHARED):
+        return None
+    if desired is None or live is None:
+        return compare(desired, live)
+    synced = [] if desired.attributes["agent_owned"] else [f for f in SYNCED_FIELDS if f in desired.attributes]
+    if live.attributes.get("attached") is False:
+        synced.append("attached")
+        desired = replace(desired, attributes={**desired.attributes, "attached": True})
+    return compare(desired, live, synced)
+
+
+@hookimpl
+def lettafleet_ride_along(
+    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+) -> Callable[[Mapping[str, Any]], str | None] | None:
+    """A new agent gets its blocks by id in its create request. Its own blocks are made (or brought up to date)
+    just before: Letta drops the metadata of blocks made inline with an agent, and lettafleet marks what it
+    makes. A block made here for an agent whose creation then fails is found and reused by the next apply."""
+    if parent.kind != "agent" or child.kind not in (BLOCK, ATTACHMENT):
+        return None
+    if child.kind == ATTACHMENT:
+        block_id = session.id_of(address_of(SHARED, child.name))
+    elif child.action is Action.CREATE:
+        block_id = session.client.post("/v1/blocks/", json=_create_body(child, agent=parent.name))["id"]
+        session.record_id(child.address, block_id)
+    else:  # made by an earlier apply that stopped before the agent existed
+        _sync(child, session)
+        block_id = child.id or ""
+    request.setdefault("block_ids", []).append(block_id)
+    return created_with("blocks", block_id, f"the server created agent {parent.name} without block '{child.name}'")
+
+
+@hookimpl
+def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+    if change.kind not in (BLOCK, SHARED, ATTACHMENT):
+        return None
+    client = session.client
+    if change.kind == ATTACHMENT:
+        agent_id, block_id = session.id_of(change.parent or ""), session.id_of(address_of(SHARED, change.name))
+        return client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}") or {"id": block_id}
+    if change.action is Action.CREATE:
+        agent = change.parent and session.id_of(change.parent)
+        metadata = {"agent": session.change_at(change.parent).name} if change.parent else {"shared": True}
+        block = client.post("/v1/blocks/", json=_create_body(change, **metadata))
+        session.record_id(change.address, block["id"])
+        if agent:
+            client.patch(f"/v1/agents/{agent}/core-memory/blocks/attach/{block['id']}")
+        return block
+    answer = _sync(change, session)
+    if (change.before or {}).get("attached") is False:
+        client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
+    return answer
+
+
+def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
+    """Write the synced fields (value, description, limit) that differ; nothing when none do."""
+    before, after = change.before or {}, change.after or {}
+    updates = {key: after[key] for key in SYNCED_FIELDS if key in after and before.get(key) != after.get(key)}
+    if not updates:
+        return {"id": change.id}
+    return session.client.patch(f"/v1/blocks/{change.id}", json=updates)
+
+
+def _create_body(change: Change, **marker: Any) -> dict[str, Any]:
+    after = change.after or {}
+    body = {"label": change.name, "value": after.get("value", ""), "metadata": managed_metadata(**marker)}
+    for key in ("description", "limit"):
+        if after.get(key) is not None:
+            body[key] = after[key]
+    return body

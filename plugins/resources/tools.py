@@ -1,0 +1,313 @@
+"""Tools: the tools each agent has attached, and the custom tools a fleet defines from Python source.
+
+As in lettactl fleet files, `tools:` lists names and definitions. A bare name is `tools/<name>.py` beside the
+fleet file where that exists, else a tool the server already has (web_search, ...); `tools/*` is every such
+file; `{name, from_file | source_code}` defines one. Tools are attached, never detached: a tool attached on the
+server but not listed is left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lettafleet.core import (
+    Action,
+    ApplyError,
+    ApplySession,
+    Change,
+    Fleet,
+    LiveReader,
+    Problem,
+    Resource,
+    ResourceKind,
+    SchemaFragment,
+    UnreadableFile,
+    address_of,
+    attributes,
+    hookimpl,
+    string,
+)
+from lettafleet.plugins.resources.server_reads import AGENTS_WITH_TOOLS, agents_by_name, created_with
+
+KIND = "tool"
+ATTACHMENT = "tool_attachment"
+TOOLS_FOLDER = "tools"
+EVERY_FILE = "tools/*"
+TOOL_FILE = "tool file"  # how messages name a file under tools/
+# Letta's tool create request has no metadata; a tag marks what lettafleet made.
+MANAGED_TAG = "managed_by:lettafleet"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TOOLS = ("/v1/tools/", {"order": "asc"})
+
+
+@dataclass(frozen=True)
+class DeclaredTool:
+    """One entry of an agent's `tools:` after expansion. `source` is None for a tool the server is to have."""
+
+    name: str
+    source: str | None
+    origin: str  # where the source comes from, for messages: "tools/lookup.py" or "source_code"
+    at: tuple[Any, ...]  # the entry's place in the fleet file
+    description: str | None = None
+
+
+@hookimpl
+def lettafleet_kinds() -> Iterable[ResourceKind]:
+    return [
+        ResourceKind(KIND, "tools", "a tool on the server: defined by the fleet from Python source, or named by it"),
+        ResourceKind(ATTACHMENT, "tool attachments", "a tool attached to an agent"),
+    ]
+
+
+@hookimpl
+def lettafleet_schema() -> Iterable[SchemaFragment]:
+    definition = {
+        "name": string(required=True, regex=NAME_PATTERN),
+        "description": string(),
+        "from_file": string(empty=False, excludes="source_code", required=True),
+        "source_code": string(empty=False, excludes="from_file", required=True),
+    }
+    entry = {"type": ["string", "dict"], "empty": False, "schema": definition}
+    return [SchemaFragment({"tools": {"type": "list", "schema": entry}}, at=("agents",))]
+
+
+@hookimpl
+def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
+    problems: list[Problem] = []
+    defined: dict[str, tuple[str, int]] = {}  # tool name -> (its source, the agent that defined it first)
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        seen: set[str] = set()
+        for entry_index, entry in enumerate(agent.get("tools", [])):
+            at = ("agents", agent_index, "tools", entry_index)
+            if isinstance(entry, Mapping):
+                problems.extend(fleet.text_problems(entry, at))
+            elif entry == EVERY_FILE:
+                problems.extend(_every_file_problems(fleet, at))
+            elif not re.fullmatch(NAME_PATTERN, entry):
+                problems.append(
+                    Problem(
+                        at,
+                        f"'{entry}' is not a tool name",
+                        f"name a tool by its function's name (letters, digits and _), or write {EVERY_FILE}",
+                    )
+                )
+            elif fleet.has_file(_tool_file(entry)):
+                problems.extend(filter(None, [fleet.file_problem(_tool_file(entry), at, TOOL_FILE)]))
+        if any(problem.path[:2] == ("agents", agent_index) for problem in problems):
+            continue  # a file that cannot be read has no source to check
+        for tool in declared_tools(fleet, agent_index):
+            if tool.name in seen:
+                problems.append(Problem(tool.at, f"tool '{tool.name}' is listed twice", "list each tool once"))
+            seen.add(tool.name)
+            if tool.source is None:
+                continue
+            if tool.name not in defined:
+                defined[tool.name] = (tool.source, agent_index)
+                problems.extend(_source_problems(tool))  # once per tool, where it is first defined
+                continue
+            first = defined[tool.name]
+            if first[0] != tool.source:
+                problems.append(
+                    Problem(
+                        tool.at,
+                        f"tool '{tool.name}' has another source than the one agents[{first[1]}] gives it",
+                        "a tool is one thing on the server: give every agent the same source",
+                    )
+                )
+    return problems
+
+
+def _every_file_problems(fleet: Fleet, at: tuple[Any, ...]) -> list[Problem]:
+    """Problems of a `tools/*` entry: a folder out of the fleet's directory, no file, or files that cannot be read."""
+    try:
+        files = _files_in_tools_folder(fleet)
+    except UnreadableFile as error:
+        return [Problem(at, f"{EVERY_FILE}: the folder {TOOLS_FOLDER} {error.reason}", error.hint)]
+    if not files:
+        return [Problem(at, f"{EVERY_FILE} matches no file", f"put tool files in {fleet.root / TOOLS_FOLDER}")]
+    return list(filter(None, (fleet.file_problem(relative, at, TOOL_FILE) for relative in files)))
+
+
+def _source_problems(tool: DeclaredTool) -> list[Problem]:
+    """What Letta would refuse, or name differently: it names a tool after the last function in its source and
+    builds the tool's schema from that function's docstring."""
+    try:
+        module = ast.parse(tool.source or "")
+    except SyntaxError as error:
+        return [Problem(tool.at, f"{tool.origin}, line {error.lineno}: invalid Python: {error.msg}")]
+    functions = [node for node in module.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not functions:
+        return [Problem(tool.at, f"{tool.origin} defines no function", f"define `def {tool.name}(...)` in it")]
+    last = functions[-1]
+    if last.name != tool.name:
+        return [
+            Problem(
+                tool.at,
+                f"Letta names a tool after the last function in its source, and {tool.origin} ends with "
+                f"`{last.name}`, not `{tool.name}`",
+                f"define `{tool.name}` last, or name the tool `{last.name}`",
+            )
+        ]
+    if ast.get_docstring(last) is None:
+        return [
+            Problem(
+                tool.at,
+                f"function `{tool.name}` in {tool.origin} has no docstring",
+                "Letta builds the tool's description and arguments from it: add one with an Args: section",
+            )
+        ]
+    return []
+
+
+def declared_tools(fleet: Fleet, agent_index: int) -> Iterator[DeclaredTool]:
+    """An agent's `tools:` entries, with `tools/*` expanded and bare names resolved against the tools folder."""
+    for entry_index, entry in enumerate(fleet.data["agents"][agent_index].get("tools", [])):
+        at = ("agents", agent_index, "tools", entry_index)
+        if isinstance(entry, Mapping):
+            origin = entry.get("from_file", "source_code")
+            source = fleet.text({"from_file": entry["from_file"]}) if "from_file" in entry else entry["source_code"]
+            yield DeclaredTool(entry["name"], source, origin, at, entry.get("description"))
+        elif entry == EVERY_FILE:
+            for relative in _files_in_tools_folder(fleet):
+                yield DeclaredTool(_tool_name(relative), fleet.read(relative), relative, at)
+        elif re.fullmatch(NAME_PATTERN, entry) and fleet.has_file(_tool_file(entry)):  # never a path out of tools/
+            yield DeclaredTool(entry, fleet.read(_tool_file(entry)), _tool_file(entry), at)
+        else:
+            yield DeclaredTool(entry, None, "", at)
+
+
+def _tool_file(name: str) -> str:
+    return f"{TOOLS_FOLDER}/{name}.py"
+
+
+def _tool_name(relative: str) -> str:
+    return relative.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _files_in_tools_folder(fleet: Fleet) -> list[str]:
+    """`tools/*.py` beside the fleet file, private modules (`_*.py`) aside. Raises UnreadableFile when the
+    folder leads out of the fleet's directory."""
+    return [
+        relative
+        for relative in fleet.list_folder(TOOLS_FOLDER)
+        if relative.endswith(".py") and not _tool_name(relative).startswith("_")
+    ]
+
+
+@hookimpl
+def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
+    tools: dict[str, Resource] = {}
+    attachments: list[Resource] = []
+    for agent_index, agent in enumerate(fleet.data["agents"]):
+        agent_address = address_of("agent", agent["name"])
+        for tool in declared_tools(fleet, agent_index):
+            tool_address = address_of(KIND, tool.name)
+            # A definition wins over a bare reference to the same tool elsewhere in the file.
+            if tool_address not in tools or tool.source is not None:
+                values = attributes(source_code=tool.source, description=tool.description)
+                tools[tool_address] = Resource(tool_address, KIND, tool.name, values, source=tool.at)
+            attachments.append(
+                Resource(
+                    address_of(KIND, tool.name, agent_address),
+                    ATTACHMENT,
+                    tool.name,
+                    {"attached": True},
+                    parent=agent_address,
+                    depends_on=(tool_address,),
+                    source=tool.at,
+                )
+            )
+    return [*tools.values(), *attachments]
+
+
+@hookimpl
+def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+    """A tool the fleet names without defining must be on the server: checked before anything is written."""
+    named = [r for r in desired if r.kind == KIND and "source_code" not in r.attributes]
+    if not named:
+        return []
+    offered = {tool.get("name") for tool in _server_tools(reader)}
+    problems = []
+    for resource in named:
+        if resource.name not in offered:
+            close = difflib.get_close_matches(resource.name, sorted(filter(None, offered)), n=3)
+            problems.append(
+                Problem(
+                    resource.source,
+                    f"tool '{resource.name}' is not on {reader.client.base_url}",
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"define it: put {TOOLS_FOLDER}/{resource.name}.py beside the fleet file",
+                )
+            )
+    return problems
+
+
+@hookimpl
+def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
+    return [TOOLS, AGENTS_WITH_TOOLS] if any(resource.kind == KIND for resource in desired) else []
+
+
+@hookimpl
+def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
+    wanted = {resource.address for resource in desired if resource.kind in (KIND, ATTACHMENT)}
+    if not wanted:
+        return []
+    found = []
+    server_tools: dict[str, dict[str, Any]] = {}
+    for tool in _server_tools(reader):
+        server_tools.setdefault(tool.get("name") or "", tool)  # oldest first: the oldest of a name wins
+    for name, tool in server_tools.items():
+        if address_of(KIND, name) in wanted:
+            values = {"source_code": tool.get("source_code"), "description": tool.get("description")}
+            found.append(Resource(address_of(KIND, name), KIND, name, values, id=tool["id"]))
+    for agent_name, agent in agents_by_name(reader, AGENTS_WITH_TOOLS).items():
+        agent_address = address_of("agent", agent_name)
+        for tool in agent.get("tools") or []:
+            address = address_of(KIND, tool.get("name") or "", agent_address)
+            if address in wanted:
+                attached = Resource(address, ATTACHMENT, tool["name"], {"attached": True}, agent_address, id=tool["id"])
+                found.append(attached)
+    return found
+
+
+def _server_tools(reader: LiveReader) -> list[dict[str, Any]]:
+    path, params = TOOLS
+    return reader.list_all(path, **params)
+
+
+@hookimpl
+def lettafleet_ride_along(
+    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+) -> Callable[[Mapping[str, Any]], str | None] | None:
+    """A new agent gets its tools by id in its create request (Letta adds its base tools beside them)."""
+    if parent.kind != "agent" or child.kind != ATTACHMENT:
+        return None
+    tool_id = session.id_of(address_of(KIND, child.name))
+    request.setdefault("tool_ids", []).append(tool_id)
+    return created_with("tools", tool_id, f"the server created agent {parent.name} without tool '{child.name}'")
+
+
+@hookimpl
+def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+    if change.kind == ATTACHMENT:
+        agent_id, tool_id = session.id_of(change.parent or ""), session.id_of(address_of(KIND, change.name))
+        return session.client.patch(f"/v1/agents/{agent_id}/tools/attach/{tool_id}")
+    if change.kind != KIND:
+        return None
+    after = change.after or {}
+    if "source_code" not in after:
+        raise ApplyError(f"tool '{change.name}' is not on the server, and the fleet gives no source for it")
+    if change.action is Action.CREATE:
+        tool = session.client.post("/v1/tools/", json={**after, "tags": [MANAGED_TAG]})
+        if tool.get("name") != change.name:
+            raise ApplyError(f"the server named the tool '{tool.get('name')}', not '{change.name}'")
+        session.record_id(change.address, tool["id"])
+        return tool
+    changed = {key: after[key] for key in change.changed_fields() if key in after}
+    return session.client.patch(f"/v1/tools/{change.id}", json=changed)

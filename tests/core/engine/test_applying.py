@@ -1,0 +1,206 @@
+"""Apply runs a plan's changes in dependency order with bounded concurrency, and a failure stops only what
+depends on it. These tests use a throwaway plugin and a client that is never called."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from lettafleet.core import ApplyError, hookimpl
+from lettafleet.core.engine.applying import apply_plan
+from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.plugin_manager import get_plugin_manager
+
+
+class Recorder:
+    """Applies changes of kind `thing` by recording them; fails the addresses it is told to."""
+
+    def __init__(self, failing=(), delay=0.0):
+        self.order: list[str] = []
+        self.failing = set(failing)
+        self.delay = delay
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        if change.kind != "thing":
+            return None
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+            self.order.append(change.address)
+        if change.address in self.failing:
+            raise ApplyError("server said no")
+        session.record_id(change.address, f"id-{change.address}")
+        return {"id": f"id-{change.address}"}
+
+
+def thing(address, action=Action.CREATE, parent=None, depends_on=()):
+    return Change(address, "thing", address, action, None, {"n": 1}, parent=parent, depends_on=depends_on)
+
+
+@pytest.fixture
+def client():
+    with LettaClient("http://127.0.0.1:9") as client:  # never contacted: the recorder does the work
+        yield client
+
+
+def run(changes, recorder, client, parallelism=8):
+    manager = get_plugin_manager(extra_plugins=[recorder])
+    return apply_plan(Plan.build("f", "s", changes), client, manager, parallelism=parallelism)
+
+
+def test_dependencies_and_parents_are_applied_first(client):
+    recorder = Recorder()
+    report = run([thing("a.child", parent="a"), thing("b", depends_on=("a",)), thing("a")], recorder, client)
+    assert report.ok
+    assert recorder.order.index("a") < recorder.order.index("a.child")
+    assert recorder.order.index("a") < recorder.order.index("b")
+
+
+def test_a_failure_skips_its_dependents_and_independent_changes_go_on(client):
+    recorder = Recorder(failing={"a"})
+    report = run([thing("a"), thing("a.child", parent="a"), thing("z")], recorder, client)
+    status = {result.address: result.status for result in report.results}
+    assert status == {"a": "failed", "a.child": "skipped", "z": "applied"}
+    assert "server said no" in next(r.message for r in report.results if r.address == "a")
+    assert "a.child" not in recorder.order
+
+
+def test_no_op_changes_are_not_applied(client):
+    recorder = Recorder()
+    report = run([thing("a", Action.NO_OP)], recorder, client)
+    assert report.results == () and recorder.order == []
+
+
+def test_parallelism_bounds_how_many_changes_run_at_once(client):
+    recorder = Recorder(delay=0.05)
+    report = run([thing(f"t{i}") for i in range(12)], recorder, client, parallelism=3)
+    assert report.ok and len(recorder.order) == 12
+    assert recorder.most_at_once == 3
+
+
+class Rider:
+    """Creates `thing` parents; lets `part` children ride along in the parent's request."""
+
+    def __init__(self, land=True):
+        self.bodies = []
+        self.land = land
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        if change.kind != "thing":
+            return None
+        body = {"name": change.name}
+        session.client.post = lambda path, json=None, **params: (self.bodies.append(json), {"id": "t1"})[1]
+        return session.create(change, "/things/", body)
+
+    @hookimpl
+    def lettafleet_ride_along(self, parent, child, request, session):
+        if child.kind != "part":
+            return None
+        request.setdefault("parts", []).append(child.name)
+        return lambda answer: None if self.land else "the part did not land"
+
+
+def test_children_can_ride_along_in_their_parents_create_request(client):
+    rider = Rider()
+    part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
+    manager = get_plugin_manager(extra_plugins=[rider])
+    report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
+    assert rider.bodies == [{"name": "t", "parts": ["p1"]}]
+    assert {r.address: r.status for r in report.results} == {"t": "applied", "t.part.p1": "applied"}
+
+
+def test_a_rider_that_did_not_land_is_reported_failed(client):
+    rider = Rider(land=False)
+    part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
+    manager = get_plugin_manager(extra_plugins=[rider])
+    report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
+    assert [(r.address, r.message) for r in report.failed] == [("t.part.p1", "the part did not land")]
+
+
+class Leaky:
+    """A plugin whose server error repeats the secret it was sent."""
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        raise LettaAPIError("PATCH", "/v1/agents/a", 500, f"cannot store {change.after['token']}")
+
+
+def test_a_server_error_that_repeats_a_sensitive_value_is_masked(client):
+    change = Change(
+        "agent.a",
+        "thing",
+        "a",
+        Action.UPDATE,
+        {"token": "old-token-1"},
+        {"token": "new-token-2"},
+        sensitive=frozenset({"token"}),
+    )
+    manager = get_plugin_manager(extra_plugins=[Leaky()])
+
+    report = apply_plan(Plan.build("f", "s", [change]), client, manager)
+
+    [result] = report.results
+    assert result.status == "failed" and result.message == "PATCH /v1/agents/a answered 500: cannot store ***"
+
+
+class StopsAfter(Recorder):
+    """A recorder that sets the apply's stop event once `count` changes have started (as a first Ctrl-C would)."""
+
+    def __init__(self, count, stop, delay=0.05, stuck=()):
+        super().__init__(delay=delay)
+        self.count, self.stop, self.stuck, self.started = count, stop, set(stuck), 0
+
+    @hookimpl
+    def lettafleet_apply(self, change, session):
+        with self.lock:
+            self.started += 1
+            if self.started >= self.count:
+                self.stop.set()
+        if change.address in self.stuck:
+            time.sleep(2.0)  # a request the server is slow to answer
+        return Recorder.lettafleet_apply(self, change, session)
+
+
+def run_stopped(changes, recorder, client, parallelism, grace=60.0):
+    manager = get_plugin_manager(extra_plugins=[recorder])
+    plan = Plan.build("f", "s", changes)
+    return apply_plan(plan, client, manager, parallelism=parallelism, stop=recorder.stop, in_flight_grace=grace)
+
+
+def test_a_stopped_apply_starts_no_more_changes_and_lets_those_in_flight_finish(client):
+    recorder = StopsAfter(3, threading.Event())
+    report = run_stopped([thing(f"t{n:02d}") for n in range(20)], recorder, client, parallelism=2)
+
+    assert report.interrupted and not report.ok
+    assert recorder.started <= 4  # the third start stopped it; at most the other one in flight also started
+    assert report.count("applied") == recorder.started  # every started change finished and is reported
+    assert len(report.not_attempted) == 20 - recorder.started
+    assert all(r.message == "not attempted: apply was interrupted" for r in report.not_attempted)
+
+
+def test_a_change_still_in_flight_after_the_grace_is_reported_failed_with_an_unknown_outcome(client):
+    recorder = StopsAfter(1, threading.Event(), stuck={"slow"})
+    started = time.monotonic()
+    report = run_stopped([thing("slow"), thing("later")], recorder, client, parallelism=1, grace=0.2)
+
+    assert time.monotonic() - started < 1.5  # did not wait the 2 s the stuck change takes
+    status = {result.address: (result.status, result.message) for result in report.results}
+    assert status["slow"][0] == "failed" and "may or may not have landed" in status["slow"][1]
+    assert status["later"] == ("skipped", "not attempted: apply was interrupted")
+    assert report.interrupted and report.abandoned == 1
+
+
+def test_an_apply_that_is_never_stopped_is_not_interrupted(client):
+    report = run([thing(f"t{n}") for n in range(5)], Recorder(), client, parallelism=2)
+    assert report.ok and not report.interrupted and report.not_attempted == []

@@ -1,0 +1,184 @@
+"""Tools in a fleet file, offline: how lettactl's `tools:` entries are read, and what is refused before any
+request because Letta would refuse it or name the tool differently."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.planning import desired_resources
+from lettafleet.core.engine.validation import load_fleet
+
+AGENT = """
+agents:
+  - name: support
+    llm_config: {model: letta/letta-free}
+    system_prompt: {value: You help.}
+    tools:
+"""
+
+
+def tool_source(name: str, *, before: str = "", docstring: bool = True) -> str:
+    doc = '    """Do it.\n\n    Args:\n        x: what to do it to.\n    """\n' if docstring else ""
+    return before + f"def {name}(x: str) -> str:\n{doc}    return x\n"
+
+
+def fleet_with(write_fleet, tools: str, files: dict[str, str] | None = None, extra: str = ""):
+    return write_fleet(
+        AGENT + textwrap.indent(textwrap.dedent(tools).strip("\n"), "      ") + "\n" + extra, files=files
+    )
+
+
+def errors_of(path, manager) -> list[str]:
+    with pytest.raises(FleetError) as raised:
+        load_fleet(path, manager)
+    return [str(diagnostic) for diagnostic in raised.value.diagnostics]
+
+
+def test_names_the_tools_folder_and_definitions_become_tools_and_attachments(write_fleet, manager):
+    path = fleet_with(
+        write_fleet,
+        """
+        - web_search
+        - tools/*
+        - {name: refund, source_code: "def refund(x: str) -> str:\\n    '''Refund.'''\\n    return x\\n"}
+        """,
+        files={"tools/lookup.py": tool_source("lookup"), "tools/_shared.py": "X = 1\n"},
+    )
+
+    resources = {r.address: r for r in desired_resources(load_fleet(path, manager), manager)}
+
+    assert {address for address in resources if address.startswith("tool.")} == {
+        "tool.web_search",
+        "tool.lookup",
+        "tool.refund",
+    }
+    assert resources["tool.lookup"].attributes["source_code"] == tool_source("lookup")
+    assert "source_code" not in resources["tool.web_search"].attributes  # the server's own tool: nothing to compare
+    assert resources["agent.support.tool.lookup"].depends_on == ("tool.lookup",)
+    assert resources["agent.support.tool.web_search"].parent == "agent.support"
+
+
+def test_a_bare_name_is_the_tools_folder_file_when_there_is_one(write_fleet, manager):
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": tool_source("lookup")})
+
+    [tool] = [r for r in desired_resources(load_fleet(path, manager), manager) if r.kind == "tool"]
+
+    assert tool.attributes["source_code"] == tool_source("lookup")
+
+
+def test_the_tool_function_must_be_the_last_one_in_its_source(write_fleet, manager):
+    source = tool_source("lookup") + "\n\ndef helper() -> None:\n    pass\n"
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": source})
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: Letta names a tool after the last function in its source")
+    assert "tools/lookup.py ends with `helper`, not `lookup`" in error
+    assert "define `lookup` last" in error
+
+
+def test_helpers_before_the_tool_function_are_fine(write_fleet, manager):
+    source = tool_source("lookup", before="def _clean(x: str) -> str:\n    return x.strip()\n\n\n")
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": source})
+
+    assert load_fleet(path, manager)
+
+
+def test_a_tool_function_needs_a_docstring(write_fleet, manager):
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": tool_source("lookup", docstring=False)})
+
+    [error] = errors_of(path, manager)
+
+    assert "function `lookup` in tools/lookup.py has no docstring" in error
+
+
+def test_invalid_python_names_the_file_and_its_line(write_fleet, manager):
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "import os\ndef lookup(:\n    pass\n"})
+
+    [error] = errors_of(path, manager)
+
+    assert "tools/lookup.py, line 2: invalid Python" in error
+
+
+def test_one_tool_with_two_sources_is_refused(write_fleet, manager):
+    second_agent = """
+  - name: sales
+    llm_config: {model: letta/letta-free}
+    system_prompt: {value: You sell.}
+    tools:
+      - {name: lookup, from_file: other/lookup.py}
+"""
+    path = fleet_with(
+        write_fleet,
+        "- lookup",
+        files={"tools/lookup.py": tool_source("lookup"), "other/lookup.py": tool_source("lookup", before="# v2\n")},
+        extra=second_agent,
+    )
+
+    [error] = errors_of(path, manager)
+
+    assert "tool 'lookup' has another source than the one agents[0] gives it" in error
+
+
+def test_every_file_of_an_empty_tools_folder_is_an_error(write_fleet, manager):
+    path = fleet_with(write_fleet, "- tools/*")
+
+    [error] = errors_of(path, manager)
+
+    assert "tools/* matches no file" in error
+
+
+def test_a_tool_listed_twice_is_refused(write_fleet, manager):
+    path = fleet_with(write_fleet, "- web_search\n- web_search")
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:7:9: tool 'web_search' is listed twice")
+
+
+def test_source_code_and_from_file_together_are_refused(write_fleet, manager):
+    path = fleet_with(
+        write_fleet,
+        "- {name: lookup, from_file: tools/lookup.py, source_code: 'x'}",
+        files={"tools/lookup.py": tool_source("lookup")},
+    )
+
+    errors = errors_of(path, manager)
+
+    assert errors and all("give either `from_file` or `source_code`, not both" in error for error in errors)
+
+
+def test_a_tool_file_outside_the_fleet_folder_is_refused(write_fleet, manager):
+    path = fleet_with(write_fleet, "- {name: lookup, from_file: ../lookup.py}")
+
+    [error] = errors_of(path, manager)
+
+    assert "from_file leaves the fleet file's directory: ../lookup.py" in error
+
+
+def test_a_broken_tool_file_used_by_many_agents_is_one_error(write_fleet, manager):
+    more = "".join(
+        f"""
+  - name: agent-{number}
+    llm_config: {{model: letta/letta-free}}
+    system_prompt: {{value: You help.}}
+    tools: [lookup]
+"""
+        for number in range(5)
+    )
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "def lookup(:\n"}, extra=more)
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: tools/lookup.py, line 1: invalid Python")
+
+
+def test_a_bare_entry_must_be_a_tool_name_not_a_path(write_fleet, manager):
+    path = fleet_with(write_fleet, "- ../../outside", files={"outside.py": tool_source("outside")})
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: '../../outside' is not a tool name")
