@@ -42,7 +42,7 @@ def agent_name(letta_server: str, client: LettaClient) -> Iterator[str]:
     """A unique agent name; every agent of that name is deleted afterwards, with the blocks only it used."""
     name = f"ambiguous-{uuid.uuid4().hex[:8]}"
     yield name
-    for agent in client.get("/v1/agents/", name=name):
+    for agent in client.list_all("/v1/agents/", name=name):
         cli(letta_server, "delete", "agent", agent["id"], "--force")
 
 
@@ -80,7 +80,7 @@ def test_a_second_agent_of_the_fleet_name_is_reported_with_both_ids_and_the_reme
 ):
     fleet = write_fleet()
     ok(cli(letta_server, "apply", "-f", str(fleet)))
-    [managed] = client.get("/v1/agents/", name=agent_name)
+    [managed] = client.list_all("/v1/agents/", name=agent_name)
     by_hand = made_by_hand(client, agent_name)
 
     text, document, markdown = plan_outputs(letta_server, fleet)
@@ -108,8 +108,8 @@ def test_two_conversations_of_one_summary_are_reported_and_the_oldest_is_used(
 ):
     fleet = write_fleet(isolated=False)
     ok(cli(letta_server, "apply", "-f", str(fleet)))
-    [agent] = client.get("/v1/agents/", name=agent_name)
-    [declared] = client.get("/v1/conversations/", agent_id=agent["id"])
+    [agent] = client.list_all("/v1/agents/", name=agent_name)
+    [declared] = client.list_all("/v1/conversations/", agent_id=agent["id"])
     second = client.post("/v1/conversations/", json={"summary": "T"}, agent_id=agent["id"])
 
     text, document, markdown = plan_outputs(letta_server, fleet)
@@ -129,7 +129,7 @@ def test_a_private_block_another_agent_holds_is_reported_with_the_block_and_both
 ):
     fleet = write_fleet(isolated=False)
     ok(cli(letta_server, "apply", "-f", str(fleet)))
-    [agent] = client.get("/v1/agents/", name=agent_name)
+    [agent] = client.list_all("/v1/agents/", name=agent_name)
     [block] = agent["blocks"]
     other = made_by_hand(client, f"{agent_name}-other")
     try:
@@ -157,7 +157,7 @@ def test_two_shared_blocks_of_one_label_are_reported(letta_server, client, agent
     )
     try:
         ok(cli(letta_server, "apply", "-f", str(fleet)))
-        [first] = client.get("/v1/blocks/", label=label)
+        [first] = client.list_all("/v1/blocks/", label=label)
         metadata = {"managed_by": "lettafleet", "shared": True}
         copy = client.post("/v1/blocks/", json={"label": label, "value": "Be kind.", "metadata": metadata})
 
@@ -168,9 +168,9 @@ def test_two_shared_blocks_of_one_label_are_reported(letta_server, client, agent
         assert f"{first['id']}, and leaves {copy['id']} alone" in text.output
         assert [found["address"] for found in document["ambiguities"]] == [f"shared_block.{label}"]
     finally:
-        for agent in client.get("/v1/agents/", name=agent_name):
+        for agent in client.list_all("/v1/agents/", name=agent_name):
             client.delete(f"/v1/agents/{agent['id']}")
-        for block in client.get("/v1/blocks/", label=label):
+        for block in client.list_all("/v1/blocks/", label=label):
             client.delete(f"/v1/blocks/{block['id']}")
 
 
@@ -179,8 +179,8 @@ def test_a_conversation_without_its_isolated_copy_and_no_messages_is_replaced_an
 ):
     # As after a server killed mid-apply: the conversation exists, made without its isolated label.
     ok(cli(letta_server, "apply", "-f", str(write_fleet(isolated=False))))
-    [agent] = client.get("/v1/agents/", name=agent_name)
-    [old] = client.get("/v1/conversations/", agent_id=agent["id"])
+    [agent] = client.list_all("/v1/agents/", name=agent_name)
+    [old] = client.list_all("/v1/conversations/", agent_id=agent["id"])
     assert old["isolated_block_ids"] == []
     fleet = write_fleet(isolated=True)
 
@@ -198,7 +198,7 @@ def test_a_conversation_without_its_isolated_copy_and_no_messages_is_replaced_an
 
     applied = ok(cli(letta_server, "apply", "-f", str(fleet)))
     assert "0 new conversations, 1 replaced" in applied
-    [new] = client.get("/v1/conversations/", agent_id=agent["id"])
+    [new] = client.list_all("/v1/conversations/", agent_id=agent["id"])
     assert new["id"] != old["id"] and new["summary"] == "T"
     [copy_id] = new["isolated_block_ids"]
     assert client.get(f"/v1/blocks/{copy_id}")["label"] == "ctx"
@@ -212,8 +212,8 @@ def test_a_conversation_without_its_isolated_copy_but_with_messages_is_drift_and
     letta_server, client, agent_name, write_fleet, fake_llm: FakeLLM
 ):
     ok(cli(letta_server, "apply", "-f", str(write_fleet(isolated=False, model=fake_llm.fleet_yaml()))))
-    [agent] = client.get("/v1/agents/", name=agent_name)
-    [talked] = client.get("/v1/conversations/", agent_id=agent["id"])
+    [agent] = client.list_all("/v1/agents/", name=agent_name)
+    [talked] = client.list_all("/v1/conversations/", agent_id=agent["id"])
     ok(cli(letta_server, "send", agent_name, "hello", "--conversation-id", talked["id"]))
     fleet = write_fleet(isolated=True, model=fake_llm.fleet_yaml())
 
@@ -230,7 +230,7 @@ def test_a_conversation_without_its_isolated_copy_but_with_messages_is_drift_and
         plan = plan_fleet(load_fleet(fleet, manager), counting, manager)
         assert apply_plan(plan, counting, manager).results == ()
     assert counting.stats.writes == 0
-    [still] = client.get("/v1/conversations/", agent_id=agent["id"])
+    [still] = client.list_all("/v1/conversations/", agent_id=agent["id"])
     assert still["id"] == talked["id"]
     messages = client.get(f"/v1/conversations/{talked['id']}/messages", order="asc")
     assert any(message["message_type"] == "user_message" for message in messages)

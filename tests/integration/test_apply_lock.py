@@ -68,13 +68,13 @@ class Fleet:
         return Counter(a["name"] for a in self.client.list_all("/v1/agents/") if a["name"].startswith(self.prefix))
 
     def shared_copies(self) -> int:
-        return len(self.client.get("/v1/blocks/", label=self.shared))
+        return len(self.client.list_all("/v1/blocks/", label=self.shared))
 
     def remove(self) -> None:
         doomed = [
             f"/v1/agents/{a['id']}" for a in self.client.list_all("/v1/agents/") if a["name"].startswith(self.prefix)
         ]
-        doomed += [f"/v1/blocks/{block['id']}" for block in self.client.get("/v1/blocks/", label=self.shared)]
+        doomed += [f"/v1/blocks/{block['id']}" for block in self.client.list_all("/v1/blocks/", label=self.shared)]
         doomed += [
             f"{IDENTITIES}{i['id']}" for i in self.client.get(IDENTITIES, identifier_key=KEY_PREFIX + self.lock_id)
         ]

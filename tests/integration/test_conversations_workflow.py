@@ -46,9 +46,9 @@ def cleanup(letta_server: str, client: LettaClient) -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        for agent in client.get("/v1/agents/", name=name):
+        for agent in client.list_all("/v1/agents/", name=name):
             cli(letta_server, "delete", "agent", agent["id"], "--force")
-        for block in client.get("/v1/blocks/", label=name):
+        for block in client.list_all("/v1/blocks/", label=name):
             client.delete(f"/v1/blocks/{block['id']}")
 
 
@@ -152,7 +152,7 @@ def test_reapply_after_a_system_prompt_change_keeps_every_conversation_and_its_m
     assert "(UPDATE) - 2 conversations" in dry_run
     ok(cli(letta_server, "apply", "-f", str(fleet)))
 
-    [live] = client.get("/v1/agents/", name=agent)
+    [live] = client.list_all("/v1/agents/", name=agent)
     assert live["system"].startswith("You are a billing agent.")
     assert conversation_ids(letta_server, agent) == ids
     assert texts(history(letta_server, agent, ids["Ticket #101"])) == [
@@ -188,9 +188,9 @@ def test_delete_agent_removes_its_own_blocks_and_conversation_copies_and_keeps_s
     owner, other, shared = unique("doomed"), unique("survivor"), unique("policies")
     cleanup.extend([owner, other, shared])
     ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_with_a_shared_block(fake_llm, owner, other, shared)))))
-    [doomed] = client.get("/v1/agents/", name=owner)
+    [doomed] = client.list_all("/v1/agents/", name=owner)
     own_blocks = {block["label"]: block["id"] for block in doomed["blocks"]}
-    [conversation] = client.get("/v1/conversations/", agent_id=doomed["id"])
+    [conversation] = client.list_all("/v1/conversations/", agent_id=doomed["id"])
     [copy_id] = conversation["isolated_block_ids"]
 
     preview = cli(letta_server, "delete", "agent", owner)
@@ -206,7 +206,7 @@ def test_delete_agent_removes_its_own_blocks_and_conversation_copies_and_keeps_s
         with pytest.raises(LettaAPIError) as missing:
             client.get(path)
         assert missing.value.status == 404
-    [survivor] = client.get("/v1/agents/", name=other)
+    [survivor] = client.list_all("/v1/agents/", name=other)
     assert {block["id"] for block in survivor["blocks"]} >= {own_blocks[shared]}
     assert client.get(f"/v1/blocks/{own_blocks[shared]}")["value"] == "Be kind."
 

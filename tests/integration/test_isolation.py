@@ -74,7 +74,7 @@ def deployed(letta_server: str, fake_llm: FakeLLM, tmp_path_factory: pytest.Temp
     )
     ok(cli(letta_server, "apply", "-f", str(fleet)))
     with LettaClient(letta_server) as client:
-        [live] = client.get("/v1/agents/", name=agent)
+        [live] = client.list_all("/v1/agents/", name=agent)
         conversations = {c["summary"]: c for c in client.list_all("/v1/conversations/", agent_id=live["id"])}
     try:
         yield Deployed(letta_server, agent, live["id"], conversations)

@@ -48,7 +48,7 @@ def cli(letta_server: str, *args: str):
 
 
 def agent_named(client: LettaClient, name: str) -> dict:
-    [agent] = client.get("/v1/agents/", name=name)
+    [agent] = client.list_all("/v1/agents/", name=name)
     return agent
 
 
@@ -69,7 +69,7 @@ def test_apply_creates_exactly_the_declared_fleet_and_a_second_run_changes_nothi
     assert blocks["faq"]["value"] == (EXAMPLES / "knowledge" / "faq.md").read_text()
     assert blocks["faq"]["limit"] == 5000 and blocks["customer_context"]["limit"] == 2000
     assert agent["system"].startswith("You are a customer support agent.")
-    conversations = {c["summary"]: c for c in client.get("/v1/conversations/", agent_id=agent["id"])}
+    conversations = {c["summary"]: c for c in client.list_all("/v1/conversations/", agent_id=agent["id"])}
     assert set(conversations) == {"Ticket #101", "Ticket #102"}
     assert conversations["Ticket #101"]["isolated_block_ids"] == []
     [copy_id] = conversations["Ticket #102"]["isolated_block_ids"]
@@ -101,14 +101,14 @@ def test_plan_reports_changes_with_exit_code_2_and_json(letta_server, client, na
     assert changes[ticket]["action"] == "create"
     assert changes[f"{ticket}.isolated_block.customer_context"]["action"] == "create"
     assert changes[f"agent.{names['agent']}"]["after"]["model"] == "letta/letta-free"
-    assert not client.get("/v1/agents/", name=names["agent"])  # plan wrote nothing
+    assert not client.list_all("/v1/agents/", name=names["agent"])  # plan wrote nothing
 
 
 def test_reapply_after_a_system_prompt_change_keeps_every_conversation(letta_server, client, names, tmp_path):
     fleet = example_fleet(tmp_path, names["agent"])
     assert cli(letta_server, "apply", "-f", str(fleet)).exit_code == 0
     agent = agent_named(client, names["agent"])
-    before = {c["id"] for c in client.get("/v1/conversations/", agent_id=agent["id"])}
+    before = {c["id"] for c in client.list_all("/v1/conversations/", agent_id=agent["id"])}
 
     fleet.write_text(fleet.read_text().replace("You are a customer support agent.", "You are a billing agent."))
     planned = cli(letta_server, "apply", "-f", str(fleet), "--dry-run")
@@ -118,7 +118,7 @@ def test_reapply_after_a_system_prompt_change_keeps_every_conversation(letta_ser
     assert cli(letta_server, "apply", "-f", str(fleet)).exit_code == 0
 
     assert agent_named(client, names["agent"])["system"].startswith("You are a billing agent.")
-    after = {c["id"] for c in client.get("/v1/conversations/", agent_id=agent["id"])}
+    after = {c["id"] for c in client.list_all("/v1/conversations/", agent_id=agent["id"])}
     assert after == before
 
 
@@ -185,7 +185,7 @@ def test_apply_with_a_target_changes_only_that_part_of_the_fleet(letta_server, c
 
     assert targeted.exit_code == 0, targeted.output
     assert "Targeted: 6 of the fleet's 12 resources" in targeted.stderr
-    assert client.get("/v1/agents/", name=names["agent"]) == []
+    assert client.list_all("/v1/agents/", name=names["agent"]) == []
     assert len(agent_named(client, names["other"])["blocks"]) == 2
     rest = cli(letta_server, "plan", "-f", str(fleet))
     assert f"[+] {names['agent']} (CREATE)" in rest.output and names["other"] not in rest.output
@@ -205,7 +205,7 @@ def test_unknown_model_handles_are_reported_before_any_write(letta_server, clien
     assert "use one of: " in result.stderr and "letta/letta-free" in result.stderr
     assert "embedding handle 'openai/text-embedding-3-small'" in result.stderr
     assert "Traceback" not in result.output + result.stderr
-    assert not client.get("/v1/agents/", name=names["agent"])
+    assert not client.list_all("/v1/agents/", name=names["agent"])
 
 
 def test_a_failed_agent_does_not_stop_the_others_and_a_second_apply_converges(letta_server, client, names, write_fleet):
@@ -230,7 +230,7 @@ def test_a_failed_agent_does_not_stop_the_others_and_a_second_apply_converges(le
     assert f"agent.{names['other']}: failed" in failed.output
     assert f"agent.{names['other']}.conversation.two: skipped" in failed.output
     assert "Apply failed:" in failed.output
-    assert client.get("/v1/agents/", name=names["agent"])  # the independent agent was created
+    assert client.list_all("/v1/agents/", name=names["agent"])  # the independent agent was created
 
     fleet.write_text(fleet.read_text().replace("no-such-type", "openai"))
     fixed = cli(letta_server, "apply", "-f", str(fleet))
@@ -238,10 +238,12 @@ def test_a_failed_agent_does_not_stop_the_others_and_a_second_apply_converges(le
     assert f"[+] {names['other']} (CREATE)" in fixed.output and names["agent"] not in fixed.output
     for name in (names["agent"], names["other"]):
         agent = agent_named(client, name)
-        assert len(client.get("/v1/conversations/", agent_id=agent["id"])) == 1
+        assert len(client.list_all("/v1/conversations/", agent_id=agent["id"])) == 1
     # The block made for the agent whose creation failed was reused, not made twice:
     notes = [
-        b for b in client.get("/v1/blocks/", label="notes") if (b.get("metadata") or {}).get("agent") == names["other"]
+        b
+        for b in client.list_all("/v1/blocks/", label="notes")
+        if (b.get("metadata") or {}).get("agent") == names["other"]
     ]
     assert [b["id"] for b in notes] == [b["id"] for b in agent_named(client, names["other"])["blocks"]]
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
@@ -274,7 +276,9 @@ def test_a_block_made_for_an_agent_but_never_attached_is_reused(letta_server, cl
     blocks = {b["label"]: b["id"] for b in agent_named(client, names["agent"])["blocks"]}
     assert blocks["notes"] == orphan["id"]
     assert [
-        b for b in client.get("/v1/blocks/", label="notes") if (b.get("metadata") or {}).get("agent") == names["agent"]
+        b
+        for b in client.list_all("/v1/blocks/", label="notes")
+        if (b.get("metadata") or {}).get("agent") == names["agent"]
     ] == [client.get(f"/v1/blocks/{orphan['id']}")]
 
 
@@ -284,7 +288,7 @@ def test_apply_with_a_saved_plan_applies_it_only_while_it_is_still_current(letta
     assert cli(letta_server, "plan", "-f", str(fleet), "--out", str(saved)).exit_code == 0
     applied = cli(letta_server, "apply", "-f", str(fleet), "--plan", str(saved))
     assert applied.exit_code == 0, applied.output + applied.stderr
-    assert client.get("/v1/agents/", name=names["agent"])
+    assert client.list_all("/v1/agents/", name=names["agent"])
 
     fleet.write_text(fleet.read_text().replace("You are a customer support agent.", "You are a billing agent."))
     assert cli(letta_server, "plan", "-f", str(fleet), "--out", str(saved)).exit_code == 0

@@ -23,7 +23,7 @@ PLAIN_VALUE = f"plain-{uuid.uuid4().hex}"
 def agent_name(client: LettaClient) -> Iterator[str]:
     name = f"secrets-{uuid.uuid4().hex[:8]}"
     yield name
-    for agent in client.get("/v1/agents/", name=name):
+    for agent in client.list_all("/v1/agents/", name=name):
         client.delete(f"/v1/agents/{agent['id']}")
 
 
@@ -49,7 +49,7 @@ agents:
 
 
 def secrets_on_server(client: LettaClient, agent: str) -> dict[str, str]:
-    [found] = client.get("/v1/agents/", name=agent, include=["agent.secrets"])
+    [found] = client.list_all("/v1/agents/", name=agent, include=["agent.secrets"])
     return {secret["key"]: secret["value"] for secret in found["secrets"]}
 
 
@@ -73,7 +73,7 @@ def test_secrets_reach_the_server_and_no_value_is_ever_shown(letta_server, clien
 def test_a_changed_secret_is_updated_and_secrets_set_by_hand_stay(letta_server, client, agent_name, tmp_path):
     fleet = write_fleet(tmp_path, agent_name)
     assert cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=FIRST_VALUE).exit_code == 0
-    [agent] = client.get("/v1/agents/", name=agent_name)
+    [agent] = client.list_all("/v1/agents/", name=agent_name)
     client.patch(
         f"/v1/agents/{agent['id']}", json={"secrets": {**secrets_on_server(client, agent_name), "BY_HAND": "x"}}
     )
@@ -111,7 +111,7 @@ def test_a_missing_variable_stops_the_plan_unless_the_servers_value_may_stay(
         f"{fleet}:10:7: secret LEGACY_TOKEN: environment variable TEST_LEGACY is not set and the server has no "
         "value to keep" in nothing_to_keep.stderr
     )
-    assert client.get("/v1/agents/", name=agent_name) == []  # nothing was written
+    assert client.list_all("/v1/agents/", name=agent_name) == []  # nothing was written
 
     first = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=FIRST_VALUE, TEST_LEGACY="legacy-1")
     kept = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=SECOND_VALUE)  # TEST_LEGACY unset

@@ -48,7 +48,7 @@ def leaked(text: str) -> list[str]:
 def agent_name(client: LettaClient) -> Iterator[str]:
     name = f"secrets-out-{uuid.uuid4().hex[:8]}"
     yield name
-    for agent in client.get("/v1/agents/", name=name):
+    for agent in client.list_all("/v1/agents/", name=name):
         client.delete(f"/v1/agents/{agent['id']}")
 
 

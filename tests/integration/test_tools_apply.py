@@ -22,7 +22,7 @@ def names(client: LettaClient) -> Iterator[dict[str, str]]:
     chosen = {"agent": f"tools-{suffix}", "other": f"tools-other-{suffix}", "tool": f"lookup_{suffix}"}
     yield chosen
     for name in (chosen["agent"], chosen["other"]):
-        for agent in client.get("/v1/agents/", name=name):
+        for agent in client.list_all("/v1/agents/", name=name):
             client.delete(f"/v1/agents/{agent['id']}")
     for tool in client.get("/v1/tools/", name=chosen["tool"]):
         client.delete(f"/v1/tools/{tool['id']}")
@@ -65,7 +65,7 @@ def write_fleet(folder: Path, names: dict[str, str], *, status: str = "shipped",
 
 
 def tools_of(client: LettaClient, agent_name: str) -> set[str]:
-    [agent] = client.get("/v1/agents/", name=agent_name, include=["agent.tools"])
+    [agent] = client.list_all("/v1/agents/", name=agent_name, include=["agent.tools"])
     return {tool["name"] for tool in agent["tools"]}
 
 
@@ -117,5 +117,5 @@ def test_a_tool_the_server_lacks_is_reported_at_its_line_before_any_write(letta_
 
     assert result.exit_code == 1
     assert f"{fleet}:11:13: tool 'web_serch' is not on {letta_server} (did you mean web_search?)" in result.stderr
-    assert client.get("/v1/agents/", name=names["agent"]) == []
+    assert client.list_all("/v1/agents/", name=names["agent"]) == []
     assert client.get("/v1/tools/", name=names["tool"]) == []
