@@ -68,8 +68,8 @@ def lock_options(command: F) -> F:
     command = click.option(
         "--lock-id",
         metavar="NAME",
-        help="Which lock this apply takes. Default: the fleet file's path inside its git repository (else "
-        "relative to the current folder), so every checkout of one repository shares it.",
+        help="Which lock this apply takes. Default: the fleet file's path inside its git repository (else its "
+        "absolute path), so every checkout of one repository shares it.",
     )(command)
     command = click.option(
         "--lock-timeout",

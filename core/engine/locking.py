@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import socket
 import threading
 import time
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
 
 KEY_PREFIX = "lettafleet-lock:"
 IDENTITIES = "/v1/identities/"
@@ -29,6 +30,8 @@ TTL = timedelta(minutes=2)  # a killed apply blocks others this long at most; cl
 RENEW_EVERY = 30.0  # seconds: several renewals fit in one TTL, so one slow answer does not lose the lock
 POLL_EVERY = 2.0  # seconds between looks while waiting for a lock another run holds
 PROPERTY_TYPE = "string"
+CREATE_ATTEMPTS = 4  # creates whose answer was lost, each followed by a look, before giving up
+UNKNOWN_OUTCOME = frozenset({500, 502, 504})  # answers after which a create may or may not have landed
 
 
 class LockError(LettaError):
@@ -81,19 +84,23 @@ class HeldLock:
 def default_lock_id(fleet_file: Path) -> str:
     """The lock a fleet file's apply takes: its path inside its git repository (so two CI jobs or two laptops
     applying one repository's file share a lock although their checkouts sit in different folders); outside a
-    repository, its path relative to the current folder, or else its absolute path."""
+    repository, its absolute path (links resolved), so every run of one file on this machine shares one lock,
+    wherever it was started from."""
     path = fleet_file.resolve()
     for folder in path.parents:
         if (folder / ".git").exists():
             return path.relative_to(folder).as_posix()
-    if path.is_relative_to(Path.cwd().resolve()):
-        return path.relative_to(Path.cwd().resolve()).as_posix()
     return path.as_posix()
 
 
 def find_lock(client: LettaClient, lock_id: str) -> HeldLock | None:
+    found = _find_identity(client, lock_id)
+    return HeldLock.from_identity(found) if found else None
+
+
+def _find_identity(client: LettaClient, lock_id: str) -> dict[str, Any] | None:
     found = client.get(IDENTITIES, identifier_key=KEY_PREFIX + lock_id)
-    return HeldLock.from_identity(found[0]) if found else None
+    return found[0] if found else None
 
 
 def all_locks(client: LettaClient) -> list[HeldLock]:
@@ -224,13 +231,19 @@ def acquire(
 
 
 def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock | None:
-    """Create the lock's identity; None when one with its key exists (the server answers 409)."""
+    """Create the lock's identity; None when one with its key exists (the server answers 409).
+
+    A create whose answer was lost (the connection dropped, or a 500/502/504) may have landed. The lock carries a
+    token of this run, so a look tells: found with our token, it is ours; not found, it is asked for again (the
+    server refuses a duplicate, so asking twice is safe); found with another token, another run holds it."""
+    token = secrets.token_hex(8)
     started = _now()
     properties = {
         "holder": f"{_user()}@{socket.gethostname()} pid {os.getpid()}",
         "operation": operation,
         "started_at": started.isoformat(),
         "expires_at": (started + TTL).isoformat(),
+        "token": token,
     }
     body = {
         "identifier_key": KEY_PREFIX + lock_id,
@@ -238,16 +251,34 @@ def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock |
         "identity_type": "other",
         "properties": [_property(key, value) for key, value in properties.items()],
     }
-    try:
-        created = client.post(IDENTITIES, json=body)
-    except LettaAPIError as error:
-        if error.status == 409:
-            return None
-        raise LockError(
-            f"the apply lock {lock_id!r} could not be taken: {error}. Apply without it (at your own risk: two "
-            "applies at once duplicate agents) with --no-lock."
-        ) from None
-    return HeldLock.from_identity(created)
+    for _ in range(CREATE_ATTEMPTS):
+        try:
+            return HeldLock.from_identity(client.post(IDENTITIES, json=body))
+        except LettaAPIError as error:
+            if error.status == 409:
+                return None
+            if error.status not in UNKNOWN_OUTCOME:
+                raise _not_taken(lock_id, error) from None
+        except LettaConnectionError:
+            pass
+        try:
+            landed = _find_identity(client, lock_id)
+        except LettaError as error:
+            raise _not_taken(lock_id, error) from None
+        if landed is not None:
+            return HeldLock.from_identity(landed) if _token_of(landed) == token else None
+    raise _not_taken(lock_id, LettaError(f"the server did not answer {CREATE_ATTEMPTS} requests to create it"))
+
+
+def _not_taken(lock_id: str, error: LettaError) -> LockError:
+    return LockError(
+        f"the apply lock {lock_id!r} could not be taken: {error}. Nothing was changed. Check that the server "
+        "answers (`lettafleet plan`), then run apply again."
+    )
+
+
+def _token_of(identity: dict[str, Any]) -> str | None:
+    return next((p.get("value") for p in identity.get("properties") or () if p.get("key") == "token"), None)
 
 
 def _property(key: str, value: str) -> dict[str, str]:

@@ -95,7 +95,7 @@ class LettaClient:
         url_auth = _url_credentials(given_url)
         self.masker = SecretMasker([self._api_key, *(url_auth or ())])
         self.base_url = public_url(given_url)  # what every message and plan shows
-        _refuse_exposed_credentials(self.base_url, self._api_key, url_auth, allow_insecure_http)
+        _check_base_url(self.base_url, self._api_key, url_auth, allow_insecure_http)
         headers = {"Accept": "application/json", "User-Agent": "lettafleet"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -299,10 +299,9 @@ def _url_credentials(url: str) -> tuple[str, str] | None:
     return unquote(parts.username or ""), unquote(parts.password or "")
 
 
-def _refuse_exposed_credentials(
-    url: str, api_key: str | None, url_auth: tuple[str, str] | None, allow_insecure_http: bool
-) -> None:
-    """Stop before a credential would travel where it can be read or would be sent twice."""
+def _check_base_url(url: str, api_key: str | None, url_auth: tuple[str, str] | None, allow_insecure_http: bool) -> None:
+    """Stop before a request goes to an address that is not a Letta server's, or a credential would travel where
+    it can be read or be sent twice."""
     if api_key and url_auth:
         raise LettaError(
             "the base URL carries a user name and password and LETTA_API_KEY is set: both are sent as the "
@@ -310,6 +309,11 @@ def _refuse_exposed_credentials(
             "LETTA_API_KEY."
         )
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LettaError(
+            f"the Letta base URL {url!r} is not an http:// or https:// address with a host. Write it like "
+            "https://api.letta.com or http://127.0.0.1:8283 (--base-url or LETTA_BASE_URL)."
+        )
     if not (api_key or url_auth) or parts.scheme != "http" or allow_insecure_http or _is_loopback(parts.hostname):
         return
     credential = "LETTA_API_KEY" if api_key else "the password in the base URL"

@@ -322,3 +322,9 @@ def test_credentials_go_to_this_machine_or_over_https(url):
 
 def test_plain_http_is_allowed_when_the_caller_says_so():
     LettaClient("http://letta.example:8283", api_key="sk-key", allow_insecure_http=True).close()
+
+
+@pytest.mark.parametrize("url", ["ws://10.1.1.1", "ftp://letta.example", "http:10.255.255.1:8283", "letta.example"])
+def test_a_base_url_that_is_not_http_or_https_with_a_host_is_refused_before_anything_is_sent(url):
+    with pytest.raises(LettaError, match="is not an http:// or https:// address with a host"):
+        LettaClient(url, api_key="sk-key")
