@@ -173,12 +173,29 @@ def apply_plan(
                 abandoned = _let_in_flight_finish(running, finish, todo, in_flight_grace)
     finally:
         pool.shutdown(wait=not abandoned, cancel_futures=True)
+    _finish_carried(ready, results, todo, session, manager, finish)
     left = [address for address in todo if address not in results]
     reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
     for address in left:  # never started: the apply was stopped, or they form a dependency cycle
         finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
     ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
     return ApplyReport(ordered, interrupted=stop.is_set() and bool(left or abandoned), abandoned=abandoned)
+
+
+def _finish_carried(
+    ready: list[str],
+    results: Mapping[str, ChangeResult],
+    todo: Mapping[str, Change],
+    session: ApplySession,
+    manager: pluggy.PluginManager,
+    finish: Callable[[str, ChangeResult], None],
+) -> None:
+    """Report the children that rode along in a parent's request, which landed (or not) with it: after a stop
+    they were never started, yet they need no request of their own to know their outcome."""
+    while carried := [a for a in ready if a not in results and session.carried_result(a)[0]]:
+        for address in carried:
+            ready.remove(address)
+            finish(address, _apply_one(todo[address], session, manager))
 
 
 def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: threading.Event) -> set[Future[ChangeResult]]:

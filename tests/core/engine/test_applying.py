@@ -204,3 +204,23 @@ def test_a_change_still_in_flight_after_the_grace_is_reported_failed_with_an_unk
 def test_an_apply_that_is_never_stopped_is_not_interrupted(client):
     report = run([thing(f"t{n}") for n in range(5)], Recorder(), client, parallelism=2)
     assert report.ok and not report.interrupted and report.not_attempted == []
+
+
+def test_children_that_rode_along_are_reported_with_their_parent_even_after_a_stop(client):
+    stop = threading.Event()
+
+    class StopsOnCreate(Rider):
+        @hookimpl
+        def lettafleet_apply(self, change, session):
+            answer = Rider.lettafleet_apply(self, change, session)
+            stop.set()  # Ctrl-C just after the parent's create landed, children and all
+            return answer
+
+    parts = [Change(f"t.part.p{n}", "part", f"p{n}", Action.CREATE, None, {}, parent="t") for n in (1, 2)]
+    manager = get_plugin_manager(extra_plugins=[StopsOnCreate()])
+    plan = Plan.build("f", "s", [thing("a"), thing("t"), *parts])
+    report = apply_plan(plan, client, manager, stop=stop, parallelism=1)  # `t` goes first, then the stop
+
+    status = {result.address: result.status for result in report.results}
+    assert status == {"a": "skipped", "t": "applied", "t.part.p1": "applied", "t.part.p2": "applied"}
+    assert [result.address for result in report.not_attempted] == ["a"]
