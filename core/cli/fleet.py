@@ -29,7 +29,7 @@ from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
-from lettafleet.core.render.json import render_apply_json, render_plan_json
+from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
 
@@ -80,9 +80,10 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
 
 
 def default_fleet_file() -> Path:
-    """The fleet file to use when none is named: the first of DEFAULT_FLEET_FILES that exists here."""
+    """The fleet file to use when none is named: the first of DEFAULT_FLEET_FILES that exists here (whatever it
+    is: reading it then says why a FIFO, a folder or a broken link cannot be a fleet file)."""
     for name in DEFAULT_FLEET_FILES:
-        if Path(name).is_file():
+        if Path(name).exists() or Path(name).is_symlink():
             return Path(name)
     click.echo(
         f"error: no fleet file named and none found in this folder (looked for {', '.join(DEFAULT_FLEET_FILES)}). "
@@ -245,7 +246,10 @@ def apply(
         if stopping.by_user:
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
         else:
-            click.echo("\nInterrupted before any change was made: nothing was changed.", err=True)
+            message = "Interrupted before any change was made: nothing was changed."
+            click.echo(f"\n{message}", err=True)
+            if output == "json":
+                click.echo(render_error_json(message, interrupted=True))
         sys.exit(INTERRUPTED_EXIT)
     if output == "json":
         click.echo(render_apply_json(the_plan, report))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import rich_click as click
 
-from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.model import TargetError
 from lettafleet.core.letta.client import LettaClient, LettaError
 from lettafleet.core.plugin_manager import PluginError
+from lettafleet.core.render.json import render_error_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Where --allow-insecure-http is kept for make_client, so that no command has to pass it along.
@@ -97,7 +98,8 @@ def make_client(base_url: str) -> LettaClient:
 
 
 def reports_errors(command: F) -> F:
-    """Turn every expected failure into a clear message and exit 1: a traceback is a bug."""
+    """Turn every expected failure into a clear message and exit 1: a traceback is a bug. A command asked for
+    `-o json` also prints the failure as a JSON document on stdout, so a script reading it never reads nothing."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -107,10 +109,24 @@ def reports_errors(command: F) -> F:
             for diagnostic in error.diagnostics:
                 click.echo(str(diagnostic), err=True)
             count = len(error.diagnostics)
-            click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
+            summary = f"{count} error{'s' if count != 1 else ''}; nothing was changed."
+            click.echo(summary, err=True)
+            _echo_json_error(summary, error.diagnostics)
             sys.exit(1)
         except (LettaError, PluginError, TargetError) as error:
             click.echo(f"error: {error}", err=True)
+            _echo_json_error(str(error))
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def wants_json() -> bool:
+    """Whether the command running now was asked for `-o json`."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.params.get("output") == "json"
+
+
+def _echo_json_error(message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+    if wants_json():
+        click.echo(render_error_json(message, diagnostics))

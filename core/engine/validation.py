@@ -120,20 +120,42 @@ def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator,
         return f"{describe_path(path[:-1])}: give either {choices}, not both", "remove one of them"
     if code == cerberus_errors.BAD_TYPE.code:
         expected = error.constraint
-        return f"{where} must be {_type_name(expected)}, got {_shown(error.value)}", ""
+        return f"{where} must be {_type_name(expected)}, got {_shown(error.value)}", _TYPE_HINTS.get(str(expected), "")
     if code == cerberus_errors.EMPTY_NOT_ALLOWED.code:
-        return f"{where} must not be empty", ""
+        return f"{where} must not be empty", "give it a value, or remove the key"
     if code == cerberus_errors.MIN_VALUE.code:
-        return f"{where} must be at least {error.constraint}, got {error.value}", ""
+        return f"{where} must be at least {error.constraint}, got {error.value}", f"use {error.constraint} or more"
     if code == cerberus_errors.MAX_VALUE.code:
-        return f"{where} must be at most {error.constraint}, got {error.value}", ""
+        return f"{where} must be at most {error.constraint}, got {error.value}", f"use {error.constraint} or less"
     if code == cerberus_errors.MIN_LENGTH.code:
-        return f"{where} needs at least {error.constraint} item(s)", ""
+        return f"{where} needs at least {error.constraint} item(s)", "add the missing items"
     if code == cerberus_errors.REGEX_MISMATCH.code:
-        return f"{where} {_shown(error.value)} does not match {error.constraint}", ""
+        return f"{where} {_shown(error.value)} does not match {error.constraint}", _pattern_hint(error.constraint)
     if code == cerberus_errors.UNALLOWED_VALUE.code:
-        return f"{where} {_shown(error.value)} is not one of {', '.join(map(str, error.constraint))}", ""
+        allowed = ", ".join(map(str, error.constraint))
+        return f"{where} {_shown(error.value)} is not one of {allowed}", "use one of the values listed"
     return f"{where}: {validator.error_handler._format_message(error.field, error)}", ""
+
+
+_TYPE_HINTS = {
+    "integer": "write a plain whole number in ASCII digits, such as 32000",
+    "float": "write a plain finite number in ASCII digits, such as 0.7",
+    "boolean": "write true or false",
+}
+_ONE_CHARACTER_CLASS = re.compile(r"\^?\[([^\]]+)\]\+\$?")
+
+
+def _pattern_hint(pattern: Any) -> str:
+    """How to write a value that matches, in words where the pattern is one class of characters."""
+    found = _ONE_CHARACTER_CLASS.fullmatch(str(pattern))
+    if not found:
+        return f"write a value matching {pattern}"
+    allowed = found[1]
+    words = [name for part, name in (("a-z", "letters"), ("0-9", "digits")) if part in allowed]
+    others = [f"'{char}'" for char in re.sub(r"a-z|A-Z|0-9", "", allowed)]
+    names = words + others
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    return f"use only {listed}, with no spaces or line breaks"
 
 
 def _allowed_keys(schema: Any, path: Path) -> set[str]:

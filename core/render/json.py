@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from lettafleet.core.engine.applying import ApplyReport
-from lettafleet.core.engine.model import Plan
+from lettafleet.core.engine.diagnostics import Diagnostic
+from lettafleet.core.engine.model import PLAN_FORMAT_VERSION, Plan
 
 
 def render_plan_json(plan: Plan) -> str:
@@ -24,3 +26,16 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
         ],
     }
     return json.dumps(document, indent=2)
+
+
+def render_error_json(message: str, diagnostics: Sequence[Diagnostic] = (), *, interrupted: bool = False) -> str:
+    """What `-o json` prints when a command stops before it has a plan: nothing was changed, and why."""
+    error = {
+        "message": message,
+        "diagnostics": [
+            {"file": d.file, "line": d.line, "column": d.column, "message": d.message, "hint": d.hint}
+            for d in diagnostics
+        ],
+    }
+    document = {"format_version": PLAN_FORMAT_VERSION, "ok": False, "interrupted": interrupted, "changed": False}
+    return json.dumps({**document, "error": error}, indent=2)

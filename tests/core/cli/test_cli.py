@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,18 @@ def test_no_fleet_file_here_says_what_was_looked_for(
     assert result.exit_code == 1
     assert "looked for fleet.yaml, fleet.yml, agents.yml, agents.yaml" in result.output
     assert "-f FILE" in result.output
+
+
+def test_a_fleet_yaml_here_that_is_not_a_file_is_named_and_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.mkfifo(tmp_path / "fleet.yaml")  # reading a FIFO would wait for a writer forever
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(main, ["validate"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("fleet.yaml:1:1: ") and "not a regular file" in result.output
 
 
 def test_a_misspelled_option_is_an_error_not_a_plan_with_changes(tmp_path: Path) -> None:

@@ -74,7 +74,10 @@ def test_a_duplicate_key_is_reported_at_the_second_occurrence(write_fleet, manag
 def test_a_number_that_is_not_a_number_names_the_value(write_fleet, manager):
     path = write_fleet(AGENT.replace("context_window: 32000", "context_window: lots"))
     [error] = errors_of(path, manager)
-    assert error == f"{path}:6:7: agents[0].llm_config.context_window must be a whole number, got 'lots'"
+    assert error == (
+        f"{path}:6:7: agents[0].llm_config.context_window must be a whole number, got 'lots' "
+        "(write a plain whole number in ASCII digits, such as 32000)"
+    )
 
 
 def test_missing_required_keys_are_named(write_fleet, manager):
@@ -192,11 +195,15 @@ def test_a_temperature_must_be_a_finite_ascii_number(write_fleet, manager, tempe
         AGENT.replace("      context_window: 32000\n", "      context_window: 32000\n" + ENDPOINT.format(temperature))
     )
     [error] = errors_of(path, manager)
-    assert error == f"{path}:8:7: agents[0].llm_config.temperature must be a number, got '{temperature}'"
+    assert error == (
+        f"{path}:8:7: agents[0].llm_config.temperature must be a number, got '{temperature}' "
+        "(write a plain finite number in ASCII digits, such as 0.7)"
+    )
 
 
 @pytest.mark.parametrize(
-    ("temperature", "message"), [("2.5", "at most 2.0, got 2.5"), ("-0.1", "at least 0.0, got -0.1")]
+    ("temperature", "message"),
+    [("2.5", "at most 2.0, got 2.5 (use 2.0 or less)"), ("-0.1", "at least 0.0, got -0.1 (use 0.0 or more)")],
 )
 def test_a_temperature_must_be_in_range(write_fleet, manager, temperature, message):
     path = write_fleet(
