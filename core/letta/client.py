@@ -232,7 +232,15 @@ class LettaClient:
         seen: set[str] = set()
         after = None
         while True:
-            page = self.get(path, limit=PAGE_SIZE, after=after, **params)
+            try:
+                page = self.get(path, limit=PAGE_SIZE, after=after, **params)
+            except LettaAPIError as error:
+                # Letta answers 404 when the item the cursor names was deleted meanwhile (another client at work):
+                # go on from the item before it; items read twice are dropped below.
+                if error.status != 404 or after is None:
+                    raise
+                after = _cursor_before(items, after)
+                continue
             fresh = [item for item in page if item["id"] not in seen]
             # A server that ignores `after` answers the same page again: nothing new is the end too.
             if not fresh:
@@ -272,6 +280,13 @@ class LettaClient:
             return response.json()
         except ValueError:
             return response.text
+
+
+def _cursor_before(items: list[dict[str, Any]], gone: str) -> str | None:
+    """The id of the item read just before `gone`; None (from the start) when there is none."""
+    ids = [item["id"] for item in items]
+    position = ids.index(gone) if gone in ids else len(ids)
+    return ids[position - 1] if position > 0 else None
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

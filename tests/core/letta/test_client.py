@@ -221,6 +221,31 @@ def test_list_all_reads_past_a_short_page_until_an_empty_one(client):
 
 
 @respx.mock
+def test_list_all_goes_on_when_the_item_its_cursor_names_was_deleted_meanwhile(client):
+    items = [{"id": f"c{index}"} for index in range(6)]
+    capped = capped_server(items, cap=2)
+
+    def page(request: httpx.Request) -> httpx.Response:
+        answer = capped(request)
+        if request.url.params.get("after") == "c1":  # c1 was read, then another client deleted it
+            items.remove({"id": "c1"})
+            return httpx.Response(404, json={"detail": "Conversation not found with id='c1'"})
+        return answer
+
+    route = respx.get(f"{BASE}/v1/conversations/").mock(side_effect=page)
+
+    assert [item["id"] for item in client.list_all("/v1/conversations/", order="asc")] == [
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+        "c4",
+        "c5",
+    ]
+    assert [call.request.url.params.get("after") for call in route.calls] == [None, "c1", "c0", "c3", "c5"]
+
+
+@respx.mock
 def test_list_all_of_a_collection_that_fits_one_page_costs_one_more_request(client):
     route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server([{"id": "a1"}], cap=100))
     assert client.list_all("/v1/agents/") == [{"id": "a1"}]
