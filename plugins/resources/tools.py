@@ -43,6 +43,7 @@ TOOL_FILE = "tool file"  # how messages name a file under tools/
 MANAGED_TAG = "managed_by:lettafleet"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TOOLS = ("/v1/tools/", {"order": "asc"})
+CUSTOM = "custom"  # Letta's tool_type for tools users define; every other type is one of Letta's own
 
 
 @dataclass(frozen=True)
@@ -227,12 +228,15 @@ def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
 
 @hookimpl
 def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-    """A tool the fleet names without defining must be on the server: checked before anything is written."""
-    named = [r for r in desired if r.kind == KIND and "source_code" not in r.attributes]
-    if not named:
+    """Checked before anything is written: a tool the fleet names without defining must be on the server, and a
+    tool it defines must not replace one of Letta's own (send_message, web_search, ...), which every agent uses."""
+    tools = [r for r in desired if r.kind == KIND]
+    if not tools:
         return []
-    offered = {tool.get("name") for tool in _server_tools(reader)}
-    problems = []
+    server_tools = _server_tools(reader)
+    problems = _letta_tools_redefined([r for r in tools if "source_code" in r.attributes], server_tools)
+    named = [r for r in tools if "source_code" not in r.attributes]
+    offered = {tool.get("name") for tool in server_tools}
     for resource in named:
         if resource.name not in offered:
             close = difflib.get_close_matches(resource.name, sorted(filter(None, offered)), n=3)
@@ -274,6 +278,20 @@ def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Ite
                 attached = Resource(address, ATTACHMENT, tool["name"], {"attached": True}, agent_address, id=tool["id"])
                 found.append(attached)
     return found
+
+
+def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    letta_own = {tool.get("name"): tool.get("tool_type") for tool in server_tools if tool.get("tool_type") != CUSTOM}
+    return [
+        Problem(
+            resource.source,
+            f"tool '{resource.name}' is one of Letta's own tools ({letta_own[resource.name]}) on the server: "
+            "defining it would replace it for every agent",
+            "give your function another name, or list the tool by name to attach Letta's",
+        )
+        for resource in defined
+        if resource.name in letta_own
+    ]
 
 
 def _server_tools(reader: LiveReader) -> list[dict[str, Any]]:

@@ -119,3 +119,28 @@ def test_a_tool_the_server_lacks_is_reported_at_its_line_before_any_write(letta_
     assert f"{fleet}:11:13: tool 'web_serch' is not on {letta_server} (did you mean web_search?)" in result.stderr
     assert client.list_all("/v1/agents/", name=names["agent"]) == []
     assert client.get("/v1/tools/", name=names["tool"]) == []
+
+
+def test_a_fleet_never_redefines_one_of_lettas_own_tools(
+    tmp_path: Path, names: dict[str, str], letta_server: str, client: LettaClient
+):
+    """send_message is Letta's own (tool_type letta_core), used by every agent on the server: a fleet that defines a
+    function of that name is stopped at its line before anything is written."""
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "send_message.py").write_text(
+        'def send_message(message: str) -> str:\n    """Say it.\n\n    Args:\n        message: What.\n    """\n'
+        "    return message\n"
+    )
+    fleet = tmp_path / "agents.yml"
+    fleet.write_text(
+        f"agents:\n  - name: {names['agent']}\n    llm_config: {{model: letta/letta-free}}\n"
+        "    embedding: letta/letta-free\n    system_prompt: {value: Hi.}\n    tools: [send_message]\n"
+    )
+
+    result = cli(letta_server, "apply", "-f", str(fleet))
+
+    assert result.exit_code == 1
+    assert f"{fleet}:6:" in result.output
+    assert "tool 'send_message' is one of Letta's own tools (letta_core)" in result.output
+    assert "give your function another name" in result.output
+    assert client.list_all("/v1/agents/", name=names["agent"]) == []  # nothing was written
