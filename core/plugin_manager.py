@@ -10,40 +10,78 @@ from typing import Any
 import pluggy
 
 from lettafleet.core import hookspecs
+from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment
 
 ENTRY_POINT_GROUP = "lettafleet"
 
 
 class PluginError(Exception):
-    """Plugins that do not fit together: a kind or a schema key claimed twice, a fragment with no place."""
+    """Plugins that do not fit together: a kind or a schema key claimed twice, a kind with no handler."""
 
 
-def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    """The plugin manager with every installed plugin loaded and checked, plus `extra_plugins` (for tests)."""
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+class FleetPlugins(pluggy.PluginManager):
+    """pluggy's plugin manager, with what the plugins declare gathered and checked once, when it is made:
+    `kinds`, the resource kinds by name (each with the handler core routes it to), and `schema`, the fleet
+    file's merged cerberus schema."""
+
+    kinds: dict[str, ResourceKind]
+    schema: dict[str, Any]
+
+    def handler(self, kind: str) -> ResourceHandler:
+        """The handler of one kind. Every resource and change a plan holds is of a declared kind."""
+        declared = self.kinds.get(kind)
+        if declared is None or declared.handler is None:
+            raise PluginError(f"no plugin handles resources of kind {kind!r}")
+        return declared.handler
+
+    def handlers(self) -> list[tuple[ResourceHandler, frozenset[str]]]:
+        """Every handler once, with the kinds it handles, in the order the kinds were declared."""
+        found: dict[int, tuple[ResourceHandler, set[str]]] = {}
+        for kind in self.kinds.values():
+            handler = self.handler(kind.name)
+            found.setdefault(id(handler), (handler, set()))[1].add(kind.name)
+        return [(handler, frozenset(names)) for handler, names in found.values()]
+
+
+def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:
+    """The plugin manager with every installed plugin loaded, plus `extra_plugins` (for tests), all checked at
+    once: a misspelled hook, a kind or schema key declared twice, a kind without a handler fail here, whatever
+    command runs."""
+    manager = FleetPlugins(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in extra_plugins:
         manager.register(plugin)
-    # A hook implementation whose name matches no spec (a typo) fails here rather than being silently unused.
     manager.check_pending()
+    manager.kinds = _gather_kinds(manager)
+    manager.schema = _merged_schema(manager)
     return manager
 
 
-def resource_kinds(manager: pluggy.PluginManager) -> dict[str, ResourceKind]:
+def resource_kinds(manager: FleetPlugins) -> dict[str, ResourceKind]:
+    return manager.kinds
+
+
+def fleet_schema(manager: FleetPlugins) -> dict[str, Any]:
+    """Every plugin's schema fragments merged into one cerberus schema for the whole document."""
+    return manager.schema
+
+
+def _gather_kinds(manager: pluggy.PluginManager) -> dict[str, ResourceKind]:
     kinds: dict[str, ResourceKind] = {}
     # pluggy calls the last registered plugin first; kinds read better in the order plugins were loaded.
     for declared in reversed(manager.hook.lettafleet_kinds()):
         for kind in declared:
             if kind.name in kinds:
                 raise PluginError(f"resource kind {kind.name!r} is declared by two plugins")
+            if not isinstance(kind.handler, ResourceHandler):
+                raise PluginError(f"resource kind {kind.name!r} has no handler: give it one, ResourceKind(handler=...)")
             kinds[kind.name] = kind
     return kinds
 
 
-def fleet_schema(manager: pluggy.PluginManager) -> dict[str, Any]:
-    """Every plugin's fragments merged into one cerberus schema for the whole document."""
+def _merged_schema(manager: pluggy.PluginManager) -> dict[str, Any]:
     fragments = [fragment for declared in manager.hook.lettafleet_schema() for fragment in declared]
     root: dict[str, Any] = {}
     for fragment in sorted(fragments, key=lambda fragment: len(fragment.at)):

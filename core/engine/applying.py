@@ -17,14 +17,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-import pluggy
-
+from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.plugin_manager import FleetPlugins
 
-
-class ApplyError(Exception):
-    """A change could not be made; the message names what the server said and what to do."""
+__all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "apply_plan"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +61,9 @@ class ApplyReport:
 
 
 class ApplySession:
-    """What a plugin's apply hook works with: the client, and the ids of resources known or just created."""
+    """What a handler's `apply` works with: the client, and the ids of resources known or just created."""
 
-    def __init__(self, plan: Plan, client: LettaClient, manager: pluggy.PluginManager) -> None:
+    def __init__(self, plan: Plan, client: LettaClient, manager: FleetPlugins) -> None:
         self.plan = plan
         self.client = client
         client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
@@ -95,13 +93,13 @@ class ApplySession:
             self._ids[address] = resource_id
 
     def create(self, change: Change, path: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
-        """POST a new resource, letting its changing children ride along in the same request where their plugin
-        can (a child's plugin may write what the request refers to first, such as a block to attach by id)."""
-        checks: list[tuple[Change, Callable[[Mapping[str, Any]], str | None]]] = []
+        """POST a new resource, letting its changing children ride along in the same request where their handler
+        can (a child's handler may write what the request refers to first, such as a block to attach by id)."""
+        checks: list[tuple[Change, RideAlongCheck]] = []
         for child in self.plan.children(change.address):
             if not child.changes_something:
                 continue
-            check = self._manager.hook.lettafleet_ride_along(parent=change, child=child, request=body, session=self)
+            check = self._manager.handler(child.kind).ride_along(change, child, body, self)
             if check is not None:
                 checks.append((child, check))
         answer = self.client.post(path, json=body, **params)
@@ -120,7 +118,7 @@ class ApplySession:
 def apply_plan(
     plan: Plan,
     client: LettaClient,
-    manager: pluggy.PluginManager,
+    manager: FleetPlugins,
     *,
     parallelism: int = 8,
     on_result: Callable[[Change, ChangeResult], None] | None = None,
@@ -187,7 +185,7 @@ def _finish_carried(
     results: Mapping[str, ChangeResult],
     todo: Mapping[str, Change],
     session: ApplySession,
-    manager: pluggy.PluginManager,
+    manager: FleetPlugins,
     finish: Callable[[str, ChangeResult], None],
 ) -> None:
     """Report the children that rode along in a parent's request, which landed (or not) with it: after a stop
@@ -230,17 +228,15 @@ def _let_in_flight_finish(
     return abandoned
 
 
-def _apply_one(change: Change, session: ApplySession, manager: pluggy.PluginManager) -> ChangeResult:
+def _apply_one(change: Change, session: ApplySession, manager: FleetPlugins) -> ChangeResult:
     carried, problem = session.carried_result(change.address)
     if carried:
         status = "failed" if problem else "applied"
         return ChangeResult(change.address, change.action, status, problem or f"created with {change.parent}")
     try:
-        answer = manager.hook.lettafleet_apply(change=change, session=session)
+        manager.handler(change.kind).apply(change, session)
     except (ApplyError, LettaError) as error:
         return ChangeResult(change.address, change.action, "failed", session.client.mask(str(error)))
-    if answer is None:
-        return ChangeResult(change.address, change.action, "failed", f"no plugin applies changes of kind {change.kind}")
     return ChangeResult(change.address, change.action, "applied")
 
 

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lettafleet.core.engine.handlers import ResourceHandler
 
 
 @dataclass(frozen=True)
 class ResourceKind:
-    """A kind of resource. `counted` kinds (conversations) are counted on their parent's line in a plan
-    and named separately in the plan's closing line, as people track them apart from configuration."""
+    """A kind of resource, and the handler core routes its resources and changes to (one handler may serve
+    several kinds). `counted` kinds (conversations) are counted on their parent's line in a plan and named
+    separately in the plan's closing line, as people track them apart from configuration."""
 
     name: str
     plural: str
     description: str = ""
     counted: bool = False
     named_in_plan: bool = True  # False: a plan line shows just the name ("support-agent", not "agent support-agent")
+    # Required of every kind a plugin declares (the plugin manager checks); optional so that a kind can be described
+    # apart from its plugin, as renderers and their tests do.
+    handler: ResourceHandler | None = field(default=None, compare=False, repr=False)
 
     @property
     def singular(self) -> str:

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import hmac
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,12 +170,23 @@ class Plan:
     changes: tuple[Change, ...]
     counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     ambiguities: tuple[Ambiguity, ...] = ()
+    # The key sensitive values enter the hash with (see `sha256`): the server's API key, passed in by whoever
+    # planned. Never shown, never compared.
+    hash_key: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
-    def build(cls, fleet: str, server: str, changes: Iterable[Change], ambiguities: Iterable[Ambiguity] = ()) -> Plan:
+    def build(
+        cls,
+        fleet: str,
+        server: str,
+        changes: Iterable[Change],
+        ambiguities: Iterable[Ambiguity] = (),
+        *,
+        hash_key: bytes = b"",
+    ) -> Plan:
         ordered = tuple(sorted(changes, key=lambda change: change.address))
         found = tuple(sorted(set(ambiguities), key=lambda ambiguity: (ambiguity.address, ambiguity.ids)))
-        return cls(fleet=fleet, server=server, changes=ordered, counts=_count(ordered), ambiguities=found)
+        return cls(fleet, server, ordered, _count(ordered), found, hash_key)
 
     @property
     def has_changes(self) -> bool:
@@ -253,6 +263,7 @@ class Plan:
             self.server,
             (c for c in self.changes if c.address in chosen),
             (a for a in self.ambiguities if a.address in chosen),
+            hash_key=self.hash_key,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -274,11 +285,11 @@ class Plan:
         """A fingerprint of what the plan would do: equal plans, equal hashes, whatever server URL printed them.
 
         The hash is published (in pull request comments), so sensitive values enter it only as an HMAC keyed
-        with LETTA_API_KEY: a changed secret changes the hash, yet the hash tells nothing about the secret.
-        Without an API key they do not enter it at all. Ambiguities enter it too, so a reviewed plan cannot hide
-        one (a plan without any hashes as it did before they were reported).
+        with `hash_key` (the server's API key): a changed secret changes the hash, yet the hash tells nothing
+        about the secret. Without a key they do not enter it at all. Ambiguities enter it too, so a reviewed plan
+        cannot hide one (a plan without any hashes as it did before they were reported).
         """
-        key = os.environ.get("LETTA_API_KEY", "").encode()
+        key = self.hash_key
         body: dict[str, Any] = {
             "fleet": self.fleet,
             "changes": [change.to_json(sensitive_as=_keyed_digest(key)) for change in self.changes],
@@ -322,3 +333,47 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def compare(
+    desired: Resource | None,
+    live: Resource | None,
+    fields: Sequence[str] | None = None,
+    *,
+    detail: str = "",
+) -> Change:
+    """The plain diff: create what is missing, update the `fields` (default: all desired attributes) that differ.
+
+    A live resource with no desired one is left alone: lettafleet deletes nothing the fleet did not ask it to.
+    """
+    if desired is None and live is None:
+        raise ValueError("compare() needs a desired or a live resource")
+    model = desired or live
+    assert model is not None
+    if desired is None:
+        action, before, after = Action.NO_OP, dict(live.attributes), dict(live.attributes)  # type: ignore[union-attr]
+    elif live is None:
+        action, before, after = Action.CREATE, None, dict(desired.attributes)
+    else:
+        keys = list(fields) if fields is not None else list(desired.attributes)
+        before = {key: live.attributes.get(key) for key in keys}
+        after = {key: desired.attributes.get(key) for key in keys}
+        action = Action.UPDATE if before != after else Action.NO_OP
+    return Change(
+        address=model.address,
+        kind=model.kind,
+        name=model.name,
+        action=action,
+        before=before,
+        after=after,
+        parent=model.parent,
+        depends_on=desired.depends_on if desired else (),
+        id=live.id if live else None,
+        detail=detail,
+        sensitive=desired.sensitive if desired else frozenset(),
+    )
+
+
+def attributes(**values: Any) -> Mapping[str, Any]:
+    """Resource attributes without the unset (None) ones, so absent and null compare equal."""
+    return {key: value for key, value in values.items() if value is not None}

@@ -6,32 +6,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pluggy
-
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
+from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource
+from lettafleet.core.engine.model import Ambiguity, Plan, Resource
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.plugin_manager import FleetPlugins
 
 
-def plan_fleet(fleet: Fleet, client: LettaClient, manager: pluggy.PluginManager) -> Plan:
-    """Read the server and compute every change apply would make. Writes nothing."""
+def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins) -> Plan:
+    """Read the server and compute every change apply would make. Writes nothing.
+
+    Each kind's handler sees only its own kinds' resources: core routes them by kind."""
     desired = desired_resources(fleet, manager)
+    mine = _by_handler(desired, manager)
     reader = LiveReader(client)
     reader.prefetch(
         *{
             (path, _frozen_params(params)): (path, params)
-            for found in manager.hook.lettafleet_live_reads(desired=desired)
-            for path, params in found
+            for handler, own in mine
+            for path, params in handler.live_reads(own)
         }.values()
     )
     # The preflight's reads and the state's reads are independent: send them together. Reading is harmless
     # even when the preflight then stops the plan.
     with ThreadPoolExecutor(max_workers=1) as background:
-        preflight = background.submit(_collect, manager.hook.lettafleet_preflight, reader, desired)
-        found_live = _collect(manager.hook.lettafleet_read_live, reader, desired)
+        preflight = background.submit(lambda: [p for handler, own in mine for p in handler.preflight(reader, own)])
+        found_live = [found for handler, own in mine for found in handler.read_live(reader, own, desired)]
         problems = preflight.result()
     reader.close()
     if problems:
@@ -41,60 +44,24 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: pluggy.PluginManager)
     wanted = _by_address(desired, "desired")
     changes = []
     for address in sorted(set(wanted) | set(live)):
-        pair = {"desired": wanted.get(address), "live": live.get(address)}
-        changes.append(manager.hook.lettafleet_diff(**pair) or compare(**pair))
-    return Plan.build(fleet=str(fleet.path), server=client.base_url, changes=changes, ambiguities=ambiguities)
+        declared, found = wanted.get(address), live.get(address)
+        kind = declared.kind if declared else live[address].kind
+        changes.append(manager.handler(kind).diff(declared, found))
+    return Plan.build(str(fleet.path), client.base_url, changes, ambiguities=ambiguities, hash_key=client.plan_hash_key)
+
+
+def desired_resources(fleet: Fleet, manager: FleetPlugins) -> list[Resource]:
+    """Every resource the fleet declares, from each kind's handler."""
+    return [resource for handler, _ in manager.handlers() for resource in handler.desired(fleet)]
+
+
+def _by_handler(resources: Sequence[Resource], manager: FleetPlugins) -> list[tuple[ResourceHandler, list[Resource]]]:
+    """Each handler with the resources of its kinds (every handler, also one with none: it may read anyway)."""
+    return [(handler, [r for r in resources if r.kind in kinds]) for handler, kinds in manager.handlers()]
 
 
 def _frozen_params(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((key, repr(value)) for key, value in params.items()))
-
-
-def _collect(hook: Any, reader: LiveReader, desired: list[Resource]) -> list[Any]:
-    return [item for found in hook(reader=reader, desired=desired) for item in found]
-
-
-def desired_resources(fleet: Fleet, manager: pluggy.PluginManager) -> list[Resource]:
-    return [resource for found in manager.hook.lettafleet_desired(fleet=fleet) for resource in found]
-
-
-def compare(
-    desired: Resource | None,
-    live: Resource | None,
-    fields: Sequence[str] | None = None,
-    *,
-    detail: str = "",
-) -> Change:
-    """The plain diff: create what is missing, update the `fields` (default: all desired attributes) that differ.
-
-    A live resource with no desired one is left alone: lettafleet deletes nothing the fleet did not ask it to.
-    """
-    if desired is None and live is None:
-        raise ValueError("compare() needs a desired or a live resource")
-    model = desired or live
-    assert model is not None
-    if desired is None:
-        action, before, after = Action.NO_OP, dict(live.attributes), dict(live.attributes)  # type: ignore[union-attr]
-    elif live is None:
-        action, before, after = Action.CREATE, None, dict(desired.attributes)
-    else:
-        keys = list(fields) if fields is not None else list(desired.attributes)
-        before = {key: live.attributes.get(key) for key in keys}
-        after = {key: desired.attributes.get(key) for key in keys}
-        action = Action.UPDATE if before != after else Action.NO_OP
-    return Change(
-        address=model.address,
-        kind=model.kind,
-        name=model.name,
-        action=action,
-        before=before,
-        after=after,
-        parent=model.parent,
-        depends_on=desired.depends_on if desired else (),
-        id=live.id if live else None,
-        detail=detail,
-        sensitive=desired.sensitive if desired else frozenset(),
-    )
 
 
 def _by_address(resources: Iterable[Resource], side: str) -> dict[str, Resource]:
@@ -104,8 +71,3 @@ def _by_address(resources: Iterable[Resource], side: str) -> dict[str, Resource]
             raise ValueError(f"two {side} resources share the address {resource.address}")
         found[resource.address] = resource
     return found
-
-
-def attributes(**values: Any) -> Mapping[str, Any]:
-    """Resource attributes without the unset (None) ones, so absent and null compare equal."""
-    return {key: value for key, value in values.items() if value is not None}

@@ -112,6 +112,12 @@ class LettaClient:
         self.retry_budget = retry_budget
         self.stats = RequestStats()
 
+    @property
+    def plan_hash_key(self) -> bytes:
+        """The key a plan's hash takes its sensitive values with (docs/plan-json.md): the API key, so that only
+        someone holding it could test a guess of a secret against a published hash."""
+        return (self._api_key or "").encode()
+
     def __enter__(self) -> LettaClient:
         return self
 

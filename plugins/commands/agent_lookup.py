@@ -9,9 +9,9 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import LettaAPIError, LettaClient, LettaError
-from lettafleet.plugins.resources.server_reads import described, is_managed
+from lettafleet.plugins.resources.agents import described, meant_first
 
-# Naming one cheap relation makes Letta leave out the others (tools carry their source code): see server_reads.
+# Naming one cheap relation makes Letta leave out the others (tools carry their source code): see core/letta/reads.
 LIGHT_AGENT = ["agent.tags"]
 # Agent names may start with "agent-" too; only this shape is an id.
 AGENT_ID = re.compile(r"^agent-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -26,7 +26,8 @@ def find_agent(
 ) -> dict[str, Any]:
     """The agent called `name_or_id` (a name, or an id `agent-<uuid>`), in one request.
 
-    Letta allows two agents with one name; like a plan, the one lettafleet manages wins, then the oldest.
+    Letta allows two agents with one name; as in a plan (`meant_first`), the one lettafleet manages wins, then the
+    oldest.
     `unique=True` (for deletes) refuses to guess and asks for the id instead.
     """
     relations = list(include) if include is not None else None
@@ -38,7 +39,7 @@ def find_agent(
             if error.status in (404, 422):
                 raise NotFoundError(_no_agent(client, f"with id '{name_or_id}'")) from None
             raise
-    matches = client.get("/v1/agents/", name=name_or_id, include=relations, order="asc", limit=50)
+    matches = meant_first(client.list_all("/v1/agents/", name=name_or_id, include=relations, order="asc"))
     if not matches:
         raise NotFoundError(_no_agent(client, f"named '{name_or_id}'"))
     if len(matches) == 1:
@@ -46,7 +47,7 @@ def find_agent(
     ids = ", ".join(described(agent) for agent in matches)
     if unique:
         raise LettaError(f"{len(matches)} agents are named '{name_or_id}': {ids}. Name the one you mean by its id.")
-    chosen = next((agent for agent in matches if is_managed(agent)), matches[0])
+    chosen = matches[0]
     click.echo(
         f"note: {len(matches)} agents are named '{name_or_id}'; using {chosen['id']}. Name another by its id ({ids}).",
         err=True,

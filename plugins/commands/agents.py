@@ -11,10 +11,12 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    AGENT_RELATIONS,
     LettaAPIError,
     LettaClient,
     PluginCommand,
     hookimpl,
+    is_managed,
     make_client,
     public_url,
     reports_errors,
@@ -32,7 +34,6 @@ from lettafleet.plugins.commands.output import (
     short_date,
     to_yaml,
 )
-from lettafleet.plugins.resources.server_reads import AGENT_RELATIONS, is_managed
 
 # ---------------------------------------------------------------------------------------------- agent records
 

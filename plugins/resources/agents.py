@@ -1,19 +1,27 @@
-"""Agents: name, description, system prompt, model, embedding and tags."""
+"""Agents: name, description, system prompt, model, embedding and tags.
+
+Every other built-in kind hangs under an agent, so this module is also the public API of the agent kind, for any
+plugin whose kind is nested under agents (docs/plugins.md): `agent_address`, `declared_agents`, `live_agents` and
+`agents_named` (the one policy for which of several agents of one name is meant).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
+    AGENTS,
     Ambiguity,
     ApplySession,
     Change,
     Fleet,
     LiveReader,
     Problem,
+    Read,
     Resource,
+    ResourceHandler,
     ResourceKind,
     SchemaFragment,
     address_of,
@@ -21,13 +29,14 @@ from lettafleet.core import (
     compare,
     hookimpl,
     integer,
+    is_managed,
+    managed_metadata,
     string,
     string_list,
     text_source,
 )
-from lettafleet.plugins.resources.server_reads import AGENTS, agents_named, described, managed_metadata
 
-KIND = "agent"
+AGENT = "agent"
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 # llm_config keys beyond the handle and context window; given any of them, the whole config goes to the server.
 ENDPOINT_FIELDS = (
@@ -47,9 +56,75 @@ EMBEDDING_FIELDS = (
 )
 
 
+# -- the agent kind's public API, for kinds nested under agents ----------------------------------------------------
+
+
+def agent_address(name: str) -> str:
+    """`agent.support-agent`: the address of an agent, and the parent of everything declared under it."""
+    return address_of(AGENT, name)
+
+
+@dataclass(frozen=True)
+class DeclaredAgent:
+    """One agent of a valid fleet: its data (after the schema), its place in the file, and its address."""
+
+    index: int
+    data: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def address(self) -> str:
+        return agent_address(self.name)
+
+    @property
+    def at(self) -> tuple[str, int]:
+        """Where the agent stands in the fleet file, for `Problem` and `Resource.source` paths."""
+        return ("agents", self.index)
+
+
+def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
+    """Every agent the fleet declares, in file order."""
+    for index, agent in enumerate(fleet.data.get("agents") or ()):
+        yield DeclaredAgent(index, agent)
+
+
+def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict[str, Any]]]:
+    """Live agents grouped by name, the one meant first. Letta allows two agents of one name: the one lettafleet
+    manages is meant, then the oldest (the agent kind reports every name held by more than one)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    path, params = read
+    for agent in reader.list_all(path, **params):  # oldest first
+        found.setdefault(agent["name"], []).append(agent)
+    return {name: meant_first(agents) for name, agents in found.items()}
+
+
+def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, Any]]:
+    """Live agents by name: of several with one name, the one `agents_named` puts first."""
+    return {name: agents[0] for name, agents in agents_named(reader, read).items()}
+
+
+def meant_first(agents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Agents of one name (oldest first), the one meant first: lettafleet's own, then the oldest. Plans and
+    commands that take an agent's name resolve it by this one rule."""
+    return sorted((dict(agent) for agent in agents), key=lambda agent: not is_managed(agent))
+
+
+def described(agent: Mapping[str, Any]) -> str:
+    """An agent's id as messages name it: with whether lettafleet manages it."""
+    return str(agent["id"]) + (" (managed by lettafleet)" if is_managed(agent) else "")
+
+
+# -- the plugin --------------------------------------------------------------------------------------------------
+
+
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
-    return [ResourceKind(KIND, "agents", "a Letta agent, matched by name", named_in_plan=False)]
+    return [
+        ResourceKind(AGENT, "agents", "a Letta agent, matched by name", named_in_plan=False, handler=AgentHandler())
+    ]
 
 
 @hookimpl
@@ -95,8 +170,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for index, agent in enumerate(fleet.data["agents"]):
-        at = ("agents", index)
+    for declared in declared_agents(fleet):
+        agent, at, index = declared.data, declared.at, declared.index
         if agent["name"] in seen:
             problems.append(
                 Problem(
@@ -111,19 +186,6 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             if "," in tag:
                 problems.append(Problem((*at, "tags"), f"tag '{tag}' contains a comma", "use one tag per list item"))
     return problems
-
-
-@hookimpl
-def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
-    for index, agent in enumerate(fleet.data["agents"]):
-        yield Resource(
-            address=address_of(KIND, agent["name"]),
-            kind=KIND,
-            name=agent["name"],
-            attributes=_desired_attributes(fleet, agent),
-            source=("agents", index),
-            sensitive=frozenset({"system"}) if agent["system_prompt"].get("sensitive") else frozenset(),
-        )
 
 
 def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -148,50 +210,79 @@ HANDLE_CHECKS = (
 )
 
 
-@hookimpl
-def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-    """Every model and embedding handle must be one the server offers: checked before anything is written."""
-    agents = [resource for resource in desired if resource.kind == KIND]
-    problems: list[Problem] = []
-    for attribute, listing, place, noun in HANDLE_CHECKS:
-        using = [agent for agent in agents if attribute in agent.attributes]
-        if not using:
-            continue
-        offered = sorted(item["handle"] for item in reader.get(listing) if item.get("handle"))
-        for agent in using:
-            handle = agent.attributes[attribute]
-            if handle not in offered:
-                problems.append(
-                    Problem(
-                        (*agent.source, *place),
-                        f"{noun} handle '{handle}' is not offered by {reader.client.base_url}",
-                        f"use one of: {', '.join(offered) or 'none registered'}",
+class AgentHandler(ResourceHandler):
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for agent in declared_agents(fleet):
+            yield Resource(
+                address=agent.address,
+                kind=AGENT,
+                name=agent.name,
+                attributes=_desired_attributes(fleet, agent.data),
+                source=agent.at,
+                sensitive=frozenset({"system"}) if agent.data["system_prompt"].get("sensitive") else frozenset(),
+            )
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Every model and embedding handle must be one the server offers: checked before anything is written."""
+        problems: list[Problem] = []
+        for attribute, listing, place, noun in HANDLE_CHECKS:
+            using = [agent for agent in desired if attribute in agent.attributes]
+            if not using:
+                continue
+            offered = sorted(item["handle"] for item in reader.get(listing) if item.get("handle"))
+            for agent in using:
+                handle = agent.attributes[attribute]
+                if handle not in offered:
+                    problems.append(
+                        Problem(
+                            (*agent.source, *place),
+                            f"{noun} handle '{handle}' is not offered by {reader.client.base_url}",
+                            f"use one of: {', '.join(offered) or 'none registered'}",
+                        )
                     )
-                )
-    return problems
+        return problems
 
+    def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
+        return [AGENTS] if desired else []
 
-@hookimpl
-def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return [AGENTS] if any(resource.kind == KIND for resource in desired) else []
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        wanted = {resource.name for resource in desired}
+        for name, agents in agents_named(reader).items():
+            if name not in wanted:
+                continue
+            used = agents[0]
+            yield Resource(agent_address(name), AGENT, name, _live_attributes(used), id=used["id"])
+            if len(agents) > 1:
+                yield _same_name(name, agents)
 
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None or live is None:
+            return compare(desired, live)
+        # Only what the fleet declares is compared; of an explicit config, only the keys it names.
+        seen = dict(live.attributes)
+        for config in ("llm_config", "embedding_config"):
+            if config in desired.attributes:
+                seen[config] = {key: seen[config].get(key) for key in desired.attributes[config]}
+        return compare(desired, replace(live, attributes=seen))
 
-@hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
-    wanted = {resource.name for resource in desired if resource.kind == KIND}
-    for name, agents in agents_named(reader).items():
-        if name not in wanted:
-            continue
-        used = agents[0]
-        yield Resource(address_of(KIND, name), KIND, name, _live_attributes(used), id=used["id"])
-        if len(agents) > 1:
-            yield _same_name(name, agents)
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        after = change.after or {}
+        if change.action.value == "create":
+            body: dict[str, Any] = {"name": change.name, "metadata": managed_metadata(), **_request_fields(after)}
+            return session.create(change, "/v1/agents/", body)
+        changed = {key: after.get(key) for key in change.changed_fields()}
+        answer: Mapping[str, Any] | None = session.client.patch(
+            f"/v1/agents/{change.id}", json=_request_fields(changed, context=after)
+        )
+        return answer
 
 
 def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
     """Several agents of one name (a race, a cap, one made by hand): the plan uses the first, says which."""
     return Ambiguity.first_of(
-        address_of(KIND, name),
+        agent_address(name),
         f"{len(agents)} agents are named '{name}'",
         [agent["id"] for agent in agents],
         "delete the agents that should not be there (`lettafleet delete agent ID --force`), or rename them, then "
@@ -214,33 +305,6 @@ def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
         "embedding": embedding.get("handle") or agent.get("embedding"),
         "embedding_config": {key: embedding.get(key) for key in EMBEDDING_FIELDS if embedding.get(key) is not None},
     }
-
-
-@hookimpl
-def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change | None:
-    model = desired or live
-    if model is None or model.kind != KIND:
-        return None
-    if desired is None or live is None:
-        return compare(desired, live)
-    # Only what the fleet declares is compared; of an explicit config, only the keys it names.
-    seen = dict(live.attributes)
-    for config in ("llm_config", "embedding_config"):
-        if config in desired.attributes:
-            seen[config] = {key: seen[config].get(key) for key in desired.attributes[config]}
-    return compare(desired, replace(live, attributes=seen))
-
-
-@hookimpl
-def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-    if change.kind != KIND:
-        return None
-    after = change.after or {}
-    if change.action.value == "create":
-        body: dict[str, Any] = {"name": change.name, "metadata": managed_metadata(), **_request_fields(after)}
-        return session.create(change, "/v1/agents/", body)
-    changed = {key: after.get(key) for key in change.changed_fields()}
-    return session.client.patch(f"/v1/agents/{change.id}", json=_request_fields(changed, context=after))
 
 
 def _request_fields(values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -6,11 +6,12 @@ wrote since; `agent_owned: false` makes the fleet the truth for value, descripti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
+    AGENTS,
     Action,
     Ambiguity,
     ApplySession,
@@ -18,31 +19,30 @@ from lettafleet.core import (
     Fleet,
     LiveReader,
     Problem,
+    Read,
     Resource,
+    ResourceHandler,
     ResourceKind,
+    RideAlongCheck,
     SchemaFragment,
     address_of,
     attributes,
+    blocks_labelled,
     boolean,
     compare,
+    conversations_by_agent,
+    created_with,
     hookimpl,
     integer,
+    is_managed,
+    labelled,
+    managed_metadata,
     mapping_list,
     string,
     string_list,
     text_source,
 )
-from lettafleet.plugins.resources.server_reads import (
-    AGENTS,
-    agents_by_name,
-    blocks_labelled,
-    conversations_by_agent,
-    created_with,
-    described,
-    is_managed,
-    labelled,
-    managed_metadata,
-)
+from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, described, live_agents
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -53,10 +53,13 @@ LABEL_PATTERN = r"^[a-zA-Z0-9_-]+$"
 
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
+    handler = BlockHandler()  # one handler for the three kinds: they are read together
     return [
-        ResourceKind(BLOCK, "blocks", "an agent's own memory block, matched by label"),
-        ResourceKind(SHARED, "shared blocks", "a memory block shared by several agents, matched by label"),
-        ResourceKind(ATTACHMENT, "shared block attachments", "a shared block attached to an agent"),
+        ResourceKind(BLOCK, "blocks", "an agent's own memory block, matched by label", handler=handler),
+        ResourceKind(
+            SHARED, "shared blocks", "a memory block shared by several agents, matched by label", handler=handler
+        ),
+        ResourceKind(ATTACHMENT, "shared block attachments", "a shared block attached to an agent", handler=handler),
     ]
 
 
@@ -97,7 +100,8 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             )
         shared_names.add(block["name"])
         problems.extend(_block_problems(fleet, block, at))
-    for agent_index, agent in enumerate(fleet.data["agents"]):
+    for declared in declared_agents(fleet):
+        agent, agent_index = declared.data, declared.index
         labels: set[str] = set()
         for index, block in enumerate(agent.get("memory_blocks", [])):
             at = ("agents", agent_index, "memory_blocks", index)
@@ -151,39 +155,121 @@ def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...])
     return problems
 
 
-@hookimpl
-def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
-    for index, block in enumerate(fleet.data.get("shared_blocks", [])):
-        yield Resource(
-            address_of(SHARED, block["name"]),
-            SHARED,
-            block["name"],
-            _block_attributes(fleet, block),
-            source=("shared_blocks", index),
-            sensitive=_sensitive(block),
-        )
-    for agent_index, agent in enumerate(fleet.data["agents"]):
-        agent_address = address_of("agent", agent["name"])
-        for index, block in enumerate(agent.get("memory_blocks", [])):
+class BlockHandler(ResourceHandler):
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for index, block in enumerate(fleet.data.get("shared_blocks", [])):
             yield Resource(
-                address_of(BLOCK, block["name"], agent_address),
-                BLOCK,
+                address_of(SHARED, block["name"]),
+                SHARED,
                 block["name"],
                 _block_attributes(fleet, block),
-                parent=agent_address,
-                source=("agents", agent_index, "memory_blocks", index),
+                source=("shared_blocks", index),
                 sensitive=_sensitive(block),
             )
-        for index, name in enumerate(agent.get("shared_blocks", [])):
-            yield Resource(
-                address_of(SHARED, name, agent_address),
-                ATTACHMENT,
-                name,
-                {"attached": True},
-                parent=agent_address,
-                depends_on=(address_of(SHARED, name),),
-                source=("agents", agent_index, "shared_blocks", index),
-            )
+        for agent in declared_agents(fleet):
+            for index, block in enumerate(agent.data.get("memory_blocks", [])):
+                yield Resource(
+                    address_of(BLOCK, block["name"], agent.address),
+                    BLOCK,
+                    block["name"],
+                    _block_attributes(fleet, block),
+                    parent=agent.address,
+                    source=(*agent.at, "memory_blocks", index),
+                    sensitive=_sensitive(block),
+                )
+            for index, name in enumerate(agent.data.get("shared_blocks", [])):
+                yield Resource(
+                    address_of(SHARED, name, agent.address),
+                    ATTACHMENT,
+                    name,
+                    {"attached": True},
+                    parent=agent.address,
+                    depends_on=(address_of(SHARED, name),),
+                    source=(*agent.at, "shared_blocks", index),
+                )
+
+    def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
+        # Attached blocks come with the agents; shared blocks not attached anywhere yet are found by label.
+        return [AGENTS, *(labelled(r.name) for r in desired if r.kind == SHARED)] if desired else []
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        wanted = {resource.address: resource for resource in desired}
+        if not wanted:
+            return []
+        agents = live_agents(reader)
+        found: list[Resource | Ambiguity] = []
+        shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED}, found)
+        found += [
+            Resource(address_of(SHARED, name), SHARED, name, _live_block_attributes(block), id=block["id"])
+            for name, block in shared.items()
+        ]
+        holders = _agents_holding(reader)
+        attached_addresses: set[str] = set()
+        for name, agent in agents.items():
+            parent = agent_address(name)
+            for block in agent.get("blocks") or []:
+                label = block.get("label") or ""
+                own = address_of(BLOCK, label, parent)
+                link = address_of(SHARED, label, parent)
+                if own in wanted:
+                    found.append(
+                        Resource(own, BLOCK, label, _live_block_attributes(block), parent=parent, id=block["id"])
+                    )
+                    attached_addresses.add(own)
+                    if len(holders[block["id"]]) > 1:
+                        found.append(_held_by_others(own, block, holders[block["id"]]))
+                elif link in wanted and label in shared and shared[label]["id"] == block["id"]:
+                    found.append(Resource(link, ATTACHMENT, label, {"attached": True}, parent=parent, id=block["id"]))
+        found.extend(_unattached_own_blocks(reader, wanted, attached_addresses))
+        return found
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None or live is None or desired.kind == ATTACHMENT:
+            return compare(desired, live)
+        synced = [] if desired.attributes["agent_owned"] else [f for f in SYNCED_FIELDS if f in desired.attributes]
+        if live.attributes.get("attached") is False:
+            synced.append("attached")
+            desired = replace(desired, attributes={**desired.attributes, "attached": True})
+        return compare(desired, live, synced)
+
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """A new agent gets its blocks by id in its create request. Its own blocks are made (or brought up to date)
+        just before: Letta drops the metadata of blocks made inline with an agent, and lettafleet marks what it
+        makes. A block made here for an agent whose creation then fails is found and reused by the next apply."""
+        if parent.kind != AGENT:
+            return None
+        if child.kind == ATTACHMENT:
+            block_id = session.id_of(address_of(SHARED, child.name))
+        elif child.action is Action.CREATE:
+            block_id = session.client.post("/v1/blocks/", json=_create_body(child, agent=parent.name))["id"]
+            session.record_id(child.address, block_id)
+        else:  # made by an earlier apply that stopped before the agent existed
+            _sync(child, session)
+            block_id = child.id or ""
+        request.setdefault("block_ids", []).append(block_id)
+        return created_with("blocks", block_id, f"the server created agent {parent.name} without block '{child.name}'")
+
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        client = session.client
+        if change.kind == ATTACHMENT:
+            agent_id, block_id = session.id_of(change.parent or ""), session.id_of(address_of(SHARED, change.name))
+            return client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}")
+        if change.action is Action.CREATE:
+            agent = change.parent and session.id_of(change.parent)
+            metadata = {"agent": session.change_at(change.parent).name} if change.parent else {"shared": True}
+            block = client.post("/v1/blocks/", json=_create_body(change, **metadata))
+            session.record_id(change.address, block["id"])
+            if agent:
+                client.patch(f"/v1/agents/{agent}/core-memory/blocks/attach/{block['id']}")
+            return block
+        answer = _sync(change, session)
+        if (change.before or {}).get("attached") is False:
+            client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
+        return answer
 
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
@@ -197,48 +283,6 @@ def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, An
         limit=block.get("limit"),
         agent_owned=block["agent_owned"],
     )
-
-
-@hookimpl
-def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    mine = [resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)]
-    # Attached blocks come with the agents; shared blocks not attached anywhere yet are found by label.
-    return [AGENTS, *(labelled(resource.name) for resource in mine if resource.kind == SHARED)] if mine else []
-
-
-@hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
-    wanted = {resource.address: resource for resource in desired if resource.kind in (BLOCK, SHARED, ATTACHMENT)}
-    if not wanted:
-        return []
-    agents = agents_by_name(reader)
-    found: list[Resource | Ambiguity] = []
-    shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED}, found)
-    found += [
-        Resource(address_of(SHARED, name), SHARED, name, _live_block_attributes(block), id=block["id"])
-        for name, block in shared.items()
-    ]
-    holders = _agents_holding(reader)
-    attached_addresses: set[str] = set()
-    for name, agent in agents.items():
-        agent_address = address_of("agent", name)
-        for block in agent.get("blocks") or []:
-            label = block.get("label") or ""
-            own = address_of(BLOCK, label, agent_address)
-            link = address_of(SHARED, label, agent_address)
-            if own in wanted:
-                found.append(
-                    Resource(own, BLOCK, label, _live_block_attributes(block), parent=agent_address, id=block["id"])
-                )
-                attached_addresses.add(own)
-                if len(holders[block["id"]]) > 1:
-                    found.append(_held_by_others(own, block, holders[block["id"]]))
-            elif link in wanted and label in shared and shared[label]["id"] == block["id"]:
-                found.append(
-                    Resource(link, ATTACHMENT, label, {"attached": True}, parent=agent_address, id=block["id"])
-                )
-    found.extend(_unattached_own_blocks(reader, wanted, attached_addresses))
-    return found
 
 
 def _agents_holding(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
@@ -315,7 +359,7 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
             metadata = block.get("metadata") or {}
             if not is_managed(block) or "agent" not in metadata or block["id"] in copies:
                 continue
-            address = address_of(BLOCK, label, address_of("agent", metadata["agent"]))
+            address = address_of(BLOCK, label, agent_address(metadata["agent"]))
             if address not in missing or address in found:
                 continue
             found[address] = Resource(
@@ -331,63 +375,6 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
 
 def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:
     return {"value": block.get("value") or "", "description": block.get("description"), "limit": block.get("limit")}
-
-
-@hookimpl
-def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change | None:
-    model = desired or live
-    if model is None or model.kind not in (BLOCK, SHARED):
-        return None
-    if desired is None or live is None:
-        return compare(desired, live)
-    synced = [] if desired.attributes["agent_owned"] else [f for f in SYNCED_FIELDS if f in desired.attributes]
-    if live.attributes.get("attached") is False:
-        synced.append("attached")
-        desired = replace(desired, attributes={**desired.attributes, "attached": True})
-    return compare(desired, live, synced)
-
-
-@hookimpl
-def lettafleet_ride_along(
-    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
-) -> Callable[[Mapping[str, Any]], str | None] | None:
-    """A new agent gets its blocks by id in its create request. Its own blocks are made (or brought up to date)
-    just before: Letta drops the metadata of blocks made inline with an agent, and lettafleet marks what it
-    makes. A block made here for an agent whose creation then fails is found and reused by the next apply."""
-    if parent.kind != "agent" or child.kind not in (BLOCK, ATTACHMENT):
-        return None
-    if child.kind == ATTACHMENT:
-        block_id = session.id_of(address_of(SHARED, child.name))
-    elif child.action is Action.CREATE:
-        block_id = session.client.post("/v1/blocks/", json=_create_body(child, agent=parent.name))["id"]
-        session.record_id(child.address, block_id)
-    else:  # made by an earlier apply that stopped before the agent existed
-        _sync(child, session)
-        block_id = child.id or ""
-    request.setdefault("block_ids", []).append(block_id)
-    return created_with("blocks", block_id, f"the server created agent {parent.name} without block '{child.name}'")
-
-
-@hookimpl
-def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-    if change.kind not in (BLOCK, SHARED, ATTACHMENT):
-        return None
-    client = session.client
-    if change.kind == ATTACHMENT:
-        agent_id, block_id = session.id_of(change.parent or ""), session.id_of(address_of(SHARED, change.name))
-        return client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}") or {"id": block_id}
-    if change.action is Action.CREATE:
-        agent = change.parent and session.id_of(change.parent)
-        metadata = {"agent": session.change_at(change.parent).name} if change.parent else {"shared": True}
-        block = client.post("/v1/blocks/", json=_create_body(change, **metadata))
-        session.record_id(change.address, block["id"])
-        if agent:
-            client.patch(f"/v1/agents/{agent}/core-memory/blocks/attach/{block['id']}")
-        return block
-    answer = _sync(change, session)
-    if (change.before or {}).get("attached") is False:
-        client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
-    return answer
 
 
 def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:

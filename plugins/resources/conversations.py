@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
+    AGENTS,
+    CONVERSATIONS,
     Action,
     Ambiguity,
     ApplyError,
@@ -17,33 +19,49 @@ from lettafleet.core import (
     LettaAPIError,
     LiveReader,
     Problem,
+    Read,
     Resource,
+    ResourceHandler,
     ResourceKind,
     SchemaFragment,
     address_of,
+    blocks_labelled,
     compare,
+    conversations_by_agent,
+    has_messages,
     hookimpl,
     mapping_list,
     string,
 )
-from lettafleet.plugins.resources.server_reads import (
-    AGENTS,
-    CONVERSATIONS,
-    agents_by_name,
-    conversations_by_agent,
-    has_messages,
-    lacks_copies,
-)
+from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 
-KIND = "conversation"
-ISOLATED_BLOCK = "isolated_block"  # the isolated blocks plugin's kind: the copies a conversation must be made with
+CONVERSATION = "conversation"
+# The isolated blocks plugin's kind: the copies a conversation must be created with (Letta makes them only then).
+ISOLATED_BLOCK = "isolated_block"
+
+
+def conversation_address(summary: str, agent: str) -> str:
+    """`agent.support.conversation["Ticket #101"]`: a conversation's address under its agent's."""
+    return address_of(CONVERSATION, summary, agent)
+
+
+def lacks_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> list[str]:
+    """The labels among `labels` of which a conversation has no isolated copy (read by label, memoized)."""
+    copies = set(conversation.get("isolated_block_ids") or [])
+    return [label for label in sorted(labels) if not copies & {block["id"] for block in blocks_labelled(reader, label)}]
+
+
+def replaced_by_plan(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
+    """Whether a plan replaces (deletes and creates again) a declared conversation: it lacks an isolated copy
+    the fleet declares (Letta makes copies only at creation), and nobody has talked in it, so nothing is lost.
+    Messages are looked at only for conversations that lack a copy."""
+    return bool(lacks_copies(reader, conversation, labels)) and not has_messages(reader, conversation)
 
 
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
-    return [
-        ResourceKind(KIND, "conversations", "an isolated message history of an agent, matched by summary", counted=True)
-    ]
+    description = "an isolated message history of an agent, matched by summary"
+    return [ResourceKind(CONVERSATION, "conversations", description, counted=True, handler=ConversationHandler())]
 
 
 @hookimpl
@@ -56,7 +74,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems = []
-    for agent_index, agent in enumerate(fleet.data["agents"]):
+    for declared in declared_agents(fleet):
+        agent, agent_index = declared.data, declared.index
         seen: set[str] = set()
         for index, conversation in enumerate(agent.get("conversations", [])):
             summary = conversation["summary"]
@@ -72,51 +91,74 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     return problems
 
 
-@hookimpl
-def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
-    for agent_index, agent in enumerate(fleet.data["agents"]):
-        agent_address = address_of("agent", agent["name"])
-        for index, conversation in enumerate(agent.get("conversations", [])):
-            summary = conversation["summary"]
-            yield Resource(
-                address_of(KIND, summary, agent_address),
-                KIND,
-                summary,
-                {"summary": summary},
-                parent=agent_address,
-                source=("agents", agent_index, "conversations", index),
-            )
+class ConversationHandler(ResourceHandler):
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for agent in declared_agents(fleet):
+            for index, conversation in enumerate(agent.data.get("conversations", [])):
+                summary = conversation["summary"]
+                yield Resource(
+                    conversation_address(summary, agent.address),
+                    CONVERSATION,
+                    summary,
+                    {"summary": summary},
+                    parent=agent.address,
+                    source=(*agent.at, "conversations", index),
+                )
 
+    def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
+        return [AGENTS, CONVERSATIONS] if desired else []
 
-@hookimpl
-def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return [AGENTS, CONVERSATIONS] if any(resource.kind == KIND for resource in desired) else []
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        wanted = {resource.address for resource in desired}
+        if not wanted:
+            return []
+        copies: dict[str | None, set[str]] = {}
+        for resource in fleet:
+            if resource.kind == ISOLATED_BLOCK:
+                copies.setdefault(resource.parent, set()).add(resource.name)
+        by_address: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (agent address, own address) -> oldest first
+        by_agent = conversations_by_agent(reader)
+        for name, agent in live_agents(reader).items():
+            for conversation in by_agent.get(agent["id"], []):
+                address = conversation_address(conversation.get("summary") or "", agent_address(name))
+                if address in wanted:
+                    by_address.setdefault((agent_address(name), address), []).append(conversation)
+        found: list[Resource | Ambiguity] = []
+        for (parent, address), conversations in by_address.items():
+            # Two conversations with one summary: the oldest is the declared one; the other is left alone.
+            found.append(_live(reader, conversations[0], parent, address, copies.get(address, set())))
+            if len(conversations) > 1:
+                found.append(_same_summary(address, conversations))
+        return found
 
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        change = compare(desired, live)
+        missing = live.attributes.get("missing_copies") if live and desired else None
+        if not live or not missing or live.attributes["has_messages"]:
+            return change  # with messages, its isolated blocks report the missing copies as drift
+        return replace(
+            change,
+            action=Action.REPLACE,
+            detail=(
+                f"replace (delete and create): it lacks its isolated cop{'y' if len(missing) == 1 else 'ies'} of "
+                f"{', '.join(missing)} and has no messages yet"
+            ),
+        )
 
-@hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
-    wanted = {resource.address for resource in desired if resource.kind == KIND}
-    if not wanted:
-        return []
-    copies: dict[str | None, set[str]] = {}
-    for resource in desired:
-        if resource.kind == ISOLATED_BLOCK:
-            copies.setdefault(resource.parent, set()).add(resource.name)
-    by_address: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (agent address, own address) -> oldest first
-    by_agent = conversations_by_agent(reader)
-    for name, agent in agents_by_name(reader).items():
-        agent_address = address_of("agent", name)
-        for conversation in by_agent.get(agent["id"], []):
-            address = address_of(KIND, conversation.get("summary") or "", agent_address)
-            if address in wanted:
-                by_address.setdefault((agent_address, address), []).append(conversation)
-    found: list[Resource | Ambiguity] = []
-    for (agent_address, address), conversations in by_address.items():
-        # Two conversations with one summary: the oldest is the declared one; the other is left alone.
-        found.append(_live(reader, conversations[0], agent_address, address, copies.get(address, set())))
-        if len(conversations) > 1:
-            found.append(_same_summary(address, conversations))
-    return found
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        if change.action is Action.REPLACE:
+            _delete_unused(change, session)
+        elif change.action is not Action.CREATE:
+            raise ApplyError(f"{change.address}: conversations are only ever created or replaced by apply")
+        agent_id = session.id_of(change.parent or "")
+        try:
+            return session.create(change, "/v1/conversations/", {"summary": change.name}, agent_id=agent_id)
+        except LettaAPIError as error:
+            if error.status == 400:
+                _remove_half_created(session, agent_id, change.name)
+            raise
 
 
 def _live(reader: LiveReader, conversation: Mapping[str, Any], parent: str, address: str, labels: set[str]) -> Resource:
@@ -126,7 +168,7 @@ def _live(reader: LiveReader, conversation: Mapping[str, Any], parent: str, addr
     missing = lacks_copies(reader, conversation, labels)
     if missing:
         values.update(missing_copies=missing, has_messages=has_messages(reader, conversation))
-    return Resource(address, KIND, conversation["summary"], values, parent=parent, id=conversation["id"])
+    return Resource(address, CONVERSATION, conversation["summary"], values, parent=parent, id=conversation["id"])
 
 
 def _same_summary(address: str, conversations: list[dict[str, Any]]) -> Ambiguity:
@@ -137,42 +179,6 @@ def _same_summary(address: str, conversations: list[dict[str, Any]]) -> Ambiguit
         "delete the ones that should not be there (`lettafleet delete conversation ID --force`; their messages go "
         "with them), then plan again",
     )
-
-
-@hookimpl
-def lettafleet_diff(desired: Resource | None, live: Resource | None) -> Change | None:
-    model = desired or live
-    if model is None or model.kind != KIND:
-        return None
-    change = compare(desired, live)
-    missing = live.attributes.get("missing_copies") if live and desired else None
-    if not missing or live.attributes["has_messages"]:  # type: ignore[union-attr]
-        return change  # with messages, its isolated blocks report the missing copies as drift
-    return replace(
-        change,
-        action=Action.REPLACE,
-        detail=(
-            f"replace (delete and create): it lacks its isolated cop{'y' if len(missing) == 1 else 'ies'} of "
-            f"{', '.join(missing)} and has no messages yet"
-        ),
-    )
-
-
-@hookimpl
-def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-    if change.kind != KIND:
-        return None
-    if change.action is Action.REPLACE:
-        _delete_unused(change, session)
-    elif change.action is not Action.CREATE:
-        raise ApplyError(f"{change.address}: conversations are only ever created or replaced by apply")
-    agent_id = session.id_of(change.parent or "")
-    try:
-        return session.create(change, "/v1/conversations/", {"summary": change.name}, agent_id=agent_id)
-    except LettaAPIError as error:
-        if error.status == 400:
-            _remove_half_created(session, agent_id, change.name)
-        raise
 
 
 def _delete_unused(change: Change, session: ApplySession) -> None:

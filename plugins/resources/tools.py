@@ -11,11 +11,12 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lettafleet.core import (
+    AGENTS_WITH_TOOLS,
     Action,
     ApplyError,
     ApplySession,
@@ -23,16 +24,20 @@ from lettafleet.core import (
     Fleet,
     LiveReader,
     Problem,
+    Read,
     Resource,
+    ResourceHandler,
     ResourceKind,
+    RideAlongCheck,
     SchemaFragment,
     UnreadableFile,
     address_of,
     attributes,
+    created_with,
     hookimpl,
     string,
 )
-from lettafleet.plugins.resources.server_reads import AGENTS_WITH_TOOLS, agents_by_name, created_with
+from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
 
 KIND = "tool"
 ATTACHMENT = "tool_attachment"
@@ -59,9 +64,15 @@ class DeclaredTool:
 
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
+    handler = ToolHandler()
     return [
-        ResourceKind(KIND, "tools", "a tool on the server: defined by the fleet from Python source, or named by it"),
-        ResourceKind(ATTACHMENT, "tool attachments", "a tool attached to an agent"),
+        ResourceKind(
+            KIND,
+            "tools",
+            "a tool on the server: defined by the fleet from Python source, or named by it",
+            handler=handler,
+        ),
+        ResourceKind(ATTACHMENT, "tool attachments", "a tool attached to an agent", handler=handler),
     ]
 
 
@@ -81,7 +92,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = []
     defined: dict[str, tuple[str, int]] = {}  # tool name -> (its source, the agent that defined it first)
-    for agent_index, agent in enumerate(fleet.data["agents"]):
+    for declared in declared_agents(fleet):
+        agent, agent_index = declared.data, declared.index
         seen: set[str] = set()
         for entry_index, entry in enumerate(agent.get("tools", [])):
             at = ("agents", agent_index, "tools", entry_index)
@@ -101,7 +113,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 problems.extend(filter(None, [fleet.file_problem(_tool_file(entry), at, TOOL_FILE)]))
         if any(problem.path[:2] == ("agents", agent_index) for problem in problems):
             continue  # a file that cannot be read has no source to check
-        for tool in declared_tools(fleet, agent_index):
+        for tool in declared_tools(fleet, declared):
             if tool.name in seen:
                 problems.append(Problem(tool.at, f"tool '{tool.name}' is listed twice", "list each tool once"))
             seen.add(tool.name)
@@ -165,10 +177,10 @@ def _source_problems(tool: DeclaredTool) -> list[Problem]:
     return []
 
 
-def declared_tools(fleet: Fleet, agent_index: int) -> Iterator[DeclaredTool]:
+def declared_tools(fleet: Fleet, agent: DeclaredAgent) -> Iterator[DeclaredTool]:
     """An agent's `tools:` entries, with `tools/*` expanded and bare names resolved against the tools folder."""
-    for entry_index, entry in enumerate(fleet.data["agents"][agent_index].get("tools", [])):
-        at = ("agents", agent_index, "tools", entry_index)
+    for entry_index, entry in enumerate(agent.data.get("tools", [])):
+        at = (*agent.at, "tools", entry_index)
         if isinstance(entry, Mapping):
             origin = entry.get("from_file", "source_code")
             source = fleet.text({"from_file": entry["from_file"]}) if "from_file" in entry else entry["source_code"]
@@ -200,84 +212,106 @@ def _files_in_tools_folder(fleet: Fleet) -> list[str]:
     ]
 
 
-@hookimpl
-def lettafleet_desired(fleet: Fleet) -> Iterable[Resource]:
-    tools: dict[str, Resource] = {}
-    attachments: list[Resource] = []
-    for agent_index, agent in enumerate(fleet.data["agents"]):
-        agent_address = address_of("agent", agent["name"])
-        for tool in declared_tools(fleet, agent_index):
-            tool_address = address_of(KIND, tool.name)
-            # A definition wins over a bare reference to the same tool elsewhere in the file.
-            if tool_address not in tools or tool.source is not None:
-                values = attributes(source_code=tool.source, description=tool.description)
-                tools[tool_address] = Resource(tool_address, KIND, tool.name, values, source=tool.at)
-            attachments.append(
-                Resource(
-                    address_of(KIND, tool.name, agent_address),
-                    ATTACHMENT,
-                    tool.name,
-                    {"attached": True},
-                    parent=agent_address,
-                    depends_on=(tool_address,),
-                    source=tool.at,
+class ToolHandler(ResourceHandler):
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        tools: dict[str, Resource] = {}
+        attachments: list[Resource] = []
+        for agent in declared_agents(fleet):
+            for tool in declared_tools(fleet, agent):
+                tool_address = address_of(KIND, tool.name)
+                # A definition wins over a bare reference to the same tool elsewhere in the file.
+                if tool_address not in tools or tool.source is not None:
+                    values = attributes(source_code=tool.source, description=tool.description)
+                    tools[tool_address] = Resource(tool_address, KIND, tool.name, values, source=tool.at)
+                attachments.append(
+                    Resource(
+                        address_of(KIND, tool.name, agent.address),
+                        ATTACHMENT,
+                        tool.name,
+                        {"attached": True},
+                        parent=agent.address,
+                        depends_on=(tool_address,),
+                        source=tool.at,
+                    )
                 )
-            )
-    return [*tools.values(), *attachments]
+        return [*tools.values(), *attachments]
 
-
-@hookimpl
-def lettafleet_preflight(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-    """Checked before anything is written: a tool the fleet names without defining must be on the server, and a
-    tool it defines must not replace one of Letta's own (send_message, web_search, ...), which every agent uses."""
-    tools = [r for r in desired if r.kind == KIND]
-    if not tools:
-        return []
-    server_tools = _server_tools(reader)
-    problems = _letta_tools_redefined([r for r in tools if "source_code" in r.attributes], server_tools)
-    named = [r for r in tools if "source_code" not in r.attributes]
-    offered = {tool.get("name") for tool in server_tools}
-    for resource in named:
-        if resource.name not in offered:
-            close = difflib.get_close_matches(resource.name, sorted(filter(None, offered)), n=3)
-            problems.append(
-                Problem(
-                    resource.source,
-                    f"tool '{resource.name}' is not on {reader.client.base_url}",
-                    f"did you mean {', '.join(close)}?"
-                    if close
-                    else f"define it: put {TOOLS_FOLDER}/{resource.name}.py beside the fleet file",
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Checked before anything is written: a tool the fleet names without defining must be on the server, and a
+        tool it defines must not replace one of Letta's own (send_message, web_search, ...), which every agent uses."""
+        tools = [r for r in desired if r.kind == KIND]
+        if not tools:
+            return []
+        server_tools = _server_tools(reader)
+        problems = _letta_tools_redefined([r for r in tools if "source_code" in r.attributes], server_tools)
+        named = [r for r in tools if "source_code" not in r.attributes]
+        offered = {tool.get("name") for tool in server_tools}
+        for resource in named:
+            if resource.name not in offered:
+                close = difflib.get_close_matches(resource.name, sorted(filter(None, offered)), n=3)
+                problems.append(
+                    Problem(
+                        resource.source,
+                        f"tool '{resource.name}' is not on {reader.client.base_url}",
+                        f"did you mean {', '.join(close)}?"
+                        if close
+                        else f"define it: put {TOOLS_FOLDER}/{resource.name}.py beside the fleet file",
+                    )
                 )
-            )
-    return problems
+        return problems
 
+    def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
+        return [TOOLS, AGENTS_WITH_TOOLS] if desired else []
 
-@hookimpl
-def lettafleet_live_reads(desired: Sequence[Resource]) -> Iterable[tuple[str, dict[str, Any]]]:
-    return [TOOLS, AGENTS_WITH_TOOLS] if any(resource.kind == KIND for resource in desired) else []
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource]:
+        wanted = {resource.address for resource in desired}
+        if not wanted:
+            return []
+        found = []
+        server_tools: dict[str, dict[str, Any]] = {}
+        for tool in _server_tools(reader):
+            server_tools.setdefault(tool.get("name") or "", tool)  # oldest first: the oldest of a name wins
+        for name, tool in server_tools.items():
+            if address_of(KIND, name) in wanted:
+                values = {"source_code": tool.get("source_code"), "description": tool.get("description")}
+                found.append(Resource(address_of(KIND, name), KIND, name, values, id=tool["id"]))
+        for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items():
+            parent = agent_address(agent_name)
+            for tool in agent.get("tools") or []:
+                address = address_of(KIND, tool.get("name") or "", parent)
+                if address in wanted:
+                    attached = Resource(address, ATTACHMENT, tool["name"], {"attached": True}, parent, id=tool["id"])
+                    found.append(attached)
+        return found
 
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """A new agent gets its tools by id in its create request (Letta adds its base tools beside them)."""
+        if parent.kind != AGENT or child.kind != ATTACHMENT:
+            return None
+        tool_id = session.id_of(address_of(KIND, child.name))
+        request.setdefault("tool_ids", []).append(tool_id)
+        return created_with("tools", tool_id, f"the server created agent {parent.name} without tool '{child.name}'")
 
-@hookimpl
-def lettafleet_read_live(reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Resource]:
-    wanted = {resource.address for resource in desired if resource.kind in (KIND, ATTACHMENT)}
-    if not wanted:
-        return []
-    found = []
-    server_tools: dict[str, dict[str, Any]] = {}
-    for tool in _server_tools(reader):
-        server_tools.setdefault(tool.get("name") or "", tool)  # oldest first: the oldest of a name wins
-    for name, tool in server_tools.items():
-        if address_of(KIND, name) in wanted:
-            values = {"source_code": tool.get("source_code"), "description": tool.get("description")}
-            found.append(Resource(address_of(KIND, name), KIND, name, values, id=tool["id"]))
-    for agent_name, agent in agents_by_name(reader, AGENTS_WITH_TOOLS).items():
-        agent_address = address_of("agent", agent_name)
-        for tool in agent.get("tools") or []:
-            address = address_of(KIND, tool.get("name") or "", agent_address)
-            if address in wanted:
-                attached = Resource(address, ATTACHMENT, tool["name"], {"attached": True}, agent_address, id=tool["id"])
-                found.append(attached)
-    return found
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        if change.kind == ATTACHMENT:
+            agent_id, tool_id = session.id_of(change.parent or ""), session.id_of(address_of(KIND, change.name))
+            answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{agent_id}/tools/attach/{tool_id}")
+            return answer
+        after = change.after or {}
+        if "source_code" not in after:
+            raise ApplyError(f"tool '{change.name}' is not on the server, and the fleet gives no source for it")
+        if change.action is Action.CREATE:
+            tool = session.client.post("/v1/tools/", json={**after, "tags": [MANAGED_TAG]})
+            if tool.get("name") != change.name:
+                raise ApplyError(f"the server named the tool '{tool.get('name')}', not '{change.name}'")
+            session.record_id(change.address, tool["id"])
+            return tool
+        changed = {key: after[key] for key in change.changed_fields() if key in after}
+        return session.client.patch(f"/v1/tools/{change.id}", json=changed)
 
 
 def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -297,35 +331,3 @@ def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[M
 def _server_tools(reader: LiveReader) -> list[dict[str, Any]]:
     path, params = TOOLS
     return reader.list_all(path, **params)
-
-
-@hookimpl
-def lettafleet_ride_along(
-    parent: Change, child: Change, request: dict[str, Any], session: ApplySession
-) -> Callable[[Mapping[str, Any]], str | None] | None:
-    """A new agent gets its tools by id in its create request (Letta adds its base tools beside them)."""
-    if parent.kind != "agent" or child.kind != ATTACHMENT:
-        return None
-    tool_id = session.id_of(address_of(KIND, child.name))
-    request.setdefault("tool_ids", []).append(tool_id)
-    return created_with("tools", tool_id, f"the server created agent {parent.name} without tool '{child.name}'")
-
-
-@hookimpl
-def lettafleet_apply(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-    if change.kind == ATTACHMENT:
-        agent_id, tool_id = session.id_of(change.parent or ""), session.id_of(address_of(KIND, change.name))
-        return session.client.patch(f"/v1/agents/{agent_id}/tools/attach/{tool_id}")
-    if change.kind != KIND:
-        return None
-    after = change.after or {}
-    if "source_code" not in after:
-        raise ApplyError(f"tool '{change.name}' is not on the server, and the fleet gives no source for it")
-    if change.action is Action.CREATE:
-        tool = session.client.post("/v1/tools/", json={**after, "tags": [MANAGED_TAG]})
-        if tool.get("name") != change.name:
-            raise ApplyError(f"the server named the tool '{tool.get('name')}', not '{change.name}'")
-        session.record_id(change.address, tool["id"])
-        return tool
-    changed = {key: after[key] for key in change.changed_fields() if key in after}
-    return session.client.patch(f"/v1/tools/{change.id}", json=changed)

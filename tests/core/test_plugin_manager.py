@@ -8,6 +8,7 @@ import respx
 from lettafleet.core import (
     PluginCommand,
     Resource,
+    ResourceHandler,
     ResourceKind,
     SchemaFragment,
     address_of,
@@ -18,7 +19,7 @@ from lettafleet.core import (
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import PluginError, fleet_schema, get_plugin_manager, resource_kinds
+from lettafleet.core.plugin_manager import PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.render.text import render_plan
 
 BASE = "http://letta.test"
@@ -32,32 +33,31 @@ def test_the_built_in_plugins_load_through_the_entry_point_group():
     assert {"agent", "block", "shared_block", "conversation", "isolated_block", "tool"} <= set(resource_kinds(manager))
 
 
+class NoteHandler(ResourceHandler):
+    def desired(self, fleet):
+        for note in fleet.data.get("notes", []):
+            yield Resource(address_of("note", note["name"]), "note", note["name"], {"text": note["text"]})
+
+    def live_reads(self, desired):
+        return [("/v1/notes/", {"order": "asc"})]
+
+    def read_live(self, reader, desired, fleet):
+        return [
+            Resource(address_of("note", n["name"]), "note", n["name"], {"text": n["text"]}, id=n["id"])
+            for n in reader.list_all("/v1/notes/", order="asc")
+        ]
+
+
 class Notes:
     """A throwaway plugin: a top-level `notes:` list, each note a resource of a new kind."""
 
     @hookimpl
     def lettafleet_kinds(self):
-        return [ResourceKind("note", "notes")]
+        return [ResourceKind("note", "notes", handler=NoteHandler())]
 
     @hookimpl
     def lettafleet_schema(self):
         return [SchemaFragment({"notes": mapping_list({"name": string(required=True), "text": string()})})]
-
-    @hookimpl
-    def lettafleet_desired(self, fleet):
-        for note in fleet.data.get("notes", []):
-            yield Resource(address_of("note", note["name"]), "note", note["name"], {"text": note["text"]})
-
-    @hookimpl
-    def lettafleet_live_reads(self, desired):
-        return [("/v1/notes/", {"order": "asc"})]
-
-    @hookimpl
-    def lettafleet_read_live(self, reader, desired):
-        return [
-            Resource(address_of("note", n["name"]), "note", n["name"], {"text": n["text"]}, id=n["id"])
-            for n in reader.list_all("/v1/notes/", order="asc")
-        ]
 
 
 @respx.mock
@@ -82,7 +82,7 @@ def test_a_throwaway_plugin_with_a_new_kind_shows_in_the_plan(write_fleet):
         plan = plan_fleet(fleet, client, manager)
     actions = {change.address: change.action.value for change in plan.changes}
     assert actions == {"agent.a": "create", "note.fresh": "create", "note.old": "update"}
-    # Declared in lettafleet_live_reads, prefetched, then served from the cache: read once (its page, and the next
+    # Declared in live_reads, prefetched, then served from the cache: read once (its page, and the next
     # one that brings nothing new and so ends the list).
     assert notes.call_count == 2
     text = render_plan(plan, resource_kinds(manager))
@@ -107,21 +107,59 @@ def test_without_the_plugin_its_keys_are_unknown(write_fleet, manager):
 def test_a_misspelled_hook_fails_at_start():
     class Typo:
         @hookimpl
-        def lettafleet_desierd(self, fleet):
+        def lettafleet_kinsd(self):
             return []
 
-    with pytest.raises(Exception, match="lettafleet_desierd"):
+    with pytest.raises(Exception, match="lettafleet_kinsd"):
         get_plugin_manager(extra_plugins=[Typo()])
 
 
-def test_two_plugins_defining_one_key_is_an_error():
+def test_two_plugins_defining_one_key_fail_when_the_manager_is_made():
     class Clash:
         @hookimpl
         def lettafleet_schema(self):
             return [SchemaFragment({"memory_blocks": string()}, at=("agents",))]
 
     with pytest.raises(PluginError, match="'memory_blocks' at agents is defined by two plugins"):
-        fleet_schema(get_plugin_manager(extra_plugins=[Clash()]))
+        get_plugin_manager(extra_plugins=[Clash()])
+
+
+def test_a_kind_claimed_twice_fails_when_the_manager_is_made():
+    class Again:
+        @hookimpl
+        def lettafleet_kinds(self):
+            return [ResourceKind("conversation", "conversations", handler=ResourceHandler())]
+
+    with pytest.raises(PluginError, match="resource kind 'conversation' is declared by two plugins"):
+        get_plugin_manager(extra_plugins=[Again()])
+
+
+def test_a_kind_without_a_handler_fails_when_the_manager_is_made():
+    class Handless:
+        @hookimpl
+        def lettafleet_kinds(self):
+            return [ResourceKind("note", "notes")]
+
+    with pytest.raises(PluginError, match="resource kind 'note' has no handler"):
+        get_plugin_manager(extra_plugins=[Handless()])
+
+
+def test_plugin_errors_reach_every_command_as_a_clear_message(monkeypatch):
+    """Any command, even `plan -o json`, which renders no kind: the manager is checked when it is made."""
+    from click.testing import CliRunner
+
+    from lettafleet.core.cli import fleet as fleet_commands
+    from lettafleet.core.cli.app import main
+
+    class Again:
+        @hookimpl
+        def lettafleet_kinds(self):
+            return [ResourceKind("agent", "agents", handler=ResourceHandler())]
+
+    monkeypatch.setattr(fleet_commands, "get_plugin_manager", lambda: get_plugin_manager(extra_plugins=[Again()]))
+    result = CliRunner().invoke(main, ["plan", "-o", "json", "-f", "fleet.yaml"])
+    assert result.exit_code == 1
+    assert "error: resource kind 'agent' is declared by two plugins" in result.output
 
 
 def test_plugins_can_add_commands_under_verb_groups():

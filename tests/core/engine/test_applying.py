@@ -8,14 +8,25 @@ import time
 
 import pytest
 
-from lettafleet.core import ApplyError, hookimpl
+from lettafleet.core import ApplyError, ResourceHandler, ResourceKind, hookimpl
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.letta.client import LettaAPIError, LettaClient
 from lettafleet.core.plugin_manager import get_plugin_manager
 
 
-class Recorder:
+class KindsOf:
+    """A throwaway plugin declaring `kinds`, each handled by `handler`."""
+
+    def __init__(self, handler, *kinds):
+        self.handler, self.kinds = handler, kinds or ("thing",)
+
+    @hookimpl
+    def lettafleet_kinds(self):
+        return [ResourceKind(kind, f"{kind}s", handler=self.handler) for kind in self.kinds]
+
+
+class Recorder(ResourceHandler):
     """Applies changes of kind `thing` by recording them; fails the addresses it is told to."""
 
     def __init__(self, failing=(), delay=0.0):
@@ -26,10 +37,7 @@ class Recorder:
         self.most_at_once = 0
         self.lock = threading.Lock()
 
-    @hookimpl
-    def lettafleet_apply(self, change, session):
-        if change.kind != "thing":
-            return None
+    def apply(self, change, session):
         with self.lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
@@ -54,7 +62,7 @@ def client():
 
 
 def run(changes, recorder, client, parallelism=8):
-    manager = get_plugin_manager(extra_plugins=[recorder])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(recorder)])
     return apply_plan(Plan.build("f", "s", changes), client, manager, parallelism=parallelism)
 
 
@@ -88,25 +96,19 @@ def test_parallelism_bounds_how_many_changes_run_at_once(client):
     assert recorder.most_at_once == 3
 
 
-class Rider:
+class Rider(ResourceHandler):
     """Creates `thing` parents; lets `part` children ride along in the parent's request."""
 
     def __init__(self, land=True):
         self.bodies = []
         self.land = land
 
-    @hookimpl
-    def lettafleet_apply(self, change, session):
-        if change.kind != "thing":
-            return None
+    def apply(self, change, session):
         body = {"name": change.name}
         session.client.post = lambda path, json=None, **params: (self.bodies.append(json), {"id": "t1"})[1]
         return session.create(change, "/things/", body)
 
-    @hookimpl
-    def lettafleet_ride_along(self, parent, child, request, session):
-        if child.kind != "part":
-            return None
+    def ride_along(self, parent, child, request, session):
         request.setdefault("parts", []).append(child.name)
         return lambda answer: None if self.land else "the part did not land"
 
@@ -114,7 +116,7 @@ class Rider:
 def test_children_can_ride_along_in_their_parents_create_request(client):
     rider = Rider()
     part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
-    manager = get_plugin_manager(extra_plugins=[rider])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(rider, "thing", "part")])
     report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
     assert rider.bodies == [{"name": "t", "parts": ["p1"]}]
     assert {r.address: r.status for r in report.results} == {"t": "applied", "t.part.p1": "applied"}
@@ -123,16 +125,15 @@ def test_children_can_ride_along_in_their_parents_create_request(client):
 def test_a_rider_that_did_not_land_is_reported_failed(client):
     rider = Rider(land=False)
     part = Change("t.part.p1", "part", "p1", Action.CREATE, None, {}, parent="t")
-    manager = get_plugin_manager(extra_plugins=[rider])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(rider, "thing", "part")])
     report = apply_plan(Plan.build("f", "s", [thing("t"), part]), client, manager)
     assert [(r.address, r.message) for r in report.failed] == [("t.part.p1", "the part did not land")]
 
 
-class Leaky:
-    """A plugin whose server error repeats the secret it was sent."""
+class Leaky(ResourceHandler):
+    """A handler whose server error repeats the secret it was sent."""
 
-    @hookimpl
-    def lettafleet_apply(self, change, session):
+    def apply(self, change, session):
         raise LettaAPIError("PATCH", "/v1/agents/a", 500, f"cannot store {change.after['token']}")
 
 
@@ -146,7 +147,7 @@ def test_a_server_error_that_repeats_a_sensitive_value_is_masked(client):
         {"token": "new-token-2"},
         sensitive=frozenset({"token"}),
     )
-    manager = get_plugin_manager(extra_plugins=[Leaky()])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(Leaky())])
 
     report = apply_plan(Plan.build("f", "s", [change]), client, manager)
 
@@ -161,19 +162,18 @@ class StopsAfter(Recorder):
         super().__init__(delay=delay)
         self.count, self.stop, self.stuck, self.started = count, stop, set(stuck), 0
 
-    @hookimpl
-    def lettafleet_apply(self, change, session):
+    def apply(self, change, session):
         with self.lock:
             self.started += 1
             if self.started >= self.count:
                 self.stop.set()
         if change.address in self.stuck:
             time.sleep(2.0)  # a request the server is slow to answer
-        return Recorder.lettafleet_apply(self, change, session)
+        return Recorder.apply(self, change, session)
 
 
 def run_stopped(changes, recorder, client, parallelism, grace=60.0):
-    manager = get_plugin_manager(extra_plugins=[recorder])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(recorder)])
     plan = Plan.build("f", "s", changes)
     return apply_plan(plan, client, manager, parallelism=parallelism, stop=recorder.stop, in_flight_grace=grace)
 
@@ -210,17 +210,31 @@ def test_children_that_rode_along_are_reported_with_their_parent_even_after_a_st
     stop = threading.Event()
 
     class StopsOnCreate(Rider):
-        @hookimpl
-        def lettafleet_apply(self, change, session):
-            answer = Rider.lettafleet_apply(self, change, session)
+        def apply(self, change, session):
+            answer = Rider.apply(self, change, session)
             stop.set()  # Ctrl-C just after the parent's create landed, children and all
             return answer
 
     parts = [Change(f"t.part.p{n}", "part", f"p{n}", Action.CREATE, None, {}, parent="t") for n in (1, 2)]
-    manager = get_plugin_manager(extra_plugins=[StopsOnCreate()])
+    manager = get_plugin_manager(extra_plugins=[KindsOf(StopsOnCreate(), "thing", "part")])
     plan = Plan.build("f", "s", [thing("a"), thing("t"), *parts])
     report = apply_plan(plan, client, manager, stop=stop, parallelism=1)  # `t` goes first, then the stop
 
     status = {result.address: result.status for result in report.results}
     assert status == {"a": "skipped", "t": "applied", "t.part.p1": "applied", "t.part.p2": "applied"}
     assert [result.address for result in report.not_attempted] == ["a"]
+
+
+def test_a_change_the_server_answered_with_no_body_is_applied(client):
+    """Letta answers some writes with 204 and no body (attaching a tool): that is a success, never 'not mine'."""
+
+    class Attacher(ResourceHandler):
+        def apply(self, change, session):
+            return None
+
+    manager = get_plugin_manager(extra_plugins=[KindsOf(Attacher(), "link")])
+    change = Change("thing.a.link.t", "link", "t", Action.CREATE, None, {"attached": True})
+
+    [result] = apply_plan(Plan.build("f", "s", [change]), client, manager).results
+
+    assert (result.status, result.message) == ("applied", "")

@@ -49,14 +49,16 @@ def test_sensitive_values_are_masked_in_json(monkeypatch):
     assert "hunter2" not in str(Plan.build("f", "s", [secret]).to_json())
 
 
-def test_a_changed_secret_changes_the_hash_only_through_a_keyed_digest(monkeypatch):
+def test_a_changed_secret_changes_the_hash_only_through_a_keyed_digest():
     import hashlib
     import json
 
     secret = change(after={"value": "hunter2"}, sensitive=frozenset({"value"}))
     other_secret = change(after={"value": "hunter3"}, sensitive=frozenset({"value"}))
-    monkeypatch.setenv("LETTA_API_KEY", "key-1")
-    one, other = Plan.build("f", "s", [secret]), Plan.build("f", "s", [other_secret])
+    one, other = (
+        Plan.build("f", "s", [secret], hash_key=b"key-1"),
+        Plan.build("f", "s", [other_secret], hash_key=b"key-1"),
+    )
     assert one.sha256 != other.sha256
     # Someone who reads the published hash and guesses "hunter2" cannot confirm the guess without the key:
     guessed = [{**secret.to_json(), "after": {"value": "hunter2"}}]
@@ -64,8 +66,16 @@ def test_a_changed_secret_changes_the_hash_only_through_a_keyed_digest(monkeypat
         json.dumps({"fleet": "f", "changes": guessed}, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     assert one.sha256 != plain
-    monkeypatch.delenv("LETTA_API_KEY")
-    assert Plan.build("f", "s", [secret]).sha256 == Plan.build("f", "s", [other_secret]).sha256
+    assert Plan.build("f", "s", [secret]).sha256 == Plan.build("f", "s", [other_secret]).sha256  # no key
+
+
+def test_one_plan_hashes_alike_in_every_environment(monkeypatch):
+    """The key is passed in, never read from the environment: a saved plan compares equal wherever it is checked."""
+    secret = change(after={"value": "hunter2"}, sensitive=frozenset({"value"}))
+    monkeypatch.setenv("LETTA_API_KEY", "key-1")
+    here = Plan.build("f", "s", [secret], hash_key=b"key-1").sha256
+    monkeypatch.setenv("LETTA_API_KEY", "another")
+    assert Plan.build("f", "s", [secret], hash_key=b"key-1").sha256 == here
 
 
 def test_changed_fields_lists_only_differences():

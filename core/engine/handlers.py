@@ -1,0 +1,85 @@
+"""What a plugin does for the resource kinds it owns: one handler per kind (or family of kinds), to which core
+routes every desired resource, live read, diff, ride-along and change of those kinds.
+
+A plugin declares its kinds with `lettafleet_kinds()`, each naming its handler. Core never asks a handler about
+another plugin's kind, so a handler never answers "not mine", and an answer is never mistaken for a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lettafleet.core.engine.model import Ambiguity, Change, Resource, compare
+
+if TYPE_CHECKING:
+    from lettafleet.core.engine.applying import ApplySession
+    from lettafleet.core.engine.diagnostics import Problem
+    from lettafleet.core.engine.fleet import Fleet
+    from lettafleet.core.engine.live import LiveReader
+
+# A collection to list while planning: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}).
+Read = tuple[str, dict[str, Any]]
+# Given the server's answer to a parent's create request, why a child that rode along in it did not land (or None).
+RideAlongCheck = Callable[[Mapping[str, Any]], str | None]
+
+
+class ApplyError(Exception):
+    """A change could not be made; the message names what the server said and what to do."""
+
+
+class ResourceHandler:
+    """The plugin side of one or more resource kinds. Subclass it and override what your kinds need: by default a
+    handler declares nothing, reads nothing, compares attributes, carries no child and applies nothing.
+
+    Every method is called with the resources (or the change) of this handler's kinds only.
+    """
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        """The resources of this handler's kinds that a valid fleet declares, each with its address."""
+        return ()
+
+    def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
+        """The collections `read_live` will list for these desired resources. Core reads every handler's at once,
+        concurrently, before it calls any `read_live`: the whole fleet costs one round of list requests."""
+        return ()
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Problems the server reveals before anything is written (a model it does not offer); any stops the plan."""
+        return ()
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        """The live resources matching `desired`, at the same addresses and with their server ids, read with the
+        reader's memoized list calls. `fleet` is every desired resource of the fleet, for a kind whose live state
+        hangs on another's (a conversation's isolated copies). Where several server resources match one address,
+        return the one used and an `Ambiguity` naming them all: plans report every choice they make."""
+        return ()
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        """The change for one address, found desired, live or both. The default compares every desired attribute."""
+        return compare(desired, live)
+
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """`parent` is about to be created and `child`, a change of this handler's kinds among its children, changes
+        too. Amend `request` (the parent's JSON body) to create the child in it, after any write the request needs
+        first, and return a check of the server's answer; or return None to have the child applied on its own."""
+        return None
+
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        """Make one change with `session.client`; return the server's answer (or None: nothing to report). Raise
+        `ApplyError` (or let a `LettaError` through) to fail this change: independent changes go on."""
+        raise ApplyError(f"{change.address}: lettafleet cannot {change.action} a {change.kind}")
+
+
+def created_with(collection: str, item_id: str, problem: str) -> RideAlongCheck:
+    """A ride-along check: the parent the server created lists `item_id` in its `collection` (an agent's blocks
+    or tools); otherwise the child did not land, and `problem` says so."""
+
+    def check(answer: Mapping[str, Any]) -> str | None:
+        return None if item_id in {item.get("id") for item in answer.get(collection) or []} else problem
+
+    return check

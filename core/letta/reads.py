@@ -1,0 +1,52 @@
+"""The fleet-wide reads of Letta's collections, shared by every plugin: a few paginated list calls for a whole
+fleet, whatever its size. Plugins read through these (with a `LiveReader`, which memoizes), so two plugins asking
+for one collection cost one read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lettafleet.core.engine.handlers import Read
+from lettafleet.core.engine.live import LiveReader
+from lettafleet.core.letta.client import LettaClient
+
+# Without `include`, Letta returns every relation of an agent (tools too, about 20 KB each). Naming the relations
+# a read needs keeps pages small; Letta 0.16.8 then returns exactly those it names.
+AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
+AGENTS: Read = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
+# Agents with their tools: read only for fleets that declare tools.
+AGENTS_WITH_TOOLS: Read = ("/v1/agents/", {"include": ["agent.tools"], "order": "asc"})
+# Agents with their secrets, values included: read only for fleets that declare secrets, never printed.
+AGENTS_WITH_SECRETS: Read = ("/v1/agents/", {"include": ["agent.secrets"], "order": "asc"})
+CONVERSATIONS: Read = ("/v1/conversations/", {"order": "asc"})
+
+
+def labelled(label: str) -> Read:
+    """The read of every block with one label. Blocks are read by label, never all of them: a server keeps every
+    block of every agent ever deleted (Letta does not delete them with the agent), so the full list only grows,
+    while a fleet needs a few labels."""
+    return ("/v1/blocks/", {"label": label, "order": "asc"})
+
+
+def blocks_labelled(reader: LiveReader, label: str) -> list[dict[str, Any]]:
+    path, params = labelled(label)
+    return reader.list_all(path, **params)
+
+
+def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+    """Every conversation on the server, grouped by agent id, oldest first."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    path, params = CONVERSATIONS
+    for conversation in reader.list_all(path, **params):
+        grouped.setdefault(conversation["agent_id"], []).append(conversation)
+    return grouped
+
+
+def has_messages(reader: LiveReader | LettaClient, conversation: Mapping[str, Any]) -> bool:
+    """Whether anyone has talked in a conversation. One that was never sent a message holds only its system
+    message and has no `last_message_at`: only then is its history read, and only its first two messages."""
+    if conversation.get("last_message_at"):
+        return True
+    first = reader.get(f"/v1/conversations/{conversation['id']}/messages", order="asc", limit=2)
+    return any(message.get("message_type") != "system_message" for message in first)

@@ -1,0 +1,209 @@
+"""The plugin surface stays honest: the worked example of docs/plugins.md (a kind nested under agents) runs on
+nothing but the public API, and every hook and handler method is documented and exercised by a test."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from lettafleet.core import (
+    Action,
+    Problem,
+    Resource,
+    ResourceHandler,
+    ResourceKind,
+    SchemaFragment,
+    address_of,
+    compare,
+    hookimpl,
+    hookspecs,
+    integer,
+    mapping_list,
+    string,
+)
+from lettafleet.core.engine.applying import apply_plan
+from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
+from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.plugin_manager import get_plugin_manager
+
+ROOT = Path(__file__).parents[1]
+DOCS = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+PUBLIC_MODULES = {"lettafleet.core", "lettafleet.plugins.resources.agents"}
+BASE = "http://letta.test"
+
+
+def worked_example() -> str:
+    section = DOCS.split("## A worked example", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S)[1]
+
+
+@pytest.fixture
+def notes_plugin() -> types.ModuleType:
+    """The docs' example, as a throwaway plugin module (registered per test, never installed)."""
+    module = types.ModuleType("notes_plugin")
+    exec(compile(worked_example(), "docs/plugins.md", "exec"), module.__dict__)
+    return module
+
+
+def test_the_worked_example_imports_nothing_but_the_public_api():
+    imported = {node.module for node in ast.walk(ast.parse(worked_example())) if isinstance(node, ast.ImportFrom)} | {
+        alias.name
+        for node in ast.walk(ast.parse(worked_example()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert imported <= PUBLIC_MODULES
+
+
+FLEET = """
+agents:
+  - name: support
+    llm_config: {model: letta/letta-free}
+    system_prompt: {value: You help.}
+    notes:
+      - {name: hours, text: "9 to 5"}
+"""
+
+
+class Server:
+    """A stand-in for the Letta server with the example's imaginary notes collection under each agent."""
+
+    def __init__(self, mock: respx.MockRouter) -> None:
+        self.agents: list[dict] = []
+        self.notes: dict[str, list[dict]] = {}
+        mock.get(f"{BASE}/v1/models/").respond(json=[{"handle": "letta/letta-free"}])
+        mock.get(f"{BASE}/v1/agents/").mock(side_effect=lambda request: self.page(request, self.agents))
+        mock.post(f"{BASE}/v1/agents/").mock(side_effect=self.create_agent)
+        mock.get(url__regex=rf"{BASE}/v1/agents/[^/]+/notes").mock(side_effect=self.list_notes)
+        self.note_updates = mock.patch(url__regex=rf"{BASE}/v1/agents/[^/]+/notes/[^/]+").respond(json={})
+
+    @staticmethod
+    def page(request: httpx.Request, items: list[dict]) -> httpx.Response:
+        return httpx.Response(200, json=[] if request.url.params.get("after") else items)
+
+    def create_agent(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        agent = {"id": f"agent-{len(self.agents) + 1}", "name": body["name"], "system": body["system"], "tags": []}
+        self.agents.append({**agent, "metadata": body.get("metadata"), "llm_config": {"handle": body["model"]}})
+        notes = [{"id": f"note-{n}", **note} for n, note in enumerate(body.get("notes", []))]
+        self.notes[agent["id"]] = notes
+        return httpx.Response(200, json={**agent, "notes": notes})
+
+    def list_notes(self, request: httpx.Request) -> httpx.Response:
+        return self.page(request, self.notes[request.url.path.split("/")[3]])
+
+
+def test_a_third_party_kind_nested_under_agents_plans_applies_and_converges(write_fleet, notes_plugin):
+    path = write_fleet(FLEET)
+    manager = get_plugin_manager(extra_plugins=[notes_plugin])
+    fleet = load_fleet(path, manager)
+    with respx.mock(assert_all_called=False) as mock, LettaClient(BASE) as client:
+        server = Server(mock)
+        plan = plan_fleet(fleet, client, manager)
+        assert {c.address: c.action.value for c in plan.changes} == {
+            "agent.support": "create",
+            "agent.support.note.hours": "create",
+        }
+        report = apply_plan(plan, client, manager)
+        assert report.ok, report.failed
+        assert server.notes["agent-1"] == [{"id": "note-0", "name": "hours", "text": "9 to 5"}]  # rode along
+
+        fleet = load_fleet(write_fleet(FLEET.replace("9 to 5", "8 to 4")), manager)
+        again = plan_fleet(fleet, client, manager)
+        assert {c.address: c.action.value for c in again.changes if c.changes_something} == {
+            "agent.support.note.hours": "update"
+        }
+        assert apply_plan(again, client, manager).ok
+        assert json.loads(server.note_updates.calls.last.request.content) == {"text": "8 to 4"}
+
+
+HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("lettafleet_")]
+HANDLER_METHODS = [name for name, _ in inspect.getmembers(ResourceHandler, inspect.isfunction) if name[0] != "_"]
+TESTS = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tests").rglob("test_*.py"))
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_and_exercised_by_a_test(hook):
+    assert f"`{hook}(" in DOCS
+    assert re.search(rf"def {hook}\(", TESTS), f"no test implements {hook}"
+
+
+@pytest.mark.parametrize("method", HANDLER_METHODS)
+def test_every_handler_method_is_documented_and_exercised_by_a_test(method):
+    assert f"`{method}(" in DOCS
+    example_and_tests = worked_example() + TESTS
+    assert re.search(rf"    def {method}\(self", example_and_tests), f"no test's handler implements {method}"
+
+
+class GuardedHandler(ResourceHandler):
+    """A kind whose server may refuse a value (`preflight`) and whose difference apply cannot fix (`diff`)."""
+
+    def desired(self, fleet):
+        for index, quota in enumerate(fleet.data.get("quotas", [])):
+            values = {"limit": quota["limit"]}
+            yield Resource(address_of("quota", quota["name"]), "quota", quota["name"], values, source=("quotas", index))
+
+    def preflight(self, reader, desired):
+        most = reader.get("/v1/quota-limit/")["most"]
+        return [
+            Problem((*quota.source, "limit"), f"the server allows at most {most}", "lower it")
+            for quota in desired
+            if quota.attributes["limit"] > most
+        ]
+
+    def read_live(self, reader, desired, fleet):
+        return [Resource(address_of("quota", q.name), "quota", q.name, {"limit": 1}, id="q1") for q in desired]
+
+    def diff(self, desired, live):
+        return replace(compare(desired, live), action=Action.NO_OP, drift="quotas change only by hand")
+
+
+class Guarded:
+    @hookimpl
+    def lettafleet_kinds(self):
+        return [ResourceKind("quota", "quotas", handler=GuardedHandler())]
+
+    @hookimpl
+    def lettafleet_schema(self):
+        return [SchemaFragment({"quotas": mapping_list({"name": string(required=True), "limit": integer()})})]
+
+    @hookimpl
+    def lettafleet_check(self, fleet):
+        names = [quota["name"] for quota in fleet.data.get("quotas", [])]
+        return [Problem(("quotas", i, "name"), "named twice", "") for i, n in enumerate(names) if names.index(n) != i]
+
+
+GUARDED = "agents:\n  - {name: a, llm_config: {model: m}, system_prompt: {value: hi}}\nquotas:\n"
+
+
+def test_a_plugins_check_reports_at_the_line(write_fleet):
+    path = write_fleet(GUARDED + "  - {name: q, limit: 1}\n  - {name: q, limit: 2}\n")
+    with pytest.raises(FleetError) as caught:
+        load_fleet(path, get_plugin_manager(extra_plugins=[Guarded()]))
+    assert [str(d) for d in caught.value.diagnostics] == [f"{path}:5:6: named twice"]
+
+
+@respx.mock
+def test_a_handlers_preflight_stops_the_plan_and_its_diff_decides_the_change(write_fleet):
+    respx.get(f"{BASE}/v1/models/").respond(json=[{"handle": "m"}])
+    respx.get(f"{BASE}/v1/quota-limit/").respond(json={"most": 5})
+    respx.get(url__startswith=f"{BASE}/v1/").respond(json=[])
+    manager = get_plugin_manager(extra_plugins=[Guarded()])
+    with LettaClient(BASE) as client:
+        refused = load_fleet(write_fleet(GUARDED + "  - {name: q, limit: 9}\n"), manager)
+        with pytest.raises(FleetError, match="the server allows at most 5"):
+            plan_fleet(refused, client, manager)
+        plan = plan_fleet(load_fleet(write_fleet(GUARDED + "  - {name: q, limit: 3}\n"), manager), client, manager)
+    [quota] = [change for change in plan.changes if change.kind == "quota"]
+    assert (quota.action, quota.drift) == (Action.NO_OP, "quotas change only by hand")
