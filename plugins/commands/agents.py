@@ -11,27 +11,25 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    PREVIEW_WIDTH,
+    Column,
     LettaAPIError,
     LettaClient,
     PluginCommand,
     hookimpl,
     make_client,
-    public_url,
-    reports_errors,
-    server_options,
-)
-from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
-from lettafleet.plugins.commands.output import (
-    PREVIEW_WIDTH,
-    Column,
     output_option,
     preview,
     print_fields,
     print_records,
     print_table,
+    public_url,
+    reports_errors,
+    server_options,
     short_date,
     to_yaml,
 )
+from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
 from lettafleet.plugins.resources.server_reads import AGENT_RELATIONS, is_managed
 
 # ---------------------------------------------------------------------------------------------- agent records

@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.github.comments import PlanMarker
+from lettafleet.plugins.github.comments import PlanMarker
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.markdown import COMMENT_LIMIT
 from tests.fakes.actions_runner import workflow_commands

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lettafleet.core.engine.model import Action, Change, Plan
-from lettafleet.core.github.api import GitHubAPI
-from lettafleet.core.github.comments import (
+from lettafleet.plugins.github.api import GitHubAPI
+from lettafleet.plugins.github.comments import (
     STATUS_MARKER,
     PlanMarker,
     StickyComments,

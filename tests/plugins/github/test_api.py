@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
+from lettafleet.plugins.github.api import GitHubAPI, GitHubError, GitHubPermissionError
 from tests.fakes.github_api import FakeGitHub, running_github_api
 
 
