@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.plugins.devserver import supervisor
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
-from lettafleet.core.letta.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent

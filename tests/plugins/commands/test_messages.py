@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.plugins.commands.mocked_letta import (
@@ -110,6 +112,23 @@ def test_send_to_an_unknown_conversation_exits_1(letta):
     letta.get("/v1/conversations/conv-nope").respond(422, json={"detail": "too short"})
     result = run("send", "support-agent", "hi", "--conversation-id", "conv-nope")
     assert result.exit_code == 1 and "no conversation with id 'conv-nope'" in result.stderr
+
+
+class BreakingStream(httpx.SyncByteStream):
+    """The first part of a reply, then the connection drops."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield sse({"message_type": "assistant_message", "id": "message-1", "content": "Hel"}).encode()
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def test_send_keeps_the_reply_so_far_on_its_own_line_when_the_stream_breaks_off(letta):
+    broken = httpx.Response(200, headers=EVENT_STREAM, stream=BreakingStream())
+    letta.post(f"/v1/agents/{AGENT_ID}/messages/stream").mock(return_value=broken)
+    result = run("send", "support-agent", "hi")
+    assert result.exit_code == 1
+    assert result.stdout == "Hel\n"
+    assert "the stream broke: peer closed connection" in result.stderr and "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------- get messages

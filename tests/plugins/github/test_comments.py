@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.render.markdown import COMMENT_LIMIT
 from lettafleet.plugins.github.api import GitHubAPI
 from lettafleet.plugins.github.comments import (
     STATUS_MARKER,
@@ -15,7 +16,6 @@ from lettafleet.plugins.github.comments import (
     with_status,
     written_by,
 )
-from lettafleet.core.render.markdown import COMMENT_LIMIT
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 
 
