@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lettafleet.core.letta.client import LettaClient
 from lettafleet.plugins.devserver import supervisor
 from lettafleet.plugins.devserver.home import LETTA_VERSION, SERVER_TUNING
-from lettafleet.core.letta.client import LettaClient
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 REQUESTS = re.compile(r"^Requests: (\d+) \((.*)\)$", re.MULTILINE)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from lettafleet.core import RetryPolicy, SecretMasker
+from lettafleet.core import RetryPolicy, SecretMasker, public_url
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page
@@ -96,7 +96,9 @@ class GitHubAPI:
                 lambda: self._http.request(method, url, params=params, json=json), repeatable=repeatable
             )
         except httpx.HTTPError as error:
-            raise GitHubError(f"{method} {url}: cannot reach the GitHub API: {self.mask(str(error))}") from None
+            raise GitHubError(
+                f"{method} {public_url(url)}: cannot reach the GitHub API: {self.mask(str(error))}"
+            ) from None
         if sent.response.is_error:
             raise self._error(method, url, sent.response)
         return sent.response
@@ -106,7 +108,7 @@ class GitHubAPI:
             detail = str(response.json().get("message", ""))
         except (ValueError, AttributeError):
             detail = response.text[:300]
-        where = url.split("?")[0]
+        where = public_url(url)  # a next-page URL carries its query; shown like any other URL
         text = self.mask(f"{method} {where} answered {response.status_code}: {detail}")
         if response.status_code == 403 and "rate limit" not in detail.lower():
             return GitHubPermissionError(
