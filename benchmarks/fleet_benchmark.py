@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lettafleet.core import devserver
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.devserver import supervisor
+from lettafleet.plugins.devserver.home import LETTA_VERSION, SERVER_TUNING
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 REQUESTS = re.compile(r"^Requests: (\d+) \((.*)\)$", re.MULTILINE)
@@ -145,9 +146,9 @@ def markdown(steps: list[Step], command: str, base_url: str) -> str:
         f"| {s.size} | {s.step} | {s.seconds} | {s.requests} | {s.by_method} | {s.peak_rss_mb} | {s.exit_code} |"
         for s in steps
     ]
-    tuning = ", ".join(f"{k}={v}" for k, v in devserver.SERVER_TUNING.items())
+    tuning = ", ".join(f"{k}={v}" for k, v in SERVER_TUNING.items())
     return (
-        f"Command: `{command}`\n\nServer: Letta {devserver.LETTA_VERSION} dev server at {base_url} ({tuning}), "
+        f"Command: `{command}`\n\nServer: Letta {LETTA_VERSION} dev server at {base_url} ({tuning}), "
         f"{os.cpu_count()} cores.\n\n" + "\n".join(rows) + "\n"
     )
 
@@ -165,7 +166,7 @@ def main() -> None:
         help=f"also give each agent two tools (web_search and {BENCH_TOOL}, defined from source) and a secret",
     )
     args = parser.parse_args()
-    base_url = args.base_url or devserver.status().base_url
+    base_url = args.base_url or supervisor.status().base_url
     if not base_url:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     steps: list[Step] = []

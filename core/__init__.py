@@ -3,12 +3,20 @@
 This module is the public API: plugin authors import from here (and, for kinds nested under agents, from the
 agents plugin, `lettafleet.plugins.resources.agents`). `hookimpl` marks hook implementations; `ResourceHandler` is
 what a kind's plugin subclasses; the rest are the values handlers take and return, the Letta client and the
-fleet-wide reads of Letta's collections. Core knows no resource kind; every kind comes from a plugin.
+fleet-wide reads of Letta's collections, and what command plugins share (server options, error reporting,
+printing). Core knows no resource kind; every kind comes from a plugin.
+
+The command-line helpers load on first use, so that importing the engine loads no click or rich.
 """
 
-from lettafleet.core.cli.options import make_client, reports_errors, server_options
-from lettafleet.core.engine.applying import ApplySession
-from lettafleet.core.engine.diagnostics import Problem
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lettafleet.core.cli.private_files import write_private_text
+from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
+from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ApplyError, Read, ResourceHandler, RideAlongCheck, created_with
@@ -24,7 +32,10 @@ from lettafleet.core.engine.kinds import (
     text_source,
 )
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.model import Action, Ambiguity, Change, Resource, address_of, attributes, compare
+from lettafleet.core.engine.locking import HeldLock, LockError, default_lock_id, held_lock
+from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, address_of, attributes, compare
+from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.letta.masking import SecretMasker, public_url
@@ -40,54 +51,146 @@ from lettafleet.core.letta.reads import (
     has_messages,
     labelled,
 )
+from lettafleet.core.letta.retries import RetryPolicy
+from lettafleet.core.plugin_manager import PluginError, get_plugin_manager, resource_kinds
+from lettafleet.core.render.json import render_apply_json, render_plan_json
+from lettafleet.core.render.markdown import (
+    COMMENT_BUDGET,
+    COMMENT_LIMIT,
+    SUMMARY_BUDGET,
+    code_block,
+    escape_markdown,
+    inline_code,
+    render_plan_markdown,
+)
+from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
+
+if TYPE_CHECKING:
+    from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
+    from lettafleet.core.cli.output import (
+        PREVIEW_WIDTH,
+        Column,
+        output_option,
+        preview,
+        print_fields,
+        print_records,
+        print_table,
+        short_date,
+        to_yaml,
+    )
+
+# For command plugins: where each name is defined, imported when a plugin first asks for it.
+_COMMAND_LINE = {
+    "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
+    "lettafleet.core.cli.output": (
+        "PREVIEW_WIDTH",
+        "Column",
+        "output_option",
+        "preview",
+        "print_fields",
+        "print_records",
+        "print_table",
+        "short_date",
+        "to_yaml",
+    ),
+}
+_LAZY = {name: module for module, names in _COMMAND_LINE.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # looked up once
+    return value
+
 
 __all__ = [
     "AGENTS",
     "AGENTS_WITH_SECRETS",
     "AGENTS_WITH_TOOLS",
     "AGENT_RELATIONS",
+    "COMMENT_BUDGET",
+    "COMMENT_LIMIT",
     "CONVERSATIONS",
     "MANAGED_BY",
     "MAX_REFERENCED_FILE_BYTES",
+    "PREVIEW_WIDTH",
+    "SUMMARY_BUDGET",
     "Action",
     "Ambiguity",
     "ApplyError",
+    "ApplyReport",
     "ApplySession",
     "Change",
+    "ChangeResult",
+    "Column",
+    "Duration",
     "Fleet",
+    "FleetError",
+    "HeldLock",
     "LettaAPIError",
     "LettaClient",
     "LettaError",
     "LiveReader",
+    "LockError",
+    "Plan",
     "PluginCommand",
+    "PluginError",
     "Problem",
     "Read",
     "Resource",
     "ResourceHandler",
     "ResourceKind",
+    "RetryPolicy",
     "RideAlongCheck",
     "SchemaFragment",
     "SecretMasker",
     "UnreadableFile",
     "address_of",
+    "applied_line",
+    "apply_plan",
     "attributes",
     "blocks_labelled",
     "boolean",
+    "code_block",
     "compare",
     "conversations_by_agent",
     "created_with",
+    "default_lock_id",
+    "escape_markdown",
+    "get_plugin_manager",
     "has_messages",
+    "held_lock",
     "hookimpl",
+    "inline_code",
     "integer",
     "is_managed",
     "labelled",
+    "load_fleet",
     "make_client",
     "managed_metadata",
     "mapping_list",
+    "output_option",
+    "plan_fleet",
+    "preview",
+    "print_fields",
+    "print_records",
+    "print_table",
     "public_url",
+    "render_apply_json",
+    "render_plan",
+    "render_plan_json",
+    "render_plan_markdown",
+    "render_report",
     "reports_errors",
+    "resource_kinds",
+    "result_line",
     "server_options",
+    "short_date",
     "string",
     "string_list",
     "text_source",
+    "to_yaml",
+    "write_private_text",
 ]

@@ -9,9 +9,7 @@ from typing import Any
 
 import rich_click as click
 
-from lettafleet.core.cli.dev_server import dev_server
 from lettafleet.core.cli.fleet import apply, plan, plugins, validate
-from lettafleet.core.cli.github import github
 from lettafleet.core.cli.locks import force_unlock
 from lettafleet.core.plugin_manager import get_plugin_manager
 
@@ -85,5 +83,5 @@ def _verb_group(name: str) -> click.Group:
     return group
 
 
-for command in (validate, plan, apply, force_unlock, plugins, dev_server, github):
+for command in (validate, plan, apply, force_unlock, plugins):
     main.add_command(command)

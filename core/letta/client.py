@@ -9,36 +9,24 @@ from __future__ import annotations
 
 import ast
 import ipaddress
-import math
 import os
-import random
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from lettafleet.core.letta.masking import SecretMasker, public_url
+from lettafleet.core.letta.retries import REFUSED_STATUSES, RETRY_BUDGET, RetryPolicy, Sent, retry_after_seconds
 
 DEFAULT_BASE_URL = "http://localhost:8283"
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# The server refused the request without doing it (too many requests, not available): any request, a create
-# too, is sent again, for as long as the retry budget lasts.
-REFUSED_STATUSES = frozenset({429, 503})
-# The server may have done the work before failing: only a request that is safe to repeat is sent again. A
-# create is not; the next plan reads the server and matches what it finds.
-UNCERTAIN_STATUSES = frozenset({500, 502, 504})
 PAGE_SIZE = 1000
 ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
-RETRY_BUDGET = 60.0  # seconds one request may spend being retried
-MAX_BACKOFF = 8.0  # the longest wait lettafleet chooses itself; a Retry-After may ask for more
 
 
 class LettaError(Exception):
@@ -107,9 +95,7 @@ class LettaClient:
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
-        self.retries = retries  # unreachable, 500/502/504, no answer; a refusal (429/503) is bounded by time only
-        self.backoff = backoff
-        self.retry_budget = retry_budget
+        self.retry = RetryPolicy(retries=retries, backoff=backoff, budget=retry_budget)
         self.stats = RequestStats()
 
     @property
@@ -158,61 +144,44 @@ class LettaClient:
         idempotent: bool | None = None,
     ) -> Any:
         method = method.upper()
-        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        repeatable = self.retry.repeatable(method, idempotent)
         query = {key: value for key, value in (params or {}).items() if value is not None}
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.count(method)
-            try:
-                response = self._http.request(method, path, params=query, json=json)
-            except httpx.ConnectError as error:
-                # Nothing reached the server, so any method may be retried.
-                if attempt <= self.retries and self._wait(attempt, started):
-                    continue
-                raise LettaConnectionError(
-                    f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}. "
-                    "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
-                ) from None
-            except httpx.TransportError as error:
-                # Sent, but the answer never came: the server may have done it.
-                if repeatable and attempt <= self.retries and self._wait(attempt, started):
-                    continue
-                raise LettaConnectionError(self._unanswered(method, path, error, repeatable)) from None
-            except httpx.HTTPError as error:
-                raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
-            status = response.status_code
-            if status in REFUSED_STATUSES or (status in UNCERTAIN_STATUSES and repeatable and attempt <= self.retries):
-                if self._wait(attempt, started, response.headers.get("retry-after")):
-                    continue
-                if status in REFUSED_STATUSES:
-                    raise self._still_refused(method, path, response, attempt, started)
-            return self._decode(method, path, response)
 
-    def _wait(self, attempt: int, started: float, retry_after: str | None = None) -> bool:
-        """Sleep before retry number `attempt`: exponential backoff with jitter, and never sooner than the
-        server's Retry-After. False, without sleeping, when that wait would overrun the retry budget."""
-        backoff = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF) * (0.5 + random.random())
-        delay = max(backoff, _retry_after_seconds(retry_after) or 0.0)
-        if time.monotonic() - started + delay > self.retry_budget:
-            return False
-        time.sleep(delay)
-        return True
+        def send_once() -> httpx.Response:
+            self.stats.count(method)  # retries included
+            return self._http.request(method, path, params=query, json=json)
 
-    def _still_refused(
-        self, method: str, path: str, response: httpx.Response, attempt: int, started: float
-    ) -> LettaAPIError:
-        waited = time.monotonic() - started
-        asked = _retry_after_seconds(response.headers.get("retry-after"))
-        why = f"; it asked to wait {asked:.0f} s more" if asked and waited + asked > self.retry_budget else ""
-        times = "once" if attempt == 1 else f"{attempt} times"
+        try:
+            sent = self.retry.send(send_once, repeatable=repeatable)
+        except httpx.TransportError as error:
+            raise self._connection_error(method, path, error, repeatable) from None
+        except httpx.HTTPError as error:
+            raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
+        if sent.response.status_code in REFUSED_STATUSES:
+            raise self._still_refused(method, path, sent)
+        return self._decode(method, path, sent.response)
+
+    def _connection_error(
+        self, method: str, path: str, error: httpx.TransportError, repeatable: bool
+    ) -> LettaConnectionError:
+        if isinstance(error, httpx.ConnectError):
+            return LettaConnectionError(
+                f"cannot reach the Letta server at {self.base_url}: {self.mask(str(error))}. "
+                "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
+            )
+        return LettaConnectionError(self._unanswered(method, path, error, repeatable))
+
+    def _still_refused(self, method: str, path: str, sent: Sent) -> LettaAPIError:
+        budget = self.retry.budget
+        asked = retry_after_seconds(sent.response.headers.get("retry-after"))
+        why = f"; it asked to wait {asked:.0f} s more" if asked and sent.seconds + asked > budget else ""
+        times = "once" if sent.attempts == 1 else f"{sent.attempts} times"
         detail = (
-            f"{self.mask(_error_detail(response))} (refused {times} in {waited:.0f} s{why}; lettafleet "
-            f"retries a refused request for at most {self.retry_budget:g} s. Run it again later, or with a "
+            f"{self.mask(_error_detail(sent.response))} (refused {times} in {sent.seconds:.0f} s{why}; lettafleet "
+            f"retries a refused request for at most {budget:g} s. Run it again later, or with a "
             "lower --parallelism)"
         )
-        return LettaAPIError(method, path, response.status_code, detail)
+        return LettaAPIError(method, path, sent.response.status_code, detail)
 
     def _unanswered(self, method: str, path: str, error: httpx.TransportError, repeatable: bool) -> str:
         what = (
@@ -221,7 +190,7 @@ class LettaClient:
             else f"the connection dropped before the server answered ({self.mask(str(error)) or type(error).__name__})"
         )
         if repeatable:
-            return f"{method} {path}: {what}, {self.retries} retries included"
+            return f"{method} {path}: {what}, {self.retry.retries} retries included"
         # Sending a create again could make it twice: the next plan reads what the server holds instead.
         return (
             f"{method} {path}: {what}, so whether it was done is unknown; it was not sent again. "
@@ -276,6 +245,25 @@ class LettaClient:
         except httpx.HTTPError as error:
             raise LettaConnectionError(f"{method} {path}: the stream broke: {self.mask(str(error))}") from None
 
+    def stream_events(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The JSON events of a server-sent-events answer as they arrive, up to Letta's closing `[DONE]`. Never
+        retried, as a message must not be sent twice; a stream that breaks off raises `LettaError`."""
+        with self.stream(method, path, json=json, params=params) as response:
+            try:
+                for event in EventSource(response).iter_sse():
+                    if event.data == "[DONE]":
+                        return
+                    if event.data:  # an event with no data (a bare `event:` line) carries nothing
+                        yield event.json()
+            except SSEError as error:
+                raise LettaError(
+                    f"{method} {path}: the server did not answer with a stream of events: {error}"
+                ) from None
+            except ValueError as error:
+                raise LettaError(f"{method} {path}: the server sent an event that is not JSON: {error}") from None
+
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         if response.is_error:
             detail = self.masker.cut(_error_detail(response), ERROR_DETAIL_LIMIT)
@@ -293,23 +281,6 @@ def _cursor_before(items: list[dict[str, Any]], gone: str) -> str | None:
     ids = [item["id"] for item in items]
     position = ids.index(gone) if gone in ids else len(ids)
     return ids[position - 1] if position > 0 else None
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header in seconds from now: it is either a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if not math.isnan(seconds) else None
 
 
 def _url_credentials(url: str) -> tuple[str, str] | None:

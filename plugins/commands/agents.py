@@ -12,28 +12,26 @@ import rich_click as click
 
 from lettafleet.core import (
     AGENT_RELATIONS,
+    PREVIEW_WIDTH,
+    Column,
     LettaAPIError,
     LettaClient,
     PluginCommand,
     hookimpl,
     is_managed,
     make_client,
-    public_url,
-    reports_errors,
-    server_options,
-)
-from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
-from lettafleet.plugins.commands.output import (
-    PREVIEW_WIDTH,
-    Column,
     output_option,
     preview,
     print_fields,
     print_records,
     print_table,
+    public_url,
+    reports_errors,
+    server_options,
     short_date,
     to_yaml,
 )
+from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
 
 # ---------------------------------------------------------------------------------------------- agent records
 

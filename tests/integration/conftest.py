@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core import devserver
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.devserver import supervisor
+from lettafleet.plugins.devserver.home import DevServerHome
+from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent
@@ -29,17 +31,17 @@ def letta_server() -> Iterator[str]:
     A dev server that is already running (`lettafleet dev-server up`) is reused and left running; otherwise one
     is started on a free port for this session and stopped at its end. The first start installs Letta (1-2 min).
     """
-    home = devserver.DevServerHome.default()
-    running = devserver.status(home=home)
+    home = DevServerHome.default()
+    running = supervisor.status(home=home)
     if running.running and running.base_url:
         yield running.base_url
         return
-    started = devserver.up(0, home=home, progress=devserver.PlainProgress())
+    started = supervisor.up(0, home=home, progress=PlainProgress())
     assert started.base_url is not None
     try:
         yield started.base_url
     finally:
-        devserver.down(home=home, progress=devserver.SilentProgress())
+        supervisor.down(home=home, progress=SilentProgress())
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ def test_writes_the_server_refused_with_429_or_503_are_sent_again(client, method
 def sleeps(monkeypatch) -> list[float]:
     """The client's waits, recorded instead of slept."""
     waited: list[float] = []
-    monkeypatch.setattr("lettafleet.core.letta.client.time.sleep", waited.append)
+    monkeypatch.setattr("lettafleet.core.letta.retries.time.sleep", waited.append)
     return waited
 
 

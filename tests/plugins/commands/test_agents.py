@@ -6,24 +6,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import respx
 import yaml
-from click.testing import CliRunner, Result
 
-from lettafleet.core.cli.app import main
-from lettafleet.plugins.commands.output import to_yaml
+from lettafleet.core import to_yaml
+from tests.plugins.commands.mocked_letta import AGENT_ID, BASE, OTHER_AGENT_ID, requests, run
 
-BASE = "http://letta.test"
-SUPPORT_ID = "agent-11111111-1111-4111-8111-111111111111"
-OTHER_ID = "agent-22222222-2222-4222-8222-222222222222"
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(
-        main, list(args), env={"LETTA_BASE_URL": BASE, "LETTA_API_KEY": ""}, catch_exceptions=False
-    )
+SUPPORT_ID = AGENT_ID
+OTHER_ID = OTHER_AGENT_ID
 
 
 @pytest.fixture
@@ -50,10 +41,6 @@ def agent(agent_id: str = SUPPORT_ID, name: str = "support-agent", **extra: Any)
         "created_at": "2026-11-25T17:38:12.767871Z",
         **extra,
     }
-
-
-def requests(letta: respx.MockRouter, method: str) -> list[httpx.Request]:
-    return [call.request for call in letta.calls if call.request.method == method]
 
 
 def test_an_unknown_agent_name_exits_1_with_a_clear_message_after_one_request(letta):

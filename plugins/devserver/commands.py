@@ -1,18 +1,21 @@
-"""`lettafleet dev-server up|down|status`: a local Letta server to try lettafleet against."""
+"""`lettafleet dev-server up|down|status`: a local Letta server to try lettafleet against. The plugin contributes
+the `dev-server` group through `lettafleet_commands`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import rich_click as click
 from rich.console import Console
 from rich.markup import escape
 
-from lettafleet.core import devserver
-from lettafleet.core.devserver import DevServerError, DevServerStatus
+from lettafleet.core import PluginCommand, hookimpl
+from lettafleet.plugins.devserver import supervisor
+from lettafleet.plugins.devserver.home import SERVER_TUNING, DevServerError, DevServerStatus
+from lettafleet.plugins.devserver.progress import PlainProgress
 
 # Progress and notes go to stderr so that `--json` output on stdout stays machine-readable.
 _stderr = Console(stderr=True, highlight=False)
@@ -23,7 +26,7 @@ class _ConsoleProgress:
 
     def __init__(self, console: Console) -> None:
         self._console = console
-        self._plain = devserver.PlainProgress()
+        self._plain = PlainProgress()
 
     @contextlib.contextmanager
     def step(self, message: str) -> Iterator[None]:
@@ -65,7 +68,7 @@ def _print_status(result: DevServerStatus, as_json: bool) -> None:
     click.echo(f"Letta {result.version} is running at {result.base_url}")
     click.echo(f"  Letta server pid {result.letta_pid}, PostgreSQL pid {result.postgres_pid}")
     click.echo(f"  port {result.letta_port}, PostgreSQL port {result.postgres_port}, home {result.home}")
-    tuning = ", ".join(f"{key}={result.configuration[key]}" for key in devserver.SERVER_TUNING)
+    tuning = ", ".join(f"{key}={result.configuration[key]}" for key in SERVER_TUNING)
     click.echo(f"  configuration: {tuning}")
     click.echo(f"LETTA_BASE_URL={result.base_url}")
 
@@ -107,7 +110,7 @@ def up(port: int | None, as_json: bool) -> None:
     Prints LETTA_BASE_URL=... for your shell.
     """
     with _one_line_errors():
-        result = devserver.up(port, progress=_ConsoleProgress(_stderr))
+        result = supervisor.up(port, progress=_ConsoleProgress(_stderr))
     _print_status(result, as_json)
 
 
@@ -118,7 +121,7 @@ def down() -> None:
     The install and the database stay cached; delete the dev-server folder to reset both.
     """
     with _one_line_errors():
-        stopped = devserver.down(progress=_ConsoleProgress(_stderr))
+        stopped = supervisor.down(progress=_ConsoleProgress(_stderr))
     if stopped:
         click.echo("Stopped " + ", ".join(stopped) + ".")
 
@@ -131,5 +134,10 @@ def status(as_json: bool) -> None:
     Exits 0 either way; with --json, check the `running` field.
     """
     with _one_line_errors():
-        result = devserver.status()
+        result = supervisor.status()
     _print_status(result, as_json)
+
+
+@hookimpl
+def lettafleet_commands() -> Iterable[PluginCommand]:
+    return [PluginCommand(dev_server)]

@@ -1,22 +1,31 @@
-"""`lettafleet github plan|apply`: the steps of the GitHub Action (action.yml), which stays a thin wrapper."""
+"""`lettafleet github plan|apply`: the steps of the GitHub Action (action.yml), which stays a thin wrapper. The
+plugin contributes the `github` group through `lettafleet_commands`."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import rich_click as click
 
-from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
-from lettafleet.core.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
-from lettafleet.core.github.api import GitHubAPI, GitHubError
-from lettafleet.core.github.comments import DEFAULT_COMMENT_AUTHOR
-from lettafleet.core.github.review import LettaPlanner, ReviewLoop, ReviewOptions
-from lettafleet.core.plugin_manager import get_plugin_manager, resource_kinds
+from lettafleet.core import (
+    Duration,
+    PluginCommand,
+    get_plugin_manager,
+    hookimpl,
+    make_client,
+    reports_errors,
+    resource_kinds,
+    server_options,
+)
+from lettafleet.plugins.github.actions import ActionsEnvironment, ActionsEnvironmentError, annotation
+from lettafleet.plugins.github.api import GitHubAPI, GitHubError
+from lettafleet.plugins.github.comments import DEFAULT_COMMENT_AUTHOR
+from lettafleet.plugins.github.review import LettaPlanner, ReviewLoop, ReviewOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,3 +199,8 @@ def _run(
 def _split(fleets: tuple[str, ...]) -> list[str]:
     """Fleet paths from repeated options and from a multi-line action input alike, each once, in order."""
     return list(dict.fromkeys(path for value in fleets for path in value.split()))
+
+
+@hookimpl
+def lettafleet_commands() -> Iterable[PluginCommand]:
+    return [PluginCommand(github)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import respx
 
-from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
+from lettafleet.plugins.github.api import GitHubAPI, GitHubError, GitHubPermissionError
 from tests.fakes.github_api import FakeGitHub, running_github_api
 
 
@@ -86,3 +88,51 @@ def test_an_unreachable_api_is_an_error_not_a_traceback() -> None:
 def test_a_repository_without_owner_is_refused() -> None:
     with pytest.raises(GitHubError, match="owner/name"):
         GitHubAPI("fleets", "token-value")
+
+
+# ---------------------------------------------------------------------------------------------- retries
+# The GitHub client follows the Letta client's retry policy (core/letta/retries.py).
+
+API = "https://github.test"
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waited: list[float] = []
+    monkeypatch.setattr("lettafleet.core.letta.retries.time.sleep", waited.append)
+    return waited
+
+
+def test_a_comment_github_refused_with_429_is_sent_again_after_the_wait_it_asks_for(sleeps: list[float]) -> None:
+    with respx.mock(base_url=API) as github:
+        route = github.post("/repos/acme/fleets/issues/7/comments").mock(
+            side_effect=[
+                httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "3"}),
+                httpx.Response(201, json={"id": 1, "body": "hello"}),
+            ]
+        )
+        with GitHubAPI("acme/fleets", "token-value", api_url=API) as api:
+            created = api.create_comment(7, "hello")
+
+    assert created["id"] == 1 and route.call_count == 2
+    assert sleeps == [3.0]
+
+
+def test_a_comment_answered_with_502_is_not_sent_again_as_it_may_exist(sleeps: list[float]) -> None:
+    with respx.mock(base_url=API) as github:
+        route = github.post("/repos/acme/fleets/issues/7/comments").respond(502, json={"message": "bad gateway"})
+        with GitHubAPI("acme/fleets", "token-value", api_url=API) as api, pytest.raises(GitHubError) as raised:
+            api.create_comment(7, "hello")
+
+    assert route.call_count == 1 and raised.value.status == 502
+
+
+def test_a_read_answered_with_502_is_sent_again(sleeps: list[float]) -> None:
+    with respx.mock(base_url=API) as github:
+        route = github.get("/repos/acme/fleets/commits/abc/pulls").mock(
+            side_effect=[httpx.Response(502), httpx.Response(200, json=[{"number": 42}])]
+        )
+        with GitHubAPI("acme/fleets", "token-value", api_url=API) as api:
+            pulls = api.pulls_for_commit("abc")
+
+    assert [pull["number"] for pull in pulls] == [42] and route.call_count == 2

@@ -13,17 +13,40 @@ from typing import Any, Protocol
 
 import pluggy
 
-from lettafleet.core.cli.private_files import write_private_text
-from lettafleet.core.engine.applying import ApplyReport, ChangeResult, apply_plan
-from lettafleet.core.engine.diagnostics import FleetError
-from lettafleet.core.engine.kinds import ResourceKind
-from lettafleet.core.engine.locking import HeldLock, LockError, default_lock_id, held_lock
-from lettafleet.core.engine.model import Change, Plan
-from lettafleet.core.engine.planning import plan_fleet
-from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.github.actions import ActionsEnvironment, annotation, log_text
-from lettafleet.core.github.api import GitHubAPI, GitHubError, GitHubPermissionError
-from lettafleet.core.github.comments import (
+from lettafleet.core import (
+    COMMENT_BUDGET,
+    SUMMARY_BUDGET,
+    ApplyReport,
+    Change,
+    ChangeResult,
+    FleetError,
+    HeldLock,
+    LettaClient,
+    LettaError,
+    LockError,
+    Plan,
+    PluginError,
+    ResourceKind,
+    applied_line,
+    apply_plan,
+    code_block,
+    default_lock_id,
+    escape_markdown,
+    held_lock,
+    inline_code,
+    load_fleet,
+    plan_fleet,
+    render_apply_json,
+    render_plan,
+    render_plan_json,
+    render_plan_markdown,
+    render_report,
+    result_line,
+    write_private_text,
+)
+from lettafleet.plugins.github.actions import ActionsEnvironment, annotation, log_text
+from lettafleet.plugins.github.api import GitHubAPI, GitHubError, GitHubPermissionError
+from lettafleet.plugins.github.comments import (
     DEFAULT_COMMENT_AUTHOR,
     PlanMarker,
     StickyComments,
@@ -33,18 +56,6 @@ from lettafleet.core.github.comments import (
     with_status,
     written_by,
 )
-from lettafleet.core.letta.client import LettaClient, LettaError
-from lettafleet.core.plugin_manager import PluginError
-from lettafleet.core.render.json import render_apply_json, render_plan_json
-from lettafleet.core.render.markdown import (
-    COMMENT_BUDGET,
-    SUMMARY_BUDGET,
-    code_block,
-    escape_markdown,
-    inline_code,
-    render_plan_markdown,
-)
-from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
 
 ResultCallback = Callable[[Change, ChangeResult], None]
 RERUN_HINT = (

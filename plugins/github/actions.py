@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lettafleet.core.github.api import DEFAULT_API_URL
-from lettafleet.core.letta.masking import SecretMasker
+from lettafleet.core import SecretMasker
+from lettafleet.plugins.github.api import DEFAULT_API_URL
 
 # Environment variables whose values must never reach a log, a job summary or a comment.
 SECRET_VARIABLES = ("LETTA_API_KEY", "GITHUB_TOKEN")

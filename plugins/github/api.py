@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from lettafleet.core.letta.masking import SecretMasker
+from lettafleet.core import RetryPolicy, SecretMasker, public_url
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page
-RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class GitHubError(Exception):
@@ -28,7 +26,8 @@ class GitHubPermissionError(GitHubError):
 
 
 class GitHubAPI:
-    """A small GitHub REST client: bearer token, API version header, Link-header pagination, masked errors."""
+    """A small GitHub REST client: bearer token, API version header, Link-header pagination, masked errors, and
+    the retry policy the Letta client follows."""
 
     def __init__(
         self,
@@ -45,7 +44,7 @@ class GitHubAPI:
             raise GitHubError("no GitHub token: pass `github-token` to the action (or set GITHUB_TOKEN)")
         self.repository = repository
         self.mask = SecretMasker([token])
-        self._retries = retries
+        self._retry = RetryPolicy(retries=retries, backoff=0.5)
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
             headers={
@@ -91,29 +90,25 @@ class GitHubAPI:
         return self._send(method, path, json=json).json()
 
     def _send(self, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._http.request(method, url, params=params, json=json)
-            except httpx.HTTPError as error:
-                if method == "GET" and attempt <= self._retries:
-                    time.sleep(0.5 * attempt)
-                    continue
-                raise GitHubError(f"{method} {url}: cannot reach the GitHub API: {self.mask(str(error))}") from None
-            if response.status_code in RETRY_STATUSES and method == "GET" and attempt <= self._retries:
-                time.sleep(0.5 * attempt)
-                continue
-            if response.is_error:
-                raise self._error(method, url, response)
-            return response
+        repeatable = self._retry.repeatable(method)
+        try:
+            sent = self._retry.send(
+                lambda: self._http.request(method, url, params=params, json=json), repeatable=repeatable
+            )
+        except httpx.HTTPError as error:
+            raise GitHubError(
+                f"{method} {public_url(url)}: cannot reach the GitHub API: {self.mask(str(error))}"
+            ) from None
+        if sent.response.is_error:
+            raise self._error(method, url, sent.response)
+        return sent.response
 
     def _error(self, method: str, url: str, response: httpx.Response) -> GitHubError:
         try:
             detail = str(response.json().get("message", ""))
         except (ValueError, AttributeError):
             detail = response.text[:300]
-        where = url.split("?")[0]
+        where = public_url(url)  # a next-page URL carries its query; shown like any other URL
         text = self.mask(f"{method} {where} answered {response.status_code}: {detail}")
         if response.status_code == 403 and "rate limit" not in detail.lower():
             return GitHubPermissionError(

@@ -16,12 +16,12 @@ from lettafleet.core.engine.applying import ApplyReport, ChangeResult
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.locking import HeldLock, LockHeld
 from lettafleet.core.engine.model import Action, Change, Plan
-from lettafleet.core.github.actions import ActionsEnvironment
-from lettafleet.core.github.api import GitHubAPI
-from lettafleet.core.github.comments import PlanMarker
-from lettafleet.core.github.review import ResultCallback, ReviewLoop, ReviewOptions
 from lettafleet.core.letta.masking import SecretMasker
 from lettafleet.core.plugin_manager import resource_kinds
+from lettafleet.plugins.github.actions import ActionsEnvironment
+from lettafleet.plugins.github.api import GitHubAPI
+from lettafleet.plugins.github.comments import PlanMarker
+from lettafleet.plugins.github.review import ResultCallback, ReviewLoop, ReviewOptions
 from tests.fakes.actions_runner import workflow_commands
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from lettafleet.core.engine.model import Change, Plan
-from lettafleet.core.github.api import GitHubAPI
-from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code
+from lettafleet.core import COMMENT_LIMIT, Change, Plan, inline_code
+from lettafleet.plugins.github.api import GitHubAPI
 
 # The marker counts only where lettafleet writes it: at the very start of the comment.
 _MARKER = re.compile(r"<!-- lettafleet-plan (?P<fields>[^>]*?) -->")

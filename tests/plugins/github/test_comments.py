@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lettafleet.core.engine.model import Action, Change, Plan
-from lettafleet.core.github.api import GitHubAPI
-from lettafleet.core.github.comments import (
+from lettafleet.core.render.markdown import COMMENT_LIMIT
+from lettafleet.plugins.github.api import GitHubAPI
+from lettafleet.plugins.github.comments import (
     STATUS_MARKER,
     PlanMarker,
     StickyComments,
@@ -15,7 +16,6 @@ from lettafleet.core.github.comments import (
     with_status,
     written_by,
 )
-from lettafleet.core.render.markdown import COMMENT_LIMIT
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 
 

@@ -1,0 +1,202 @@
+"""Message commands: list an agent's messages, send one and stream the reply, compact older ones; each in one
+conversation (`--conversation-id`) or in the agent's own (legacy) history."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import rich_click as click
+
+from lettafleet.core import (
+    Column,
+    LettaAPIError,
+    LettaError,
+    PluginCommand,
+    hookimpl,
+    make_client,
+    output_option,
+    preview,
+    print_table,
+    reports_errors,
+    server_options,
+    short_date,
+)
+from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.histories import (
+    COUNT_PAGE,
+    SYSTEM,
+    conversation_history,
+    conversation_of,
+    legacy_history,
+    message_text,
+    read_messages,
+    short_type,
+)
+from lettafleet.plugins.commands.replies import ReplyPrinter
+
+CONVERSATION_OPTION_HELP = "A conversation of AGENT (conv-...). Without it: the agent's own (legacy) history."
+
+
+@click.command("messages")
+@click.argument("agent")
+@click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
+@click.option("--system", "with_system", is_flag=True, help="Also list system messages.")
+@click.option(
+    "-l",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many of the most recent messages to list.",
+)
+@click.option("-a", "--all", "everything", is_flag=True, help="List the whole history (overrides --limit).")
+@server_options
+@output_option("table", "json")
+@reports_errors
+def get_messages(
+    agent: str, conversation_id: str | None, with_system: bool, limit: int, everything: bool, base_url: str, output: str
+) -> None:
+    """List the messages of one conversation, or of the agent's own (legacy) history, oldest first.
+
+    The two never mix: conversation messages are not in the legacy history, legacy ones not in any conversation.
+    AGENT is the agent's name or id (agent-...).
+    """
+    with make_client(base_url) as client:
+        found = find_agent(client, agent, include=LIGHT_AGENT)
+        if conversation_id:
+            conversation_of(client, found, conversation_id)
+            history = conversation_history(conversation_id)
+        else:
+            history = legacy_history(found["id"])
+        wanted = (
+            m
+            for m in read_messages(
+                client,
+                history,
+                newest_first=not everything,
+                page=COUNT_PAGE if everything else min(max(2 * limit, 20), COUNT_PAGE),
+            )
+            if with_system or m.get("message_type") != SYSTEM
+        )
+        if everything:
+            messages = list(wanted)
+        else:
+            messages = []
+            for message in wanted:
+                messages.append(message)
+                if len(messages) == limit:
+                    break
+            messages.reverse()
+    if output == "json":
+        click.echo(json.dumps(messages, indent=2))
+        return
+    where = f"conversation {conversation_id}" if conversation_id else f"the legacy history of {found['name']}"
+    if not messages:
+        click.echo(f"No messages in {where}." + ("" if with_system else " (--system also lists system messages.)"))
+        return
+    print_table(
+        [[short_date(m.get("date")), short_type(m), preview(message_text(m), 500)] for m in messages],
+        [Column("DATE"), Column("TYPE"), Column("CONTENT", width=100)],
+    )
+
+
+@click.command("send")
+@click.argument("agent")
+@click.argument("message")
+@click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Also show reasoning, tool calls and token usage (on stderr).")
+@server_options
+@output_option("text", "json")
+@reports_errors
+def send(agent: str, message: str, conversation_id: str | None, verbose: bool, base_url: str, output: str) -> None:
+    """Send MESSAGE to an agent and stream its reply as it arrives.
+
+    With --conversation-id the message goes to that conversation only; without, to the agent's own (legacy)
+    history. -o json prints one JSON event per line (Letta's streaming messages). AGENT is a name or an id.
+    """
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": message}],
+        "streaming": True,
+        "stream_tokens": True,
+    }
+    with make_client(base_url) as client:
+        found = find_agent(client, agent, include=LIGHT_AGENT)
+        if conversation_id:
+            conversation_of(client, found, conversation_id)
+            path = f"/v1/conversations/{conversation_id}/messages"
+        else:
+            path = f"/v1/agents/{found['id']}/messages/stream"
+        printer = ReplyPrinter(as_json=output == "json", verbose=verbose)
+        try:
+            for event in client.stream_events("POST", path, json=body):
+                printer.show(event)
+        finally:
+            printer.finish()  # ends the reply's line before any error is printed
+    if printer.errors:
+        for line in printer.errors:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+@click.command("compact-messages")
+@click.argument("agent")
+@click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
+@click.option(
+    "--model",
+    metavar="HANDLE",
+    help="Model handle that writes the summary, e.g. openai/gpt-4o-mini (default: the agent's own model).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["sliding_window", "all"]),
+    help="sliding_window summarizes the oldest messages; all summarizes everything (default: the agent's setting).",
+)
+@server_options
+@output_option("text", "json")
+@reports_errors
+def compact_messages(
+    agent: str, conversation_id: str | None, model: str | None, mode: str | None, base_url: str, output: str
+) -> None:
+    """Summarize older messages to free context window space, in one conversation or in the legacy history.
+
+    AGENT is the agent's name or id (agent-...).
+    """
+    with make_client(base_url) as client:
+        found = find_agent(client, agent, include=LIGHT_AGENT)
+        llm = found.get("llm_config") or {}
+        # An agent configured by endpoint has no handle; Letta then falls back from the unknown handle to the
+        # agent's own llm_config, which is still "the agent's model" (its default would be a provider's pick).
+        settings: dict[str, Any] = {"model": model or llm.get("handle") or llm.get("model")}
+        if mode:
+            settings["mode"] = mode
+        if conversation_id:
+            conversation_of(client, found, conversation_id)
+            path, where = f"/v1/conversations/{conversation_id}/compact", f"conversation {conversation_id}"
+        else:
+            path, where = f"/v1/agents/{found['id']}/summarize", f"the legacy history of {found['name']}"
+        try:
+            result = client.post(path, json={"compaction_settings": settings})
+        except LettaAPIError as error:
+            if error.status == 400 and "reduce" in error.detail:
+                raise LettaError(
+                    f"nothing to compact in {where}: {error.detail} Try --mode all, or send more messages first."
+                ) from None
+            raise
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    before, after = result.get("num_messages_before"), result.get("num_messages_after")
+    if before == after:
+        click.echo(f"Nothing to compact in {where}: {before} message(s) in context.")
+        return
+    click.echo(f"Compacted {where}: {before} -> {after} messages in context (model {settings['model']}).")
+    if result.get("summary"):
+        click.echo(f"Summary: {preview(result['summary'], 200)}")
+
+
+@hookimpl
+def lettafleet_commands() -> Iterable[PluginCommand]:
+    return [PluginCommand(get_messages, verb="get"), PluginCommand(send), PluginCommand(compact_messages)]

@@ -1,0 +1,37 @@
+"""What importing lettafleet loads: the engine and the public API load no command-line library and start no
+process, so a program that only plans needs neither (command plugins get the CLI helpers on first use)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+COMMAND_LINE_PACKAGES = {"click", "rich", "rich_click", "subprocess"}
+
+
+def packages_loaded_by(statement: str) -> set[str]:
+    """Top-level packages in sys.modules after `statement`, in a fresh interpreter."""
+    script = (
+        "import sys\n"
+        # httpx loads click and rich for its own command line when they are installed; that is not ours to avoid.
+        "sys.modules['httpx._main'] = None\n"
+        f"{statement}\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    # The interpreter itself may load subprocess at start (site hooks): only what the statement adds counts.
+    baseline = subprocess.run([sys.executable, "-c", script.replace(statement, "pass")], capture_output=True, text=True)
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(loaded.stdout.split()) - set(baseline.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "module", ["lettafleet.core.engine.planning", "lettafleet.core.engine.applying", "lettafleet.core"]
+)
+def test_the_engine_and_the_public_api_load_no_command_line_library(module: str) -> None:
+    assert packages_loaded_by(f"import {module}") & COMMAND_LINE_PACKAGES == set()
+
+
+def test_a_command_plugin_gets_the_cli_helpers_from_the_public_api_on_first_use() -> None:
+    assert {"click", "rich_click"} <= packages_loaded_by("from lettafleet.core import server_options, print_table")
