@@ -106,6 +106,10 @@ class FakeLetta:
         for kind in ("user_message", "assistant_message"):
             self.messages[conversation["id"]].append({"id": self.new_id("message"), "message_type": kind})
 
+    def detach_block(self, agent: dict[str, Any], block: dict[str, Any]) -> None:
+        """As an apply leaves it that stopped between making a block and attaching it."""
+        self.agents[agent["id"]]["block_ids"].remove(block["id"])
+
     def add_tool(self, name: str, source_code: str | None = None, **fields: Any) -> dict[str, Any]:
         tool = {
             "id": self.new_id("tool"),
@@ -224,8 +228,8 @@ class FakeLetta:
             agent["embedding_config"] = _embedding_config(request["embedding"])
         if "embedding_config" in request:
             agent["embedding_config"] = {**request["embedding_config"], "handle": None}
-        agent["model"] = agent["llm_config"].get("handle")
-        agent["embedding"] = agent["embedding_config"].get("handle")
+        agent["model"] = agent.setdefault("llm_config", {}).get("handle")
+        agent["embedding"] = agent.setdefault("embedding_config", {}).get("handle")
 
     def _shown(self, agent: dict[str, Any], include: list[str] | None = None) -> dict[str, Any]:
         """An agent as Letta answers it: with every relation, or only those `include` names."""
