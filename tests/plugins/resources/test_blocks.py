@@ -170,6 +170,16 @@ def test_blocks_left_by_an_agent_whose_creation_failed_ride_along_when_it_is_cre
     assert create.body["block_ids"] == [facts["id"], notes["id"]]
 
 
+def test_of_two_blocks_left_for_one_agent_the_oldest_is_reused(fleet, letta):
+    letta.add_block("notes", "seed", metadata={**MARKER, "agent": "sales"})  # another agent's: not reused
+    oldest = letta.add_block("notes", "seed", limit=500, metadata={**MARKER, "agent": "support"})
+    letta.add_block("notes", "seed", limit=500, metadata={**MARKER, "agent": "support"})
+
+    plan = fleet.plan(OWN_ONLY)
+
+    assert plan.by_address()["agent.support.block.notes"].id == oldest["id"]
+
+
 def test_a_server_that_creates_the_agent_without_its_blocks_fails_those_blocks(fleet, letta):
     letta.drops_relations = {"block_ids"}
 
