@@ -1,7 +1,10 @@
 """Secrets in a fleet file, offline: lettactl's shape, names upper-cased, agents over fleet-wide values, and no
-environment needed to validate (pre-commit has no secrets)."""
+environment needed to validate (pre-commit has no secrets). Then against a fake Letta (respx): a secret set is
+planned and written whole, and no value is ever shown."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -76,3 +79,88 @@ def test_from_env_and_value_together_are_refused(write_fleet, manager):
         load_fleet(path, manager)
 
     assert all("give either `from_env` or `value`, not both" in str(d) for d in raised.value.diagnostics)
+
+
+PLANNED = FLEET.format(secrets="      company: {value: Acme Support}")
+
+
+def test_a_new_agent_gets_its_secrets_in_its_create_request(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+
+    report = fleet.apply(fleet.plan(PLANNED))
+
+    assert report.ok
+    support = next(w for w in letta.writes_to("POST", "/v1/agents/") if w.body["name"] == "support")
+    assert support.body["secrets"] == {"COMPANY": "Acme Support", "ORDERS_API_KEY": "sk-orders-1"}
+    assert fleet.results(report)["agent.support.secrets"] == ("applied", "created with agent.support")
+
+
+def test_a_server_that_creates_the_agent_without_its_secrets_fails_the_secret_set(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    letta.drops_relations = {"secrets"}
+
+    report = fleet.apply(fleet.plan(PLANNED))
+
+    assert fleet.results(report)["agent.support.secrets"] == (
+        "failed",
+        "the server created agent support without secrets COMPANY, ORDERS_API_KEY",
+    )
+
+
+def test_an_agents_whole_set_is_written_with_the_secrets_the_fleet_does_not_name_kept(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-2")
+    letta.add_agent("quiet", system="You help.", secrets={"COMPANY": "Acme", "ORDERS_API_KEY": "sk-orders-2"})
+    support = letta.add_agent(
+        "support", system="You help.", secrets={"COMPANY": "Acme Support", "ORDERS_API_KEY": "sk-old", "OTHER": "o"}
+    )
+
+    plan = fleet.plan(PLANNED)
+
+    change = plan.by_address()["agent.support.secrets"]
+    assert change.action.value == "update" and change.changed_fields() == ["ORDERS_API_KEY"]
+    assert plan.by_address()["agent.quiet.secrets"].action.value == "no-op"
+    shown = json.dumps(plan.to_json())
+    assert not [value for value in ("sk-old", "sk-orders-2", "Acme Support", '"o"') if value in shown]
+    fleet.apply(plan)
+    [patch] = letta.writes
+    assert (patch.method, patch.path) == ("PATCH", f"/v1/agents/{support['id']}")
+    assert patch.body == {"secrets": {"COMPANY": "Acme Support", "ORDERS_API_KEY": "sk-orders-2", "OTHER": "o"}}
+
+
+def test_an_unset_variable_stops_the_plan_and_says_how_to_keep_the_servers_value(fleet, letta, monkeypatch):
+    monkeypatch.delenv("FLEET_ORDERS_KEY", raising=False)
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(PLANNED)
+
+    # One line per agent that gets the fleet-wide secret, all the same (the engine does not merge them yet).
+    [error] = {str(diagnostic) for diagnostic in raised.value.diagnostics}
+    assert ":3:3: secret ORDERS_API_KEY: environment variable FLEET_ORDERS_KEY is not set" in error
+    assert "add `preserve_existing: true` to keep the server's value" in error
+    assert letta.writes == []
+
+
+def test_preserve_existing_keeps_the_servers_value_of_an_unset_variable(fleet, letta, monkeypatch):
+    monkeypatch.delenv("FLEET_ORDERS_KEY", raising=False)
+    text = PLANNED.replace("{from_env: FLEET_ORDERS_KEY}", "{from_env: FLEET_ORDERS_KEY, preserve_existing: true}")
+    letta.add_agent("quiet", system="You help.", secrets={"COMPANY": "Acme", "ORDERS_API_KEY": "kept-1"})
+    support = letta.add_agent("support", system="You help.", secrets={"COMPANY": "Old", "ORDERS_API_KEY": "kept-2"})
+
+    plan = fleet.plan(text)
+
+    assert plan.by_address()["agent.quiet.secrets"].action.value == "no-op"
+    fleet.apply(plan)
+    [patch] = letta.writes
+    assert patch.path == f"/v1/agents/{support['id']}"
+    assert patch.body == {"secrets": {"COMPANY": "Acme Support", "ORDERS_API_KEY": "kept-2"}}
+
+
+def test_preserve_existing_without_a_value_on_the_server_stops_the_plan(fleet, letta, monkeypatch):
+    monkeypatch.delenv("FLEET_ORDERS_KEY", raising=False)
+    text = PLANNED.replace("{from_env: FLEET_ORDERS_KEY}", "{from_env: FLEET_ORDERS_KEY, preserve_existing: true}")
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(text)
+
+    [error] = {str(diagnostic) for diagnostic in raised.value.diagnostics}
+    assert "environment variable FLEET_ORDERS_KEY is not set and the server has no value to keep" in error

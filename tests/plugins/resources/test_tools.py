@@ -1,5 +1,6 @@
 """Tools in a fleet file, offline: how lettactl's `tools:` entries are read, and what is refused before any
-request because Letta would refuse it or name the tool differently."""
+request because Letta would refuse it or name the tool differently. Then against a fake Letta (respx): tools
+defined from source, attached by name, never detached."""
 
 from __future__ import annotations
 
@@ -182,3 +183,109 @@ def test_a_bare_entry_must_be_a_tool_name_not_a_path(write_fleet, manager):
     [error] = errors_of(path, manager)
 
     assert error.startswith(f"{path}:6:9: '../../outside' is not a tool name")
+
+
+def tools_fleet(tools: str) -> str:
+    return AGENT + textwrap.indent(textwrap.dedent(tools).strip("\n"), "      ") + "\n"
+
+
+def test_a_tool_defined_from_source_is_made_then_given_to_the_new_agent_by_id(fleet, letta):
+    text = tools_fleet("- lookup\n- web_search")
+    letta.add_tool("web_search")
+
+    report = fleet.apply(fleet.plan(text, files={"tools/lookup.py": tool_source("lookup")}))
+
+    assert report.ok
+    made, agent = letta.writes
+    assert (made.path, made.body) == (
+        "/v1/tools/",
+        {"source_code": tool_source("lookup"), "tags": ["managed_by:lettafleet"]},
+    )
+    ids = {tool["name"]: tool["id"] for tool in letta.tools.values()}
+    assert agent.path == "/v1/agents/" and agent.body["tool_ids"] == [ids["lookup"], ids["web_search"]]
+
+
+def test_a_changed_source_is_patched_into_the_tool_the_server_has(fleet, letta):
+    tool = letta.add_tool("lookup", source_code=tool_source("lookup", before="# v1\n"), description="Looks up.")
+    letta.add_agent("support", system="You help.", tool_ids=[tool["id"]])
+    text = tools_fleet("- {name: lookup, description: Looks up., from_file: tools/lookup.py}")
+
+    plan = fleet.plan(text, files={"tools/lookup.py": tool_source("lookup")})
+
+    assert fleet.actions(plan) == {
+        "agent.support": "no-op",
+        "agent.support.tool.lookup": "no-op",
+        "tool.lookup": "update",
+    }
+    fleet.apply(plan)
+    [patch] = letta.writes
+    assert (patch.method, patch.path, patch.body) == (
+        "PATCH",
+        f"/v1/tools/{tool['id']}",
+        {"source_code": tool_source("lookup")},
+    )
+
+
+def test_a_server_tool_is_attached_to_an_existing_agent_and_others_stay_attached(fleet, letta):
+    web_search = letta.add_tool("web_search")
+    agent = letta.add_agent("support", system="You help.")
+
+    plan = fleet.plan(tools_fleet("- web_search"))
+
+    assert fleet.actions(plan) == {
+        "agent.support": "no-op",
+        "agent.support.tool.web_search": "create",
+        "tool.web_search": "no-op",
+    }
+    fleet.apply(plan)
+    [attach] = letta.writes
+    assert (attach.method, attach.path) == ("PATCH", f"/v1/agents/{agent['id']}/tools/attach/{web_search['id']}")
+    # The base tools Letta gave the agent are not listed, and not detached.
+    assert not fleet.plan(tools_fleet("- web_search")).needs_attention
+
+
+def test_a_server_that_creates_the_agent_without_its_tools_fails_the_attachment(fleet, letta):
+    letta.add_tool("web_search")
+    letta.drops_relations = {"tool_ids"}
+
+    report = fleet.apply(fleet.plan(tools_fleet("- web_search")))
+
+    assert fleet.results(report)["agent.support.tool.web_search"] == (
+        "failed",
+        "the server created agent support without tool 'web_search'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("web_serch", "did you mean web_search?"), ("weather", "define it: put tools/weather.py beside the fleet file")],
+)
+def test_a_named_tool_the_server_lacks_stops_the_plan(fleet, letta, name, hint):
+    letta.add_tool("web_search")
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(tools_fleet(f"- {name}"))
+
+    [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
+    assert f":6:9: tool '{name}' is not on http://letta.test ({hint})" in error
+    assert letta.writes == []
+
+
+def test_a_tool_file_without_a_function_is_refused(write_fleet, manager):
+    path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "X = 1\n"})
+
+    [error] = errors_of(path, manager)
+
+    assert "tools/lookup.py defines no function (define `def lookup(...)` in it)" in error
+
+
+def test_every_file_of_a_tools_folder_outside_the_fleets_directory_is_refused(write_fleet, manager, tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "lookup.py").write_text(tool_source("lookup"))
+    (tmp_path / "tools").symlink_to(outside)
+    path = fleet_with(write_fleet, "- tools/*")
+
+    [error] = errors_of(path, manager)
+
+    assert error.startswith(f"{path}:6:9: tools/*: the folder tools leaves the fleet file's directory")

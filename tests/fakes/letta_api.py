@@ -1,0 +1,387 @@
+"""A stand-in for the Letta 0.16.8 REST API inside the test process (served through respx), for unit tests of
+the resource plugins: agents, blocks, conversations (with isolated copies), tools, secrets and the model lists.
+
+It holds a little state, answers the list reads a plan makes (paginated by `limit`/`after`, filtered as Letta
+filters them, with only the relations `include` names) and carries out the writes an apply sends, recording each
+one. Answers have the shape Letta 0.16.8 gives (see /work/shared/reference/letta-api-0.16.8.md), built from
+the factories below, never from recorded bodies. It is not Letta: it checks only what the tests rely on.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+BASE_URL = "http://letta.test"
+LLM_HANDLES = ("letta/letta-free", "openai/gpt-4o-mini")
+EMBEDDING_HANDLES = ("letta/letta-free", "openai/text-embedding-3-small")
+# The tools Letta attaches to every new agent besides the ones asked for.
+BASE_TOOLS = ("conversation_search", "memory_insert", "memory_replace")
+RELATIONS = {"agent.blocks": "blocks", "agent.tags": "tags", "agent.tools": "tools", "agent.secrets": "secrets"}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One request that changes something: method, path, query and JSON body, as sent."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Refusal:
+    """An error the fake answers to the next matching write; `done_anyway` keeps what it would have made."""
+
+    status: int
+    detail: str
+    done_anyway: bool = False
+
+
+@dataclass
+class FakeLetta:
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conversations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    writes: list[Write] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+    refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
+    ignores_isolated_labels: bool = False  # as Letta before 0.16.4 did
+    drops_relations: set[str] = field(default_factory=set)  # create-request fields it silently ignores
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        for name in BASE_TOOLS:
+            self.add_tool(name, tags=["letta_core"])
+
+    # -- seeding the server's state ----------------------------------------------------------------------------
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids):04d}"
+
+    def add_agent(self, name: str, *, blocks: list[dict[str, Any]] = (), managed: bool = True, **fields: Any):
+        """An agent as `POST /v1/agents/` would have made it; `fields` are create-request fields."""
+        request = {"name": name, "metadata": {"managed_by": "lettafleet"} if managed else {}, **fields}
+        request.setdefault("model", LLM_HANDLES[0])
+        request.setdefault("embedding", EMBEDDING_HANDLES[0])
+        request["block_ids"] = [block["id"] for block in blocks]
+        return self._create_agent(request)
+
+    def add_block(self, label: str, value: str = "", **fields: Any) -> dict[str, Any]:
+        block = {
+            "id": self.new_id("block"),
+            "label": label,
+            "value": value,
+            "limit": 20000,
+            "description": None,
+            "metadata": {},
+            "read_only": False,
+            "tags": [],
+            **fields,
+        }
+        self.blocks[block["id"]] = block
+        return block
+
+    def add_conversation(
+        self, agent: dict[str, Any], summary: str, *, copies: list[str] = (), talked: bool = False
+    ) -> dict[str, Any]:
+        conversation = self._create_conversation(agent["id"], {"summary": summary, "isolated_block_labels": copies})
+        if talked:
+            self.talk_in(conversation)
+        return conversation
+
+    def talk_in(self, conversation: dict[str, Any]) -> None:
+        """A user message and an answer, as `send` leaves them."""
+        conversation["last_message_at"] = "2026-11-29T16:40:00Z"
+        for kind in ("user_message", "assistant_message"):
+            self.messages[conversation["id"]].append({"id": self.new_id("message"), "message_type": kind})
+
+    def detach_block(self, agent: dict[str, Any], block: dict[str, Any]) -> None:
+        """As an apply leaves it that stopped between making a block and attaching it."""
+        self.agents[agent["id"]]["block_ids"].remove(block["id"])
+
+    def add_tool(self, name: str, source_code: str | None = None, **fields: Any) -> dict[str, Any]:
+        tool = {
+            "id": self.new_id("tool"),
+            "name": name,
+            "description": fields.pop("description", f"The {name} tool."),
+            "source_type": "python",
+            "source_code": source_code,
+            "tags": [],
+            "tool_type": "custom" if source_code else "letta_core",
+            "metadata_": {},
+            **fields,
+        }
+        self.tools[tool["id"]] = tool
+        return tool
+
+    def refuse(self, method: str, path: str, status: int, detail: str, *, done_anyway: bool = False) -> None:
+        """Answer the next `method path` write with `status`: Letta refusing, or (done_anyway) half-doing it."""
+        self.refusals[(method, path)] = Refusal(status, detail, done_anyway)
+
+    def writes_to(self, method: str, path_start: str = "/v1/") -> list[Write]:
+        return [write for write in self.writes if write.method == method and write.path.startswith(path_start)]
+
+    def agent_named(self, name: str) -> dict[str, Any]:
+        [agent] = [agent for agent in self.agents.values() if agent["name"] == name]
+        return agent
+
+    def conversations_of(self, agent: dict[str, Any]) -> list[dict[str, Any]]:
+        return [c for c in self.conversations.values() if c["agent_id"] == agent["id"]]
+
+    # -- answering requests --------------------------------------------------------------------------------------
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """The respx side effect: route one request to the handler of its method and path."""
+        method, path = request.method, request.url.path
+        params = {key: request.url.params.get_list(key) for key in request.url.params}
+        body = json.loads(request.content) if request.content else None
+        if method == "GET":
+            self.reads.append(path)
+        else:
+            self.writes.append(Write(method, path, {k: v[-1] for k, v in params.items()}, body))
+        refusal = self.refusals.pop((method, path), None)
+        if refusal and not refusal.done_anyway:
+            return httpx.Response(refusal.status, json={"detail": refusal.detail})
+        for pattern, handler in self._routes().get(method, []):
+            found = re.fullmatch(pattern, path)
+            if found:
+                outcome = handler(*found.groups(), params=params, body=body)
+                if refusal:
+                    return httpx.Response(refusal.status, json={"detail": refusal.detail})
+                return outcome if isinstance(outcome, httpx.Response) else httpx.Response(200, json=outcome)
+        return httpx.Response(404, json={"detail": f"no route {method} {path} in the fake"})
+
+    def _routes(self) -> dict[str, list[tuple[str, Callable[..., Any]]]]:
+        return {
+            "GET": [
+                (r"/v1/models/", lambda **_: [_model(handle) for handle in LLM_HANDLES]),
+                (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
+                (r"/v1/agents/", self._list_agents),
+                (r"/v1/blocks/", self._list_blocks),
+                (r"/v1/blocks/([^/]+)", self._get_block),
+                (r"/v1/conversations/", self._list_conversations),
+                (r"/v1/conversations/([^/]+)", self._get_conversation),
+                (r"/v1/conversations/([^/]+)/messages", self._list_messages),
+                (r"/v1/tools/", lambda params, **_: _page(list(self.tools.values()), params)),
+            ],
+            "POST": [
+                (r"/v1/agents/", lambda body, **_: self._create_agent(body)),
+                (r"/v1/blocks/", lambda body, **_: self.add_block(**body)),
+                (
+                    r"/v1/conversations/",
+                    lambda params, body, **_: self._create_conversation(params["agent_id"][0], body),
+                ),
+                (r"/v1/tools/", lambda body, **_: self._create_tool(body)),
+            ],
+            "PATCH": [
+                (r"/v1/agents/([^/]+)", self._update_agent),
+                (r"/v1/agents/([^/]+)/core-memory/blocks/attach/([^/]+)", self._attach("block_ids")),
+                (r"/v1/agents/([^/]+)/tools/attach/([^/]+)", self._attach("tool_ids")),
+                (r"/v1/blocks/([^/]+)", self._update("blocks")),
+                (r"/v1/tools/([^/]+)", self._update("tools")),
+            ],
+            "DELETE": [(r"/v1/conversations/([^/]+)", self._delete_conversation)],
+        }
+
+    # agents
+
+    def _create_agent(self, request: dict[str, Any]) -> dict[str, Any]:
+        request = {key: value for key, value in request.items() if key not in self.drops_relations}
+        base = [tool["id"] for tool in self.tools.values() if tool["name"] in BASE_TOOLS]
+        agent = {
+            "id": self.new_id("agent"),
+            "name": request["name"],
+            "description": request.get("description"),
+            "system": request.get("system", ""),
+            "tags": list(request.get("tags") or []),
+            "metadata": request.get("metadata") or {},
+            "block_ids": list(request.get("block_ids") or []),
+            "tool_ids": [*base, *(request.get("tool_ids") or [])],
+            "secrets": dict(request.get("secrets") or {}),
+            "agent_type": "letta_v1_agent",
+            "created_at": "2026-11-29T16:31:31Z",
+        }
+        self._configure(agent, request)
+        self.agents[agent["id"]] = agent
+        return self._shown(agent)
+
+    def _configure(self, agent: dict[str, Any], request: dict[str, Any]) -> None:
+        """The model and embedding fields of a create or update request, as Letta stores them."""
+        if "model" in request:
+            agent["llm_config"] = {**_llm_config(request["model"]), "context_window": 30000}
+        if "llm_config" in request:
+            agent["llm_config"] = {**agent.get("llm_config", {}), **request["llm_config"], "handle": None}
+        if "context_window_limit" in request:
+            agent["llm_config"]["context_window"] = request["context_window_limit"]
+        if "embedding" in request:
+            agent["embedding_config"] = _embedding_config(request["embedding"])
+        if "embedding_config" in request:
+            agent["embedding_config"] = {**request["embedding_config"], "handle": None}
+        agent["model"] = agent.setdefault("llm_config", {}).get("handle")
+        agent["embedding"] = agent.setdefault("embedding_config", {}).get("handle")
+
+    def _shown(self, agent: dict[str, Any], include: list[str] | None = None) -> dict[str, Any]:
+        """An agent as Letta answers it: with every relation, or only those `include` names."""
+        relations = {
+            "blocks": [self.blocks[block_id] for block_id in agent["block_ids"] if block_id in self.blocks],
+            "tags": agent["tags"],
+            "tools": [self.tools[tool_id] for tool_id in agent["tool_ids"]],
+            "secrets": [
+                {"id": self.new_id("agent-env"), "key": key, "value": value, "agent_id": agent["id"]}
+                for key, value in agent["secrets"].items()
+            ],
+        }
+        named = {RELATIONS[relation] for relation in include or []}
+        shown = {key: value for key, value in agent.items() if key not in ("block_ids", "tool_ids", "secrets")}
+        for relation, value in relations.items():
+            shown[relation] = value if not include or relation in named else []
+        return shown
+
+    def _list_agents(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        shown = [self._shown(agent, params.get("include")) for agent in self.agents.values()]
+        return _page(shown, params)
+
+    def _update_agent(self, agent_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        agent = self.agents[agent_id]
+        for key in ("description", "system", "tags"):
+            if key in body:
+                agent[key] = body[key]
+        if "secrets" in body:
+            agent["secrets"] = dict(body["secrets"])  # the whole set: what is not named is gone
+        self._configure(agent, body)
+        return self._shown(agent)
+
+    def _attach(self, relation: str) -> Callable[..., dict[str, Any]]:
+        def attach(agent_id: str, item_id: str, **_: Any) -> dict[str, Any]:
+            agent = self.agents[agent_id]
+            if item_id not in agent[relation]:
+                agent[relation].append(item_id)
+            return self._shown(agent)
+
+        return attach
+
+    # blocks and tools
+
+    def _list_blocks(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        label = (params.get("label") or [None])[0]
+        return _page([block for block in self.blocks.values() if label in (None, block["label"])], params)
+
+    def _get_block(self, block_id: str, **_: Any) -> Any:
+        if block_id not in self.blocks:
+            return httpx.Response(404, json={"detail": f"Block with id '{block_id}' not found"})
+        return self.blocks[block_id]
+
+    def _update(self, collection: str) -> Callable[..., dict[str, Any]]:
+        def update(item_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+            getattr(self, collection)[item_id].update(body)
+            return getattr(self, collection)[item_id]
+
+        return update
+
+    def _create_tool(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Letta names a tool after the last function in its source."""
+        functions = [node for node in ast.parse(body["source_code"]).body if isinstance(node, ast.FunctionDef)]
+        return self.add_tool(functions[-1].name, **body)
+
+    # conversations
+
+    def _create_conversation(self, agent_id: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        body = body or {}
+        labels = [] if self.ignores_isolated_labels else body.get("isolated_block_labels") or []
+        own = {self.blocks[block_id]["label"]: self.blocks[block_id] for block_id in self.agents[agent_id]["block_ids"]}
+        copies = [self.add_block(**_without_id(own[label])) for label in labels if label in own]
+        conversation = {
+            "id": self.new_id("conv"),
+            "agent_id": agent_id,
+            "summary": body.get("summary"),
+            "in_context_message_ids": [],
+            "isolated_block_ids": [copy["id"] for copy in copies],
+            "model": None,
+            "last_message_at": None,
+            "created_at": "2026-11-29T16:31:31Z",
+        }
+        self.conversations[conversation["id"]] = conversation
+        self.messages[conversation["id"]] = [{"id": self.new_id("message"), "message_type": "system_message"}]
+        missing = [label for label in labels if label not in own]
+        if missing:  # Letta keeps the conversation, without the copy it could not make
+            detail = f"INVALID_ARGUMENT: Block with label '{missing[0]}' not found on agent '{agent_id}'"
+            return httpx.Response(400, json={"detail": detail})
+        return conversation
+
+    def _list_conversations(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        agent_id = (params.get("agent_id") or [None])[0]
+        search = (params.get("summary_search") or [""])[0]
+        found = [
+            conversation
+            for conversation in self.conversations.values()
+            if agent_id in (None, conversation["agent_id"]) and search in (conversation["summary"] or "")
+        ]
+        return _page(found, params)
+
+    def _get_conversation(self, conversation_id: str, **_: Any) -> dict[str, Any]:
+        return self.conversations[conversation_id]
+
+    def _list_messages(self, conversation_id: str, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        return self.messages[conversation_id][: int(params.get("limit", ["100"])[0])]
+
+    def _delete_conversation(self, conversation_id: str, **_: Any) -> None:
+        """Letta deletes a conversation's isolated copies with it."""
+        for block_id in self.conversations.pop(conversation_id)["isolated_block_ids"]:
+            self.blocks.pop(block_id, None)
+
+
+def _without_id(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if key != "id"}
+
+
+def _page(items: list[dict[str, Any]], params: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One page of a list, oldest first: the items after the `after` cursor, at most `limit` of them."""
+    after = (params.get("after") or [None])[0]
+    ids = [item["id"] for item in items]
+    start = ids.index(after) + 1 if after in ids else 0
+    return items[start : start + int((params.get("limit") or ["50"])[0])]
+
+
+def _model(handle: str) -> dict[str, Any]:
+    return {**_llm_config(handle), "model_type": "llm", "name": handle.split("/")[1]}
+
+
+def _llm_config(handle: str) -> dict[str, Any]:
+    provider, model = handle.split("/")
+    return {
+        "handle": handle,
+        "model": model,
+        "model_endpoint_type": "openai",
+        "model_endpoint": "https://inference.letta.com/v1/" if provider == "letta" else "https://api.openai.com/v1",
+        "provider_name": provider,
+        "context_window": 30000,
+        "put_inner_thoughts_in_kwargs": False,
+        "temperature": 1.0,
+        "max_tokens": 4096,
+    }
+
+
+def _embedding_model(handle: str) -> dict[str, Any]:
+    return {**_embedding_config(handle), "model_type": "embedding", "name": handle.split("/")[1]}
+
+
+def _embedding_config(handle: str) -> dict[str, Any]:
+    return {
+        "handle": handle,
+        "embedding_endpoint_type": "openai",
+        "embedding_endpoint": "https://inference.letta.com/v1/",
+        "embedding_model": handle.split("/")[1],
+        "embedding_dim": 1536,
+        "embedding_chunk_size": 300,
+    }

@@ -1,0 +1,181 @@
+"""Conversations against a fake Letta (respx): matched by summary, created for their agent (new or not), replaced
+only while nobody has talked in them, and a create Letta refuses but half-does cleaned up."""
+
+from __future__ import annotations
+
+import pytest
+
+from lettafleet.core.engine.diagnostics import FleetError
+
+FLEET = """
+agents:
+  - name: support
+    llm_config: {model: letta/letta-free}
+    system_prompt: {value: You help.}
+    memory_blocks:
+      - {name: customer, value: ""}
+    conversations:
+      - summary: Ticket 1
+      - summary: Ticket 2
+        isolated_blocks: [customer]
+"""
+TICKET_1 = 'agent.support.conversation["Ticket 1"]'
+TICKET_2 = 'agent.support.conversation["Ticket 2"]'
+COPY = f"{TICKET_2}.isolated_block.customer"
+
+
+def existing_support(letta):
+    """The agent of FLEET as an earlier apply made it, without conversations."""
+    customer = letta.add_block("customer", "", metadata={"managed_by": "lettafleet", "agent": "support"})
+    return letta.add_agent("support", system="You help.", blocks=[customer])
+
+
+def test_missing_conversations_are_created_for_their_agent_with_their_isolated_copies(fleet, letta):
+    agent = existing_support(letta)
+
+    plan = fleet.plan(FLEET)
+
+    assert fleet.actions(plan) == {
+        "agent.support": "no-op",
+        "agent.support.block.customer": "no-op",
+        TICKET_1: "create",
+        TICKET_2: "create",
+        COPY: "create",
+    }
+    report = fleet.apply(plan)
+    assert report.ok
+    sent = {w.body["summary"]: (w.method, w.path, w.params, w.body) for w in letta.writes}
+    assert sent == {
+        "Ticket 1": ("POST", "/v1/conversations/", {"agent_id": agent["id"]}, {"summary": "Ticket 1"}),
+        "Ticket 2": (
+            "POST",
+            "/v1/conversations/",
+            {"agent_id": agent["id"]},
+            {"summary": "Ticket 2", "isolated_block_labels": ["customer"]},
+        ),
+    }
+    assert len(letta.writes) == 2
+    [ticket_2] = [c for c in letta.conversations_of(agent) if c["summary"] == "Ticket 2"]
+    assert len(ticket_2["isolated_block_ids"]) == 1
+
+
+def test_a_new_agents_conversations_are_created_once_it_exists(fleet, letta):
+    report = fleet.apply(fleet.plan(FLEET))
+
+    assert report.ok
+    agent = letta.agent_named("support")
+    conversations = letta.writes_to("POST", "/v1/conversations/")
+    assert [w.params["agent_id"] for w in conversations] == [agent["id"], agent["id"]]
+    assert sorted(c["summary"] for c in letta.conversations_of(agent)) == ["Ticket 1", "Ticket 2"]
+
+
+def test_conversations_are_matched_by_summary_and_others_are_left_alone(fleet, letta):
+    fleet.apply(fleet.plan(FLEET))
+    letta.add_conversation(letta.agent_named("support"), "Made by hand")
+
+    plan = fleet.plan(FLEET)
+
+    assert not plan.needs_attention
+    assert not any("Made by hand" in address for address in fleet.actions(plan))
+
+
+def test_two_conversations_with_one_summary_are_reported_and_the_oldest_used(fleet, letta):
+    agent = existing_support(letta)
+    oldest = letta.add_conversation(agent, "Ticket 1")
+    newer = letta.add_conversation(agent, "Ticket 1")
+
+    plan = fleet.plan(FLEET)
+
+    [ambiguity] = plan.ambiguities
+    assert ambiguity.address == TICKET_1
+    assert ambiguity.ids == (oldest["id"], newer["id"]) and ambiguity.used == oldest["id"]
+    assert "2 conversations of the agent have the summary 'Ticket 1'" in ambiguity.message
+    assert "lettafleet delete conversation ID --force" in ambiguity.remedy
+
+
+def test_a_create_letta_refuses_yet_half_does_is_removed_so_the_next_apply_makes_it_whole(fleet, letta):
+    agent = existing_support(letta)
+    similar = letta.add_conversation(agent, "Ticket 10")  # found by the summary search too, and not the one
+    letta.add_conversation(agent, "Ticket 1")
+    letta.refuse("POST", "/v1/conversations/", 400, "INVALID_ARGUMENT: no such block", done_anyway=True)
+
+    report = fleet.apply(fleet.plan(FLEET))
+
+    status, message = fleet.results(report)[TICKET_2]
+    assert status == "failed" and "answered 400: INVALID_ARGUMENT: no such block" in message
+    [delete] = letta.writes_to("DELETE")
+    [half_made] = [w for w in letta.writes_to("POST") if w.body["summary"] == "Ticket 2"]
+    assert delete.path.startswith("/v1/conversations/conv-")
+    assert sorted(c["summary"] for c in letta.conversations_of(agent)) == ["Ticket 1", "Ticket 10"]
+    assert similar["id"] in letta.conversations and half_made
+
+
+def test_a_refused_create_that_made_nothing_deletes_nothing(fleet, letta):
+    existing_support(letta)
+    letta.refuse("POST", "/v1/conversations/", 400, "INVALID_ARGUMENT: no")
+
+    report = fleet.apply(fleet.plan(FLEET))
+
+    assert not report.ok and letta.writes_to("DELETE") == []
+
+
+def test_a_conversation_without_its_isolated_copy_and_no_messages_is_replaced(fleet, letta):
+    agent = existing_support(letta)
+    letta.add_conversation(agent, "Ticket 1")
+    old = letta.add_conversation(agent, "Ticket 2")  # made before the fleet declared the copy
+
+    plan = fleet.plan(FLEET)
+
+    change = plan.by_address()[TICKET_2]
+    assert change.action.value == "replace"
+    assert (
+        change.detail == "replace (delete and create): it lacks its isolated copy of customer and has no messages yet"
+    )
+    report = fleet.apply(plan)
+    assert report.ok
+    delete, create = letta.writes
+    assert (delete.method, delete.path) == ("DELETE", f"/v1/conversations/{old['id']}")
+    assert create.body == {"summary": "Ticket 2", "isolated_block_labels": ["customer"]}
+    assert not fleet.plan(FLEET).needs_attention
+
+
+def test_a_conversation_someone_talked_in_since_the_plan_is_not_replaced(fleet, letta):
+    agent = existing_support(letta)
+    letta.add_conversation(agent, "Ticket 1")
+    old = letta.add_conversation(agent, "Ticket 2")
+    plan = fleet.plan(FLEET)
+    letta.talk_in(old)
+
+    report = fleet.apply(plan)
+
+    assert fleet.results(report)[TICKET_2] == (
+        "failed",
+        f"{TICKET_2}: conversation {old['id']} has messages now, so it was not replaced; plan again",
+    )
+    assert letta.writes == [] and old["id"] in letta.conversations
+
+
+def test_a_conversation_with_messages_is_kept_and_its_missing_copy_reported_as_drift(fleet, letta):
+    agent = existing_support(letta)
+    letta.add_conversation(agent, "Ticket 1")
+    old = letta.add_conversation(agent, "Ticket 2", talked=True)
+
+    plan = fleet.plan(FLEET)
+
+    assert plan.by_address()[TICKET_2].action.value == "no-op"
+    copy = plan.by_address()[COPY]
+    assert copy.action.value == "no-op"
+    assert "exists without an isolated copy of this block and has messages" in copy.drift
+    assert f"lettafleet delete conversation {old['id']} --force" in copy.drift
+    assert plan.has_drift
+    fleet.apply(plan)
+    assert letta.writes == []
+
+
+def test_a_summary_declared_twice_for_one_agent_is_refused(fleet):
+    with pytest.raises(FleetError) as raised:
+        fleet.load(FLEET.replace("summary: Ticket 2", "summary: Ticket 1"))
+
+    [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
+    assert ":9:9: conversation 'Ticket 1' is declared twice for agent 'support'" in error
+    assert "summaries must be unique per agent" in error
