@@ -46,10 +46,11 @@ def _escape(char: str) -> str:
 
 
 class FleetError(Exception):
-    """The fleet file cannot be used. Carries every diagnostic found, not only the first."""
+    """The fleet file cannot be used. Carries every diagnostic found, not only the first, each once (a problem
+    several resources share, such as a fleet-wide secret's unset variable, is one line)."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]):
-        self.diagnostics = sorted(diagnostics)
+        self.diagnostics = sorted(set(diagnostics))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 

@@ -116,10 +116,14 @@ def status_room(body: str) -> int:
 
 
 def written_by(comment: Mapping[str, Any], login: str) -> bool:
-    """Whether GitHub names `login` as the comment's author (logins are compared as GitHub does: ignoring case)."""
-    user = comment.get("user")
+    """Whether GitHub names `login` as the comment's author (logins are compared as GitHub does: ignoring case).
+    A `name[bot]` login is an app's, and must come with GitHub's own word that the author is a bot: a login that
+    merely looks like one never counts."""
+    user = comment.get("user") or {}
     author = user.get("login") if isinstance(user, Mapping) else None
-    return isinstance(author, str) and author.casefold() == login.casefold()
+    if not isinstance(author, str) or author.casefold() != login.casefold():
+        return False
+    return not login.endswith("[bot]") or user.get("type") == "Bot"
 
 
 def comment_author(comment: Mapping[str, Any]) -> str:

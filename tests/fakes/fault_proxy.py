@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,10 @@ class Faults:
     fail: float = 0.0  # forwarded, then answered with one of `fail_statuses` instead
     fail_statuses: tuple[int, ...] = (500, 502, 504)
     kill_after: int | None = None  # requests answered before the proxy dies
+    # Writes about this collection (e.g. "agents") wait `slow_seconds` before they are forwarded: a slow server,
+    # so that a change is surely still in flight when a test acts.
+    slow_collection: str | None = None
+    slow_seconds: float = 0.0
 
 
 @dataclass
@@ -204,6 +209,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._answer(detail.status, b'{"detail":"refused by the fault proxy"}', extra)
                 return
             parts = urlsplit(self.path)
+            faults = proxy.faults
+            if self.command != "GET" and faults.slow_collection == _collection(self.path):
+                time.sleep(faults.slow_seconds)
             target = parts.path + ("?" + query if (query := proxy.capped_query(self.command, parts.query)) else "")
             headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
             response = proxy.forward(self.command, target, headers, body)

@@ -19,6 +19,7 @@ import pytest
 
 from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, LockHeld, default_lock_id, find_lock, held_lock
 from lettafleet.core.letta.client import LettaClient
+from tests.fakes.fault_proxy import FaultProxy, Faults
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 
@@ -253,21 +254,29 @@ def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_c
     assert replanned.returncode == 0 and "No changes." in replanned.stdout
 
 
-def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_lock(make_fleet: Callable[[int], Fleet]) -> None:
+def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_lock(
+    make_fleet: Callable[[int], Fleet], fault_proxy: FaultProxy
+) -> None:
     fleet = make_fleet(20)
+    # Through a server that takes 4 s to create an agent, a change is surely in flight when Ctrl-C is pressed twice.
+    fault_proxy.faults = Faults(slow_collection="agents", slow_seconds=4.0)
+    fleet.base_url = fault_proxy.url
     applying = fleet.start("--parallelism", "1")
+    assert applying.stderr is not None
     read_until_created(applying, 1)
     applying.send_signal(signal.SIGINT)
-    time.sleep(0.01)  # well before the change in flight can finish
-    applying.send_signal(signal.SIGINT)
+    while "Interrupted: no new change starts" not in (line := applying.stderr.readline()):
+        assert line, "the apply ended before it took the first Ctrl-C"
+    applying.send_signal(signal.SIGINT)  # as a person would: after seeing the first one taken
     signalled = time.monotonic()
 
     assert applying.wait(30) == 130
-    assert time.monotonic() - signalled < 5
+    assert time.monotonic() - signalled < 3  # not waiting for the 4 s create in flight
     _, err = applying.communicate()
     assert "Interrupted again: stopping at once." in err and "Traceback" not in err
     assert find_lock(fleet.client, fleet.lock_id) is None
     assert len(fleet.agents()) < 20
+    fault_proxy.faults = Faults()
     assert fleet.run().returncode == 0
     assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 20
 

@@ -146,11 +146,18 @@ def test_only_the_trusted_authors_comments_count() -> None:
 
 
 def test_the_author_is_compared_as_github_compares_logins() -> None:
-    comment = {"user": {"login": "GitHub-Actions[bot]"}}
+    comment = {"user": {"login": "GitHub-Actions[bot]", "type": "Bot"}}
 
     assert written_by(comment, "github-actions[bot]")
     assert not written_by({"user": OCTOCAT}, "github-actions[bot]")
     assert not written_by({"body": "no user"}, "github-actions[bot]")
+
+
+def test_a_user_whose_login_looks_like_the_bots_is_not_the_bot() -> None:
+    impostor = {"user": {"login": "github-actions[bot]", "id": 666, "type": "User"}}
+
+    assert not written_by(impostor, "github-actions[bot]")
+    assert written_by({"user": {"login": "octocat", "type": "User"}}, "octocat")  # a person's login needs no type
 
 
 def test_a_new_comment_is_created_rather_than_another_authors_edited() -> None:

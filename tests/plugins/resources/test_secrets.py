@@ -133,8 +133,8 @@ def test_an_unset_variable_stops_the_plan_and_says_how_to_keep_the_servers_value
     with pytest.raises(FleetError) as raised:
         fleet.plan(PLANNED)
 
-    # One line per agent that gets the fleet-wide secret, all the same (the engine does not merge them yet).
-    [error] = {str(diagnostic) for diagnostic in raised.value.diagnostics}
+    # One line, however many agents get the fleet-wide secret.
+    [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert ":3:3: secret ORDERS_API_KEY: environment variable FLEET_ORDERS_KEY is not set" in error
     assert "add `preserve_existing: true` to keep the server's value" in error
     assert letta.writes == []
@@ -162,5 +162,5 @@ def test_preserve_existing_without_a_value_on_the_server_stops_the_plan(fleet, l
     with pytest.raises(FleetError) as raised:
         fleet.plan(text)
 
-    [error] = {str(diagnostic) for diagnostic in raised.value.diagnostics}
+    [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert "environment variable FLEET_ORDERS_KEY is not set and the server has no value to keep" in error
