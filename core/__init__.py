@@ -38,6 +38,7 @@ from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.conversations import ISOLATED_LABELS, lacks_isolated_copies, remove_half_created
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import MANAGED_BY, is_managed, managed_metadata
 from lettafleet.core.letta.reads import (
@@ -113,6 +114,7 @@ __all__ = [
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",
     "CONVERSATIONS",
+    "ISOLATED_LABELS",
     "MANAGED_BY",
     "MAX_REFERENCED_FILE_BYTES",
     "PREVIEW_WIDTH",
@@ -167,6 +169,7 @@ __all__ = [
     "integer",
     "is_managed",
     "labelled",
+    "lacks_isolated_copies",
     "load_fleet",
     "make_client",
     "managed_metadata",
@@ -178,6 +181,7 @@ __all__ = [
     "print_records",
     "print_table",
     "public_url",
+    "remove_half_created",
     "render_apply_json",
     "render_plan",
     "render_plan_json",

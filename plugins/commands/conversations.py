@@ -10,18 +10,21 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    ISOLATED_LABELS,
     Column,
     LettaAPIError,
     LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
+    lacks_isolated_copies,
     make_client,
     output_option,
     preview,
     print_fields,
     print_records,
     print_table,
+    remove_half_created,
     reports_errors,
     server_options,
     short_date,
@@ -177,18 +180,14 @@ def _create(client: LettaClient, agent: Mapping[str, Any], summary: str | None, 
     except LettaAPIError as error:
         if error.status != 400 or not labels:
             raise
-        # The labels were checked, yet Letta refused one (a block detached meanwhile?). It keeps a conversation
-        # without the copies all the same: remove it, so that nothing half-made is left behind.
-        for leftover in client.list_all("/v1/conversations/", agent_id=agent["id"]):
-            if leftover["id"] not in before and leftover.get("summary") == summary:
-                client.delete(f"/v1/conversations/{leftover['id']}")
+        # The labels were checked, yet Letta refused one (a block detached meanwhile?): leave nothing half-made.
+        remove_half_created(client, agent["id"], summary, keep=before)
         raise LettaError(f"Letta refused the isolated blocks: {error.detail}. Nothing was created.") from None
-    if len(conversation.get("isolated_block_ids") or []) < len(labels):
+    if lacks_isolated_copies(conversation, labels):
         client.delete(f"/v1/conversations/{conversation['id']}")
         raise LettaError(
-            f"the server at {client.base_url} ignored isolated_block_labels (Letta 0.16.4 to 0.16.x "
-            "support them), so the conversation would share every block with the others. It was "
-            "deleted; nothing was created."
+            f"the server at {client.base_url} ignored {ISOLATED_LABELS}, so the conversation would share every "
+            "block with the others. It was deleted; nothing was created."
         )
     return conversation
 

@@ -31,6 +31,7 @@ from lettafleet.core import (
     has_messages,
     hookimpl,
     mapping_list,
+    remove_half_created,
     string,
 )
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
@@ -157,7 +158,7 @@ class ConversationHandler(ResourceHandler):
             return session.create(change, "/v1/conversations/", {"summary": change.name}, agent_id=agent_id)
         except LettaAPIError as error:
             if error.status == 400:
-                _remove_half_created(session, agent_id, change.name)
+                remove_half_created(session.client, agent_id, change.name)
             raise
 
 
@@ -189,12 +190,3 @@ def _delete_unused(change: Change, session: ApplySession) -> None:
             f"{change.address}: conversation {change.id} has messages now, so it was not replaced; plan again"
         )
     session.client.delete(f"/v1/conversations/{change.id}")
-
-
-def _remove_half_created(session: ApplySession, agent_id: str, summary: str) -> None:
-    """Letta can answer 400 to a create and still keep the conversation (without what it refused). The plan
-    saw no conversation with this summary, so any there now is that half-made one: remove it, so the next
-    apply creates it whole."""
-    for conversation in session.client.list_all("/v1/conversations/", agent_id=agent_id, summary_search=summary):
-        if conversation.get("summary") == summary:
-            session.client.delete(f"/v1/conversations/{conversation['id']}")

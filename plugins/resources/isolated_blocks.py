@@ -14,6 +14,7 @@ from typing import Any
 from lettafleet.core import (
     AGENTS,
     CONVERSATIONS,
+    ISOLATED_LABELS,
     Action,
     ApplyError,
     ApplySession,
@@ -34,6 +35,7 @@ from lettafleet.core import (
     conversations_by_agent,
     hookimpl,
     labelled,
+    lacks_isolated_copies,
     string_list,
 )
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
@@ -167,11 +169,11 @@ class IsolatedBlockHandler(ResourceHandler):
         labels.append(child.name)
 
         def check(answer: Mapping[str, Any]) -> str | None:
-            if len(answer.get("isolated_block_ids") or []) >= len(labels):
+            if not lacks_isolated_copies(answer, labels):
                 return None
             return (
                 f"the server created conversation '{parent.name}' without an isolated copy of '{child.name}': "
-                "it ignores isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)"
+                f"it ignores {ISOLATED_LABELS}"
             )
 
         return check
