@@ -9,7 +9,7 @@ FLEET := examples/fleet.yaml
 # The dev server's URL, read from its own record (it may not be on 8283 if that port was taken).
 DEV_URL = $$($(BIN)/lettafleet dev-server status --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["base_url"])')
 
-.PHONY: install demo test unit lint format bench dev-up dev-down clean
+.PHONY: install demo test unit lint typecheck format bench dev-up dev-down clean
 
 install: $(STAMP)
 
@@ -37,9 +37,20 @@ test: install
 unit: install
 	$(BIN)/pytest -m "not integration"
 
-lint: install
+lint: install typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy (configured in pyproject.toml) checks the package by its installed names, lettafleet.core and
+# lettafleet.plugins. setuptools maps those to core/ and plugins/, which mypy cannot follow, so two links under build/
+# give it that layout; its messages name files through the links (build/typecheck/lettafleet/core/... is core/...).
+TYPECHECK_TREE := build/typecheck/lettafleet
+
+typecheck: install
+	mkdir -p $(TYPECHECK_TREE)
+	ln -sfn ../../../core $(TYPECHECK_TREE)/core
+	ln -sfn ../../../plugins $(TYPECHECK_TREE)/plugins
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

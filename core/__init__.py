@@ -53,7 +53,7 @@ from lettafleet.core.letta.reads import (
     labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
-from lettafleet.core.plugin_manager import PluginError, get_plugin_manager, resource_kinds
+from lettafleet.core.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -130,6 +130,7 @@ __all__ = [
     "Duration",
     "Fleet",
     "FleetError",
+    "FleetPlugins",
     "HeldLock",
     "LettaAPIError",
     "LettaClient",

@@ -61,7 +61,7 @@ def _usage_errors_exit_one() -> Iterator[None]:
     try:
         yield
     except click.UsageError as error:
-        error.exit_code = 1
+        error.exit_code = 1  # type: ignore[misc]  # click's stubs make exit_code per class; it is read per error
         raise
 
 
@@ -78,7 +78,7 @@ def _verb_group(name: str) -> click.Group:
     existing = main.commands.get(name)
     if isinstance(existing, click.Group):
         return existing
-    group = click.RichGroup(name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
+    group = click.RichGroup(name=name, help=VERB_HELP.get(name, f"{name.capitalize()} resources."))
     main.add_command(group)
     return group
 

@@ -9,8 +9,9 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypedDict, TypeVar
 
 import rich_click as click
 from rich.console import Console
@@ -28,7 +29,7 @@ from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import get_plugin_manager, plugin_names, resource_kinds
+from lettafleet.core.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line
@@ -42,6 +43,8 @@ FILE_HELP = (
 )
 OUTPUT = click.Choice(["text", "json"])
 PLAN_OUTPUT = click.Choice(["text", "json", "markdown"])
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command()
@@ -102,7 +105,7 @@ def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
     return ", ".join(parts) or "nothing declared"
 
 
-def _plan_options(command):  # type: ignore[no-untyped-def]
+def _plan_options(command: F) -> F:
     command = click.option(
         "--target",
         "targets",
@@ -272,7 +275,7 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         sys.exit(code)
 
 
-def _planned(fleet: Fleet, client: LettaClient, manager, targets: tuple[str, ...]) -> Plan:  # type: ignore[no-untyped-def]
+def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...]) -> Plan:
     """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr)."""
     whole = plan_fleet(fleet, client, manager)
     if not targets:
@@ -304,7 +307,14 @@ def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
         sys.exit(1)
 
 
-def _run_apply(the_plan: Plan, client, manager, parallelism: int, show_progress: bool, stop: threading.Event):  # type: ignore[no-untyped-def]
+def _run_apply(
+    the_plan: Plan,
+    client: LettaClient,
+    manager: FleetPlugins,
+    parallelism: int,
+    show_progress: bool,
+    stop: threading.Event,
+) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
     run = functools.partial(apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop)
@@ -335,7 +345,7 @@ def _echo_stats(client: LettaClient) -> None:
     click.echo(f"Requests: {client.stats.total} ({by_method or 'none'})", err=True)
 
 
-def _show_plan(the_plan: Plan, output: str, verbose: bool, manager) -> None:  # type: ignore[no-untyped-def]
+def _show_plan(the_plan: Plan, output: str, verbose: bool, manager: FleetPlugins) -> None:
     if output == "json":
         click.echo(render_plan_json(the_plan))
     elif output == "markdown":
@@ -344,16 +354,24 @@ def _show_plan(the_plan: Plan, output: str, verbose: bool, manager) -> None:  # 
         click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
 
 
+class _PluginRow(TypedDict):
+    """One line of `lettafleet plugins`, and one item of its JSON."""
+
+    name: str
+    source: str
+    kinds: list[str]
+
+
 @click.command()
 @click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
 @reports_errors
 def plugins(output: str) -> None:
     """List the loaded plugins and the resource kinds each one handles."""
     manager = get_plugin_manager()
-    rows = []
+    rows: list[_PluginRow] = []
     for name, source in plugin_names(manager):
         plugin = manager.get_plugin(name)
-        declared = plugin.lettafleet_kinds() if hasattr(plugin, "lettafleet_kinds") else []
+        declared = plugin.lettafleet_kinds() if plugin is not None and hasattr(plugin, "lettafleet_kinds") else []
         rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared]})
     if output == "json":
         click.echo(json.dumps({"plugins": rows}, indent=2))

@@ -46,7 +46,7 @@ def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed:
     context.meta[_ALLOW_INSECURE_HTTP] = allowed
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]  # ParamType[float] fails at run time before click 8.4
     """A length of time as Terraform writes it: `0s`, `90s`, `5m`, `1h`, `1m30s`, or plain seconds."""
 
     name = "duration"
@@ -118,7 +118,7 @@ def reports_errors(command: F) -> F:
             _echo_json_error(str(error))
             sys.exit(1)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature of the command it wraps
 
 
 def wants_json() -> bool:

@@ -102,7 +102,7 @@ class ApplySession:
             check = self._manager.handler(child.kind).ride_along(change, child, body, self)
             if check is not None:
                 checks.append((child, check))
-        answer = self.client.post(path, json=body, **params)
+        answer: dict[str, Any] = self.client.post(path, json=body, **params)
         if isinstance(answer, dict) and answer.get("id"):
             self.record_id(change.address, answer["id"])
         for child, check in checks:

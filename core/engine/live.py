@@ -30,7 +30,10 @@ class LiveReader:
             self._pool.submit(self.list_all, path, **params)
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        return self._once(("list", path, _frozen(params)), lambda: self.client.list_all(path, **params))
+        rows: list[dict[str, Any]] = self._once(
+            ("list", path, _frozen(params)), lambda: self.client.list_all(path, **params)
+        )
+        return rows
 
     def get(self, path: str, **params: Any) -> Any:
         return self._once(("get", path, _frozen(params)), lambda: self.client.get(path, **params))

@@ -351,7 +351,8 @@ def compare(
     model = desired or live
     assert model is not None
     if desired is None:
-        action, before, after = Action.NO_OP, dict(live.attributes), dict(live.attributes)  # type: ignore[union-attr]
+        assert live is not None  # both None is refused above
+        action, before, after = Action.NO_OP, dict(live.attributes), dict(live.attributes)
     elif live is None:
         action, before, after = Action.CREATE, None, dict(desired.attributes)
     else:

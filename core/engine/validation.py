@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, cast
 
 import cerberus
-import pluggy
 from cerberus import errors as cerberus_errors
 
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path, Problem, describe_path
 from lettafleet.core.engine.document import FleetDocument, load_document
 from lettafleet.core.engine.fleet import Fleet
-from lettafleet.core.plugin_manager import fleet_schema
+from lettafleet.core.plugin_manager import FleetPlugins, fleet_schema
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")
@@ -52,7 +52,7 @@ class FleetValidator(cerberus.Validator):
         return value
 
 
-def load_fleet(path: FilePath | str, manager: pluggy.PluginManager) -> Fleet:
+def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
     """Parse and validate a fleet file. Raises FleetError listing every problem found."""
     document = load_document(path)
     validator = FleetValidator(fleet_schema(manager))
@@ -68,7 +68,7 @@ def load_fleet(path: FilePath | str, manager: pluggy.PluginManager) -> Fleet:
     return fleet
 
 
-def _check(fleet: Fleet, manager: pluggy.PluginManager, schema_passed: bool) -> list[Problem]:
+def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Problem]:
     """Every plugin's cross-checks. After a schema failure they still run, one plugin at a time, so one pass
     reports as much as it can; a check that trips over the invalid data is simply not reported this time."""
     if schema_passed:
@@ -76,7 +76,8 @@ def _check(fleet: Fleet, manager: pluggy.PluginManager, schema_passed: bool) -> 
     problems: list[Problem] = []
     for implementation in manager.hook.lettafleet_check.get_hookimpls():
         try:
-            problems.extend(implementation.function(fleet=fleet))
+            # pluggy types a plugin's function as returning object; the hookspec says it returns problems.
+            problems.extend(cast(Iterable[Problem], implementation.function(fleet=fleet)))
         except (KeyError, TypeError, AttributeError, ValueError, OSError):
             continue
     return problems
@@ -132,8 +133,8 @@ def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator,
     if code == cerberus_errors.REGEX_MISMATCH.code:
         return f"{where} {_shown(error.value)} does not match {error.constraint}", _pattern_hint(error.constraint)
     if code == cerberus_errors.UNALLOWED_VALUE.code:
-        allowed = ", ".join(map(str, error.constraint))
-        return f"{where} {_shown(error.value)} is not one of {allowed}", "use one of the values listed"
+        values = ", ".join(map(str, error.constraint))
+        return f"{where} {_shown(error.value)} is not one of {values}", "use one of the values listed"
     return f"{where}: {validator.error_handler._format_message(error.field, error)}", ""
 
 
@@ -180,7 +181,7 @@ def _type_name(expected: Any) -> str:
         "dict": "a mapping",
     }
     if isinstance(expected, list | tuple):
-        return " or ".join(names.get(item, item) for item in expected)
+        return " or ".join(names.get(item, str(item)) for item in expected)
     return names.get(expected, str(expected))
 
 

@@ -62,7 +62,7 @@ def conversation_history(conversation_id: str) -> History:
     return History(f"/v1/conversations/{conversation_id}/messages")
 
 
-def read_messages(client: LettaClient, history: History, *, newest_first: bool, page: int) -> Iterator[dict]:
+def read_messages(client: LettaClient, history: History, *, newest_first: bool, page: int) -> Iterator[dict[str, Any]]:
     """Messages page by page, oldest first or newest first, following Letta's message-id cursors."""
     cursor = None
     while True:

@@ -83,7 +83,7 @@ def _reports_github_errors(command: F) -> F:
             click.echo(annotation("error", str(error)), err=True)
             sys.exit(1)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature of the command it wraps
 
 
 @github.command("plan")

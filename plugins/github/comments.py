@@ -75,8 +75,8 @@ def fingerprints(plan: Plan) -> dict[str, str]:
     parents = {change.address: change.parent for change in plan.changes}
     for change in plan.changes:
         root = change.address
-        while parents.get(root):
-            root = parents[root]  # type: ignore[assignment]
+        while parent := parents.get(root):
+            root = parent
         groups.setdefault(root, []).append(change)
     return {
         root: hashlib.sha256(json.dumps([c.to_json() for c in changes], sort_keys=True).encode()).hexdigest()[:12]

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pluggy
-
 from lettafleet.core import (
     COMMENT_BUDGET,
     SUMMARY_BUDGET,
@@ -20,6 +18,7 @@ from lettafleet.core import (
     Change,
     ChangeResult,
     FleetError,
+    FleetPlugins,
     HeldLock,
     LettaClient,
     LettaError,
@@ -84,7 +83,7 @@ class LettaPlanner:
     def __init__(
         self,
         client: LettaClient,
-        manager: pluggy.PluginManager,
+        manager: FleetPlugins,
         lock_client: LettaClient | None = None,
         lock_timeout: float = 0.0,
         echo: Callable[[str], None] = print,
@@ -368,7 +367,8 @@ class ReviewLoop:
         pulls = [pull for pull in self.github.pulls_for_commit(self.env.sha) if pull.get("merged_at")]
         # A commit can belong to several pull requests; the one it merged names it as its merge commit.
         merged_here = [pull for pull in pulls if pull.get("merge_commit_sha") == self.env.sha]
-        return (merged_here or pulls or [None])[0]
+        candidates = merged_here or pulls
+        return candidates[0] if candidates else None
 
     # -- shared -------------------------------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = []
     shared_names: set[str] = set()
     for index, block in enumerate(fleet.data.get("shared_blocks", [])):
-        at = ("shared_blocks", index)
+        at: tuple[str | int, ...] = ("shared_blocks", index)
         if block["name"] in shared_names:
             problems.append(
                 Problem(

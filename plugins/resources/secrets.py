@@ -80,7 +80,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     """Names are upper-cased, as lettactl does: two names that differ only in case are one secret."""
     problems = []
-    places = [((GLOBAL,), fleet.data.get(GLOBAL, {}))]
+    places: list[tuple[tuple[str | int, ...], Any]] = [((GLOBAL,), fleet.data.get(GLOBAL, {}))]
     places += [((*agent.at, "secrets"), agent.data.get("secrets", {})) for agent in declared_agents(fleet)]
     for place, declared in places:
         seen: dict[str, str] = {}
