@@ -19,7 +19,7 @@ from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeRes
 from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
 from lettafleet.core.engine.fleet import Fleet
-from lettafleet.core.engine.handlers import ApplyError, Read, ResourceHandler, RideAlongCheck, created_with
+from lettafleet.core.engine.handlers import ApplyError, ResourceHandler, RideAlongCheck, created_with
 from lettafleet.core.engine.kinds import (
     PluginCommand,
     ResourceKind,
@@ -35,6 +35,7 @@ from lettafleet.core.engine.live import LiveReader
 from lettafleet.core.engine.locking import HeldLock, LockError, default_lock_id, held_lock
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, address_of, attributes, compare
 from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
@@ -47,13 +48,13 @@ from lettafleet.core.letta.reads import (
     AGENTS_WITH_SECRETS,
     AGENTS_WITH_TOOLS,
     CONVERSATIONS,
+    Read,
     blocks_labelled,
     conversations_by_agent,
     has_messages,
     labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
-from lettafleet.core.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,

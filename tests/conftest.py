@@ -10,7 +10,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from lettafleet.core.plugin_manager import get_plugin_manager
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -11,7 +11,7 @@ import rich_click as click
 
 from lettafleet.core.cli.fleet import apply, plan, plugins, validate
 from lettafleet.core.cli.locks import force_unlock
-from lettafleet.core.plugin_manager import get_plugin_manager
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 
 click.rich_click.SHOW_ARGUMENTS = True
 

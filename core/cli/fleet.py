@@ -27,9 +27,9 @@ from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
+from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan, render_report, result_line

@@ -12,8 +12,8 @@ import rich_click as click
 
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.model import TargetError
+from lettafleet.core.engine.plugin_manager import PluginError
 from lettafleet.core.letta.client import LettaClient, LettaError
-from lettafleet.core.plugin_manager import PluginError
 from lettafleet.core.render.json import render_error_json
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -19,8 +19,8 @@ from typing import Any
 
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.letta.client import LettaClient, LettaError
-from lettafleet.core.plugin_manager import FleetPlugins
 
 __all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "apply_plan"]
 

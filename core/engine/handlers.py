@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lettafleet.core.engine.model import Ambiguity, Change, Resource, compare
+from lettafleet.core.letta.reads import Read
 
 if TYPE_CHECKING:
     from lettafleet.core.engine.applying import ApplySession
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from lettafleet.core.engine.fleet import Fleet
     from lettafleet.core.engine.live import LiveReader
 
-# A collection to list while planning: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}).
-Read = tuple[str, dict[str, Any]]
 # Given the server's answer to a parent's create request, why a child that rode along in it did not land (or None).
 RideAlongCheck = Callable[[Mapping[str, Any]], str | None]
 

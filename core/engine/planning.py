@@ -11,9 +11,9 @@ from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.live import LiveReader
 from lettafleet.core.engine.model import Ambiguity, Plan, Resource
+from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import FleetPlugins
 
 
 def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins) -> Plan:

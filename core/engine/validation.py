@@ -17,7 +17,7 @@ from cerberus import errors as cerberus_errors
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path, Problem, describe_path
 from lettafleet.core.engine.document import FleetDocument, load_document
 from lettafleet.core.engine.fleet import Fleet
-from lettafleet.core.plugin_manager import FleetPlugins, fleet_schema
+from lettafleet.core.engine.plugin_manager import FleetPlugins, fleet_schema
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")

@@ -1,15 +1,23 @@
 """The fleet-wide reads of Letta's collections, shared by every plugin: a few paginated list calls for a whole
-fleet, whatever its size. Plugins read through these (with a `LiveReader`, which memoizes), so two plugins asking
+fleet, whatever its size. Plugins read through these (with a plan's `LiveReader`, which memoizes), so two plugins asking
 for one collection cost one read."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from lettafleet.core.engine.handlers import Read
-from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.letta.client import LettaClient
+# A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}).
+Read = tuple[str, dict[str, Any]]
+
+
+class Reader(Protocol):
+    """What these reads need: a plan's memoizing `LiveReader`, or a `LettaClient` itself."""
+
+    def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]: ...
+
+    def get(self, path: str, **params: Any) -> Any: ...
+
 
 # Without `include`, Letta returns every relation of an agent (tools too, about 20 KB each). Naming the relations
 # a read needs keeps pages small; Letta 0.16.8 then returns exactly those it names.
@@ -29,12 +37,12 @@ def labelled(label: str) -> Read:
     return ("/v1/blocks/", {"label": label, "order": "asc"})
 
 
-def blocks_labelled(reader: LiveReader, label: str) -> list[dict[str, Any]]:
+def blocks_labelled(reader: Reader, label: str) -> list[dict[str, Any]]:
     path, params = labelled(label)
     return reader.list_all(path, **params)
 
 
-def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+def conversations_by_agent(reader: Reader) -> dict[str, list[dict[str, Any]]]:
     """Every conversation on the server, grouped by agent id, oldest first."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     path, params = CONVERSATIONS
@@ -43,7 +51,7 @@ def conversations_by_agent(reader: LiveReader) -> dict[str, list[dict[str, Any]]
     return grouped
 
 
-def has_messages(reader: LiveReader | LettaClient, conversation: Mapping[str, Any]) -> bool:
+def has_messages(reader: Reader, conversation: Mapping[str, Any]) -> bool:
     """Whether anyone has talked in a conversation. One that was never sent a message holds only its system
     message and has no `last_message_at`: only then is its history read, and only its first two messages."""
     if conversation.get("last_message_at"):

@@ -3,8 +3,10 @@ process, so a program that only plans needs neither (command plugins get the CLI
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,38 @@ def test_the_engine_and_the_public_api_load_no_command_line_library(module: str)
 
 def test_a_command_plugin_gets_the_cli_helpers_from_the_public_api_on_first_use() -> None:
     assert {"click", "rich_click"} <= packages_loaded_by("from lettafleet.core import server_options, print_table")
+
+
+# The layers of core, each importing only those after it: the data flows one way, and no arrow runs back up.
+LAYERS = ["cli", "render", "engine", "letta"]
+CORE = Path(__file__).parents[2] / "core"
+
+
+def imported_by(path: Path) -> set[str]:
+    """The lettafleet modules a file imports at run time (imports for type checking only do not count)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    checking_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and id(node) not in checking_only
+        if node.module.startswith("lettafleet.")
+    }
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_layer_of_core_imports_only_the_layers_below_it(layer: str) -> None:
+    above = {f"lettafleet.core.{name}" for name in LAYERS[: LAYERS.index(layer)]} | {"lettafleet.plugins"}
+    for path in sorted((CORE / layer).glob("*.py")):
+        backwards = {module for module in imported_by(path) if any(module.startswith(up) for up in above)}
+        assert backwards == set(), f"{path.relative_to(CORE.parent)} imports {sorted(backwards)}"
+
+
+def test_core_never_imports_a_plugin() -> None:
+    for path in sorted(CORE.rglob("*.py")):
+        assert not any(module.startswith("lettafleet.plugins") for module in imported_by(path)), path

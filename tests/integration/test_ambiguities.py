@@ -16,8 +16,8 @@ from lettafleet.core import LettaAPIError, LettaClient
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.plugin_manager import get_plugin_manager
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import get_plugin_manager
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -11,8 +11,8 @@ import pytest
 from lettafleet.core import ApplyError, ResourceHandler, ResourceKind, hookimpl
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.letta.client import LettaAPIError, LettaClient
-from lettafleet.core.plugin_manager import get_plugin_manager
 
 
 class KindsOf:

@@ -9,7 +9,7 @@ import pytest
 
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan
-from lettafleet.core.plugin_manager import resource_kinds
+from lettafleet.core.engine.plugin_manager import resource_kinds
 from lettafleet.core.render.markdown import COMMENT_LIMIT, inline_code, render_plan_markdown
 
 

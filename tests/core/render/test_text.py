@@ -10,7 +10,7 @@ import pytest
 from lettafleet.core.engine.applying import INTERRUPTED, ApplyReport, ChangeResult
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan
-from lettafleet.core.plugin_manager import resource_kinds
+from lettafleet.core.engine.plugin_manager import resource_kinds
 from lettafleet.core.render.json import render_apply_json
 from lettafleet.core.render.text import closing_line, render_plan, render_report
 

@@ -16,8 +16,8 @@ from lettafleet.core.engine.applying import ApplyReport, ChangeResult
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.locking import HeldLock, LockHeld
 from lettafleet.core.engine.model import Action, Change, Plan
+from lettafleet.core.engine.plugin_manager import resource_kinds
 from lettafleet.core.letta.masking import SecretMasker
-from lettafleet.core.plugin_manager import resource_kinds
 from lettafleet.plugins.github.actions import ActionsEnvironment
 from lettafleet.plugins.github.api import GitHubAPI
 from lettafleet.plugins.github.comments import PlanMarker

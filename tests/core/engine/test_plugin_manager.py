@@ -17,9 +17,9 @@ from lettafleet.core import (
     string,
 )
 from lettafleet.core.engine.planning import plan_fleet
+from lettafleet.core.engine.plugin_manager import PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.core.plugin_manager import PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.render.text import render_plan
 
 BASE = "http://letta.test"
