@@ -242,7 +242,7 @@ def test_the_action_and_the_example_workflows_pass_zizmor(tmp_path: Path) -> Non
         timeout=120,
     )
 
-    assert len(WORKFLOWS) == 2
+    assert len(WORKFLOWS) == 3
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -359,7 +359,7 @@ def test_an_unknown_command_fails_with_a_clear_message(runner: Runner, letta_ser
     run = runner.run("destroy", "pull_request", **plan_inputs(letta_server))
 
     assert run.returncode == 1
-    assert "command must be plan or apply, not 'destroy'" in run.log
+    assert "command must be plan, apply or drift, not 'destroy'" in run.log
 
 
 # -- apply on merge ---------------------------------------------------------------------------------------------
