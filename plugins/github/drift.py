@@ -81,7 +81,7 @@ def drift_issue_body(
         "server has now. This issue is updated by each check and closed when the server matches again.",
         "",
     ]
-    head = "\n".join(lines)
+    head = "\n".join(lines) + "\n"
     budget = (COMMENT_BUDGET - len(head.encode("utf-8"))) // max(1, len(plans))
     return head + "\n".join(render_plan_markdown(plan, kinds, budget=budget, full_plan_at=full_at) for plan in plans)
 
