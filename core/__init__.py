@@ -64,6 +64,7 @@ from lettafleet.core.render.markdown import (
     escape_markdown,
     inline_code,
     render_plan_markdown,
+    summary_line,
 )
 from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
 
@@ -196,6 +197,7 @@ __all__ = [
     "short_date",
     "string",
     "string_list",
+    "summary_line",
     "text_source",
     "to_yaml",
     "write_private_text",

@@ -1,4 +1,5 @@
-"""The few GitHub REST calls the review loop makes: pull request comments, and the pull requests of a commit."""
+"""The few GitHub REST calls the review loop makes: pull request comments, the pull requests of a commit, and the
+drift issue."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from lettafleet.core import RetryPolicy, SecretMasker, public_url
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page
+# The `permissions:` a job needs for each kind of write, named in the error when the token may not write.
+PULL_REQUESTS_WRITE = "pull-requests: write"
+ISSUES_WRITE = "issues: write"
 
 
 class GitHubError(Exception):
@@ -67,29 +71,55 @@ class GitHubAPI:
         """Every comment on pull request (issue) `number`, oldest first, across all pages."""
         return self._paginate(f"/repos/{self.repository}/issues/{number}/comments")
 
-    def create_comment(self, number: int, body: str) -> dict[str, Any]:
-        return self._request("POST", f"/repos/{self.repository}/issues/{number}/comments", json={"body": body})
+    def create_comment(self, number: int, body: str, *, permission: str = PULL_REQUESTS_WRITE) -> dict[str, Any]:
+        return self._request(
+            "POST", f"/repos/{self.repository}/issues/{number}/comments", json={"body": body}, permission=permission
+        )
 
     def update_comment(self, comment_id: int, body: str) -> dict[str, Any]:
         return self._request("PATCH", f"/repos/{self.repository}/issues/comments/{comment_id}", json={"body": body})
+
+    def open_issues(self, creator: str) -> Iterator[dict[str, Any]]:
+        """The open issues `creator` opened, newest first, across all pages (pull requests excluded)."""
+        issues = self._paginate(f"/repos/{self.repository}/issues", {"state": "open", "creator": creator})
+        return (issue for issue in issues if "pull_request" not in issue)
+
+    def create_issue(self, title: str, body: str) -> dict[str, Any]:
+        return self._request(
+            "POST", f"/repos/{self.repository}/issues", json={"title": title, "body": body}, permission=ISSUES_WRITE
+        )
+
+    def update_issue(self, number: int, **fields: str) -> dict[str, Any]:
+        """Change an issue's `body`, `title`, `state` (open, closed) or `state_reason`."""
+        return self._request("PATCH", f"/repos/{self.repository}/issues/{number}", json=fields, permission=ISSUES_WRITE)
 
     def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
         """The pull requests a commit belongs to; for a merge commit on the default branch, the merged one."""
         return list(self._paginate(f"/repos/{self.repository}/commits/{sha}/pulls"))
 
-    def _paginate(self, path: str) -> Iterator[dict[str, Any]]:
+    def _paginate(self, path: str, query: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         url: str | None = path
-        params: dict[str, Any] | None = {"per_page": PAGE_SIZE}
+        params: dict[str, Any] | None = {**(query or {}), "per_page": PAGE_SIZE}
         while url:
             response = self._send("GET", url, params=params)
             yield from response.json()
             # The next page's URL carries every query parameter already.
             url, params = response.links.get("next", {}).get("url"), None
 
-    def _request(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
-        return self._send(method, path, json=json).json()
+    def _request(
+        self, method: str, path: str, *, json: Any = None, permission: str = PULL_REQUESTS_WRITE
+    ) -> dict[str, Any]:
+        return self._send(method, path, json=json, permission=permission).json()
 
-    def _send(self, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        permission: str = PULL_REQUESTS_WRITE,
+    ) -> httpx.Response:
         repeatable = self._retry.repeatable(method)
         try:
             sent = self._retry.send(
@@ -100,10 +130,10 @@ class GitHubAPI:
                 f"{method} {public_url(url)}: cannot reach the GitHub API: {self.mask(str(error))}"
             ) from None
         if sent.response.is_error:
-            raise self._error(method, url, sent.response)
+            raise self._error(method, url, sent.response, permission)
         return sent.response
 
-    def _error(self, method: str, url: str, response: httpx.Response) -> GitHubError:
+    def _error(self, method: str, url: str, response: httpx.Response, permission: str) -> GitHubError:
         try:
             detail = str(response.json().get("message", ""))
         except (ValueError, AttributeError):
@@ -113,7 +143,7 @@ class GitHubAPI:
         if response.status_code == 403 and "rate limit" not in detail.lower():
             return GitHubPermissionError(
                 f"{text}. The token may not do this: a pull request from a fork gets a read-only token; otherwise "
-                "give the job `permissions: pull-requests: write`.",
+                f"give the job `permissions: {permission}`.",
                 response.status_code,
             )
         if response.status_code == 401:

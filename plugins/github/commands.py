@@ -1,4 +1,4 @@
-"""`lettafleet github plan|apply`: the steps of the GitHub Action (action.yml), which stays a thin wrapper. The
+"""`lettafleet github plan|apply|drift`: the steps of the GitHub Action (action.yml), which stays a thin wrapper. The
 plugin contributes the `github` group through `lettafleet_commands`."""
 
 from __future__ import annotations
@@ -41,26 +41,30 @@ def github() -> None:
 
 def _review_options(command: F) -> F:
     command = click.option(
-        "--out-dir",
-        envvar="LETTAFLEET_OUT_DIR",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Where plan JSON files go [default: $RUNNER_TEMP/lettafleet, else .lettafleet/github].",
-    )(command)
-    command = click.option(
         "--comment/--no-comment",
         envvar="LETTAFLEET_COMMENT",
         default=True,
         show_default=True,
         help="Write the plan (and later the apply result) to the pull request.",
     )(command)
+    return _fleet_options(command)
+
+
+def _fleet_options(command: F) -> F:
+    command = click.option(
+        "--out-dir",
+        envvar="LETTAFLEET_OUT_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where plan JSON files go [default: $RUNNER_TEMP/lettafleet, else .lettafleet/github].",
+    )(command)
     command = click.option(
         "--comment-author",
         envvar="LETTAFLEET_COMMENT_AUTHOR",
         default=DEFAULT_COMMENT_AUTHOR,
         show_default=True,
-        help="The GitHub login the token comments as. Only this author's comments hold reviewed plans; a plan "
-        "marker in anyone else's comment is ignored, and lettafleet never edits their comments. With a GitHub App "
-        "token, use the app's `<slug>[bot]`; with a personal token, its user.",
+        help="The GitHub login the token comments as. Only this author's comments hold reviewed plans (and only "
+        "this author's issue is the drift issue); a marker in anyone else's is ignored, and lettafleet never edits "
+        "theirs. With a GitHub App token, use the app's `<slug>[bot]`; with a personal token, its user.",
     )(command)
     command = click.option(
         "-f",
@@ -179,6 +183,43 @@ def apply_command(
     )
     lock = lock_timeout if use_lock else None
     sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets)), lock_timeout=lock))
+
+
+@github.command("drift")
+@_fleet_options
+@click.option(
+    "--issue/--no-issue",
+    envvar="LETTAFLEET_COMMENT",
+    default=True,
+    show_default=True,
+    help="Open or update one issue when the server drifted, and close it when it matches again "
+    "(needs `permissions: issues: write`).",
+)
+@click.option(
+    "--fail-on-drift/--no-fail-on-drift",
+    envvar="LETTAFLEET_FAIL_ON_DRIFT",
+    default=True,
+    show_default=True,
+    help="Exit 1 when any fleet needs attention (changes, drift or ambiguities).",
+)
+@reports_errors
+@_reports_github_errors
+def drift_command(
+    fleets: tuple[str, ...],
+    base_url: str,
+    comment_author: str,
+    out_dir: Path | None,
+    issue: bool,
+    fail_on_drift: bool,
+) -> None:
+    """Check on a schedule that the server still matches each fleet file (read-only, no lock).
+
+    When a plan needs attention, one issue says which fleets drifted and shows their plans; it is updated by later
+    checks and closed when the server matches again. Exit 1 when a fleet drifted (unless --no-fail-on-drift) or
+    a plan failed, else 0.
+    """
+    options = ReviewOptions(out_dir=out_dir, comment=issue, comment_author=comment_author, fail_on_drift=fail_on_drift)
+    sys.exit(_run(base_url, options, lambda loop: loop.drift(_split(fleets))))
 
 
 def _run(

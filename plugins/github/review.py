@@ -1,5 +1,5 @@
-"""The review loop in a GitHub Actions job: plan a pull request into its sticky comment, and on merge apply the
-plan only if it is still the one that was reviewed."""
+"""The review loop in a GitHub Actions job: plan a pull request into its sticky comment, on merge apply the plan
+only if it is still the one that was reviewed, and on a schedule report drift of the server in one issue."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from lettafleet.core import (
     render_plan_markdown,
     render_report,
     result_line,
+    summary_line,
     write_private_text,
 )
 from lettafleet.plugins.github.actions import ActionsEnvironment, annotation, log_text
@@ -55,6 +56,7 @@ from lettafleet.plugins.github.comments import (
     with_status,
     written_by,
 )
+from lettafleet.plugins.github.drift import DriftIssue, drift_issue_body
 
 ResultCallback = Callable[[Change, ChangeResult], None]
 RERUN_HINT = (
@@ -140,6 +142,7 @@ class ReviewOptions:
     apply_unreviewed_changes: bool = False
     # The identity whose comments hold reviewed plans: the one the token comments as.
     comment_author: str = DEFAULT_COMMENT_AUTHOR
+    fail_on_drift: bool = True  # drift: exit 1 when the server has drifted
 
 
 @dataclass
@@ -370,6 +373,94 @@ class ReviewLoop:
         candidates = merged_here or pulls
         return candidates[0] if candidates else None
 
+    # -- drift on a schedule -----------------------------------------------------------------------------------
+
+    def drift(self, fleets: Sequence[str]) -> int:
+        """Plan every fleet (read-only); open or update the drift issue when one needs attention, close it when
+        every plan succeeded and none does."""
+        issue = self._drift_issue() if self.options.comment else None
+        runs = [self._plan_one(fleet) for fleet in fleets]
+        drifted = [run.plan for run in runs if run.plan is not None and run.plan.needs_attention]
+        failed = [run.fleet for run in runs if run.plan is None]
+        for run in runs:
+            self.env.add_summary(self._summary_markdown(run, len(fleets)))
+        ok = not failed
+        if drifted:
+            self.annotate("error" if self.options.fail_on_drift else "warning", self._drift_line(drifted))
+            body = drift_issue_body(drifted, failed, self.kinds, self._checked_at(), self._full_plan_at())
+            url = self._write_drift(issue, lambda found: found.upsert(self.env.mask(body)), "updated the drift issue")
+            ok = ok and not self.options.fail_on_drift
+        elif failed:
+            url = ""  # unknown whether the failed fleets drifted: an open issue stays open
+        else:
+            self.echo("No drift: the server matches every fleet file.")
+            url = self._write_drift(issue, lambda found: found.close(self._matches_again()), "closed the drift issue")
+        self._set_outputs(runs, {"drifted": "true" if drifted else "false", "issue-url": url or ""})
+        return 0 if ok and url is not None else 1
+
+    def _drift_issue(self) -> DriftIssue | None:
+        if self.github is None:
+            self.annotate("warning", "no GitHub token, so no drift issue: pass `github-token`.")
+            return None
+        try:
+            issue = DriftIssue(self.github, self.options.comment_author)
+        except GitHubPermissionError as error:
+            self._cannot_write_issue(error)
+            return None
+        if issue.ignored:
+            authors = ", ".join(sorted({comment_author(found) for found in issue.ignored}))
+            self.annotate(
+                "warning",
+                f"Ignored {len(issue.ignored)} open issue(s) that carry the lettafleet drift marker but are not by "
+                f"{issue.author} (the comment-author input): by {authors}.",
+            )
+        return issue
+
+    def _write_drift(
+        self, issue: DriftIssue | None, write: Callable[[DriftIssue], Mapping[str, Any] | None], done: str
+    ) -> str | None:
+        """Write to the drift issue; its URL ("" when nothing was written), or None when GitHub failed."""
+        if issue is None:
+            return ""
+        try:
+            written = write(issue)
+        except GitHubPermissionError as error:
+            self._cannot_write_issue(error)
+            return ""
+        except GitHubError as error:
+            self.annotate("error", str(error))
+            return None
+        if written is None:
+            return ""
+        url = str(written.get("html_url") or written.get("number"))
+        self.echo(f"lettafleet {done}: {url}")
+        return url
+
+    def _cannot_write_issue(self, error: GitHubError) -> None:
+        self._cannot_write(
+            "Cannot read or write the drift issue, so the drift is in the job summary only (give the job "
+            "`permissions: issues: write`).",
+            error,
+        )
+
+    def _drift_line(self, drifted: Sequence[Plan]) -> str:
+        """One log line naming each fleet that drifted, and how."""
+        return "The server has drifted from the fleet files: " + "; ".join(
+            f"{plan.fleet}: {summary_line(plan, self.kinds)} Drift apply cannot fix: "
+            f"{sum(1 for change in plan.changes if change.drift)}; ambiguities: {len(plan.ambiguities)}."
+            for plan in drifted
+        )
+
+    def _checked_at(self) -> str:
+        commit = f"commit {inline_code(self.env.sha[:12])}" if self.env.sha else "this commit"
+        return f"{commit} ([workflow run]({self.env.run_url}))" if self.env.run_url else commit
+
+    def _full_plan_at(self) -> str:
+        return f"the [job summary]({self.env.run_url})" if self.env.run_url else "this workflow run's job summary"
+
+    def _matches_again(self) -> str:
+        return f"The server matches the fleet files again at {self._checked_at()}. Closing."
+
     # -- shared -------------------------------------------------------------------------------------------------
 
     def _plan_one(self, fleet: str) -> FleetRun:
@@ -444,20 +535,26 @@ class ReviewLoop:
         )
 
     def _cannot_comment(self, error: GitHubError) -> None:
-        message = (
+        self._cannot_write(
             "Cannot read or write comments on this pull request, so the plan is in the job summary only "
-            f"(a pull request from a fork gets a read-only token). {self.env.mask(str(error))}"
+            "(a pull request from a fork gets a read-only token).",
+            error,
         )
+
+    def _cannot_write(self, situation: str, error: GitHubError) -> None:
+        """Degrade to the job summary and the log: a warning, never a failed job nor a traceback."""
+        message = f"{situation} {self.env.mask(str(error))}"
         self.annotate("warning", message)
         self.env.add_summary(f"> [!NOTE]\n> {escape_markdown(message)}")
 
-    def _set_outputs(self, runs: Sequence[FleetRun]) -> None:
+    def _set_outputs(self, runs: Sequence[FleetRun], extra: Mapping[str, str] | None = None) -> None:
         planned = [run for run in runs if run.plan is not None]
         self.env.set_outputs(
             {
                 "changes": "true" if any(run.plan.has_changes for run in planned if run.plan) else "false",
                 "plan-json": "\n".join(str(run.json_path) for run in planned),
                 "plan-sha256": "\n".join(run.plan.sha256 for run in planned if run.plan),
+                **(extra or {}),
             }
         )
 

@@ -1,5 +1,5 @@
 """A stand-in for GitHub's REST API on 127.0.0.1, for tests only: the calls lettafleet's review loop makes
-(pull request comments, the pull requests of a commit), each request recorded, comments paginated with a Link
+(pull request comments, the pull requests of a commit, issues), each request recorded, comments paginated with a Link
 header and carrying their author (`user.login`, `user.id`, `user.type`) as GitHub does. It is not GitHub: it
 knows one repository and checks only what the tests rely on."""
 
@@ -43,9 +43,11 @@ class FakeGitHub:
     token_user: dict[str, Any] = field(default_factory=lambda: dict(BOT))  # whom the token comments as
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     pulls_by_commit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    issues: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(101))  # issue numbers
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_comment(self, number: int, body: str, user: dict[str, str] | None = None) -> dict[str, Any]:
@@ -59,6 +61,28 @@ class FakeGitHub:
             }
             self.comments.setdefault(number, []).append(comment)
             return comment
+
+    def add_issue(
+        self, title: str, body: str, user: dict[str, Any] | None = None, labels: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        with self._lock:
+            number = next(self._numbers)
+            issue = {
+                "number": number,
+                "title": title,
+                "body": body,
+                "state": "open",
+                "state_reason": None,
+                "labels": [{"name": label} for label in labels],
+                "user": dict(user or OCTOCAT),
+                "html_url": f"https://github.test/{self.repository}/issues/{number}",
+            }
+            self.issues.append(issue)
+            return dict(issue)
+
+    def issue(self, number: int) -> dict[str, Any]:
+        with self._lock:
+            return next(dict(issue) for issue in self.issues if issue["number"] == number)
 
     def add_merged_pull(self, sha: str, number: int) -> None:
         self.pulls_by_commit.setdefault(sha, []).append(
@@ -93,16 +117,56 @@ class FakeGitHub:
                 return self._write(lambda: (201, self.add_comment(number, body["body"], self.token_user)), body)
         if (found := re.fullmatch(r"/issues/comments/(\d+)", rest)) and method == "PATCH":
             return self._write(lambda: self._update(int(found[1]), body["body"]), body)
+        if rest == "/issues" and method == "GET":
+            return self._page(path, query, self._listed_issues(query))
+        if rest == "/issues" and method == "POST":
+            return self._write(
+                lambda: (201, self.add_issue(body.get("title", ""), body["body"], self.token_user)), body
+            )
+        if (found := re.fullmatch(r"/issues/(\d+)", rest)) and method == "PATCH":
+            return self._write(lambda: self._update_issue(int(found[1]), body), body, required=False)
         if (found := re.fullmatch(r"/commits/([0-9a-f]+)/pulls", rest)) and method == "GET":
             return self._page(path, query, self.pulls_by_commit.get(found[1], []))
         return 404, {"message": "Not Found"}, {}
 
-    def _write(self, action: Any, body: Any) -> tuple[int, Any, dict[str, str]]:
+    def _listed_issues(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /issues: `state` (open by default, closed, all), `creator` (a login, compared ignoring case) and
+        `labels` (comma-separated, all required), newest first as GitHub sorts by default."""
+        state = query.get("state", "open")
+        creator = query.get("creator", "").casefold()
+        labels = {label for label in query.get("labels", "").split(",") if label}
+        with self._lock:
+            found = [
+                dict(issue)
+                for issue in self.issues
+                if state in ("all", issue["state"])
+                and (not creator or issue["user"]["login"].casefold() == creator)
+                and labels <= {label["name"] for label in issue["labels"]}
+            ]
+        return sorted(found, key=lambda issue: issue["number"], reverse=True)
+
+    def _update_issue(self, number: int, fields: dict[str, Any]) -> tuple[int, Any]:
+        # As for comments, stricter than GitHub: only the issue's author may edit it here.
+        with self._lock:
+            for issue in self.issues:
+                if issue["number"] == number:
+                    if issue["user"]["id"] != self.token_user["id"]:
+                        return 403, {"message": "Resource not accessible by integration"}
+                    if fields.get("state", "open") not in ("open", "closed"):
+                        return 422, {"message": "Validation Failed"}
+                    issue.update(
+                        {key: fields[key] for key in ("title", "body", "state", "state_reason") if key in fields}
+                    )
+                    return 200, dict(issue)
+        return 404, {"message": "Not Found"}
+
+    def _write(self, action: Any, body: Any, required: bool = True) -> tuple[int, Any, dict[str, str]]:
+        """A write as GitHub answers it: 403 for a read-only token, 422 for a missing (`required`) or long body."""
         if self.read_only:
             return 403, {"message": "Resource not accessible by integration"}, {}
-        if not isinstance(body, dict) or not isinstance(body.get("body"), str):
+        if not isinstance(body, dict) or not isinstance(body.get("body"), str if required else (str, type(None))):
             return 422, {"message": "Invalid request: body is required"}, {}
-        if len(body["body"]) > COMMENT_LIMIT:
+        if len(body.get("body") or "") > COMMENT_LIMIT:
             return (
                 422,
                 {

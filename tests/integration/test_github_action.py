@@ -242,7 +242,7 @@ def test_the_action_and_the_example_workflows_pass_zizmor(tmp_path: Path) -> Non
         timeout=120,
     )
 
-    assert len(WORKFLOWS) == 2
+    assert len(WORKFLOWS) == 3
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -359,7 +359,7 @@ def test_an_unknown_command_fails_with_a_clear_message(runner: Runner, letta_ser
     run = runner.run("destroy", "pull_request", **plan_inputs(letta_server))
 
     assert run.returncode == 1
-    assert "command must be plan or apply, not 'destroy'" in run.log
+    assert "command must be plan, apply or drift, not 'destroy'" in run.log
 
 
 # -- apply on merge ---------------------------------------------------------------------------------------------
@@ -482,3 +482,44 @@ def test_a_carriage_return_in_a_fleet_value_runs_no_workflow_command(
     assert run.returncode == 0, run.log
     assert "forged" in run.log
     assert workflow_commands(run.log) == []
+
+
+# -- drift on a schedule ----------------------------------------------------------------------------------------
+
+
+def test_drift_opens_an_issue_naming_the_changed_agent_and_closes_it_after_apply(
+    runner: Runner, letta_server: str, client: LettaClient, agent_names: list[str]
+) -> None:
+    name = agent_names[0]
+    write_fleet(runner.workspace, [name])
+    applied = runner.run("apply", "push", apply_unreviewed_changes="true", **plan_inputs(letta_server))
+    assert applied.returncode == 0, applied.log
+    assert runner.run("drift", "schedule", **plan_inputs(letta_server)).returncode == 0
+    assert runner.github.issues == []  # in sync: no issue
+    [agent] = [agent for agent in client.list_all("/v1/agents/") if agent["name"] == name]
+    client.patch(f"/v1/agents/{agent['id']}", json={"description": "changed by hand in the ADE"})
+
+    drifted = runner.run("drift", "schedule", **plan_inputs(letta_server))
+
+    assert drifted.returncode == 1, drifted.log
+    [issue] = runner.github.issues
+    assert issue["state"] == "open" and drifted.outputs["issue-url"] == issue["html_url"]
+    assert (
+        "| `fleet.yaml` | Plan: 0 to create, 1 to update, 0 to delete; 0 new conversations. | 0 | 0 |"
+        in (issue["body"])
+    )
+    assert f"~ {name} (UPDATE)" in issue["body"]
+    assert f"-       changed by hand in the ADE\n+       Support agent {name}\n" in issue["body"]
+    assert drifted.outputs["drifted"] == "true"
+    assert LETTA_KEY not in issue["body"] + drifted.log + drifted.summary
+
+    reapplied = runner.run("apply", "push", apply_unreviewed_changes="true", **plan_inputs(letta_server))
+    assert reapplied.returncode == 0, reapplied.log
+    matched = runner.run("drift", "schedule", **plan_inputs(letta_server))
+
+    assert matched.returncode == 0, matched.log
+    [issue] = runner.github.issues
+    assert issue["state"] == "closed"
+    [comment] = runner.github.comments_on(issue["number"])
+    assert comment["body"].startswith("The server matches the fleet files again")
+    assert matched.outputs["drifted"] == "false"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,7 +122,8 @@ class Job:
                 ReviewOptions(out_dir=self.tmp_path / "plans", **options),
                 self.log.append,
             )  # type: ignore[arg-type]
-            return loop.plan(list(fleets)) if command == "plan" else loop.apply(list(fleets))
+            step: Callable[[list[str]], int] = getattr(loop, command)  # plan, apply or drift
+            return step(list(fleets))
 
     @property
     def summary(self) -> str:
