@@ -79,9 +79,11 @@ class GitHubAPI:
     def update_comment(self, comment_id: int, body: str) -> dict[str, Any]:
         return self._request("PATCH", f"/repos/{self.repository}/issues/comments/{comment_id}", json={"body": body})
 
-    def open_issues(self, creator: str) -> Iterator[dict[str, Any]]:
-        """The open issues `creator` opened, newest first, across all pages (pull requests excluded)."""
-        issues = self._paginate(f"/repos/{self.repository}/issues", {"state": "open", "creator": creator})
+    def open_issues(self) -> Iterator[dict[str, Any]]:
+        """The repository's open issues, newest first, across all pages (pull requests excluded). Not filtered by
+        creator on GitHub's side: how its `creator` filter matches an app's `name[bot]` login is not documented,
+        and a filter that matched nothing would open a new issue on every run; callers check the author."""
+        issues = self._paginate(f"/repos/{self.repository}/issues", {"state": "open"})
         return (issue for issue in issues if "pull_request" not in issue)
 
     def create_issue(self, title: str, body: str) -> dict[str, Any]:

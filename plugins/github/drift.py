@@ -25,7 +25,7 @@ class DriftIssue:
         self.author = author
         self.ignored: list[dict[str, Any]] = []
         self.issue: dict[str, Any] | None = None
-        for issue in github.open_issues(creator=author):
+        for issue in github.open_issues():
             if not (issue.get("body") or "").startswith(DRIFT_MARKER):
                 continue
             if not written_by(issue, author):

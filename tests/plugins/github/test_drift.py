@@ -110,7 +110,9 @@ def test_another_authors_issue_with_the_marker_is_never_touched(drifting: Job) -
     assert drifting.github.issue(lookalike["number"]) == lookalike
     ours = [issue for issue in drifting.github.issues if issue["user"] == BOT]
     assert len(ours) == 1 and ours[0]["state"] == "closed"
-    assert "Ignored 1 open issue(s) that carry the lettafleet drift marker" in "\n".join(drifting.log)
+    log = "\n".join(drifting.log)
+    # Both are seen and named (GitHub is not asked to filter by creator), and neither is touched.
+    assert "Ignored 2 open issue(s) that carry the lettafleet drift marker" in log and "mallory-from-a-fork" in log
 
 
 def test_a_token_that_may_not_write_issues_degrades_to_the_summary(drifting: Job) -> None:
