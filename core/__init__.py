@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
 from lettafleet.core.engine.diagnostics import FleetError, Problem
+from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ApplyError, ResourceHandler, RideAlongCheck, created_with
@@ -69,6 +70,7 @@ from lettafleet.core.render.markdown import (
 from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
 
 if TYPE_CHECKING:
+    from lettafleet.core.cli.export_files import write_export
     from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
     from lettafleet.core.cli.output import (
         PREVIEW_WIDTH,
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
 
 # For command plugins: where each name is defined, imported when a plugin first asks for it.
 _COMMAND_LINE = {
+    "lettafleet.core.cli.export_files": ("write_export",),
     "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
     "lettafleet.core.cli.output": (
         "PREVIEW_WIDTH",
@@ -130,6 +133,9 @@ __all__ = [
     "ChangeResult",
     "Column",
     "Duration",
+    "ExportError",
+    "Exported",
+    "ExportedFleet",
     "Fleet",
     "FleetError",
     "FleetPlugins",
@@ -164,6 +170,8 @@ __all__ = [
     "created_with",
     "default_lock_id",
     "escape_markdown",
+    "export_fleet",
+    "exported_text_source",
     "get_plugin_manager",
     "has_messages",
     "held_lock",
@@ -200,5 +208,6 @@ __all__ = [
     "summary_line",
     "text_source",
     "to_yaml",
+    "write_export",
     "write_private_text",
 ]

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 import rich_click as click
 
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
+from lettafleet.core.engine.exporting import ExportError
 from lettafleet.core.engine.model import TargetError
 from lettafleet.core.engine.plugin_manager import PluginError
 from lettafleet.core.letta.client import LettaClient, LettaError
@@ -113,7 +114,7 @@ def reports_errors(command: F) -> F:
             click.echo(summary, err=True)
             _echo_json_error(summary, error.diagnostics)
             sys.exit(1)
-        except (LettaError, PluginError, TargetError) as error:
+        except (LettaError, PluginError, TargetError, ExportError) as error:
             click.echo(f"error: {error}", err=True)
             _echo_json_error(str(error))
             sys.exit(1)

@@ -16,6 +16,7 @@ from lettafleet.core.letta.reads import Read
 if TYPE_CHECKING:
     from lettafleet.core.engine.applying import ApplySession
     from lettafleet.core.engine.diagnostics import Problem
+    from lettafleet.core.engine.exporting import Exported
     from lettafleet.core.engine.fleet import Fleet
     from lettafleet.core.engine.live import LiveReader
 
@@ -72,6 +73,12 @@ class ResourceHandler:
         """Make one change with `session.client`; return the server's answer (or None: nothing to report). Raise
         `ApplyError` (or let a `LettaError` through) to fail this change: independent changes go on."""
         raise ApplyError(f"{change.address}: lettafleet cannot {change.action} a {change.kind}")
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """`lettafleet export`: the fragments of a fleet document that declare what these live agents (rows of
+        the `AGENTS` read) have of this handler's kinds, such that a plan of the document changes nothing. The
+        default exports nothing."""
+        return ()
 
 
 def created_with(collection: str, item_id: str, problem: str) -> RideAlongCheck:

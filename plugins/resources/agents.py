@@ -16,6 +16,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -27,6 +28,7 @@ from lettafleet.core import (
     address_of,
     attributes,
     compare,
+    exported_text_source,
     hookimpl,
     integer,
     is_managed,
@@ -277,6 +279,29 @@ class AgentHandler(ResourceHandler):
             f"/v1/agents/{change.id}", json=_request_fields(changed, context=after)
         )
         return answer
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        for agent in agents:
+            yield from _exported_agent(agent)
+
+
+def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
+    """What the agent diff compares: description, system prompt (a file when long), tags, model and embedding."""
+    name = str(agent["name"])
+    live = _live_attributes(agent)
+    if agent.get("description") is not None:
+        yield Exported("description", agent["description"], name)
+    prompt, files = exported_text_source(live["system"], f"prompts/{name}.md")
+    yield Exported("system_prompt", prompt, name, files)
+    llm = agent.get("llm_config") or {}
+    model = {"model": live["model"]} if live["model"] else {"model": llm.get("model"), **live["llm_config"]}
+    yield Exported("llm_config", {**model, **attributes(context_window=live["context_window"])}, name)
+    if live["embedding"]:
+        yield Exported("embedding", live["embedding"], name)
+    elif live["embedding_config"]:
+        yield Exported("embedding_config", live["embedding_config"], name)
+    if live["tags"]:
+        yield Exported("tags", live["tags"], name)
 
 
 def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:

@@ -16,6 +16,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -32,6 +33,7 @@ from lettafleet.core import (
     compare,
     conversations_by_agent,
     created_with,
+    exported_text_source,
     hookimpl,
     integer,
     is_managed,
@@ -270,6 +272,27 @@ class BlockHandler(ResourceHandler):
         if (change.before or {}).get("attached") is False:
             client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
         return answer
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Blocks carrying lettafleet's shared marker as shared blocks, every other block as the agent's own; all
+        `agent_owned` (the default), so the fleet seeds them and the plan leaves what the agents wrote."""
+        for agent in agents:
+            name = str(agent["name"])
+            for block in agent.get("blocks") or []:
+                if is_managed(block) and block["metadata"].get("shared"):
+                    declared, files = _exported_block(block, "blocks/shared")
+                    yield Exported("shared_blocks", [declared], files=files)
+                    yield Exported("shared_blocks", [block["label"]], name)
+                else:
+                    declared, files = _exported_block(block, f"blocks/{name}")
+                    yield Exported("memory_blocks", [declared], name, files)
+
+
+def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A block's declaration (its value inline, or in `folder/<label>.md` when long) and the files to write."""
+    source, files = exported_text_source(block.get("value") or "", f"{folder}/{block['label']}.md")
+    declared = {"name": block["label"], **attributes(description=block.get("description"), limit=block.get("limit"))}
+    return {**declared, **source}, files
 
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:

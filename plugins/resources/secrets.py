@@ -18,6 +18,7 @@ from lettafleet.core import (
     Action,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -203,6 +204,17 @@ class SecretSetHandler(ResourceHandler):
         agent_id = session.id_of(change.parent or "")
         session.client.patch(f"/v1/agents/{agent_id}", json={"secrets": dict(change.after or {})})
         return None  # the answer holds every secret's value: none of it is kept
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Names only, never values: each secret is read from the environment variable of its name, and the
+        server's value is kept while that variable is unset."""
+        wanted = {agent["id"] for agent in agents}
+        path, params = AGENTS_WITH_SECRETS
+        for agent in reader.list_all(path, **params):
+            names = sorted(secret["key"] for secret in agent.get("secrets") or [])
+            if agent["id"] in wanted and names:
+                secrets = {name: {"from_env": name, "preserve_existing": True} for name in names}
+                yield Exported("secrets", secrets, agent["name"])
 
 
 def _resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -312,6 +313,22 @@ class ToolHandler(ResourceHandler):
             return tool
         changed = {key: after[key] for key in change.changed_fields() if key in after}
         return session.client.patch(f"/v1/tools/{change.id}", json=changed)
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each agent's tools by name; a custom tool's source goes to tools/<name>.py, which its name then means."""
+        wanted = {agent["id"] for agent in agents}
+        path, params = AGENTS_WITH_TOOLS
+        for agent in reader.list_all(path, **params):
+            if agent["id"] not in wanted or not agent.get("tools"):
+                continue
+            tools = agent["tools"]
+            files = {
+                _tool_file(tool["name"]): tool["source_code"]
+                for tool in tools
+                if tool.get("tool_type") == CUSTOM and tool.get("source_code")
+            }
+            # A tool attached twice (asked for, and among Letta's base tools) is listed once.
+            yield Exported("tools", sorted({tool["name"] for tool in tools}), agent["name"], files)
 
 
 def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:

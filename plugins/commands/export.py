@@ -1,0 +1,110 @@
+"""`lettafleet export`: a fleet file (and its `from_file` files) written from agents that exist on a server,
+chosen by name, glob or tag, that plans "No changes" when applied at once.
+
+It is a command plugin rather than a core command because choosing agents by name follows the agents plugin's one
+rule for several agents of one name (`agents_named`), and core never imports a plugin."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import rich_click as click
+
+from lettafleet.core import (
+    ExportError,
+    LiveReader,
+    PluginCommand,
+    export_fleet,
+    get_plugin_manager,
+    hookimpl,
+    make_client,
+    reports_errors,
+    server_options,
+    to_yaml,
+    write_export,
+)
+from lettafleet.plugins.resources.agents import agents_named
+
+SHOWN_NAMES = 10  # names listed when nothing matched
+
+
+@click.command(name="export")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option(
+    "--tags",
+    metavar="TAG[,TAG]",
+    multiple=True,
+    help="Only agents carrying every one of these tags (comma-separated, repeatable). With NAMEs: both must match.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the fleet file here, and the files it refers to (prompts/, blocks/, tools/) beside it. Default: "
+    "print the YAML (only when it needs no file beside it).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist already (otherwise nothing is written).")
+@server_options
+@reports_errors
+def export(names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, force: bool, base_url: str) -> None:
+    """Write a fleet file from agents on the server, so that `lettafleet apply -f FILE` at once plans "No changes".
+
+    Choose agents by NAME (globs such as 'support-*' allowed; '*' for every agent) and/or --tags. Exported: each
+    agent's description, system prompt, model, embedding, tags, memory blocks (lettafleet's shared blocks as shared
+    blocks), tools (custom tools as tools/NAME.py) and secrets, by name only: `from_env: NAME` with
+    `preserve_existing: true`, never a value. Long texts go to prompts/AGENT.md and blocks/AGENT/LABEL.md.
+    Conversations are not exported.
+    """
+    wanted_tags = [tag.strip() for given in tags for tag in given.split(",") if tag.strip()]
+    if not names and not wanted_tags:
+        raise ExportError("name the agents to export (globs allowed, '*' for every agent), or give --tags")
+    manager = get_plugin_manager()
+    with make_client(base_url) as client:
+        reader = LiveReader(client)
+        try:
+            live = agents_named(reader)
+            chosen = chosen_agents(live, names, wanted_tags)
+            if not chosen:
+                raise ExportError(_nothing_matched(live, names, wanted_tags, client.base_url))
+            exported = export_fleet(manager, reader, chosen)
+        finally:
+            reader.close()
+    if out is None:
+        if exported.files:
+            raise ExportError(
+                f"the export has files beside the fleet file ({', '.join(sorted(exported.files)[:3])}): "
+                "write it with --out FILE"
+            )
+        click.echo(to_yaml(exported.document), nl=False)
+        return
+    written = write_export(exported, out, force=force)
+    click.echo(f"Exported {len(chosen)} agent{'s' if len(chosen) != 1 else ''} to {out} ({len(written)} files).")
+
+
+def chosen_agents(
+    live: Mapping[str, Sequence[Mapping[str, Any]]], names: Sequence[str], tags: Sequence[str]
+) -> list[Mapping[str, Any]]:
+    """The agent meant by each name that matches a NAME pattern (if any) and carries every tag, by name."""
+    chosen = []
+    for name, agents in sorted(live.items()):
+        agent = agents[0]
+        if names and not any(fnmatch.fnmatchcase(name, pattern) for pattern in names):
+            continue
+        if set(tags) <= set(agent.get("tags") or []):
+            chosen.append(agent)
+    return chosen
+
+
+def _nothing_matched(live: Mapping[str, Any], names: Sequence[str], tags: Sequence[str], server: str) -> str:
+    asked = " ".join([*names, *(f"--tags {tag}" for tag in tags)])
+    some = sorted(live)[:SHOWN_NAMES]
+    listed = ", ".join(some) + (f" and {len(live) - len(some)} more" if len(live) > len(some) else "")
+    return f"no agent on {server} matches {asked}. Agents there: {listed or 'none'}"
+
+
+@hookimpl
+def lettafleet_commands() -> Iterable[PluginCommand]:
+    return [PluginCommand(export)]
