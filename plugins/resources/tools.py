@@ -280,11 +280,12 @@ class ToolHandler(ResourceHandler):
                 found.append(Resource(address_of(KIND, name), KIND, name, values, id=tool["id"]))
         for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items():
             parent = agent_address(agent_name)
+            attached: set[str] = set()
             for tool in agent.get("tools") or []:
                 address = address_of(KIND, tool.get("name") or "", parent)
-                if address in wanted:
-                    attached = Resource(address, ATTACHMENT, tool["name"], {"attached": True}, parent, id=tool["id"])
-                    found.append(attached)
+                if address in wanted and address not in attached:  # a tool the server lists twice is one attachment
+                    attached.add(address)
+                    found.append(Resource(address, ATTACHMENT, tool["name"], {"attached": True}, parent, id=tool["id"]))
         return found
 
     def ride_along(

@@ -289,3 +289,14 @@ def test_every_file_of_a_tools_folder_outside_the_fleets_directory_is_refused(wr
     [error] = errors_of(path, manager)
 
     assert error.startswith(f"{path}:6:9: tools/*: the folder tools leaves the fleet file's directory")
+
+
+def test_a_tool_the_server_lists_twice_on_an_agent_is_one_attachment(fleet, letta):
+    """An agent created with one of Letta's base tools named in its request lists that tool twice (in this stand-in
+    at least): the plan sees one attachment, not two resources at one address."""
+    search = next(tool for tool in letta.tools.values() if tool["name"] == "conversation_search")
+    letta.add_agent("support", system="You help.", tool_ids=[search["id"]])
+
+    plan = fleet.plan(tools_fleet("- conversation_search"))
+
+    assert fleet.actions(plan)["agent.support.tool.conversation_search"] == "no-op"
