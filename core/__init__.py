@@ -113,7 +113,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Adoption",
     "AGENTS",
     "AGENTS_WITH_SECRETS",
     "AGENTS_WITH_TOOLS",
@@ -127,6 +126,7 @@ __all__ = [
     "PREVIEW_WIDTH",
     "SUMMARY_BUDGET",
     "Action",
+    "Adoption",
     "Ambiguity",
     "ApplyError",
     "ApplyReport",
@@ -147,6 +147,7 @@ __all__ = [
     "LettaError",
     "LiveReader",
     "LockError",
+    "PendingWrite",
     "Plan",
     "PluginCommand",
     "PluginError",
@@ -161,6 +162,8 @@ __all__ = [
     "SecretMasker",
     "UnreadableFile",
     "address_of",
+    "adoptions",
+    "appended_export",
     "applied_line",
     "apply_plan",
     "attributes",
@@ -187,6 +190,7 @@ __all__ = [
     "make_client",
     "managed_metadata",
     "mapping_list",
+    "mark_adopted",
     "output_option",
     "plan_fleet",
     "preview",
@@ -211,9 +215,5 @@ __all__ = [
     "text_source",
     "to_yaml",
     "write_export",
-    "appended_export",
-    "PendingWrite",
-    "adoptions",
-    "mark_adopted",
     "write_private_text",
 ]

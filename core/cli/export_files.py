@@ -46,7 +46,9 @@ class PendingWrite:
     texts: dict[Path, str]
 
     @classmethod
-    def of(cls, exported: ExportedFleet, fleet_file: Path, text: str, *, force: bool, new_fleet_file: bool) -> PendingWrite:
+    def of(
+        cls, exported: ExportedFleet, fleet_file: Path, text: str, *, force: bool, new_fleet_file: bool
+    ) -> PendingWrite:
         texts = {fleet_file: text}
         texts.update({_inside(fleet_file.parent, relative): text for relative, text in exported.files.items()})
         existing = [path for path in texts if os.path.lexists(path) and (new_fleet_file or path != fleet_file)]

@@ -73,7 +73,9 @@ def adopt(
         try:
             live = agents_named(reader)
             chosen = chosen_agents(live, names, wanted)
-            _refuse_unclear(chosen, live, declared, fleet_file, nothing=nothing_matched(live, names, wanted, client.base_url))
+            _refuse_unclear(
+                chosen, live, declared, fleet_file, nothing=nothing_matched(live, names, wanted, client.base_url)
+            )
             exported = export_fleet(manager, reader, chosen)
             steps = adoptions(manager, reader, chosen)
         finally:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    Adoption,
     AGENTS,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,

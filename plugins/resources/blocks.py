@@ -11,9 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    Adoption,
     AGENTS,
     Action,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,
@@ -287,7 +287,6 @@ class BlockHandler(ResourceHandler):
                 else:
                     declared, files = _exported_block(block, f"blocks/{name}")
                     yield Exported("memory_blocks", [declared], name, files)
-
 
     def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
         """The agent's own blocks get the marker of a block lettafleet made for that agent; a block other agents

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lettafleet.core import (
-    Adoption,
     AGENTS_WITH_TOOLS,
     Action,
+    Adoption,
     ApplyError,
     ApplySession,
     Change,
@@ -331,7 +331,6 @@ class ToolHandler(ResourceHandler):
             }
             # A tool attached twice (asked for, and among Letta's base tools) is listed once.
             yield Exported("tools", sorted({tool["name"] for tool in tools}), agent["name"], files)
-
 
     def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
         """The agent's custom tools get the tag lettafleet puts on the tools it creates (Letta's own are not
