@@ -133,3 +133,16 @@ def test_files_beside_the_fleet_file_are_not_overwritten_without_force(letta, ha
     assert not letta.writes and fleet_file.read_text() == FLEET
     assert run("import", "hand", "-f", str(fleet_file), "--force").exit_code == 0
     assert (fleet_file.parent / "tools" / "lookup_order.py").read_text() == LOOKUP
+
+
+def test_entries_go_at_the_end_of_the_agents_list_not_the_end_of_the_file(letta, hand_made, tmp_path, manager):
+    fleet_file = tmp_path / "fleet.yaml"
+    before = "agents:\n- name: other\n  system_prompt: {value: Hi.}\n  llm_config: {model: letta/letta-free}\n"
+    after = "# shared below\nshared_blocks:\n  - {name: policies, value: Refunds.}\n"
+    fleet_file.write_text(before + after)
+
+    assert run("import", "hand", "-f", str(fleet_file)).exit_code == 0
+
+    text = fleet_file.read_text()
+    assert text.startswith(before + "- name: hand\n") and text.endswith(after)
+    assert [agent["name"] for agent in load_fleet(fleet_file, manager).data["agents"]] == ["other", "hand"]
