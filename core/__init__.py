@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lettafleet.core.cli.private_files import write_private_text
+from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
 from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
@@ -70,7 +71,7 @@ from lettafleet.core.render.markdown import (
 from lettafleet.core.render.text import applied_line, render_plan, render_report, result_line
 
 if TYPE_CHECKING:
-    from lettafleet.core.cli.export_files import write_export
+    from lettafleet.core.cli.export_files import PendingWrite, appended_export, write_export
     from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
     from lettafleet.core.cli.output import (
         PREVIEW_WIDTH,
@@ -86,7 +87,7 @@ if TYPE_CHECKING:
 
 # For command plugins: where each name is defined, imported when a plugin first asks for it.
 _COMMAND_LINE = {
-    "lettafleet.core.cli.export_files": ("write_export",),
+    "lettafleet.core.cli.export_files": ("PendingWrite", "appended_export", "write_export"),
     "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
     "lettafleet.core.cli.output": (
         "PREVIEW_WIDTH",
@@ -125,6 +126,7 @@ __all__ = [
     "PREVIEW_WIDTH",
     "SUMMARY_BUDGET",
     "Action",
+    "Adoption",
     "Ambiguity",
     "ApplyError",
     "ApplyReport",
@@ -145,6 +147,7 @@ __all__ = [
     "LettaError",
     "LiveReader",
     "LockError",
+    "PendingWrite",
     "Plan",
     "PluginCommand",
     "PluginError",
@@ -159,6 +162,8 @@ __all__ = [
     "SecretMasker",
     "UnreadableFile",
     "address_of",
+    "adoptions",
+    "appended_export",
     "applied_line",
     "apply_plan",
     "attributes",
@@ -185,6 +190,7 @@ __all__ = [
     "make_client",
     "managed_metadata",
     "mapping_list",
+    "mark_adopted",
     "output_option",
     "plan_fleet",
     "preview",

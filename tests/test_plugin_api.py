@@ -17,17 +17,21 @@ import respx
 
 from lettafleet.core import (
     Action,
+    Adoption,
+    LiveReader,
     Problem,
     Resource,
     ResourceHandler,
     ResourceKind,
     SchemaFragment,
     address_of,
+    adoptions,
     compare,
     hookimpl,
     hookspecs,
     integer,
     mapping_list,
+    mark_adopted,
     string,
 )
 from lettafleet.core.engine.applying import apply_plan
@@ -168,6 +172,9 @@ class GuardedHandler(ResourceHandler):
     def diff(self, desired, live):
         return replace(compare(desired, live), action=Action.NO_OP, drift="quotas change only by hand")
 
+    def adopt(self, reader, agent):
+        return [Adoption(f"quota of {agent['name']}", f"/v1/quotas/{agent['id']}", {"owner": "lettafleet"})]
+
 
 class Guarded:
     @hookimpl
@@ -207,3 +214,23 @@ def test_a_handlers_preflight_stops_the_plan_and_its_diff_decides_the_change(wri
         plan = plan_fleet(load_fleet(write_fleet(GUARDED + "  - {name: q, limit: 3}\n"), manager), client, manager)
     [quota] = [change for change in plan.changes if change.kind == "quota"]
     assert (quota.action, quota.drift) == (Action.NO_OP, "quotas change only by hand")
+
+
+@respx.mock
+def test_a_handlers_adopt_steps_are_sent_by_import_beside_the_built_in_ones():
+    agent = {"id": "agent-1", "name": "a", "metadata": {"team": "x"}, "blocks": [], "tags": []}
+    respx.get(f"{BASE}/v1/agents/").respond(json=[agent])
+    patches = respx.patch(url__startswith=f"{BASE}/v1/").respond(json={})
+    manager = get_plugin_manager(extra_plugins=[Guarded()])
+    with LettaClient(BASE) as client:
+        reader = LiveReader(client)
+        try:
+            steps = adoptions(manager, reader, [agent])
+        finally:
+            reader.close()
+        mark_adopted(client, steps)
+    sent = {call.request.url.path: json.loads(call.request.content) for call in patches.calls}
+    assert sent == {
+        "/v1/agents/agent-1": {"metadata": {"team": "x", "managed_by": "lettafleet"}},
+        "/v1/quotas/agent-1": {"owner": "lettafleet"},
+    }

@@ -14,6 +14,7 @@ from lettafleet.core.engine.model import Ambiguity, Change, Resource, compare
 from lettafleet.core.letta.reads import Read
 
 if TYPE_CHECKING:
+    from lettafleet.core.engine.adopting import Adoption
     from lettafleet.core.engine.applying import ApplySession
     from lettafleet.core.engine.diagnostics import Problem
     from lettafleet.core.engine.exporting import Exported
@@ -78,6 +79,12 @@ class ResourceHandler:
         """`lettafleet export`: the fragments of a fleet document that declare what these live agents (rows of
         the `AGENTS` read) have of this handler's kinds, such that a plan of the document changes nothing. The
         default exports nothing."""
+        return ()
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """`lettafleet import`: the writes that mark what this live agent (a row of the `AGENTS` read) has of this
+        handler's kinds as lettafleet's, as if lettafleet had made it, and notes on what is left alone. Keep the
+        item's other metadata (read-modify-write). The default marks nothing."""
         return ()
 
 

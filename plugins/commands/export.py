@@ -58,17 +58,17 @@ def export(names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, forc
     `preserve_existing: true`, never a value. Long texts go to prompts/AGENT.md and blocks/AGENT/LABEL.md.
     Conversations are not exported.
     """
-    wanted_tags = [tag.strip() for given in tags for tag in given.split(",") if tag.strip()]
-    if not names and not wanted_tags:
+    wanted = wanted_tags(tags)
+    if not names and not wanted:
         raise ExportError("name the agents to export (globs allowed, '*' for every agent), or give --tags")
     manager = get_plugin_manager()
     with make_client(base_url) as client:
         reader = LiveReader(client)
         try:
             live = agents_named(reader)
-            chosen = chosen_agents(live, names, wanted_tags)
+            chosen = chosen_agents(live, names, wanted)
             if not chosen:
-                raise ExportError(_nothing_matched(live, names, wanted_tags, client.base_url))
+                raise ExportError(nothing_matched(live, names, wanted, client.base_url))
             exported = export_fleet(manager, reader, chosen)
         finally:
             reader.close()
@@ -98,7 +98,12 @@ def chosen_agents(
     return chosen
 
 
-def _nothing_matched(live: Mapping[str, Any], names: Sequence[str], tags: Sequence[str], server: str) -> str:
+def wanted_tags(given: Sequence[str]) -> list[str]:
+    """The tags of `--tags`, comma-separated and repeatable."""
+    return [tag.strip() for option in given for tag in option.split(",") if tag.strip()]
+
+
+def nothing_matched(live: Mapping[str, Any], names: Sequence[str], tags: Sequence[str], server: str) -> str:
     asked = " ".join([*names, *(f"--tags {tag}" for tag in tags)])
     some = sorted(live)[:SHOWN_NAMES]
     listed = ", ".join(some) + (f" and {len(live) - len(some)} more" if len(live) > len(some) else "")

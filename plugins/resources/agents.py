@@ -13,6 +13,7 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,
@@ -283,6 +284,13 @@ class AgentHandler(ResourceHandler):
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         for agent in agents:
             yield from _exported_agent(agent)
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """The marker lettafleet puts on the agents it creates, added to the agent's own metadata."""
+        if is_managed(agent):
+            return []
+        metadata = {**(agent.get("metadata") or {}), **managed_metadata()}
+        return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
 
 
 def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:

@@ -13,6 +13,7 @@ from typing import Any
 from lettafleet.core import (
     AGENTS,
     Action,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,
@@ -286,6 +287,21 @@ class BlockHandler(ResourceHandler):
                 else:
                     declared, files = _exported_block(block, f"blocks/{name}")
                     yield Exported("memory_blocks", [declared], name, files)
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """The agent's own blocks get the marker of a block lettafleet made for that agent; a block other agents
+        hold too is left alone (it is not this agent's own), and so is one lettafleet marked already."""
+        holders = _agents_holding(reader)
+        for block in agent.get("blocks") or []:
+            what = f"block {block['label']} ({block['id']}) of agent {agent['name']}"
+            others = [held["name"] for held in holders.get(block["id"], []) if held["id"] != agent["id"]]
+            if is_managed(block):
+                continue
+            if others:
+                yield Adoption(what, why=f"agents {', '.join(sorted(others))} hold it too")
+                continue
+            metadata = {**(block.get("metadata") or {}), **managed_metadata(agent=agent["name"])}
+            yield Adoption(what, f"/v1/blocks/{block['id']}", {"metadata": metadata})
 
 
 def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, Any], dict[str, str]]:

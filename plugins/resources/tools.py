@@ -18,6 +18,7 @@ from typing import Any
 from lettafleet.core import (
     AGENTS_WITH_TOOLS,
     Action,
+    Adoption,
     ApplyError,
     ApplySession,
     Change,
@@ -330,6 +331,22 @@ class ToolHandler(ResourceHandler):
             }
             # A tool attached twice (asked for, and among Letta's base tools) is listed once.
             yield Exported("tools", sorted({tool["name"] for tool in tools}), agent["name"], files)
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """The agent's custom tools get the tag lettafleet puts on the tools it creates (Letta's own are not
+        anyone's to adopt)."""
+        path, params = AGENTS_WITH_TOOLS
+        for live in reader.list_all(path, **params):
+            if live["id"] != agent["id"]:
+                continue
+            marked: set[str] = set()
+            for tool in live.get("tools") or []:
+                tags = list(tool.get("tags") or [])
+                if tool.get("tool_type") != CUSTOM or MANAGED_TAG in tags or tool["id"] in marked:
+                    continue
+                marked.add(tool["id"])
+                what = f"tool {tool['name']} ({tool['id']})"
+                yield Adoption(what, f"/v1/tools/{tool['id']}", {"tags": [*tags, MANAGED_TAG]})
 
 
 def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:

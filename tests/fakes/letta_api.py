@@ -254,7 +254,7 @@ class FakeLetta:
 
     def _update_agent(self, agent_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         agent = self.agents[agent_id]
-        for key in ("description", "system", "tags"):
+        for key in ("description", "system", "tags", "metadata"):  # metadata: the whole mapping, as Letta stores it
             if key in body:
                 agent[key] = body[key]
         if "secrets" in body:

@@ -1,0 +1,45 @@
+"""Adoption: agents that lettafleet did not create, marked as lettafleet's the way it marks what it creates, so
+that plans treat them (and what they hold) as its own. Every handler says which writes mark its kinds
+(`ResourceHandler.adopt`); this module gathers them, and makes them unless it is a dry run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lettafleet.core.engine.live import LiveReader
+    from lettafleet.core.engine.plugin_manager import FleetPlugins
+    from lettafleet.core.letta.client import LettaClient
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """One step of adopting an agent: `body` PATCHed to `path` marks `what` as lettafleet's. Without a `path`, it
+    is a note: `what` is left as it is, and `why` says why."""
+
+    what: str
+    path: str | None = None
+    body: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+    @property
+    def marks(self) -> bool:
+        return self.path is not None
+
+    def line(self) -> str:
+        """How the step is shown to a user."""
+        return f"mark {self.what} as lettafleet's" if self.marks else f"leave {self.what} alone: {self.why}"
+
+
+def adoptions(manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> list[Adoption]:
+    """Every handler's steps for these live agents (rows of the `AGENTS` read), in handler order."""
+    return [step for handler, _kinds in manager.handlers() for agent in agents for step in handler.adopt(reader, agent)]
+
+
+def mark_adopted(client: LettaClient, steps: Sequence[Adoption]) -> None:
+    """Make the marking writes, one by one (a failure stops here; marking again later is harmless)."""
+    for step in steps:
+        if step.path is not None:
+            client.patch(step.path, json=dict(step.body))

@@ -1,0 +1,75 @@
+"""Import against the real Letta server: an agent made by hand with the HTTP API (two memory blocks) is adopted
+into a fleet file that declares another agent; the next plan shows "No changes" (exit 0 with
+--detailed-exitcode), the agent and its blocks keep their ids, and the file keeps its comment."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lettafleet.core.cli.app import main
+from lettafleet.core.letta.client import LettaClient
+
+
+@pytest.fixture
+def names(client: LettaClient) -> Iterator[dict[str, str]]:
+    """Unique names; the agents and blocks carrying them are deleted afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    chosen = {"hand": f"adopt-hand-{suffix}", "declared": f"adopt-declared-{suffix}", "notes": f"notes_{suffix}"}
+    yield chosen
+    for name in (chosen["hand"], chosen["declared"]):
+        for agent in client.list_all("/v1/agents/", name=name):
+            for block in agent.get("blocks") or []:
+                client.delete(f"/v1/blocks/{block['id']}")
+            client.delete(f"/v1/agents/{agent['id']}")
+
+
+def cli(letta_server: str, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": letta_server}, catch_exceptions=False)
+
+
+def test_an_agent_made_by_hand_is_adopted_without_being_re_created(
+    letta_server: str, client: LettaClient, names: dict[str, str], tmp_path: Path
+) -> None:
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(
+        f"""# Our fleet. This comment stays.
+agents:
+  - name: {names["declared"]}
+    llm_config: {{model: letta/letta-free}}
+    embedding: letta/letta-free
+    system_prompt: {{value: You help.}}
+"""
+    )
+    assert cli(letta_server, "apply", "-f", str(fleet_file)).exit_code == 0
+    made = client.post(
+        "/v1/agents/",
+        json={
+            "name": names["hand"],
+            "model": "letta/letta-free",
+            "embedding": "letta/letta-free",
+            "metadata": {"team": "ops"},
+            "memory_blocks": [
+                {"label": "persona", "value": "I am Sam."},
+                {"label": names["notes"], "value": "Opening hours 9 to 5."},
+            ],
+        },
+    )
+    block_ids = sorted(block["id"] for block in made["blocks"])
+
+    imported = cli(letta_server, "import", names["hand"], "-f", str(fleet_file))
+    assert imported.exit_code == 0, imported.output
+    planned = cli(letta_server, "plan", "-f", str(fleet_file), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    assert "No changes" in planned.output
+    [agent] = client.list_all("/v1/agents/", name=names["hand"], include=["agent.blocks"])
+    assert agent["id"] == made["id"]
+    assert sorted(block["id"] for block in agent["blocks"]) == block_ids
+    assert agent["metadata"] == {"team": "ops", "managed_by": "lettafleet"}
+    assert {block["metadata"].get("agent") for block in agent["blocks"]} == {names["hand"]}
+    assert fleet_file.read_text().startswith("# Our fleet. This comment stays.\nagents:\n")
