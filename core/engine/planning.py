@@ -11,7 +11,7 @@ from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.live import LiveReader
 from lettafleet.core.engine.model import Ambiguity, Plan, Resource
-from lettafleet.core.engine.plugin_manager import FleetPlugins
+from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
 
@@ -68,6 +68,10 @@ def _by_address(resources: Iterable[Resource], side: str) -> dict[str, Resource]
     found: dict[str, Resource] = {}
     for resource in resources:
         if resource.address in found:
-            raise ValueError(f"two {side} resources share the address {resource.address}")
+            # Addresses are identities: two at one address is a bug of the plugin owning the kind, never the user's.
+            raise PluginError(
+                f"the plugin handling kind {resource.kind!r} gave two {side} resources at {resource.address}; nothing "
+                "was changed. Report this to the plugin's authors (`lettafleet plugins` lists them)."
+            )
         found[resource.address] = resource
     return found

@@ -177,3 +177,22 @@ def test_plugins_can_add_commands_under_verb_groups():
     manager = get_plugin_manager(extra_plugins=[Commands()])
     contributed = [item for found in manager.hook.lettafleet_commands() for item in found]
     assert PluginCommand(notes, verb="get") in contributed
+
+
+@respx.mock
+def test_a_plugin_giving_two_resources_at_one_address_is_a_clear_plugin_error(write_fleet):
+    class Twice(ResourceHandler):
+        def desired(self, fleet):
+            return [Resource("note.a", "note", "a", {}), Resource("note.a", "note", "a", {})]
+
+    class Plugin:
+        @hookimpl
+        def lettafleet_kinds(self):
+            return [ResourceKind("note", "notes", handler=Twice())]
+
+    respx.get(f"{BASE}/v1/models/").respond(json=[{"handle": "m"}])
+    respx.get(url__startswith=f"{BASE}/v1/").respond(json=[])
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    path = write_fleet("agents:\n  - {name: a, llm_config: {model: m}, system_prompt: {value: hi}}\n")
+    with LettaClient(BASE) as client, pytest.raises(PluginError, match=r"gave two desired resources at note\.a"):
+        plan_fleet(load_fleet(path, manager), client, manager)
