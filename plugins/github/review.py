@@ -200,15 +200,9 @@ class ReviewLoop:
         if unchanged and not self.options.comment_when_unchanged and comments.find(run.fleet) is None:
             self.echo(f"{run.fleet}: no changes, so no comment (comment-when-unchanged is off).")
             return True
-        try:
-            written = comments.upsert(run.fleet, self._comment_body(run))
-        except GitHubPermissionError as error:
-            self._cannot_comment(error)
-            return False
-        except GitHubError as error:
-            self.annotate("error", str(error))
-            run.ok = False
-            return True
+        written, commenting = self._write_comment(comments, run, self._comment_body(run))
+        if written is None:
+            return commenting
         self.echo(f"{run.fleet}: plan comment {written.get('html_url') or written.get('id')}")
         if not written_by(written, self.options.comment_author):
             run.ok = False
@@ -354,15 +348,22 @@ class ReviewLoop:
             base = existing.get("body") or ""
         else:  # no reviewed comment: the plan (or, if it failed, only the marker) goes above the status
             base = self._comment_body(run) if run.plan else PlanMarker(fleet=run.fleet, sha256=None).render()
+        return self._write_comment(comments, run, with_status(base, _fit_status(status, status_room(base))))[1]
+
+    def _write_comment(
+        self, comments: StickyComments, run: FleetRun, body: str
+    ) -> tuple[Mapping[str, Any] | None, bool]:
+        """Write the fleet's comment. Returns what GitHub wrote (None when it refused, said in the log) and whether
+        commenting may go on: not once the token proved unable to comment."""
         try:
-            comments.upsert(run.fleet, with_status(base, _fit_status(status, status_room(base))))
+            return comments.upsert(run.fleet, body), True
         except GitHubPermissionError as error:
             self._cannot_comment(error)
-            return False
+            return None, False
         except GitHubError as error:
             self.annotate("error", str(error))
             run.ok = False
-        return True
+            return None, True
 
     def _merged_pull_request(self) -> Mapping[str, Any] | None:
         if self.github is None or not self.env.sha:
