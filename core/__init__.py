@@ -43,7 +43,18 @@ from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.letta.conversations import ISOLATED_LABELS, lacks_isolated_copies, remove_half_created
 from lettafleet.core.letta.masking import SecretMasker, public_url
-from lettafleet.core.letta.ownership import MANAGED_BY, is_managed, managed_metadata
+from lettafleet.core.letta.ownership import (
+    MANAGED_BY,
+    PROTECT_KEY,
+    Owner,
+    Recorded,
+    fleet_of,
+    is_managed,
+    managed_metadata,
+    owner_named,
+    read_record,
+    with_record,
+)
 from lettafleet.core.letta.reads import (
     AGENT_RELATIONS,
     AGENTS,
@@ -124,6 +135,7 @@ __all__ = [
     "MANAGED_BY",
     "MAX_REFERENCED_FILE_BYTES",
     "PREVIEW_WIDTH",
+    "PROTECT_KEY",
     "SUMMARY_BUDGET",
     "Action",
     "Adoption",
@@ -147,12 +159,14 @@ __all__ = [
     "LettaError",
     "LiveReader",
     "LockError",
+    "Owner",
     "PendingWrite",
     "Plan",
     "PluginCommand",
     "PluginError",
     "Problem",
     "Read",
+    "Recorded",
     "Resource",
     "ResourceHandler",
     "ResourceKind",
@@ -177,6 +191,7 @@ __all__ = [
     "escape_markdown",
     "export_fleet",
     "exported_text_source",
+    "fleet_of",
     "get_plugin_manager",
     "has_messages",
     "held_lock",
@@ -192,12 +207,14 @@ __all__ = [
     "mapping_list",
     "mark_adopted",
     "output_option",
+    "owner_named",
     "plan_fleet",
     "preview",
     "print_fields",
     "print_records",
     "print_table",
     "public_url",
+    "read_record",
     "remove_half_created",
     "render_apply_json",
     "render_plan",
@@ -214,6 +231,7 @@ __all__ = [
     "summary_line",
     "text_source",
     "to_yaml",
+    "with_record",
     "write_export",
     "write_private_text",
 ]

@@ -115,6 +115,12 @@ def _plan_options(command: F) -> F:
         "what it contains, its parents and what it depends on. Repeatable.",
     )(command)
     command = click.option(
+        "--prune",
+        is_flag=True,
+        help="Also make the removals that delete data: agents, memory blocks and conversations with messages the "
+        "fleet no longer declares (`prune: true` in the fleet file does the same). Protected ones stay.",
+    )(command)
+    command = click.option(
         "-v", "--verbose", is_flag=True, help="Also list resources that do not change, and count the requests sent."
     )(command)
     command = click.option(
@@ -157,13 +163,14 @@ def plan(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    prune: bool,
     out_file: Path | None,
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets)
+        the_plan = _planned(fleet, client, manager, targets, prune)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -206,6 +213,7 @@ def apply(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    prune: bool,
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
@@ -230,7 +238,7 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets)
+            the_plan = _planned(fleet, client, manager, targets, prune)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -275,9 +283,9 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         sys.exit(code)
 
 
-def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...]) -> Plan:
+def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...], prune: bool) -> Plan:
     """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr)."""
-    whole = plan_fleet(fleet, client, manager)
+    whole = plan_fleet(fleet, client, manager, prune=prune)
     if not targets:
         return whole
     part = whole.targeted(targets)

@@ -1,8 +1,10 @@
 """Apply: execute a plan's changes, and nothing else, in dependency order with bounded concurrency.
 
 A change runs once everything it depends on has succeeded; when one fails, the changes that need it are
-skipped and everything independent goes on. Children created inside their parent's request ("riding along",
-for example a new agent's memory blocks) finish with their parent.
+skipped and everything independent goes on. Removals run the other way round: what is inside a resource, or
+depends on it, is removed before it. Once every change has run, each record-keeping resource whose children
+changed gets its record of what is made under it (`ResourceHandler.remember`). Children created inside their
+parent's request ("riding along", for example a new agent's memory blocks) finish with their parent.
 
 An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
 it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
@@ -20,7 +22,8 @@ from typing import Any
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
-from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.ownership import Owner, Recorded
 
 __all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "apply_plan"]
 
@@ -66,12 +69,14 @@ class ApplySession:
     def __init__(self, plan: Plan, client: LettaClient, manager: FleetPlugins) -> None:
         self.plan = plan
         self.client = client
+        self.owner = Owner(plan.owner)  # whose marks what this apply creates carries
         client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
         self._manager = manager
         self._lock = threading.Lock()
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
         self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
+        self._created: dict[str, dict[str, Any]] = {}  # address -> the server's answer to its create request
 
     def change_at(self, address: str) -> Change:
         """The plan's change at `address` (every desired resource has one, a no-op if nothing changes)."""
@@ -105,10 +110,25 @@ class ApplySession:
         answer: dict[str, Any] = self.client.post(path, json=body, **params)
         if isinstance(answer, dict) and answer.get("id"):
             self.record_id(change.address, answer["id"])
+            with self._lock:
+                self._created[change.address] = answer
         for child, check in checks:
             with self._lock:
                 self._carried[child.address] = check(answer)
         return answer
+
+    def created(self, address: str) -> Mapping[str, Any] | None:
+        """The server's answer to this apply's `create` of `address` (None: not created by this apply)."""
+        with self._lock:
+            return self._created.get(address)
+
+    def delete(self, path: str, **params: Any) -> None:
+        """DELETE a resource; one already gone (404) counts as deleted: a removal is done either way."""
+        try:
+            self.client.delete(path, **params)
+        except LettaAPIError as error:
+            if error.status != 404:
+                raise
 
     def carried_result(self, address: str) -> tuple[bool, str | None]:
         with self._lock:
@@ -176,6 +196,8 @@ def apply_plan(
     reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
     for address in left:  # never started: the apply was stopped, or they form a dependency cycle
         finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
+    if not stop.is_set():
+        _write_records(plan, session, manager, results, finish)
     ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
     return ApplyReport(ordered, interrupted=stop.is_set() and bool(left or abandoned), abandoned=abandoned)
 
@@ -228,6 +250,55 @@ def _let_in_flight_finish(
     return abandoned
 
 
+def _write_records(
+    plan: Plan,
+    session: ApplySession,
+    manager: FleetPlugins,
+    results: dict[str, ChangeResult],
+    finish: Callable[[str, ChangeResult], None],
+) -> None:
+    """Give each record-keeping resource of the plan that stays the record of what is made under it now, where
+    that is not what it carries: what this apply made or removed, and the declared children that were there
+    already (made before records, by `import`, or by hand and now declared). A failed write fails that
+    resource's change (its children stand; the next apply records them)."""
+    for parent in plan.changes:
+        handler = manager.handler(parent.kind)
+        if not handler.records_children or parent.removes or not session.has_id(parent.address):
+            continue
+        if parent.address in results and results[parent.address].status != "applied":
+            continue
+        record = _record_now(parent, plan, session, results)
+        if set(record) == set(parent.record or ()):
+            continue
+        try:
+            handler.remember(parent, record, session)
+        except (ApplyError, LettaError) as error:
+            message = f"its record of what is made under it was not written: {session.client.mask(str(error))}"
+            results.pop(parent.address, None)
+            finish(parent.address, ChangeResult(parent.address, parent.action, "failed", message))
+
+
+def _record_now(
+    parent: Change, plan: Plan, session: ApplySession, results: Mapping[str, ChangeResult]
+) -> list[Recorded]:
+    """What is made under `parent` after this apply: what its record said, less what was removed, plus what the
+    fleet declares under it that exists (found, or made now)."""
+    own = {entry.address: entry for entry in parent.record or ()}
+    for child in plan.children(parent.address):
+        address = child.address.removeprefix(parent.address + ".")
+        outcome = results.get(child.address)
+        if child.removes:
+            if outcome is not None and outcome.status == "applied":
+                own.pop(address, None)
+            continue
+        if outcome is None or outcome.status == "applied" or child.action is not Action.CREATE:  # it exists
+            made_id = session.id_of(child.address) if session.has_id(child.address) else child.id
+            own[address] = Recorded(address, child.kind, made_id, child.protected)
+        else:
+            own.pop(address, None)
+    return sorted(own.values(), key=lambda entry: entry.address)
+
+
 def _apply_one(change: Change, session: ApplySession, manager: FleetPlugins) -> ChangeResult:
     carried, problem = session.carried_result(change.address)
     if carried:
@@ -242,7 +313,14 @@ def _apply_one(change: Change, session: ApplySession, manager: FleetPlugins) -> 
 
 def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> set[str]:
     """Addresses in this apply that must succeed first: the parent, the declared dependencies, and those of
-    the children about to be created (they may ride along in this change's own request)."""
+    the children about to be created (they may ride along in this change's own request). A removal waits for
+    the removals of what is inside it or depends on it, and for nothing else."""
+    if change.removes:
+        return {
+            other.address
+            for other in todo.values()
+            if other.removes and (other.parent == change.address or change.address in other.depends_on)
+        }
     wanted = set(change.depends_on)
     if change.parent:
         wanted.add(change.parent)
@@ -254,5 +332,8 @@ def _prerequisites(change: Change, plan: Plan, todo: Mapping[str, Change]) -> se
     return {
         address
         for address in wanted
-        if address in todo and not address.startswith(own_subtree) and address != change.address
+        if address in todo
+        and not todo[address].removes
+        and not address.startswith(own_subtree)
+        and address != change.address
     }

@@ -27,6 +27,17 @@ class Fleet:
         return self.document.path
 
     @property
+    def name(self) -> str | None:
+        """The fleet's `fleet:` name, which everything it creates carries; None when the file gives none."""
+        name = self.data.get("fleet")
+        return str(name) if name else None
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the file asks every apply to make the removals that delete data (`prune: true`, meant for CI)."""
+        return bool(self.data.get("prune"))
+
+    @property
     def root(self) -> FilePath:
         """`from_file` paths are relative to the directory of the fleet file and may not leave it."""
         return self.document.path.parent

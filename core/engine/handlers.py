@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lettafleet.core.engine.model import Ambiguity, Change, Resource, compare
+from lettafleet.core.letta.ownership import Recorded
 from lettafleet.core.letta.reads import Read
 
 if TYPE_CHECKING:
@@ -34,7 +35,13 @@ class ResourceHandler:
     handler declares nothing, reads nothing, compares attributes, carries no child and applies nothing.
 
     Every method is called with the resources (or the change) of this handler's kinds only.
+
+    Set `records_children` on a handler whose kinds others nest under (agents): core then keeps a record on each
+    of its resources of what the last apply made under it (see `remember`), and plans the removal of what the
+    record lists and the fleet no longer declares.
     """
+
+    records_children = False
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         """The resources of this handler's kinds that a valid fleet declares, each with its address."""
@@ -58,8 +65,18 @@ class ResourceHandler:
         return the one used and an `Ambiguity` naming them all: plans report every choice they make."""
         return ()
 
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """Resources of this handler's kinds that their parent's record lists and the fleet no longer declares,
+        each with the address, name, parent, id and protection the record gave it and no attributes. Return the
+        ones still on the server, as they are there (attributes, `state`); the default trusts the record and
+        returns them unchanged (`apply` then treats an answer 404 to its delete as already done)."""
+        return recorded
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
-        """The change for one address, found desired, live or both. The default compares every desired attribute."""
+        """The change for one address, found desired, live or both. The default compares every desired attribute,
+        and deletes what is live only. A removal that deletes data (an agent, a conversation with messages) is
+        returned with `held="prune"` and `detail` saying what it holds: core applies it only when the user asks
+        for removals (`--prune`)."""
         return compare(desired, live)
 
     def ride_along(
@@ -74,6 +91,12 @@ class ResourceHandler:
         """Make one change with `session.client`; return the server's answer (or None: nothing to report). Raise
         `ApplyError` (or let a `LettaError` through) to fail this change: independent changes go on."""
         raise ApplyError(f"{change.address}: lettafleet cannot {change.action} a {change.kind}")
+
+    def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
+        """Write `record` (what the apply made under the resource `change` is about) onto that resource, keeping
+        everything else it carries. Called after its children were applied, only when the record changed, and only
+        for handlers with `records_children`."""
+        raise ApplyError(f"{change.address}: the plugin handling kind {change.kind!r} keeps no record")
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         """`lettafleet export`: the fragments of a fleet document that declare what these live agents (rows of

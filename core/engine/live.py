@@ -8,13 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.ownership import Owner
 
 
 class LiveReader:
-    """Memoized reads for one plan. Two plugins asking for the same collection cost one paginated read."""
+    """Memoized reads for one plan. Two plugins asking for the same collection cost one paginated read.
+    `owner` is the fleet being planned, whose marks tell its resources from anyone else's."""
 
-    def __init__(self, client: LettaClient, concurrency: int = 4) -> None:
+    def __init__(self, client: LettaClient, concurrency: int = 4, *, owner: Owner | None = None) -> None:
         self.client = client
+        self.owner = owner or Owner()
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._guard = threading.Lock()

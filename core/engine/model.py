@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lettafleet.core.engine.diagnostics import Path
+from lettafleet.core.letta.ownership import Recorded
 
 PLAN_FORMAT_VERSION = "1.1"
 SENSITIVE = "(sensitive)"
@@ -45,6 +46,11 @@ class Resource:
     `parent` is the address of the resource this one belongs to; `depends_on` lists addresses that must exist
     before this one can be written. `id` is the server's id (live resources only). `source` is where a desired
     resource is declared in the fleet file, for error messages.
+
+    `protected`: removing it is refused (the fleet says `protect: true`; for a live resource, its marks or its
+    parent's record said so when it was last applied). `record` (live parents only): what the server's record on
+    it says the last apply made under it, None when it carries none. `state`: what a handler keeps of the server's
+    answer for its own apply (the rest of an agent's metadata, say); never compared, shown or hashed.
     """
 
     address: str
@@ -56,6 +62,9 @@ class Resource:
     id: str | None = None
     source: Path = ()
     sensitive: frozenset[str] = frozenset()
+    protected: bool = False
+    record: tuple[Recorded, ...] | None = None
+    state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class Change:
 
     `drift` explains a difference that apply cannot fix in place (the change is then a no-op that still needs a
     person's attention). `detail` is free text for people: why a resource is replaced, for example.
+
+    A removal (`delete` of a resource the fleet no longer declares) may be `held`: planned, shown, and not applied,
+    because it deletes data and the user did not ask for removals (`"prune"`), or because the resource is
+    protected (`"protect"`); `drift` then says why and what to do.
     """
 
     address: str
@@ -78,10 +91,19 @@ class Change:
     drift: str | None = None
     detail: str = ""
     sensitive: frozenset[str] = frozenset()
+    protected: bool = False
+    held: str | None = None
+    record: tuple[Recorded, ...] | None = field(default=None, compare=False, repr=False)
+    state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def changes_something(self) -> bool:
-        return self.action is not Action.NO_OP
+        return self.action is not Action.NO_OP and not self.held
+
+    @property
+    def removes(self) -> bool:
+        """A removal: the fleet no longer declares it, and the plan deletes it (or holds the delete back)."""
+        return self.action is Action.DELETE
 
     def changed_fields(self) -> list[str]:
         """Attributes whose value differs between before and after, in a stable order."""
@@ -105,6 +127,10 @@ class Change:
             data["detail"] = self.detail
         if self.sensitive:
             data["sensitive"] = sorted(self.sensitive)
+        if self.held:
+            data["held"] = self.held
+        if self.protected:
+            data["protected"] = True
         return data
 
     def _shown(self, values: Mapping[str, Any] | None, sensitive_as: Callable[[Any], Any] | None) -> Any:
@@ -170,6 +196,8 @@ class Plan:
     changes: tuple[Change, ...]
     counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     ambiguities: tuple[Ambiguity, ...] = ()
+    # The fleet's name (its `fleet:` key), whose marks the plan looked for; None for a fleet without a name.
+    owner: str | None = None
     # The key sensitive values enter the hash with (see `sha256`): the server's API key, passed in by whoever
     # planned. Never shown, never compared.
     hash_key: bytes = field(default=b"", repr=False, compare=False)
@@ -183,10 +211,11 @@ class Plan:
         ambiguities: Iterable[Ambiguity] = (),
         *,
         hash_key: bytes = b"",
+        owner: str | None = None,
     ) -> Plan:
         ordered = tuple(sorted(changes, key=lambda change: change.address))
         found = tuple(sorted(set(ambiguities), key=lambda ambiguity: (ambiguity.address, ambiguity.ids)))
-        return cls(fleet, server, ordered, _count(ordered), found, hash_key)
+        return cls(fleet, server, ordered, _count(ordered), found, owner, hash_key)
 
     @property
     def has_changes(self) -> bool:
@@ -264,12 +293,14 @@ class Plan:
             (c for c in self.changes if c.address in chosen),
             (a for a in self.ambiguities if a.address in chosen),
             hash_key=self.hash_key,
+            owner=self.owner,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": PLAN_FORMAT_VERSION,
             "fleet": self.fleet,
+            "fleet_name": self.owner,
             "server": self.server,
             "summary": {kind: dict(actions) for kind, actions in sorted(self.counts.items())},
             "has_changes": self.has_changes,
@@ -296,6 +327,8 @@ class Plan:
         }
         if self.ambiguities:
             body["ambiguities"] = [ambiguity.to_json() for ambiguity in self.ambiguities]
+        if self.owner:
+            body["fleet_name"] = self.owner
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -308,6 +341,14 @@ def address_of(kind: str, name: str, parent: str | None = None) -> str:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def name_in(own_address: str) -> str:
+    """The name in an address's own part (`block.persona`, `conversation["Ticket #101"]`): `address_of` undone."""
+    if own_address.endswith('"]') and '["' in own_address:
+        name = json.loads(own_address[own_address.index("[") + 1 : -1])
+        return str(name)
+    return own_address.split(".", 1)[-1]
 
 
 def _keyed_digest(key: bytes) -> Callable[[Any], str]:
@@ -323,7 +364,8 @@ def _count(changes: Iterable[Change]) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for change in changes:
         actions = counts.setdefault(change.kind, {})
-        actions[change.action.value] = actions.get(change.action.value, 0) + 1
+        action = "held" if change.held else change.action.value
+        actions[action] = actions.get(action, 0) + 1
     return counts
 
 
@@ -342,9 +384,11 @@ def compare(
     *,
     detail: str = "",
 ) -> Change:
-    """The plain diff: create what is missing, update the `fields` (default: all desired attributes) that differ.
+    """The plain diff: create what is missing, update the `fields` (default: all desired attributes) that differ,
+    delete what is live and no longer desired.
 
-    A live resource with no desired one is left alone: lettafleet deletes nothing the fleet did not ask it to.
+    Handlers return a live resource with no desired one only for what their fleet made and no longer declares
+    (its marks or its parent's record say so): lettafleet deletes nothing else.
     """
     if desired is None and live is None:
         raise ValueError("compare() needs a desired or a live resource")
@@ -352,7 +396,7 @@ def compare(
     assert model is not None
     if desired is None:
         assert live is not None  # both None is refused above
-        action, before, after = Action.NO_OP, dict(live.attributes), dict(live.attributes)
+        action, before, after = Action.DELETE, dict(live.attributes), None
     elif live is None:
         action, before, after = Action.CREATE, None, dict(desired.attributes)
     else:
@@ -372,6 +416,9 @@ def compare(
         id=live.id if live else None,
         detail=detail,
         sensitive=desired.sensitive if desired else frozenset(),
+        protected=desired.protected if desired else bool(live and live.protected),
+        record=live.record if live else None,
+        state=live.state if live else {},
     )
 
 

@@ -1,28 +1,39 @@
-"""Plan: the desired resources of a validated fleet against the live ones, paired by address."""
+"""Plan: the desired resources of a validated fleet against the live ones, paired by address.
+
+Removals come from two places, both exact: a handler's live read returns what its fleet made and no longer
+declares (an agent carrying the fleet's marks), and a parent's record lists what the last apply made under it
+(`ResourceHandler.records_children`). A removal that deletes data waits for the user's `--prune`; a protected one
+is never made. Either way the plan shows it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.model import Ambiguity, Plan, Resource
+from lettafleet.core.engine.model import Ambiguity, Change, Plan, Resource, name_in
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.ownership import Owner
+
+PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
 
-def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins) -> Plan:
+def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prune: bool = False) -> Plan:
     """Read the server and compute every change apply would make. Writes nothing.
 
-    Each kind's handler sees only its own kinds' resources: core routes them by kind."""
+    Each kind's handler sees only its own kinds' resources: core routes them by kind. `prune` (or the fleet's
+    `prune: true`) lets removals that delete data apply; without it they are planned as held."""
     desired = desired_resources(fleet, manager)
     mine = _by_handler(desired, manager)
-    reader = LiveReader(client)
+    reader = LiveReader(client, owner=Owner(fleet.name))
     reader.prefetch(
         *{
             (path, _frozen_params(params)): (path, params)
@@ -36,23 +47,104 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins) -> Plan
         preflight = background.submit(lambda: [p for handler, own in mine for p in handler.preflight(reader, own)])
         found_live = [found for handler, own in mine for found in handler.read_live(reader, own, desired)]
         problems = preflight.result()
+        wanted = _by_address(desired, "desired")
+        found_live += _recorded_removals(reader, manager, wanted, found_live)
     reader.close()
     if problems:
         raise FleetError(locate(fleet.document, problems))
     ambiguities = [found for found in found_live if isinstance(found, Ambiguity)]
     live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
-    wanted = _by_address(desired, "desired")
-    changes = []
-    for address in sorted(set(wanted) | set(live)):
-        declared, found = wanted.get(address), live.get(address)
-        kind = declared.kind if declared else live[address].kind
-        changes.append(manager.handler(kind).diff(declared, found))
-    return Plan.build(str(fleet.path), client.base_url, changes, ambiguities=ambiguities, hash_key=client.plan_hash_key)
+    changes = _changes(wanted, live, manager, prune=prune or fleet.prunes)
+    return Plan.build(
+        str(fleet.path),
+        client.base_url,
+        changes,
+        ambiguities=ambiguities,
+        hash_key=client.plan_hash_key,
+        owner=fleet.name,
+    )
 
 
 def desired_resources(fleet: Fleet, manager: FleetPlugins) -> list[Resource]:
     """Every resource the fleet declares, from each kind's handler."""
     return [resource for handler, _ in manager.handlers() for resource in handler.desired(fleet)]
+
+
+def _changes(
+    wanted: Mapping[str, Resource], live: Mapping[str, Resource], manager: FleetPlugins, *, prune: bool
+) -> list[Change]:
+    changes: dict[str, Change] = {}
+    for address in sorted(set(wanted) | set(live)):
+        declared, found = wanted.get(address), live.get(address)
+        kind = (declared or live[address]).kind
+        changes[address] = _held(manager.handler(kind).diff(declared, found), prune)
+    return _without_removals_under_kept(changes)
+
+
+def _held(change: Change, prune: bool) -> Change:
+    """A removal as the user's choices leave it: a protected one is held, always; one that deletes data is held
+    unless the user asked for removals."""
+    if not change.removes:
+        return change
+    if change.protected:
+        return replace(
+            change,
+            held="protect",
+            drift=(
+                "removed from the file, but protected (`protect: true` when it was last applied): not removed. To "
+                "remove it, declare it again with `protect: false`, apply, then remove it"
+            ),
+        )
+    if change.held == "prune" and prune:
+        return replace(change, held=None)
+    if change.held == "prune":
+        return replace(change, drift=f"removed from the file, kept: {change.detail or 'it holds data'}; {PRUNE_HINT}")
+    return change
+
+
+def _without_removals_under_kept(changes: Mapping[str, Change]) -> list[Change]:
+    """A parent whose removal is held keeps everything in it: its children's removals are not planned."""
+    kept = [address + "." for address, change in changes.items() if change.removes and change.held]
+    return [
+        change
+        for address, change in changes.items()
+        if not (change.removes and any(address.startswith(prefix) for prefix in kept))
+    ]
+
+
+def _recorded_removals(
+    reader: LiveReader,
+    manager: FleetPlugins,
+    wanted: Mapping[str, Resource],
+    found_live: Sequence[Resource | Ambiguity],
+) -> list[Resource | Ambiguity]:
+    """What live parents' records list and the fleet no longer declares, as each kind's handler finds it."""
+    live_addresses = {found.address for found in found_live if isinstance(found, Resource)}
+    by_kind: dict[str, list[Resource]] = {}
+    for parent in found_live:
+        if not isinstance(parent, Resource) or not parent.record:
+            continue
+        for entry in parent.record:
+            address = f"{parent.address}.{entry.address}"
+            if address in wanted or address in live_addresses or entry.kind not in manager.kinds:
+                continue
+            by_kind.setdefault(entry.kind, []).append(
+                Resource(
+                    address,
+                    entry.kind,
+                    name_in(entry.address),
+                    {},
+                    parent=parent.address,
+                    id=entry.id,
+                    protected=entry.protect,
+                )
+            )
+    found: list[Resource | Ambiguity] = []
+    for handler, kinds in manager.handlers():
+        recorded = [resource for kind in kinds for resource in by_kind.get(kind, [])]
+        if recorded:
+            found.extend(handler.removed(reader, recorded))
+    return found
 
 
 def _by_handler(resources: Sequence[Resource], manager: FleetPlugins) -> list[tuple[ResourceHandler, list[Resource]]]:

@@ -11,7 +11,12 @@ import pluggy
 
 from lettafleet.core import hookspecs
 from lettafleet.core.engine.handlers import ResourceHandler
-from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment
+from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, string
+
+# The keys of a fleet file that are the fleet's own, not any kind's: its name, and whether removals that delete
+# data apply without `--prune` (docs/fleet-file.md, "Removing").
+FLEET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+CORE_SCHEMA: dict[str, Any] = {"fleet": string(empty=False, regex=FLEET_NAME_PATTERN), "prune": boolean()}
 
 ENTRY_POINT_GROUP = "lettafleet"
 
@@ -83,7 +88,7 @@ def _gather_kinds(manager: pluggy.PluginManager) -> dict[str, ResourceKind]:
 
 def _merged_schema(manager: pluggy.PluginManager) -> dict[str, Any]:
     fragments = [fragment for declared in manager.hook.lettafleet_schema() for fragment in declared]
-    root: dict[str, Any] = {}
+    root: dict[str, Any] = copy.deepcopy(CORE_SCHEMA)
     for fragment in sorted(fragments, key=lambda fragment: len(fragment.at)):
         target = _fields_at(root, fragment)
         for key, rule in fragment.fields.items():

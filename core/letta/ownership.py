@@ -1,18 +1,115 @@
-"""How lettafleet marks what it makes on a Letta server, so later runs tell their own resources from anyone else's."""
+"""How lettafleet marks what it makes on a Letta server, so later runs tell their own resources from anyone else's.
+
+Two marks, both in a resource's metadata (or, where Letta keeps none, where its plugin says):
+- the owner: `managed_by: lettafleet`, and `fleet: NAME` for a named fleet (a fleet file's top-level `fleet:`).
+  A fleet with no name marks only `managed_by`, as every lettafleet before fleet names did.
+- the record: on a parent resource (an agent), what the last apply made under it from the file, each entry with
+  its address relative to the parent, kind and server id. Removing a line from the file removes exactly what the
+  record says that line made; whatever else the parent has (made by hand or at runtime) is never in it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 MANAGED_BY = "lettafleet"
+FLEET_KEY = "fleet"
+RECORD_KEY = "lettafleet_applied"
+PROTECT_KEY = "protect"
 
 
 def managed_metadata(**fields: Any) -> dict[str, Any]:
-    """The metadata lettafleet puts on what it creates (agents, blocks), with any `fields` of the plugin's own."""
+    """The metadata lettafleet puts on what it creates (agents, blocks), with any `fields` of the plugin's own.
+    Handlers that know their fleet use `Owner.metadata`, which adds the fleet's name."""
     return {"managed_by": MANAGED_BY, **fields}
 
 
 def is_managed(item: Mapping[str, Any]) -> bool:
-    """Whether lettafleet made this server resource (it carries `managed_metadata`)."""
-    return (item.get("metadata") or {}).get("managed_by") == MANAGED_BY
+    """Whether lettafleet made this server resource (it carries `managed_metadata`), for any fleet."""
+    return _metadata(item).get("managed_by") == MANAGED_BY
+
+
+def fleet_of(item: Mapping[str, Any]) -> str | None:
+    """The name of the fleet that made this server resource (None: a fleet without a name, or nobody's)."""
+    name = _metadata(item).get(FLEET_KEY)
+    return name if isinstance(name, str) else None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """One fleet, as the server's marks name it: `fleet` is the fleet file's `fleet:` (None when it has none)."""
+
+    fleet: str | None = None
+
+    @property
+    def named(self) -> bool:
+        return self.fleet is not None
+
+    def metadata(self, **fields: Any) -> dict[str, Any]:
+        """The marks for something this fleet creates."""
+        return managed_metadata(**({FLEET_KEY: self.fleet} if self.fleet else {}), **fields)
+
+    def owns(self, item: Mapping[str, Any]) -> bool:
+        """Whether this fleet made `item`: lettafleet's mark with this fleet's name (or, unnamed, with none)."""
+        return is_managed(item) and fleet_of(item) == self.fleet
+
+    def describe(self) -> str:
+        return f"fleet '{self.fleet}'" if self.fleet else "the fleet without a name"
+
+
+def owner_named(item: Mapping[str, Any]) -> str:
+    """Whose `item` is, as messages say it: `fleet 'prod'`, `a fleet without a name`, or `nobody's fleet`."""
+    if not is_managed(item):
+        return "no fleet (made by hand or by another tool)"
+    name = fleet_of(item)
+    return f"fleet '{name}'" if name else "a lettafleet fleet without a name"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One entry of a parent's record: what the last apply made under it, at `address` relative to the parent
+    (`block.persona`, `conversation["Ticket #101"]`), of `kind`, with its server id where it has one."""
+
+    address: str
+    kind: str
+    id: str | None = None
+    protect: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"address": self.address, "kind": self.kind}
+        if self.id:
+            entry["id"] = self.id
+        if self.protect:
+            entry[PROTECT_KEY] = True
+        return entry
+
+
+def read_record(item: Mapping[str, Any]) -> tuple[Recorded, ...] | None:
+    """The record on a server resource, or None when it has none (made before records, or by hand). Entries that
+    are not well formed (edited by hand) are skipped: the record only ever narrows what a plan removes."""
+    entries = _metadata(item).get(RECORD_KEY)
+    if not isinstance(entries, list):
+        return None
+    found = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        address, kind, item_id = entry.get("address"), entry.get("kind"), entry.get("id")
+        if isinstance(address, str) and address and isinstance(kind, str) and kind:
+            found.append(
+                Recorded(address, kind, item_id if isinstance(item_id, str) else None, entry.get(PROTECT_KEY) is True)
+            )
+    return tuple(found)
+
+
+def with_record(metadata: Mapping[str, Any] | None, entries: Iterable[Recorded]) -> dict[str, Any]:
+    """`metadata` with its record replaced by `entries` (sorted by address), every other key kept."""
+    ordered: Sequence[Recorded] = sorted(entries, key=lambda entry: entry.address)
+    return {**(metadata or {}), RECORD_KEY: [entry.to_json() for entry in ordered]}
+
+
+def _metadata(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = item.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}

@@ -13,6 +13,8 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS,
+    PROTECT_KEY,
+    Action,
     Adoption,
     Ambiguity,
     ApplySession,
@@ -20,8 +22,10 @@ from lettafleet.core import (
     Exported,
     Fleet,
     LiveReader,
+    Owner,
     Problem,
     Read,
+    Recorded,
     Resource,
     ResourceHandler,
     ResourceKind,
@@ -30,13 +34,16 @@ from lettafleet.core import (
     attributes,
     compare,
     exported_text_source,
+    fleet_of,
     hookimpl,
     integer,
     is_managed,
-    managed_metadata,
+    owner_named,
+    read_record,
     string,
     string_list,
     text_source,
+    with_record,
 )
 
 AGENT = "agent"
@@ -95,13 +102,14 @@ def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
 
 
 def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict[str, Any]]]:
-    """Live agents grouped by name, the one meant first. Letta allows two agents of one name: the one lettafleet
-    manages is meant, then the oldest (the agent kind reports every name held by more than one)."""
+    """Live agents grouped by name, the one meant first. Letta allows two agents of one name: the one the
+    reader's fleet made is meant, then any lettafleet manages, then the oldest (the agent kind reports every name
+    held by more than one)."""
     found: dict[str, list[dict[str, Any]]] = {}
     path, params = read
     for agent in reader.list_all(path, **params):  # oldest first
         found.setdefault(agent["name"], []).append(agent)
-    return {name: meant_first(agents) for name, agents in found.items()}
+    return {name: meant_first(agents, reader.owner) for name, agents in found.items()}
 
 
 def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, Any]]:
@@ -109,10 +117,13 @@ def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, 
     return {name: agents[0] for name, agents in agents_named(reader, read).items()}
 
 
-def meant_first(agents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Agents of one name (oldest first), the one meant first: lettafleet's own, then the oldest. Plans and
-    commands that take an agent's name resolve it by this one rule."""
-    return sorted((dict(agent) for agent in agents), key=lambda agent: not is_managed(agent))
+def meant_first(agents: Sequence[Mapping[str, Any]], owner: Owner | None = None) -> list[dict[str, Any]]:
+    """Agents of one name (oldest first), the one meant first: `owner`'s, then lettafleet's own, then the oldest.
+    Plans and commands that take an agent's name resolve it by this one rule."""
+    return sorted(
+        (dict(agent) for agent in agents),
+        key=lambda agent: (not (owner and owner.owns(agent)), not is_managed(agent)),
+    )
 
 
 def described(agent: Mapping[str, Any]) -> str:
@@ -161,6 +172,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "embedding": string(empty=False, excludes="embedding_config"),
         "embedding_config": {"type": "dict", "excludes": "embedding", "schema": embedding_config},
         "tags": string_list(),
+        "protect": {"type": "boolean", "coerce": "boolean"},
     }
     return [
         SchemaFragment(
@@ -195,6 +207,8 @@ def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, 
     llm = agent["llm_config"]
     explicit_llm = any(field in llm for field in ENDPOINT_FIELDS)
     return attributes(
+        fleet=fleet.name,
+        protect=bool(agent.get("protect")),
         description=agent.get("description"),
         system=fleet.text(agent["system_prompt"]).strip(),
         tags=sorted(agent.get("tags", [])) if "tags" in agent else None,
@@ -214,6 +228,12 @@ HANDLE_CHECKS = (
 
 
 class AgentHandler(ResourceHandler):
+    """Agents keep the record of what the fleet made under them (`remember`); an agent the fleet made and no
+    longer declares is removed only with `--prune`, and only by a fleet with a name (an unnamed fleet cannot tell
+    its agents from another unnamed fleet's)."""
+
+    records_children = True
+
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
             yield Resource(
@@ -223,11 +243,13 @@ class AgentHandler(ResourceHandler):
                 attributes=_desired_attributes(fleet, agent.data),
                 source=agent.at,
                 sensitive=frozenset({"system"}) if agent.data["system_prompt"].get("sensitive") else frozenset(),
+                protected=bool(agent.data.get("protect")),
             )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-        """Every model and embedding handle must be one the server offers: checked before anything is written."""
-        problems: list[Problem] = []
+        """Every model and embedding handle must be one the server offers, and no declared agent may be one
+        another fleet made: checked before anything is written."""
+        problems: list[Problem] = _claimed_by_other_fleets(reader, desired)
         for attribute, listing, place, noun in HANDLE_CHECKS:
             using = [agent for agent in desired if attribute in agent.attributes]
             if not using:
@@ -246,21 +268,23 @@ class AgentHandler(ResourceHandler):
         return problems
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
-        return [AGENTS] if desired else []
+        return [AGENTS]  # also with nothing declared: a named fleet's agents may all have been removed
 
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         wanted = {resource.name for resource in desired}
         for name, agents in agents_named(reader).items():
-            if name not in wanted:
-                continue
-            used = agents[0]
-            yield Resource(agent_address(name), AGENT, name, _live_attributes(used), id=used["id"])
-            if len(agents) > 1:
-                yield _same_name(name, agents)
+            if name in wanted:
+                yield _live_agent(agents[0])
+                if len(agents) > 1:
+                    yield _same_name(name, agents)
+            elif reader.owner.named and reader.owner.owns(agents[0]):
+                yield _live_agent(agents[0])  # the fleet made it and declares it no more: a removal
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None:
+            return replace(compare(None, live), held="prune", detail="an agent holds its memory and messages")
         if desired is None or live is None:
             return compare(desired, live)
         # Only what the fleet declares is compared; of an explicit config, only the keys it names.
@@ -272,24 +296,32 @@ class AgentHandler(ResourceHandler):
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         after = change.after or {}
-        if change.action.value == "create":
-            body: dict[str, Any] = {"name": change.name, "metadata": managed_metadata(), **_request_fields(after)}
+        if change.action is Action.DELETE:
+            session.delete(f"/v1/agents/{change.id}")
+            return None
+        if change.action is Action.CREATE:
+            body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
             return session.create(change, "/v1/agents/", body)
         changed = {key: after.get(key) for key in change.changed_fields()}
-        answer: Mapping[str, Any] | None = session.client.patch(
-            f"/v1/agents/{change.id}", json=_request_fields(changed, context=after)
-        )
+        fields = _request_fields(changed, context=after)
+        if {"fleet", "protect"} & set(changed):
+            fields["metadata"] = _marks(change, session)
+        answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
+
+    def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
+        agent_id = session.id_of(change.address)
+        session.client.patch(f"/v1/agents/{agent_id}", json={"metadata": with_record(_marks(change, session), record)})
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         for agent in agents:
             yield from _exported_agent(agent)
 
     def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
-        """The marker lettafleet puts on the agents it creates, added to the agent's own metadata."""
+        """The marks lettafleet puts on the agents it creates, added to the agent's own metadata."""
         if is_managed(agent):
             return []
-        metadata = {**(agent.get("metadata") or {}), **managed_metadata()}
+        metadata = {**(agent.get("metadata") or {}), **reader.owner.metadata()}
         return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
 
 
@@ -310,6 +342,8 @@ def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
         yield Exported("embedding_config", live["embedding_config"], name)
     if live["tags"]:
         yield Exported("tags", live["tags"], name)
+    if live["protect"]:
+        yield Exported("protect", True, name)
 
 
 def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
@@ -325,10 +359,59 @@ def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
     )
 
 
+def _live_agent(agent: Mapping[str, Any]) -> Resource:
+    """An agent as plans compare it, with its record, its protection and its metadata (kept by every write)."""
+    name = str(agent["name"])
+    return Resource(
+        agent_address(name),
+        AGENT,
+        name,
+        _live_attributes(agent),
+        id=agent["id"],
+        protected=_protected(agent),
+        record=read_record(agent),
+        state={"metadata": dict(agent.get("metadata") or {})},
+    )
+
+
+def _protected(agent: Mapping[str, Any]) -> bool:
+    return (agent.get("metadata") or {}).get(PROTECT_KEY) is True
+
+
+def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
+    """The agent's metadata with the fleet's marks and its protection as the plan leaves them: what the server
+    had (or what this apply created it with), every other key kept."""
+    created = session.created(change.address)
+    metadata = dict((created or {}).get("metadata") or change.state.get("metadata") or {})
+    metadata.pop(PROTECT_KEY, None)
+    marks = session.owner.metadata(**({PROTECT_KEY: True} if (change.after or {}).get("protect") else {}))
+    return {**metadata, **marks}
+
+
+def _claimed_by_other_fleets(reader: LiveReader, desired: Sequence[Resource]) -> list[Problem]:
+    """Declared agents whose name only agents of another named fleet hold: taking one over would move it between
+    fleets. An agent made by hand, or by a fleet without a name, may be taken over (the plan shows its new marks)."""
+    problems = []
+    for resource in desired:
+        agents = agents_named(reader).get(resource.name) or []
+        if agents and all(fleet_of(agent) not in (None, reader.owner.fleet) for agent in agents):
+            problems.append(
+                Problem(
+                    (*resource.source, "name"),
+                    f"agent '{resource.name}' on {reader.client.base_url} belongs to {owner_named(agents[0])}, "
+                    f"not to {reader.owner.describe()}",
+                    "give this agent another name, or remove it from that fleet's file first",
+                )
+            )
+    return problems
+
+
 def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
     llm = agent.get("llm_config") or {}
     embedding = agent.get("embedding_config") or {}
     return {
+        "fleet": fleet_of(agent),
+        "protect": _protected(agent),
         "description": agent.get("description"),
         "system": (agent.get("system") or "").strip(),
         "tags": sorted(agent.get("tags") or []),

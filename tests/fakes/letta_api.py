@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from lettafleet.core.letta.ownership import RECORD_KEY
+
 BASE_URL = "http://letta.test"
 LLM_HANDLES = ("letta/letta-free", "openai/gpt-4o-mini")
 EMBEDDING_HANDLES = ("letta/letta-free", "openai/text-embedding-3-small")
@@ -131,6 +133,16 @@ class FakeLetta:
 
     def writes_to(self, method: str, path_start: str = "/v1/") -> list[Write]:
         return [write for write in self.writes if write.method == method and write.path.startswith(path_start)]
+
+    @property
+    def record_writes(self) -> list[Write]:
+        """The writes that only bring an agent's record of what the fleet made under it up to date."""
+        return [write for write in self.writes if _is_record_write(write)]
+
+    @property
+    def resource_writes(self) -> list[Write]:
+        """Every write but the record writes: what a test of one kind's changes looks at."""
+        return [write for write in self.writes if not _is_record_write(write)]
 
     def agent_named(self, name: str) -> dict[str, Any]:
         [agent] = [agent for agent in self.agents.values() if agent["name"] == name]
@@ -385,3 +397,13 @@ def _embedding_config(handle: str) -> dict[str, Any]:
         "embedding_dim": 1536,
         "embedding_chunk_size": 300,
     }
+
+
+def _is_record_write(write: Write) -> bool:
+    body = write.body if isinstance(write.body, dict) else {}
+    return (
+        write.method == "PATCH"
+        and write.path.startswith("/v1/agents/")
+        and set(body) == {"metadata"}
+        and RECORD_KEY in (body["metadata"] or {})
+    )

@@ -47,7 +47,7 @@ def test_a_new_agent_is_created_in_one_request_marked_as_lettafleets(fleet, lett
     report = fleet.apply(plan)
 
     assert report.ok
-    [create] = letta.writes
+    [create] = letta.resource_writes
     assert (create.method, create.path) == ("POST", "/v1/agents/")
     assert create.body == {
         "name": "support",
@@ -67,7 +67,7 @@ def test_an_agent_as_the_fleet_declares_it_plans_no_change_and_apply_sends_nothi
 
     assert fleet.actions(plan) == {"agent.support": "no-op"}
     assert not plan.needs_attention
-    assert fleet.apply(plan).results == () and letta.writes == []
+    assert fleet.apply(plan).results == () and letta.resource_writes == []
 
 
 def test_a_changed_description_and_model_are_the_only_fields_patched(fleet, letta):
@@ -83,7 +83,7 @@ def test_a_changed_description_and_model_are_the_only_fields_patched(fleet, lett
     assert change.changed_fields() == ["description", "model"]
     assert (change.before["model"], change.after["model"]) == ("letta/letta-free", "openai/gpt-4o-mini")
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert (patch.method, patch.path) == ("PATCH", f"/v1/agents/{agent['id']}")
     assert patch.body == {"description": "Helps everyone", "model": "openai/gpt-4o-mini"}
 
@@ -96,13 +96,15 @@ def test_a_context_window_is_sent_as_the_agents_context_window_limit(fleet, lett
 
     assert plan.by_address()["agent.support"].changed_fields() == ["context_window"]
     fleet.apply(plan)
-    assert [(w.path, w.body) for w in letta.writes] == [(f"/v1/agents/{agent['id']}", {"context_window_limit": 8000})]
+    assert [(w.path, w.body) for w in letta.resource_writes] == [
+        (f"/v1/agents/{agent['id']}", {"context_window_limit": 8000})
+    ]
 
 
 def test_an_explicit_llm_config_is_sent_whole_with_its_context_window(fleet, letta):
     fleet.apply(fleet.plan(EXPLICIT_LLM))
 
-    [create] = letta.writes
+    [create] = letta.resource_writes
     assert "model" not in create.body and "embedding" not in create.body
     assert create.body["llm_config"] == {
         "model": "gpt-4o-mini",
@@ -134,7 +136,7 @@ def test_of_an_explicit_config_only_the_keys_the_fleet_names_are_compared(fleet,
     assert change.changed_fields() == ["llm_config"]
     assert change.before["llm_config"]["temperature"] == 0.9 and change.after["llm_config"]["temperature"] == 0.2
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert patch.body == {
         "llm_config": {
             "model": "gpt-4o-mini",
@@ -151,7 +153,7 @@ def test_an_explicit_llm_config_without_an_endpoint_type_is_sent_as_openai(fleet
 
     fleet.apply(fleet.plan(text))
 
-    [create] = letta.writes
+    [create] = letta.resource_writes
     assert create.body["llm_config"]["model_endpoint_type"] == "openai"
 
 
@@ -168,7 +170,7 @@ def test_a_handle_the_server_does_not_offer_stops_the_plan_before_any_write(flee
     assert f"fleet.yaml:{line}:" in error
     assert f"{noun} is not offered by http://letta.test" in error
     assert "use one of: letta/letta-free, " in error
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_two_agents_of_one_name_are_reported_and_lettafleets_own_is_used(fleet, letta):

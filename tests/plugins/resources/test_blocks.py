@@ -47,7 +47,7 @@ def test_a_new_agent_gets_its_blocks_by_id_in_its_create_request(fleet, letta):
     report = fleet.apply(plan)
 
     assert report.ok
-    shared, facts, notes, agent = letta.writes
+    shared, facts, notes, agent = letta.resource_writes
     assert (shared.path, shared.body) == (
         "/v1/blocks/",
         {"label": "policies", "value": "Be kind.", "metadata": {**MARKER, "shared": True}},
@@ -81,7 +81,7 @@ def test_an_agent_owned_block_the_agent_rewrote_is_left_as_the_agent_wrote_it(fl
     notes = plan.by_address()["agent.support.block.notes"]
     assert notes.action.value == "no-op" and notes.before == notes.after == {}
     fleet.apply(plan)
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_a_block_the_fleet_owns_is_written_back_to_the_fleets_value(fleet, letta):
@@ -93,7 +93,7 @@ def test_a_block_the_fleet_owns_is_written_back_to_the_fleets_value(fleet, letta
     assert change.action.value == "update" and change.changed_fields() == ["value"]
     assert (change.before["value"], change.after["value"]) == ("edited on the server", "fleet truth")
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert (patch.method, patch.path, patch.body) == ("PATCH", f"/v1/blocks/{facts['id']}", {"value": "fleet truth"})
 
 
@@ -105,7 +105,7 @@ def test_a_block_added_to_an_existing_agent_is_made_then_attached(fleet, letta):
 
     assert plan.by_address()["agent.support.block.persona"].action.value == "create"
     fleet.apply(plan)
-    create, attach = letta.writes
+    create, attach = letta.resource_writes
     assert create.body == {"label": "persona", "value": "Calm", "metadata": {**MARKER, "agent": "support"}}
     persona = letta.blocks[next(iter(b for b in letta.blocks if letta.blocks[b]["label"] == "persona"))]
     assert (attach.method, attach.path) == (
@@ -123,7 +123,7 @@ def test_an_existing_shared_block_is_attached_to_an_existing_agent_by_id(fleet, 
     assert fleet.actions(plan)["agent.support.shared_block.policies"] == "create"
     assert fleet.actions(plan)["shared_block.policies"] == "no-op"
     fleet.apply(plan)
-    [attach] = letta.writes
+    [attach] = letta.resource_writes
     assert attach.path == f"/v1/agents/{agent['id']}/core-memory/blocks/attach/{policies['id']}"
 
 
@@ -137,7 +137,7 @@ def test_a_block_an_interrupted_apply_left_unattached_is_attached_not_made_again
     assert change.action.value == "update" and change.changed_fields() == ["attached"]
     assert (change.before["attached"], change.after["attached"]) == (False, True)
     fleet.apply(plan)
-    [attach] = letta.writes
+    [attach] = letta.resource_writes
     assert attach.path == f"/v1/agents/{agent['id']}/core-memory/blocks/attach/{notes['id']}"
 
 
@@ -165,7 +165,7 @@ def test_blocks_left_by_an_agent_whose_creation_failed_ride_along_when_it_is_cre
     }
     report = fleet.apply(plan)
     assert report.ok
-    sync, create = letta.writes  # the fleet's value first, then the agent with both blocks
+    sync, create = letta.resource_writes  # the fleet's value first, then the agent with both blocks
     assert (sync.path, sync.body) == (f"/v1/blocks/{facts['id']}", {"value": "fleet truth"})
     assert create.body["block_ids"] == [facts["id"], notes["id"]]
 

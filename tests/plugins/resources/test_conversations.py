@@ -44,7 +44,7 @@ def test_missing_conversations_are_created_for_their_agent_with_their_isolated_c
     }
     report = fleet.apply(plan)
     assert report.ok
-    sent = {w.body["summary"]: (w.method, w.path, w.params, w.body) for w in letta.writes}
+    sent = {w.body["summary"]: (w.method, w.path, w.params, w.body) for w in letta.resource_writes}
     assert sent == {
         "Ticket 1": ("POST", "/v1/conversations/", {"agent_id": agent["id"]}, {"summary": "Ticket 1"}),
         "Ticket 2": (
@@ -54,7 +54,7 @@ def test_missing_conversations_are_created_for_their_agent_with_their_isolated_c
             {"summary": "Ticket 2", "isolated_block_labels": ["customer"]},
         ),
     }
-    assert len(letta.writes) == 2
+    assert len(letta.resource_writes) == 2
     [ticket_2] = [c for c in letta.conversations_of(agent) if c["summary"] == "Ticket 2"]
     assert len(ticket_2["isolated_block_ids"]) == 1
 
@@ -133,7 +133,7 @@ def test_a_conversation_without_its_isolated_copy_and_no_messages_is_replaced(fl
     )
     report = fleet.apply(plan)
     assert report.ok
-    delete, create = letta.writes
+    delete, create = letta.resource_writes
     assert (delete.method, delete.path) == ("DELETE", f"/v1/conversations/{old['id']}")
     assert create.body == {"summary": "Ticket 2", "isolated_block_labels": ["customer"]}
     assert not fleet.plan(FLEET).needs_attention
@@ -152,7 +152,7 @@ def test_a_conversation_someone_talked_in_since_the_plan_is_not_replaced(fleet, 
         "failed",
         f"{TICKET_2}: conversation {old['id']} has messages now, so it was not replaced; plan again",
     )
-    assert letta.writes == [] and old["id"] in letta.conversations
+    assert letta.resource_writes == [] and old["id"] in letta.conversations
 
 
 def test_a_conversation_with_messages_is_kept_and_its_missing_copy_reported_as_drift(fleet, letta):
@@ -169,7 +169,7 @@ def test_a_conversation_with_messages_is_kept_and_its_missing_copy_reported_as_d
     assert f"lettafleet delete conversation {old['id']} --force" in copy.drift
     assert plan.has_drift
     fleet.apply(plan)
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_a_summary_declared_twice_for_one_agent_is_refused(fleet):

@@ -67,7 +67,7 @@ def test_a_copy_the_fleet_does_not_declare_is_reported_as_drift_and_left_alone(f
     )
     assert plan.by_address()[f"{TICKET}.isolated_block.customer"].drift is None
     fleet.apply(plan)
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_a_replaced_conversation_loses_its_undeclared_copies_with_it(fleet, letta):
@@ -83,7 +83,7 @@ def test_a_replaced_conversation_loses_its_undeclared_copies_with_it(fleet, lett
     report = fleet.apply(plan)
     assert report.ok
     # Letta deletes the copy with its conversation: no request of its own.
-    assert [(w.method, w.path) for w in letta.writes] == [
+    assert [(w.method, w.path) for w in letta.resource_writes] == [
         ("DELETE", f"/v1/conversations/{old['id']}"),
         ("POST", "/v1/conversations/"),
     ]

@@ -122,7 +122,7 @@ def test_an_agents_whole_set_is_written_with_the_secrets_the_fleet_does_not_name
     shown = json.dumps(plan.to_json())
     assert not [value for value in ("sk-old", "sk-orders-2", "Acme Support", '"o"') if value in shown]
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert (patch.method, patch.path) == ("PATCH", f"/v1/agents/{support['id']}")
     assert patch.body == {"secrets": {"COMPANY": "Acme Support", "ORDERS_API_KEY": "sk-orders-2", "OTHER": "o"}}
 
@@ -137,7 +137,7 @@ def test_an_unset_variable_stops_the_plan_and_says_how_to_keep_the_servers_value
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert ":3:3: secret ORDERS_API_KEY: environment variable FLEET_ORDERS_KEY is not set" in error
     assert "add `preserve_existing: true` to keep the server's value" in error
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_preserve_existing_keeps_the_servers_value_of_an_unset_variable(fleet, letta, monkeypatch):
@@ -150,7 +150,7 @@ def test_preserve_existing_keeps_the_servers_value_of_an_unset_variable(fleet, l
 
     assert plan.by_address()["agent.quiet.secrets"].action.value == "no-op"
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert patch.path == f"/v1/agents/{support['id']}"
     assert patch.body == {"secrets": {"COMPANY": "Acme Support", "ORDERS_API_KEY": "kept-2"}}
 

@@ -196,7 +196,7 @@ def test_a_tool_defined_from_source_is_made_then_given_to_the_new_agent_by_id(fl
     report = fleet.apply(fleet.plan(text, files={"tools/lookup.py": tool_source("lookup")}))
 
     assert report.ok
-    made, agent = letta.writes
+    made, agent = letta.resource_writes
     assert (made.path, made.body) == (
         "/v1/tools/",
         {"source_code": tool_source("lookup"), "tags": ["managed_by:lettafleet"]},
@@ -218,7 +218,7 @@ def test_a_changed_source_is_patched_into_the_tool_the_server_has(fleet, letta):
         "tool.lookup": "update",
     }
     fleet.apply(plan)
-    [patch] = letta.writes
+    [patch] = letta.resource_writes
     assert (patch.method, patch.path, patch.body) == (
         "PATCH",
         f"/v1/tools/{tool['id']}",
@@ -238,7 +238,7 @@ def test_a_server_tool_is_attached_to_an_existing_agent_and_others_stay_attached
         "tool.web_search": "no-op",
     }
     fleet.apply(plan)
-    [attach] = letta.writes
+    [attach] = letta.resource_writes
     assert (attach.method, attach.path) == ("PATCH", f"/v1/agents/{agent['id']}/tools/attach/{web_search['id']}")
     # The base tools Letta gave the agent are not listed, and not detached.
     assert not fleet.plan(tools_fleet("- web_search")).needs_attention
@@ -268,7 +268,7 @@ def test_a_named_tool_the_server_lacks_stops_the_plan(fleet, letta, name, hint):
 
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert f":6:9: tool '{name}' is not on http://letta.test ({hint})" in error
-    assert letta.writes == []
+    assert letta.resource_writes == []
 
 
 def test_a_tool_file_without_a_function_is_refused(write_fleet, manager):
