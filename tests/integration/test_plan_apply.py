@@ -65,7 +65,15 @@ def test_apply_creates_exactly_the_declared_fleet_and_a_second_run_changes_nothi
     blocks = {block["label"]: block for block in agent["blocks"]}
     assert set(blocks) == {"faq", "customer_context"}
     assert all(b["metadata"] == {"managed_by": "lettafleet", "agent": names["agent"]} for b in blocks.values())
-    assert agent["metadata"] == {"managed_by": "lettafleet"}
+    conversations = {c["summary"]: c for c in client.list_all("/v1/conversations/", agent_id=agent["id"])}
+    # The agent's record of what the apply made under it: every declared child, conversations by id.
+    assert agent["metadata"]["managed_by"] == "lettafleet" and "fleet" not in agent["metadata"]
+    assert {(entry["address"], entry.get("id")) for entry in agent["metadata"]["lettafleet_applied"]} == {
+        ("block.faq", blocks["faq"]["id"]),
+        ("block.customer_context", blocks["customer_context"]["id"]),
+        ('conversation["Ticket #101"]', conversations["Ticket #101"]["id"]),
+        ('conversation["Ticket #102"]', conversations["Ticket #102"]["id"]),
+    }
     assert blocks["faq"]["value"] == (EXAMPLES / "knowledge" / "faq.md").read_text()
     assert blocks["faq"]["limit"] == 5000 and blocks["customer_context"]["limit"] == 2000
     assert agent["system"].startswith("You are a customer support agent.")
