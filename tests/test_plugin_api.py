@@ -90,7 +90,9 @@ class Server:
         mock.get(f"{BASE}/v1/agents/").mock(side_effect=lambda request: self.page(request, self.agents))
         mock.post(f"{BASE}/v1/agents/").mock(side_effect=self.create_agent)
         mock.get(url__regex=rf"{BASE}/v1/agents/[^/]+/notes").mock(side_effect=self.list_notes)
+        mock.patch(url__regex=rf"{BASE}/v1/agents/[^/]+$").mock(side_effect=self.update_agent)
         self.note_updates = mock.patch(url__regex=rf"{BASE}/v1/agents/[^/]+/notes/[^/]+").respond(json={})
+        mock.delete(url__regex=rf"{BASE}/v1/agents/[^/]+/notes/[^/]+").mock(side_effect=self.delete_note)
 
     @staticmethod
     def page(request: httpx.Request, items: list[dict]) -> httpx.Response:
@@ -106,6 +108,16 @@ class Server:
 
     def list_notes(self, request: httpx.Request) -> httpx.Response:
         return self.page(request, self.notes[request.url.path.split("/")[3]])
+
+    def update_agent(self, request: httpx.Request) -> httpx.Response:
+        [agent] = [agent for agent in self.agents if agent["id"] == request.url.path.split("/")[3]]
+        agent.update(json.loads(request.content))
+        return httpx.Response(200, json=agent)
+
+    def delete_note(self, request: httpx.Request) -> httpx.Response:
+        _, _, _, agent_id, _, note_id = request.url.path.split("/")
+        self.notes[agent_id] = [note for note in self.notes[agent_id] if note["id"] != note_id]
+        return httpx.Response(200, json={})
 
 
 def test_a_third_party_kind_nested_under_agents_plans_applies_and_converges(write_fleet, notes_plugin):
@@ -130,6 +142,17 @@ def test_a_third_party_kind_nested_under_agents_plans_applies_and_converges(writ
         }
         assert apply_plan(again, client, manager).ok
         assert json.loads(server.note_updates.calls.last.request.content) == {"text": "8 to 4"}
+
+        # A note pinned by hand is not the fleet's; one taken out of the file is, and is deleted.
+        server.notes["agent-1"].append({"id": "note-9", "name": "by-hand", "text": "mine"})
+        fleet = load_fleet(write_fleet(FLEET.replace('      - {name: hours, text: "9 to 5"}', "      []")), manager)
+        removal = plan_fleet(fleet, client, manager)
+        assert {c.address: c.action.value for c in removal.changes if c.changes_something} == {
+            "agent.support.note.hours": "delete"
+        }
+        assert apply_plan(removal, client, manager).ok
+        assert server.notes["agent-1"] == [{"id": "note-9", "name": "by-hand", "text": "mine"}]
+        assert not plan_fleet(fleet, client, manager).has_changes
 
 
 HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("lettafleet_")]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
-from lettafleet.core import ApplyError, ResourceHandler, ResourceKind, hookimpl
+from lettafleet.core import ApplyError, Recorded, ResourceHandler, ResourceKind, hookimpl
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
@@ -238,3 +239,38 @@ def test_a_change_the_server_answered_with_no_body_is_applied(client):
     [result] = apply_plan(Plan.build("f", "s", [change]), client, manager).results
 
     assert (result.status, result.message) == ("applied", "")
+
+
+class Shelf(Recorder):
+    """Keeps records of what is made under it (`thing` children), as the agent handler does in metadata."""
+
+    records_children = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.records: dict[str, list] = {}
+
+    def remember(self, change, record, session):
+        self.records[change.address] = [(entry.address, entry.id) for entry in record]
+
+
+def test_a_parent_records_the_children_that_were_made_and_not_those_that_failed(client):
+    shelf = Shelf(failing={"s.thing.b"})
+    changes = [thing("s"), thing("s.thing.a", parent="s"), thing("s.thing.b", parent="s")]
+    report = run(changes, shelf, client)
+    assert [r.address for r in report.failed] == ["s.thing.b"]
+    assert shelf.records == {"s": [("thing.a", "id-s.thing.a")]}
+
+
+def test_removals_run_children_first_and_a_held_one_is_not_applied_yet_stays_recorded(client):
+    shelf = Shelf()
+    recorded = (Recorded("thing.a", "thing", "id-a"), Recorded("thing.b", "thing", "id-b"))
+    parent = Change("s", "thing", "s", Action.NO_OP, {"n": 1}, {"n": 1}, id="id-s", record=recorded)
+    removed = Change("s.thing.a", "thing", "a", Action.DELETE, {"n": 1}, None, parent="s", id="id-a")
+    kept = replace(removed, address="s.thing.b", name="b", id="id-b", held="prune")
+    gone = Change("t", "thing", "t", Action.DELETE, {"n": 1}, None, id="id-t")
+    inside = Change("t.thing.c", "thing", "c", Action.DELETE, {"n": 1}, None, parent="t", id="id-c")
+    report = run([parent, removed, kept, gone, inside], shelf, client)
+    assert report.ok and {r.address for r in report.results} == {"s.thing.a", "t", "t.thing.c"}
+    assert shelf.order.index("t.thing.c") < shelf.order.index("t")
+    assert shelf.records == {"s": [("thing.b", "id-b")]}  # the removed child left the record, the held one stayed
