@@ -108,3 +108,30 @@ def test_a_fleet_without_a_name_never_plans_an_agents_removal(
     assert result.exit_code == 0, result.output
     assert "No changes" in result.output and left not in result.output
     assert len(ids_named(client, left)) == 1
+
+
+def test_two_named_fleets_on_one_server_never_touch_each_others_agents(
+    letta_server: str, client: LettaClient, suffix: str, tmp_path: Path
+) -> None:
+    a_file, b_file = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a_agent, b_agent, b_gone = f"a-agent-{suffix}", f"b-agent-{suffix}", f"b-gone-{suffix}"
+    a_file.write_text(fleet_text([a_agent], fleet=f"a-{suffix}"))
+    b_file.write_text(fleet_text([b_agent, b_gone], fleet=f"b-{suffix}"))
+    assert cli(letta_server, "apply", "-f", str(a_file)).exit_code == 0
+    assert cli(letta_server, "apply", "-f", str(b_file)).exit_code == 0
+    [a_id] = ids_named(client, a_agent)
+
+    b_file.write_text(fleet_text([b_agent], fleet=f"b-{suffix}"))
+    pruned = cli(letta_server, "apply", "-f", str(b_file), "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert ids_named(client, b_gone) == [] and ids_named(client, a_agent) == [a_id]
+    assert a_agent not in pruned.output
+
+    b_file.write_text(fleet_text([b_agent, a_agent], fleet=f"b-{suffix}"))
+    claimed = cli(letta_server, "plan", "-f", str(b_file))
+    assert claimed.exit_code == 1
+    assert "b.yaml:7:" in claimed.output + claimed.stderr
+    assert f"agent '{a_agent}' on {letta_server} belongs to fleet 'a-{suffix}', not to fleet 'b-{suffix}'" in (
+        claimed.output + claimed.stderr
+    )
+    assert ids_named(client, a_agent) == [a_id]
