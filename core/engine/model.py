@@ -19,7 +19,7 @@ from typing import Any
 from lettafleet.core.engine.diagnostics import Path
 from lettafleet.core.letta.ownership import Recorded
 
-PLAN_FORMAT_VERSION = "1.1"
+PLAN_FORMAT_VERSION = "1.2"
 SENSITIVE = "(sensitive)"
 
 

@@ -8,9 +8,9 @@ import re
 from collections.abc import Mapping
 
 from lettafleet.core.engine.kinds import ResourceKind
-from lettafleet.core.engine.model import Action, Plan
+from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.letta.masking import public_url
-from lettafleet.core.render.text import closing_line, plan_rows
+from lettafleet.core.render.text import closing_line, held_label, plan_rows
 
 COMMENT_LIMIT = 65_536
 # Below the limit, so a comment can later gain the apply result without being cut again.
@@ -46,7 +46,7 @@ def render_plan_markdown(
     """
     head = [marker] if marker else []
     head += [f"### lettafleet plan for {inline_code(plan.fleet)}", "", f"**{summary_line(plan, kinds)}**", ""]
-    head += _callouts(plan)
+    head += _callouts(plan, kinds)
     footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {inline_code(public_url(plan.server))}</sub>"]
     groups = _diff_groups(plan, kinds)
 
@@ -102,13 +102,26 @@ def _inert_comment_delimiters(text: str) -> str:
     return _COMMENT_DELIMITERS.sub(lambda found: f"{found[0][0]}\u200b{found[0][1:]}", text)
 
 
-def _callouts(plan: Plan) -> list[str]:
-    """Deletions, replacements, drift and ambiguities, above the fold: what a reviewer must not miss."""
+def _callouts(plan: Plan, kinds: Mapping[str, ResourceKind]) -> list[str]:
+    """Deletions, held removals, replacements, drift and ambiguities, above the fold: what a reviewer must not
+    miss."""
     lines: list[str] = []
-    deletions = [change for change in plan.changes if change.action is Action.DELETE]
+    deletions = [change for change in plan.changes if change.action is Action.DELETE and not change.held]
     if deletions:
-        lines += ["> [!CAUTION]", f"> **{_count(len(deletions), 'resource')} will be deleted:**"]
+        counted = f"{_count(len(deletions), 'resource')} ({_by_kind(deletions, kinds)})"
+        lines += ["> [!CAUTION]", f"> **{counted} will be deleted:**"]
         lines += _listed([inline_code(change.address) for change in deletions])
+        lines.append("")
+    held = [change for change in plan.changes if change.held]
+    if held:
+        counted = f"{_count(len(held), 'removal')} ({_by_kind(held, kinds)})"
+        lines += ["> [!IMPORTANT]", f"> **{counted} planned and held back; apply does not make them:**"]
+        lines += _listed(
+            [
+                f"{inline_code(change.address)} ({held_label(change)}): {escape_markdown(change.drift or '')}"
+                for change in held
+            ]
+        )
         lines.append("")
     replaced = [change for change in plan.changes if change.action is Action.REPLACE]
     if replaced:
@@ -117,7 +130,7 @@ def _callouts(plan: Plan) -> list[str]:
             [f"{inline_code(change.address)}: {escape_markdown(change.detail)}".rstrip(": ") for change in replaced]
         )
         lines.append("")
-    drifted = [change for change in plan.changes if change.drift]
+    drifted = [change for change in plan.changes if change.drift and not change.held]
     if drifted:
         noun = "difference" if len(drifted) == 1 else "differences"
         lines += [
@@ -143,6 +156,17 @@ def _callouts(plan: Plan) -> list[str]:
         )
         lines.append("")
     return lines
+
+
+def _by_kind(changes: list[Change], kinds: Mapping[str, ResourceKind]) -> str:
+    """`2 agents, 1 block`: how many of each kind, in the order of the changes."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        counts[change.kind] = counts.get(change.kind, 0) + 1
+    return ", ".join(
+        f"{count} {kinds[kind].singular if count == 1 else kinds[kind].plural}" if kind in kinds else f"{count} {kind}"
+        for kind, count in counts.items()
+    )
 
 
 def _listed(items: list[str]) -> list[str]:

@@ -25,6 +25,8 @@ PLANNED = {
     Action.REPLACE: "to replace",
 }
 DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted", Action.REPLACE: "replaced"}
+# Why a planned removal is held back (`Change.held`), as the plan's line for it says.
+HELD = {"prune": "held: needs --prune", "protect": "held: protected"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = 
         subtree = _subtree(plan, root)
         if not verbose and not any(c.changes_something or c.drift for c in subtree):
             continue
-        rows = [_root_row(root, subtree, plan, kinds), *_details(root, depth=1)]
+        rows = [_root_row(root, subtree, plan, kinds), *_removal_reason(root), *_details(root, depth=1)]
         for change in subtree[1:]:
             if change.changes_something or change.drift:
                 rows.append(Row(_symbol(change), 1, _describe(change, root, kinds)))
@@ -58,6 +60,20 @@ def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool 
     lines = [_laid_out(row) for rows in plan_rows(plan, kinds, verbose=verbose) for row in rows]
     lines += [_laid_out(row) for row in ambiguity_rows(plan)]
     return "\n".join([*lines, "", closing_line(plan, kinds)]).lstrip("\n")
+
+
+def held_label(change: Change) -> str:
+    """`held: needs --prune` or `held: protected`: why a planned removal is not applied."""
+    return HELD.get(change.held or "", f"held: {change.held}")
+
+
+def _removal_reason(root: Change) -> list[Row]:
+    """Under a top-level removal, why it is held and what to do, or what it is (a child's line says it after its
+    name)."""
+    if not root.removes:
+        return []
+    reason = root.drift if root.held else root.detail
+    return [Row(None, 1, reason)] if reason else []
 
 
 def ambiguity_rows(plan: Plan) -> list[Row]:
@@ -80,9 +96,16 @@ def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
     if not plan.needs_attention:
         return "No changes. The server matches the fleet" + "".join(f"; 0 new {kind.plural}" for kind in counted) + "."
     text = "Plan: " + _tally(plan.changes, kinds, counted, PLANNED) + "."
-    drift = sum(1 for change in plan.changes if change.drift)
+    drift = sum(1 for change in plan.changes if change.drift and not change.held)
     if drift:
         text += f"\nDrift: {drift} difference(s) apply cannot fix in place (marked [!] above)."
+    held = [change for change in plan.changes if change.held]
+    if held:
+        pruned = sum(1 for change in held if change.held == "prune")
+        text += (
+            f"\nHeld: {len(held)} removal(s) planned and not applied (marked held above): "
+            f"{pruned} need --prune (or `prune: true`), {len(held) - pruned} are protected."
+        )
     if plan.ambiguities:
         text += (
             f"\nAmbiguous: {len(plan.ambiguities)} resource(s) match more than one on the server (marked "
@@ -109,10 +132,11 @@ def _tally(
     counted: list[ResourceKind],
     words: Mapping[Action, str],
 ) -> str:
-    """Changes by action (`4 to create, 1 to update, 0 to delete`, and `1 to replace` when any is), then the new
-    (and replaced) ones of each counted kind (conversations), which people track apart from configuration and so
-    are left out of the action counts."""
-    changes = list(changes)
+    """Changes by action (`4 to create, 1 to update, 0 to delete`, `1 to replace` when any is, and `2 held` when
+    removals are held back), then the new (and replaced, deleted) ones of each counted kind (conversations), which
+    people track apart from configuration and so are left out of the action counts."""
+    everything = list(changes)
+    changes = [change for change in everything if not change.held]
     totals = {action: 0 for action in (Action.CREATE, Action.UPDATE, Action.DELETE, Action.REPLACE)}
     for change in changes:
         if change.action in totals and not (change.kind in kinds and kinds[change.kind].counted):
@@ -120,11 +144,14 @@ def _tally(
     text = ", ".join(
         f"{count} {words[action]}" for action, count in totals.items() if count or action is not Action.REPLACE
     )
+    held = len(everything) - len(changes)
+    text += f", {held} held" if held else ""
     for kind in counted:
         new = sum(1 for change in changes if change.kind == kind.name and change.action is Action.CREATE)
         text += f"; {new} new {kind.singular if new == 1 else kind.plural}"
-        replaced = sum(1 for change in changes if change.kind == kind.name and change.action is Action.REPLACE)
-        text += f", {replaced} {words[Action.REPLACE]}" if replaced else ""
+        for action in (Action.REPLACE, Action.DELETE):
+            count = sum(1 for change in changes if change.kind == kind.name and change.action is action)
+            text += f", {count} {words[action]}" if count else ""
     return text
 
 
@@ -181,6 +208,8 @@ def _root_row(root: Change, subtree: list[Change], plan: Plan, kinds: Mapping[st
     drifted = action is Action.NO_OP and any(c.drift for c in subtree)
     symbol = "!" if drifted else SYMBOLS[action]
     label = "DRIFT" if drifted else "no changes" if action is Action.NO_OP else action.value.upper()
+    if root.held:
+        label += f", {held_label(root)}"
     line = f"{_title(root, kinds)} ({label})"
     counts = []
     for kind in (k for k in kinds.values() if k.counted):
@@ -203,6 +232,8 @@ def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -
     text = _title(change, kinds)
     if change.parent and change.parent != root.address:
         text += f" of {change.parent.removeprefix(root.address + '.')}"
+    if change.held:
+        text += f" ({held_label(change)})"
     if change.drift:
         return f"{text}: {change.drift}"
     if change.action is Action.REPLACE and change.detail:
@@ -211,7 +242,7 @@ def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -
 
 
 def _symbol(change: Change) -> str:
-    return "!" if change.drift else SYMBOLS[change.action]
+    return "!" if change.drift and not change.held else SYMBOLS[change.action]
 
 
 def _details(change: Change, depth: int) -> list[Row]:

@@ -15,21 +15,26 @@ import rich_click as click
 from lettafleet.core import (
     Adoption,
     ExportError,
+    FleetPlugins,
+    LettaClient,
     LiveReader,
+    Owner,
     PluginCommand,
     adoptions,
     appended_export,
+    apply_plan,
     export_fleet,
     get_plugin_manager,
     hookimpl,
     load_fleet,
     make_client,
     mark_adopted,
+    plan_fleet,
     reports_errors,
     server_options,
 )
 from lettafleet.plugins.commands.export import chosen_agents, nothing_matched, wanted_tags
-from lettafleet.plugins.resources.agents import agents_named, declared_agents
+from lettafleet.plugins.resources.agents import agent_address, agents_named, declared_agents
 
 
 @click.command(name="import")
@@ -67,9 +72,10 @@ def adopt(
     if not names and not wanted:
         raise ExportError("name the agents to import (globs allowed), or give --tags")
     manager = get_plugin_manager()
-    declared = {agent.name for agent in declared_agents(load_fleet(fleet_file, manager))}
+    fleet = load_fleet(fleet_file, manager)
+    declared = {agent.name for agent in declared_agents(fleet)}
     with make_client(base_url) as client:
-        reader = LiveReader(client)
+        reader = LiveReader(client, owner=Owner(fleet.name))  # the marks carry the fleet's name, as apply's do
         try:
             live = agents_named(reader)
             chosen = chosen_agents(live, names, wanted)
@@ -85,7 +91,8 @@ def adopt(
         if dry_run:
             return
         mark_adopted(client, steps)
-    written = pending.write()
+        written = pending.write()
+        _record(fleet_file, manager, client, [str(agent["name"]) for agent in chosen])
     agents = f"{len(chosen)} agent{'s' if len(chosen) != 1 else ''}"
     click.echo(f"Imported {agents} into {fleet_file} ({len(written)} files written).")
 
@@ -115,6 +122,18 @@ def _refuse_unclear(
                 f"{len(live[name])} agents are named '{name}' ({ids}): nothing was changed. Delete or rename the "
                 "ones that should not be there, then import again."
             )
+
+
+def _record(fleet_file: Path, manager: FleetPlugins, client: LettaClient, names: Sequence[str]) -> None:
+    """Give each adopted agent the record apply keeps of what the file made under it, so that removing one of its
+    lines later removes what it declared. The plan of the adopted agents changes nothing, so applying it writes
+    only the records; should it change something (the server moved meanwhile), the next apply records them."""
+    adopted = plan_fleet(load_fleet(fleet_file, manager), client, manager).targeted([agent_address(n) for n in names])
+    if adopted.has_changes:
+        click.echo("  note: the plan of these agents is not empty; `lettafleet apply` records what they hold")
+        return
+    for failed in apply_plan(adopted, client, manager).failed:
+        click.echo(f"  note: {failed.address}: {failed.message}; `lettafleet apply` records it")
 
 
 def _show(steps: Sequence[Adoption], names: Sequence[str], fleet_file: Path, dry_run: bool) -> None:

@@ -47,6 +47,8 @@ from lettafleet.core import (
 )
 
 AGENT = "agent"
+SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
+COPY_MARK = "~"  # `agent.support~agent-1234`: the address of a copy of agent support the plan deletes
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 # llm_config keys beyond the handle and context window; given any of them, the whole config goes to the server.
 ENDPOINT_FIELDS = (
@@ -103,13 +105,14 @@ def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
 
 def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict[str, Any]]]:
     """Live agents grouped by name, the one meant first. Letta allows two agents of one name: the one the
-    reader's fleet made is meant, then any lettafleet manages, then the oldest (the agent kind reports every name
-    held by more than one)."""
+    reader's fleet made is meant (of several it made, the one used most: see `used_most_first`), then any
+    lettafleet manages, then the oldest (the agent kind reports every name held by more than one, and proposes
+    deleting the fleet's other copies)."""
     found: dict[str, list[dict[str, Any]]] = {}
     path, params = read
     for agent in reader.list_all(path, **params):  # oldest first
         found.setdefault(agent["name"], []).append(agent)
-    return {name: meant_first(agents, reader.owner) for name, agents in found.items()}
+    return {name: used_most_first(reader, meant_first(agents, reader.owner)) for name, agents in found.items()}
 
 
 def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, Any]]:
@@ -124,6 +127,45 @@ def meant_first(agents: Sequence[Mapping[str, Any]], owner: Owner | None = None)
         (dict(agent) for agent in agents),
         key=lambda agent: (not (owner and owner.owns(agent)), not is_managed(agent)),
     )
+
+
+@dataclass(frozen=True)
+class Use:
+    """How much an agent holds that people made by talking to it: its messages (system messages aside, at most
+    MESSAGE_PAGE per history) and its conversations."""
+
+    messages: int
+    conversations: int
+
+
+MESSAGE_PAGE = 1000
+
+
+def use_of(reader: LiveReader, agent: Mapping[str, Any]) -> Use:
+    """The messages of the agent's own history and of its conversations that were ever sent one (a read each)."""
+    conversations = reader.list_all("/v1/conversations/", agent_id=agent["id"])
+    histories = [reader.get(f"/v1/agents/{agent['id']}/messages", conversation_id="default", limit=MESSAGE_PAGE)]
+    histories += [
+        reader.get(f"/v1/conversations/{conversation['id']}/messages", limit=MESSAGE_PAGE)
+        for conversation in conversations
+        if conversation.get("last_message_at")
+    ]
+    messages = sum(1 for history in histories for message in history if message.get("message_type") != SYSTEM)
+    return Use(messages, len(conversations))
+
+
+def used_most_first(reader: LiveReader, agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agents of one name in `meant_first` order, with the copies the reader's fleet made (there first) reordered:
+    the one with the most messages, then conversations, then the oldest. The rest are the copies a plan deletes."""
+    own = [agent for agent in agents if reader.owner.owns(agent)]
+    if len(own) < 2:
+        return agents
+    ranked = sorted(own, key=lambda agent: _most_used(use_of(reader, agent)))  # stable: the oldest of equals first
+    return ranked + agents[len(own) :]
+
+
+def _most_used(use: Use) -> tuple[int, int]:
+    return (-use.messages, -use.conversations)
 
 
 def described(agent: Mapping[str, Any]) -> str:
@@ -277,12 +319,13 @@ class AgentHandler(ResourceHandler):
         for name, agents in agents_named(reader).items():
             if name in wanted:
                 yield _live_agent(agents[0])
-                if len(agents) > 1:
-                    yield _same_name(name, agents)
+                yield from _copies(reader, name, agents)
             elif reader.owner.named and reader.owner.owns(agents[0]):
                 yield _live_agent(agents[0])  # the fleet made it and declares it no more: a removal
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if live is not None and COPY_MARK in live.address:
+            return _copy_removal(live)
         if desired is None and live is not None:
             return replace(compare(None, live), held="prune", detail="an agent holds its memory and messages")
         if desired is None or live is None:
@@ -346,8 +389,42 @@ def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
         yield Exported("protect", True, name)
 
 
+def _copies(reader: LiveReader, name: str, agents: list[dict[str, Any]]) -> Iterator[Resource | Ambiguity]:
+    """Of several agents of one declared name (`agents_named` order): the other copies the fleet made, each a
+    removal at its own address (`agent.NAME~ID`); those it did not make are reported, and left alone."""
+    kept, others = agents[0], agents[1:]
+    for copy in (agent for agent in others if reader.owner.owns(agent)):
+        use = use_of(reader, copy)
+        resource = _live_agent(copy)
+        yield replace(
+            resource,
+            address=f"{resource.address}{COPY_MARK}{copy['id']}",
+            name=f"{name}{COPY_MARK}{copy['id']}",
+            state={
+                **resource.state,
+                "copy_of": kept["id"],
+                "messages": use.messages,
+                "conversations": use.conversations,
+            },
+        )
+    strangers = [agent for agent in others if not reader.owner.owns(agent)]
+    if strangers:
+        yield _same_name(name, [kept, *strangers])
+
+
+def _copy_removal(live: Resource) -> Change:
+    """A copy the fleet made of an agent it declares: deleted, keeping the copy the plan uses; held for `--prune`
+    when the copy has messages."""
+    messages, conversations = live.state["messages"], live.state["conversations"]
+    holds = f"{messages} message(s) and {conversations} conversation(s)"
+    change = compare(None, live, detail=f"a copy of the agent this fleet made; it holds {holds}")
+    kept = f"the plan keeps {live.state['copy_of']}"
+    change = replace(change, detail=f"{change.detail}; {kept}")
+    return replace(change, held="prune") if messages else change
+
+
 def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
-    """Several agents of one name (a race, a cap, one made by hand): the plan uses the first, says which."""
+    """Several agents of one name (one made by hand, or by another fleet): the plan uses the first, says which."""
     return Ambiguity.first_of(
         agent_address(name),
         f"{len(agents)} agents are named '{name}'",

@@ -180,6 +180,7 @@ class FakeLetta:
                 (r"/v1/models/", lambda **_: [_model(handle) for handle in LLM_HANDLES]),
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
+                (r"/v1/agents/([^/]+)/messages", self._list_messages),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
                 (r"/v1/conversations/", self._list_conversations),
@@ -203,7 +204,10 @@ class FakeLetta:
                 (r"/v1/blocks/([^/]+)", self._update("blocks")),
                 (r"/v1/tools/([^/]+)", self._update("tools")),
             ],
-            "DELETE": [(r"/v1/conversations/([^/]+)", self._delete_conversation)],
+            "DELETE": [
+                (r"/v1/conversations/([^/]+)", self._delete_conversation),
+                (r"/v1/agents/([^/]+)", lambda agent_id, **_: self.agents.pop(agent_id) and None),
+            ],
         }
 
     # agents
@@ -226,6 +230,8 @@ class FakeLetta:
         }
         self._configure(agent, request)
         self.agents[agent["id"]] = agent
+        # Its own history (`conversation_id=default`), which the agent's id keys: a system message, as Letta's.
+        self.messages[agent["id"]] = [{"id": self.new_id("message"), "message_type": "system_message"}]
         return self._shown(agent)
 
     def _configure(self, agent: dict[str, Any], request: dict[str, Any]) -> None:

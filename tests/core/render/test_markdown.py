@@ -69,7 +69,7 @@ def test_deletions_are_called_out_above_the_fold(kinds: dict[str, ResourceKind])
     fold = above_the_fold(render_plan_markdown(mixed_plan(), kinds))
 
     assert "[!CAUTION]" in fold
-    assert "1 resource will be deleted" in fold
+    assert "1 resource (1 block) will be deleted" in fold
     assert "`agent.old-agent.block.notes`" in fold
 
 
@@ -241,3 +241,25 @@ def test_ambiguities_and_replacements_are_called_out_above_the_fold(kinds: dict[
         in fold
     )
     assert "**To fix:** delete one" in fold
+
+
+def test_removals_and_held_removals_are_counted_above_the_fold(kinds: dict[str, ResourceKind]) -> None:
+    plan = Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            Change("agent.gone", "agent", "gone", Action.DELETE, {}, None, held="prune", drift="kept: its memory"),
+            agent("kept", Action.NO_OP),
+            child("kept", "block", "notes", Action.DELETE),
+            child("kept", "block", "rules", Action.DELETE),
+        ],
+    )
+
+    fold = above_the_fold(render_plan_markdown(plan, kinds))
+
+    assert "**Plan: 0 to create, 0 to update, 2 to delete, 1 held.**" in fold
+    assert "> **2 resources (2 blocks) will be deleted:**" in fold
+    assert "> - `agent.kept.block.notes`" in fold
+    assert "> **1 removal (1 agent) planned and held back; apply does not make them:**" in fold
+    assert "> - `agent.gone` (held: needs --prune): kept: its memory" in fold
+    assert "cannot be changed in place" not in fold  # a held removal is not drift

@@ -272,3 +272,56 @@ def test_the_json_of_an_interrupted_apply_says_so_and_lists_every_change_not_att
 
     assert document["apply"]["interrupted"] is True and document["apply"]["ok"] is False
     assert document["apply"]["not_attempted"] == [f"agent.a{n:02d}" for n in range(3, 30)]
+
+
+def removal_plan() -> Plan:
+    """A named fleet's plan with one agent removed and held, one protected, and a block removed from a kept agent."""
+    kept, gone, guarded = "agent.kept", "agent.gone", "agent.guarded"
+    return Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            Change(kept, "agent", "kept", Action.NO_OP, {}, {}),
+            Change(f"{kept}.block.notes", "block", "notes", Action.DELETE, {"value": "n"}, None, parent=kept),
+            Change(gone, "agent", "gone", Action.DELETE, {}, None, held="prune", drift="removed, kept: memory"),
+            Change(guarded, "agent", "guarded", Action.DELETE, {}, None, held="protect", protected=True, drift="p"),
+        ],
+        owner="prod",
+    )
+
+
+def test_a_held_removal_is_marked_held_with_its_reason(kinds: dict[str, ResourceKind]) -> None:
+    text = render_plan(removal_plan(), kinds)
+
+    assert "[-] gone (DELETE, held: needs --prune)\n    removed, kept: memory" in text
+    assert "[-] guarded (DELETE, held: protected)" in text
+    assert "[~] kept (UPDATE)\n    - block notes\n" in text
+
+
+def test_the_summary_counts_removals_apart_from_held_ones(kinds: dict[str, ResourceKind]) -> None:
+    lines = closing_line(removal_plan(), kinds).splitlines()
+
+    assert lines[0] == "Plan: 0 to create, 0 to update, 1 to delete, 2 held."
+    assert lines[1] == (
+        "Held: 2 removal(s) planned and not applied (marked held above): 1 need --prune (or `prune: true`), "
+        "1 are protected."
+    )
+    assert not any(line.startswith("Drift:") for line in lines)
+
+
+def test_the_apply_report_counts_deleted_resources_and_conversations(kinds: dict[str, ResourceKind]) -> None:
+    agent = "agent.support"
+    plan = Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            Change(agent, "agent", "support", Action.NO_OP, {}, {}),
+            Change(f"{agent}.block.faq", "block", "faq", Action.DELETE, {"value": ""}, None, parent=agent),
+            Change(f'{agent}.conversation["A"]', "conversation", "A", Action.DELETE, {}, None, parent=agent),
+        ],
+    )
+
+    assert closing_line(plan, kinds) == "Plan: 0 to create, 0 to update, 1 to delete; 0 new conversations, 1 to delete."
+    assert render_report(report(plan), plan, kinds) == (
+        "Apply complete: 0 created, 0 updated, 1 deleted; 0 new conversations, 1 deleted."
+    )

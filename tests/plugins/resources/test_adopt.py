@@ -52,7 +52,7 @@ def test_import_marks_the_agent_its_blocks_and_tools_and_keeps_other_metadata(le
     result = run("import", "hand", "-f", str(fleet_file))
 
     assert result.exit_code == 0, result.output
-    patches = {write.path: write.body for write in letta.writes_to("PATCH")}
+    patches = {write.path: write.body for write in letta.resource_writes if write.method == "PATCH"}
     persona, human = (block["id"] for block in hand_made["blocks"])
     [tool] = [tool for tool in hand_made["tools"] if tool["name"] == "lookup_order"]
     assert patches == {
@@ -62,6 +62,10 @@ def test_import_marks_the_agent_its_blocks_and_tools_and_keeps_other_metadata(le
         f"/v1/tools/{tool['id']}": {"tags": ["managed_by:lettafleet"]},
     }
     assert not letta.writes_to("POST") and not letta.writes_to("DELETE")
+    [record] = letta.record_writes  # what the entry declares under the agent, as apply records it
+    recorded = {entry["address"]: entry.get("id") for entry in record.body["metadata"]["lettafleet_applied"]}
+    assert recorded["block.persona"] == persona and recorded["block.human"] == human
+    assert recorded["tool.lookup_order"] == tool["id"]
 
 
 def test_the_fleet_file_keeps_its_text_and_then_plans_no_changes(letta, hand_made, fleet_file, manager):

@@ -217,3 +217,49 @@ def test_a_tag_with_a_comma_is_refused(fleet):
     [error] = errors_of(fleet, FLEET.replace("[team-b, team-a]", "['team-b,team-a']"))
 
     assert ":7:" in error and "tag 'team-b,team-a' contains a comma" in error and "use one tag per list item" in error
+
+
+def test_copies_the_fleet_made_are_deleted_keeping_the_one_with_the_most_messages(fleet, letta):
+    spare = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    used = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    talked = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    letta.add_conversation(used, "Ticket 1", talked=True)
+    letta.add_conversation(used, "Ticket 2", talked=True)
+    letta.add_conversation(talked, "Ticket 3", talked=True)
+
+    plan = fleet.plan(FLEET)
+
+    changes = plan.by_address()
+    assert plan.ambiguities == ()
+    assert changes["agent.support"].id == used["id"] and changes["agent.support"].action.value == "no-op"
+    spare_copy, talked_copy = changes[f"agent.support~{spare['id']}"], changes[f"agent.support~{talked['id']}"]
+    assert (spare_copy.action.value, spare_copy.held) == ("delete", None)
+    assert f"it holds 0 message(s) and 0 conversation(s); the plan keeps {used['id']}" in spare_copy.detail
+    assert (talked_copy.action.value, talked_copy.held) == ("delete", "prune")
+    assert "2 message(s) and 1 conversation(s)" in (talked_copy.drift or "")
+
+    assert fleet.apply(plan).ok
+    assert [(write.method, write.path) for write in letta.resource_writes] == [("DELETE", f"/v1/agents/{spare['id']}")]
+    assert set(letta.agents) == {used["id"], talked["id"]}
+
+
+def test_of_copies_alike_the_oldest_is_kept(fleet, letta):
+    oldest = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    newer = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+
+    plan = fleet.plan(FLEET)
+
+    assert plan.by_address()["agent.support"].id == oldest["id"]
+    assert fleet.actions(plan)[f"agent.support~{newer['id']}"] == "delete"
+
+
+def test_a_copy_not_made_by_the_fleet_is_only_reported(fleet, letta):
+    own = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    spare = letta.add_agent("support", description="Helps customers", system="You help.", tags=["team-a", "team-b"])
+    by_hand = letta.add_agent("support", managed=False)
+
+    plan = fleet.plan(FLEET)
+
+    [ambiguity] = plan.ambiguities
+    assert set(ambiguity.ids) == {own["id"], by_hand["id"]} and ambiguity.used == own["id"]
+    assert fleet.actions(plan) == {"agent.support": "no-op", f"agent.support~{spare['id']}": "delete"}
