@@ -293,7 +293,8 @@ class BlockHandler(ResourceHandler):
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         client = session.client
         if change.removes:
-            return _remove(change, session)
+            _remove(change, session)
+            return None
         if change.kind == ATTACHMENT:
             agent_id, block_id = session.id_of(change.parent or ""), session.id_of(address_of(SHARED, change.name))
             session.record_id(change.address, block_id)  # the agent's record names the block it attached
@@ -502,9 +503,9 @@ def _attached(agent: Mapping[str, Any], recorded: Resource, owner: Owner) -> dic
     for block in agent.get("blocks") or []:
         if recorded.id == block["id"]:
             return dict(block)
-        if recorded.id is None and recorded.kind == ATTACHMENT and block.get("label") == recorded.name:
-            if _shared_by(owner, block):
-                return dict(block)
+        unnamed = recorded.id is None and recorded.kind == ATTACHMENT
+        if unnamed and block.get("label") == recorded.name and _shared_by(owner, block):
+            return dict(block)
     return None
 
 
@@ -518,7 +519,7 @@ def _removal(live: Resource) -> Change:
     masked = replace(change, sensitive=frozenset({"value"}))
     others = live.state.get("others") or []
     if live.kind == BLOCK and others:
-        return replace(masked, detail=f"detached only: {_agents_named(others)} hold it too, so it is not deleted")
+        return replace(masked, detail=f"detached only: {_agents_named(others)} {_verb(others)} it too, so not deleted")
     size = len(str(live.attributes.get("value") or ""))
     holds = f"a memory block of {size} characters the agents may have written"
     if live.kind == SHARED and others:
@@ -530,9 +531,14 @@ def _agents_named(names: Sequence[str]) -> str:
     return ("agent " if len(names) == 1 else "agents ") + ", ".join(names)
 
 
+def _verb(names: Sequence[str]) -> str:
+    return "holds" if len(names) == 1 else "hold"
+
+
 def _remove(change: Change, session: ApplySession) -> None:
-    """Detach an attachment, or an own block other agents hold too; delete any other block (Letta detaches a
-    deleted block from every agent). What is gone already counts as removed."""
+    """Detach an attachment, or an own block other agents hold too; delete any other block. Letta detaches a
+    deleted block from every agent, so a shared block's removal and its attachments' may run in either order:
+    what is gone already (404) counts as removed."""
     if change.kind == ATTACHMENT or (change.kind == BLOCK and change.state.get("others")):
         agent_id = session.id_of(change.parent or "")
         try:
