@@ -39,7 +39,8 @@ def fleet_text(suffix: str, *, facts: bool = True, a_shares: bool = True, shared
         text += f"shared_blocks:\n  - {{name: policies_{suffix}, value: Be kind.}}\n"
     text += "agents:\n"
     for name, shares in ((f"a-{suffix}", a_shares), (f"b-{suffix}", shared)):
-        text += f"  - name: {name}\n    llm_config: {{model: letta/letta-free}}\n    system_prompt: {{value: You help.}}\n"
+        text += f"  - name: {name}\n    llm_config: {{model: letta/letta-free}}\n"
+        text += "    system_prompt: {value: You help.}\n"
         if name.startswith("a-"):
             text += "    memory_blocks:\n" + own
         if shares:
