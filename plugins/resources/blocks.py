@@ -12,6 +12,7 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS,
+    PROTECT_KEY,
     Action,
     Adoption,
     Ambiguity,
@@ -19,7 +20,9 @@ from lettafleet.core import (
     Change,
     Exported,
     Fleet,
+    LettaAPIError,
     LiveReader,
+    Owner,
     Problem,
     Read,
     Resource,
@@ -39,7 +42,6 @@ from lettafleet.core import (
     integer,
     is_managed,
     labelled,
-    managed_metadata,
     mapping_list,
     string,
     string_list,
@@ -73,6 +75,7 @@ def _block_fields() -> dict[str, Any]:
         "limit": integer(min=1),
         "agent_owned": boolean(default=True),
         "sensitive": boolean(default=False),  # the value is masked in every plan output
+        "protect": boolean(default=False),  # removing it from the file is refused, even with --prune
         **text_source(),
     }
 
@@ -165,9 +168,10 @@ class BlockHandler(ResourceHandler):
                 address_of(SHARED, block["name"]),
                 SHARED,
                 block["name"],
-                _block_attributes(fleet, block),
+                {**_block_attributes(fleet, block), "protect": block["protect"]},
                 source=("shared_blocks", index),
                 sensitive=_sensitive(block),
+                protected=block["protect"],
             )
         for agent in declared_agents(fleet):
             for index, block in enumerate(agent.data.get("memory_blocks", [])):
@@ -179,6 +183,7 @@ class BlockHandler(ResourceHandler):
                     parent=agent.address,
                     source=(*agent.at, "memory_blocks", index),
                     sensitive=_sensitive(block),
+                    protected=block["protect"],
                 )
             for index, name in enumerate(agent.data.get("shared_blocks", [])):
                 yield Resource(
@@ -199,16 +204,18 @@ class BlockHandler(ResourceHandler):
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         wanted = {resource.address: resource for resource in desired}
-        if not wanted:
+        if not wanted and not reader.owner.named:
             return []
         agents = live_agents(reader)
         found: list[Resource | Ambiguity] = []
         shared = _live_shared_blocks(reader, {r.name for r in wanted.values() if r.kind == SHARED}, found)
-        found += [
-            Resource(address_of(SHARED, name), SHARED, name, _live_block_attributes(block), id=block["id"])
-            for name, block in shared.items()
-        ]
+        found += [_live_shared(name, block) for name, block in shared.items()]
         holders = _agents_holding(reader)
+        if reader.owner.named:  # the fleet made them and declares them no more: removals
+            found += [
+                _live_shared(name, block, [agent["name"] for agent in holders.get(block["id"], [])])
+                for name, block in _undeclared_shared(reader, shared).items()
+            ]
         attached_addresses: set[str] = set()
         for name, agent in agents.items():
             parent = agent_address(name)
@@ -228,10 +235,35 @@ class BlockHandler(ResourceHandler):
         found.extend(_unattached_own_blocks(reader, wanted, attached_addresses))
         return found
 
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """What an agent's record says the fleet attached to it, still attached (by id): its own blocks, with
+        the other agents that hold them too, and shared blocks' attachments. One detached or deleted since is
+        gone already, and one the agent attached itself was never in the record."""
+        agents = {agent_address(name): agent for name, agent in live_agents(reader).items()}
+        holders = _agents_holding(reader)
+        found: list[Resource | Ambiguity] = []
+        for resource in recorded:
+            agent = agents.get(resource.parent or "") or {}
+            block = _attached(agent, resource, reader.owner)
+            if block is None:
+                continue
+            if resource.kind == ATTACHMENT:
+                found.append(replace(resource, attributes={"attached": True}, id=block["id"]))
+                continue
+            others = sorted(held["name"] for held in holders.get(block["id"], []) if held["id"] != agent["id"])
+            found.append(
+                replace(resource, attributes=_live_block_attributes(block), id=block["id"], state={"others": others})
+            )
+        return found
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None:
+            return _removal(live)
         if desired is None or live is None or desired.kind == ATTACHMENT:
             return compare(desired, live)
         synced = [] if desired.attributes["agent_owned"] else [f for f in SYNCED_FIELDS if f in desired.attributes]
+        if desired.kind == SHARED:
+            synced.append("protect")
         if live.attributes.get("attached") is False:
             synced.append("attached")
             desired = replace(desired, attributes={**desired.attributes, "attached": True})
@@ -247,8 +279,10 @@ class BlockHandler(ResourceHandler):
             return None
         if child.kind == ATTACHMENT:
             block_id = session.id_of(address_of(SHARED, child.name))
+            session.record_id(child.address, block_id)  # the agent's record names the block it attached
         elif child.action is Action.CREATE:
-            block_id = session.client.post("/v1/blocks/", json=_create_body(child, agent=parent.name))["id"]
+            body = _create_body(child, session.owner, agent=parent.name)
+            block_id = session.client.post("/v1/blocks/", json=body)["id"]
             session.record_id(child.address, block_id)
         else:  # made by an earlier apply that stopped before the agent existed
             _sync(child, session)
@@ -258,18 +292,26 @@ class BlockHandler(ResourceHandler):
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         client = session.client
+        if change.removes:
+            _remove(change, session)
+            return None
         if change.kind == ATTACHMENT:
             agent_id, block_id = session.id_of(change.parent or ""), session.id_of(address_of(SHARED, change.name))
+            session.record_id(change.address, block_id)  # the agent's record names the block it attached
             return client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}")
         if change.action is Action.CREATE:
             agent = change.parent and session.id_of(change.parent)
-            metadata = {"agent": session.change_at(change.parent).name} if change.parent else {"shared": True}
-            block = client.post("/v1/blocks/", json=_create_body(change, **metadata))
+            metadata = {"agent": session.change_at(change.parent).name} if change.parent else _shared_marks(change)
+            block = client.post("/v1/blocks/", json=_create_body(change, session.owner, **metadata))
             session.record_id(change.address, block["id"])
             if agent:
                 client.patch(f"/v1/agents/{agent}/core-memory/blocks/attach/{block['id']}")
             return block
         answer = _sync(change, session)
+        if change.kind == SHARED and "protect" in change.changed_fields():
+            kept = {key: value for key, value in change.state.get("metadata", {}).items() if key != PROTECT_KEY}
+            metadata = {**kept, **session.owner.metadata(**_shared_marks(change))}
+            answer = client.patch(f"/v1/blocks/{change.id}", json={"metadata": metadata})
         if (change.before or {}).get("attached") is False:
             client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
         return answer
@@ -300,7 +342,7 @@ class BlockHandler(ResourceHandler):
             if others:
                 yield Adoption(what, why=f"agents {', '.join(sorted(others))} hold it too")
                 continue
-            metadata = {**(block.get("metadata") or {}), **managed_metadata(agent=agent["name"])}
+            metadata = {**(block.get("metadata") or {}), **reader.owner.metadata(agent=agent["name"])}
             yield Adoption(what, f"/v1/blocks/{block['id']}", {"metadata": metadata})
 
 
@@ -359,9 +401,7 @@ def _live_shared_blocks(
     an ambiguity is added to `ambiguities`."""
     found: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
-        marked = [
-            block for block in blocks_labelled(reader, name) if is_managed(block) and block["metadata"].get("shared")
-        ]
+        marked = [block for block in blocks_labelled(reader, name) if _shared_by(reader.owner, block)]
         if marked:
             found[name] = marked[0]
         if len(marked) > 1:
@@ -396,7 +436,7 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
     for label in sorted({wanted[address].name for address in missing}):
         for block in blocks_labelled(reader, label):
             metadata = block.get("metadata") or {}
-            if not is_managed(block) or "agent" not in metadata or block["id"] in copies:
+            if not reader.owner.owns(block) or "agent" not in metadata or block["id"] in copies:
                 continue
             address = address_of(BLOCK, label, agent_address(metadata["agent"]))
             if address not in missing or address in found:
@@ -416,6 +456,100 @@ def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:
     return {"value": block.get("value") or "", "description": block.get("description"), "limit": block.get("limit")}
 
 
+# -- shared blocks and removals ----------------------------------------------------------------------------------
+
+
+def _shared_by(owner: Owner, block: Mapping[str, Any]) -> bool:
+    """One of `owner`'s shared blocks: its marks and the shared marker (two fleets' blocks of one label stay apart)."""
+    return owner.owns(block) and bool(block["metadata"].get("shared"))
+
+
+def _shared_marks(change: Change) -> dict[str, Any]:
+    """What a shared block carries besides the owner's marks: the shared marker, and its protection."""
+    return {"shared": True, **({PROTECT_KEY: True} if (change.after or {}).get("protect") else {})}
+
+
+def _live_shared(name: str, block: Mapping[str, Any], holders: Sequence[str] = ()) -> Resource:
+    """A shared block as plans compare it; `holders`, the agents it is attached to, for a removal to name."""
+    metadata = dict(block.get("metadata") or {})
+    protected = metadata.get(PROTECT_KEY) is True
+    return Resource(
+        address_of(SHARED, name),
+        SHARED,
+        name,
+        {**_live_block_attributes(block), "protect": protected},
+        id=block["id"],
+        protected=protected,
+        state={"metadata": metadata, "others": sorted(holders)},
+    )
+
+
+def _undeclared_shared(reader: LiveReader, declared: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fleet's shared blocks it no longer declares, found where they are attached (to any agent on the server),
+    each label once, the oldest block first."""
+    found: dict[str, dict[str, Any]] = {}
+    path, params = AGENTS
+    for agent in reader.list_all(path, **params):
+        for block in agent.get("blocks") or []:
+            label = block.get("label") or ""
+            if label not in declared and _shared_by(reader.owner, block):
+                found.setdefault(label, block)
+    return found
+
+
+def _attached(agent: Mapping[str, Any], recorded: Resource, owner: Owner) -> dict[str, Any] | None:
+    """The block a record entry names, if it is still attached to the agent: by id, or, for an attachment
+    recorded without one, the owner's shared block of that label."""
+    for block in agent.get("blocks") or []:
+        if recorded.id == block["id"]:
+            return dict(block)
+        unnamed = recorded.id is None and recorded.kind == ATTACHMENT
+        if unnamed and block.get("label") == recorded.name and _shared_by(owner, block):
+            return dict(block)
+    return None
+
+
+def _removal(live: Resource) -> Change:
+    """The removal of a block or an attachment the file no longer declares. Detaching is lossless and applies by
+    default; deleting a block deletes memory (agents may have written it), so it waits for `--prune`. The value
+    is masked: whether its line said `sensitive: true` is gone with the line."""
+    change = compare(None, live)
+    if live.kind == ATTACHMENT:
+        return change
+    masked = replace(change, sensitive=frozenset({"value"}))
+    others = live.state.get("others") or []
+    if live.kind == BLOCK and others:
+        return replace(masked, detail=f"detached only: {_agents_named(others)} {_verb(others)} it too, so not deleted")
+    size = len(str(live.attributes.get("value") or ""))
+    holds = f"a memory block of {size} characters the agents may have written"
+    if live.kind == SHARED and others:
+        holds += f"; deleting it detaches it from {_agents_named(others)}"
+    return replace(masked, held="prune", detail=holds)
+
+
+def _agents_named(names: Sequence[str]) -> str:
+    return ("agent " if len(names) == 1 else "agents ") + ", ".join(names)
+
+
+def _verb(names: Sequence[str]) -> str:
+    return "holds" if len(names) == 1 else "hold"
+
+
+def _remove(change: Change, session: ApplySession) -> None:
+    """Detach an attachment, or an own block other agents hold too; delete any other block. Letta detaches a
+    deleted block from every agent, so a shared block's removal and its attachments' may run in either order:
+    what is gone already (404) counts as removed."""
+    if change.kind == ATTACHMENT or (change.kind == BLOCK and change.state.get("others")):
+        agent_id = session.id_of(change.parent or "")
+        try:
+            session.client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/detach/{change.id}")
+        except LettaAPIError as error:
+            if error.status != 404:  # Letta answers 404 for a block not attached (any more)
+                raise
+        return
+    session.delete(f"/v1/blocks/{change.id}")
+
+
 def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
     """Write the synced fields (value, description, limit) that differ; nothing when none do."""
     before, after = change.before or {}, change.after or {}
@@ -425,9 +559,9 @@ def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
     return session.client.patch(f"/v1/blocks/{change.id}", json=updates)
 
 
-def _create_body(change: Change, **marker: Any) -> dict[str, Any]:
+def _create_body(change: Change, owner: Owner, **marker: Any) -> dict[str, Any]:
     after = change.after or {}
-    body = {"label": change.name, "value": after.get("value", ""), "metadata": managed_metadata(**marker)}
+    body = {"label": change.name, "value": after.get("value", ""), "metadata": owner.metadata(**marker)}
     for key in ("description", "limit"):
         if after.get(key) is not None:
             body[key] = after[key]

@@ -200,6 +200,7 @@ class FakeLetta:
             "PATCH": [
                 (r"/v1/agents/([^/]+)", self._update_agent),
                 (r"/v1/agents/([^/]+)/core-memory/blocks/attach/([^/]+)", self._attach("block_ids")),
+                (r"/v1/agents/([^/]+)/core-memory/blocks/detach/([^/]+)", self._detach_block),
                 (r"/v1/agents/([^/]+)/tools/attach/([^/]+)", self._attach("tool_ids")),
                 (r"/v1/blocks/([^/]+)", self._update("blocks")),
                 (r"/v1/tools/([^/]+)", self._update("tools")),
@@ -207,6 +208,7 @@ class FakeLetta:
             "DELETE": [
                 (r"/v1/conversations/([^/]+)", self._delete_conversation),
                 (r"/v1/agents/([^/]+)", lambda agent_id, **_: self.agents.pop(agent_id) and None),
+                (r"/v1/blocks/([^/]+)", self._delete_block),
             ],
         }
 
@@ -299,6 +301,23 @@ class FakeLetta:
         if block_id not in self.blocks:
             return httpx.Response(404, json={"detail": f"Block with id '{block_id}' not found"})
         return self.blocks[block_id]
+
+    def _detach_block(self, agent_id: str, block_id: str, **_: Any) -> Any:
+        """Letta answers 404 for a block that is not attached to the agent (or does not exist)."""
+        agent = self.agents[agent_id]
+        if block_id not in agent["block_ids"]:
+            return httpx.Response(404, json={"detail": f"No block with id '{block_id}' found for agent '{agent_id}'"})
+        agent["block_ids"].remove(block_id)
+        return self._shown(agent)
+
+    def _delete_block(self, block_id: str, **_: Any) -> Any:
+        """Letta deletes the block and detaches it from every agent; a second delete answers 404."""
+        if self.blocks.pop(block_id, None) is None:
+            return httpx.Response(404, json={"detail": f"Block not found with id='{block_id}'"})
+        for agent in self.agents.values():
+            if block_id in agent["block_ids"]:
+                agent["block_ids"].remove(block_id)
+        return None
 
     def _update(self, collection: str) -> Callable[..., dict[str, Any]]:
         def update(item_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
