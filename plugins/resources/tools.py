@@ -330,6 +330,8 @@ class ToolHandler(ResourceHandler):
             return compare(desired, live)
         change = replace(compare(None, live), depends_on=live.depends_on)
         kept_by, pruned_with = live.state.get("kept_by") or [], live.state.get("pruned_with") or []
+        if live.protected:
+            return change  # held whoever uses it: core says why
         if kept_by:
             return replace(
                 change,

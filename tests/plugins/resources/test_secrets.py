@@ -164,3 +164,65 @@ def test_preserve_existing_without_a_value_on_the_server_stops_the_plan(fleet, l
 
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert "environment variable FLEET_ORDERS_KEY is not set and the server has no value to keep" in error
+
+
+# -- removal ------------------------------------------------------------------------------------------------------
+
+TWO_SECRETS = FLEET.format(secrets="      token: {value: t-1}\n      region: {value: eu}")
+
+
+def test_a_secret_removed_from_the_file_is_deleted_and_one_set_by_hand_stays(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+    support = letta.agent_named("support")
+    support["secrets"]["BY_HAND"] = "h-1"  # set by hand: in no record
+
+    plan = fleet.plan(FLEET.format(secrets="      token: {value: t-1}"))
+
+    changed = {c.address: c.action.value for c in plan.changes if c.changes_something}
+    assert changed == {"agent.support.secret.REGION": "delete"}
+    assert "eu" not in json.dumps(plan.to_json())
+    fleet.apply(plan)
+    [patch] = letta.resource_writes
+    assert patch.body == {
+        "secrets": {"COMPANY": "Acme", "ORDERS_API_KEY": "sk-orders-1", "TOKEN": "t-1", "BY_HAND": "h-1"}
+    }
+    assert not fleet.plan(FLEET.format(secrets="      token: {value: t-1}")).needs_attention
+
+
+def test_an_agents_secret_changes_go_in_one_request(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+
+    plan = fleet.plan(FLEET.format(secrets="      token: {value: t-2}\n      mode: {value: fast}"))
+
+    changed = {c.name: c.action.value for c in plan.changes if c.changes_something}
+    assert changed == {"MODE": "create", "REGION": "delete", "TOKEN": "update"}
+    report = fleet.apply(plan)
+    assert report.ok
+    [patch] = letta.resource_writes
+    assert patch.body["secrets"] == {"COMPANY": "Acme", "ORDERS_API_KEY": "sk-orders-1", "TOKEN": "t-2", "MODE": "fast"}
+
+
+def test_a_failed_write_fails_every_secret_change_of_the_agent(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+    support = letta.agent_named("support")
+    letta.refuse("PATCH", f"/v1/agents/{support['id']}", 422, "no")
+
+    report = fleet.apply(fleet.plan(FLEET.format(secrets="      token: {value: t-2}")))
+
+    results = fleet.results(report)
+    assert results["agent.support.secret.TOKEN"][0] == results["agent.support.secret.REGION"][0] == "failed"
+    assert len(letta.writes_to("PATCH", f"/v1/agents/{support['id']}")) == 1
+
+
+def test_a_protected_secret_is_not_deleted(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(FLEET.format(secrets="      token: {value: t-1, protect: true}")))
+
+    plan = fleet.plan(FLEET.format(secrets="      other: {value: o}"))
+
+    assert plan.by_address()["agent.support.secret.TOKEN"].held == "protect"
+    fleet.apply(plan)
+    assert letta.agent_named("support")["secrets"]["TOKEN"] == "t-1"
