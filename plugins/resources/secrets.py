@@ -1,25 +1,30 @@
 """Secrets: the environment variables an agent's tools read, declared as lettactl declares them, per agent
 (`secrets:`) and for every agent (`global-secrets:`), each `{from_env: VAR}` or `{value: ...}`.
 
-Only their names ever show: every value is masked in plans, logs and comments. Letta replaces an agent's
-whole set of secrets on each update, so an agent's secrets are one resource, planned as the complete set it
-will have: the declared ones, and those already on the server that the fleet does not name, unchanged.
+Only their names ever show: every value is masked in plans, logs and comments. Each secret of an agent is one
+resource (`agent.support.secret.API_KEY`), so the agent's record names the secrets the fleet set: a name removed
+from the file is deleted from the agent, and a secret set by hand is never touched. Letta replaces an agent's
+whole set of secrets on each update, so the first of an agent's secret changes to run writes them all, in one
+request: the set on the server, with this plan's changes made to it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lettafleet.core import (
     AGENTS_WITH_SECRETS,
-    Action,
+    ApplyError,
     ApplySession,
     Change,
     Exported,
     Fleet,
+    LettaError,
     LiveReader,
     Problem,
     Read,
@@ -28,16 +33,18 @@ from lettafleet.core import (
     ResourceKind,
     RideAlongCheck,
     SchemaFragment,
+    address_of,
     boolean,
     compare,
     hookimpl,
     string,
 )
-from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, live_agents
+from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
 
-KIND = "secret_set"
+KIND = "secret"
 GLOBAL = "global-secrets"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+VALUE = "value"  # a secret resource's one attribute, always sensitive
 
 
 @dataclass(frozen=True)
@@ -50,15 +57,23 @@ class Unset:
     at: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Declared:
+    """One secret as the fleet gives it to an agent: its value (or Unset), its place, and its protection."""
+
+    value: Any
+    at: tuple[Any, ...]
+    protect: bool
+
+
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
     return [
         ResourceKind(
             KIND,
-            "secret sets",
-            "an agent's secrets: environment variables for its tools",
-            named_in_plan=False,
-            handler=SecretSetHandler(),
+            "secrets",
+            "a secret of an agent: an environment variable for its tools",
+            handler=SecretHandler(),
         )
     ]
 
@@ -71,6 +86,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
             "from_env": string(empty=False, regex=NAME_PATTERN, excludes="value", required=True),
             "value": string(excludes="from_env", required=True),
             "preserve_existing": boolean(),
+            "protect": boolean(),
         },
     }
     secrets = {"type": "dict", "keysrules": {"type": "string", "regex": NAME_PATTERN}, "valuesrules": source}
@@ -94,46 +110,60 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     return problems
 
 
-class SecretSetHandler(ResourceHandler):
+def secret_address(agent: str, name: str) -> str:
+    """`agent.support.secret.API_KEY`."""
+    return address_of(KIND, name, agent)
+
+
+def declared_secrets(fleet: Fleet, agent: DeclaredAgent) -> dict[str, Declared]:
+    """The agent's secrets by upper-cased name: the fleet-wide ones, with the agent's own over them."""
+    fleet_wide = _resolved(fleet.data.get(GLOBAL, {}), (GLOBAL,))
+    return {**fleet_wide, **_resolved(agent.data.get("secrets", {}), (*agent.at, "secrets"))}
+
+
+@dataclass
+class _AgentWrite:
+    """One agent's secrets in one apply: written once, by the first of its secret changes to run."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    error: str | None = None
+
+
+class SecretHandler(ResourceHandler):
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._writes: weakref.WeakKeyDictionary[ApplySession, dict[str, _AgentWrite]] = weakref.WeakKeyDictionary()
+
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
-        fleet_wide = _resolved(fleet.data.get(GLOBAL, {}), (GLOBAL,))
         for agent in declared_agents(fleet):
-            own = _resolved(agent.data.get("secrets", {}), (*agent.at, "secrets"))
-            values = {**fleet_wide, **own}
-            if not values:
-                continue
-            yield Resource(
-                f"{agent.address}.secrets",
-                KIND,
-                "secrets",
-                values,
-                parent=agent.address,
-                source=(*agent.at, "secrets") if own else (GLOBAL,),
-                sensitive=frozenset(values),
-            )
+            for name, secret in declared_secrets(fleet, agent).items():
+                yield Resource(
+                    secret_address(agent.address, name),
+                    KIND,
+                    name,
+                    {VALUE: secret.value},
+                    parent=agent.address,
+                    source=secret.at,
+                    sensitive=frozenset({VALUE}),
+                    protected=secret.protect,
+                )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """Every environment variable must be set, except where the fleet keeps the server's value and there is one."""
-        unset = [
-            (resource, name, value)
-            for resource in desired
-            for name, value in resource.attributes.items()
-            if isinstance(value, Unset)
-        ]
+        unset = [resource for resource in desired if isinstance(resource.attributes[VALUE], Unset)]
         if not unset:
             return []
-        on_server = {
-            agent_address(agent_name): {secret["key"] for secret in agent.get("secrets") or []}
-            for agent_name, agent in live_agents(reader, AGENTS_WITH_SECRETS).items()
-        }
+        on_server = _on_server(reader)
         problems = []
-        for resource, name, value in unset:
-            if value.preserve_existing and name in on_server.get(resource.parent or "", set()):
+        for resource in unset:
+            value: Unset = resource.attributes[VALUE]
+            if value.preserve_existing and resource.name in on_server.get(resource.parent or "", {}):
                 continue
             problems.append(
                 Problem(
                     value.at,
-                    f"secret {name}: environment variable {value.variable} is not set"
+                    f"secret {resource.name}: environment variable {value.variable} is not set"
                     + (" and the server has no value to keep" if value.preserve_existing else ""),
                     "set it for this command"
                     + (
@@ -151,38 +181,36 @@ class SecretSetHandler(ResourceHandler):
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource]:
-        wanted = {resource.parent for resource in desired}
-        if not wanted:
+        """The declared secrets the agents have; the others on the server are nobody's business here."""
+        if not desired:
             return []
-        found = []
-        for name, agent in live_agents(reader, AGENTS_WITH_SECRETS).items():
-            parent = agent_address(name)
-            if parent in wanted:
-                values = {secret["key"]: secret.get("value") for secret in agent.get("secrets") or []}
-                found.append(
-                    Resource(
-                        f"{parent}.secrets",
-                        KIND,
-                        "secrets",
-                        values,
-                        parent=parent,
-                        id=agent["id"],
-                        sensitive=frozenset(values),
-                    )
-                )
-        return found
+        on_server = _on_server(reader)
+        return [
+            _live(resource.parent or "", resource.name, on_server[resource.parent or ""][resource.name])
+            for resource in desired
+            if resource.name in on_server.get(resource.parent or "", {})
+        ]
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource]:
+        """Recorded secrets no longer declared, where the agent still has them (one deleted by hand is gone)."""
+        on_server = _on_server(reader)
+        return [
+            replace(
+                _live(secret.parent or "", secret.name, on_server[secret.parent or ""][secret.name]),
+                protected=secret.protected,
+            )
+            for secret in recorded
+            if secret.name in on_server.get(secret.parent or "", {})
+        ]
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
-        """The complete set the agent will have: what the server has, with the declared secrets over it. Unset
-        secrets that may be kept are left as the server has them."""
-        if desired is None:
-            return compare(None, live)
-        declared = {name: value for name, value in desired.attributes.items() if not isinstance(value, Unset)}
-        complete = {**(live.attributes if live else {}), **declared}
-        change = compare(replace(desired, attributes=complete, sensitive=frozenset(complete)), live)
-        if change.action is Action.CREATE and not complete:
-            return replace(change, action=Action.NO_OP)
-        return change
+        """A removal shows no value either. A secret whose variable is unset and whose server value may stay is
+        left as the server has it."""
+        if desired is None and live is not None:
+            return replace(compare(None, live), sensitive=live.sensitive)
+        if desired is not None and isinstance(desired.attributes[VALUE], Unset):
+            return compare(replace(desired, attributes=dict(live.attributes) if live else {}), live)
+        return compare(desired, live)
 
     def ride_along(
         self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
@@ -190,19 +218,29 @@ class SecretSetHandler(ResourceHandler):
         """A new agent gets its secrets in its create request."""
         if parent.kind != AGENT:
             return None
-        request["secrets"] = dict(child.after or {})
-        names = sorted(request["secrets"])
+        request.setdefault("secrets", {})[child.name] = (child.after or {})[VALUE]
 
         def check(answer: Mapping[str, Any]) -> str | None:
-            have = {secret.get("key") for secret in answer.get("secrets") or []}
-            missing = [name for name in names if name not in have]
-            return f"the server created agent {parent.name} without secrets {', '.join(missing)}" if missing else None
+            if child.name in {secret.get("key") for secret in answer.get("secrets") or []}:
+                return None
+            return f"the server created agent {parent.name} without secret {child.name}"
 
         return check
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-        agent_id = session.id_of(change.parent or "")
-        session.client.patch(f"/v1/agents/{agent_id}", json={"secrets": dict(change.after or {})})
+        """The agent's whole set, written by the first of its secret changes; the others share its outcome."""
+        agent = change.parent or ""
+        with self._guard:
+            write = self._writes.setdefault(session, {}).setdefault(agent, _AgentWrite())
+        with write.lock:
+            if not write.done:
+                write.done = True
+                try:
+                    _write_set(agent, session)
+                except (ApplyError, LettaError) as error:
+                    write.error = session.client.mask(str(error))
+        if write.error:
+            raise ApplyError(write.error)
         return None  # the answer holds every secret's value: none of it is kept
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
@@ -217,16 +255,45 @@ class SecretSetHandler(ResourceHandler):
                 yield Exported("secrets", secrets, agent["name"])
 
 
-def _resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...]) -> dict[str, Any]:
+def _write_set(agent: str, session: ApplySession) -> None:
+    """Read the agent's secrets as they are now, make this plan's secret changes to them, and write the set:
+    secrets set by hand (never in the plan) stay as they are."""
+    agent_id = session.id_of(agent)
+    current = session.client.get(f"/v1/agents/{agent_id}", include=["agent.secrets"])
+    secrets = {secret["key"]: secret.get("value") for secret in current.get("secrets") or []}
+    session.client.hide(*(value for value in secrets.values() if isinstance(value, str)))
+    for change in session.plan.children(agent):
+        if change.kind != KIND or not change.changes_something:
+            continue
+        if change.removes:
+            secrets.pop(change.name, None)
+        else:
+            secrets[change.name] = (change.after or {})[VALUE]
+    session.client.patch(f"/v1/agents/{agent_id}", json={"secrets": secrets})
+
+
+def _on_server(reader: LiveReader) -> dict[str, dict[str, Any]]:
+    """Each live agent's secrets (name -> value), by the agent's address."""
+    return {
+        agent_address(name): {secret["key"]: secret.get("value") for secret in agent.get("secrets") or []}
+        for name, agent in live_agents(reader, AGENTS_WITH_SECRETS).items()
+    }
+
+
+def _live(agent: str, name: str, value: Any) -> Resource:
+    return Resource(secret_address(agent, name), KIND, name, {VALUE: value}, parent=agent, sensitive=frozenset({VALUE}))
+
+
+def _resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...]) -> dict[str, Declared]:
     """Each secret's value: its `value`, or its environment variable's, or Unset when that is not set."""
-    values: dict[str, Any] = {}
+    values: dict[str, Declared] = {}
     for name, source in declared.items():
+        at, protect = (*place, name), bool(source.get("protect"))
         if "value" in source:
-            values[name.upper()] = source["value"]
+            values[name.upper()] = Declared(source["value"], at, protect)
             continue
         variable = source["from_env"]
         found = os.environ.get(variable)
-        values[name.upper()] = (
-            found if found is not None else Unset(variable, bool(source.get("preserve_existing")), (*place, name))
-        )
+        value = found if found is not None else Unset(variable, bool(source.get("preserve_existing")), at)
+        values[name.upper()] = Declared(value, at, protect)
     return values

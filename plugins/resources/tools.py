@@ -2,8 +2,12 @@
 
 As in lettactl fleet files, `tools:` lists names and definitions. A bare name is `tools/<name>.py` beside the
 fleet file where that exists, else a tool the server already has (web_search, ...); `tools/*` is every such
-file; `{name, from_file | source_code}` defines one. Tools are attached, never detached: a tool attached on the
-server but not listed is left alone.
+file; `{name, from_file | source_code}` defines one.
+
+Removing a line detaches what that line attached (the agent's record says what the file attached); a tool attached
+by hand, or by Letta when it made the agent, stays. A fleet with a name also deletes the tools it defined (its
+marks are tags: tools carry no metadata) once no agent declares them, unless an agent outside what this plan
+detaches still has one attached.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import ast
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
@@ -24,7 +28,9 @@ from lettafleet.core import (
     Change,
     Exported,
     Fleet,
+    LettaAPIError,
     LiveReader,
+    Owner,
     Problem,
     Read,
     Resource,
@@ -35,8 +41,11 @@ from lettafleet.core import (
     UnreadableFile,
     address_of,
     attributes,
+    boolean,
+    compare,
     created_with,
     hookimpl,
+    read_record,
     string,
 )
 from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
@@ -48,6 +57,8 @@ EVERY_FILE = "tools/*"
 TOOL_FILE = "tool file"  # how messages name a file under tools/
 # Letta's tool create request has no metadata; a tag marks what lettafleet made.
 MANAGED_TAG = "managed_by:lettafleet"
+FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name, on the tools a named fleet defines
+PROTECT_TAG = "lettafleet-protect"  # a tool defined with `protect: true`
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TOOLS = ("/v1/tools/", {"order": "asc"})
 CUSTOM = "custom"  # Letta's tool_type for tools users define; every other type is one of Letta's own
@@ -62,6 +73,7 @@ class DeclaredTool:
     origin: str  # where the source comes from, for messages: "tools/lookup.py" or "source_code"
     at: tuple[Any, ...]  # the entry's place in the fleet file
     description: str | None = None
+    protect: bool = False
 
 
 @hookimpl
@@ -85,6 +97,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "description": string(),
         "from_file": string(empty=False, excludes="source_code", required=True),
         "source_code": string(empty=False, excludes="from_file", required=True),
+        "protect": boolean(),
     }
     entry = {"type": ["string", "dict"], "empty": False, "schema": definition}
     return [SchemaFragment({"tools": {"type": "list", "schema": entry}}, at=("agents",))]
@@ -186,7 +199,7 @@ def declared_tools(fleet: Fleet, agent: DeclaredAgent) -> Iterator[DeclaredTool]
         if isinstance(entry, Mapping):
             origin = entry.get("from_file", "source_code")
             source = fleet.text({"from_file": entry["from_file"]}) if "from_file" in entry else entry["source_code"]
-            yield DeclaredTool(entry["name"], source, origin, at, entry.get("description"))
+            yield DeclaredTool(entry["name"], source, origin, at, entry.get("description"), bool(entry.get("protect")))
         elif entry == EVERY_FILE:
             for relative in _files_in_tools_folder(fleet):
                 yield DeclaredTool(_tool_name(relative), fleet.read(relative), relative, at)
@@ -223,8 +236,11 @@ class ToolHandler(ResourceHandler):
                 tool_address = address_of(KIND, tool.name)
                 # A definition wins over a bare reference to the same tool elsewhere in the file.
                 if tool_address not in tools or tool.source is not None:
-                    values = attributes(source_code=tool.source, description=tool.description)
-                    tools[tool_address] = Resource(tool_address, KIND, tool.name, values, source=tool.at)
+                    protect = tool.protect if tool.source is not None else None  # only what the fleet defines
+                    values = attributes(source_code=tool.source, description=tool.description, protect=protect)
+                    tools[tool_address] = Resource(
+                        tool_address, KIND, tool.name, values, source=tool.at, protected=tool.protect
+                    )
                 attachments.append(
                     Resource(
                         address_of(KIND, tool.name, agent.address),
@@ -234,6 +250,7 @@ class ToolHandler(ResourceHandler):
                         parent=agent.address,
                         depends_on=(tool_address,),
                         source=tool.at,
+                        protected=tool.protect,
                     )
                 )
         return [*tools.values(), *attachments]
@@ -268,26 +285,64 @@ class ToolHandler(ResourceHandler):
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource]:
+        """The declared tools and attachments as the server has them; for a fleet with a name, also the tools it
+        defined and declares no more (a removal, or kept where an agent still uses them)."""
         wanted = {resource.address for resource in desired}
-        if not wanted:
+        if not wanted and not reader.owner.named:
             return []
         found = []
-        server_tools: dict[str, dict[str, Any]] = {}
-        for tool in _server_tools(reader):
-            server_tools.setdefault(tool.get("name") or "", tool)  # oldest first: the oldest of a name wins
-        for name, tool in server_tools.items():
+        for name, tool in _tools_by_name(reader).items():
             if address_of(KIND, name) in wanted:
-                values = {"source_code": tool.get("source_code"), "description": tool.get("description")}
-                found.append(Resource(address_of(KIND, name), KIND, name, values, id=tool["id"]))
-        for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items():
+                found.append(_live_tool(tool))
+            elif reader.owner.named and _owned(reader.owner, tool):
+                found.append(_unused_tool(reader, tool, fleet))
+        for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items() if wanted else ():
             parent = agent_address(agent_name)
             attached: set[str] = set()
             for tool in agent.get("tools") or []:
                 address = address_of(KIND, tool.get("name") or "", parent)
                 if address in wanted and address not in attached:  # a tool the server lists twice is one attachment
                     attached.add(address)
-                    found.append(Resource(address, ATTACHMENT, tool["name"], {"attached": True}, parent, id=tool["id"]))
+                    found.append(_live_attachment(parent, tool))
         return found
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource]:
+        """Recorded attachments the file no longer lists, where the agent still has that tool attached (the one
+        recorded, or, recorded without an id, the one of that name)."""
+        agents = live_agents(reader, AGENTS_WITH_TOOLS)
+        by_address = {agent_address(name): agent for name, agent in agents.items()}
+        found = []
+        for attachment in recorded:
+            tools = (by_address.get(attachment.parent or "") or {}).get("tools") or []
+            for tool in tools:
+                if (tool.get("id") == attachment.id) if attachment.id else (tool.get("name") == attachment.name):
+                    found.append(
+                        replace(_live_attachment(attachment.parent or "", tool), protected=attachment.protected)
+                    )
+                    break
+        return found
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        """A detach runs before the delete of its tool. A tool the fleet defined and declares no more is kept
+        while an agent this plan leaves alone has it attached, and waits for `--prune` while one the fleet is
+        removing does."""
+        if desired is not None or live is None:
+            return compare(desired, live)
+        change = replace(compare(None, live), depends_on=live.depends_on)
+        kept_by, pruned_with = live.state.get("kept_by") or [], live.state.get("pruned_with") or []
+        if live.protected:
+            return change  # held whoever uses it: core says why
+        if kept_by:
+            return replace(
+                change,
+                action=Action.NO_OP,
+                after=change.before,
+                drift=f"no agent of the fleet lists it any more, but {_agents(kept_by)} still attached: kept. "
+                "Detach it there to have it deleted",
+            )
+        if pruned_with:
+            return replace(change, held="prune", detail=f"{_agents(pruned_with)} attached, removed with `--prune`")
+        return change
 
     def ride_along(
         self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
@@ -297,23 +352,28 @@ class ToolHandler(ResourceHandler):
             return None
         tool_id = session.id_of(address_of(KIND, child.name))
         request.setdefault("tool_ids", []).append(tool_id)
+        session.record_id(child.address, tool_id)  # the agent's record names the tool it attached
         return created_with("tools", tool_id, f"the server created agent {parent.name} without tool '{child.name}'")
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         if change.kind == ATTACHMENT:
-            agent_id, tool_id = session.id_of(change.parent or ""), session.id_of(address_of(KIND, change.name))
-            answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{agent_id}/tools/attach/{tool_id}")
-            return answer
-        after = change.after or {}
+            return _apply_attachment(change, session)
+        if change.action is Action.DELETE:
+            session.delete(f"/v1/tools/{change.id}")
+            return None
+        after = dict(change.after or {})
         if "source_code" not in after:
             raise ApplyError(f"tool '{change.name}' is not on the server, and the fleet gives no source for it")
+        protect = bool(after.pop("protect", False))
         if change.action is Action.CREATE:
-            tool = session.client.post("/v1/tools/", json={**after, "tags": [MANAGED_TAG]})
+            tool = session.client.post("/v1/tools/", json={**after, "tags": _marks([], session.owner, protect)})
             if tool.get("name") != change.name:
                 raise ApplyError(f"the server named the tool '{tool.get('name')}', not '{change.name}'")
             session.record_id(change.address, tool["id"])
             return tool
         changed = {key: after[key] for key in change.changed_fields() if key in after}
+        if "protect" in change.changed_fields():
+            changed["tags"] = _marks(change.state.get("tags") or [], session.owner, protect)
         return session.client.patch(f"/v1/tools/{change.id}", json=changed)
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
@@ -346,7 +406,7 @@ class ToolHandler(ResourceHandler):
                     continue
                 marked.add(tool["id"])
                 what = f"tool {tool['name']} ({tool['id']})"
-                yield Adoption(what, f"/v1/tools/{tool['id']}", {"tags": [*tags, MANAGED_TAG]})
+                yield Adoption(what, f"/v1/tools/{tool['id']}", {"tags": _marks(tags, reader.owner, False)})
 
 
 def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -366,3 +426,93 @@ def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[M
 def _server_tools(reader: LiveReader) -> list[dict[str, Any]]:
     path, params = TOOLS
     return reader.list_all(path, **params)
+
+
+def _tools_by_name(reader: LiveReader) -> dict[str, dict[str, Any]]:
+    """The server's tools by name; of several with one name, the oldest."""
+    found: dict[str, dict[str, Any]] = {}
+    for tool in _server_tools(reader):
+        found.setdefault(tool.get("name") or "", tool)
+    return found
+
+
+def _live_tool(tool: Mapping[str, Any]) -> Resource:
+    """A tool as plans compare it; its tags are kept for a write that changes its protection."""
+    tags = list(tool.get("tags") or [])
+    values = {"source_code": tool.get("source_code"), "description": tool.get("description")}
+    if tool.get("tool_type") == CUSTOM:
+        values["protect"] = PROTECT_TAG in tags
+    name = str(tool.get("name"))
+    return Resource(
+        address_of(KIND, name), KIND, name, values, id=tool["id"], protected=PROTECT_TAG in tags, state={"tags": tags}
+    )
+
+
+def _live_attachment(agent: str, tool: Mapping[str, Any]) -> Resource:
+    name = str(tool.get("name"))
+    address = address_of(KIND, name, agent)
+    return Resource(
+        address, ATTACHMENT, name, {"attached": True}, agent, depends_on=(address_of(KIND, name),), id=tool["id"]
+    )
+
+
+def _owned(owner: Owner, tool: Mapping[str, Any]) -> bool:
+    """Whether this named fleet defined the tool: lettafleet's tag and the fleet's."""
+    tags = tool.get("tags") or []
+    return MANAGED_TAG in tags and f"{FLEET_TAG}{owner.fleet}" in tags
+
+
+def _marks(tags: Sequence[str], owner: Owner, protect: bool) -> list[str]:
+    """A tool's tags with lettafleet's marks as this fleet leaves them, every other tag kept."""
+    own = [tag for tag in tags if tag not in (MANAGED_TAG, PROTECT_TAG) and not tag.startswith(FLEET_TAG)]
+    fleet = [f"{FLEET_TAG}{owner.fleet}"] if owner.named else []
+    return [*own, MANAGED_TAG, *fleet, *([PROTECT_TAG] if protect else [])]
+
+
+def _unused_tool(reader: LiveReader, tool: Mapping[str, Any], fleet: Sequence[Resource]) -> Resource:
+    """A tool the fleet defined and no agent of its file declares, with who has it attached: agents whose
+    recorded attachment this plan detaches do not count; agents the fleet no longer declares go with `--prune`;
+    any other keeps it."""
+    declared = {resource.address for resource in fleet if resource.kind == AGENT}
+    own_address = address_of(KIND, str(tool.get("name")))
+    kept_by, pruned_with = [], []
+    path, params = AGENTS_WITH_TOOLS
+    for agent in reader.list_all(path, **params):
+        if tool["id"] not in {attached.get("id") for attached in agent.get("tools") or []}:
+            continue
+        mine = reader.owner.owns(agent)
+        if mine and agent_address(agent["name"]) not in declared:
+            pruned_with.append(agent["name"])
+        elif not (mine and agent_address(agent["name"]) in declared and _detached(agent, own_address)):
+            kept_by.append(agent["name"])
+    live = _live_tool(tool)
+    return replace(live, state={**live.state, "kept_by": sorted(kept_by), "pruned_with": sorted(pruned_with)})
+
+
+def _detached(agent: Mapping[str, Any], tool_address: str) -> bool:
+    """Whether the agent's record lists its attachment of the tool, unprotected: this plan detaches it."""
+    return any(
+        entry.address == tool_address and entry.kind == ATTACHMENT and not entry.protect
+        for entry in read_record(agent) or ()
+    )
+
+
+def _agents(names: Sequence[str]) -> str:
+    return (
+        ("agent " if len(names) == 1 else "agents ") + ", ".join(names) + (" has it" if len(names) == 1 else " have it")
+    )
+
+
+def _apply_attachment(change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+    """Attach, or detach (an agent or tool already gone counts as detached)."""
+    agent_id, tool_id = session.id_of(change.parent or ""), change.id or session.id_of(address_of(KIND, change.name))
+    if not change.removes:
+        answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{agent_id}/tools/attach/{tool_id}")
+        session.record_id(change.address, tool_id)
+        return answer
+    try:
+        return session.client.patch(f"/v1/agents/{agent_id}/tools/detach/{tool_id}")
+    except LettaAPIError as error:
+        if error.status != 404:
+            raise
+        return None

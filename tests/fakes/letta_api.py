@@ -181,6 +181,7 @@ class FakeLetta:
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
                 (r"/v1/agents/([^/]+)/messages", self._list_messages),
+                (r"/v1/agents/([^/]+)", self._get_agent),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
                 (r"/v1/conversations/", self._list_conversations),
@@ -202,6 +203,7 @@ class FakeLetta:
                 (r"/v1/agents/([^/]+)/core-memory/blocks/attach/([^/]+)", self._attach("block_ids")),
                 (r"/v1/agents/([^/]+)/core-memory/blocks/detach/([^/]+)", self._detach_block),
                 (r"/v1/agents/([^/]+)/tools/attach/([^/]+)", self._attach("tool_ids")),
+                (r"/v1/agents/([^/]+)/tools/detach/([^/]+)", self._detach_tool),
                 (r"/v1/blocks/([^/]+)", self._update("blocks")),
                 (r"/v1/tools/([^/]+)", self._update("tools")),
             ],
@@ -209,6 +211,7 @@ class FakeLetta:
                 (r"/v1/conversations/([^/]+)", self._delete_conversation),
                 (r"/v1/agents/([^/]+)", lambda agent_id, **_: self.agents.pop(agent_id) and None),
                 (r"/v1/blocks/([^/]+)", self._delete_block),
+                (r"/v1/tools/([^/]+)", self._delete_tool),
             ],
         }
 
@@ -272,6 +275,11 @@ class FakeLetta:
         shown = [self._shown(agent, params.get("include")) for agent in self.agents.values()]
         return _page(shown, params)
 
+    def _get_agent(self, agent_id: str, params: dict[str, list[str]], **_: Any) -> Any:
+        if agent_id not in self.agents:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        return self._shown(self.agents[agent_id], params.get("include"))
+
     def _update_agent(self, agent_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         agent = self.agents[agent_id]
         for key in ("description", "system", "tags", "metadata"):  # metadata: the whole mapping, as Letta stores it
@@ -290,6 +298,13 @@ class FakeLetta:
             return self._shown(agent)
 
         return attach
+
+    def _detach_tool(self, agent_id: str, tool_id: str, **_: Any) -> Any:
+        if agent_id not in self.agents or tool_id not in self.tools:
+            return httpx.Response(404, json={"detail": f"Agent '{agent_id}' or tool '{tool_id}' not found"})
+        agent = self.agents[agent_id]
+        agent["tool_ids"] = [attached for attached in agent["tool_ids"] if attached != tool_id]
+        return self._shown(agent)
 
     # blocks and tools
 
@@ -330,6 +345,14 @@ class FakeLetta:
         """Letta names a tool after the last function in its source."""
         functions = [node for node in ast.parse(body["source_code"]).body if isinstance(node, ast.FunctionDef)]
         return self.add_tool(functions[-1].name, **body)
+
+    def _delete_tool(self, tool_id: str, **_: Any) -> Any:
+        """Letta detaches a deleted tool from every agent that has it."""
+        if self.tools.pop(tool_id, None) is None:
+            return httpx.Response(404, json={"detail": f"Tool with id '{tool_id}' not found"})
+        for agent in self.agents.values():
+            agent["tool_ids"] = [attached for attached in agent["tool_ids"] if attached != tool_id]
+        return None
 
     # conversations
 

@@ -81,7 +81,9 @@ def test_a_changed_secret_is_updated_and_secrets_set_by_hand_stay(letta_server, 
     plan = cli(letta_server, "plan", "-f", str(fleet), TEST_ORDERS_KEY=SECOND_VALUE)
     applied = cli(letta_server, "apply", "-f", str(fleet), TEST_ORDERS_KEY=SECOND_VALUE)
 
-    assert "    ~ secrets\n        ORDERS_API_KEY:\n          - (sensitive)\n          + (sensitive)\n" in plan.output
+    assert (
+        "    ~ secret ORDERS_API_KEY\n        value:\n          - (sensitive)\n          + (sensitive)\n" in plan.output
+    )
     assert "BY_HAND" not in plan.output and "REGION" not in plan.output  # unchanged: not listed
     assert applied.exit_code == 0, applied.output
     assert secrets_on_server(client, agent_name) == {

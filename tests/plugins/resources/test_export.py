@@ -88,7 +88,7 @@ def test_an_export_of_applied_agents_plans_no_changes(applied, manager, tmp_path
     assert not plan.ambiguities
     addresses = {change.address for change in plan.changes}
     assert {"agent.support", "agent.sales", "shared_block.policies", "agent.support.block.notes"} <= addresses
-    assert {"tool.lookup_order", "agent.support.tool.web_search", "agent.support.secrets"} <= addresses
+    assert {"tool.lookup_order", "agent.support.tool.web_search", "agent.support.secret.ORDERS_KEY"} <= addresses
     assert "agent.other" not in addresses
 
 

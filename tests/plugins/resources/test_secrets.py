@@ -29,11 +29,11 @@ agents:
 
 
 def secrets_of(path, manager) -> dict[str, dict]:
-    return {
-        resource.parent: dict(resource.attributes)
-        for resource in desired_resources(load_fleet(path, manager), manager)
-        if resource.kind == "secret_set"
-    }
+    found: dict[str, dict] = {}
+    for resource in desired_resources(load_fleet(path, manager), manager):
+        if resource.kind == "secret":
+            found.setdefault(resource.parent, {})[resource.name] = resource.attributes["value"]
+    return found
 
 
 def test_names_are_upper_cased_and_an_agent_overrides_the_fleet_wide_value(write_fleet, manager, monkeypatch):
@@ -50,9 +50,10 @@ def test_every_value_is_sensitive(write_fleet, manager, monkeypatch):
     monkeypatch.setenv("FLEET_ORDERS_KEY", "x")
     path = write_fleet(FLEET.format(secrets="      token: {value: t}"))
 
-    [resource] = [r for r in desired_resources(load_fleet(path, manager), manager) if r.parent == "agent.support"]
+    secrets = [r for r in desired_resources(load_fleet(path, manager), manager) if r.parent == "agent.support"]
 
-    assert resource.sensitive == {"COMPANY", "ORDERS_API_KEY", "TOKEN"}
+    assert {r.name for r in secrets} == {"COMPANY", "ORDERS_API_KEY", "TOKEN"}
+    assert all(r.sensitive == {"value"} for r in secrets)
 
 
 def test_validate_needs_no_environment(write_fleet, manager, monkeypatch):
@@ -92,7 +93,7 @@ def test_a_new_agent_gets_its_secrets_in_its_create_request(fleet, letta, monkey
     assert report.ok
     support = next(w for w in letta.writes_to("POST", "/v1/agents/") if w.body["name"] == "support")
     assert support.body["secrets"] == {"COMPANY": "Acme Support", "ORDERS_API_KEY": "sk-orders-1"}
-    assert fleet.results(report)["agent.support.secrets"] == ("applied", "created with agent.support")
+    assert fleet.results(report)["agent.support.secret.COMPANY"] == ("applied", "created with agent.support")
 
 
 def test_a_server_that_creates_the_agent_without_its_secrets_fails_the_secret_set(fleet, letta, monkeypatch):
@@ -101,9 +102,9 @@ def test_a_server_that_creates_the_agent_without_its_secrets_fails_the_secret_se
 
     report = fleet.apply(fleet.plan(PLANNED))
 
-    assert fleet.results(report)["agent.support.secrets"] == (
+    assert fleet.results(report)["agent.support.secret.ORDERS_API_KEY"] == (
         "failed",
-        "the server created agent support without secrets COMPANY, ORDERS_API_KEY",
+        "the server created agent support without secret ORDERS_API_KEY",
     )
 
 
@@ -116,9 +117,8 @@ def test_an_agents_whole_set_is_written_with_the_secrets_the_fleet_does_not_name
 
     plan = fleet.plan(PLANNED)
 
-    change = plan.by_address()["agent.support.secrets"]
-    assert change.action.value == "update" and change.changed_fields() == ["ORDERS_API_KEY"]
-    assert plan.by_address()["agent.quiet.secrets"].action.value == "no-op"
+    changed = {c.address: c.action.value for c in plan.changes if c.kind == "secret" and c.changes_something}
+    assert changed == {"agent.support.secret.ORDERS_API_KEY": "update"}
     shown = json.dumps(plan.to_json())
     assert not [value for value in ("sk-old", "sk-orders-2", "Acme Support", '"o"') if value in shown]
     fleet.apply(plan)
@@ -148,7 +148,7 @@ def test_preserve_existing_keeps_the_servers_value_of_an_unset_variable(fleet, l
 
     plan = fleet.plan(text)
 
-    assert plan.by_address()["agent.quiet.secrets"].action.value == "no-op"
+    assert plan.by_address()["agent.quiet.secret.ORDERS_API_KEY"].action.value == "no-op"
     fleet.apply(plan)
     [patch] = letta.resource_writes
     assert patch.path == f"/v1/agents/{support['id']}"
@@ -164,3 +164,65 @@ def test_preserve_existing_without_a_value_on_the_server_stops_the_plan(fleet, l
 
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert "environment variable FLEET_ORDERS_KEY is not set and the server has no value to keep" in error
+
+
+# -- removal ------------------------------------------------------------------------------------------------------
+
+TWO_SECRETS = FLEET.format(secrets="      token: {value: t-1}\n      region: {value: eu}")
+
+
+def test_a_secret_removed_from_the_file_is_deleted_and_one_set_by_hand_stays(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+    support = letta.agent_named("support")
+    support["secrets"]["BY_HAND"] = "h-1"  # set by hand: in no record
+
+    plan = fleet.plan(FLEET.format(secrets="      token: {value: t-1}"))
+
+    changed = {c.address: c.action.value for c in plan.changes if c.changes_something}
+    assert changed == {"agent.support.secret.REGION": "delete"}
+    assert "eu" not in json.dumps(plan.to_json())
+    fleet.apply(plan)
+    [patch] = letta.resource_writes
+    assert patch.body == {
+        "secrets": {"COMPANY": "Acme", "ORDERS_API_KEY": "sk-orders-1", "TOKEN": "t-1", "BY_HAND": "h-1"}
+    }
+    assert not fleet.plan(FLEET.format(secrets="      token: {value: t-1}")).needs_attention
+
+
+def test_an_agents_secret_changes_go_in_one_request(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+
+    plan = fleet.plan(FLEET.format(secrets="      token: {value: t-2}\n      mode: {value: fast}"))
+
+    changed = {c.name: c.action.value for c in plan.changes if c.changes_something}
+    assert changed == {"MODE": "create", "REGION": "delete", "TOKEN": "update"}
+    report = fleet.apply(plan)
+    assert report.ok
+    [patch] = letta.resource_writes
+    assert patch.body["secrets"] == {"COMPANY": "Acme", "ORDERS_API_KEY": "sk-orders-1", "TOKEN": "t-2", "MODE": "fast"}
+
+
+def test_a_failed_write_fails_every_secret_change_of_the_agent(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+    support = letta.agent_named("support")
+    letta.refuse("PATCH", f"/v1/agents/{support['id']}", 422, "no")
+
+    report = fleet.apply(fleet.plan(FLEET.format(secrets="      token: {value: t-2}")))
+
+    results = fleet.results(report)
+    assert results["agent.support.secret.TOKEN"][0] == results["agent.support.secret.REGION"][0] == "failed"
+    assert len(letta.writes_to("PATCH", f"/v1/agents/{support['id']}")) == 1
+
+
+def test_a_protected_secret_is_not_deleted(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(FLEET.format(secrets="      token: {value: t-1, protect: true}")))
+
+    plan = fleet.plan(FLEET.format(secrets="      other: {value: o}"))
+
+    assert plan.by_address()["agent.support.secret.TOKEN"].held == "protect"
+    fleet.apply(plan)
+    assert letta.agent_named("support")["secrets"]["TOKEN"] == "t-1"

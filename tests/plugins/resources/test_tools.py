@@ -300,3 +300,105 @@ def test_a_tool_the_server_lists_twice_on_an_agent_is_one_attachment(fleet, lett
     plan = fleet.plan(tools_fleet("- conversation_search"))
 
     assert fleet.actions(plan)["agent.support.tool.conversation_search"] == "no-op"
+
+
+# -- removal ------------------------------------------------------------------------------------------------------
+
+LOOKUP = {"tools/lookup.py": tool_source("lookup")}
+
+
+def named(text: str, name: str = "shop") -> str:
+    return f"fleet: {name}\n{text}"
+
+
+def test_a_tool_line_removed_is_detached_and_one_attached_by_hand_stays(fleet, letta):
+    letta.add_tool("web_search")
+    by_hand = letta.add_tool("weather")
+    fleet.apply(fleet.plan(tools_fleet("- web_search\n- conversation_search")))
+    agent = letta.agent_named("support")
+    agent_id = agent["id"]
+    letta.agents[agent_id]["tool_ids"].append(by_hand["id"])  # attached by hand: in no record
+
+    plan = fleet.plan(tools_fleet("- conversation_search"))
+
+    assert {a: v for a, v in fleet.actions(plan).items() if v != "no-op"} == {"agent.support.tool.web_search": "delete"}
+    fleet.apply(plan)
+    web_search = next(t for t in letta.tools.values() if t["name"] == "web_search")
+    assert letta.resource_writes[0].path == f"/v1/agents/{agent_id}/tools/detach/{web_search['id']}"
+    attached = {letta.tools[tool_id]["name"] for tool_id in letta.agents[agent_id]["tool_ids"]}
+    assert "web_search" not in attached and {"weather", "conversation_search"} <= attached
+    assert "web_search" in {t["name"] for t in letta.tools.values()}  # the server's tool itself stays
+    assert not fleet.plan(tools_fleet("- conversation_search")).needs_attention
+
+
+def test_letta_base_tools_are_never_in_the_record(fleet, letta):
+    letta.add_tool("web_search")
+    fleet.apply(fleet.plan(tools_fleet("- web_search")))
+
+    plan = fleet.plan(tools_fleet("- web_search").replace("    tools:\n      - web_search\n", ""))
+
+    assert {a: v for a, v in fleet.actions(plan).items() if v != "no-op"} == {"agent.support.tool.web_search": "delete"}
+
+
+def test_a_named_fleet_deletes_the_tool_it_defined_after_detaching_it(fleet, letta):
+    fleet.apply(fleet.plan(named(tools_fleet("- lookup\n- conversation_search")), files=LOOKUP))
+    [made] = [t for t in letta.tools.values() if t["name"] == "lookup"]
+    assert made["tags"] == ["managed_by:lettafleet", "lettafleet-fleet:shop"]
+
+    plan = fleet.plan(named(tools_fleet("- conversation_search")), files=LOOKUP)
+
+    changed = {a: v for a, v in fleet.actions(plan).items() if v != "no-op"}
+    assert changed == {"agent.support.tool.lookup": "delete", "tool.lookup": "delete"}
+    fleet.apply(plan)
+    writes = [(w.method, w.path) for w in letta.resource_writes]
+    agent_id = letta.agent_named("support")["id"]
+    assert writes == [
+        ("PATCH", f"/v1/agents/{agent_id}/tools/detach/{made['id']}"),
+        ("DELETE", f"/v1/tools/{made['id']}"),
+    ]
+    assert not fleet.plan(named(tools_fleet("- conversation_search")), files=LOOKUP).needs_attention
+
+
+def test_a_fleet_without_a_name_never_deletes_a_tool(fleet, letta):
+    fleet.apply(fleet.plan(tools_fleet("- lookup\n- conversation_search"), files=LOOKUP))
+
+    plan = fleet.plan(tools_fleet("- conversation_search"), files=LOOKUP)
+
+    changed = {a: v for a, v in fleet.actions(plan).items() if v != "no-op"}
+    assert changed == {"agent.support.tool.lookup": "delete"}
+
+
+def test_a_defined_tool_another_agent_has_attached_is_kept_and_the_plan_says_why(fleet, letta):
+    fleet.apply(fleet.plan(named(tools_fleet("- lookup\n- conversation_search")), files=LOOKUP))
+    [made] = [t for t in letta.tools.values() if t["name"] == "lookup"]
+    letta.add_agent("by-hand", managed=False, tool_ids=[made["id"]])
+
+    plan = fleet.plan(named(tools_fleet("- conversation_search")), files=LOOKUP)
+
+    tool = plan.by_address()["tool.lookup"]
+    assert tool.action.value == "no-op"
+    assert "agent by-hand has it still attached: kept" in (tool.drift or "")
+    fleet.apply(plan)
+    assert made["id"] in letta.tools
+
+
+def test_another_fleets_tool_is_never_deleted(fleet, letta):
+    fleet.apply(fleet.plan(named(tools_fleet("- lookup").replace("support", "other-agent"), "other"), files=LOOKUP))
+
+    plan = fleet.plan(named(tools_fleet("- conversation_search")))
+
+    assert "tool.lookup" not in fleet.actions(plan)
+
+
+def test_a_protected_tool_definition_is_not_deleted_nor_detached(fleet, letta):
+    protected = "- {name: lookup, from_file: tools/lookup.py, protect: true}\n- conversation_search"
+    fleet.apply(fleet.plan(named(tools_fleet(protected)), files=LOOKUP))
+    [made] = [t for t in letta.tools.values() if t["name"] == "lookup"]
+    assert "lettafleet-protect" in made["tags"]
+
+    plan = fleet.plan(named(tools_fleet("- conversation_search")), files=LOOKUP)
+
+    held = {c.address: c.held for c in plan.changes if c.held}
+    assert held == {"agent.support.tool.lookup": "protect", "tool.lookup": "protect"}
+    fleet.apply(plan)
+    assert letta.resource_writes == [] and made["id"] in letta.tools
