@@ -7,6 +7,7 @@ attribute (ResourceKind) is the one field the rename writes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -112,6 +113,18 @@ def rebased(found: Resource, old: str, new: str) -> Resource:
         parent=found.parent and moved(found.parent),
         depends_on=tuple(moved(address) for address in found.depends_on),
     )
+
+
+def at_old_address(declared: Resource, move: Move) -> Resource:
+    """A declared resource inside a move's target as it stood before the move, for reading the server: the moved
+    resource itself with its old name too."""
+    alias = rebased(declared, move.target, move.source)
+    if declared.address != move.target:
+        return alias
+    parts = _parts(move.source)
+    assert parts is not None  # checked: move_problems
+    name = parts[-1][1]
+    return replace(alias, name=json.loads(name) if name.startswith('"') else name)
 
 
 def rebased_ambiguity(found: Ambiguity, old: str, new: str) -> Ambiguity:

@@ -22,6 +22,7 @@ from lettafleet.core.engine.live import LiveReader
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, name_in
 from lettafleet.core.engine.moving import (
     Move,
+    at_old_address,
     declared_moves,
     move_problems,
     rebased,
@@ -121,7 +122,7 @@ def _moved(
     live = {found.address for found in found_live if isinstance(found, Resource)}
     pending = [move for move in moves if move.target not in live]
     # Read the declared subtree of each new address as if it still stood at the old one.
-    aliases = [rebased(r, m.target, m.source) for m in pending for r in desired if m.covers(r.address, side="target")]
+    aliases = [at_old_address(r, m) for m in pending for r in desired if m.covers(r.address, side="target")]
     view = [*desired, *aliases]
     old_side: list[Resource | Ambiguity] = [
         found
