@@ -205,7 +205,7 @@ def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -
         text += f" of {change.parent.removeprefix(root.address + '.')}"
     if change.drift:
         return f"{text}: {change.drift}"
-    if change.action is Action.REPLACE and change.detail:
+    if change.detail and change.action is not Action.NO_OP:
         return f"{text}: {change.detail}"
     return text
 
