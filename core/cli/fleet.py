@@ -26,7 +26,7 @@ from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import Change, Plan
-from lettafleet.core.engine.planning import desired_resources, plan_fleet
+from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
@@ -63,13 +63,15 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     for path in paths:
         try:
             fleet = load_fleet(path, manager)
+            declared_resources = desired_resources(fleet, manager)
+            check_moves(fleet, declared_resources, manager)
         except FleetError as error:
             errors.extend(str(diagnostic) for diagnostic in error.diagnostics)
             results.append(
                 {"file": str(path), "valid": False, "errors": [diagnostic.__dict__ for diagnostic in error.diagnostics]}
             )
             continue
-        declared = Counter(resource.kind for resource in desired_resources(fleet, manager))
+        declared = Counter(resource.kind for resource in declared_resources)
         results.append({"file": str(path), "valid": True, "resources": dict(sorted(declared.items()))})
         if output == "text":
             click.echo(f"{path}: valid ({_counted(declared, resource_kinds(manager))})")

@@ -21,6 +21,9 @@ class ResourceKind:
     description: str = ""
     counted: bool = False
     named_in_plan: bool = True  # False: a plan line shows just the name ("support-agent", not "agent support-agent")
+    # The attribute a rename writes (an agent's `name`, a block's `label`), for `moved:` entries of the fleet file;
+    # None: resources of this kind cannot be renamed in place. Its handler's apply writes it on an update.
+    renamed_as: str | None = None
     # Required of every kind a plugin declares (the plugin manager checks); optional so that a kind can be described
     # apart from its plugin, as renderers and their tests do.
     handler: ResourceHandler | None = field(default=None, compare=False, repr=False)

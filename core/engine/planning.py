@@ -3,7 +3,8 @@
 Removals come from two places, both exact: a handler's live read returns what its fleet made and no longer
 declares (an agent carrying the fleet's marks), and a parent's record lists what the last apply made under it
 (`ResourceHandler.records_children`). A removal that deletes data waits for the user's `--prune`; a protected one
-is never made. Either way the plan shows it.
+is never made. Either way the plan shows it. A `moved:` entry makes what the server has at its old address the
+live side of the new one: a rename, not a removal and a create.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from typing import Any
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
+from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.model import Ambiguity, Change, Plan, Resource, name_in
+from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, name_in
+from lettafleet.core.engine.moving import (
+    Move,
+    at_old_address,
+    declared_moves,
+    move_problems,
+    rebased,
+    rebased_ambiguity,
+    without_moved_entries,
+)
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
@@ -32,6 +43,7 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
     Each kind's handler sees only its own kinds' resources: core routes them by kind. `prune` (or the fleet's
     `prune: true`) lets removals that delete data apply; without it they are planned as held."""
     desired = desired_resources(fleet, manager)
+    check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
     reader = LiveReader(client, owner=Owner(fleet.name))
     reader.prefetch(
@@ -47,6 +59,7 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         preflight = background.submit(lambda: [p for handler, own in mine for p in handler.preflight(reader, own)])
         found_live = [found for handler, own in mine for found in handler.read_live(reader, own, desired)]
         problems = preflight.result()
+        found_live, renamed = _moved(reader, manager, desired, declared_moves(fleet), found_live)
         wanted = _by_address(desired, "desired")
         found_live += _recorded_removals(reader, manager, wanted, found_live)
     reader.close()
@@ -54,7 +67,7 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         raise FleetError(locate(fleet.document, problems))
     ambiguities = [found for found in found_live if isinstance(found, Ambiguity)]
     live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
-    changes = _changes(wanted, live, manager, prune=prune or fleet.prunes)
+    changes = _changes(wanted, live, manager, renamed, prune=prune or fleet.prunes)
     return Plan.build(
         str(fleet.path),
         client.base_url,
@@ -70,15 +83,102 @@ def desired_resources(fleet: Fleet, manager: FleetPlugins) -> list[Resource]:
     return [resource for handler, _ in manager.handlers() for resource in handler.desired(fleet)]
 
 
+def check_moves(fleet: Fleet, desired: Sequence[Resource], manager: FleetPlugins) -> None:
+    """Raise FleetError, each problem at its line, unless every `moved:` entry renames a declared resource in place."""
+    problems = move_problems(fleet, desired, manager.kinds)
+    if problems:
+        raise FleetError(locate(fleet.document, problems))
+
+
 def _changes(
-    wanted: Mapping[str, Resource], live: Mapping[str, Resource], manager: FleetPlugins, *, prune: bool
+    wanted: Mapping[str, Resource],
+    live: Mapping[str, Resource],
+    manager: FleetPlugins,
+    renamed: Mapping[str, str],
+    *,
+    prune: bool,
 ) -> list[Change]:
     changes: dict[str, Change] = {}
     for address in sorted(set(wanted) | set(live)):
         declared, found = wanted.get(address), live.get(address)
         kind = (declared or live[address]).kind
-        changes[address] = _held(manager.handler(kind).diff(declared, found), prune)
-    return _without_removals_under_kept(changes)
+        change = manager.handler(kind).diff(declared, found)
+        if address in renamed and declared and found:
+            change = _renamed(change, found.name, declared.name, renamed[address], manager.kinds[kind])
+        changes[address] = _held(change, prune)
+    return _with_move_hints(_without_removals_under_kept(changes), manager.kinds)
+
+
+def _moved(
+    reader: LiveReader,
+    manager: FleetPlugins,
+    desired: Sequence[Resource],
+    moves: Sequence[Move],
+    found_live: list[Resource | Ambiguity],
+) -> tuple[list[Resource | Ambiguity], dict[str, str]]:
+    """The live resources with what `moves` rename at their new addresses (the whole subtree follows), and the
+    renamed addresses with the address each had. A move whose new address is live already, or whose old one is
+    not, changes nothing: the entry may stay in the file."""
+    live = {found.address for found in found_live if isinstance(found, Resource)}
+    pending = [move for move in moves if move.target not in live]
+    # Read the declared subtree of each new address as if it still stood at the old one.
+    aliases = [at_old_address(r, m) for m in pending for r in desired if m.covers(r.address, side="target")]
+    view = [*desired, *aliases]
+    old_side: list[Resource | Ambiguity] = [
+        found
+        for handler, kinds in manager.handlers()
+        if any(alias.kind in kinds for alias in aliases)
+        for found in handler.read_live(reader, [alias for alias in aliases if alias.kind in kinds], view)
+    ]
+    taken = [m for m in pending if any(isinstance(f, Resource) and f.address == m.source for f in old_side)]
+    kept = [found for found in found_live if not any(m.covers(found.address, side="source") for m in taken)]
+    for move in taken:
+        for found in old_side:
+            if move.covers(found.address, side="source"):
+                kept.append(
+                    rebased(found, move.source, move.target)
+                    if isinstance(found, Resource)
+                    else rebased_ambiguity(found, move.source, move.target)
+                )
+    sources = [move.source for move in taken]
+    kept = [without_moved_entries(found, sources) if isinstance(found, Resource) else found for found in kept]
+    return kept, {move.target: move.source for move in taken}
+
+
+def _renamed(change: Change, old: str, new: str, source: str, kind: ResourceKind) -> Change:
+    """A moved resource's change: its kind's name attribute written too (an agent's `name`), whatever else it
+    updates; the resource and everything in it stay."""
+    field = kind.renamed_as or "name"
+    return replace(
+        change,
+        action=Action.UPDATE if change.action is Action.NO_OP else change.action,
+        before={**(change.before or {}), field: old},
+        after={**(change.after or {}), field: new},
+        detail=change.detail or f"renamed from {source} (moved), keeping what it holds",
+    )
+
+
+def _with_move_hints(changes: list[Change], kinds: Mapping[str, ResourceKind]) -> list[Change]:
+    """A removal and a create of one renamable kind under one parent may be a rename: both say how to keep the
+    resource and its history instead."""
+    removed: dict[tuple[str, str | None], list[Change]] = {}
+    created: dict[tuple[str, str | None], list[Change]] = {}
+    for change in changes:
+        if kinds[change.kind].renamed_as and change.action in (Action.CREATE, Action.DELETE):
+            (removed if change.removes else created).setdefault((change.kind, change.parent), []).append(change)
+    hints: dict[str, str] = {}
+    for group, removals in removed.items():
+        for new in created.get(group, []):
+            for old in removals:
+                entry = f"`moved: [{{from: '{old.address}', to: '{new.address}'}}]`"
+                hints.setdefault(old.address, f"if {new.address} is this renamed, add {entry} to keep it and its data")
+                hints.setdefault(new.address, f"if this is {old.address} renamed, add {entry} to keep its data")
+    return [
+        replace(change, detail="; ".join(filter(None, (change.detail, hints[change.address]))))
+        if change.address in hints
+        else change
+        for change in changes
+    ]
 
 
 def _held(change: Change, prune: bool) -> Change:

@@ -11,12 +11,16 @@ import pluggy
 
 from lettafleet.core import hookspecs
 from lettafleet.core.engine.handlers import ResourceHandler
-from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, string
+from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, mapping_list, string
 
-# The keys of a fleet file that are the fleet's own, not any kind's: its name, and whether removals that delete
-# data apply without `--prune` (docs/fleet-file.md, "Removing").
+# The keys of a fleet file that are the fleet's own, not any kind's: its name, whether removals that delete
+# data apply without `--prune` (docs/fleet-file.md, "Removing"), and the renames that keep a resource (`moved`).
 FLEET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-CORE_SCHEMA: dict[str, Any] = {"fleet": string(empty=False, regex=FLEET_NAME_PATTERN), "prune": boolean()}
+CORE_SCHEMA: dict[str, Any] = {
+    "fleet": string(empty=False, regex=FLEET_NAME_PATTERN),
+    "prune": boolean(),
+    "moved": mapping_list({"from": string(required=True, empty=False), "to": string(required=True, empty=False)}),
+}
 
 ENTRY_POINT_GROUP = "lettafleet"
 

@@ -236,7 +236,7 @@ def _describe(change: Change, root: Change, kinds: Mapping[str, ResourceKind]) -
         text += f" ({held_label(change)})"
     if change.drift:
         return f"{text}: {change.drift}"
-    if change.action is Action.REPLACE and change.detail:
+    if change.detail and change.action is not Action.NO_OP:
         return f"{text}: {change.detail}"
     return text
 

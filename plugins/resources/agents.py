@@ -179,7 +179,14 @@ def described(agent: Mapping[str, Any]) -> str:
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
     return [
-        ResourceKind(AGENT, "agents", "a Letta agent, matched by name", named_in_plan=False, handler=AgentHandler())
+        ResourceKind(
+            AGENT,
+            "agents",
+            "a Letta agent, matched by name",
+            named_in_plan=False,
+            renamed_as="name",
+            handler=AgentHandler(),
+        )
     ]
 
 
@@ -504,7 +511,7 @@ def _request_fields(values: Mapping[str, Any], context: Mapping[str, Any] | None
     """The Letta request fields for some agent attributes (context: all desired attributes, for updates)."""
     context = context or values
     body: dict[str, Any] = {}
-    for key in ("description", "system", "tags", "model", "embedding", "embedding_config"):
+    for key in ("name", "description", "system", "tags", "model", "embedding", "embedding_config"):
         if key in values:
             body[key] = values[key]
     if "llm_config" in values or ("context_window" in values and "llm_config" in context):

@@ -60,7 +60,9 @@ LABEL_PATTERN = r"^[a-zA-Z0-9_-]+$"
 def lettafleet_kinds() -> Iterable[ResourceKind]:
     handler = BlockHandler()  # one handler for the three kinds: they are read together
     return [
-        ResourceKind(BLOCK, "blocks", "an agent's own memory block, matched by label", handler=handler),
+        ResourceKind(
+            BLOCK, "blocks", "an agent's own memory block, matched by label", renamed_as="label", handler=handler
+        ),
         ResourceKind(
             SHARED, "shared blocks", "a memory block shared by several agents, matched by label", handler=handler
         ),
@@ -551,9 +553,12 @@ def _remove(change: Change, session: ApplySession) -> None:
 
 
 def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
-    """Write the synced fields (value, description, limit) that differ; nothing when none do."""
+    """Write the synced fields (value, description, limit) and a new label (`moved`) that differ; nothing when none
+    do."""
     before, after = change.before or {}, change.after or {}
-    updates = {key: after[key] for key in SYNCED_FIELDS if key in after and before.get(key) != after.get(key)}
+    updates = {
+        key: after[key] for key in (*SYNCED_FIELDS, "label") if key in after and before.get(key) != after.get(key)
+    }
     if not updates:
         return {"id": change.id}
     return session.client.patch(f"/v1/blocks/{change.id}", json=updates)

@@ -62,7 +62,16 @@ def replaced_by_plan(reader: LiveReader, conversation: Mapping[str, Any], labels
 @hookimpl
 def lettafleet_kinds() -> Iterable[ResourceKind]:
     description = "an isolated message history of an agent, matched by summary"
-    return [ResourceKind(CONVERSATION, "conversations", description, counted=True, handler=ConversationHandler())]
+    return [
+        ResourceKind(
+            CONVERSATION,
+            "conversations",
+            description,
+            counted=True,
+            renamed_as="summary",
+            handler=ConversationHandler(),
+        )
+    ]
 
 
 @hookimpl
@@ -149,10 +158,15 @@ class ConversationHandler(ResourceHandler):
         )
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        if change.action is Action.UPDATE and "summary" in change.changed_fields():  # renamed (`moved`)
+            answer: Mapping[str, Any] = session.client.patch(
+                f"/v1/conversations/{change.id}", json={"summary": change.name}
+            )
+            return answer
         if change.action is Action.REPLACE:
             _delete_unused(change, session)
         elif change.action is not Action.CREATE:
-            raise ApplyError(f"{change.address}: conversations are only ever created or replaced by apply")
+            raise ApplyError(f"{change.address}: conversations are only ever created, renamed or replaced by apply")
         agent_id = session.id_of(change.parent or "")
         try:
             return session.create(change, "/v1/conversations/", {"summary": change.name}, agent_id=agent_id)

@@ -1,0 +1,158 @@
+"""`moved:` entries against the real dev server: a rename keeps the resource, its id and everything in it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lettafleet.core import LettaClient
+from lettafleet.core.cli.app import main
+
+if TYPE_CHECKING:
+    from tests.fakes.llm_server import FakeLLM
+
+pytest_plugins = ["tests.fakes.llm_server"]
+
+
+def cli(base_url: str, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output + result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def names(letta_server: str, client: LettaClient) -> Iterator[Callable[[str], str]]:
+    """Unique agent names; every agent of such a name is deleted afterwards, with what it owns."""
+    suffix, made = uuid.uuid4().hex[:8], []
+
+    def name(base: str) -> str:
+        made.append(f"{base}-{suffix}")
+        return made[-1]
+
+    yield name
+    for agent_name in made:
+        for agent in client.list_all("/v1/agents/", name=agent_name):
+            cli(letta_server, "delete", "agent", agent["id"], "--force")
+
+
+def fleet_text(fake: FakeLLM, agent: str, conversation: str, block: str = "notes", moved: str = "") -> str:
+    return (
+        f"agents:\n  - name: {agent}\n{fake.fleet_yaml()}    system_prompt:\n      value: You are a test agent.\n"
+        f"    memory_blocks:\n      - name: {block}\n        value: seeded\n"
+        f'    conversations:\n      - summary: "{conversation}"\n' + (f"moved:\n{moved}" if moved else "")
+    )
+
+
+def moved(source: str, target: str) -> str:
+    return f"  - from: '{source}'\n    to: '{target}'\n"
+
+
+def plan_json(base_url: str, fleet: Path) -> dict[str, Any]:
+    return json.loads(ok(cli(base_url, "plan", "-f", str(fleet), "-o", "json")))
+
+
+def messages_of(client: LettaClient, conversation_id: str) -> list[str]:
+    listed = client.get(f"/v1/conversations/{conversation_id}/messages")
+    return [m["content"] for m in listed if m["message_type"] in ("user_message", "assistant_message")]
+
+
+def one_agent(client: LettaClient, name: str) -> dict[str, Any]:
+    [agent] = client.list_all("/v1/agents/", name=name)
+    return agent
+
+
+def test_a_conversation_renamed_with_moved_keeps_its_id_and_messages(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    agent = names("moving")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, agent, "Ticket 1")))))
+    agent_id = one_agent(client, agent)["id"]
+    [before] = client.list_all("/v1/conversations/", agent_id=agent_id)
+    ok(cli(letta_server, "send", agent, "Remember ticket one", "--conversation-id", before["id"]))
+    talked = messages_of(client, before["id"])
+    assert sorted(talked) == sorted(["Remember ticket one", fake_llm.reply_to("Remember ticket one")])
+
+    old = f'agent.{agent}.conversation["Ticket 1"]'
+    new = f'agent.{agent}.conversation["Ticket 1 (billing)"]'
+    fleet = write_fleet(fleet_text(fake_llm, agent, "Ticket 1 (billing)", moved=moved(old, new)))
+    plan = plan_json(letta_server, fleet)
+    [change] = [c for c in plan["changes"] if c["action"] != "no-op"]
+    assert (change["address"], change["action"]) == (new, "update")
+    assert (change["before"]["summary"], change["after"]["summary"]) == ("Ticket 1", "Ticket 1 (billing)")
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    [after] = client.list_all("/v1/conversations/", agent_id=agent_id)
+    assert (after["id"], after["summary"]) == (before["id"], "Ticket 1 (billing)")
+    assert messages_of(client, after["id"]) == talked
+    assert "No changes" in ok(cli(letta_server, "plan", "-f", str(fleet)))
+
+
+def test_an_agent_renamed_with_moved_keeps_its_id_blocks_and_conversations(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    old, new = names("before"), names("after")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, old, "Ticket 1")))))
+    made = one_agent(client, old)
+    [conversation] = client.list_all("/v1/conversations/", agent_id=made["id"])
+    ok(cli(letta_server, "send", old, "Hello before the rename", "--conversation-id", conversation["id"]))
+
+    fleet = write_fleet(fleet_text(fake_llm, new, "Ticket 1", moved=moved(f"agent.{old}", f"agent.{new}")))
+    text = ok(cli(letta_server, "plan", "-f", str(fleet)))
+    assert "Plan: 0 to create, 1 to update, 0 to delete; 0 new conversations." in text
+    assert f"- {old}" in text and f"+ {new}" in text
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    renamed = one_agent(client, new)
+    assert renamed["id"] == made["id"] and not client.list_all("/v1/agents/", name=old)
+    assert {b["label"]: b["id"] for b in renamed["blocks"]} == {b["label"]: b["id"] for b in made["blocks"]}
+    assert [c["id"] for c in client.list_all("/v1/conversations/", agent_id=made["id"])] == [conversation["id"]]
+    assert "Hello before the rename" in messages_of(client, conversation["id"])
+    assert "No changes" in ok(cli(letta_server, "plan", "-f", str(fleet)))
+
+
+def test_a_block_label_renamed_with_moved_keeps_the_block_and_what_the_agent_wrote(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    agent = names("relabel")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, agent, "Ticket 1")))))
+    [block] = [b for b in one_agent(client, agent)["blocks"] if b["label"] == "notes"]
+    client.patch(f"/v1/blocks/{block['id']}", json={"value": "written by the agent"})
+
+    fleet = write_fleet(
+        fleet_text(
+            fake_llm,
+            agent,
+            "Ticket 1",
+            block="journal",
+            moved=moved(f"agent.{agent}.block.notes", f"agent.{agent}.block.journal"),
+        )
+    )
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    [relabelled] = [b for b in one_agent(client, agent)["blocks"] if b["id"] == block["id"]]
+    assert (relabelled["label"], relabelled["value"]) == ("journal", "written by the agent")
+    assert "No changes" in ok(cli(letta_server, "plan", "-f", str(fleet)))
+
+
+def test_a_rename_without_moved_plans_a_delete_and_a_create_that_say_how_to_keep_the_history(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    agent = names("unmoved")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, agent, "Ticket 1")))))
+
+    plan = plan_json(letta_server, write_fleet(fleet_text(fake_llm, agent, "Ticket 2")))
+    old = f'agent.{agent}.conversation["Ticket 1"]'
+    new = f'agent.{agent}.conversation["Ticket 2"]'
+    by_address = {c["address"]: c for c in plan["changes"]}
+    assert (by_address[old]["action"], by_address[new]["action"]) == ("delete", "create")
+    entry = f"moved: [{{from: '{old}', to: '{new}'}}]"
+    assert entry in by_address[old]["detail"] and entry in by_address[new]["detail"]
