@@ -1,8 +1,9 @@
 """Isolated blocks: per-conversation copies of an agent's blocks (`isolated_blocks: [label]`).
 
 Letta makes the copies only when a conversation is created, so they ride along in that request. A conversation
-that lacks a declared copy and has no messages yet is replaced (deleted and created with its copies); one with
-messages, or with copies the fleet does not declare, is reported as drift: it cannot be changed in place.
+whose copies differ from the declared ones (a label added to or removed from the file) and has no messages yet is
+replaced: deleted (its copies with it) and created with the declared copies. One with messages is reported as
+drift and kept: it cannot be changed in place, and its messages are never deleted for a copy.
 """
 
 from __future__ import annotations
@@ -150,12 +151,15 @@ class IsolatedBlockHandler(ResourceHandler):
                 ),
             )
         if desired is None:
+            conversation = live.attributes["conversation"]
             return replace(
                 change,
                 action=Action.NO_OP,
                 drift=(
-                    "the conversation has an isolated copy of this block that the fleet does not declare; it cannot "
-                    "be removed in place"
+                    "the conversation has an isolated copy of this block that the fleet does not declare, and has "
+                    "messages, so apply does not replace it (a copy cannot be removed in place). To drop the copy, "
+                    f"delete the conversation (its messages go with it): `lettafleet delete conversation "
+                    f"{conversation} --force`, then apply again"
                 ),
             )
         return change
