@@ -17,6 +17,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LettaAPIError,
     LiveReader,
@@ -172,6 +173,15 @@ class ConversationHandler(ResourceHandler):
             if resource.id in by_id
         ]
 
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """`export --conversations`: each agent's conversations that have a summary (the one the last apply made,
+        else the oldest, of equal summaries), with their isolated copies and their protection."""
+        by_agent = conversations_by_agent(reader)
+        for agent in agents:
+            entries = _exported_conversations(reader, agent, by_agent.get(agent["id"], []))
+            if entries:
+                yield Exported("conversations", entries, str(agent["name"]))
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         change = compare(desired, live)
         if desired is None:
@@ -237,6 +247,51 @@ def _same_summary(address: str, conversations: list[dict[str, Any]], *, made: bo
         "with them), then plan again",
         chosen="the one the last apply made" if made else "the oldest",
     )
+
+
+def _exported_conversations(
+    reader: LiveReader, agent: Mapping[str, Any], conversations: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The `conversations:` entries of one agent, one per summary, as a plan of them finds them unchanged."""
+    recorded = {entry.address: entry for entry in read_record(agent) or ()}
+    chosen: dict[str, tuple[Mapping[str, Any], Recorded | None]] = {}
+    for conversation in conversations:
+        summary = conversation.get("summary")
+        entry = recorded.get(address_of(CONVERSATION, summary or ""))
+        if summary and (summary not in chosen or (entry and entry.id == conversation["id"])):
+            chosen[summary] = (conversation, entry)
+    labels = CopyLabels(reader, {block["label"] for block in agent.get("blocks") or []})
+    entries = []
+    for summary, (conversation, entry) in chosen.items():
+        exported: dict[str, Any] = {"summary": summary}
+        # A copy of a block the agent no longer has cannot be declared: a plan shows it as drift.
+        copies = [labels.of(copy) for copy in conversation.get("isolated_block_ids") or []]
+        if declared := sorted(label for label in copies if label in labels.declared):
+            exported["isolated_blocks"] = declared
+        if entry and entry.protect:
+            exported["protect"] = True
+        entries.append(exported)
+    return entries
+
+
+class CopyLabels:
+    """The label of each isolated copy, from one read per label in `declared` (shared by every conversation). A
+    copy of some other label (one the fleet does not declare) costs one read of that block."""
+
+    def __init__(self, reader: LiveReader, declared: set[str]) -> None:
+        self.reader = reader
+        self.declared = declared
+        self.known = {block["id"]: label for label in sorted(declared) for block in blocks_labelled(reader, label)}
+
+    def of(self, block_id: str) -> str:
+        if block_id not in self.known:
+            try:
+                self.known[block_id] = self.reader.get(f"/v1/blocks/{block_id}").get("label") or block_id
+            except LettaAPIError as error:
+                if error.status != 404:
+                    raise
+                self.known[block_id] = block_id  # the conversation names a copy the server no longer has
+        return self.known[block_id]
 
 
 def _removal_attributes(reader: LiveReader, conversation: Mapping[str, Any]) -> dict[str, Any]:

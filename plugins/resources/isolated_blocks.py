@@ -21,7 +21,6 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Fleet,
-    LettaAPIError,
     LiveReader,
     Problem,
     Read,
@@ -31,7 +30,6 @@ from lettafleet.core import (
     RideAlongCheck,
     SchemaFragment,
     address_of,
-    blocks_labelled,
     compare,
     conversations_by_agent,
     hookimpl,
@@ -40,7 +38,12 @@ from lettafleet.core import (
     string_list,
 )
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
-from lettafleet.plugins.resources.conversations import CONVERSATION, conversation_address, replaced_by_plan
+from lettafleet.plugins.resources.conversations import (
+    CONVERSATION,
+    CopyLabels,
+    conversation_address,
+    replaced_by_plan,
+)
 
 ISOLATED_BLOCK = "isolated_block"
 
@@ -115,7 +118,7 @@ class IsolatedBlockHandler(ResourceHandler):
             return []
         found: list[Resource] = []
         by_agent = conversations_by_agent(reader)
-        labels = _CopyLabels(reader, {label for labels in declared_labels.values() for label in labels})
+        labels = CopyLabels(reader, {label for labels in declared_labels.values() for label in labels})
         for name, agent in live_agents(reader).items():
             for conversation in by_agent.get(agent["id"], []):
                 parent = conversation_address(conversation.get("summary") or "", agent_address(name))
@@ -186,25 +189,6 @@ class IsolatedBlockHandler(ResourceHandler):
         if change.action is Action.DELETE and session.change_at(change.parent or "").action is Action.REPLACE:
             return None  # deleted by Letta with the conversation it belonged to
         raise ApplyError(f"{change.address}: an isolated block can only be made together with its conversation")
-
-
-class _CopyLabels:
-    """The label of each isolated copy, from one read per declared label (shared by every conversation). A copy
-    of some other label (one the fleet does not declare: drift) costs one read of that block."""
-
-    def __init__(self, reader: LiveReader, declared: set[str]) -> None:
-        self.reader = reader
-        self.known = {block["id"]: label for label in sorted(declared) for block in blocks_labelled(reader, label)}
-
-    def of(self, block_id: str) -> str:
-        if block_id not in self.known:
-            try:
-                self.known[block_id] = self.reader.get(f"/v1/blocks/{block_id}").get("label") or block_id
-            except LettaAPIError as error:
-                if error.status != 404:
-                    raise
-                self.known[block_id] = block_id  # the conversation names a copy the server no longer has
-        return self.known[block_id]
 
 
 def _with_replaced_conversation(desired: Resource | None, live: Resource) -> Change:

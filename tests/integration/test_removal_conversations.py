@@ -5,6 +5,7 @@ label gives an empty conversation a new start without the copy."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -145,3 +146,16 @@ def test_a_removed_isolated_label_recreates_an_empty_conversation_without_the_co
         client.get(f"/v1/blocks/{copy}")
     assert raised.value.status == 404
     assert ok(cli(letta_server, "plan", "-f", str(fleet))).startswith("No changes.")
+
+
+def test_an_export_with_conversations_reapplies_with_no_changes(letta_server, client, agent, write_fleet, tmp_path):
+    ok(cli(letta_server, "apply", "-f", str(write_fleet('{summary: "T", isolated_blocks: [customer]}', "summary: U"))))
+    ok(cli(letta_server, "create", "conversation", agent, "--summary", "Made at runtime"))
+    out = tmp_path / "export" / "fleet.yaml"
+
+    ok(cli(letta_server, "export", agent, "--conversations", "--out", str(out)))
+
+    text = out.read_text()
+    assert "Made at runtime" in text and re.search(r"isolated_blocks:\s+- customer", text)
+    assert ok(cli(letta_server, "plan", "-f", str(out))).startswith("No changes.")
+    assert ok(cli(letta_server, "apply", "-f", str(out))).startswith("No changes.")
