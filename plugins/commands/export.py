@@ -67,7 +67,7 @@ def export(
     agent's description, system prompt, model, embedding, tags, memory blocks (lettafleet's shared blocks as shared
     blocks), tools (custom tools as tools/NAME.py) and secrets, by name only: `from_env: NAME` with
     `preserve_existing: true`, never a value. Long texts go to prompts/AGENT.md and blocks/AGENT/LABEL.md.
-    Conversations are not exported.
+    Conversations only with --conversations (most are made at runtime; a declared one is managed).
     """
     wanted = wanted_tags(tags)
     if not names and not wanted:
