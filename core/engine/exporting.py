@@ -3,7 +3,7 @@ kinds (`ResourceHandler.export`); this module joins them into one document and t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -37,12 +37,17 @@ class ExportedFleet:
     files: dict[str, str]
 
 
-def export_fleet(manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> ExportedFleet:
-    """The fleet document of these live agents (rows of the `AGENTS` read), from every handler's fragments."""
+def export_fleet(
+    manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mapping[str, Any]], *, leave_out: Collection[str] = ()
+) -> ExportedFleet:
+    """The fleet document of these live agents (rows of the `AGENTS` read), from every handler's fragments but
+    those of handlers whose kinds are all in `leave_out` (what the user did not ask to export)."""
     top: dict[str, Any] = {}
     by_name: dict[str, dict[str, Any]] = {str(agent["name"]): {"name": agent["name"]} for agent in agents}
     files: dict[str, str] = {}
-    for handler, _kinds in manager.handlers():
+    for handler, kinds in manager.handlers():
+        if set(kinds) <= set(leave_out):
+            continue
         for part in handler.export(reader, agents):
             _merge(top if part.agent is None else by_name[part.agent], part)
             _add_files(files, part.files)

@@ -33,7 +33,7 @@ from lettafleet.core import (
     reports_errors,
     server_options,
 )
-from lettafleet.plugins.commands.export import chosen_agents, nothing_matched, wanted_tags
+from lettafleet.plugins.commands.export import RUNTIME_KINDS, chosen_agents, nothing_matched, wanted_tags
 from lettafleet.plugins.resources.agents import agent_address, agents_named, declared_agents
 
 
@@ -82,7 +82,7 @@ def adopt(
             _refuse_unclear(
                 chosen, live, declared, fleet_file, nothing=nothing_matched(live, names, wanted, client.base_url)
             )
-            exported = export_fleet(manager, reader, chosen)
+            exported = export_fleet(manager, reader, chosen, leave_out=RUNTIME_KINDS)
             steps = adoptions(manager, reader, chosen)
         finally:
             reader.close()

@@ -200,8 +200,8 @@ def _create(client: LettaClient, agent: Mapping[str, Any], summary: str | None, 
 def delete_conversation(conversation_id: str, force: bool, base_url: str) -> None:
     """Delete one conversation, its messages and its isolated block copies. The agent and its blocks stay.
 
-    Plans delete a conversation only to replace one that lacks an isolated copy and has no messages; this command
-    is the way to delete any other. Without --force, shows what would go and exits 1.
+    Plans delete only the conversations an apply made from the fleet file (removed from it, or replaced); this
+    command is the way to delete any other. Without --force, shows what would go and exits 1.
     """
     with make_client(base_url) as client:
         conversation = get_conversation(client, conversation_id)

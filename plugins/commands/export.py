@@ -27,8 +27,11 @@ from lettafleet.core import (
     write_export,
 )
 from lettafleet.plugins.resources.agents import agents_named
+from lettafleet.plugins.resources.conversations import CONVERSATION
 
 SHOWN_NAMES = 10  # names listed when nothing matched
+# Kinds an export leaves out unless asked: applications make them at runtime, and a declared one is managed.
+RUNTIME_KINDS = (CONVERSATION,)
 
 
 @click.command(name="export")
@@ -47,16 +50,24 @@ SHOWN_NAMES = 10  # names listed when nothing matched
     "print the YAML (only when it needs no file beside it).",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that exist already (otherwise nothing is written).")
+@click.option(
+    "--conversations",
+    is_flag=True,
+    help="Also export each agent's conversations that have a summary (with their isolated blocks). Applying the "
+    "file then manages them: a conversation later removed from it is deleted (with its messages on --prune).",
+)
 @server_options
 @reports_errors
-def export(names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, force: bool, base_url: str) -> None:
+def export(
+    names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, force: bool, conversations: bool, base_url: str
+) -> None:
     """Write a fleet file from agents on the server, so that `lettafleet apply -f FILE` at once plans "No changes".
 
     Choose agents by NAME (globs such as 'support-*' allowed; '*' for every agent) and/or --tags. Exported: each
     agent's description, system prompt, model, embedding, tags, memory blocks (lettafleet's shared blocks as shared
     blocks), tools (custom tools as tools/NAME.py) and secrets, by name only: `from_env: NAME` with
     `preserve_existing: true`, never a value. Long texts go to prompts/AGENT.md and blocks/AGENT/LABEL.md.
-    Conversations are not exported.
+    Conversations only with --conversations (most are made at runtime; a declared one is managed).
     """
     wanted = wanted_tags(tags)
     if not names and not wanted:
@@ -69,7 +80,7 @@ def export(names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, forc
             chosen = chosen_agents(live, names, wanted)
             if not chosen:
                 raise ExportError(nothing_matched(live, names, wanted, client.base_url))
-            exported = export_fleet(manager, reader, chosen)
+            exported = export_fleet(manager, reader, chosen, leave_out=() if conversations else RUNTIME_KINDS)
         finally:
             reader.close()
     if out is None:

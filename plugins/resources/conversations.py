@@ -1,5 +1,7 @@
-"""Conversations: each agent's declared conversations, matched by summary. Created when missing. A plan deletes
-one only to replace it, when it lacks a declared isolated copy and has no messages yet: messages are never lost."""
+"""Conversations: each agent's declared conversations, matched by summary. Created when missing; replaced while
+nobody has talked in them when their isolated copies differ from the file's (Letta makes copies only at creation).
+One removed from the file is deleted when its agent's record says an apply made it: at once while it is empty,
+with its messages only on `--prune`. Conversations made at runtime are never in the record, never deleted."""
 
 from __future__ import annotations
 
@@ -15,25 +17,30 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LettaAPIError,
     LiveReader,
     Problem,
     Read,
+    Recorded,
     Resource,
     ResourceHandler,
     ResourceKind,
     SchemaFragment,
     address_of,
     blocks_labelled,
+    boolean,
     compare,
     conversations_by_agent,
     has_messages,
     hookimpl,
     mapping_list,
+    read_record,
     remove_half_created,
     string,
 )
+from lettafleet.plugins.commands.histories import count_messages
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 
 CONVERSATION = "conversation"
@@ -52,11 +59,20 @@ def lacks_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: It
     return [label for label in sorted(labels) if not copies & {block["id"] for block in blocks_labelled(reader, label)}]
 
 
+def has_undeclared_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
+    """Whether a conversation has an isolated copy of a block other than those of `labels` (the file no longer
+    declares it, or never did)."""
+    declared = {block["id"] for label in labels for block in blocks_labelled(reader, label)}
+    return bool(set(conversation.get("isolated_block_ids") or []) - declared)
+
+
 def replaced_by_plan(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
-    """Whether a plan replaces (deletes and creates again) a declared conversation: it lacks an isolated copy
-    the fleet declares (Letta makes copies only at creation), and nobody has talked in it, so nothing is lost.
-    Messages are looked at only for conversations that lack a copy."""
-    return bool(lacks_copies(reader, conversation, labels)) and not has_messages(reader, conversation)
+    """Whether a plan replaces (deletes and creates again) a declared conversation: its isolated copies are not
+    the ones the fleet declares (Letta makes copies only at creation), and nobody has talked in it, so nothing is
+    lost. Messages are looked at only for conversations whose copies differ."""
+    labels = list(labels)
+    differs = bool(lacks_copies(reader, conversation, labels)) or has_undeclared_copies(reader, conversation, labels)
+    return differs and not has_messages(reader, conversation)
 
 
 @hookimpl
@@ -77,7 +93,10 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
     return [
-        SchemaFragment({"conversations": mapping_list({"summary": string(required=True, empty=False)})}, at=("agents",))
+        SchemaFragment(
+            {"conversations": mapping_list({"summary": string(required=True, empty=False), "protect": boolean()})},
+            at=("agents",),
+        )
     ]
 
 
@@ -105,14 +124,15 @@ class ConversationHandler(ResourceHandler):
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
             for index, conversation in enumerate(agent.data.get("conversations", [])):
-                summary = conversation["summary"]
+                summary, protect = conversation["summary"], bool(conversation.get("protect"))
                 yield Resource(
                     conversation_address(summary, agent.address),
                     CONVERSATION,
                     summary,
-                    {"summary": summary},
+                    {"summary": summary, "protect": protect},
                     parent=agent.address,
                     source=(*agent.at, "conversations", index),
+                    protected=protect,
                 )
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
@@ -129,44 +149,71 @@ class ConversationHandler(ResourceHandler):
             if resource.kind == ISOLATED_BLOCK:
                 copies.setdefault(resource.parent, set()).add(resource.name)
         by_address: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (agent address, own address) -> oldest first
+        recorded: dict[str, Recorded] = {}  # own address -> what the agent's record says the last apply made there
         by_agent = conversations_by_agent(reader)
         for name, agent in live_agents(reader).items():
+            parent = agent_address(name)
+            recorded.update({f"{parent}.{entry.address}": entry for entry in read_record(agent) or ()})
             for conversation in by_agent.get(agent["id"], []):
-                address = conversation_address(conversation.get("summary") or "", agent_address(name))
+                address = conversation_address(conversation.get("summary") or "", parent)
                 if address in wanted:
-                    by_address.setdefault((agent_address(name), address), []).append(conversation)
+                    by_address.setdefault((parent, address), []).append(conversation)
         found: list[Resource | Ambiguity] = []
         for (parent, address), conversations in by_address.items():
-            # Two conversations with one summary: the oldest is the declared one; the other is left alone.
-            found.append(_live(reader, conversations[0], parent, address, copies.get(address, set())))
+            entry = recorded.get(address)
+            # Two conversations with one summary: the one the last apply made (else the oldest) is the declared
+            # one; the other is left alone.
+            conversations.sort(key=lambda conversation: not entry or conversation["id"] != entry.id)
+            found.append(_live(reader, conversations[0], parent, address, copies.get(address, set()), entry))
             if len(conversations) > 1:
-                found.append(_same_summary(address, conversations))
+                found.append(
+                    _same_summary(address, conversations, made=bool(entry and entry.id == conversations[0]["id"]))
+                )
         return found
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource]:
+        """The conversations an apply made that the file no longer declares and the server still has, with their
+        message count (what a removal deletes) and their isolated copies (Letta deletes them with it)."""
+        path, params = CONVERSATIONS
+        by_id = {conversation["id"]: conversation for conversation in reader.list_all(path, **params)}
+        return [
+            replace(resource, attributes=_removal_attributes(reader, by_id[resource.id]))
+            for resource in recorded
+            if resource.id in by_id
+        ]
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """`export --conversations`: each agent's conversations that have a summary (the one the last apply made,
+        else the oldest, of equal summaries), with their isolated copies and their protection."""
+        by_agent = conversations_by_agent(reader)
+        for agent in agents:
+            entries = _exported_conversations(reader, agent, by_agent.get(agent["id"], []))
+            if entries:
+                yield Exported("conversations", entries, str(agent["name"]))
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         change = compare(desired, live)
-        missing = live.attributes.get("missing_copies") if live and desired else None
-        if not live or not missing or live.attributes["has_messages"]:
-            return change  # with messages, its isolated blocks report the missing copies as drift
+        if desired is None:
+            return _removal(change)
+        if not live or not live.attributes.get("replaced"):
+            return change  # with messages, its isolated blocks report the copies that differ as drift
         return replace(
-            change,
-            action=Action.REPLACE,
-            detail=(
-                f"replace (delete and create): it lacks its isolated cop{'y' if len(missing) == 1 else 'ies'} of "
-                f"{', '.join(missing)} and has no messages yet"
-            ),
+            change, action=Action.REPLACE, detail=f"replace (delete and create): {live.attributes['replaced']}"
         )
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        if change.action is Action.DELETE:
+            _remove(change, session)
+            return None
         if change.action is Action.UPDATE and "summary" in change.changed_fields():  # renamed (`moved`)
             answer: Mapping[str, Any] = session.client.patch(
                 f"/v1/conversations/{change.id}", json={"summary": change.name}
             )
             return answer
+        if change.action is Action.UPDATE:
+            return None  # only its protection changed: the agent's record of what the apply made carries it
         if change.action is Action.REPLACE:
-            _delete_unused(change, session)
-        elif change.action is not Action.CREATE:
-            raise ApplyError(f"{change.address}: conversations are only ever created, renamed or replaced by apply")
+            _delete_while_empty(change, session, "replaced")
         agent_id = session.id_of(change.parent or "")
         try:
             return session.create(change, "/v1/conversations/", {"summary": change.name}, agent_id=agent_id)
@@ -176,31 +223,130 @@ class ConversationHandler(ResourceHandler):
             raise
 
 
-def _live(reader: LiveReader, conversation: Mapping[str, Any], parent: str, address: str, labels: set[str]) -> Resource:
-    """A declared conversation as the server has it; one that lacks a declared isolated copy also says which,
-    and whether it has messages (read only for such a conversation)."""
-    values: dict[str, Any] = {"summary": conversation["summary"]}
-    missing = lacks_copies(reader, conversation, labels)
-    if missing:
-        values.update(missing_copies=missing, has_messages=has_messages(reader, conversation))
-    return Resource(address, CONVERSATION, conversation["summary"], values, parent=parent, id=conversation["id"])
+def _live(
+    reader: LiveReader,
+    conversation: Mapping[str, Any],
+    parent: str,
+    address: str,
+    labels: set[str],
+    entry: Recorded | None,
+) -> Resource:
+    """A declared conversation as the server has it, protected as the record says; one whose isolated copies
+    differ from the declared ones and has no messages says why a plan replaces it (`replaced`)."""
+    values: dict[str, Any] = {"summary": conversation["summary"], "protect": bool(entry and entry.protect)}
+    if replaced_by_plan(reader, conversation, labels):
+        missing = lacks_copies(reader, conversation, labels)
+        values["replaced"] = (
+            f"it lacks its isolated cop{'y' if len(missing) == 1 else 'ies'} of {', '.join(missing)}"
+            if missing
+            else "it has an isolated copy the fleet does not declare"
+        ) + " and has no messages yet"
+    return Resource(
+        address,
+        CONVERSATION,
+        conversation["summary"],
+        values,
+        parent=parent,
+        id=conversation["id"],
+        protected=bool(entry and entry.protect),
+    )
 
 
-def _same_summary(address: str, conversations: list[dict[str, Any]]) -> Ambiguity:
+def _same_summary(address: str, conversations: list[dict[str, Any]], *, made: bool) -> Ambiguity:
     return Ambiguity.first_of(
         address,
         f"{len(conversations)} conversations of the agent have the summary '{conversations[0]['summary']}'",
         [conversation["id"] for conversation in conversations],
         "delete the ones that should not be there (`lettafleet delete conversation ID --force`; their messages go "
         "with them), then plan again",
+        chosen="the one the last apply made" if made else "the oldest",
     )
 
 
-def _delete_unused(change: Change, session: ApplySession) -> None:
-    """Delete the conversation a plan replaces, unless someone talked in it since the plan was made."""
-    conversation = session.client.get(f"/v1/conversations/{change.id}")
+def _exported_conversations(
+    reader: LiveReader, agent: Mapping[str, Any], conversations: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The `conversations:` entries of one agent, one per summary, as a plan of them finds them unchanged."""
+    recorded = {entry.address: entry for entry in read_record(agent) or ()}
+    chosen: dict[str, tuple[Mapping[str, Any], Recorded | None]] = {}
+    for conversation in conversations:
+        summary = conversation.get("summary")
+        entry = recorded.get(address_of(CONVERSATION, summary or ""))
+        if summary and (summary not in chosen or (entry and entry.id == conversation["id"])):
+            chosen[summary] = (conversation, entry)
+    labels = CopyLabels(reader, {block["label"] for block in agent.get("blocks") or []})
+    entries = []
+    for summary, (conversation, entry) in chosen.items():
+        exported: dict[str, Any] = {"summary": summary}
+        # A copy of a block the agent no longer has cannot be declared: a plan shows it as drift.
+        copies = [labels.of(copy) for copy in conversation.get("isolated_block_ids") or []]
+        if declared := sorted(label for label in copies if label in labels.declared):
+            exported["isolated_blocks"] = declared
+        if entry and entry.protect:
+            exported["protect"] = True
+        entries.append(exported)
+    return entries
+
+
+class CopyLabels:
+    """The label of each isolated copy, from one read per label in `declared` (shared by every conversation). A
+    copy of some other label (one the fleet does not declare) costs one read of that block."""
+
+    def __init__(self, reader: LiveReader, declared: set[str]) -> None:
+        self.reader = reader
+        self.declared = declared
+        self.known = {block["id"]: label for label in sorted(declared) for block in blocks_labelled(reader, label)}
+
+    def of(self, block_id: str) -> str:
+        if block_id not in self.known:
+            try:
+                self.known[block_id] = self.reader.get(f"/v1/blocks/{block_id}").get("label") or block_id
+            except LettaAPIError as error:
+                if error.status != 404:
+                    raise
+                self.known[block_id] = block_id  # the conversation names a copy the server no longer has
+        return self.known[block_id]
+
+
+def _removal_attributes(reader: LiveReader, conversation: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": conversation.get("summary"),
+        "messages": count_messages(reader.client, conversation),
+        "isolated_copies": len(conversation.get("isolated_block_ids") or []),
+    }
+
+
+def _removal(change: Change) -> Change:
+    """A conversation removed from the file: deleted with its isolated copies; held for `--prune` when someone
+    has talked in it."""
+    before = change.before or {}
+    messages, copies = before.get("messages", 0), before.get("isolated_copies", 0)
+    goes_too = f"; its {copies} isolated cop{'y goes' if copies == 1 else 'ies go'} with it" if copies else ""
+    if messages:
+        return replace(change, held="prune", detail=f"it holds {messages} message{'s' * (messages != 1)}{goes_too}")
+    return replace(change, detail=f"it has no messages{goes_too}")
+
+
+def _remove(change: Change, session: ApplySession) -> None:
+    """Delete a conversation removed from the file. One the plan found empty is deleted only while it still is:
+    messages someone sent since the plan are deleted only by a plan that shows them."""
+    if (change.before or {}).get("messages"):
+        session.delete(f"/v1/conversations/{change.id}")
+    else:
+        _delete_while_empty(change, session, "removed")
+
+
+def _delete_while_empty(change: Change, session: ApplySession, outcome: str) -> None:
+    """Delete the conversation of `change` unless someone talked in it since the plan was made (gone already:
+    done). `outcome` is what the plan meant to do, for the error."""
+    try:
+        conversation = session.client.get(f"/v1/conversations/{change.id}")
+    except LettaAPIError as error:
+        if error.status == 404:
+            return
+        raise
     if has_messages(session.client, conversation):
         raise ApplyError(
-            f"{change.address}: conversation {change.id} has messages now, so it was not replaced; plan again"
+            f"{change.address}: conversation {change.id} has messages now, so it was not {outcome}; plan again"
         )
-    session.client.delete(f"/v1/conversations/{change.id}")
+    session.delete(f"/v1/conversations/{change.id}")

@@ -1,8 +1,9 @@
 """Isolated blocks: per-conversation copies of an agent's blocks (`isolated_blocks: [label]`).
 
 Letta makes the copies only when a conversation is created, so they ride along in that request. A conversation
-that lacks a declared copy and has no messages yet is replaced (deleted and created with its copies); one with
-messages, or with copies the fleet does not declare, is reported as drift: it cannot be changed in place.
+whose copies differ from the declared ones (a label added to or removed from the file) and has no messages yet is
+replaced: deleted (its copies with it) and created with the declared copies. One with messages is reported as
+drift and kept: it cannot be changed in place, and its messages are never deleted for a copy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Fleet,
-    LettaAPIError,
     LiveReader,
     Problem,
     Read,
@@ -30,7 +30,6 @@ from lettafleet.core import (
     RideAlongCheck,
     SchemaFragment,
     address_of,
-    blocks_labelled,
     compare,
     conversations_by_agent,
     hookimpl,
@@ -39,7 +38,12 @@ from lettafleet.core import (
     string_list,
 )
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
-from lettafleet.plugins.resources.conversations import CONVERSATION, conversation_address, replaced_by_plan
+from lettafleet.plugins.resources.conversations import (
+    CONVERSATION,
+    CopyLabels,
+    conversation_address,
+    replaced_by_plan,
+)
 
 ISOLATED_BLOCK = "isolated_block"
 
@@ -114,7 +118,7 @@ class IsolatedBlockHandler(ResourceHandler):
             return []
         found: list[Resource] = []
         by_agent = conversations_by_agent(reader)
-        labels = _CopyLabels(reader, {label for labels in declared_labels.values() for label in labels})
+        labels = CopyLabels(reader, {label for labels in declared_labels.values() for label in labels})
         for name, agent in live_agents(reader).items():
             for conversation in by_agent.get(agent["id"], []):
                 parent = conversation_address(conversation.get("summary") or "", agent_address(name))
@@ -150,12 +154,15 @@ class IsolatedBlockHandler(ResourceHandler):
                 ),
             )
         if desired is None:
+            conversation = live.attributes["conversation"]
             return replace(
                 change,
                 action=Action.NO_OP,
                 drift=(
-                    "the conversation has an isolated copy of this block that the fleet does not declare; it cannot "
-                    "be removed in place"
+                    "the conversation has an isolated copy of this block that the fleet does not declare, and has "
+                    "messages, so apply does not replace it (a copy cannot be removed in place). To drop the copy, "
+                    f"delete the conversation (its messages go with it): `lettafleet delete conversation "
+                    f"{conversation} --force`, then apply again"
                 ),
             )
         return change
@@ -182,25 +189,6 @@ class IsolatedBlockHandler(ResourceHandler):
         if change.action is Action.DELETE and session.change_at(change.parent or "").action is Action.REPLACE:
             return None  # deleted by Letta with the conversation it belonged to
         raise ApplyError(f"{change.address}: an isolated block can only be made together with its conversation")
-
-
-class _CopyLabels:
-    """The label of each isolated copy, from one read per declared label (shared by every conversation). A copy
-    of some other label (one the fleet does not declare: drift) costs one read of that block."""
-
-    def __init__(self, reader: LiveReader, declared: set[str]) -> None:
-        self.reader = reader
-        self.known = {block["id"]: label for label in sorted(declared) for block in blocks_labelled(reader, label)}
-
-    def of(self, block_id: str) -> str:
-        if block_id not in self.known:
-            try:
-                self.known[block_id] = self.reader.get(f"/v1/blocks/{block_id}").get("label") or block_id
-            except LettaAPIError as error:
-                if error.status != 404:
-                    raise
-                self.known[block_id] = block_id  # the conversation names a copy the server no longer has
-        return self.known[block_id]
 
 
 def _with_replaced_conversation(desired: Resource | None, live: Resource) -> Change:

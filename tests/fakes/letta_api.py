@@ -389,16 +389,25 @@ class FakeLetta:
         ]
         return _page(found, params)
 
-    def _get_conversation(self, conversation_id: str, **_: Any) -> dict[str, Any]:
-        return self.conversations[conversation_id]
+    def _get_conversation(self, conversation_id: str, **_: Any) -> Any:
+        return self.conversations.get(conversation_id) or _no_conversation(conversation_id)
 
-    def _list_messages(self, conversation_id: str, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+    def _list_messages(self, conversation_id: str, params: dict[str, list[str]], **_: Any) -> Any:
+        if conversation_id not in self.conversations:
+            return _no_conversation(conversation_id)
         return self.messages[conversation_id][: int(params.get("limit", ["100"])[0])]
 
-    def _delete_conversation(self, conversation_id: str, **_: Any) -> None:
-        """Letta deletes a conversation's isolated copies with it."""
+    def _delete_conversation(self, conversation_id: str, **_: Any) -> Any:
+        """Letta deletes a conversation's isolated copies with it (and its messages: gone from every read)."""
+        if conversation_id not in self.conversations:
+            return _no_conversation(conversation_id)
         for block_id in self.conversations.pop(conversation_id)["isolated_block_ids"]:
             self.blocks.pop(block_id, None)
+        return None
+
+
+def _no_conversation(conversation_id: str) -> httpx.Response:
+    return httpx.Response(404, json={"detail": f"Conversation with id '{conversation_id}' not found"})
 
 
 def _without_id(item: dict[str, Any]) -> dict[str, Any]:

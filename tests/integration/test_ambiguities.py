@@ -116,7 +116,7 @@ def test_two_conversations_of_one_summary_are_reported_and_the_oldest_is_used(
 
     assert text.exit_code == 2, text.output
     assert "2 conversations of the agent have the summary 'T'" in text.output
-    assert f"the oldest, {declared['id']}, and leaves {second['id']} alone" in text.output
+    assert f"the one the last apply made, {declared['id']}, and leaves {second['id']} alone" in text.output
     assert "`lettafleet delete conversation ID --force`" in text.output
     [found] = document["ambiguities"]
     assert found["address"] == f"agent.{agent_name}.conversation.T"

@@ -179,3 +179,137 @@ def test_a_summary_declared_twice_for_one_agent_is_refused(fleet):
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert ":9:9: conversation 'Ticket 1' is declared twice for agent 'support'" in error
     assert "summaries must be unique per agent" in error
+
+
+# Removal: what the record says an apply made, and the file no longer declares.
+
+NONE_LEFT = FLEET.split("    conversations:")[0]
+
+
+def applied_support(fleet, letta, text: str = FLEET):
+    """FLEET applied: the agent with both conversations, recorded on it."""
+    report = fleet.apply(fleet.plan(text))
+    assert report.ok, fleet.results(report)
+    agent = letta.agent_named("support")
+    return agent, {c["summary"]: c for c in letta.conversations_of(agent)}
+
+
+def test_a_conversation_removed_from_the_file_without_messages_is_deleted_by_default(fleet, letta):
+    agent, made = applied_support(fleet, letta)
+    runtime = letta.add_conversation(agent, "Made at runtime", talked=False)
+
+    plan = fleet.plan(NONE_LEFT)
+
+    removal = plan.by_address()[TICKET_2]
+    assert (removal.action.value, removal.held) == ("delete", None)
+    assert removal.before == {"summary": "Ticket 2", "messages": 0, "isolated_copies": 1}
+    assert removal.detail == "it has no messages; its 1 isolated copy goes with it"
+    report = fleet.apply(plan)
+    assert report.ok, fleet.results(report)
+    assert sorted((w.method, w.path) for w in letta.resource_writes) == [
+        ("DELETE", f"/v1/conversations/{made['Ticket 1']['id']}"),
+        ("DELETE", f"/v1/conversations/{made['Ticket 2']['id']}"),
+    ]
+    assert made["Ticket 2"]["isolated_block_ids"][0] not in letta.blocks
+    assert [c["id"] for c in letta.conversations_of(agent)] == [runtime["id"]]
+    assert not fleet.plan(NONE_LEFT).needs_attention
+
+
+def test_a_removed_conversation_with_messages_is_held_until_prune(fleet, letta):
+    _, made = applied_support(fleet, letta)
+    letta.talk_in(made["Ticket 1"])
+
+    plan = fleet.plan(NONE_LEFT)
+
+    held = plan.by_address()[TICKET_1]
+    assert (held.action.value, held.held, held.detail) == ("delete", "prune", "it holds 2 messages")
+    assert "`--prune` (or `prune: true` in the fleet file) deletes it" in held.drift
+    assert plan.counts["conversation"] == {"held": 1, "delete": 1}
+    fleet.apply(plan)
+    assert made["Ticket 1"]["id"] in letta.conversations and made["Ticket 2"]["id"] not in letta.conversations
+
+    pruned = fleet.plan("prune: true\n" + NONE_LEFT)
+    assert (pruned.by_address()[TICKET_1].action.value, pruned.by_address()[TICKET_1].held) == ("delete", None)
+    assert fleet.apply(pruned).ok
+    assert made["Ticket 1"]["id"] not in letta.conversations
+    assert not fleet.plan(NONE_LEFT).needs_attention
+
+
+def test_a_removal_planned_empty_is_refused_when_someone_talked_in_it_since(fleet, letta):
+    _, made = applied_support(fleet, letta)
+    plan = fleet.plan("prune: true\n" + NONE_LEFT)
+    letta.talk_in(made["Ticket 1"])
+
+    report = fleet.apply(plan)
+
+    assert fleet.results(report)[TICKET_1] == (
+        "failed",
+        f"{TICKET_1}: conversation {made['Ticket 1']['id']} has messages now, so it was not removed; plan again",
+    )
+    assert made["Ticket 1"]["id"] in letta.conversations
+
+
+def test_a_runtime_conversation_with_a_declared_summary_is_never_removed(fleet, letta):
+    agent, made = applied_support(fleet, letta)
+    runtime = letta.add_conversation(agent, "Ticket 1")
+
+    plan = fleet.plan("prune: true\n" + NONE_LEFT)
+
+    assert plan.by_address()[TICKET_1].id == made["Ticket 1"]["id"]
+    fleet.apply(plan)
+    assert [c["id"] for c in letta.conversations_of(agent)] == [runtime["id"]]
+    assert not fleet.plan("prune: true\n" + NONE_LEFT).needs_attention
+
+
+def test_the_conversation_the_last_apply_made_is_the_declared_one_among_equal_summaries(fleet, letta):
+    agent, made = applied_support(fleet, letta)
+    renamed = letta.add_conversation(agent, "Notes")
+    renamed["created_at"] = "2026-01-01T00:00:00Z"
+    letta.conversations = {renamed["id"]: renamed, **letta.conversations}  # listed first, as an older one is
+    renamed["summary"] = "Ticket 1"
+
+    plan = fleet.plan(FLEET)
+
+    [ambiguity] = plan.ambiguities
+    assert ambiguity.used == made["Ticket 1"]["id"]
+    assert "the plan uses the one the last apply made" in ambiguity.message
+
+
+def test_a_conversation_already_gone_is_not_planned_for_removal(fleet, letta):
+    _, made = applied_support(fleet, letta)
+    letta.conversations.pop(made["Ticket 1"]["id"])
+
+    plan = fleet.plan(FLEET.replace("      - summary: Ticket 1\n", ""))
+
+    assert TICKET_1 not in plan.by_address()
+    assert not plan.has_changes
+
+
+def test_a_protected_conversation_is_not_removed_even_with_prune(fleet, letta):
+    protected = FLEET.replace("      - summary: Ticket 1\n", "      - {summary: Ticket 1, protect: true}\n")
+    _, made = applied_support(fleet, letta, protected)
+
+    plan = fleet.plan("prune: true\n" + NONE_LEFT)
+
+    change = plan.by_address()[TICKET_1]
+    assert (change.action.value, change.held, change.protected) == ("delete", "protect", True)
+    assert "protected (`protect: true` when it was last applied)" in change.drift
+    fleet.apply(plan)
+    assert made["Ticket 1"]["id"] in letta.conversations
+
+
+def test_protecting_a_declared_conversation_is_planned_and_recorded_without_touching_it(fleet, letta):
+    applied_support(fleet, letta)
+    protected = FLEET.replace("      - summary: Ticket 1\n", "      - {summary: Ticket 1, protect: true}\n")
+
+    plan = fleet.plan(protected)
+
+    change = plan.by_address()[TICKET_1]
+    assert (change.action.value, change.before, change.after) == (
+        "update",
+        {"summary": "Ticket 1", "protect": False},
+        {"summary": "Ticket 1", "protect": True},
+    )
+    assert fleet.apply(plan).ok
+    assert letta.resource_writes == [] and len(letta.record_writes) == 1
+    assert not fleet.plan(protected).needs_attention

@@ -13,7 +13,7 @@ from lettafleet.core.engine.model import Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.plugins.commands.export import chosen_agents
+from lettafleet.plugins.commands.export import RUNTIME_KINDS, chosen_agents
 from lettafleet.plugins.resources.agents import agents_named
 from tests.fakes.letta_api import BASE_URL
 
@@ -63,12 +63,13 @@ def applied(fleet) -> None:
     assert all(result.status == "applied" for result in report.results), fleet.results(report)
 
 
-def exported(manager, names: list[str], tags: tuple[str, ...] = ()) -> ExportedFleet:
-    """What `lettafleet export NAMES --tags TAGS` gathers from the server."""
+def exported(manager, names: list[str], tags: tuple[str, ...] = (), *, conversations: bool = False) -> ExportedFleet:
+    """What `lettafleet export NAMES --tags TAGS [--conversations]` gathers from the server."""
     with LettaClient(BASE_URL, api_key="", retries=0) as client:
         reader = LiveReader(client)
         try:
-            return export_fleet(manager, reader, chosen_agents(agents_named(reader), names, list(tags)))
+            chosen = chosen_agents(agents_named(reader), names, list(tags))
+            return export_fleet(manager, reader, chosen, leave_out=() if conversations else RUNTIME_KINDS)
         finally:
             reader.close()
 
@@ -145,3 +146,50 @@ def test_an_existing_file_is_not_overwritten_without_force(applied, manager, tmp
     assert (folder / "prompts" / "support.md").read_text() == "mine"
     write_export(export, folder / "fleet.yaml", force=True)
     assert (folder / "prompts" / "support.md").read_text() == LONG_PROMPT.strip()
+
+
+CONVERSATIONS = """
+agents:
+  - name: desk
+    system_prompt: {value: You help.}
+    llm_config: {model: letta/letta-free}
+    memory_blocks:
+      - {name: customer, value: unknown}
+    conversations:
+      - {summary: Ticket 1, isolated_blocks: [customer], protect: true}
+      - summary: Ticket 2
+"""
+
+
+@pytest.fixture
+def desk(fleet):
+    """CONVERSATIONS applied, and then conversations made at runtime: one without a summary, one with a declared
+    summary, one with its own."""
+    assert fleet.apply(fleet.plan(CONVERSATIONS)).ok
+    agent = fleet.letta.agent_named("desk")
+    for summary in (None, "Ticket 1", "Runtime"):
+        fleet.letta.add_conversation(agent, summary, talked=True)
+    return agent
+
+
+def test_conversations_are_exported_only_when_asked(desk, manager) -> None:
+    assert "conversations" not in exported(manager, ["desk"]).document["agents"][0]
+
+    [agent] = exported(manager, ["desk"], conversations=True).document["agents"]
+
+    assert sorted(agent["conversations"], key=lambda entry: entry["summary"]) == [
+        {"summary": "Runtime"},
+        {"summary": "Ticket 1", "isolated_blocks": ["customer"], "protect": True},
+        {"summary": "Ticket 2"},
+    ]
+
+
+def test_an_export_with_conversations_plans_no_changes(desk, manager, tmp_path: Path) -> None:
+    out = tmp_path / "export" / "fleet.yaml"
+    write_export(exported(manager, ["desk"], conversations=True), out)
+
+    plan = plan_of(out, manager)
+
+    assert not plan.has_changes and not plan.has_drift, [c.to_json() for c in plan.changes if c.changes_something]
+    [ambiguity] = plan.ambiguities  # the runtime conversation with a declared summary is left alone, and said so
+    assert "the plan uses the one the last apply made" in ambiguity.message

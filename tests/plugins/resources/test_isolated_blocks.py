@@ -53,17 +53,18 @@ def test_a_server_that_ignores_isolated_block_labels_fails_the_copy_and_says_whi
     )
 
 
-def test_a_copy_the_fleet_does_not_declare_is_reported_as_drift_and_left_alone(fleet, letta):
+def test_a_copy_the_fleet_does_not_declare_in_a_conversation_with_messages_is_drift_and_left_alone(fleet, letta):
     agent = existing_support(letta)
-    letta.add_conversation(agent, "Ticket", copies=["customer", "faq"], talked=True)
+    talked = letta.add_conversation(agent, "Ticket", copies=["customer", "faq"], talked=True)
 
     plan = fleet.plan(FLEET)
 
     faq = plan.by_address()[f"{TICKET}.isolated_block.faq"]
     assert faq.action.value == "no-op"
     assert faq.drift == (
-        "the conversation has an isolated copy of this block that the fleet does not declare; it cannot be removed "
-        "in place"
+        "the conversation has an isolated copy of this block that the fleet does not declare, and has messages, so "
+        "apply does not replace it (a copy cannot be removed in place). To drop the copy, delete the conversation "
+        f"(its messages go with it): `lettafleet delete conversation {talked['id']} --force`, then apply again"
     )
     assert plan.by_address()[f"{TICKET}.isolated_block.customer"].drift is None
     fleet.apply(plan)
@@ -136,3 +137,23 @@ def test_what_validate_refuses_in_isolated_blocks(fleet, listed, expected):
 
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert expected in error
+
+
+def test_a_label_removed_from_the_file_replaces_the_conversation_while_nobody_talked_in_it(fleet, letta):
+    fleet.apply(fleet.plan(FLEET))
+    [old] = letta.conversations.values()
+    without_copy = FLEET.replace("        isolated_blocks: [customer]\n", "")
+
+    plan = fleet.plan(without_copy)
+
+    ticket, copy = plan.by_address()[TICKET], plan.by_address()[f"{TICKET}.isolated_block.customer"]
+    assert ticket.action.value == "replace"
+    assert ticket.detail == (
+        "replace (delete and create): it has an isolated copy the fleet does not declare and has no messages yet"
+    )
+    assert (copy.action.value, copy.before, copy.after) == ("delete", {"isolated": True}, None)
+    assert fleet.apply(plan).ok
+    [new] = letta.conversations.values()
+    assert new["id"] != old["id"] and new["isolated_block_ids"] == []
+    assert old["isolated_block_ids"][0] not in letta.blocks
+    assert not fleet.plan(without_copy).needs_attention
