@@ -180,7 +180,7 @@ class FakeLetta:
                 (r"/v1/models/", lambda **_: [_model(handle) for handle in LLM_HANDLES]),
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
-                (r"/v1/agents/([^/]+)/messages", self._list_messages),
+                (r"/v1/agents/([^/]+)/messages", self._list_agent_messages),
                 (r"/v1/agents/([^/]+)", self._get_agent),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
@@ -396,6 +396,12 @@ class FakeLetta:
         if conversation_id not in self.conversations:
             return _no_conversation(conversation_id)
         return self.messages[conversation_id][: int(params.get("limit", ["100"])[0])]
+
+    def _list_agent_messages(self, agent_id: str, params: dict[str, list[str]], **_: Any) -> Any:
+        """An agent's own history (the legacy one, outside conversations), which the agent's id keys."""
+        if agent_id not in self.agents:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        return self.messages[agent_id][: int(params.get("limit", ["100"])[0])]
 
     def _delete_conversation(self, conversation_id: str, **_: Any) -> Any:
         """Letta deletes a conversation's isolated copies with it (and its messages: gone from every read)."""
