@@ -415,7 +415,7 @@ def compare(
         depends_on=desired.depends_on if desired else (),
         id=live.id if live else None,
         detail=detail,
-        sensitive=(desired or live).sensitive if (desired or live) else frozenset(),
+        sensitive=model.sensitive,
         protected=desired.protected if desired else bool(live and live.protected),
         record=live.record if live else None,
         state=live.state if live else {},
