@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
+from lettafleet.plugins.devserver import tcp_nodelay_launcher
 from lettafleet.plugins.devserver.home import (
     HEALTH_PATH,
     HOST,
@@ -56,12 +58,23 @@ def _letta_env(home: DevServerHome, pg_uri: str) -> dict[str, str]:
     }
 
 
+def letta_server_command(home: DevServerHome, port: int) -> list[str]:
+    return with_tcp_nodelay(home, home.venv_bin / "letta", "server", f"--host={HOST}", f"--port={port}")
+
+
+def with_tcp_nodelay(home: DevServerHome, script: Path, *arguments: str) -> list[str]:
+    """A console script of Letta's venv, run by Letta's Python through the launcher that turns Nagle's algorithm
+    off on each connection: uvicorn with two workers leaves it on, and kept-alive requests answer 40 ms late."""
+    launcher = Path(tcp_nodelay_launcher.__file__)
+    return [str(home.venv_bin / "python"), str(launcher), str(script), *arguments]
+
+
 def start_letta(home: DevServerHome, postgres: PostgresServer, port: int) -> subprocess.Popen[bytes]:
     with home.letta_log.open("ab") as log:
         log.write(f"\n=== lettafleet dev-server up: letta server on {HOST}:{port} ===\n".encode())
         log.flush()
         return subprocess.Popen(
-            [str(home.venv_bin / "letta"), "server", f"--host={HOST}", f"--port={port}"],
+            letta_server_command(home, port),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
