@@ -47,7 +47,7 @@ def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = 
         subtree = _subtree(plan, root)
         if not verbose and not any(c.changes_something or c.drift for c in subtree):
             continue
-        rows = [_root_row(root, subtree, plan, kinds), *_removal_reason(root), *_details(root, depth=1)]
+        rows = [_root_row(root, subtree, plan, kinds), *_root_reason(root), *_details(root, depth=1)]
         for change in subtree[1:]:
             if change.changes_something or change.drift:
                 rows.append(Row(_symbol(change), 1, _describe(change, root, kinds)))
@@ -67,12 +67,13 @@ def held_label(change: Change) -> str:
     return HELD.get(change.held or "", f"held: {change.held}")
 
 
-def _removal_reason(root: Change) -> list[Row]:
-    """Under a top-level removal, why it is held and what to do, or what it is (a child's line says it after its
-    name)."""
-    if not root.removes:
-        return []
-    reason = root.drift if root.held else root.detail
+def _root_reason(root: Change) -> list[Row]:
+    """Under a top-level resource, what a child's line says after its name: why a removal is held and what to do,
+    the drift apply cannot fix, or the change's detail (a rename, the `moved` entry that would keep its data)."""
+    if root.removes:
+        reason = root.drift if root.held else root.detail
+    else:
+        reason = root.drift or (root.detail if root.action is not Action.NO_OP else "")
     return [Row(None, 1, reason)] if reason else []
 
 

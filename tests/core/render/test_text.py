@@ -325,3 +325,26 @@ def test_the_apply_report_counts_deleted_resources_and_conversations(kinds: dict
     assert render_report(report(plan), plan, kinds) == (
         "Apply complete: 0 created, 0 updated, 1 deleted; 0 new conversations, 1 deleted."
     )
+
+
+def test_a_top_level_drift_and_a_rename_say_why_under_their_line(kinds: dict[str, ResourceKind]) -> None:
+    kept = "agent sales-2 has it attached and is not in the fleet: the tool is kept"
+    plan = Plan.build(
+        "fleet.yaml",
+        "http://127.0.0.1:8283",
+        [
+            Change("tool.lookup", "tool", "lookup", Action.NO_OP, {}, {}, drift=kept),
+            Change(
+                "agent.helpdesk",
+                "agent",
+                "helpdesk",
+                Action.UPDATE,
+                {"name": "support"},
+                {"name": "helpdesk"},
+                detail="renamed from agent.support (moved)",
+            ),
+        ],
+    )
+    text = render_plan(plan, kinds)
+    assert f"[!] tool lookup (DRIFT)\n    {kept}" in text
+    assert "[~] helpdesk (UPDATE)\n    renamed from agent.support (moved)" in text
