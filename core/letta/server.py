@@ -4,7 +4,9 @@ and the features hosted Letta dropped that a fleet may still declare. Learnt bef
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # The day hosted Letta stopped making isolated conversation blocks (letta-python commits aa75f2af, ed0a3d42).
 ISOLATED_BLOCKS_REMOVED = "2026-04-23"
@@ -43,3 +45,17 @@ class ServerInfo:
             return None
         version = tuple(int(part) for part in found.groups())
         return version[:2] == _SELF_HOSTED_SERIES and version >= _ISOLATED_BLOCKS_SINCE
+
+
+def isolated_blocks_missing(conversations: Sequence[Mapping[str, Any]], server: Callable[[], ServerInfo]) -> str | None:
+    """Why the server makes no isolated conversation blocks, or None when it does or cannot tell. Its answers
+    speak first: every 0.16.4+ conversation carries `isolated_block_ids`, hosted Letta's carry none. A server
+    with no conversation yet is judged by its version (`server` reads it, once per client)."""
+    if conversations:
+        if any("isolated_block_ids" in conversation for conversation in conversations):
+            return None
+        return "its conversations carry no isolated_block_ids"
+    info = server()
+    if info.has_isolated_blocks is False:
+        return f"it reports version {info.version}"
+    return None
