@@ -128,3 +128,10 @@ def test_the_stand_in_caps_pages_refuses_folders_and_isolated_labels(hosted, cli
             with pytest.raises(LettaAPIError) as refused:
                 through.request(method, path, json=body, params={"agent_id": "agent-x"})
             assert refused.value.status in (400, 422)
+
+
+def test_against_the_real_server_the_header_names_letta_0_16_8_and_the_project(letta_server, agent_name, tmp_path):
+    env = {"LETTA_BASE_URL": letta_server, "LETTA_PROJECT": "ignored-by-0.16.8"}
+    result = CliRunner().invoke(main, ["plan", "-f", str(fleet_file(tmp_path, agent_name))], env=env)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stdout.splitlines()[0].endswith("(Letta 0.16.8, project ignored-by-0.16.8)")
