@@ -68,6 +68,7 @@ from lettafleet.core.letta.reads import (
     labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
+from lettafleet.core.letta.server import ISOLATED_BLOCKS_REMOVED, ServerInfo, isolated_blocks_missing
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -131,6 +132,7 @@ __all__ = [
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",
     "CONVERSATIONS",
+    "ISOLATED_BLOCKS_REMOVED",
     "ISOLATED_LABELS",
     "MANAGED_BY",
     "MAX_REFERENCED_FILE_BYTES",
@@ -174,6 +176,7 @@ __all__ = [
     "RideAlongCheck",
     "SchemaFragment",
     "SecretMasker",
+    "ServerInfo",
     "UnreadableFile",
     "address_of",
     "adoptions",
@@ -199,6 +202,7 @@ __all__ = [
     "inline_code",
     "integer",
     "is_managed",
+    "isolated_blocks_missing",
     "labelled",
     "lacks_isolated_copies",
     "load_fleet",

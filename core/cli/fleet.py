@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -32,7 +33,7 @@ from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
-from lettafleet.core.render.text import render_plan, render_report, result_line
+from lettafleet.core.render.text import plan_header, render_plan, render_report, result_line
 
 # Looked for, in this order, when no file is named: lettafleet's name first, then lettactl's (`agents.yml`).
 DEFAULT_FLEET_FILES = ("fleet.yaml", "fleet.yml", "agents.yml", "agents.yaml")
@@ -286,11 +287,14 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
 
 
 def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...], prune: bool) -> Plan:
-    """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr)."""
+    """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr), naming the server's
+    version and the project it was read in."""
     whole = plan_fleet(fleet, client, manager, prune=prune)
+    server = client.server_info()
+    whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
     if not targets:
         return whole
-    part = whole.targeted(targets)
+    part = dataclasses.replace(whole.targeted(targets), server_version=server.version, project=server.project)
     click.echo(
         f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources (--target); "
         "the rest is left out of this plan.",
@@ -361,6 +365,7 @@ def _show_plan(the_plan: Plan, output: str, verbose: bool, manager: FleetPlugins
     elif output == "markdown":
         click.echo(render_plan_markdown(the_plan, resource_kinds(manager)), nl=False)
     else:
+        click.echo(plan_header(the_plan))
         click.echo(render_plan(the_plan, resource_kinds(manager), verbose=verbose))
 
 

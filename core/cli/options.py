@@ -18,8 +18,10 @@ from lettafleet.core.letta.client import LettaClient, LettaError
 from lettafleet.core.render.json import render_error_json
 
 F = TypeVar("F", bound=Callable[..., Any])
-# Where --allow-insecure-http is kept for make_client, so that no command has to pass it along.
+# Where --allow-insecure-http and --project(-id) are kept for make_client, so that no command has to pass them along.
 _ALLOW_INSECURE_HTTP = "lettafleet.allow_insecure_http"
+_PROJECT = "lettafleet.project"
+_PROJECT_ID = "lettafleet.project_id"
 
 
 def server_options(command: F) -> F:
@@ -40,11 +42,37 @@ def server_options(command: F) -> F:
         help="Send LETTA_API_KEY (or a password in the URL) over plain http to a host that is not this machine "
         "(env LETTA_ALLOW_INSECURE_HTTP=1). Without it, that is refused: anyone on the way could read the key.",
     )(command)
+    command = click.option(
+        "--project",
+        envvar="LETTA_PROJECT",
+        metavar="SLUG",
+        expose_value=False,
+        callback=_remember(_PROJECT),
+        help="Hosted Letta project to work in (env LETTA_PROJECT), sent as the X-Project header the way Letta's "
+        "SDK sends it. Self-hosted servers ignore it.",
+    )(command)
+    command = click.option(
+        "--project-id",
+        envvar="LETTA_PROJECT_ID",
+        metavar="ID",
+        expose_value=False,
+        callback=_remember(_PROJECT_ID),
+        help="Hosted Letta project by id instead of slug (env LETTA_PROJECT_ID), sent as the X-Project-Id header.",
+    )(command)
     return command
 
 
 def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed: bool) -> None:
     context.meta[_ALLOW_INSECURE_HTTP] = allowed
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    """A callback that keeps an option's value in the context for make_client."""
+
+    def remember(context: click.Context, _: click.Parameter, value: str | None) -> None:
+        context.meta[key] = value or None
+
+    return remember
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # ParamType[float] fails at run time before click 8.4
@@ -92,10 +120,15 @@ def lock_options(command: F) -> F:
 
 
 def make_client(base_url: str) -> LettaClient:
-    """The client for a command's server, honouring its --allow-insecure-http."""
+    """The client for a command's server, honouring its --allow-insecure-http, --project and --project-id."""
     context = click.get_current_context(silent=True)
-    allowed = bool(context and context.meta.get(_ALLOW_INSECURE_HTTP))
-    return LettaClient(base_url, allow_insecure_http=allowed)
+    meta = context.meta if context else {}
+    return LettaClient(
+        base_url,
+        allow_insecure_http=bool(meta.get(_ALLOW_INSECURE_HTTP)),
+        project=meta.get(_PROJECT),
+        project_id=meta.get(_PROJECT_ID),
+    )
 
 
 def reports_errors(command: F) -> F:

@@ -201,6 +201,9 @@ class Plan:
     # The key sensitive values enter the hash with (see `sha256`): the server's API key, passed in by whoever
     # planned. Never shown, never compared.
     hash_key: bytes = field(default=b"", repr=False, compare=False)
+    # What the server said it is, and the project the plan was read in: named by the plan's header, never hashed.
+    server_version: str | None = field(default=None, compare=False)
+    project: str | None = field(default=None, compare=False)
 
     @classmethod
     def build(
@@ -302,6 +305,8 @@ class Plan:
             "fleet": self.fleet,
             "fleet_name": self.owner,
             "server": self.server,
+            "server_version": self.server_version,
+            "project": self.project,
             "summary": {kind: dict(actions) for kind, actions in sorted(self.counts.items())},
             "has_changes": self.has_changes,
             "has_drift": self.has_drift,

@@ -23,6 +23,7 @@ from httpx_sse import EventSource, SSEError
 
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.retries import REFUSED_STATUSES, RETRY_BUDGET, RetryPolicy, Sent, retry_after_seconds
+from lettafleet.core.letta.server import ServerInfo
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 PAGE_SIZE = 1000
@@ -77,6 +78,8 @@ class LettaClient:
         retry_budget: float = RETRY_BUDGET,
         transport: httpx.BaseTransport | None = None,
         allow_insecure_http: bool = False,
+        project: str | None = None,
+        project_id: str | None = None,
     ) -> None:
         given_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY") or None
@@ -87,6 +90,12 @@ class LettaClient:
         headers = {"Accept": "application/json", "User-Agent": "lettafleet"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
+        # Hosted Letta's projects, sent as Letta's own SDK sends them (letta-python src/letta_client/_client.py).
+        self.project = project or None
+        if project:
+            headers["X-Project"] = project
+        if project_id:
+            headers["X-Project-Id"] = project_id
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -97,12 +106,28 @@ class LettaClient:
         )
         self.retry = RetryPolicy(retries=retries, backoff=backoff, budget=retry_budget)
         self.stats = RequestStats()
+        self._server_info: ServerInfo | None = None
+        self._server_info_lock = threading.Lock()
 
     @property
     def plan_hash_key(self) -> bytes:
         """The key a plan's hash takes its sensitive values with (docs/plan-json.md): the API key, so that only
         someone holding it could test a guess of a secret against a published hash."""
         return (self._api_key or "").encode()
+
+    def server_info(self) -> ServerInfo:
+        """The server's URL, version and project, its version read once (`GET /v1/health/`) for this client's
+        life: a plan names them, and what the version supports is decided before any write. A server whose
+        health answer names no version is described as such, not refused: its answers show the rest."""
+        with self._server_info_lock:
+            if self._server_info is None:
+                try:
+                    health = self.get("/v1/health/")
+                except LettaAPIError:  # a server without the endpoint still serves the API
+                    health = None
+                version = health.get("version") if isinstance(health, dict) else None
+                self._server_info = ServerInfo(self.base_url, str(version) if version else None, self.project)
+            return self._server_info
 
     def __enter__(self) -> LettaClient:
         return self

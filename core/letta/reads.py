@@ -27,7 +27,9 @@ AGENTS: Read = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc"})
 AGENTS_WITH_TOOLS: Read = ("/v1/agents/", {"include": ["agent.tools"], "order": "asc"})
 # Agents with their secrets, values included: read only for fleets that declare secrets, never printed.
 AGENTS_WITH_SECRETS: Read = ("/v1/agents/", {"include": ["agent.secrets"], "order": "asc"})
-CONVERSATIONS: Read = ("/v1/conversations/", {"order": "asc"})
+# Archived ones too: hosted Letta lists only unarchived conversations unless asked, and a declared conversation
+# someone archived is still the fleet's (matched, never made again). Letta 0.16.8 ignores the parameter.
+CONVERSATIONS: Read = ("/v1/conversations/", {"order": "asc", "archive_status": "all"})
 
 
 def labelled(label: str) -> Read:

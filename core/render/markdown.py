@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.letta.masking import public_url
-from lettafleet.core.render.text import closing_line, held_label, plan_rows
+from lettafleet.core.render.text import closing_line, held_label, plan_rows, server_of
 
 COMMENT_LIMIT = 65_536
 # Below the limit, so a comment can later gain the apply result without being cut again.
@@ -47,7 +47,8 @@ def render_plan_markdown(
     head = [marker] if marker else []
     head += [f"### lettafleet plan for {inline_code(plan.fleet)}", "", f"**{summary_line(plan, kinds)}**", ""]
     head += _callouts(plan, kinds)
-    footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {inline_code(public_url(plan.server))}</sub>"]
+    server = f"{inline_code(public_url(plan.server))} ({escape_markdown(server_of(plan).facts())})"
+    footer = [f"<sub>Plan sha256 {inline_code(plan.sha256)} against {server}</sub>"]
     groups = _diff_groups(plan, kinds)
 
     reserved = _size("\n".join(head + footer)) + _size(_cut_note(len(groups), len(groups), full_plan_at)) + 2

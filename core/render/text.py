@@ -10,6 +10,8 @@ from typing import Any
 from lettafleet.core.engine.applying import ApplyReport
 from lettafleet.core.engine.kinds import ResourceKind
 from lettafleet.core.engine.model import SENSITIVE, Action, Change, Plan
+from lettafleet.core.letta.masking import public_url
+from lettafleet.core.letta.server import ServerInfo
 
 SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.REPLACE: "-/+", Action.NO_OP: "="}
 AMBIGUOUS = "?"
@@ -54,6 +56,16 @@ def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = 
                 rows.extend(_details(change, depth=2))
         groups.append(rows)
     return groups
+
+
+def plan_header(plan: Plan) -> str:
+    """The line above a plan: which fleet, against which server, its version and the project."""
+    return f"Plan for {plan.fleet} against {server_of(plan).describe()}"
+
+
+def server_of(plan: Plan) -> ServerInfo:
+    """The server a plan was read from, as it described itself."""
+    return ServerInfo(public_url(plan.server), plan.server_version, plan.project)
 
 
 def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:

@@ -67,7 +67,8 @@ def get_conversations(agent: str, base_url: str, output: str) -> None:
     """
     with make_client(base_url) as client:
         found = find_agent(client, agent, include=LIGHT_AGENT)
-        conversations = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc")
+        # Archived ones too (hosted Letta hides them unless asked; 0.16.8 has none and ignores the parameter).
+        conversations = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc", archive_status="all")
         counts = count_all(client, conversations)
     records = [conversation_record(c, n) for c, n in zip(conversations, counts, strict=True)]
     print_records(

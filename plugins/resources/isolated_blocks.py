@@ -15,6 +15,7 @@ from typing import Any
 from lettafleet.core import (
     AGENTS,
     CONVERSATIONS,
+    ISOLATED_BLOCKS_REMOVED,
     ISOLATED_LABELS,
     Action,
     ApplyError,
@@ -33,6 +34,7 @@ from lettafleet.core import (
     compare,
     conversations_by_agent,
     hookimpl,
+    isolated_blocks_missing,
     labelled,
     lacks_isolated_copies,
     string_list,
@@ -103,6 +105,23 @@ class IsolatedBlockHandler(ResourceHandler):
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
         return [AGENTS, CONVERSATIONS, *(labelled(label) for label in sorted({r.name for r in desired}))]
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Before any write: a server that makes no isolated copies (hosted Letta) would create the conversations
+        without them, so the plan stops at each declared copy instead."""
+        if not desired:
+            return []
+        path, params = CONVERSATIONS
+        why = isolated_blocks_missing(reader.list_all(path, **params), reader.client.server_info)
+        if why is None:
+            return []
+        server = reader.client.server_info().describe()
+        message = (
+            f"{server} makes no isolated blocks ({why}): Letta removed them from hosted Letta on "
+            f"{ISOLATED_BLOCKS_REMOVED}; only self-hosted Letta 0.16.4 to 0.16.8 makes them"
+        )
+        hint = "remove `isolated_blocks` from this conversation, or apply the fleet to a self-hosted Letta 0.16.x"
+        return [Problem(resource.source, message, hint) for resource in desired if resource.source]
 
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]

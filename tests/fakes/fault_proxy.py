@@ -21,6 +21,7 @@ deals the same sequence of faults (with one worker, to the same requests).
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -152,6 +153,15 @@ class FaultProxy:
             self.counts.forwarded_to[method, _collection(target)] += 1
         return self._forwarder.request(method, target, headers=headers, content=body)
 
+    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any] | None:
+        """A (status, JSON) answer given without asking the server, or None to forward: none here. A proxy that
+        stands in for another server (tests/fakes/hosted_letta.py) answers what that server answers itself."""
+        return None
+
+    def rewrite(self, method: str, target: str, status: int, payload: bytes) -> bytes:
+        """The server's answer as the client receives it: unchanged here; a stand-in reshapes it."""
+        return payload
+
     def record(self, outcome: str, method: str, status: int | None = None) -> None:
         with self._lock:
             if outcome == "drop":
@@ -209,11 +219,15 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._answer(detail.status, b'{"detail":"refused by the fault proxy"}', extra)
                 return
             parts = urlsplit(self.path)
+            headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
+            instead = proxy.answer_instead(self.command, self.path, headers, body)
+            if instead is not None:
+                self._answer(instead[0], json.dumps(instead[1]).encode(), {})
+                return
             faults = proxy.faults
             if self.command != "GET" and faults.slow_collection == _collection(self.path):
                 time.sleep(faults.slow_seconds)
             target = parts.path + ("?" + query if (query := proxy.capped_query(self.command, parts.query)) else "")
-            headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
             response = proxy.forward(self.command, target, headers, body)
             proxy.record(outcome, self.command, detail)
             if outcome == "drop":
@@ -222,7 +236,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if outcome == "fail":
                 self._answer(detail, b'{"detail":"injected by the fault proxy"}', {})
                 return
-            self._answer(response.status_code, response.content, _end_to_end(response.headers))
+            payload = proxy.rewrite(self.command, target, response.status_code, response.content)
+            self._answer(response.status_code, payload, _end_to_end(response.headers))
 
         def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
