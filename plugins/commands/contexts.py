@@ -48,7 +48,9 @@ def echo_json(value: Any) -> None:
 @output_option("text", "json")
 @reports_errors
 def reset_messages(agent: str, conversation_id: str | None, add_default: bool, base_url: str, output: str) -> None:
-    """Clear an agent's message history: its own (legacy) history, or one conversation's. The memory blocks stay.
+    """Empty an agent's context window: of its own (legacy) history, or of one conversation. The next message
+    starts afresh from the system prompt; memory blocks stay, and so do older messages in the history (Letta
+    keeps them for conversation_search), out of context.
 
     AGENT is the agent's name or id (agent-...).
     """
@@ -76,7 +78,11 @@ def reset_messages(agent: str, conversation_id: str | None, add_default: bool, b
     if output == "json":
         echo_json({"agent": found["name"], "agent_id": found["id"], "conversation_id": conversation_id, "reset": True})
         return
-    click.echo(f"Reset {where}: its messages are cleared" + (", default first messages added." if add_default else "."))
+    click.echo(
+        f"Reset {where}: the agent's context now holds only its system prompt"
+        + (" and Letta's default first messages." if add_default else ".")
+        + " Older messages stay in its history (`get messages`), out of context."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- recompile
