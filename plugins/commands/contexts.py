@@ -88,8 +88,16 @@ def reset_messages(agent: str, conversation_id: str | None, add_default: bool, b
 # ---------------------------------------------------------------------------------------------- recompile
 
 
-def recompile_one(client: LettaClient, agent: Mapping[str, Any], conversation_id: str) -> dict[str, Any]:
+# Letta 0.16.8's conversation recompile compiles the agent's blocks, not the conversation's isolated copies: it
+# would put the agent's value where the conversation's model should see its own copy.
+ISOLATED_SKIP = "skipped: it has isolated block copies, which Letta's recompile would replace by the agent's blocks"
+
+
+def recompile_one(client: LettaClient, agent: Mapping[str, Any], conversation: Mapping[str, Any]) -> dict[str, Any]:
     """Rebuild one history's system prompt from the agent's current blocks: {conversation_id, ok, error}."""
+    conversation_id = conversation["id"]
+    if conversation.get("isolated_block_ids"):
+        return {"conversation_id": conversation_id, "ok": True, "error": None, "skipped": ISOLATED_SKIP}
     path = (
         f"/v1/agents/{agent['id']}/recompile"
         if conversation_id == LEGACY
@@ -98,8 +106,8 @@ def recompile_one(client: LettaClient, agent: Mapping[str, Any], conversation_id
     try:
         client.post(path)
     except LettaAPIError as error:
-        return {"conversation_id": conversation_id, "ok": False, "error": str(error)}
-    return {"conversation_id": conversation_id, "ok": True, "error": None}
+        return {"conversation_id": conversation_id, "ok": False, "error": str(error), "skipped": None}
+    return {"conversation_id": conversation_id, "ok": True, "error": None, "skipped": None}
 
 
 @click.command("recompile")
@@ -119,32 +127,36 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
     running conversations see edits made since they started.
 
     Without options (or with --all): the agent's own (legacy) history and every conversation. With
-    --conversation-id: that conversation only. AGENT is the agent's name or id (agent-...).
+    --conversation-id: that conversation only. A conversation with isolated block copies is skipped (Letta
+    0.16.8 would compile the agent's blocks in place of its copies). AGENT is the agent's name or id.
     """
     if conversation_id and everything:
         raise click.UsageError("--conversation-id and --all exclude each other: name one.")
     with make_client(base_url) as client:
         found = find_agent(client, agent, include=LIGHT_AGENT)
         if conversation_id:
-            conversation_of(client, found, conversation_id)
-            targets = [conversation_id]
+            targets = [conversation_of(client, found, conversation_id)]
         else:
             conversations = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc")
-            targets = [LEGACY, *(c["id"] for c in conversations)]
+            targets = [{"id": LEGACY}, *conversations]
         results = [recompile_one(client, found, target) for target in targets]
     failed = [r for r in results if not r["ok"]]
+    skipped = [r for r in results if r["skipped"]]
     if output == "json":
         echo_json({"agent": found["name"], "agent_id": found["id"], "results": results})
     else:
         for result in failed:
             click.echo(f"error: {result['conversation_id']}: {result['error']}", err=True)
+        for result in skipped:
+            click.echo(f"note: {result['conversation_id']} {result['skipped']}.", err=True)
         histories = len(results) - 1 if not conversation_id else 1
         what = (
             f"conversation {conversation_id}"
             if conversation_id
             else (f"the legacy history and {histories} conversation{'s' if histories != 1 else ''}")
         )
-        click.echo(f"Recompiled {len(results) - len(failed)}/{len(results)}: {what} of {found['name']}.")
+        done = len(results) - len(failed) - len(skipped)
+        click.echo(f"Recompiled {done}/{len(results)}: {what} of {found['name']}.")
     if failed:
         sys.exit(1)
 

@@ -47,7 +47,7 @@ def made(client: LettaClient) -> Iterator[dict[str, list[str]]]:
     yield ids
     for kind in ("agents", "blocks", "archives"):
         for item_id in ids[kind]:
-            with contextlib.suppress(LettaAPIError):  # a block goes with its agent, or was never made
+            with contextlib.suppress(LettaAPIError):  # already gone
                 client.delete(f"/v1/{kind}/{item_id}")
 
 
@@ -219,13 +219,28 @@ def test_recompile_lets_running_conversations_see_an_edited_block(letta_server, 
     assert all("I now speak French." not in system_prompt(client, i) for i in ids)  # stale until recompiled
 
     one = as_json(letta_server, "recompile", agent["name"], "--conversation-id", ids[0])
-    assert one["results"] == [{"conversation_id": ids[0], "ok": True, "error": None}]
+    assert one["results"] == [{"conversation_id": ids[0], "ok": True, "error": None, "skipped": None}]
     assert "I now speak French." in system_prompt(client, ids[0])
     assert "I now speak French." not in system_prompt(client, ids[1])
 
     text = ok(cli(letta_server, "recompile", agent["name"]))
     assert f"Recompiled 3/3: the legacy history and 2 conversations of {agent['name']}." in text
     assert "I now speak French." in system_prompt(client, ids[1])
+
+
+def test_recompile_leaves_a_conversation_with_isolated_copies_as_it_is(letta_server, client, new_agent, prefix):
+    agent = new_agent(f"{prefix}-recompile-iso")
+    conversation = client.post(
+        "/v1/conversations/", json={"summary": "t", "isolated_block_labels": ["persona"]}, agent_id=agent["id"]
+    )
+    (copy_id,) = conversation["isolated_block_ids"]
+    client.patch(f"/v1/blocks/{copy_id}", json={"value": "Only this conversation's persona."})
+    before = system_prompt(client, conversation["id"])
+    result = cli(letta_server, "recompile", agent["name"])
+    assert result.exit_code == 0, result.stderr
+    assert f"note: {conversation['id']} skipped: it has isolated block copies" in result.stderr
+    assert "Recompiled 1/2: the legacy history and 1 conversation" in result.stdout
+    assert system_prompt(client, conversation["id"]) == before
 
 
 def test_recompile_refuses_a_conversation_of_another_agent(letta_server, client, new_agent, prefix):
