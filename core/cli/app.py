@@ -16,7 +16,7 @@ from lettafleet.core.engine.plugin_manager import get_plugin_manager
 click.rich_click.SHOW_ARGUMENTS = True
 
 VERB_HELP = {
-    "get": "List resources on the server (agents, conversations, messages).",
+    "get": "List resources on the server (agents, conversations, messages, blocks, tools, folders, models, ...).",
     "describe": "Show one resource on the server in detail.",
     "create": "Create one resource on the server, outside any fleet file.",
     "delete": "Delete one resource from the server (asks for --force).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +42,7 @@ def find_agent(
             raise
     matches = meant_first(client.list_all("/v1/agents/", name=name_or_id, include=relations, order="asc"))
     if not matches:
-        raise NotFoundError(_no_agent(client, f"named '{name_or_id}'"))
+        raise NotFoundError(_no_agent(client, f"named '{name_or_id}'", _close_names(client, name_or_id)))
     if len(matches) == 1:
         return matches[0]
     ids = ", ".join(described(agent) for agent in matches)
@@ -55,5 +56,12 @@ def find_agent(
     return chosen
 
 
-def _no_agent(client: LettaClient, which: str) -> str:
-    return f"no agent {which} on {client.base_url}. List the agents with `lettafleet get agents`."
+def _no_agent(client: LettaClient, which: str, close: Sequence[str] = ()) -> str:
+    maybe = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"no agent {which} on {client.base_url}.{maybe} List the agents with `lettafleet get agents`."
+
+
+def _close_names(client: LettaClient, name: str) -> list[str]:
+    """Up to three agent names close to a misspelled one (read only once the name is known to be missing)."""
+    names = {agent.get("name") or "" for agent in client.list_all("/v1/agents/", include=LIGHT_AGENT)}
+    return difflib.get_close_matches(name, sorted(names - {""}), n=3)

@@ -25,6 +25,7 @@ from lettafleet.core import (
     short_date,
 )
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.bulk_send import DEFAULT_CONCURRENCY, agents_matching, send_to_all
 from lettafleet.plugins.commands.histories import (
     COUNT_PAGE,
     SYSTEM,
@@ -104,19 +105,51 @@ def get_messages(
 
 
 @click.command("send")
-@click.argument("agent")
-@click.argument("message")
+@click.argument("words", nargs=-1, required=True, metavar="[AGENT] MESSAGE")
+@click.option(
+    "--all",
+    "pattern",
+    metavar="GLOB",
+    help="Send MESSAGE to every agent whose name matches GLOB (shell-style, e.g. 'support-*'; quote it). "
+    "Then give MESSAGE only.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 32),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="With --all: how many agents are sent to at once.",
+)
 @click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also show reasoning, tool calls and token usage (on stderr).")
 @server_options
 @output_option("text", "json")
 @reports_errors
-def send(agent: str, message: str, conversation_id: str | None, verbose: bool, base_url: str, output: str) -> None:
+def send(
+    words: tuple[str, ...],
+    pattern: str | None,
+    concurrency: int,
+    conversation_id: str | None,
+    verbose: bool,
+    base_url: str,
+    output: str,
+) -> None:
     """Send MESSAGE to an agent and stream its reply as it arrives.
 
     With --conversation-id the message goes to that conversation only; without, to the agent's own (legacy)
     history. -o json prints one JSON event per line (Letta's streaming messages). AGENT is a name or an id.
+
+    With --all GLOB (and no AGENT), MESSAGE goes to the legacy history of every agent whose name matches, a few
+    at a time; each reply is printed whole, then a summary. Exits 1 if any agent failed.
     """
+    if pattern is not None:
+        if len(words) != 1 or conversation_id:
+            raise click.UsageError("with --all GLOB, give MESSAGE only (no AGENT, no --conversation-id).")
+        send_matching(pattern, words[0], concurrency, base_url, output)
+        return
+    if len(words) != 2:
+        raise click.UsageError("give AGENT and MESSAGE (or --all GLOB MESSAGE).")
+    agent, message = words
     body: dict[str, Any] = {
         "messages": [{"role": "user", "content": message}],
         "streaming": True,
@@ -138,6 +171,27 @@ def send(agent: str, message: str, conversation_id: str | None, verbose: bool, b
     if printer.errors:
         for line in printer.errors:
             click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def send_matching(pattern: str, message: str, concurrency: int, base_url: str, output: str) -> None:
+    with make_client(base_url) as client:
+        results = send_to_all(client, agents_matching(client, pattern), message, concurrency)
+    failed = [r for r in results if not r["ok"]]
+    summary = {"pattern": pattern, "agents": len(results), "replied": len(results) - len(failed), "failed": len(failed)}
+    if output == "json":
+        click.echo(json.dumps({"summary": summary, "results": results}, indent=2))
+    else:
+        for result in results:
+            if result["ok"]:
+                click.echo(f"{result['agent']}: {result['reply']}")
+            else:
+                click.echo(f"error: {result['agent']}: {result['error']}", err=True)
+        click.echo(
+            f"Sent to {summary['agents']} agent{'s' if len(results) != 1 else ''} matching '{pattern}': "
+            f"{summary['replied']} replied, {summary['failed']} failed."
+        )
+    if failed:
         sys.exit(1)
 
 

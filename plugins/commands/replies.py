@@ -13,6 +13,15 @@ import rich_click as click
 from lettafleet.plugins.commands.histories import message_text, tool_calls
 
 
+def stream_error(event: Mapping[str, Any]) -> str:
+    """What an `error_message` event of a reply stream says, and what to check."""
+    detail = f" ({event['detail']})" if event.get("detail") else ""
+    return (
+        f"{event.get('error_type', 'error')}: {event.get('message')}{detail}. Check the "
+        "agent's model settings (`lettafleet describe agent`)."
+    )
+
+
 @dataclass
 class ReplyStep:
     """One non-text step of a reply (reasoning, a tool call, its result), gathered from its streamed pieces."""
@@ -40,11 +49,7 @@ class ReplyPrinter:
         if kind == "ping":
             return  # keep-alives, not part of the reply
         if kind == "error_message":
-            detail = f" ({event['detail']})" if event.get("detail") else ""
-            self.errors.append(
-                f"{event.get('error_type', 'error')}: {event.get('message')}{detail}. Check the "
-                "agent's model settings (`lettafleet describe agent`)."
-            )
+            self.errors.append(stream_error(event))
         if self.as_json:
             click.echo(json.dumps(event))
             return

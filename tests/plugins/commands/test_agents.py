@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import respx
 import yaml
@@ -43,14 +44,27 @@ def agent(agent_id: str = SUPPORT_ID, name: str = "support-agent", **extra: Any)
     }
 
 
-def test_an_unknown_agent_name_exits_1_with_a_clear_message_after_one_request(letta):
+def test_an_unknown_agent_name_exits_1_with_a_clear_message_after_one_filtered_request(letta):
     letta.get("/v1/agents/").respond(json=[])
     result = run("describe", "agent", "nope")
     assert result.exit_code == 1
     assert "no agent named 'nope'" in result.stderr and "lettafleet get agents" in result.stderr
+    assert "Did you mean" not in result.stderr  # no name is close
     assert "Traceback" not in result.output + result.stderr
-    [call] = letta.calls
-    assert call.request.url.params["name"] == "nope"  # one filtered request, not a listing of every agent
+    # The lookup is one filtered request; only once it found nothing are the names read, for suggestions.
+    first, *suggestions = letta.calls
+    assert first.request.url.params["name"] == "nope"
+    assert all("name" not in call.request.url.params for call in suggestions)
+
+
+def test_an_unknown_agent_name_suggests_close_names(letta):
+    letta.get("/v1/agents/", params={"name": "suport-agent"}).respond(json=[])
+    letta.get("/v1/agents/").mock(
+        side_effect=[httpx.Response(200, json=[agent(name="support-agent")]), httpx.Response(200, json=[])]
+    )
+    result = run("describe", "agent", "suport-agent")
+    assert result.exit_code == 1
+    assert "no agent named 'suport-agent'" in result.stderr and "Did you mean support-agent?" in result.stderr
 
 
 @pytest.mark.parametrize("status", [404, 422])

@@ -1,0 +1,57 @@
+"""`send --all GLOB`: one message to every agent whose name matches, a few at a time, each reply gathered whole."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lettafleet.core import LettaClient, LettaError
+from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError
+from lettafleet.plugins.commands.histories import message_text
+from lettafleet.plugins.commands.replies import stream_error
+
+DEFAULT_CONCURRENCY = 4  # agents answered at once: each holds an LLM call on the server
+
+
+def agents_matching(client: LettaClient, pattern: str) -> list[dict[str, Any]]:
+    """Every agent whose name matches the shell-style `pattern` (`support-*`, `bot-?`), oldest first."""
+    agents = client.list_all("/v1/agents/", include=LIGHT_AGENT, order="asc")
+    matching = [agent for agent in agents if fnmatch.fnmatchcase(agent.get("name") or "", pattern)]
+    if not matching:
+        raise NotFoundError(
+            f"no agent name on {client.base_url} matches '{pattern}' ({len(agents)} agents there). "
+            "List them with `lettafleet get agents`; quote the pattern so the shell leaves it alone."
+        )
+    return matching
+
+
+def send_one(client: LettaClient, agent: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """Send `message` to the agent's own history; its reply or what went wrong, never an exception."""
+    body = {"messages": [{"role": "user", "content": message}], "streaming": True}
+    replies: list[str] = []
+    errors: list[str] = []
+    try:
+        for event in client.stream_events("POST", f"/v1/agents/{agent['id']}/messages/stream", json=body):
+            if event.get("message_type") == "assistant_message":
+                replies.append(message_text(event))
+            elif event.get("message_type") == "error_message":
+                errors.append(stream_error(event))
+    except LettaError as error:
+        errors.append(str(error))
+    return {
+        "agent": agent.get("name"),
+        "agent_id": agent["id"],
+        "ok": not errors,
+        "reply": "\n".join(replies),
+        "error": "; ".join(errors) or None,
+    }
+
+
+def send_to_all(
+    client: LettaClient, agents: list[dict[str, Any]], message: str, concurrency: int
+) -> list[dict[str, Any]]:
+    """One result per agent, in the agents' order, at most `concurrency` sends at once."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda agent: send_one(client, agent, message), agents))
