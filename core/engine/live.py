@@ -38,6 +38,11 @@ class LiveReader:
         )
         return rows
 
+    def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """A value computed from reads (live agents grouped by name, say), computed once per plan however many
+        handlers ask for it. Treat it as read-only: every handler gets the same one."""
+        return self._once(("derived", *key), compute)
+
     def get(self, path: str, **params: Any) -> Any:
         return self._once(("get", path, _frozen(params)), lambda: self.client.get(path, **params))
 

@@ -108,11 +108,16 @@ def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict
     reader's fleet made is meant (of several it made, the one used most: see `used_most_first`), then any
     lettafleet manages, then the oldest (the agent kind reports every name held by more than one, and proposes
     deleting the fleet's other copies)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    path, params = read
-    for agent in reader.list_all(path, **params):  # oldest first
-        found.setdefault(agent["name"], []).append(agent)
-    return {name: used_most_first(reader, meant_first(agents, reader.owner)) for name, agents in found.items()}
+
+    def grouped() -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        path, params = read
+        for agent in reader.list_all(path, **params):  # oldest first
+            found.setdefault(agent["name"], []).append(agent)
+        return {name: used_most_first(reader, meant_first(agents, reader.owner)) for name, agents in found.items()}
+
+    named: dict[str, list[dict[str, Any]]] = reader.derived(("agents_named", repr(read)), grouped)
+    return named
 
 
 def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, Any]]:
@@ -476,8 +481,9 @@ def _claimed_by_other_fleets(reader: LiveReader, desired: Sequence[Resource]) ->
     """Declared agents whose name only agents of another named fleet hold: taking one over would move it between
     fleets. An agent made by hand, or by a fleet without a name, may be taken over (the plan shows its new marks)."""
     problems = []
+    named = agents_named(reader)
     for resource in desired:
-        agents = agents_named(reader).get(resource.name) or []
+        agents = named.get(resource.name) or []
         if agents and all(fleet_of(agent) not in (None, reader.owner.fleet) for agent in agents):
             problems.append(
                 Problem(
