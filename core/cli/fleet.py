@@ -109,6 +109,15 @@ def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
 
 def _plan_options(command: F) -> F:
     command = click.option(
+        "--scope",
+        "scope",
+        callback=_scope_tags,
+        metavar="TAG[,TAG]",
+        help="Only the agents whose tags include ALL of these (lettactl's --scope), with what they contain and "
+        "need; the fleet's shared blocks and tools are still planned, as lettactl does. Removals only in scope. "
+        "With --target, both apply.",
+    )(command)
+    command = click.option(
         "--target",
         "targets",
         multiple=True,
@@ -165,6 +174,7 @@ def plan(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    scope: tuple[str, ...],
     prune: bool,
     out_file: Path | None,
 ) -> None:
@@ -172,7 +182,7 @@ def plan(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets, prune)
+        the_plan = _planned(fleet, client, manager, targets, scope, prune)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -215,6 +225,7 @@ def apply(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    scope: tuple[str, ...],
     prune: bool,
     dry_run: bool,
     parallelism: int,
@@ -240,7 +251,7 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets, prune)
+            the_plan = _planned(fleet, client, manager, targets, scope, prune)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -285,18 +296,36 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         sys.exit(code)
 
 
-def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...], prune: bool) -> Plan:
-    """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr)."""
+def _planned(
+    fleet: Fleet,
+    client: LettaClient,
+    manager: FleetPlugins,
+    targets: tuple[str, ...],
+    scope: tuple[str, ...],
+    prune: bool,
+) -> Plan:
+    """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr)."""
     whole = plan_fleet(fleet, client, manager, prune=prune)
-    if not targets:
-        return whole
-    part = whole.targeted(targets)
-    click.echo(
-        f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources (--target); "
-        "the rest is left out of this plan.",
-        err=True,
-    )
+    part = whole.scoped(scope) if scope else whole
+    part = part.targeted(targets) if targets else part
+    if part is not whole:
+        used = " and ".join(name for name, given in (("--scope", scope), ("--target", targets)) if given)
+        click.echo(
+            f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources ({used}); "
+            "the rest is left out of this plan.",
+            err=True,
+        )
     return part
+
+
+def _scope_tags(context: click.Context, parameter: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """`--scope a,b` as its tags; an empty tag (`a,,b`, `--scope ''`) is a usage error."""
+    if value is None:
+        return ()
+    tags = tuple(tag.strip() for tag in value.split(","))
+    if not all(tags):
+        raise click.BadParameter(f"{value!r} names an empty tag: give tags separated by commas, such as 'prod,eu'.")
+    return tags
 
 
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:

@@ -293,6 +293,7 @@ class AgentHandler(ResourceHandler):
                 source=agent.at,
                 sensitive=frozenset({"system"}) if agent.data["system_prompt"].get("sensitive") else frozenset(),
                 protected=bool(agent.data.get("protect")),
+                tags=frozenset(agent.data.get("tags", [])),
             )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
@@ -455,6 +456,7 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         protected=_protected(agent),
         record=read_record(agent),
         state={"metadata": dict(agent.get("metadata") or {})},
+        tags=frozenset(agent.get("tags") or []),
     )
 
 
