@@ -107,6 +107,16 @@ def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
     return ", ".join(parts) or "nothing declared"
 
 
+def _scope_tags(context: click.Context, parameter: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """`--scope a,b` as its tags; an empty tag (`a,,b`, `--scope ''`) is a usage error."""
+    if value is None:
+        return ()
+    tags = tuple(tag.strip() for tag in value.split(","))
+    if not all(tags):
+        raise click.BadParameter(f"{value!r} names an empty tag: give tags separated by commas, such as 'prod,eu'.")
+    return tags
+
+
 def _plan_options(command: F) -> F:
     command = click.option(
         "--scope",
@@ -216,6 +226,12 @@ def plan(
     help="A plan saved with `plan --out` (or `-o json`): apply only if what apply would do now is still exactly "
     "that plan; otherwise change nothing and exit 1.",
 )
+@click.option(
+    "--skip-recompile",
+    is_flag=True,
+    help="Do not recompile the conversations of agents whose system prompt or memory blocks changed (by default "
+    "they are, after the changes, so running conversations see them).",
+)
 @lock_options
 @reports_errors
 def apply(
@@ -230,6 +246,7 @@ def apply(
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
+    skip_recompile: bool,
     use_lock: bool,
     lock_timeout: float,
     lock_id: str | None,
@@ -265,7 +282,10 @@ def apply(
                 _show_plan(the_plan, output, verbose, manager)
                 click.echo("")
             with ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)):
-                report = _run_apply(the_plan, client, manager, parallelism, output == "text", stopping.event)
+                run = functools.partial(
+                    _run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile
+                )
+                report = run(show_progress=output == "text", stop=stopping.event)
     except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
         if stopping.by_user:
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
@@ -318,16 +338,6 @@ def _planned(
     return part
 
 
-def _scope_tags(context: click.Context, parameter: click.Parameter, value: str | None) -> tuple[str, ...]:
-    """`--scope a,b` as its tags; an empty tag (`a,,b`, `--scope ''`) is a usage error."""
-    if value is None:
-        return ()
-    tags = tuple(tag.strip() for tag in value.split(","))
-    if not all(tags):
-        raise click.BadParameter(f"{value!r} names an empty tag: give tags separated by commas, such as 'prod,eu'.")
-    return tags
-
-
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
     """Stop unless the plan computed now is the saved one (same changes, same hash)."""
     try:
@@ -351,12 +361,16 @@ def _run_apply(
     client: LettaClient,
     manager: FleetPlugins,
     parallelism: int,
+    *,
     show_progress: bool,
     stop: threading.Event,
+    recompile: bool,
 ) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
-    run = functools.partial(apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop)
+    run = functools.partial(
+        apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop, recompile=recompile
+    )
     if not show_progress:
         return run()
     if console.is_terminal:

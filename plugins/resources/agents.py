@@ -23,6 +23,7 @@ from lettafleet.core import (
     Fleet,
     LiveReader,
     Owner,
+    Plan,
     Problem,
     Read,
     Recorded,
@@ -359,6 +360,10 @@ class AgentHandler(ResourceHandler):
             fields["metadata"] = _marks(change, session)
         answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
+
+    def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
+        """An agent's conversations are recompiled when its system prompt changed."""
+        return [change.address] if change.action is Action.UPDATE and "system" in change.changed_fields() else []
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
         agent_id = session.id_of(change.address)
