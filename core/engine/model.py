@@ -299,7 +299,7 @@ class Plan:
         Raises ScopeError when no resource carries all the tags."""
         wanted = set(tags)
         tagged = [c for c in self.changes if c.parent is None and c.tags is not None]
-        matched = [c.address for c in tagged if wanted <= c.tags] if wanted else []
+        matched = [c.address for c in tagged if wanted <= (c.tags or frozenset())] if wanted else []
         if not matched:
             known = sorted({tag for change in tagged for tag in change.tags or ()})
             raise ScopeError(
