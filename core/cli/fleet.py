@@ -108,7 +108,26 @@ def _counted(declared: Counter[str], kinds: Mapping[str, ResourceKind]) -> str:
     return ", ".join(parts) or "nothing declared"
 
 
+def _scope_tags(context: click.Context, parameter: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """`--scope a,b` as its tags; an empty tag (`a,,b`, `--scope ''`) is a usage error."""
+    if value is None:
+        return ()
+    tags = tuple(tag.strip() for tag in value.split(","))
+    if not all(tags):
+        raise click.BadParameter(f"{value!r} names an empty tag: give tags separated by commas, such as 'prod,eu'.")
+    return tags
+
+
 def _plan_options(command: F) -> F:
+    command = click.option(
+        "--scope",
+        "scope",
+        callback=_scope_tags,
+        metavar="TAG[,TAG]",
+        help="Only the agents whose tags include ALL of these (lettactl's --scope), with what they contain and "
+        "need; the fleet's shared blocks and tools are still planned, as lettactl does. Removals only in scope. "
+        "With --target, both apply.",
+    )(command)
     command = click.option(
         "--target",
         "targets",
@@ -166,6 +185,7 @@ def plan(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    scope: tuple[str, ...],
     prune: bool,
     out_file: Path | None,
 ) -> None:
@@ -173,7 +193,7 @@ def plan(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets, prune)
+        the_plan = _planned(fleet, client, manager, targets, scope, prune)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -207,6 +227,12 @@ def plan(
     help="A plan saved with `plan --out` (or `-o json`): apply only if what apply would do now is still exactly "
     "that plan; otherwise change nothing and exit 1.",
 )
+@click.option(
+    "--skip-recompile",
+    is_flag=True,
+    help="Do not recompile the conversations of agents whose system prompt or memory blocks changed (by default "
+    "they are, after the changes, so running conversations see them).",
+)
 @lock_options
 @reports_errors
 def apply(
@@ -216,10 +242,12 @@ def apply(
     detailed_exitcode: bool,
     verbose: bool,
     targets: tuple[str, ...],
+    scope: tuple[str, ...],
     prune: bool,
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
+    skip_recompile: bool,
     use_lock: bool,
     lock_timeout: float,
     lock_id: str | None,
@@ -241,7 +269,7 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets, prune)
+            the_plan = _planned(fleet, client, manager, targets, scope, prune)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -255,7 +283,10 @@ def apply(
                 _show_plan(the_plan, output, verbose, manager)
                 click.echo("")
             with ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)):
-                report = _run_apply(the_plan, client, manager, parallelism, output == "text", stopping.event)
+                run = functools.partial(
+                    _run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile
+                )
+                report = run(show_progress=output == "text", stop=stopping.event)
     except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
         if stopping.by_user:
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
@@ -286,20 +317,29 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         sys.exit(code)
 
 
-def _planned(fleet: Fleet, client: LettaClient, manager: FleetPlugins, targets: tuple[str, ...], prune: bool) -> Plan:
-    """The fleet's plan, narrowed to `targets` when any are given (and said so on stderr), naming the server's
-    version and the project it was read in."""
+def _planned(
+    fleet: Fleet,
+    client: LettaClient,
+    manager: FleetPlugins,
+    targets: tuple[str, ...],
+    scope: tuple[str, ...],
+    prune: bool,
+) -> Plan:
+    """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
+    server's version and the project it was read in."""
     whole = plan_fleet(fleet, client, manager, prune=prune)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
-    if not targets:
-        return whole
-    part = dataclasses.replace(whole.targeted(targets), server_version=server.version, project=server.project)
-    click.echo(
-        f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources (--target); "
-        "the rest is left out of this plan.",
-        err=True,
-    )
+    part = whole.scoped(scope) if scope else whole
+    part = part.targeted(targets) if targets else part
+    if part is not whole:
+        part = dataclasses.replace(part, server_version=server.version, project=server.project)
+        used = " and ".join(name for name, given in (("--scope", scope), ("--target", targets)) if given)
+        click.echo(
+            f"Targeted: {len(part.changes)} of the fleet's {len(whole.changes)} resources ({used}); "
+            "the rest is left out of this plan.",
+            err=True,
+        )
     return part
 
 
@@ -326,12 +366,16 @@ def _run_apply(
     client: LettaClient,
     manager: FleetPlugins,
     parallelism: int,
+    *,
     show_progress: bool,
     stop: threading.Event,
+    recompile: bool,
 ) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
-    run = functools.partial(apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop)
+    run = functools.partial(
+        apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop, recompile=recompile
+    )
     if not show_progress:
         return run()
     if console.is_terminal:

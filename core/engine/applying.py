@@ -6,6 +6,9 @@ depends on it, is removed before it. Once every change has run, each record-keep
 changed gets its record of what is made under it (`ResourceHandler.remember`). Children created inside their
 parent's request ("riding along", for example a new agent's memory blocks) finish with their parent.
 
+Last, the conversations of the agents whose system prompt or memory blocks this apply changed are recompiled
+(`ResourceHandler.recompiles` says which), so that running conversations see the change.
+
 An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
 it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
 """
@@ -23,9 +26,10 @@ from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
 
-__all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "apply_plan"]
+__all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "Recompiled", "apply_plan"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,15 @@ class ChangeResult:
     action: Action
     status: str  # "applied", "failed" or "skipped"
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Recompiled:
+    """The recompile of one agent's conversations after the apply: how many, or why not (`error`)."""
+
+    address: str
+    conversations: int = 0
+    error: str = ""
 
 
 INTERRUPTED = "not attempted: apply was interrupted"
@@ -45,6 +58,7 @@ class ApplyReport:
     results: tuple[ChangeResult, ...]
     interrupted: bool = False  # stopped from outside before every change was attempted
     abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
+    recompiled: tuple[Recompiled, ...] = ()  # the agents whose conversations were recompiled after the changes
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -52,7 +66,7 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not any(agent.error for agent in self.recompiled)
 
     def count(self, status: str) -> int:
         return sum(1 for result in self.results if result.status == status)
@@ -144,8 +158,10 @@ def apply_plan(
     on_result: Callable[[Change, ChangeResult], None] | None = None,
     stop: threading.Event | None = None,
     in_flight_grace: float = IN_FLIGHT_GRACE,
+    recompile: bool = True,
 ) -> ApplyReport:
-    """Apply the plan's changes; once `stop` is set, start no more and report the rest as not attempted."""
+    """Apply the plan's changes; once `stop` is set, start no more and report the rest as not attempted. Then,
+    unless `recompile` is False, recompile the conversations of the agents whose prompt or blocks changed."""
     session = ApplySession(plan, client, manager)
     todo = {change.address: change for change in plan.changes if change.changes_something}
     waiting_on = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
@@ -196,10 +212,41 @@ def apply_plan(
     reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
     for address in left:  # never started: the apply was stopped, or they form a dependency cycle
         finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
+    recompiled: tuple[Recompiled, ...] = ()
     if not stop.is_set():
         _write_records(plan, session, manager, results, finish)
+        if recompile:
+            recompiled = _recompile(plan, session, manager, results, parallelism)
     ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
-    return ApplyReport(ordered, interrupted=stop.is_set() and bool(left or abandoned), abandoned=abandoned)
+    interrupted = stop.is_set() and bool(left or abandoned)
+    return ApplyReport(ordered, interrupted=interrupted, abandoned=abandoned, recompiled=recompiled)
+
+
+def _recompile(
+    plan: Plan, session: ApplySession, manager: FleetPlugins, results: Mapping[str, ChangeResult], parallelism: int
+) -> tuple[Recompiled, ...]:
+    """Recompile the conversations of every agent an applied change asks for (each once), `parallelism` agents
+    at a time. A failure is reported for its agent; the others go on."""
+    agents = sorted(
+        {
+            address
+            for change in plan.changes
+            if change.address in results and results[change.address].status == "applied"
+            for address in manager.handler(change.kind).recompiles(change, plan)
+            if session.has_id(address)
+        }
+    )
+    if not agents:
+        return ()
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        return tuple(pool.map(lambda address: _recompile_one(address, session), agents))
+
+
+def _recompile_one(address: str, session: ApplySession) -> Recompiled:
+    try:
+        return Recompiled(address, recompile_conversations(session.client, session.id_of(address)))
+    except (ApplyError, LettaError) as error:
+        return Recompiled(address, error=session.client.mask(str(error)))
 
 
 def _finish_carried(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lettafleet.core.engine.model import Ambiguity, Change, Resource, compare
+from lettafleet.core.engine.model import Ambiguity, Change, Plan, Resource, compare
 from lettafleet.core.letta.ownership import Recorded
 from lettafleet.core.letta.reads import Read
 
@@ -91,6 +91,13 @@ class ResourceHandler:
         """Make one change with `session.client`; return the server's answer (or None: nothing to report). Raise
         `ApplyError` (or let a `LettaError` through) to fail this change: independent changes go on."""
         raise ApplyError(f"{change.address}: lettafleet cannot {change.action} a {change.kind}")
+
+    def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
+        """Called after apply, for each change of this handler's kinds that was applied. Returns the addresses of
+        the agents whose conversations must be recompiled because of it: Letta compiles an agent's system prompt
+        and memory blocks into each conversation when it starts and keeps that copy, so a change to either reaches
+        running conversations only through a recompile (`apply --skip-recompile` leaves them). Default: none."""
+        return ()
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
         """Write `record` (what the apply made under the resource `change` is about) onto that resource, keeping

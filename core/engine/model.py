@@ -27,6 +27,10 @@ class TargetError(ValueError):
     """A `--target` pattern that matches no address of the plan."""
 
 
+class ScopeError(TargetError):
+    """A `--scope` that no tagged resource of the plan carries every tag of."""
+
+
 class Action(enum.StrEnum):
     CREATE = "create"
     UPDATE = "update"
@@ -51,6 +55,10 @@ class Resource:
     parent's record said so when it was last applied). `record` (live parents only): what the server's record on
     it says the last apply made under it, None when it carries none. `state`: what a handler keeps of the server's
     answer for its own apply (the rest of an agent's metadata, say); never compared, shown or hashed.
+
+    `tags` (top-level resources only): the tags `--scope` selects it by (an agent's `tags`: the fleet's when
+    desired, the server's when live); None for a resource that is not selected by tags (a fleet-level shared
+    block or tool), which a scoped plan keeps as lettactl's `--scope` does (see `Plan.scoped`).
     """
 
     address: str
@@ -65,6 +73,7 @@ class Resource:
     protected: bool = False
     record: tuple[Recorded, ...] | None = None
     state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    tags: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,8 @@ class Change:
     A removal (`delete` of a resource the fleet no longer declares) may be `held`: planned, shown, and not applied,
     because it deletes data and the user did not ask for removals (`"prune"`), or because the resource is
     protected (`"protect"`); `drift` then says why and what to do.
+
+    `tags`: the resource's (`Resource.tags`), for `--scope`; not part of the plan document.
     """
 
     address: str
@@ -95,6 +106,7 @@ class Change:
     held: str | None = None
     record: tuple[Recorded, ...] | None = field(default=None, compare=False, repr=False)
     state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    tags: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def changes_something(self) -> bool:
@@ -276,13 +288,35 @@ class Plan:
                 f"like {', '.join(c.address for c in self.changes[:3]) or '(none: the fleet is empty)'}; "
                 "`lettafleet plan -v -o json` lists them all."
             )
-        by_address = self.by_address()
-        chosen = {
-            found.address
+        return self._narrowed(
+            change.address
             for change in self.changes
             if any(fnmatch.fnmatchcase(change.address, pattern) for pattern in patterns)
-            for found in (change, *self.descendants(change.address))
-        }
+        )
+
+    def scoped(self, tags: Sequence[str]) -> Plan:
+        """Only the top-level resources whose tags include every one of `tags` (lettactl's `--scope`: agents,
+        by their tags; AND), with what they need, as `targeted` narrows: everything inside them, and what they
+        depend on. Resources that are not selected by tags (`tags` None: the fleet's shared blocks and tools)
+        stay in the plan as lettactl keeps them, except their removals: a scoped plan removes only in scope.
+        Raises ScopeError when no resource carries all the tags."""
+        wanted = set(tags)
+        tagged = [c for c in self.changes if c.parent is None and c.tags is not None]
+        matched = [c.address for c in tagged if wanted <= (c.tags or frozenset())] if wanted else []
+        if not matched:
+            known = sorted({tag for change in tagged for tag in change.tags or ()})
+            raise ScopeError(
+                f"--scope {','.join(tags)} matches no agent of {self.fleet}: none has all of these tags. "
+                f"The tags its agents have: {', '.join(known) or '(none)'}. Name tags they all carry (AND)."
+            )
+        fleet_level = [c.address for c in self.changes if c.parent is None and c.tags is None and not c.removes]
+        return self._narrowed([*matched, *fleet_level])
+
+    def _narrowed(self, addresses: Iterable[str]) -> Plan:
+        """The plan of the changes at `addresses`, everything inside them, and what those need (parents,
+        dependencies), each with its own changes and ambiguities."""
+        by_address = self.by_address()
+        chosen = {found.address for address in addresses for found in (by_address[address], *self.descendants(address))}
         pending = list(chosen)
         while pending:
             change = by_address[pending.pop()]
@@ -424,6 +458,7 @@ def compare(
         protected=desired.protected if desired else bool(live and live.protected),
         record=live.record if live else None,
         state=live.state if live else {},
+        tags=model.tags,
     )
 
 

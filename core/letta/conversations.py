@@ -1,6 +1,7 @@
-"""Two things a client of Letta's conversations must do that the API does not say: clean up after a create Letta
-refused yet half-did, and check that a server did not ignore the isolated copies it was asked for. Every plugin
-that creates conversations uses these, so each workaround lives in one place."""
+"""Three things a client of Letta's conversations must do that the API does not say: clean up after a create Letta
+refused yet half-did, check that a server did not ignore the isolated copies it was asked for, and recompile
+conversations after their agent's prompt or blocks changed. Every plugin that creates conversations uses these,
+so each workaround lives in one place."""
 
 from __future__ import annotations
 
@@ -27,3 +28,13 @@ def remove_half_created(client: LettaClient, agent_id: str, summary: str | None,
 def lacks_isolated_copies(answer: Mapping[str, Any], labels: Sequence[str]) -> bool:
     """Whether a created conversation has fewer isolated copies than it was asked for: the server ignored them."""
     return len(answer.get("isolated_block_ids") or []) < len(labels)
+
+
+def recompile_conversations(client: LettaClient, agent_id: str) -> int:
+    """Rebuild the system message of each of the agent's conversations from its prompt and blocks as they are now;
+    return how many. Letta compiles them into a conversation when it starts and keeps that copy, so a changed
+    system prompt or block reaches a running conversation only this way (0.16.8 rebuilds the agent's own)."""
+    conversations = client.list_all("/v1/conversations/", agent_id=agent_id)
+    for conversation in conversations:
+        client.post(f"/v1/conversations/{conversation['id']}/recompile")
+    return len(conversations)

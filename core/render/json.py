@@ -24,6 +24,10 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
             {"address": r.address, "action": r.action.value, "status": r.status, "message": r.message}
             for r in report.results
         ],
+        "recompiled": [
+            {"address": r.address, "conversations": r.conversations, "ok": not r.error, "message": r.error}
+            for r in report.recompiled
+        ],
     }
     return json.dumps(document, indent=2)
 

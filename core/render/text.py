@@ -172,6 +172,7 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
     if report.interrupted:
         return _interrupted_report(report, plan, kinds)
     lines = [f"  {result.address}: {result.status} - {result.message}" for result in report.failed]
+    lines += _recompiled_lines(report)
     # Apply acted on the match each ambiguity names, as the plan said; the others were left as they are.
     lines += [f"{found.address} is ambiguous: apply used {found.used}, as the plan said." for found in plan.ambiguities]
     if report.ok:
@@ -183,6 +184,25 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
             "Fix the cause and run apply again: it picks up where this one stopped."
         )
     return "\n".join(lines)
+
+
+def _recompiled_lines(report: ApplyReport) -> list[str]:
+    """A line for the conversations recompiled after the changes, and one for each agent whose were not."""
+    done = [agent for agent in report.recompiled if not agent.error]
+    lines = [
+        f"  {agent.address}: conversations not recompiled - {agent.error}. They keep the old system prompt and "
+        f"blocks until recompiled (`lettafleet recompile {agent.address.split('.', 1)[-1]} --all`)."
+        for agent in report.recompiled
+        if agent.error
+    ]
+    if done:
+        count = sum(agent.conversations for agent in done)
+        lines.append(
+            f"Recompiled {count} conversation{'s' if count != 1 else ''} of {len(done)} "
+            f"agent{'s' if len(done) != 1 else ''} whose system prompt or blocks changed: "
+            f"{_some([agent.address for agent in done])}."
+        )
+    return lines
 
 
 def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:

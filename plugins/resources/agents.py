@@ -23,6 +23,7 @@ from lettafleet.core import (
     Fleet,
     LiveReader,
     Owner,
+    Plan,
     Problem,
     Read,
     Recorded,
@@ -298,6 +299,7 @@ class AgentHandler(ResourceHandler):
                 source=agent.at,
                 sensitive=frozenset({"system"}) if agent.data["system_prompt"].get("sensitive") else frozenset(),
                 protected=bool(agent.data.get("protect")),
+                tags=frozenset(agent.data.get("tags", [])),
             )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
@@ -363,6 +365,10 @@ class AgentHandler(ResourceHandler):
             fields["metadata"] = _marks(change, session)
         answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
+
+    def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
+        """An agent's conversations are recompiled when its system prompt changed."""
+        return [change.address] if change.action is Action.UPDATE and "system" in change.changed_fields() else []
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
         agent_id = session.id_of(change.address)
@@ -460,6 +466,7 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         protected=_protected(agent),
         record=read_record(agent),
         state={"metadata": dict(agent.get("metadata") or {})},
+        tags=frozenset(agent.get("tags") or []),
     )
 
 

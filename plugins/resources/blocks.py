@@ -23,6 +23,7 @@ from lettafleet.core import (
     LettaAPIError,
     LiveReader,
     Owner,
+    Plan,
     Problem,
     Read,
     Resource,
@@ -317,6 +318,21 @@ class BlockHandler(ResourceHandler):
         if (change.before or {}).get("attached") is False:
             client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
         return answer
+
+    def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
+        """The agents whose compiled memory this block change altered: a shared block's new value, description or
+        limit reaches every agent the plan attaches it to; an agent's own block or attachment made, changed or
+        removed, its agent. A new or removed agent has no conversation to recompile."""
+        if change.kind == SHARED:
+            if change.action is not Action.UPDATE or not set(SYNCED_FIELDS) & set(change.changed_fields()):
+                return []
+            return [
+                c.parent for c in plan.changes if c.kind == ATTACHMENT and change.address in c.depends_on and c.parent
+            ]
+        agent = plan.by_address().get(change.parent or "")
+        if agent is None or agent.action in (Action.CREATE, Action.REPLACE) or agent.removes:
+            return []
+        return [agent.address]
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         """Blocks carrying lettafleet's shared marker as shared blocks, every other block as the agent's own; all
