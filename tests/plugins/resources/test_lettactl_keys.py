@@ -66,7 +66,9 @@ def test_an_unknown_compaction_mode_lists_the_modes(write_fleet, manager):
 
 
 def test_create_only_keys_and_ignored_keys_get_a_note_and_the_file_is_valid(write_fleet, manager):
-    extra = "    include_base_tools: false\n    first_message: hello\n    reasoning: true\n    disable_base_prompt: true\n"
+    extra = (
+        "    include_base_tools: false\n    first_message: hello\n    reasoning: true\n    disable_base_prompt: true\n"
+    )
     notes = notes_of(write_fleet, manager, HEAD + extra)
     assert notes[0].startswith("6:5: note: include_base_tools is used only when lettafleet creates the agent")
     assert notes[1].startswith("7:5: note: first_message is used only when lettafleet creates the agent")
