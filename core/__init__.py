@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
-from lettafleet.core.engine.diagnostics import FleetError, Problem
+from lettafleet.core.engine.diagnostics import FleetError, Note, Problem
 from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
 from lettafleet.core.engine.fleet import Fleet
@@ -27,8 +27,11 @@ from lettafleet.core.engine.kinds import (
     ResourceKind,
     SchemaFragment,
     boolean,
+    from_bucket,
     integer,
     mapping_list,
+    not_supported_yet,
+    refused,
     string,
     string_list,
     text_source,
@@ -161,6 +164,7 @@ __all__ = [
     "LettaError",
     "LiveReader",
     "LockError",
+    "Note",
     "Owner",
     "PendingWrite",
     "Plan",
@@ -195,6 +199,7 @@ __all__ = [
     "export_fleet",
     "exported_text_source",
     "fleet_of",
+    "from_bucket",
     "get_plugin_manager",
     "has_messages",
     "held_lock",
@@ -210,6 +215,7 @@ __all__ = [
     "managed_metadata",
     "mapping_list",
     "mark_adopted",
+    "not_supported_yet",
     "output_option",
     "owner_named",
     "plan_fleet",
@@ -219,6 +225,7 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
+    "refused",
     "remove_half_created",
     "render_apply_json",
     "render_plan",

@@ -73,9 +73,11 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
             )
             continue
         declared = Counter(resource.kind for resource in declared_resources)
-        results.append({"file": str(path), "valid": True, "resources": dict(sorted(declared.items()))})
+        notes = [note.__dict__ for note in fleet.notes]
+        results.append({"file": str(path), "valid": True, "resources": dict(sorted(declared.items())), "notes": notes})
         if output == "text":
             click.echo(f"{path}: valid ({_counted(declared, resource_kinds(manager))})")
+            echo_notes(fleet)
     if output == "json":
         click.echo(json.dumps({"files": results}, indent=2))
     for line in errors:
@@ -83,6 +85,13 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     if errors:
         click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''}.", err=True)
         sys.exit(1)
+
+
+def echo_notes(fleet: Fleet) -> None:
+    """The fleet's notes (what lettafleet reads differently from lettactl, or ignores), on stderr: they stop
+    nothing, and keep stdout for the plan or the JSON."""
+    for note in fleet.notes:
+        click.echo(str(note), err=True)
 
 
 def default_fleet_file() -> Path:
@@ -192,6 +201,7 @@ def plan(
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
+    echo_notes(fleet)
     with make_client(base_url) as client:
         the_plan = _planned(fleet, client, manager, targets, scope, prune)
     _show_plan(the_plan, output, verbose, manager)
@@ -262,6 +272,7 @@ def apply(
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
     fleet = load_fleet(path, manager)
+    echo_notes(fleet)
     stopping = Stopping()
     try:
         with contextlib.ExitStack() as stack:

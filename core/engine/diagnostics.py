@@ -18,6 +18,12 @@ class Problem:
     hint: str = ""
 
 
+@dataclass(frozen=True)
+class Note(Problem):
+    """A remark on the fleet that stops nothing: where lettafleet reads a key differently from lettactl, or
+    ignores it. `validate`, `plan` and `apply` print it as `FILE:LINE:COL: note: message (hint)`."""
+
+
 @dataclass(frozen=True, order=True)
 class Diagnostic:
     """A problem with its place in a file. Sorts by file, line and column."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
-from lettafleet.core.engine.diagnostics import Path, Problem
+from lettafleet.core.engine.diagnostics import Diagnostic, Path, Problem
 from lettafleet.core.engine.document import FleetDocument
 from lettafleet.core.engine.files import UnreadableFile, list_folder_inside, read_file_inside
 
@@ -20,6 +20,7 @@ class Fleet:
 
     document: FleetDocument
     data: Mapping[str, Any]
+    notes: tuple[Diagnostic, ...] = ()  # remarks on the file that stop nothing (see `Note`)
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -38,26 +39,40 @@ class Fleet:
         return bool(self.data.get("prune"))
 
     @property
-    def root(self) -> FilePath:
-        """`from_file` paths are relative to the directory of the fleet file and may not leave it."""
+    def folder(self) -> FilePath:
+        """The directory of the fleet file: no file the fleet names may leave it."""
         return self.document.path.parent
+
+    @property
+    def root(self) -> FilePath:
+        """Where `from_file` paths start: the fleet file's directory, or the `root_path` folder inside it."""
+        return self.folder / self.root_path
+
+    @property
+    def root_path(self) -> str:
+        """lettactl's `root_path`, relative to the fleet file ("" when the file gives none)."""
+        return str(self.data.get("root_path") or "")
 
     def read(self, relative: str) -> str:
         """The text of a file the fleet names, read once and kept, so that checks and plan see the same text.
         Raises UnreadableFile unless it is a regular UTF-8 file inside the fleet's directory (see core.files)."""
         if relative not in self._texts:
-            self._texts[relative] = read_file_inside(self.root, relative)
+            self._texts[relative] = read_file_inside(self.folder, self._from_folder(relative))
         return self._texts[relative]
 
     def has_file(self, relative: str) -> bool:
         """Whether anything is at `relative` in the fleet's directory, a broken link included: something meant
         as a file, whose problems are to be reported rather than taken for absence."""
-        return os.path.lexists(self.root / relative)
+        return os.path.lexists(self.folder / self._from_folder(relative))
 
     def list_folder(self, folder: str) -> list[str]:
         """The paths (`folder/name`) of what `folder` holds, which must be inside the fleet's directory.
         Raises UnreadableFile when the folder leads out of it."""
-        return [f"{folder}/{name}" for name in list_folder_inside(self.root, folder)]
+        return [f"{folder}/{name}" for name in list_folder_inside(self.folder, self._from_folder(folder))]
+
+    def _from_folder(self, relative: str) -> str:
+        """A path the fleet gives (relative to `root_path`) as a path from the fleet file's directory."""
+        return os.path.join(self.root_path, relative) if self.root_path else relative
 
     def file_problem(self, relative: str, at: Path, label: str = "from_file") -> Problem | None:
         """Why `relative` cannot be read, as `LABEL REASON: RELATIVE` at `at`; None if it can."""

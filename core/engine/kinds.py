@@ -71,9 +71,32 @@ def mapping_list(fields: Mapping[str, Any], **rules: Any) -> dict[str, Any]:
     return {"type": "list", "schema": {"type": "dict", "schema": dict(fields)}, **rules}
 
 
+def refused(reason: str, what_to_do: str) -> dict[str, Any]:
+    """The rule of a key lettafleet knows and does not take (a lettactl key not supported yet, or one that
+    cannot work on a Letta server): `validate` stops at its line with `reason` ("is not supported yet") and
+    `what_to_do`, rather than the generic "unknown key"."""
+    return {"refused": [reason, what_to_do]}
+
+
+def not_supported_yet(what_to_do: str) -> dict[str, Any]:
+    """`refused` for a key lettafleet means to support and does not yet."""
+    return refused("is not supported yet by lettafleet", what_to_do)
+
+
 def text_source(required: bool = True) -> dict[str, Any]:
     """`value` or `from_file` (a path relative to the fleet file), exactly one of them."""
     return {
         "value": {"type": "string", "excludes": "from_file", "required": required},
         "from_file": {"type": "string", "empty": False, "excludes": "value", "required": required},
+        "from_bucket": from_bucket("value", "from_file"),
     }
+
+
+def from_bucket(*instead_of: str) -> dict[str, Any]:
+    """lettactl's `from_bucket` source, refused: it reads Supabase storage, which a Letta server knows nothing of.
+    `instead_of` names the other sources, which it excludes."""
+    rule = refused(
+        "is not supported: lettactl reads it from Supabase storage, not from a Letta server",
+        "download the file next to the fleet file and name it with `from_file:`",
+    )
+    return {**rule, "excludes": list(instead_of)}

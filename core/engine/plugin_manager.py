@@ -19,6 +19,7 @@ FLEET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 CORE_SCHEMA: dict[str, Any] = {
     "fleet": string(empty=False, regex=FLEET_NAME_PATTERN),
     "prune": boolean(),
+    "root_path": string(empty=False),  # lettactl's: where `from_file` paths start (see Fleet.root)
     "moved": mapping_list({"from": string(required=True, empty=False), "to": string(required=True, empty=False)}),
 }
 

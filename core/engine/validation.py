@@ -6,27 +6,42 @@ Every problem is collected before anything is reported, each with its file, line
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path as FilePath
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import cerberus
 from cerberus import errors as cerberus_errors
 
-from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path, Problem, describe_path
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Note, Path, Problem, describe_path
 from lettafleet.core.engine.document import FleetDocument, load_document
+from lettafleet.core.engine.files import UnreadableFile, resolve_inside
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, fleet_schema
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")
 _TRUE = {"true", "yes", "on"}
+# A key lettafleet knows and refuses (`kinds.refused`): its rule holds why, and what to do instead.
+REFUSED = cerberus_errors.ErrorDefinition(0x101, "refused")
 _FALSE = {"false", "no", "off"}
 
 
+class RefusalMessages(cerberus_errors.BasicErrorHandler):
+    """Cerberus's own messages, and the refusal's: its reason."""
+
+    messages: ClassVar[dict[int, str]] = {**cerberus_errors.BasicErrorHandler.messages, REFUSED.code: "{0}"}
+
+
 class FleetValidator(cerberus.Validator):
-    """Cerberus with the conversions strictyaml's all-strings data needs."""
+    """Cerberus with the conversions strictyaml's all-strings data needs, and the `refused` rule."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("error_handler", RefusalMessages)
+        super().__init__(*args, **kwargs)
 
     def _normalize_coerce_integer(self, value: Any) -> Any:
         if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
@@ -46,6 +61,10 @@ class FleetValidator(cerberus.Validator):
         if isinstance(value, str) and not re.fullmatch(pattern, value):
             self._error(field, cerberus_errors.REGEX_MISMATCH)
 
+    def _validate_refused(self, reason: list[str], field: str, value: Any) -> None:
+        """{'type': 'list', 'items': [{'type': 'string'}, {'type': 'string'}]}"""
+        self._error(field, REFUSED, *reason)
+
     def _normalize_coerce_boolean(self, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
@@ -62,18 +81,20 @@ def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
     valid = validator.validate(data)
     fleet = Fleet(document=document, data=validator.document)
     diagnostics = [] if valid else _schema_diagnostics(document, validator)
-    diagnostics += locate(document, _check(fleet, manager, schema_passed=valid))
+    found = _check(fleet, manager, schema_passed=valid)
+    diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:
         raise FleetError(sorted(set(diagnostics)))
-    return fleet
+    notes: list[Problem] = [replace(note, message=f"note: {note.message}") for note in found if isinstance(note, Note)]
+    return replace(fleet, notes=tuple(sorted(set(locate(document, notes)))))
 
 
 def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Problem]:
     """Every plugin's cross-checks. After a schema failure they still run, one plugin at a time, so one pass
     reports as much as it can; a check that trips over the invalid data is simply not reported this time."""
+    problems: list[Problem] = _root_path_problems(fleet)
     if schema_passed:
-        return [problem for found in manager.hook.lettafleet_check(fleet=fleet) for problem in found]
-    problems: list[Problem] = []
+        return problems + [problem for found in manager.hook.lettafleet_check(fleet=fleet) for problem in found]
     for implementation in manager.hook.lettafleet_check.get_hookimpls():
         try:
             # pluggy types a plugin's function as returning object; the hookspec says it returns problems.
@@ -83,14 +104,33 @@ def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Pro
     return problems
 
 
+def _root_path_problems(fleet: Fleet) -> list[Problem]:
+    """`root_path` must name a folder inside the fleet file's directory: every file the fleet names is read from
+    there, and still may not leave the fleet file's directory."""
+    if not isinstance(fleet.data.get("root_path"), str) or not fleet.root_path:
+        return []
+    try:
+        resolved = resolve_inside(fleet.folder, fleet.root_path)
+    except UnreadableFile as error:
+        return [Problem(("root_path",), f"root_path {error.reason}: {fleet.root_path}", error.hint)]
+    if not os.path.isdir(resolved):
+        return [Problem(("root_path",), f"root_path is not a folder: {fleet.root_path}", "name a folder")]
+    return []
+
+
 def locate(document: FleetDocument, problems: list[Problem]) -> list[Diagnostic]:
     return [document.diagnostic(problem.path, problem.message, problem.hint) for problem in problems]
 
 
 def _schema_diagnostics(document: FleetDocument, validator: FleetValidator) -> list[Diagnostic]:
     diagnostics = []
-    for error in _leaf_errors(validator._errors):
+    errors = _leaf_errors(validator._errors)
+    # A refused key (lettactl's `from_bucket`) stands for the keys it replaces: their absence is no news.
+    refused_in = {tuple(error.document_path[:-1]) for error in errors if error.code == REFUSED.code}
+    for error in errors:
         path: Path = tuple(error.document_path)
+        if error.code == cerberus_errors.REQUIRED_FIELD.code and path[:-1] in refused_in:
+            continue
         message, hint = _describe(error, validator, path)
         diagnostics.append(document.diagnostic(path, message, hint))
     return sorted(set(diagnostics))
@@ -113,6 +153,9 @@ def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator,
     if code == cerberus_errors.UNKNOWN_FIELD.code:
         allowed = sorted(_allowed_keys(validator.schema, path[:-1]))
         return f"unknown key '{key}' in {describe_path(path[:-1])}", f"allowed keys here: {', '.join(allowed)}"
+    if code == REFUSED.code:
+        reason, what_to_do = error.info
+        return f"{where} {reason}", what_to_do
     if code == cerberus_errors.REQUIRED_FIELD.code:
         return f"missing required key '{key}' in {describe_path(path[:-1])}", f"add `{key}:`"
     if code == cerberus_errors.EXCLUDES_FIELD.code:

@@ -1,4 +1,5 @@
-"""Agents: name, description, system prompt, model, embedding and tags.
+"""Agents: name, description, system prompt, model, embedding, tags, compaction settings, and the keys Letta reads
+only when it creates an agent (`CREATE_ONLY`).
 
 Every other built-in kind hangs under an agent, so this module is also the public API of the agent kind, for any
 plugin whose kind is nested under agents (docs/plugins.md): `agent_address`, `declared_agents`, `live_agents` and
@@ -22,6 +23,7 @@ from lettafleet.core import (
     Exported,
     Fleet,
     LiveReader,
+    Note,
     Owner,
     Plan,
     Problem,
@@ -33,14 +35,17 @@ from lettafleet.core import (
     SchemaFragment,
     address_of,
     attributes,
+    boolean,
     compare,
     exported_text_source,
     fleet_of,
     hookimpl,
     integer,
     is_managed,
+    not_supported_yet,
     owner_named,
     read_record,
+    refused,
     string,
     string_list,
     text_source,
@@ -60,6 +65,23 @@ ENDPOINT_FIELDS = (
     "temperature",
     "put_inner_thoughts_in_kwargs",
 )
+# Keys used once, when lettafleet creates the agent, and never compared afterwards: Letta 0.16.8 takes the first
+# two and `reasoning` only in its create request (it answers `reasoning` only for models that can reason, and
+# never reports it back), and `first_message` is a message sent to the new agent. Each why, for the notes.
+CREATE_ONLY = {
+    "include_base_tools": "Letta attaches its base tools when it creates the agent",
+    "include_base_tool_rules": "Letta sets its base tool rules when it creates the agent",
+    "reasoning": "Letta 0.16.8 takes it at creation, only for models that can reason, and never reports it back",
+    "first_message": "it is sent once, to the agent lettafleet has just created",
+}
+CREATE_ONLY_HINT = {
+    "include_base_tools": "to change an existing agent's tools, list them under `tools:`",
+    "include_base_tool_rules": "to change an existing agent, delete it and apply again (its messages go with it)",
+    "reasoning": "to change an existing agent, delete it and apply again (its messages go with it)",
+    "first_message": "to talk to an existing agent, use `lettafleet send AGENT MESSAGE`",
+}
+COMPACTION_MODES = ["all", "sliding_window", "self_compact_all", "self_compact_sliding_window"]
+LETTACTL_WEB_TOOLS = "web_search, fetch_webpage"  # what lettactl >= 1.1.1 attaches when `tools:` is omitted
 EMBEDDING_FIELDS = (
     "embedding_endpoint_type",
     "embedding_endpoint",
@@ -228,6 +250,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "embedding_config": {"type": "dict", "excludes": "embedding", "schema": embedding_config},
         "tags": string_list(),
         "protect": {"type": "boolean", "coerce": "boolean"},
+        **_lettactl_agent_keys(),
     }
     return [
         SchemaFragment(
@@ -236,9 +259,78 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
     ]
 
 
+def _lettactl_agent_keys() -> dict[str, Any]:
+    """lettactl's agent keys beyond the core ones: those lettafleet takes, and those it refuses at their line."""
+    compaction = {
+        "mode": string(allowed=COMPACTION_MODES),
+        "clip_chars": integer(min=1),
+        "sliding_window_percentage": {"type": "float", "coerce": "float", "min": 0.0, "max": 1.0},
+        "prompt": string(empty=False),
+        "prompt_acknowledgement": boolean(),
+        "model": string(empty=False),
+        "model_settings": not_supported_yet("name the summarizing model by its handle, with `model:`"),
+    }
+    memory = {"mode": string(required=True, allowed=["blocks", "memfs"])}
+    return {
+        "include_base_tools": boolean(),
+        "include_base_tool_rules": boolean(),
+        "first_message": string(empty=False),
+        "reasoning": boolean(),
+        "compaction_settings": {"type": "dict", "schema": compaction},
+        "memory": {"type": "dict", "schema": memory},
+        "disable_base_prompt": boolean(),  # lettactl drops it too; a note says so
+        "lettabot": refused(
+            "is not supported: LettaBot was deprecated by Letta in April 2026",
+            "remove `lettabot:` and configure the bot where it runs now; lettactl only kept it in agent metadata",
+        ),
+    }
+
+
+def _lettactl_notes(agent: DeclaredAgent) -> list[Problem]:
+    """Where lettafleet reads a lettactl key differently (create-only keys, an ignored key), and the one `memory`
+    mode a Letta server cannot serve."""
+    data, at = agent.data, agent.at
+    found: list[Problem] = [
+        Note((*at, key), f"{key} is used only when lettafleet creates the agent: {why}", CREATE_ONLY_HINT[key])
+        for key, why in CREATE_ONLY.items()
+        if key in data
+    ]
+    if "disable_base_prompt" in data:
+        found.append(
+            Note((*at, "disable_base_prompt"), "disable_base_prompt is ignored: the system prompt is sent as written")
+        )
+    if (data.get("memory") or {}).get("mode") == "memfs":
+        found.append(
+            Problem(
+                (*at, "memory", "mode"),
+                "memory mode 'memfs' is not supported: it needs Letta Code's git-backed memory, which a Letta server "
+                "does not have",
+                "declare memory_blocks and write `mode: blocks`, or remove `memory:`",
+            )
+        )
+    return found
+
+
+def _no_web_tools(fleet: Fleet) -> list[Problem]:
+    """One note for the file, at its first agent without `tools:`: lettactl >= 1.1.1 gives such agents its web
+    tools, lettafleet gives them none."""
+    bare = [agent for agent in declared_agents(fleet) if "tools" not in agent.data]
+    if not bare:
+        return []
+    names = ", ".join(f"'{agent.name}'" for agent in bare[:3]) + (", ..." if len(bare) > 3 else "")
+    return [
+        Note(
+            (*bare[0].at, "name"),
+            f"{len(bare)} agent(s) without `tools:` ({names}) get no web tools from lettafleet; lettactl adds "
+            f"{LETTACTL_WEB_TOOLS}",
+            f"add `tools: [{LETTACTL_WEB_TOOLS}]` to keep lettactl's behaviour, or `tools: []` for none",
+        )
+    ]
+
+
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
-    problems: list[Problem] = []
+    problems: list[Problem] = _no_web_tools(fleet)
     seen: dict[str, int] = {}
     for declared in declared_agents(fleet):
         agent, at, index = declared.data, declared.at, declared.index
@@ -252,6 +344,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             )
         seen.setdefault(agent["name"], index)
         problems.extend(fleet.text_problems(agent["system_prompt"], (*at, "system_prompt")))
+        problems.extend(_lettactl_notes(declared))
         for tag in agent.get("tags", []):
             if "," in tag:
                 problems.append(Problem((*at, "tags"), f"tag '{tag}' contains a comma", "use one tag per list item"))
@@ -272,6 +365,8 @@ def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, 
         context_window=llm.get("context_window"),
         embedding=agent.get("embedding"),
         embedding_config=dict(agent["embedding_config"]) if "embedding_config" in agent else None,
+        compaction_settings=dict(agent["compaction_settings"]) if "compaction_settings" in agent else None,
+        **{key: agent[key] for key in CREATE_ONLY if key in agent},
     )
 
 
@@ -344,9 +439,11 @@ class AgentHandler(ResourceHandler):
             return replace(compare(None, live), held="prune", detail="an agent holds its memory and messages")
         if desired is None or live is None:
             return compare(desired, live)
-        # Only what the fleet declares is compared; of an explicit config, only the keys it names.
+        # Only what the fleet declares is compared; of an explicit config, only the keys it names; what Letta reads
+        # only at creation, never.
+        desired = replace(desired, attributes={k: v for k, v in desired.attributes.items() if k not in CREATE_ONLY})
         seen = dict(live.attributes)
-        for config in ("llm_config", "embedding_config"):
+        for config in ("llm_config", "embedding_config", "compaction_settings"):
             if config in desired.attributes:
                 seen[config] = {key: seen[config].get(key) for key in desired.attributes[config]}
         return compare(desired, replace(live, attributes=seen))
@@ -358,7 +455,11 @@ class AgentHandler(ResourceHandler):
             return None
         if change.action is Action.CREATE:
             body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
-            return session.create(change, "/v1/agents/", body)
+            created = session.create(change, "/v1/agents/", body)
+            if "first_message" in after:
+                message = {"role": "user", "content": after["first_message"]}
+                session.client.post(f"/v1/agents/{created['id']}/messages", json={"messages": [message]})
+            return created
         changed = {key: after.get(key) for key in change.changed_fields()}
         fields = _request_fields(changed, context=after)
         if {"fleet", "protect"} & set(changed):
@@ -517,14 +618,21 @@ def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
         "context_window": llm.get("context_window"),
         "embedding": embedding.get("handle") or agent.get("embedding"),
         "embedding_config": {key: embedding.get(key) for key in EMBEDDING_FIELDS if embedding.get(key) is not None},
+        "compaction_settings": dict(agent.get("compaction_settings") or {}),
     }
+
+
+REQUEST_KEYS = (
+    *("name", "description", "system", "tags", "model", "embedding", "embedding_config", "compaction_settings"),
+    *("include_base_tools", "include_base_tool_rules", "reasoning"),  # first_message is a message, sent after
+)
 
 
 def _request_fields(values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Letta request fields for some agent attributes (context: all desired attributes, for updates)."""
     context = context or values
     body: dict[str, Any] = {}
-    for key in ("name", "description", "system", "tags", "model", "embedding", "embedding_config"):
+    for key in REQUEST_KEYS:
         if key in values:
             body[key] = values[key]
     if "llm_config" in values or ("context_window" in values and "llm_config" in context):

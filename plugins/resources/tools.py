@@ -44,6 +44,7 @@ from lettafleet.core import (
     boolean,
     compare,
     created_with,
+    from_bucket,
     hookimpl,
     read_record,
     string,
@@ -97,6 +98,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "description": string(),
         "from_file": string(empty=False, excludes="source_code", required=True),
         "source_code": string(empty=False, excludes="from_file", required=True),
+        "from_bucket": from_bucket("from_file", "source_code"),
         "protect": boolean(),
     }
     entry = {"type": ["string", "dict"], "empty": False, "schema": definition}

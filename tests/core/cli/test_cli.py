@@ -20,7 +20,7 @@ def test_without_a_file_lettactls_agents_yml_is_read(tmp_path: Path, monkeypatch
     result = CliRunner().invoke(main, ["validate"])
 
     assert result.exit_code == 0, result.output
-    assert result.output == "agents.yml: valid (1 agent)\n"
+    assert result.stdout == "agents.yml: valid (1 agent)\n"
 
 
 def test_fleet_yaml_is_preferred_when_both_are_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,7 +30,7 @@ def test_fleet_yaml_is_preferred_when_both_are_there(tmp_path: Path, monkeypatch
 
     result = CliRunner().invoke(main, ["validate"])
 
-    assert result.output == "fleet.yaml: valid (1 agent)\n"
+    assert result.stdout == "fleet.yaml: valid (1 agent)\n"
 
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "--dry-run"]])

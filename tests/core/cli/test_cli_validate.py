@@ -12,7 +12,7 @@ from lettafleet.core.cli.app import main
 def test_a_valid_file_is_summarized_by_what_it_declares(seed_fleet):
     result = CliRunner().invoke(main, ["validate", str(seed_fleet)])
     assert result.exit_code == 0
-    assert result.output == f"{seed_fleet}: valid (1 agent, 2 blocks, 2 conversations, 1 isolated block)\n"
+    assert result.stdout == f"{seed_fleet}: valid (1 agent, 2 blocks, 2 conversations, 1 isolated block)\n"
 
 
 def test_every_error_of_every_file_is_listed_and_the_exit_code_is_1(seed_fleet, write_fleet):
