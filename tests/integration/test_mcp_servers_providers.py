@@ -53,9 +53,7 @@ def write_fleet(folder: Path, names: dict[str, str], *, provider: bool) -> Path:
     )
     path = folder / "fleet.yaml"
     path.write_text(
-        "prune_missing_providers: true\n"
-        + providers
-        + "mcp_servers:\n"
+        "prune_missing_providers: true\n" + providers + "mcp_servers:\n"
         f"  - name: {names['server']}\n"
         "    type: streamable_http\n"
         "    server_url: https://mcp.example.com/mcp\n"
