@@ -88,8 +88,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
-    """stdio is refused, a URL server needs its URL, names are unique, `${VAR}` is set, and an agent's
-    `mcp_tools` names a server of the file."""
+    """stdio is refused, a URL server needs its URL, names are unique, and an agent's `mcp_tools` names a server
+    of the file. `${VAR}` is checked when planning: validating needs no environment."""
     problems: list[Problem] = []
     names: set[str] = set()
     for index, entry in enumerate(fleet.data.get("mcp_servers") or []):
@@ -107,7 +107,6 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
         if entry["name"] in names:
             problems.append(Problem((*at, "name"), f"MCP server '{entry['name']}' is declared twice", "keep one"))
         names.add(entry["name"])
-        problems.extend(_unset_variables(entry, at))
     for agent in declared_agents(fleet):
         for index, selection in enumerate(agent.data.get(TOOLS) or []):
             if selection["server"] not in names:
@@ -169,6 +168,7 @@ class MCPHandler(ResourceHandler):
                 values,
                 source=("mcp_servers", index),
                 sensitive=SENSITIVE,
+                state={"unset": _unset_variables(entry, ("mcp_servers", index))},
             )
         for agent in declared_agents(fleet):
             for index, selection in enumerate(agent.data.get(TOOLS) or []):
@@ -187,8 +187,11 @@ class MCPHandler(ResourceHandler):
         return [SERVERS, AGENTS_WITH_TOOLS] if desired else []
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-        """A tool named in `mcp_tools` must be one its server offers, where the server is registered already."""
-        problems = []
+        """Every `${VAR}` is set, and a tool named in `mcp_tools` is one its server offers, where the server is
+        registered already."""
+        problems = [problem for resource in desired for problem in resource.state.get("unset") or []]
+        if problems or not any(resource.kind == TOOLS for resource in desired):
+            return problems
         servers = _servers(reader)
         for resource in desired:
             server = servers.get(resource.name)
@@ -209,6 +212,8 @@ class MCPHandler(ResourceHandler):
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource]:
+        if not desired:
+            return []
         servers = _servers(reader)
         found: list[Resource] = []
         for resource in desired:

@@ -70,7 +70,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
-    """Names are unique and every `from_env` variable is set."""
+    """Names are unique. `from_env` is checked when planning: validating needs no environment."""
     problems = []
     names: set[str] = set()
     for index, entry in enumerate(fleet.data.get("providers") or []):
@@ -78,17 +78,21 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
         if entry["name"] in names:
             problems.append(Problem((*at, "name"), f"provider '{entry['name']}' is declared twice", "keep one"))
         names.add(entry["name"])
-        for key in KEYS:
-            variable = (entry.get(key) or {}).get("from_env")
-            if variable and variable not in os.environ:
-                problems.append(
-                    Problem(
-                        (*at, key, "from_env"),
-                        f"provider '{entry['name']}': environment variable {variable} is not set",
-                        "set it for this command",
-                    )
-                )
     return problems
+
+
+def _unset_keys(entry: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
+    """A problem for each key whose `from_env` variable is not set."""
+    variables = {key: (entry.get(key) or {}).get("from_env") for key in KEYS}
+    return [
+        Problem(
+            (*at, key, "from_env"),
+            f"provider '{entry['name']}': environment variable {variable} is not set",
+            "set it for this command",
+        )
+        for key, variable in variables.items()
+        if variable and variable not in os.environ
+    ]
 
 
 def _key(source: Mapping[str, Any] | None) -> str | None:
@@ -114,7 +118,12 @@ class ProviderHandler(ResourceHandler):
                 values,
                 source=("providers", index),
                 sensitive=frozenset(KEYS),
+                state={"unset": _unset_keys(entry, ("providers", index))},
             )
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Every `from_env` key is set."""
+        return [problem for resource in desired for problem in resource.state.get("unset") or []]
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
         return [PROVIDERS] if desired or self._prune else []
