@@ -55,6 +55,7 @@ class FakeLetta:
     conversations: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> server, with its tools' ids
     writes: list[Write] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
@@ -127,6 +128,13 @@ class FakeLetta:
         self.tools[tool["id"]] = tool
         return tool
 
+    def add_mcp_server(self, name: str, tools: list[str], **config: Any) -> dict[str, Any]:
+        """A registered MCP server whose tools Letta has stored (as `external_mcp` tools)."""
+        tool_ids = [self.add_tool(tool, tool_type="external_mcp")["id"] for tool in tools]
+        server = {"id": self.new_id("mcp_server"), "server_name": name, "mcp_server_type": "streamable_http", **config}
+        self.mcp_servers[server["id"]] = {**server, "tool_ids": tool_ids}
+        return server
+
     def refuse(self, method: str, path: str, status: int, detail: str, *, done_anyway: bool = False) -> None:
         """Answer the next `method path` write with `status`: Letta refusing, or (done_anyway) half-doing it."""
         self.refusals[(method, path)] = Refusal(status, detail, done_anyway)
@@ -188,6 +196,11 @@ class FakeLetta:
                 (r"/v1/conversations/([^/]+)", self._get_conversation),
                 (r"/v1/conversations/([^/]+)/messages", self._list_messages),
                 (r"/v1/tools/", lambda params, **_: _page(list(self.tools.values()), params)),
+                (r"/v1/mcp-servers/", lambda **_: [_without(s, "tool_ids") for s in self.mcp_servers.values()]),
+                (
+                    r"/v1/mcp-servers/([^/]+)/tools",
+                    lambda server_id, **_: [self.tools[i] for i in self.mcp_servers[server_id]["tool_ids"]],
+                ),
             ],
             "POST": [
                 (r"/v1/agents/", lambda body, **_: self._create_agent(body)),
@@ -470,3 +483,7 @@ def _is_record_write(write: Write) -> bool:
         and set(body) == {"metadata"}
         and RECORD_KEY in (body["metadata"] or {})
     )
+
+
+def _without(item: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in item.items() if name != key}
