@@ -165,6 +165,7 @@ def declared_folders(fleet: Fleet) -> Iterator[tuple[DeclaredFolder, list[Declar
     found: dict[str, tuple[DeclaredFolder, list[DeclaredAgent]]] = {}
     shared = {entry["name"]: (index, entry) for index, entry in enumerate(fleet.data.get("shared_folders", []))}
     for agent in declared_agents(fleet):
+        entries: list[tuple[tuple[Any, ...], Mapping[str, Any]]]
         entries = [((*agent.at, "folders", index), entry) for index, entry in enumerate(agent.data.get("folders", []))]
         entries += [
             (("shared_folders", shared[name][0]), shared[name][1]) for name in agent.data.get("shared_folders", [])
@@ -246,7 +247,7 @@ class FolderHandler(ResourceHandler):
         if not wanted and not reader.owner.named:
             return []
         found: list[Resource] = []
-        for folder in _server_folders(reader):
+        for folder in _server_folders(reader) if wanted else _folders_to_remove_from(reader):
             address = folder_address(folder["name"])
             if address in wanted:
                 found.append(_live_folder(folder))
@@ -301,6 +302,17 @@ class FolderHandler(ResourceHandler):
 def _server_folders(reader: LiveReader) -> list[dict[str, Any]]:
     path, params = FOLDERS
     return reader.list_all(path, **params)
+
+
+def _folders_to_remove_from(reader: LiveReader) -> list[dict[str, Any]]:
+    """The server's folders, for a named fleet that declares none; a server without folders (it answers 4xx)
+    holds none of the fleet's."""
+    try:
+        return _server_folders(reader)
+    except LettaAPIError as error:
+        if error.status >= 500:
+            raise
+        return []
 
 
 def _live_folder(folder: Mapping[str, Any]) -> Resource:
