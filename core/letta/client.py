@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -156,6 +156,10 @@ class LettaClient:
         # Every PATCH lettafleet sends sets values (or attaches by id): sending it twice does no harm.
         return self.request("PATCH", path, params=params, json=json, idempotent=True)
 
+    def upload(self, path: str, name: str, content: bytes, media_type: str, **params: Any) -> Any:
+        """POST one file as the multipart form field `file` (a folder's upload)."""
+        return self.request("POST", path, params=params, files={"file": (name, content, media_type)})
+
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params=params)
 
@@ -167,6 +171,7 @@ class LettaClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         idempotent: bool | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> Any:
         method = method.upper()
         repeatable = self.retry.repeatable(method, idempotent)
@@ -174,7 +179,7 @@ class LettaClient:
 
         def send_once() -> httpx.Response:
             self.stats.count(method)  # retries included
-            return self._http.request(method, path, params=query, json=json)
+            return self._http.request(method, path, params=query, json=json, files=files)
 
         try:
             sent = self.retry.send(send_once, repeatable=repeatable)

@@ -1,0 +1,108 @@
+"""Folders and archives against a real Letta server (embeddings from the stand-in LLM): a fleet with a folder of
+two files and an archive applies, plans "No changes" again, replaces a changed file in place (no `name_(1)`
+copy), deletes a file removed from the list, and detaches a folder and an archive whose lines are removed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lettafleet.core.cli.app import main
+from lettafleet.core.letta.client import LettaClient
+from tests.fakes.llm_server import FakeLLM
+
+pytest_plugins = ["tests.fakes.llm_server"]
+
+
+@pytest.fixture
+def names(client: LettaClient) -> Iterator[dict[str, str]]:
+    """Unique names for the fleet, its agent, folder and archive; all of them are deleted afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    chosen = {"fleet": f"folders-{suffix}", "agent": f"folders-{suffix}", "folder": f"docs-{suffix}"}
+    chosen["archive"] = f"notes-{suffix}"
+    yield chosen
+    for agent in client.list_all("/v1/agents/", name=chosen["agent"]):
+        client.delete(f"/v1/agents/{agent['id']}")
+    for folder in client.list_all("/v1/folders/", name=chosen["folder"]):
+        client.delete(f"/v1/folders/{folder['id']}")
+    for archive in client.list_all("/v1/archives/", name=chosen["archive"]):
+        client.delete(f"/v1/archives/{archive['id']}")
+
+
+def cli(letta_server: str, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": letta_server}, catch_exceptions=False)
+
+
+def write_fleet(folder: Path, names: dict[str, str], fake: FakeLLM, *, files: list[str] | None, archive: bool) -> Path:
+    lines = [f"fleet: {names['fleet']}", "agents:", f"  - name: {names['agent']}", "    system_prompt: {value: Hi.}"]
+    lines.append(fake.fleet_yaml().rstrip("\n"))
+    if files is not None:
+        lines += ["    folders:", f"      - name: {names['folder']}", "        files:"]
+        lines += [f"          - {path}" for path in files]
+    if archive:
+        lines += ["    archives:", f"      - {{name: {names['archive']}, description: Meeting notes}}"]
+    path = folder / "fleet.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def changes(letta_server: str, fleet: Path) -> dict[str, str]:
+    plan = cli(letta_server, "plan", "-f", str(fleet), "-o", "json")
+    assert plan.exit_code == 0, plan.output
+    return {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"] if c["action"] != "no-op"}
+
+
+def apply(letta_server: str, fleet: Path) -> None:
+    applied = cli(letta_server, "apply", "-f", str(fleet))
+    assert applied.exit_code == 0, applied.output
+
+
+def folder_files(client: LettaClient, name: str) -> dict[str, str]:
+    [folder] = client.list_all("/v1/folders/", name=name)
+    rows = client.list_all(f"/v1/folders/{folder['id']}/files", include_content=True)
+    return {row["file_name"]: row["content"] for row in rows}
+
+
+def attached(client: LettaClient, agent_name: str) -> tuple[set[str], set[str]]:
+    [agent] = client.list_all("/v1/agents/", name=agent_name, include=["agent.sources"])
+    archives = client.list_all("/v1/archives/", agent_id=agent["id"])
+    return {folder["name"] for folder in agent["sources"]}, {archive["name"] for archive in archives}
+
+
+def test_a_folder_and_an_archive_apply_replace_changed_files_and_detach_when_removed(
+    letta_server, client, names, fake_llm, tmp_path
+):
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "faq.md").write_text("Opening hours: 9 to 5.\n")
+    (tmp_path / "files" / "prices.md").write_text("Tea: 2 EUR.\n")
+    fleet = write_fleet(tmp_path, names, fake_llm, files=["files/*"], archive=True)
+    apply(letta_server, fleet)
+    assert folder_files(client, names["folder"]) == {"faq.md": "Opening hours: 9 to 5.\n", "prices.md": "Tea: 2 EUR.\n"}
+    assert attached(client, names["agent"]) == ({names["folder"]}, {names["archive"]})
+    assert changes(letta_server, fleet) == {}
+
+    (tmp_path / "files" / "faq.md").write_text("Opening hours: 8 to 6.\n")
+    folder_address = f"folder.{names['folder']}"
+    assert changes(letta_server, fleet) == {f'{folder_address}.file["faq.md"]': "update"}
+    apply(letta_server, fleet)
+    assert folder_files(client, names["folder"]) == {"faq.md": "Opening hours: 8 to 6.\n", "prices.md": "Tea: 2 EUR.\n"}
+    assert changes(letta_server, fleet) == {}
+
+    fleet = write_fleet(tmp_path, names, fake_llm, files=["files/prices.md"], archive=True)
+    assert changes(letta_server, fleet) == {f'{folder_address}.file["faq.md"]': "delete"}
+    apply(letta_server, fleet)
+    assert folder_files(client, names["folder"]) == {"prices.md": "Tea: 2 EUR.\n"}
+
+    fleet = write_fleet(tmp_path, names, fake_llm, files=None, archive=False)
+    agent_address = f"agent.{names['agent']}"
+    planned = changes(letta_server, fleet)
+    assert planned[f"{agent_address}.folder.{names['folder']}"] == "delete"
+    assert planned[f"{agent_address}.archive.{names['archive']}"] == "delete"
+    apply(letta_server, fleet)
+    assert attached(client, names["agent"]) == (set(), set())
+    assert client.list_all("/v1/folders/", name=names["folder"]), "the folder is deleted only with --prune"

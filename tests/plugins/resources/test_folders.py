@@ -1,0 +1,63 @@
+"""Folders in the fleet file: what is refused before the server is asked, and a server without folders."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from lettafleet.core import FleetError, LettaClient, LiveReader
+from lettafleet.core.engine.planning import desired_resources
+from lettafleet.core.engine.validation import load_fleet
+from lettafleet.plugins.resources.folders import FOLDER, FolderHandler
+from tests.fakes.letta_api import BASE_URL
+
+FLEET = """\
+agents:
+  - name: support
+    llm_config: {{model: letta/letta-free}}
+    embedding: letta/letta-free
+    system_prompt: {{value: You help.}}
+    folders:
+      - {{name: faq, files: [{files}]}}
+{other}"""
+OTHER = """\
+  - name: sales
+    llm_config: {model: letta/letta-free}
+    embedding: letta/letta-free
+    system_prompt: {value: You sell.}
+    folders:
+      - {name: faq, files: [files/a.md]}
+"""
+
+
+def test_one_folder_declared_inline_by_two_agents_is_refused(write_fleet, manager):
+    path = write_fleet(FLEET.format(files="files/a.md", other=OTHER), files={"files/a.md": "A"})
+
+    with pytest.raises(FleetError) as raised:
+        load_fleet(path, manager)
+
+    assert "folder 'faq' is declared twice" in str(raised.value.diagnostics[0])
+    assert "shared_folders" in str(raised.value.diagnostics[0])
+
+
+def test_a_file_outside_the_fleet_directory_is_refused(write_fleet, manager):
+    path = write_fleet(FLEET.format(files="../secret.md", other=""))
+
+    with pytest.raises(FleetError) as raised:
+        load_fleet(path, manager)
+
+    assert "../secret.md" in str(raised.value.diagnostics[0])
+
+
+def test_a_server_answering_400_to_folders_stops_the_plan_at_the_folder_line(write_fleet, manager):
+    path = write_fleet(FLEET.format(files="files/a.md", other=""), files={"files/a.md": "A"})
+    folders = [r for r in desired_resources(load_fleet(path, manager), manager) if r.kind == FOLDER]
+
+    with respx.mock(base_url=BASE_URL) as router:
+        router.get("/v1/folders/").mock(return_value=httpx.Response(400, json={"detail": "Folders are not supported"}))
+        with LettaClient(BASE_URL, api_key="", retries=0) as client:
+            [problem] = FolderHandler().preflight(LiveReader(client), folders)
+
+    assert problem.path == ("agents", 0, "folders", 0)
+    assert "does not offer folders" in problem.message and "Folders are not supported" in problem.message
