@@ -117,7 +117,7 @@ def test_removed_conversations_go_empty_at_once_talked_in_on_prune_and_runtime_o
     assert gone(client, ticket_a) and not gone(client, runtime_id)
     assert conversations_of(client, agent) == {"Ticket B": [runtime_id]}
     again = ok(cli(letta_server, "plan", "-f", str(fleet), "--prune"))
-    assert again.startswith("No changes."), again
+    assert again.splitlines()[1].startswith("No changes."), again
 
 
 def test_a_protected_conversation_stays_even_with_prune(letta_server, client, agent, write_fleet):
@@ -145,7 +145,7 @@ def test_a_removed_isolated_label_recreates_an_empty_conversation_without_the_co
     with pytest.raises(LettaAPIError) as raised:
         client.get(f"/v1/blocks/{copy}")
     assert raised.value.status == 404
-    assert ok(cli(letta_server, "plan", "-f", str(fleet))).startswith("No changes.")
+    assert ok(cli(letta_server, "plan", "-f", str(fleet))).splitlines()[1].startswith("No changes.")
 
 
 def test_an_export_with_conversations_reapplies_with_no_changes(letta_server, client, agent, write_fleet, tmp_path):
@@ -157,5 +157,5 @@ def test_an_export_with_conversations_reapplies_with_no_changes(letta_server, cl
 
     text = out.read_text()
     assert "Made at runtime" in text and re.search(r"isolated_blocks:\s+- customer", text)
-    assert ok(cli(letta_server, "plan", "-f", str(out))).startswith("No changes.")
-    assert ok(cli(letta_server, "apply", "-f", str(out))).startswith("No changes.")
+    assert ok(cli(letta_server, "plan", "-f", str(out))).splitlines()[1].startswith("No changes.")
+    assert ok(cli(letta_server, "apply", "-f", str(out))).splitlines()[1].startswith("No changes.")
