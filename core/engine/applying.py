@@ -127,8 +127,9 @@ class ApplySession:
             with self._lock:
                 self._created[change.address] = answer
         for child, check in checks:
+            outcome = check(answer)  # outside the lock: a check may record the id the server gave the child
             with self._lock:
-                self._carried[child.address] = check(answer)
+                self._carried[child.address] = outcome
         return answer
 
     def created(self, address: str) -> Mapping[str, Any] | None:

@@ -84,7 +84,8 @@ class ResourceHandler:
     ) -> RideAlongCheck | None:
         """`parent` is about to be created and `child`, a change of this handler's kinds among its children, changes
         too. Amend `request` (the parent's JSON body) to create the child in it, after any write the request needs
-        first, and return a check of the server's answer; or return None to have the child applied on its own."""
+        first, and return a check of the server's answer; or return None to have the child applied on its own. A
+        child the server gives an id in its answer is recorded by the check (`session.record_id`)."""
         return None
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:

@@ -275,19 +275,19 @@ class BlockHandler(ResourceHandler):
     def ride_along(
         self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
     ) -> RideAlongCheck | None:
-        """A new agent gets its blocks by id in its create request. Its own blocks are made (or brought up to date)
-        just before: Letta drops the metadata of blocks made inline with an agent, and lettafleet marks what it
-        makes. A block made here for an agent whose creation then fails is found and reused by the next apply."""
+        """A new agent's own new blocks are made inside its create request (`memory_blocks`): Letta makes them and
+        the agent in one request, so a stopped apply leaves the agent with its blocks or neither. Letta drops the
+        metadata of blocks made this way; they need none, since the agent's record names them by id (taken from the
+        server's answer). Shared blocks, and own blocks an earlier lettafleet made before the agent, go by id."""
         if parent.kind != AGENT:
             return None
+        if child.kind == BLOCK and child.action is Action.CREATE:
+            request.setdefault("memory_blocks", []).append(_block_body(child))
+            return _made_inline(child, session, parent.name)
         if child.kind == ATTACHMENT:
             block_id = session.id_of(address_of(SHARED, child.name))
             session.record_id(child.address, block_id)  # the agent's record names the block it attached
-        elif child.action is Action.CREATE:
-            body = _create_body(child, session.owner, agent=parent.name)
-            block_id = session.client.post("/v1/blocks/", json=body)["id"]
-            session.record_id(child.address, block_id)
-        else:  # made by an earlier apply that stopped before the agent existed
+        else:  # made, with lettafleet's marks, by an earlier apply that stopped before the agent existed
             _sync(child, session)
             block_id = child.id or ""
         request.setdefault("block_ids", []).append(block_id)
@@ -580,10 +580,29 @@ def _sync(change: Change, session: ApplySession) -> Mapping[str, Any]:
     return session.client.patch(f"/v1/blocks/{change.id}", json=updates)
 
 
-def _create_body(change: Change, owner: Owner, **marker: Any) -> dict[str, Any]:
+def _block_body(change: Change) -> dict[str, Any]:
+    """A block's fields as Letta's create requests take them (`POST /v1/blocks/`, or inline in an agent's)."""
     after = change.after or {}
-    body = {"label": change.name, "value": after.get("value", ""), "metadata": owner.metadata(**marker)}
+    body = {"label": change.name, "value": after.get("value", "")}
     for key in ("description", "limit"):
         if after.get(key) is not None:
             body[key] = after[key]
     return body
+
+
+def _create_body(change: Change, owner: Owner, **marker: Any) -> dict[str, Any]:
+    return {**_block_body(change), "metadata": owner.metadata(**marker)}
+
+
+def _made_inline(child: Change, session: ApplySession, agent: str) -> RideAlongCheck:
+    """The check of a block made inside its agent's create request: the agent the server made holds a block of
+    its label, whose id the agent's record then names."""
+
+    def check(answer: Mapping[str, Any]) -> str | None:
+        for block in answer.get("blocks") or []:
+            if block.get("label") == child.name:
+                session.record_id(child.address, block["id"])
+                return None
+        return f"the server created agent {agent} without block '{child.name}'"
+
+    return check

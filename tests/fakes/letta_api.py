@@ -240,7 +240,7 @@ class FakeLetta:
             "system": request.get("system", ""),
             "tags": list(request.get("tags") or []),
             "metadata": request.get("metadata") or {},
-            "block_ids": list(request.get("block_ids") or []),
+            "block_ids": [*(request.get("block_ids") or []), *self._inline_blocks(request)],
             "tool_ids": [*base, *(request.get("tool_ids") or [])],
             "secrets": dict(request.get("secrets") or {}),
             "agent_type": "letta_v1_agent",
@@ -251,6 +251,15 @@ class FakeLetta:
         # Its own history (`conversation_id=default`), which the agent's id keys: a system message, as Letta's.
         self.messages[agent["id"]] = [{"id": self.new_id("message"), "message_type": "system_message"}]
         return self._shown(agent)
+
+    def _inline_blocks(self, request: dict[str, Any]) -> list[str]:
+        """The ids of the blocks made from a create request's `memory_blocks`: as Letta 0.16.8 makes them, with
+        label, value, description and limit (100,000 unless given), and without the metadata sent."""
+        made = []
+        for fields in request.get("memory_blocks") or []:
+            kept = {key: fields[key] for key in ("description", "limit") if key in fields}
+            made.append(self.add_block(fields["label"], fields.get("value") or "", **{"limit": 100_000, **kept})["id"])
+        return made
 
     def _configure(self, agent: dict[str, Any], request: dict[str, Any]) -> None:
         """The model and embedding fields of a create or update request, as Letta stores them."""

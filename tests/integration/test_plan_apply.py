@@ -64,7 +64,8 @@ def test_apply_creates_exactly_the_declared_fleet_and_a_second_run_changes_nothi
     agent = agent_named(client, names["agent"])
     blocks = {block["label"]: block for block in agent["blocks"]}
     assert set(blocks) == {"faq", "customer_context"}
-    assert all(b["metadata"] == {"managed_by": "lettafleet", "agent": names["agent"]} for b in blocks.values())
+    # Made inside the agent's create request, where Letta keeps no metadata: the record below names them by id.
+    assert all(b["metadata"] == {} for b in blocks.values())
     conversations = {c["summary"]: c for c in client.list_all("/v1/conversations/", agent_id=agent["id"])}
     # The agent's record of what the apply made under it: every declared child, conversations by id.
     assert agent["metadata"]["managed_by"] == "lettafleet" and "fleet" not in agent["metadata"]
@@ -247,13 +248,13 @@ def test_a_failed_agent_does_not_stop_the_others_and_a_second_apply_converges(le
     for name in (names["agent"], names["other"]):
         agent = agent_named(client, name)
         assert len(client.list_all("/v1/conversations/", agent_id=agent["id"])) == 1
-    # The block made for the agent whose creation failed was reused, not made twice:
-    notes = [
+    # The agent's block goes inside its create request: the refused create made none, and the next made one.
+    assert [b["label"] for b in agent_named(client, names["other"])["blocks"]] == ["notes"]
+    assert not [
         b
         for b in client.list_all("/v1/blocks/", label="notes")
         if (b.get("metadata") or {}).get("agent") == names["other"]
     ]
-    assert [b["id"] for b in notes] == [b["id"] for b in agent_named(client, names["other"])["blocks"]]
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
 
 

@@ -155,9 +155,10 @@ def test_an_apply_with_a_fifth_of_its_writes_refused_applies_every_change(
     assert applied.exit_code == 0, applied.output
     assert "Apply complete" in applied.output
     assert refused[429] > 0 and refused[503] > 0
-    # Every refused write was sent again; none of them reached the server twice. Each agent's record of what the
-    # apply made under it is one PATCH after its children.
-    assert fleet_writes(fault_proxy) == {"POST": 3 * fleet.size, "PATCH": fleet.size}
+    # Every refused write was sent again; none of them reached the server twice. An agent's block is made inside
+    # its create request, so each agent costs a POST for itself and one for its conversation; its record of what
+    # the apply made under it is one PATCH after its children.
+    assert fleet_writes(fault_proxy) == {"POST": 2 * fleet.size, "PATCH": fleet.size}
     state = landed(client, fleet)
     assert state.is_exactly(fleet), state.duplicates()
     replanned = cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode")
@@ -177,12 +178,41 @@ def test_writes_whose_outcome_is_unknown_fail_clearly_and_the_next_apply_converg
     assert "the connection dropped before the server answered" in broken.output
     assert "answered 50" in broken.output  # an injected 500, 502 or 504
     # The writes were not sent twice:
-    assert fleet_writes(fault_proxy)["POST"] <= 3 * fleet.size
+    assert fleet_writes(fault_proxy)["POST"] <= 2 * fleet.size
 
     converged = cli(letta_server, "apply", "-f", str(fleet.path))
     assert converged.exit_code == 0, converged.output
     state = landed(client, fleet)
     assert state.is_exactly(fleet), state.duplicates()
+    assert cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode").exit_code == 0
+
+
+def test_an_agent_created_with_its_block_whose_answer_was_lost_is_completed_without_a_second_block(
+    letta_server, client, fault_proxy: FaultProxy, light_fleet
+):
+    fleet = light_fleet(1)
+    # With this seed the writes go: the lock's POST forwarded, the agent's POST forwarded and its connection dropped
+    # before the answer, the lock's DELETE forwarded.
+    fault_proxy.faults = Faults(seed=5, drop=0.5)
+    broken = cli(fault_proxy.url, "apply", "-f", str(fleet.path), "--parallelism", "1")
+    assert broken.exit_code == 1 and "the connection dropped before the server answered" in broken.output
+    assert dict(fault_proxy.counts.dropped) == {"POST": 1}
+    assert fault_proxy.counts.forwarded_to[("POST", "agents")] == 1
+    assert fault_proxy.counts.forwarded_to[("POST", "blocks")] == 0  # the block went inside the agent's request
+    [agent] = [a for a in client.list_all("/v1/agents/", include=["agent.blocks"]) if a["name"] in fleet.names]
+    [block] = [b for b in agent["blocks"] if b["label"] == fleet.label]  # the server made both
+    assert (block["value"], block["limit"]) == ("hi", 200)
+
+    fault_proxy.faults = Faults()
+    before = Counter(fault_proxy.counts.forwarded_to)
+    converged = cli(fault_proxy.url, "apply", "-f", str(fleet.path))
+    assert converged.exit_code == 0, converged.output
+    written = {key: count for key, count in (fault_proxy.counts.forwarded_to - before).items() if key[0] != "GET"}
+    assert written == {("POST", "conversations"): 1, ("PATCH", "agents"): 1, ("POST", LOCKS): 1, ("DELETE", LOCKS): 1}
+    state = landed(client, fleet)
+    assert state.is_exactly(fleet), state.duplicates()
+    recorded = client.get(f"/v1/agents/{agent['id']}")["metadata"]["lettafleet_applied"]
+    assert {"address": f"block.{fleet.label}", "kind": "block", "id": block["id"]} in recorded
     assert cli(letta_server, "plan", "-f", str(fleet.path), "--detailed-exitcode").exit_code == 0
 
 

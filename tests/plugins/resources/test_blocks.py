@@ -40,29 +40,37 @@ def support_with_blocks(letta, facts: str = "fleet truth", notes: str = "seed", 
     return letta.add_agent("support", system="You help.", blocks=blocks, **agent_fields), blocks
 
 
-def test_a_new_agent_gets_its_blocks_by_id_in_its_create_request(fleet, letta):
+def test_a_new_agent_gets_its_own_blocks_inside_its_create_request_and_shared_ones_by_id(fleet, letta):
     plan = fleet.plan(FLEET)
 
     assert set(fleet.actions(plan).values()) == {"create"}
     report = fleet.apply(plan)
 
     assert report.ok
-    shared, facts, notes, agent = letta.resource_writes
+    shared, agent = letta.resource_writes  # no request of their own for the agent's blocks
     assert (shared.path, shared.body) == (
         "/v1/blocks/",
         {"label": "policies", "value": "Be kind.", "metadata": {**MARKER, "shared": True}},
     )
-    assert facts.body == {
-        "label": "facts",
-        "value": "fleet truth",
-        "description": "Facts",
-        "metadata": {**MARKER, "agent": "support"},
-    }
-    assert notes.body == {"label": "notes", "value": "seed", "limit": 500, "metadata": {**MARKER, "agent": "support"}}
     assert agent.path == "/v1/agents/"
+    assert agent.body["memory_blocks"] == [
+        {"label": "facts", "value": "fleet truth", "description": "Facts"},
+        {"label": "notes", "value": "seed", "limit": 500},
+    ]
     ids = {block["label"]: block["id"] for block in letta.blocks.values()}
-    assert agent.body["block_ids"] == [ids["facts"], ids["notes"], ids["policies"]]
+    assert agent.body["block_ids"] == [ids["policies"]]
     assert fleet.results(report)["agent.support.block.notes"] == ("applied", "created with agent.support")
+
+
+def test_the_agents_record_names_the_blocks_made_inside_its_create_request_by_id(fleet, letta):
+    fleet.apply(fleet.plan(OWN_ONLY))
+
+    [agent] = letta.agents.values()
+    recorded = {entry["address"]: entry["id"] for entry in agent["metadata"]["lettafleet_applied"]}
+    ids = {block["label"]: block["id"] for block in letta.blocks.values()}
+    assert recorded == {"block.facts": ids["facts"], "block.notes": ids["notes"]}
+    removal = fleet.plan(OWN_ONLY.replace("      - {name: notes, value: seed, limit: 500}\n", ""))
+    assert removal.by_address()["agent.support.block.notes"].action.value == "delete"
 
 
 def test_an_applied_fleet_plans_no_change(fleet, letta):
@@ -181,7 +189,7 @@ def test_of_two_blocks_left_for_one_agent_the_oldest_is_reused(fleet, letta):
 
 
 def test_a_server_that_creates_the_agent_without_its_blocks_fails_those_blocks(fleet, letta):
-    letta.drops_relations = {"block_ids"}
+    letta.drops_relations = {"memory_blocks"}
 
     report = fleet.apply(fleet.plan(OWN_ONLY))
 
@@ -190,6 +198,8 @@ def test_a_server_that_creates_the_agent_without_its_blocks_fails_those_blocks(f
         "failed",
         "the server created agent support without block 'notes'",
     )
+    letta.drops_relations = set()
+    assert fleet.actions(fleet.plan(OWN_ONLY))["agent.support.block.notes"] == "create"  # the next apply adds it
 
 
 def test_an_own_block_other_agents_hold_too_is_reported(fleet, letta):
