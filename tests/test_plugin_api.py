@@ -19,6 +19,7 @@ from lettafleet.core import (
     Action,
     Adoption,
     LiveReader,
+    Note,
     Problem,
     Resource,
     ResourceHandler,
@@ -26,12 +27,15 @@ from lettafleet.core import (
     SchemaFragment,
     address_of,
     adoptions,
+    boolean,
     compare,
     hookimpl,
     hookspecs,
     integer,
     mapping_list,
     mark_adopted,
+    not_supported_yet,
+    refused,
     string,
 )
 from lettafleet.core.engine.applying import apply_plan
@@ -222,6 +226,44 @@ def test_a_plugins_check_reports_at_the_line(write_fleet):
     with pytest.raises(FleetError) as caught:
         load_fleet(path, get_plugin_manager(extra_plugins=[Guarded()]))
     assert [str(d) for d in caught.value.diagnostics] == [f"{path}:5:6: named twice"]
+
+
+class Cautious:
+    """A third-party plugin with a key it refuses, one it means to support, and a note."""
+
+    @hookimpl
+    def lettafleet_schema(self):
+        rules = {
+            "name": string(required=True),
+            "region": refused("is not supported: this service has no regions", "remove `region:`"),
+            "burst": not_supported_yet("remove `burst:` for now"),
+            "legacy": boolean(),
+        }
+        return [SchemaFragment({"budgets": mapping_list(rules)})]
+
+    @hookimpl
+    def lettafleet_check(self, fleet):
+        budgets = fleet.data.get("budgets", [])
+        return [Note(("budgets", i, "legacy"), "legacy is ignored") for i, b in enumerate(budgets) if "legacy" in b]
+
+
+def test_a_plugins_refused_keys_are_reported_at_their_line_with_what_to_do(write_fleet):
+    path = write_fleet(GUARDED.replace("quotas:", "budgets:") + "  - {name: b, region: eu}\n  - {name: c, burst: 3}\n")
+    with pytest.raises(FleetError) as caught:
+        load_fleet(path, get_plugin_manager(extra_plugins=[Cautious()]))
+    found = [f"{d.line}:{d.column}: {d.message} ({d.hint})" for d in caught.value.diagnostics]
+    assert found == [
+        "4:15: budgets[0].region is not supported: this service has no regions (remove `region:`)",
+        "5:15: budgets[1].burst is not supported yet by lettafleet (remove `burst:` for now)",
+    ]
+
+
+def test_a_plugins_note_is_reported_at_its_line_and_stops_nothing(write_fleet):
+    path = write_fleet(GUARDED.replace("quotas:", "budgets:") + "  - {name: b, legacy: true}\n")
+    fleet = load_fleet(path, get_plugin_manager(extra_plugins=[Cautious()]))
+    assert [f"{d.line}:{d.column}: {d.message}" for d in fleet.notes if "legacy" in d.message] == [
+        "4:15: note: legacy is ignored"
+    ]
 
 
 @respx.mock

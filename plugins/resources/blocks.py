@@ -22,6 +22,7 @@ from lettafleet.core import (
     Fleet,
     LettaAPIError,
     LiveReader,
+    Note,
     Owner,
     Plan,
     Problem,
@@ -79,6 +80,7 @@ def _block_fields() -> dict[str, Any]:
         "agent_owned": boolean(default=True),
         "sensitive": boolean(default=False),  # the value is masked in every plan output
         "protect": boolean(default=False),  # removing it from the file is refused, even with --prune
+        "version": string(),  # lettactl's; it compares it to nothing either: read, noted, ignored
         **text_source(),
     }
 
@@ -147,8 +149,21 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     return problems
 
 
+def _version_note(block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
+    """lettactl's block `version` is accepted and ignored, as lettactl ignores it: a note says so."""
+    if "version" not in block:
+        return []
+    return [
+        Note(
+            (*at, "version"),
+            f"block '{block['name']}': version is ignored; the block's value is compared as it is",
+            "remove `version:`; the block's value (agent_owned: false) is what is kept in sync",
+        )
+    ]
+
+
 def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
-    problems = fleet.text_problems(block, at)
+    problems = fleet.text_problems(block, at) + _version_note(block, at)
     if problems or "limit" not in block:
         return problems
     length = len(fleet.text(block))

@@ -5,7 +5,7 @@ with its messages only on `--prune`. Conversations made at runtime are never in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +21,7 @@ from lettafleet.core import (
     Fleet,
     LettaAPIError,
     LiveReader,
+    Note,
     Problem,
     Read,
     Recorded,
@@ -41,7 +42,7 @@ from lettafleet.core import (
     string,
 )
 from lettafleet.plugins.commands.histories import count_messages
-from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
+from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 
 CONVERSATION = "conversation"
 # The isolated blocks plugin's kind: the copies a conversation must be created with (Letta makes them only then).
@@ -100,30 +101,53 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
     ]
 
 
+def declared_conversations(agent: DeclaredAgent) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The agent's conversation entries with their index, the first of each summary only: an entry repeated as is
+    is the same conversation (lettactl makes one), and `lettafleet_check` notes it."""
+    seen: set[str] = set()
+    for index, conversation in enumerate(agent.data.get("conversations", [])):
+        if conversation["summary"] not in seen:
+            seen.add(conversation["summary"])
+            yield index, conversation
+
+
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
-    problems = []
+    """A summary declared twice on one agent: the same conversation when both entries say the same (a note), an
+    error when they differ (which one would the file mean?)."""
+    problems: list[Problem] = []
     for declared in declared_agents(fleet):
         agent, agent_index = declared.data, declared.index
-        seen: set[str] = set()
+        first: dict[str, tuple[int, Mapping[str, Any]]] = {}
         for index, conversation in enumerate(agent.get("conversations", [])):
             summary = conversation["summary"]
-            if summary in seen:
+            at = ("agents", agent_index, "conversations", index, "summary")
+            if summary not in first:
+                first[summary] = (index, conversation)
+            elif first[summary][1] == conversation:
                 problems.append(
-                    Problem(
-                        ("agents", agent_index, "conversations", index, "summary"),
-                        f"conversation '{summary}' is declared twice for agent '{agent['name']}'",
-                        "conversations are matched by summary, so summaries must be unique per agent",
+                    Note(
+                        at,
+                        f"conversation '{summary}' is declared again for agent '{agent['name']}' "
+                        f"(first at conversations[{first[summary][0]}]): it is the same conversation, made once",
+                        "remove the repeated entry",
                     )
                 )
-            seen.add(summary)
+            else:
+                problems.append(
+                    Problem(
+                        at,
+                        f"conversation '{summary}' is declared twice for agent '{agent['name']}', differently",
+                        "conversations are matched by summary: keep one entry with the settings you mean",
+                    )
+                )
     return problems
 
 
 class ConversationHandler(ResourceHandler):
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
-            for index, conversation in enumerate(agent.data.get("conversations", [])):
+            for index, conversation in declared_conversations(agent):
                 summary, protect = conversation["summary"], bool(conversation.get("protect"))
                 yield Resource(
                     conversation_address(summary, agent.address),

@@ -44,6 +44,7 @@ from lettafleet.plugins.resources.conversations import (
     CONVERSATION,
     CopyLabels,
     conversation_address,
+    declared_conversations,
     replaced_by_plan,
 )
 
@@ -89,7 +90,7 @@ class IsolatedBlockHandler(ResourceHandler):
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
             own = {block["name"] for block in agent.data.get("memory_blocks", [])}
-            for conversation_index, conversation in enumerate(agent.data.get("conversations", [])):
+            for conversation_index, conversation in declared_conversations(agent):
                 parent = conversation_address(conversation["summary"], agent.address)
                 for index, label in enumerate(conversation.get("isolated_blocks", [])):
                     source_block = address_of("block" if label in own else "shared_block", label, agent.address)

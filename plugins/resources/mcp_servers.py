@@ -258,6 +258,13 @@ class MCPHandler(ResourceHandler):
             session.record_id(change.address, answer["id"])
             return _public(answer)
         answer = session.client.patch(f"/v1/mcp-servers/{change.id}", json={"config": config})
+        ignored = sorted(key for key in change.changed_fields() if key in SENSITIVE and answer.get(key) != after[key])
+        if ignored:  # Letta 0.16.8 answers 200 to a new auth_token and keeps the old one
+            raise ApplyError(
+                f"{session.client.base_url} kept the old {', '.join(ignored)} of MCP server {change.name} (it ignores "
+                f"a new one): delete the server (DELETE /v1/mcp-servers/{change.id}) and apply again to register it "
+                "anew"
+            )
         return _public(answer)
 
 

@@ -43,6 +43,7 @@ from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_addr
 
 KIND = "secret"
 GLOBAL = "global-secrets"
+PRESERVED = "preserve_secrets"  # lettactl's key: names lettafleet never removes from an agent
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 VALUE = "value"  # a secret resource's one attribute, always sensitive
 
@@ -90,7 +91,11 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         },
     }
     secrets = {"type": "dict", "keysrules": {"type": "string", "regex": NAME_PATTERN}, "valuesrules": source}
-    return [SchemaFragment({GLOBAL: secrets}), SchemaFragment({"secrets": secrets}, at=("agents",))]
+    preserved = {"type": "list", "schema": string(empty=False, regex=NAME_PATTERN)}
+    return [
+        SchemaFragment({GLOBAL: secrets, PRESERVED: preserved}),
+        SchemaFragment({"secrets": secrets}, at=("agents",)),
+    ]
 
 
 @hookimpl
@@ -136,6 +141,9 @@ class SecretHandler(ResourceHandler):
         self._writes: weakref.WeakKeyDictionary[ApplySession, dict[str, _AgentWrite]] = weakref.WeakKeyDictionary()
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        """Each declared secret; one named in `preserve_secrets` is protected, so the agent's record keeps it
+        protected and its removal from the file is held, as `protect: true` holds it."""
+        preserved = {name.upper() for name in fleet.data.get(PRESERVED, [])}
         for agent in declared_agents(fleet):
             for name, secret in declared_secrets(fleet, agent).items():
                 yield Resource(
@@ -146,7 +154,7 @@ class SecretHandler(ResourceHandler):
                     parent=agent.address,
                     source=secret.at,
                     sensitive=frozenset({VALUE}),
-                    protected=secret.protect,
+                    protected=secret.protect or name in preserved,
                 )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:

@@ -219,6 +219,7 @@ class FakeLetta:
                 (r"/v1/agents/([^/]+)/tools/detach/([^/]+)", self._detach_tool),
                 (r"/v1/blocks/([^/]+)", self._update("blocks")),
                 (r"/v1/tools/([^/]+)", self._update("tools")),
+                (r"/v1/mcp-servers/([^/]+)", self._update_mcp_server),
             ],
             "DELETE": [
                 (r"/v1/conversations/([^/]+)", self._delete_conversation),
@@ -362,6 +363,13 @@ class FakeLetta:
             return getattr(self, collection)[item_id]
 
         return update
+
+    def _update_mcp_server(self, server_id: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """As Letta 0.16.8 does (found on the dev server): the URL and header name change, the auth token
+        does not, and the answer says so."""
+        server = self.mcp_servers[server_id]
+        server.update({key: value for key, value in body["config"].items() if key != "auth_token"})
+        return _without(server, "tool_ids")
 
     def _create_tool(self, body: dict[str, Any]) -> dict[str, Any]:
         """Letta names a tool after the last function in its source."""

@@ -131,10 +131,10 @@ def test_a_shared_block_reference_must_exist(write_fleet, manager):
     assert "shared block 'policies' is not declared under the top-level shared_blocks" in error
 
 
-def test_conversation_summaries_are_unique_per_agent(write_fleet, manager):
-    path = write_fleet(AGENT + '    conversations:\n      - summary: "A"\n      - summary: "A"\n')
+def test_a_conversation_summary_declared_twice_differently_is_an_error(write_fleet, manager):
+    path = write_fleet(AGENT + '    conversations:\n      - summary: "A"\n      - {summary: "A", protect: true}\n')
     [error] = errors_of(path, manager)
-    assert "conversation 'A' is declared twice" in error
+    assert "conversation 'A' is declared twice for agent" in error and "differently" in error
 
 
 def test_an_empty_file_gets_a_clear_error(write_fleet, manager):

@@ -172,13 +172,25 @@ def test_a_conversation_with_messages_is_kept_and_its_missing_copy_reported_as_d
     assert letta.resource_writes == []
 
 
-def test_a_summary_declared_twice_for_one_agent_is_refused(fleet):
+def test_a_summary_declared_twice_differently_for_one_agent_is_refused(fleet):
     with pytest.raises(FleetError) as raised:
         fleet.load(FLEET.replace("summary: Ticket 2", "summary: Ticket 1"))
 
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
-    assert ":9:9: conversation 'Ticket 1' is declared twice for agent 'support'" in error
-    assert "summaries must be unique per agent" in error
+    assert ":9:9: conversation 'Ticket 1' is declared twice for agent 'support', differently" in error
+    assert "keep one entry with the settings you mean" in error
+
+
+def test_a_conversation_repeated_as_is_is_planned_once_with_a_note_at_the_repeat(fleet, letta):
+    existing_support(letta)
+    text = FLEET.replace("      - summary: Ticket 2\n", "      - summary: Ticket 1\n      - summary: Ticket 2\n")
+
+    [note] = [note for note in fleet.load(text).notes if "conversation" in note.message]
+    plan = fleet.plan(text)
+
+    assert (note.line, note.column) == (9, 9)
+    assert "it is the same conversation, made once" in note.message
+    assert [c.address for c in plan.changes if c.kind == "conversation"] == [TICKET_1, TICKET_2]
 
 
 # Removal: what the record says an apply made, and the file no longer declares.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
 
 HEAD = """\
@@ -94,3 +95,12 @@ def test_root_path_may_not_leave_the_fleet_files_folder(write_fleet, manager):
         load_fleet(write_fleet("root_path: ..\n" + HEAD), manager)
     (only,) = caught.value.diagnostics
     assert (only.line, only.message) == (1, "root_path leaves the fleet file's directory: ..")
+
+
+def test_a_blocks_version_is_accepted_with_a_note_and_compared_to_nothing(write_fleet, manager):
+    text = HEAD + "    memory_blocks:\n      - {name: notes, value: hi, version: '2'}\n"
+    fleet = load_fleet(write_fleet(text), manager)
+    notes = [f"{d.line}:{d.column}: {d.message}" for d in fleet.notes if "version" in d.message]
+    assert notes == ["7:34: note: block 'notes': version is ignored; the block's value is compared as it is"]
+    [block] = [r for r in desired_resources(fleet, manager) if r.kind == "block"]
+    assert "version" not in block.attributes

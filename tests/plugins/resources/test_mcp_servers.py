@@ -55,3 +55,15 @@ def test_a_tool_the_server_does_not_offer_stops_the_plan(fleet, letta):
         assert "offers no tool 'web_fnd'" in str(error) and "web_find" in str(error)
     else:
         raise AssertionError("the plan went ahead")
+
+
+def test_a_new_auth_token_the_server_ignores_fails_the_change_and_says_what_to_do(fleet, letta):
+    server = letta.add_mcp_server("search", [], server_url="https://mcp.example.com/mcp", auth_token="tok-Old1")
+    letta.add_agent("support", system="You help.")
+
+    report = fleet.apply(fleet.plan(FLEET.format(tools="")))
+
+    status, message = fleet.results(report)["mcp_server.search"]
+    assert status == "failed"
+    assert "kept the old auth_token" in message and f"DELETE /v1/mcp-servers/{server['id']}" in message
+    assert "tok-Secret9" not in message and "tok-Old1" not in message

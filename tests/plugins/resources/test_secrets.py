@@ -226,3 +226,23 @@ def test_a_protected_secret_is_not_deleted(fleet, letta, monkeypatch):
     assert plan.by_address()["agent.support.secret.TOKEN"].held == "protect"
     fleet.apply(plan)
     assert letta.agent_named("support")["secrets"]["TOKEN"] == "t-1"
+
+
+def test_a_secret_named_in_preserve_secrets_is_never_deleted(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan("preserve_secrets: [token]\n" + FLEET.format(secrets="      token: {value: t-1}")))
+
+    plan = fleet.plan("preserve_secrets: [TOKEN]\n" + FLEET.format(secrets="      other: {value: o}"))
+
+    assert plan.by_address()["agent.support.secret.TOKEN"].held == "protect"
+    fleet.apply(plan)
+    assert letta.agent_named("support")["secrets"]["TOKEN"] == "t-1"
+
+
+def test_without_preserve_secrets_the_same_removal_deletes(fleet, letta, monkeypatch):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(FLEET.format(secrets="      token: {value: t-1}")))
+
+    fleet.apply(fleet.plan(FLEET.format(secrets="      other: {value: o}")))
+
+    assert "TOKEN" not in letta.agent_named("support")["secrets"]
