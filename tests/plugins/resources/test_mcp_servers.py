@@ -1,5 +1,6 @@
 """Agents' `mcp_tools` against a fake Letta (respx): the named tools of a registered MCP server are attached by the
-ids Letta gave them, `all` is every tool the server lists, and an entry removed from the file detaches them. The
+ids Letta gave them, `all` is every tool the server lists, and an entry removed from the file detaches them (and
+only them). The
 dev server cannot list an MCP server's tools (it refuses private URLs), so these are proven here only."""
 
 from __future__ import annotations
@@ -55,3 +56,24 @@ def test_a_tool_the_server_does_not_offer_stops_the_plan(fleet, letta):
         assert "offers no tool 'web_fnd'" in str(error) and "web_find" in str(error)
     else:
         raise AssertionError("the plan went ahead")
+
+
+def test_an_mcp_tools_entry_taken_out_of_the_file_detaches_its_tools(fleet, letta):
+    server = letta.add_mcp_server(
+        "search", ["web_find", "web_read"], server_url="https://mcp.example.com/mcp", auth_token="tok-Secret9"
+    )
+    agent = letta.add_agent("support", system="You help.")
+    fleet.apply(fleet.plan(FLEET.format(tools="    mcp_tools: [{server: search, tools: all}]")))
+    ids = letta.mcp_servers[server["id"]]["tool_ids"]
+    assert set(ids) <= set(letta.agents[agent["id"]]["tool_ids"])
+
+    plan = fleet.plan(FLEET.format(tools=""))
+
+    [change] = [c for c in plan.changes if c.kind == "mcp_tools"]
+    assert (change.address, change.action.value) == ("agent.support.mcp_tools.search", "delete")
+    assert change.before == {"tools": ["web_find", "web_read"]}
+    assert fleet.apply(plan).ok
+    detached = sorted(w.path for w in letta.writes_to("PATCH") if "/tools/" in w.path)
+    assert detached == sorted(f"/v1/agents/{agent['id']}/tools/detach/{i}" for i in ids)
+    assert not set(ids) & set(letta.agents[agent["id"]]["tool_ids"])
+    assert fleet.actions(fleet.plan(FLEET.format(tools=""))).get("agent.support.mcp_tools.search") is None
