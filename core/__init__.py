@@ -44,7 +44,14 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
-from lettafleet.core.letta.conversations import ISOLATED_LABELS, lacks_isolated_copies, remove_half_created
+from lettafleet.core.letta.conversations import (
+    ISOLATED_LABELS,
+    ConversationRecompile,
+    lacks_isolated_copies,
+    recompile_conversation,
+    recompile_conversations,
+    remove_half_created,
+)
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import (
     MANAGED_BY,
@@ -151,6 +158,7 @@ __all__ = [
     "Change",
     "ChangeResult",
     "Column",
+    "ConversationRecompile",
     "Duration",
     "ExportError",
     "Exported",
@@ -225,6 +233,8 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
+    "recompile_conversation",
+    "recompile_conversations",
     "refused",
     "remove_half_created",
     "render_apply_json",

@@ -7,7 +7,8 @@ changed gets its record of what is made under it (`ResourceHandler.remember`). C
 parent's request ("riding along", for example a new agent's memory blocks) finish with their parent.
 
 Last, the conversations of the agents whose system prompt or memory blocks this apply changed are recompiled
-(`ResourceHandler.recompiles` says which), so that running conversations see the change.
+(`ResourceHandler.recompiles` says which), so that running conversations see the change; a conversation with
+isolated block copies is left as it was (Letta would compile the agent's blocks over its copies).
 
 An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
 it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
@@ -42,11 +43,13 @@ class ChangeResult:
 
 @dataclass(frozen=True)
 class Recompiled:
-    """The recompile of one agent's conversations after the apply: how many, or why not (`error`)."""
+    """The recompile of one agent's conversations after the apply: how many, those left as they were because they
+    have isolated block copies (`skipped`, their ids), and the failures (`error`)."""
 
     address: str
     conversations: int = 0
     error: str = ""
+    skipped: tuple[str, ...] = ()
 
 
 INTERRUPTED = "not attempted: apply was interrupted"
@@ -245,9 +248,16 @@ def _recompile(
 
 def _recompile_one(address: str, session: ApplySession) -> Recompiled:
     try:
-        return Recompiled(address, recompile_conversations(session.client, session.id_of(address)))
+        results = recompile_conversations(session.client, session.id_of(address))
     except (ApplyError, LettaError) as error:
         return Recompiled(address, error=session.client.mask(str(error)))
+    failed = "; ".join(f"{result.conversation_id}: {result.error}" for result in results if result.error)
+    return Recompiled(
+        address,
+        conversations=sum(1 for result in results if result.done),
+        error=session.client.mask(failed),
+        skipped=tuple(result.conversation_id for result in results if result.skipped),
+    )
 
 
 def _finish_carried(

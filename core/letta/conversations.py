@@ -1,14 +1,15 @@
 """Three things a client of Letta's conversations must do that the API does not say: clean up after a create Letta
 refused yet half-did, check that a server did not ignore the isolated copies it was asked for, and recompile
-conversations after their agent's prompt or blocks changed. Every plugin that creates conversations uses these,
-so each workaround lives in one place."""
+conversations after their agent's prompt or blocks changed (never one with isolated copies). Every plugin and
+command that does these uses them, so each workaround lives in one place."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.client import LettaAPIError, LettaClient
 
 # What a server that makes no isolated copies ignores, and which servers make them. Hosted Letta dropped isolated
 # blocks on 2026-04-23: it accepts the labels and makes no copies.
@@ -30,11 +31,56 @@ def lacks_isolated_copies(answer: Mapping[str, Any], labels: Sequence[str]) -> b
     return len(answer.get("isolated_block_ids") or []) < len(labels)
 
 
-def recompile_conversations(client: LettaClient, agent_id: str) -> int:
-    """Rebuild the system message of each of the agent's conversations from its prompt and blocks as they are now;
-    return how many. Letta compiles them into a conversation when it starts and keeps that copy, so a changed
-    system prompt or block reaches a running conversation only this way (0.16.8 rebuilds the agent's own)."""
-    conversations = client.list_all("/v1/conversations/", agent_id=agent_id)
-    for conversation in conversations:
-        client.post(f"/v1/conversations/{conversation['id']}/recompile")
-    return len(conversations)
+# How Letta names an agent's own (legacy) history where a conversation id would go.
+LEGACY_HISTORY = "default"
+
+# Letta 0.16.8 recompiles a conversation from the agent's blocks, not from the conversation's isolated copies
+# (checked on the dev server): the model would see the agent's value where it should see its own copy.
+ISOLATED_SKIP = "skipped: it has isolated block copies, which Letta's recompile would replace by the agent's blocks"
+
+
+@dataclass(frozen=True)
+class ConversationRecompile:
+    """The recompile of one history: done, failed (`error`, the server's answer) or left as it was (`skipped`)."""
+
+    conversation_id: str
+    error: str = ""
+    skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def done(self) -> bool:
+        return not self.error and not self.skipped
+
+
+def recompile_conversation(
+    client: LettaClient, agent_id: str, conversation: Mapping[str, Any]
+) -> ConversationRecompile:
+    """Rebuild one history's system message from the agent's prompt and blocks as they are now; the agent's own
+    history when the conversation id is LEGACY_HISTORY. A conversation with isolated copies is left as it was."""
+    conversation_id = conversation["id"]
+    if conversation.get("isolated_block_ids"):
+        return ConversationRecompile(conversation_id, skipped=ISOLATED_SKIP)
+    path = (
+        f"/v1/agents/{agent_id}/recompile"
+        if conversation_id == LEGACY_HISTORY
+        else f"/v1/conversations/{conversation_id}/recompile"
+    )
+    try:
+        client.post(path)
+    except LettaAPIError as error:
+        return ConversationRecompile(conversation_id, error=str(error))
+    return ConversationRecompile(conversation_id)
+
+
+def recompile_conversations(client: LettaClient, agent_id: str, *, legacy: bool = False) -> list[ConversationRecompile]:
+    """Recompile each of the agent's conversations, oldest first (and its own history first when `legacy`).
+    Letta compiles the prompt and blocks into a conversation when it starts and keeps that copy, so a changed
+    system prompt or block reaches a running conversation only this way (0.16.8 rebuilds the agent's own history
+    itself when its prompt or blocks change). A failed one does not stop the others."""
+    conversations = client.list_all("/v1/conversations/", agent_id=agent_id, order="asc")
+    targets = [{"id": LEGACY_HISTORY}, *conversations] if legacy else conversations
+    return [recompile_conversation(client, agent_id, conversation) for conversation in targets]

@@ -25,7 +25,13 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
             for r in report.results
         ],
         "recompiled": [
-            {"address": r.address, "conversations": r.conversations, "ok": not r.error, "message": r.error}
+            {
+                "address": r.address,
+                "conversations": r.conversations,
+                "skipped": list(r.skipped),
+                "ok": not r.error,
+                "message": r.error,
+            }
             for r in report.recompiled
         ],
     }

@@ -195,14 +195,24 @@ def _recompiled_lines(report: ApplyReport) -> list[str]:
         for agent in report.recompiled
         if agent.error
     ]
+    lines += [
+        f"  {agent.address}: {_conversations(len(agent.skipped))} with isolated block copies not recompiled "
+        f"(Letta would compile the agent's blocks over their copies): {_some(list(agent.skipped))}."
+        for agent in report.recompiled
+        if agent.skipped
+    ]
     if done:
         count = sum(agent.conversations for agent in done)
         lines.append(
-            f"Recompiled {count} conversation{'s' if count != 1 else ''} of {len(done)} "
+            f"Recompiled {_conversations(count)} of {len(done)} "
             f"agent{'s' if len(done) != 1 else ''} whose system prompt or blocks changed: "
             f"{_some([agent.address for agent in done])}."
         )
     return lines
+
+
+def _conversations(count: int) -> str:
+    return f"{count} conversation{'s' if count != 1 else ''}"
 
 
 def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:

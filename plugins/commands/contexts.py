@@ -12,6 +12,7 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    ConversationRecompile,
     LettaAPIError,
     LettaClient,
     LettaError,
@@ -19,14 +20,14 @@ from lettafleet.core import (
     hookimpl,
     make_client,
     output_option,
+    recompile_conversation,
+    recompile_conversations,
     reports_errors,
     server_options,
 )
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
 from lettafleet.plugins.commands.histories import conversation_of
 from lettafleet.plugins.commands.messages import CONVERSATION_OPTION_HELP
-
-LEGACY = "default"  # how Letta names the agent's own history where a conversation id would go
 
 
 def echo_json(value: Any) -> None:
@@ -88,26 +89,14 @@ def reset_messages(agent: str, conversation_id: str | None, add_default: bool, b
 # ---------------------------------------------------------------------------------------------- recompile
 
 
-# Letta 0.16.8's conversation recompile compiles the agent's blocks, not the conversation's isolated copies: it
-# would put the agent's value where the conversation's model should see its own copy.
-ISOLATED_SKIP = "skipped: it has isolated block copies, which Letta's recompile would replace by the agent's blocks"
-
-
-def recompile_one(client: LettaClient, agent: Mapping[str, Any], conversation: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild one history's system prompt from the agent's current blocks: {conversation_id, ok, error}."""
-    conversation_id = conversation["id"]
-    if conversation.get("isolated_block_ids"):
-        return {"conversation_id": conversation_id, "ok": True, "error": None, "skipped": ISOLATED_SKIP}
-    path = (
-        f"/v1/agents/{agent['id']}/recompile"
-        if conversation_id == LEGACY
-        else f"/v1/conversations/{conversation_id}/recompile"
-    )
-    try:
-        client.post(path)
-    except LettaAPIError as error:
-        return {"conversation_id": conversation_id, "ok": False, "error": str(error), "skipped": None}
-    return {"conversation_id": conversation_id, "ok": True, "error": None, "skipped": None}
+def as_json(result: ConversationRecompile) -> dict[str, Any]:
+    """One history's recompile as `recompile -o json` prints it ("default" is the legacy history)."""
+    return {
+        "conversation_id": result.conversation_id,
+        "ok": result.ok,
+        "error": result.error or None,
+        "skipped": result.skipped or None,
+    }
 
 
 @click.command("recompile")
@@ -135,20 +124,19 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
     with make_client(base_url) as client:
         found = find_agent(client, agent, include=LIGHT_AGENT)
         if conversation_id:
-            targets = [conversation_of(client, found, conversation_id)]
+            conversation = conversation_of(client, found, conversation_id)
+            results = [recompile_conversation(client, found["id"], conversation)]
         else:
-            conversations = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc")
-            targets = [{"id": LEGACY}, *conversations]
-        results = [recompile_one(client, found, target) for target in targets]
-    failed = [r for r in results if not r["ok"]]
-    skipped = [r for r in results if r["skipped"]]
+            results = recompile_conversations(client, found["id"], legacy=True)
+    failed = [result for result in results if result.error]
+    skipped = [result for result in results if result.skipped]
     if output == "json":
-        echo_json({"agent": found["name"], "agent_id": found["id"], "results": results})
+        echo_json({"agent": found["name"], "agent_id": found["id"], "results": [as_json(r) for r in results]})
     else:
         for result in failed:
-            click.echo(f"error: {result['conversation_id']}: {result['error']}", err=True)
+            click.echo(f"error: {result.conversation_id}: {result.error}", err=True)
         for result in skipped:
-            click.echo(f"note: {result['conversation_id']} {result['skipped']}.", err=True)
+            click.echo(f"note: {result.conversation_id} {result.skipped}.", err=True)
         histories = len(results) - 1 if not conversation_id else 1
         what = (
             f"conversation {conversation_id}"

@@ -41,6 +41,7 @@ def conversation_record(conversation: Mapping[str, Any], message_count: int) -> 
         "summary": conversation.get("summary"),
         "message_count": message_count,
         "isolated_block_ids": list(conversation.get("isolated_block_ids") or []),
+        "archived": bool(conversation.get("archived")),  # hosted Letta's; 0.16.8 has no archived conversations
         "created_at": conversation.get("created_at"),
         "updated_at": conversation.get("updated_at"),
         "last_message_at": conversation.get("last_message_at"),
@@ -52,6 +53,7 @@ CONVERSATION_COLUMNS = (
     Column("SUMMARY", lambda c: c["summary"], width=40),
     Column("MESSAGES", lambda c: c["message_count"]),
     Column("CREATED", lambda c: short_date(c["created_at"])),
+    Column("ARCHIVED", lambda c: "yes" if c["archived"] else "no"),
 )
 
 
@@ -61,7 +63,8 @@ CONVERSATION_COLUMNS = (
 @output_option("table", "json", "yaml")
 @reports_errors
 def get_conversations(agent: str, base_url: str, output: str) -> None:
-    """List an agent's conversations: id, summary, number of messages, creation date.
+    """List an agent's conversations: id, summary, number of messages, creation date, and whether it is archived
+    (hosted Letta; archived ones are listed too).
 
     AGENT is the agent's name or id (agent-...).
     """
@@ -111,6 +114,7 @@ def describe_conversation(conversation_id: str, base_url: str, output: str) -> N
             ("Created", short_date(record["created_at"])),
             ("Updated", short_date(record["updated_at"])),
             ("Last message", short_date(record["last_message_at"])),
+            ("Archived", "yes" if record["archived"] else "no"),
         ]
     )
     click.echo("")

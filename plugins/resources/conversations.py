@@ -1,7 +1,8 @@
 """Conversations: each agent's declared conversations, matched by summary. Created when missing; replaced while
 nobody has talked in them when their isolated copies differ from the file's (Letta makes copies only at creation).
 One removed from the file is deleted when its agent's record says an apply made it: at once while it is empty,
-with its messages only on `--prune`. Conversations made at runtime are never in the record, never deleted."""
+with its messages only on `--prune`. Conversations made at runtime are never in the record, never deleted. One
+archived on hosted Letta is matched and reported as drift, never recreated."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ from lettafleet.plugins.commands.histories import count_messages
 from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 
 CONVERSATION = "conversation"
+# Hosted Letta archives conversations (`archived`); lettafleet reads them too (`archive_status=all`) and matches a
+# declared one someone archived rather than make it again, and never unarchives it: archiving is a person's act.
+ARCHIVED = (
+    "archived on the server: matched by its summary and left archived (apply never unarchives nor recreates it). "
+    "Unarchive it in Letta to use it again, or take it out of the file"
+)
 # The isolated blocks plugin's kind: the copies a conversation must be created with (Letta makes them only then).
 ISOLATED_BLOCK = "isolated_block"
 
@@ -219,6 +226,8 @@ class ConversationHandler(ResourceHandler):
         change = compare(desired, live)
         if desired is None:
             return _removal(change)
+        if live and live.state.get("archived") and not live.attributes.get("replaced"):
+            return replace(change, drift=ARCHIVED)
         if not live or not live.attributes.get("replaced"):
             return change  # with messages, its isolated blocks report the copies that differ as drift
         return replace(
@@ -273,6 +282,7 @@ def _live(
         parent=parent,
         id=conversation["id"],
         protected=bool(entry and entry.protect),
+        state={"archived": bool(conversation.get("archived"))},
     )
 
 

@@ -4,7 +4,9 @@ the resource plugins: agents, blocks, conversations (with isolated copies), tool
 It holds a little state, answers the list reads a plan makes (paginated by `limit`/`after`, filtered as Letta
 filters them, with only the relations `include` names) and carries out the writes an apply sends, recording each
 one. Answers have the shape Letta 0.16.8 gives (see /work/shared/reference/letta-api-0.16.8.md), built from
-the factories below, never from recorded bodies. It is not Letta: it checks only what the tests rely on.
+the factories below, never from recorded bodies. It is not Letta: it checks only what the tests rely on. One
+hosted Letta trait it has, for conversations a test archives (`archive`): the `archived` field and the
+`archive_status` filter that leaves them out of lists unless asked.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ class FakeLetta:
         conversation["last_message_at"] = "2026-11-29T16:40:00Z"
         for kind in ("user_message", "assistant_message"):
             self.messages[conversation["id"]].append({"id": self.new_id("message"), "message_type": kind})
+
+    def archive(self, conversation: dict[str, Any]) -> None:
+        """As hosted Letta archives a conversation (0.16.8 cannot): listed only when `archive_status` asks."""
+        conversation.update(archived=True, archived_at="2026-11-29T17:00:00Z")
 
     def detach_block(self, agent: dict[str, Any], block: dict[str, Any]) -> None:
         """As an apply leaves it that stopped between making a block and attaching it."""
@@ -412,10 +418,14 @@ class FakeLetta:
     def _list_conversations(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
         agent_id = (params.get("agent_id") or [None])[0]
         search = (params.get("summary_search") or [""])[0]
+        # Hosted Letta's filter: archived conversations are left out unless asked for.
+        shown = {"all": (False, True), "archived": (True,)}.get((params.get("archive_status") or [""])[0], (False,))
         found = [
             conversation
             for conversation in self.conversations.values()
-            if agent_id in (None, conversation["agent_id"]) and search in (conversation["summary"] or "")
+            if agent_id in (None, conversation["agent_id"])
+            and search in (conversation["summary"] or "")
+            and bool(conversation.get("archived")) in shown
         ]
         return _page(found, params)
 

@@ -84,7 +84,7 @@ def test_apply_recompiles_the_conversations_of_an_agent_whose_prompt_and_block_c
     seen = conversation_system(client, eu)
     assert "PROMPT-THREE" in seen and "INITECH" in seen and "PROMPT-ONE" not in seen
     recompiled = json.loads(result.stdout)["apply"]["recompiled"]
-    assert recompiled == [{"address": f"agent.{eu}", "conversations": 1, "ok": True, "message": ""}]
+    assert recompiled == [{"address": f"agent.{eu}", "conversations": 1, "skipped": [], "ok": True, "message": ""}]
 
 
 def test_apply_with_a_scope_changes_only_the_agents_carrying_every_tag(letta_server, client, names, fake_llm, tmp_path):
@@ -99,3 +99,26 @@ def test_apply_with_a_scope_changes_only_the_agents_carrying_every_tag(letta_ser
     missing = cli(letta_server, "plan", "-f", str(fleet), "--scope", "prod,asia")
     assert missing.exit_code == 1
     assert "--scope prod,asia matches no agent" in missing.stderr and "Traceback" not in missing.output
+
+
+def test_apply_leaves_a_conversation_with_an_isolated_copy_unrecompiled(
+    letta_server, client, names, fake_llm, tmp_path
+):
+    # Letta 0.16.8 recompiles from the agent's blocks: its model would see the agent's value, not its own copy.
+    eu, _ = names
+    fleet = write(tmp_path / "fleet.yaml", fake_llm, [(eu, "eu", "PROMPT-ONE", "ACME")])
+    fleet.write_text(fleet.read_text().replace("- summary: Ticket", "- {summary: Ticket, isolated_blocks: [customer]}"))
+    assert cli(letta_server, "apply", "-f", str(fleet)).exit_code == 0
+    [agent] = client.list_all("/v1/agents/", name=eu)
+    [conversation] = client.list_all("/v1/conversations/", agent_id=agent["id"])
+    [copy] = conversation["isolated_block_ids"]
+    client.patch(f"/v1/blocks/{copy}", json={"value": "COPY-OF-TICKET"})
+
+    fleet.write_text(fleet.read_text().replace("PROMPT-ONE", "PROMPT-TWO").replace("ACME", "GLOBEX"))
+    result = cli(letta_server, "apply", "-f", str(fleet), "-o", "json")
+    assert result.exit_code == 0, result.output
+    seen = conversation_system(client, eu)
+    assert "GLOBEX" not in seen and "PROMPT-ONE" in seen  # the agent's new value never replaced its copy
+    assert client.get(f"/v1/blocks/{copy}")["value"] == "COPY-OF-TICKET"
+    [recompiled] = json.loads(result.stdout)["apply"]["recompiled"]
+    assert recompiled["conversations"] == 0 and recompiled["skipped"] == [conversation["id"]]

@@ -1,5 +1,6 @@
 """After apply, the conversations of the agents whose prompt or blocks changed are recompiled: once per agent,
-only for changes that were applied, a failure reported for its agent. The server is respx."""
+only for changes that were applied, a failure reported for its agent, never one with isolated block copies. The
+server is respx."""
 
 from __future__ import annotations
 
@@ -92,3 +93,18 @@ def test_a_failed_recompile_is_reported_for_its_agent_and_the_others_go_on():
     assert by_agent["bot.a"].conversations == 1 and not by_agent["bot.a"].error
     assert "500" in by_agent["bot.z"].error and "conv-9" in by_agent["bot.z"].error
     assert not report.ok
+
+
+def test_a_conversation_with_isolated_copies_is_left_as_it_was_and_reported():
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        [plain] = conversations(mock, "agent-a", ["conv-1"])
+        listing = [{"id": "conv-1"}, {"id": "conv-2", "isolated_block_ids": ["block-copy"]}]
+        mock.get("/v1/conversations/", params={"agent_id": "agent-a"}).respond(json=listing)
+        isolated = mock.post("/v1/conversations/conv-2/recompile").respond(json="compiled")
+        report = applied([bot("a", "old", "new")], mock)
+
+    assert plain.call_count == 1 and isolated.call_count == 0
+    assert [(r.address, r.conversations, r.skipped, r.error) for r in report.recompiled] == [
+        ("bot.a", 1, ("conv-2",), "")
+    ]
+    assert report.ok

@@ -50,6 +50,20 @@ def test_message_counts_follow_the_cursor_across_pages(letta, monkeypatch):
     assert json.loads(result.stdout)[0]["message_count"] == 4
 
 
+def test_get_conversations_asks_for_archived_ones_too_and_says_which_are(letta):
+    archived = conversation("conv-archived", archived=True, archived_at="2026-11-29T17:00:00Z")
+    listing = letta.get("/v1/conversations/").respond(json=[conversation("conv-open"), archived])
+
+    table = run("get", "conversations", "support-agent")
+    as_json = json.loads(run("get", "conversations", "support-agent", "-o", "json").stdout)
+
+    assert listing.calls[0].request.url.params["archive_status"] == "all"  # hosted Letta hides them otherwise
+    assert [(c["id"], c["archived"]) for c in as_json] == [("conv-open", False), ("conv-archived", True)]
+    assert "ARCHIVED" in table.stdout
+    rows = {line.split()[0]: line.split()[-1] for line in table.stdout.splitlines() if line.startswith("conv-")}
+    assert rows == {"conv-open": "no", "conv-archived": "yes"}
+
+
 def test_get_conversations_of_an_agent_without_any_says_how_to_make_one(letta):
     letta.get("/v1/conversations/").respond(json=[])
     result = run("get", "conversations", "support-agent")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lettafleet.core import render_plan, resource_kinds
 from lettafleet.core.engine.diagnostics import FleetError
 
 FLEET = """
@@ -325,3 +326,21 @@ def test_protecting_a_declared_conversation_is_planned_and_recorded_without_touc
     assert fleet.apply(plan).ok
     assert letta.resource_writes == [] and len(letta.record_writes) == 1
     assert not fleet.plan(protected).needs_attention
+
+
+def test_a_declared_conversation_someone_archived_is_matched_and_reported_as_drift(fleet, letta, manager):
+    agent = existing_support(letta)
+    ticket_1 = letta.add_conversation(agent, "Ticket 1", talked=True)
+    letta.add_conversation(agent, "Ticket 2", copies=["customer"])
+    letta.archive(ticket_1)
+
+    plan = fleet.plan(FLEET)
+
+    [change] = [c for c in plan.changes if c.address == TICKET_1]
+    assert (change.action.value, change.id) == ("no-op", ticket_1["id"])  # matched, not created again
+    assert change.drift and change.drift.startswith("archived on the server")
+    assert 'conversation "Ticket 1": archived on the server' in render_plan(plan, resource_kinds(manager))
+    assert plan.needs_attention and not plan.has_changes
+    fleet.apply(plan)
+    assert not [write for write in letta.writes if "/conversations/" in write.path]  # not recreated nor unarchived
+    assert len(letta.conversations) == 2 and ticket_1["archived"]
