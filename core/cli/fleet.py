@@ -89,7 +89,8 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
 
 def echo_notes(fleet: Fleet) -> None:
     """The fleet's notes (what lettafleet reads differently from lettactl, or ignores), on stderr: they stop
-    nothing, and keep stdout for the plan or the JSON."""
+    nothing. `validate` (and so the pre-commit hook) prints them; plan and apply, run again and again on one file,
+    do not repeat them."""
     for note in fleet.notes:
         click.echo(str(note), err=True)
 
@@ -201,7 +202,6 @@ def plan(
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
-    echo_notes(fleet)
     with make_client(base_url) as client:
         the_plan = _planned(fleet, client, manager, targets, scope, prune)
     _show_plan(the_plan, output, verbose, manager)
@@ -272,7 +272,6 @@ def apply(
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
     fleet = load_fleet(path, manager)
-    echo_notes(fleet)
     stopping = Stopping()
     try:
         with contextlib.ExitStack() as stack:
