@@ -44,7 +44,12 @@ def ctrl_c_stops(stopping: Stopping, at_once: Callable[[], None]) -> Iterator[No
                 by_user=True,
             )
             return
-        click.echo("Interrupted again: stopping at once. Changes in flight may or may not have landed.", err=True)
+        click.echo(
+            "Interrupted again: stopping at once. Changes in flight may or may not have landed, and one still on its "
+            "way to the server may land in the next seconds: wait a little before applying again (a duplicate it "
+            "causes is shown by the next plan, which proposes deleting the copy).",
+            err=True,
+        )
         at_once()
         click.echo(RESUME_HINT, err=True)
         sys.stdout.flush()

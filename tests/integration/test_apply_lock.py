@@ -276,6 +276,13 @@ def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_lock(
     assert "Interrupted again: stopping at once." in err and "Traceback" not in err
     assert find_lock(fleet.client, fleet.lock_id) is None
     assert len(fleet.agents()) < 20
+    assert "may land in the next seconds: wait a little before applying again" in err
+    # As the message asks: the create abandoned in flight reaches the server (after the proxy's 4 s), then resume.
+    deadline = time.monotonic() + 15
+    while fault_proxy.counts.forwarded_to[("POST", "agents")] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while len(fleet.agents()) < fault_proxy.counts.forwarded_to[("POST", "agents")] and time.monotonic() < deadline:
+        time.sleep(0.2)
     fault_proxy.faults = Faults()
     assert fleet.run().returncode == 0
     assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 20
