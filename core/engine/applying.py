@@ -242,13 +242,25 @@ def _recompile(
     )
     if not agents:
         return ()
+    by_agent: dict[str, list[dict[str, Any]]] | None = None
+    if len(agents) > 1:  # one list of every conversation costs less than one list per agent
+        by_agent = {}
+        try:
+            for conversation in session.client.list_all("/v1/conversations/", order="asc"):
+                by_agent.setdefault(conversation.get("agent_id") or "", []).append(conversation)
+        except LettaError:
+            by_agent = None  # each agent lists its own, and reports its own failure
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        return tuple(pool.map(lambda address: _recompile_one(address, session), agents))
+        return tuple(pool.map(lambda address: _recompile_one(address, session, by_agent), agents))
 
 
-def _recompile_one(address: str, session: ApplySession) -> Recompiled:
+def _recompile_one(
+    address: str, session: ApplySession, by_agent: Mapping[str, list[dict[str, Any]]] | None
+) -> Recompiled:
     try:
-        results = recompile_conversations(session.client, session.id_of(address))
+        agent_id = session.id_of(address)
+        known = None if by_agent is None else by_agent.get(agent_id, [])
+        results = recompile_conversations(session.client, agent_id, conversations=known)
     except (ApplyError, LettaError) as error:
         return Recompiled(address, error=session.client.mask(str(error)))
     failed = "; ".join(f"{result.conversation_id}: {result.error}" for result in results if result.error)

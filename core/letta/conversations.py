@@ -76,11 +76,19 @@ def recompile_conversation(
     return ConversationRecompile(conversation_id)
 
 
-def recompile_conversations(client: LettaClient, agent_id: str, *, legacy: bool = False) -> list[ConversationRecompile]:
+def recompile_conversations(
+    client: LettaClient,
+    agent_id: str,
+    *,
+    legacy: bool = False,
+    conversations: Sequence[Mapping[str, Any]] | None = None,
+) -> list[ConversationRecompile]:
     """Recompile each of the agent's conversations, oldest first (and its own history first when `legacy`).
     Letta compiles the prompt and blocks into a conversation when it starts and keeps that copy, so a changed
     system prompt or block reaches a running conversation only this way (0.16.8 rebuilds the agent's own history
-    itself when its prompt or blocks change). A failed one does not stop the others."""
-    conversations = client.list_all("/v1/conversations/", agent_id=agent_id, order="asc")
+    itself when its prompt or blocks change). A failed one does not stop the others. `conversations`: the agent's,
+    when the caller has read them already (one list for many agents)."""
+    if conversations is None:
+        conversations = client.list_all("/v1/conversations/", agent_id=agent_id, order="asc")
     targets = [{"id": LEGACY_HISTORY}, *conversations] if legacy else conversations
     return [recompile_conversation(client, agent_id, conversation) for conversation in targets]

@@ -84,11 +84,15 @@ def test_skip_recompile_sends_no_request():
 
 def test_a_failed_recompile_is_reported_for_its_agent_and_the_others_go_on():
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        conversations(mock, "agent-a", ["conv-1"])
-        mock.get("/v1/conversations/", params={"agent_id": "agent-z"}).respond(json=[{"id": "conv-9"}])
+        own_lists = mock.get("/v1/conversations/", params={"agent_id": "agent-a"})
+        # Several agents: one list of every conversation, not one per agent.
+        every = [{"id": "conv-1", "agent_id": "agent-a"}, {"id": "conv-9", "agent_id": "agent-z"}]
+        whole = mock.get("/v1/conversations/").respond(json=every)
+        done = mock.post("/v1/conversations/conv-1/recompile").respond(json="compiled")
         mock.post("/v1/conversations/conv-9/recompile").mock(return_value=httpx.Response(500, json={"detail": "boom"}))
         report = applied([bot("a", "old", "new"), bot("z", "old", "new")], mock)
 
+    assert own_lists.call_count == 0 and whole.call_count >= 1 and done.call_count == 1
     by_agent = {r.address: r for r in report.recompiled}
     assert by_agent["bot.a"].conversations == 1 and not by_agent["bot.a"].error
     assert "500" in by_agent["bot.z"].error and "conv-9" in by_agent["bot.z"].error
