@@ -120,11 +120,14 @@ class _NotPlain(Exception):
 def fast_parse(text: str) -> tuple[Any, dict[Path, tuple[int, int]]] | None:
     """The data and positions strictyaml would give, from libyaml's events; None when the file is not one plain
     YAML document of mappings, lists and untagged scalars (strictyaml then parses it, and explains)."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return None  # PyYAML built without libyaml: no faster than strictyaml
     if any(mark in text for mark in UNICODE_LINE_BREAKS):
         return None  # libyaml counts these as line ends and strictyaml does not: positions would differ
     positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
     try:
-        events = yaml.parse(text, Loader=yaml.CSafeLoader)
+        events = yaml.parse(text, Loader=loader)
         if not isinstance(next(events), yaml.StreamStartEvent) or not isinstance(next(events), yaml.DocumentStartEvent):
             return None
         data = _node(events, next(events), (), positions, depth=1)
