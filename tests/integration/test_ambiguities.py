@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from lettafleet.core import LettaAPIError, LettaClient
-from lettafleet.core.cli.app import main
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
+from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.fakes.llm_server"]
 
 FREE_MODEL = "    llm_config: {model: letta/letta-free, context_window: 32000}\n    embedding: letta/letta-free\n"
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaAPIError, LettaClient
-from lettafleet.core.cli.app import main
+from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
@@ -23,15 +22,6 @@ pytest_plugins = ["tests.fakes.llm_server"]
 
 SEED_MODEL = re.compile(r"    llm_config:\n      model: .*\n      context_window: .*\n")
 SEED_EMBEDDING = re.compile(r"    embedding: .*\n")
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaClient
-from lettafleet.core.cli.app import main
+from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM, RecordedRequest
@@ -24,15 +23,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.fakes.llm_server"]
 
 ORIGINAL_CONTEXT = "No customer yet."
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
 
 
 @dataclass(frozen=True)

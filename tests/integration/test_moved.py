@@ -9,24 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaClient
-from lettafleet.core.cli.app import main
+from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
 
 pytest_plugins = ["tests.fakes.llm_server"]
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaAPIError, LettaClient
-from lettafleet.core.cli.app import main
+from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
@@ -30,15 +29,6 @@ agents:
       - {{name: customer, value: unknown}}
     conversations:
 {conversations}"""
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import CliRunner, Result
 
 from lettafleet.core import LettaClient
-from lettafleet.core.cli.app import main
+from tests.integration.cli import cli
 
 if TYPE_CHECKING:
     from tests.fakes.llm_server import FakeLLM
@@ -29,10 +28,6 @@ AGENT = """\
     conversations:
       - summary: Ticket
 """
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
 
 
 @pytest.fixture

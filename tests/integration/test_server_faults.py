@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from lettafleet.core.cli.app import main
 from lettafleet.core.letta.client import LettaAPIError, LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults
+from tests.integration.cli import cli
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,6 @@ def light_fleet(client: LettaClient, tmp_path: Path) -> Iterator[Callable[[int],
         with ThreadPoolExecutor(max_workers=8) as pool:  # a 120-agent fleet takes a minute one by one
             list(pool.map(client.delete, [f"/v1/agents/{agent_id}" for agent_id in agents]))
             list(pool.map(client.delete, [f"/v1/blocks/{block_id}" for block_id in blocks]))
-
-
-def cli(base_url: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": base_url}, catch_exceptions=False)
 
 
 @dataclass(frozen=True)
