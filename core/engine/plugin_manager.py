@@ -15,9 +15,9 @@ from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, 
 
 # The keys of a fleet file that are the fleet's own, not any kind's: its name, whether removals that delete
 # data apply without `--prune` (docs/fleet-file.md, "Removing"), and the renames that keep a resource (`moved`).
-FLEET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+FLEET_NAME_PATTERN = r"^[a-z0-9_.-]+$"
 CORE_SCHEMA: dict[str, Any] = {
-    "fleet": string(empty=False, regex=FLEET_NAME_PATTERN),
+    "fleet": string(empty=False, regex=FLEET_NAME_PATTERN, maxlength=63),
     "prune": boolean(),
     "root_path": string(empty=False),  # lettactl's: where `from_file` paths start (see Fleet.root)
     "moved": mapping_list({"from": string(required=True, empty=False), "to": string(required=True, empty=False)}),

@@ -195,7 +195,8 @@ def _pattern_hint(pattern: Any) -> str:
     if not found:
         return f"write a value matching {pattern}"
     allowed = found[1]
-    words = [name for part, name in (("a-z", "letters"), ("0-9", "digits")) if part in allowed]
+    letters = "letters" if "A-Z" in allowed else "lower-case letters"
+    words = [name for part, name in (("a-z", letters), ("0-9", "digits")) if part in allowed]
     others = [f"'{char}'" for char in re.sub(r"a-z|A-Z|0-9", "", allowed)]
     names = words + others
     listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]

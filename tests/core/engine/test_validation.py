@@ -232,3 +232,11 @@ def test_a_value_with_a_newline_cannot_forge_an_error_line(write_fleet, manager)
     [error] = errors_of(path, manager)
     assert "\n" not in error and "\x1b" not in error
     assert error.startswith(f"{path}:10:") and "x\\n/etc/fleet.yaml:1:1: all good\\x1b[2J" in error
+
+
+def test_a_fleet_name_is_refused_at_its_line_with_what_it_may_hold(write_fleet, manager):
+    [upper] = errors_of(write_fleet("fleet: Support Team\n" + AGENT), manager)
+    assert ":1:1: fleet 'Support Team' does not match" in upper
+    assert upper.endswith("(use only lower-case letters, digits, '_', '.' and '-', with no spaces or line breaks)")
+    [long] = errors_of(write_fleet(f"fleet: {'a' * 64}\n" + AGENT), manager)
+    assert ":1:1: fleet: max length is 63" in long
