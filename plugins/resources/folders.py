@@ -194,14 +194,14 @@ class FolderHandler(ResourceHandler):
         for folder, agents in declared_folders(fleet):
             own = folder_address(folder.name)
             resources.append(Resource(own, FOLDER, folder.name, dict(folder.embedding), source=folder.at))
-            for name, relative in folder.files.items():
+            files = [address_of("file", name, own) for name in folder.files]
+            for address, (name, relative) in zip(files, folder.files.items(), strict=True):
                 values = {"path": relative, "content": fleet.read(relative)}
-                resources.append(
-                    Resource(
-                        address_of("file", name, own), FILE, name, values, own, (own,), source=(*folder.at, "files")
-                    )
-                )
+                resources.append(Resource(address, FILE, name, values, own, (own,), source=(*folder.at, "files")))
             for agent in agents:
+                # Attached only once the folder's uploads are done: Letta's upload puts a file into the context of
+                # the agents attached at that moment, and an attach puts in the files there at that moment, so an
+                # attach during an upload puts the same file in twice and fails on a unique constraint.
                 resources.append(
                     Resource(
                         address_of(FOLDER, folder.name, agent.address),
@@ -209,7 +209,7 @@ class FolderHandler(ResourceHandler):
                         folder.name,
                         {"attached": True},
                         agent.address,
-                        (own,),
+                        (own, *files),
                         source=folder.at,
                     )
                 )

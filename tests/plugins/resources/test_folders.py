@@ -9,7 +9,7 @@ import respx
 from lettafleet.core import FleetError, LettaClient, LiveReader
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.plugins.resources.folders import FOLDER, FolderHandler
+from lettafleet.plugins.resources.folders import ATTACHMENT, FILE, FOLDER, FolderHandler
 from tests.fakes.letta_api import BASE_URL
 
 FLEET = """\
@@ -61,3 +61,18 @@ def test_a_server_answering_400_to_folders_stops_the_plan_at_the_folder_line(wri
 
     assert problem.path == ("agents", 0, "folders", 0)
     assert "does not offer folders" in problem.message and "Folders are not supported" in problem.message
+
+
+def test_a_folder_is_attached_only_after_every_upload_to_it(write_fleet, manager):
+    """Letta's upload puts the file into the context of the agents attached at that moment and an attach puts in the
+    files there at that moment: the two at once put one file in twice, and the attach fails with a 409."""
+    path = write_fleet(
+        FLEET.format(files="files/a.md, files/b.md", other=""), files={"files/a.md": "A", "files/b.md": "B"}
+    )
+    resources = {r.address: r for r in desired_resources(load_fleet(path, manager), manager)}
+
+    [attachment] = [r for r in resources.values() if r.kind == ATTACHMENT]
+    uploads = {address for address, r in resources.items() if r.kind == FILE}
+
+    assert len(uploads) == 2
+    assert uploads <= set(attachment.depends_on)
