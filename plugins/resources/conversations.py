@@ -64,14 +64,24 @@ def conversation_address(summary: str, agent: str) -> str:
 def lacks_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> list[str]:
     """The labels among `labels` of which a conversation has no isolated copy (read by label, memoized)."""
     copies = set(conversation.get("isolated_block_ids") or [])
-    return [label for label in sorted(labels) if not copies & {block["id"] for block in blocks_labelled(reader, label)}]
+    return [label for label in sorted(labels) if not copies & _ids_labelled(reader, label)]
 
 
 def has_undeclared_copies(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
     """Whether a conversation has an isolated copy of a block other than those of `labels` (the file no longer
     declares it, or never did)."""
-    declared = {block["id"] for label in labels for block in blocks_labelled(reader, label)}
-    return bool(set(conversation.get("isolated_block_ids") or []) - declared)
+    undeclared = set(conversation.get("isolated_block_ids") or [])
+    for label in labels:
+        undeclared -= _ids_labelled(reader, label)
+    return bool(undeclared)
+
+
+def _ids_labelled(reader: LiveReader, label: str) -> frozenset[str]:
+    """The ids of every block with one label, gathered once per plan (a conversation of each agent asks)."""
+    ids: frozenset[str] = reader.derived(
+        ("block_ids_labelled", label), lambda: frozenset(block["id"] for block in blocks_labelled(reader, label))
+    )
+    return ids
 
 
 def replaced_by_plan(reader: LiveReader, conversation: Mapping[str, Any], labels: Iterable[str]) -> bool:
