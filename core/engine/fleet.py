@@ -22,6 +22,7 @@ class Fleet:
     data: Mapping[str, Any]
     notes: tuple[Diagnostic, ...] = ()  # remarks on the file that stop nothing (see `Note`)
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _present: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)  # has_file's answers
 
     @property
     def path(self) -> FilePath:
@@ -62,8 +63,11 @@ class Fleet:
 
     def has_file(self, relative: str) -> bool:
         """Whether anything is at `relative` in the fleet's directory, a broken link included: something meant
-        as a file, whose problems are to be reported rather than taken for absence."""
-        return os.path.lexists(self.folder / self._from_folder(relative))
+        as a file, whose problems are to be reported rather than taken for absence. Asked once per path: a fleet
+        of thousands of agents names the same tool file thousands of times."""
+        if relative not in self._present:
+            self._present[relative] = os.path.lexists(self.folder / self._from_folder(relative))
+        return self._present[relative]
 
     def list_folder(self, folder: str) -> list[str]:
         """The paths (`folder/name`) of what `folder` holds, which must be inside the fleet's directory.

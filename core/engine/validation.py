@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any, ClassVar, cast
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, cast
 import cerberus
 from cerberus import errors as cerberus_errors
 
+from lettafleet.core.engine.compiled_schema import CompiledSchema, UnsupportedSchema, compile_schema
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Note, Path, Problem, describe_path
 from lettafleet.core.engine.document import FleetDocument, load_document
 from lettafleet.core.engine.files import UnreadableFile, resolve_inside
@@ -74,19 +76,54 @@ class FleetValidator(cerberus.Validator):
 def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
     """Parse and validate a fleet file. Raises FleetError listing every problem found."""
     document = load_document(path)
-    validator = FleetValidator(fleet_schema(manager))
+    compiled = compiled_schema(manager)
     data = document.data if isinstance(document.data, dict) else None
     if data is None:
         raise FleetError([document.diagnostic((), "a fleet file must be a mapping with an `agents:` list")])
-    valid = validator.validate(data)
-    fleet = Fleet(document=document, data=validator.document)
-    diagnostics = [] if valid else _schema_diagnostics(document, validator)
-    found = _check(fleet, manager, schema_passed=valid)
+    normalised, diagnostics = validate_schema(document, data, manager, compiled)
+    fleet = Fleet(document=document, data=normalised)
+    found = _check(fleet, manager, schema_passed=not diagnostics)
     diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:
         raise FleetError(sorted(set(diagnostics)))
     notes: list[Problem] = [replace(note, message=f"note: {note.message}") for note in found if isinstance(note, Note)]
     return replace(fleet, notes=tuple(sorted(set(locate(document, notes)))))
+
+
+# Each plugin manager's schema, compiled once (None: it uses a rule the compiler does not mirror), with the schema
+# it was compiled from, so that a manager given another schema is compiled again.
+_COMPILED: weakref.WeakKeyDictionary[FleetPlugins, tuple[dict[str, Any], CompiledSchema | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def compiled_schema(manager: FleetPlugins) -> CompiledSchema | None:
+    """The manager's schema compiled (see core.engine.compiled_schema), or None when cerberus must do every check.
+    Raises cerberus's SchemaError, as validating would, when a plugin's schema is not a valid cerberus schema."""
+    schema = fleet_schema(manager)
+    cached = _COMPILED.get(manager)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    validator = FleetValidator(schema)  # cerberus checks the schema itself here
+    try:
+        compiled: CompiledSchema | None = compile_schema(schema, validator)
+    except UnsupportedSchema:
+        compiled = None
+    _COMPILED[manager] = (schema, compiled)
+    return compiled
+
+
+def validate_schema(
+    document: FleetDocument, data: dict[str, Any], manager: FleetPlugins, compiled: CompiledSchema | None
+) -> tuple[Mapping[str, Any], list[Diagnostic]]:
+    """The document normalised by the schema, and its schema problems (none when it is valid). The compiled schema
+    answers for a valid document; cerberus validates any other, and explains every problem it finds."""
+    normalised = compiled(data) if compiled is not None else None
+    if normalised is not None:
+        return normalised, []
+    validator = FleetValidator(fleet_schema(manager))
+    valid = validator.validate(data)
+    return validator.document, [] if valid else _schema_diagnostics(document, validator)
 
 
 def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Problem]:
