@@ -221,3 +221,33 @@ def test_a_schema_with_a_rule_the_compiler_does_not_know_is_left_to_cerberus(wri
 def test_a_manager_s_schema_is_compiled_once():
     manager = get_plugin_manager()
     assert compiled_schema(manager) is compiled_schema(manager)
+
+
+SEED = DOCUMENTS[0]
+# Values at single places that the mutations above reach rarely: the whole value must match a pattern (a final
+# newline does not), `empty: False` refuses an empty string but not a missing key, a null where a value is due.
+EDGES = [
+    (("fleet",), "support\n"),
+    (("fleet",), "Support"),
+    (("fleet",), "support"),
+    (("fleet",), ""),
+    (("fleet",), None),
+    (("agents", 0, "name"), "bot\n"),
+    (("agents", 0, "name"), ""),
+    (("agents", 0, "name"), None),
+    (("agents", 0, "description"), ""),
+    (("agents", 0, "description"), None),
+    (("agents", 0, "llm_config", "model"), ""),
+    (("agents", 0, "llm_config", "context_window"), None),
+    (("prune",), None),
+    (("from_bucket",), None),
+    (("agents", 0, "lettabot"), None),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), EDGES, ids=[f"{'.'.join(map(str, p))}={v!r}" for p, v in EDGES])
+def test_edge_values_get_cerberus_s_verdict(path, value):
+    data = copy.deepcopy(SEED)
+    parent, key = parent_and_key(data, path)
+    parent[key] = value
+    assert compiled_answer(data) == cerberus_answer(data)
