@@ -93,7 +93,9 @@ class ApplySession:
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
         self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
-        self._created: dict[str, dict[str, Any]] = {}  # address -> the server's answer to its create request
+        # address -> the metadata the server answered to its create request (only that: thousands of whole agents,
+        # their blocks and tools with them, would hold hundreds of MB for the length of the apply)
+        self._created: dict[str, dict[str, Any]] = {}
 
     def change_at(self, address: str) -> Change:
         """The plan's change at `address` (every desired resource has one, a no-op if nothing changes)."""
@@ -128,15 +130,16 @@ class ApplySession:
         if isinstance(answer, dict) and answer.get("id"):
             self.record_id(change.address, answer["id"])
             with self._lock:
-                self._created[change.address] = answer
+                self._created[change.address] = dict(answer.get("metadata") or {})
         for child, check in checks:
             outcome = check(answer)  # outside the lock: a check may record the id the server gave the child
             with self._lock:
                 self._carried[child.address] = outcome
         return answer
 
-    def created(self, address: str) -> Mapping[str, Any] | None:
-        """The server's answer to this apply's `create` of `address` (None: not created by this apply)."""
+    def created_metadata(self, address: str) -> Mapping[str, Any] | None:
+        """The metadata the server answered to this apply's `create` of `address` (None: not created by this
+        apply)."""
         with self._lock:
             return self._created.get(address)
 

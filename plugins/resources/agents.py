@@ -578,8 +578,8 @@ def _protected(agent: Mapping[str, Any]) -> bool:
 def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
     """The agent's metadata with the fleet's marks and its protection as the plan leaves them: what the server
     had (or what this apply created it with), every other key kept."""
-    created = session.created(change.address)
-    metadata = dict((created or {}).get("metadata") or change.state.get("metadata") or {})
+    created = session.created_metadata(change.address)
+    metadata = dict(created or change.state.get("metadata") or {})
     metadata.pop(PROTECT_KEY, None)
     marks = session.owner.metadata(**({PROTECT_KEY: True} if (change.after or {}).get("protect") else {}))
     return {**metadata, **marks}
