@@ -66,6 +66,7 @@ from lettafleet.core.letta.ownership import (
     with_record,
 )
 from lettafleet.core.letta.reads import (
+    AGENT_PAGE,
     AGENT_RELATIONS,
     AGENTS,
     AGENTS_WITH_SECRETS,
@@ -138,6 +139,7 @@ __all__ = [
     "AGENTS",
     "AGENTS_WITH_SECRETS",
     "AGENTS_WITH_TOOLS",
+    "AGENT_PAGE",
     "AGENT_RELATIONS",
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",

@@ -22,6 +22,7 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from lettafleet.core.letta.masking import SecretMasker, public_url
+from lettafleet.core.letta.paging import CursorGone, read_every_page
 from lettafleet.core.letta.retries import REFUSED_STATUSES, RETRY_BUDGET, RetryPolicy, Sent, retry_after_seconds
 from lettafleet.core.letta.server import ServerInfo
 
@@ -228,31 +229,23 @@ class LettaClient:
         )
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item of a collection, following the `after` cursor page by page until a page comes back empty.
+        """Every item of a collection, page by page until a page comes back empty (core/letta/paging.py: a list
+        in an `order` that is longer than a page is read from both ends at once). `limit` is the page size asked
+        for (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the
+        work sooner."""
+        limit = int(params.pop("limit", PAGE_SIZE))
 
-        A short page does not prove the end: hosted Letta caps `limit` at a value it does not publish, so a page
-        of 100 may answer a request for 1,000 while more follow. Only an empty page ends the list (as in Letta's
-        own SDK). That costs one more request per collection read, even when the first page held everything."""
-        items: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        after = None
-        while True:
+        def read_page(size: int, after: str | None, query: dict[str, Any]) -> list[dict[str, Any]]:
             try:
-                page = self.get(path, limit=PAGE_SIZE, after=after, **params)
+                page: list[dict[str, Any]] = self.get(path, limit=size, after=after, **query)
             except LettaAPIError as error:
-                # Letta answers 404 when the item the cursor names was deleted meanwhile (another client at work):
-                # go on from the item before it; items read twice are dropped below.
-                if error.status != 404 or after is None:
-                    raise
-                after = _cursor_before(items, after)
-                continue
-            fresh = [item for item in page if item["id"] not in seen]
-            # A server that ignores `after` answers the same page again: nothing new is the end too.
-            if not fresh:
-                return items
-            items.extend(fresh)
-            seen.update(item["id"] for item in fresh)
-            after = page[-1]["id"]
+                # Letta answers 404 when the item the cursor names was deleted meanwhile (another client at work).
+                if error.status == 404 and after is not None:
+                    raise CursorGone(after) from None
+                raise
+            return page
+
+        return read_every_page(read_page, limit, params)
 
     @contextmanager
     def stream(
@@ -304,13 +297,6 @@ class LettaClient:
             return response.json()
         except ValueError:
             return response.text
-
-
-def _cursor_before(items: list[dict[str, Any]], gone: str) -> str | None:
-    """The id of the item read just before `gone`; None (from the start) when there is none."""
-    ids = [item["id"] for item in items]
-    position = ids.index(gone) if gone in ids else len(ids)
-    return ids[position - 1] if position > 0 else None
 
 
 def _url_credentials(url: str) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
+    AGENT_PAGE,
     Action,
     ApplyError,
     ApplySession,
@@ -46,7 +47,7 @@ ATTACHMENT = "folder_attachment"
 FILES_FOLDER = "files"
 EVERY_FILE = "files/*"
 FOLDERS: Read = ("/v1/folders/", {"order": "asc"})
-AGENTS_WITH_FOLDERS: Read = ("/v1/agents/", {"include": ["agent.sources"], "order": "asc"})
+AGENTS_WITH_FOLDERS: Read = ("/v1/agents/", {"include": ["agent.sources"], "order": "asc", "limit": AGENT_PAGE})
 EMBEDDING_KEYS = ("embedding", "embedding_config")
 
 

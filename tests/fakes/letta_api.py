@@ -461,7 +461,10 @@ def _without_id(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _page(items: list[dict[str, Any]], params: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One page of a list, oldest first: the items after the `after` cursor, at most `limit` of them."""
+    """One page of a list, oldest first (newest first with `order=desc`): the items after the `after` cursor, at
+    most `limit` of them."""
+    if (params.get("order") or ["asc"])[0] == "desc":
+        items = items[::-1]
     after = (params.get("after") or [None])[0]
     ids = [item["id"] for item in items]
     start = ids.index(after) + 1 if after in ids else 0

@@ -199,25 +199,59 @@ def test_an_unreachable_server_says_how_to_start_one(client):
         client.get("/v1/agents/")
 
 
-def capped_server(items: list[dict], cap: int):
-    """A list endpoint that returns at most `cap` items a page, whatever `limit` asks, as hosted Letta does."""
+def capped_server(items: list[dict], cap: int, *, honours_order: bool = True):
+    """A list endpoint that returns at most `cap` items a page, whatever `limit` asks, as hosted Letta does; in the
+    `order` asked for (`items` oldest first), as Letta does, unless told to ignore it."""
 
     def page(request: httpx.Request) -> httpx.Response:
+        ordered = items[::-1] if honours_order and request.url.params.get("order") == "desc" else items
         after = request.url.params.get("after")
-        start = next((index + 1 for index, item in enumerate(items) if item["id"] == after), 0)
+        start = next((index + 1 for index, item in enumerate(ordered) if item["id"] == after), 0)
         limit = min(int(request.url.params["limit"]), cap)
-        return httpx.Response(200, json=items[start : start + limit])
+        return httpx.Response(200, json=ordered[start : start + limit])
 
     return page
+
+
+def pages_asked(route: respx.Route) -> list[tuple[str | None, str | None]]:
+    """(order, after) of every page the client asked for."""
+    return [(call.request.url.params.get("order"), call.request.url.params.get("after")) for call in route.calls]
 
 
 @respx.mock
 def test_list_all_reads_past_a_short_page_until_an_empty_one(client):
     items = [{"id": f"a{index}"} for index in range(5)]
-    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server(items, cap=2))
-    assert client.list_all("/v1/agents/", order="asc") == items
-    assert [call.request.url.params.get("after") for call in route.calls] == [None, "a1", "a3", "a4"]
+    route = respx.get(f"{BASE}/v1/tools/").mock(side_effect=capped_server(items, cap=2))
+    assert client.list_all("/v1/tools/") == items
+    assert [after for _, after in pages_asked(route)] == [None, "a1", "a3", "a4"]
     assert route.calls[0].request.url.params["limit"] == "1000"
+
+
+@respx.mock
+def test_a_long_list_in_an_order_is_read_from_both_ends_and_comes_back_whole_in_that_order(client):
+    items = [{"id": f"a{index:02d}"} for index in range(11)]
+    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server(items, cap=100))
+
+    assert client.list_all("/v1/agents/", order="asc", limit=2) == items
+    assert ("desc", None) in pages_asked(route)  # the end was read newest first
+    assert route.call_count <= len(items) // 2 + 2  # no more pages than reading from the start alone
+
+
+@respx.mock
+def test_a_capped_list_is_read_from_both_ends_once_a_second_page_shows_more(client):
+    items = [{"id": f"a{index:02d}"} for index in range(9)]
+    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server(items, cap=2))
+
+    assert client.list_all("/v1/agents/", order="desc") == items[::-1]
+    assert pages_asked(route)[:2] == [("desc", None), ("desc", "a07")]
+    assert ("asc", None) in pages_asked(route)
+
+
+@respx.mock
+def test_a_server_that_ignores_the_order_still_gives_every_item_once(client):
+    items = [{"id": f"a{index:02d}"} for index in range(7)]
+    respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server(items, cap=2, honours_order=False))
+    assert client.list_all("/v1/agents/", order="asc") == items
 
 
 @respx.mock
@@ -234,15 +268,8 @@ def test_list_all_goes_on_when_the_item_its_cursor_names_was_deleted_meanwhile(c
 
     route = respx.get(f"{BASE}/v1/conversations/").mock(side_effect=page)
 
-    assert [item["id"] for item in client.list_all("/v1/conversations/", order="asc")] == [
-        "c0",
-        "c1",
-        "c2",
-        "c3",
-        "c4",
-        "c5",
-    ]
-    assert [call.request.url.params.get("after") for call in route.calls] == [None, "c1", "c0", "c3", "c5"]
+    assert [item["id"] for item in client.list_all("/v1/conversations/")] == ["c0", "c1", "c2", "c3", "c4", "c5"]
+    assert [after for _, after in pages_asked(route)] == [None, "c1", "c0", "c3", "c5"]
 
 
 @respx.mock
