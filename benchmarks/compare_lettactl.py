@@ -241,7 +241,7 @@ def on_server(base_url: str, tool: str, prefix: str) -> OnServer:
 
 
 def compare(
-    size: int, rounds: int, base_url: str, workdir: Path, lettactl: list[str]
+    size: int, rounds: int, reapply: bool, base_url: str, workdir: Path, lettactl: list[str]
 ) -> tuple[list[Measured], list[OnServer]]:
     prefixes = {tool: f"cmp-{tool}-{size}-" for tool in TOOLS}
     fleets = {tool: write_tool_fleet(workdir, size, prefixes[tool]) for tool in TOOLS}
@@ -251,7 +251,7 @@ def compare(
     proxy.start()
     try:
         for round_number in range(1, rounds + 1):
-            names = ["create all", "re-apply, no change"] if round_number == 1 else ["create all"]
+            names = ["create all", "re-apply, no change"] if round_number == 1 and reapply else ["create all"]
             for tool in TOOLS:
                 delete_leftovers(base_url, prefixes[tool], proxy)
                 for name in names:
@@ -327,6 +327,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=200, help="agents in the fleet")
     parser.add_argument("--rounds", type=int, default=1, help="creates per tool (the first round also re-applies)")
+    parser.add_argument(
+        "--reapply",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-apply the unchanged fleet after the first create (lettactl 1.1.2 fails it on Letta 0.16.8)",
+    )
     parser.add_argument("--base-url", default=os.environ.get("LETTA_BASE_URL"), help="default: the dev server")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/compare-lettactl"))
     parser.add_argument("--cache", type=Path, default=Path("/var/cache/lettafleet/lettactl"), help="lettactl's home")
@@ -338,7 +344,7 @@ def main() -> None:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     lettactl = install_lettactl(args.cache, args.lettactl_source)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    steps, found = compare(args.size, args.rounds, base_url, args.workdir, lettactl)
+    steps, found = compare(args.size, args.rounds, args.reapply, base_url, args.workdir, lettactl)
     command = "python benchmarks/compare_lettactl.py " + " ".join(sys.argv[1:])
     print()
     print(markdown(steps, found, command.strip(), base_url))
