@@ -57,7 +57,7 @@ class Measured:
     requests: int  # as the proxy counted them
     by_method: str
     posts_by_collection: str
-    own_count: int | None  # lettafleet's own request count (-v, without its lock's 2 requests); None for lettactl
+    own_count: int | None  # lettafleet's own request count (-v), which leaves out its apply lock's; None for lettactl
     exit_code: int
     background_cpu_s: float | None  # the server's CPU per wall second just before, times this step's seconds
 
