@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-# A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}).
+# A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
+# the page size (see LettaClient.list_all).
 Read = tuple[str, dict[str, Any]]
 
 
