@@ -9,7 +9,8 @@ goes to strictyaml, which refuses it with its located message. A test keeps the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -30,11 +31,23 @@ UNICODE_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
 
 @dataclass(frozen=True)
 class FleetDocument:
-    """A parsed fleet file: its data (scalars still strings, as strictyaml leaves them) and where each part stands."""
+    """A parsed fleet file: its data (scalars still strings, as strictyaml leaves them) and where each part stands.
+
+    Positions are found when first asked for (a message to locate), by reading `text` again: a valid fleet file of
+    thousands of agents needs none, and holding one for every key and item costs more than the data."""
 
     path: FilePath
     data: Any
-    positions: dict[Path, tuple[int, int]]
+    text: str = field(default="", repr=False, compare=False)
+    known_positions: dict[Path, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def positions(self) -> dict[Path, tuple[int, int]]:
+        """The line and column (1-based) of every key and item, by path."""
+        if self.known_positions is not None:
+            return self.known_positions
+        fast = fast_parse(self.text)
+        return fast[1] if fast is not None else strict_parse(self.text, self.path).positions
 
     @property
     def display_name(self) -> str:
@@ -96,9 +109,9 @@ def _refused(mark: Any, problem: str) -> ruamel.error.MarkedYAMLError:
 def parse_document(text: str, path: FilePath) -> FleetDocument:
     if not text.strip():
         raise FleetError([Diagnostic(str(path), 1, 1, "the file is empty", "a fleet file needs an `agents:` list")])
-    fast = fast_parse(text)
-    if fast is not None:
-        return FleetDocument(path=path, data=fast[0], positions=fast[1])
+    data = fast_data(text)
+    if data is not None:
+        return FleetDocument(path=path, data=data, text=text)
     return strict_parse(text, path)
 
 
@@ -110,7 +123,7 @@ def strict_parse(text: str, path: FilePath) -> FleetDocument:
         raise FleetError([_yaml_error_diagnostic(error, path)]) from None
     positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
     data = _plain(parsed, (), positions)
-    return FleetDocument(path=path, data=data, positions=positions)
+    return FleetDocument(path=path, data=data, text=text, known_positions=positions)
 
 
 class _NotPlain(Exception):
@@ -120,12 +133,22 @@ class _NotPlain(Exception):
 def fast_parse(text: str) -> tuple[Any, dict[Path, tuple[int, int]]] | None:
     """The data and positions strictyaml would give, from libyaml's events; None when the file is not one plain
     YAML document of mappings, lists and untagged scalars (strictyaml then parses it, and explains)."""
+    positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
+    data = _libyaml_data(text, positions)
+    return None if data is None else (data, positions)
+
+
+def fast_data(text: str) -> Any | None:
+    """`fast_parse`'s data alone, without recording a position for every key and item."""
+    return _libyaml_data(text, None)
+
+
+def _libyaml_data(text: str, positions: dict[Path, tuple[int, int]] | None) -> Any | None:
     loader = getattr(yaml, "CSafeLoader", None)
     if loader is None:
         return None  # PyYAML built without libyaml: no faster than strictyaml
     if any(mark in text for mark in UNICODE_LINE_BREAKS):
         return None  # libyaml counts these as line ends and strictyaml does not: positions would differ
-    positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
     try:
         events = yaml.parse(text, Loader=loader)
         if not isinstance(next(events), yaml.StreamStartEvent) or not isinstance(next(events), yaml.DocumentStartEvent):
@@ -135,10 +158,11 @@ def fast_parse(text: str) -> tuple[Any, dict[Path, tuple[int, int]]] | None:
             return None
     except (_NotPlain, yaml.YAMLError, StopIteration):
         return None
-    return data, positions
+    return data
 
 
-def _node(events: Any, event: Any, path: Path, positions: dict[Path, tuple[int, int]], depth: int) -> Any:
+def _node(events: Any, event: Any, path: Path, positions: dict[Path, tuple[int, int]] | None, depth: int) -> Any:
+    """One node's data; with `positions`, where each key and item inside it stands, by path."""
     if depth > MAX_NESTING or getattr(event, "anchor", None) is not None:
         raise _NotPlain
     if isinstance(event, yaml.ScalarEvent):
@@ -148,8 +172,10 @@ def _node(events: Any, event: Any, path: Path, positions: dict[Path, tuple[int, 
     if isinstance(event, yaml.SequenceStartEvent) and _untagged(event):
         items: list[Any] = []
         while not isinstance(item := next(events), yaml.SequenceEndEvent):
-            at = (*path, len(items))
-            positions[at] = _place(item)
+            at = path
+            if positions is not None:
+                at = (*path, len(items))
+                positions[at] = _place(item)
             items.append(_node(events, item, at, positions, depth + 1))
         return items
     if isinstance(event, yaml.MappingStartEvent) and _untagged(event):
@@ -159,8 +185,10 @@ def _node(events: Any, event: Any, path: Path, positions: dict[Path, tuple[int, 
                 raise _NotPlain  # a complex key, or a repeated one
             if key.value == "<<" and not key.style:
                 raise _NotPlain  # a merge key
-            at = (*path, key.value)
-            positions[at] = _place(key)
+            at = path
+            if positions is not None:
+                at = (*path, key.value)
+                positions[at] = _place(key)
             mapping[key.value] = _node(events, next(events), at, positions, depth + 1)
         return mapping
     raise _NotPlain  # an alias, or a tagged collection

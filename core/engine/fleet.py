@@ -20,9 +20,16 @@ class Fleet:
 
     document: FleetDocument
     data: Mapping[str, Any]
-    notes: tuple[Diagnostic, ...] = ()  # remarks on the file that stop nothing (see `Note`)
+    noted: tuple[Problem, ...] = ()  # remarks on the file that stop nothing (see `Note`), located as `notes`
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _present: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)  # has_file's answers
+
+    @property
+    def notes(self) -> tuple[Diagnostic, ...]:
+        """The notes, each at its line: found only when shown (`validate` shows them), as locating reads the file
+        again."""
+        located = {self.document.diagnostic(note.path, note.message, note.hint) for note in self.noted}
+        return tuple(sorted(located))
 
     @property
     def path(self) -> FilePath:

@@ -86,8 +86,8 @@ def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
     diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:
         raise FleetError(sorted(set(diagnostics)))
-    notes: list[Problem] = [replace(note, message=f"note: {note.message}") for note in found if isinstance(note, Note)]
-    return replace(fleet, notes=tuple(sorted(set(locate(document, notes)))))
+    notes = tuple(replace(note, message=f"note: {note.message}") for note in found if isinstance(note, Note))
+    return replace(fleet, noted=notes)
 
 
 # Each plugin manager's schema, compiled once (None: it uses a rule the compiler does not mirror), with the schema
