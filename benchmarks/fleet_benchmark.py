@@ -185,7 +185,7 @@ def _delete_if_there(client: LettaClient, path: str) -> None:
 
 
 def benchmark(
-    size: int, base_url: str, workdir: Path, parallelism: int, extras: bool, page_cap: int | None
+    size: int, base_url: str, workdir: Path, parallelism: int, extras: bool, page_cap: int | None, keep: bool = False
 ) -> list[Step]:
     cleanup(base_url, f"bench-{size}-")
     fleet = write_fleet(workdir / f"fleet-{size}", size, tools_and_secrets=extras)
@@ -202,7 +202,8 @@ def benchmark(
         run_step(size, "apply (10% changed)", ["apply", "-f", str(fleet), "--parallelism", str(parallelism)], base_url)
     )
     steps.append(run_step(size, "plan (after change)", ["plan", "-f", str(fleet)], base_url))
-    cleanup(base_url, f"bench-{size}-")
+    if not keep:
+        cleanup(base_url, f"bench-{size}-")
     return steps
 
 
@@ -250,13 +251,21 @@ def main() -> None:
         action="store_true",
         help=f"also give each agent two tools (web_search and {BENCH_TOOL}, defined from source) and a secret",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the last fleet on the server (to profile against it; the next run of that size deletes it first)",
+    )
     args = parser.parse_args()
     base_url = args.base_url or supervisor.status().base_url
     if not base_url:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     steps: list[Step] = []
     for size in (int(part) for part in args.sizes.split(",")):
-        for step in benchmark(size, base_url, args.workdir, args.parallelism, args.tools_and_secrets, args.page_cap):
+        steps_of_size = benchmark(
+            size, base_url, args.workdir, args.parallelism, args.tools_and_secrets, args.page_cap, args.keep
+        )
+        for step in steps_of_size:
             print(
                 f"{step.size:>4} agents  {step.step:<36} {step.seconds:>7.2f} s  {step.requests:>5} requests "
                 f"({step.by_method})  {step.peak_rss_mb:>6.1f} MB  server CPU {step.server_cpu_s} s  "
