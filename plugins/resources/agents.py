@@ -148,13 +148,11 @@ def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, 
     return {name: agents[0] for name, agents in agents_named(reader, read).items()}
 
 
-def meant_first(agents: Sequence[Mapping[str, Any]], owner: Owner | None = None) -> list[dict[str, Any]]:
+def meant_first(agents: Sequence[dict[str, Any]], owner: Owner | None = None) -> list[dict[str, Any]]:
     """Agents of one name (oldest first), the one meant first: `owner`'s, then lettafleet's own, then the oldest.
-    Plans and commands that take an agent's name resolve it by this one rule."""
-    return sorted(
-        (dict(agent) for agent in agents),
-        key=lambda agent: (not (owner and owner.owns(agent)), not is_managed(agent)),
-    )
+    Plans and commands that take an agent's name resolve it by this one rule. The same (read-only) agents, not
+    copies: a plan of thousands of agents holds each once."""
+    return sorted(agents, key=lambda agent: (not (owner and owner.owns(agent)), not is_managed(agent)))
 
 
 @dataclass(frozen=True)
