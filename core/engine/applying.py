@@ -93,8 +93,8 @@ class ApplySession:
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
         self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
-        # address -> the metadata the server answered to its create request (only that: thousands of whole agents,
-        # their blocks and tools with them, would hold hundreds of MB for the length of the apply)
+        # address -> the metadata the server answered to its create request (only that: thousands of whole answers,
+        # each with the relations the server puts in it, would hold hundreds of MB for the length of the apply)
         self._created: dict[str, dict[str, Any]] = {}
 
     def change_at(self, address: str) -> Change:

@@ -110,14 +110,14 @@ class _Compiler:
             if coerce is not None:
                 value = coerce(value)
             if value is None:
-                # cerberus skips every rule of a null value but `excludes` and `refused`
+                # of the rules mirrored here, cerberus checks only `excludes` and `refused` on a null value
                 if not nullable or "refused" in rules:
                     raise NotValid
                 return value
+            if contents is not None:  # cerberus normalises the whole document, then checks it
+                value = contents(value)
             for rule in own_rules:
                 rule(value)
-            if contents is not None:
-                value = contents(value)
             if branches and not any(_passes(branch, value) for branch in branches):
                 raise NotValid
             return value

@@ -20,7 +20,7 @@ class Fleet:
 
     document: FleetDocument
     data: Mapping[str, Any]
-    noted: tuple[Problem, ...] = ()  # remarks on the file that stop nothing (see `Note`), located as `notes`
+    unlocated_notes: tuple[Problem, ...] = ()  # remarks on the file that stop nothing (see `Note`), located as `notes`
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _present: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)  # has_file's answers
 
@@ -28,7 +28,7 @@ class Fleet:
     def notes(self) -> tuple[Diagnostic, ...]:
         """The notes, each at its line: found only when shown (`validate` shows them), as locating reads the file
         again."""
-        located = {self.document.diagnostic(note.path, note.message, note.hint) for note in self.noted}
+        located = {self.document.diagnostic(note.path, note.message, note.hint) for note in self.unlocated_notes}
         return tuple(sorted(located))
 
     @property

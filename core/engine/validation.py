@@ -87,7 +87,7 @@ def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
     if diagnostics:
         raise FleetError(sorted(set(diagnostics)))
     notes = tuple(replace(note, message=f"note: {note.message}") for note in found if isinstance(note, Note))
-    return replace(fleet, noted=notes)
+    return replace(fleet, unlocated_notes=notes)
 
 
 # Each plugin manager's schema, compiled once (None: it uses a rule the compiler does not mirror), with the schema

@@ -4,7 +4,10 @@ than a page, until the two readings meet.
 Letta pages a list with an `after` cursor, so one reading sends its requests one after another: a 5,000-agent list
 is five or more round trips, each waiting for the server to serialise its page. Reading the other end in the opposite
 order at the same time halves the round trips the list waits for, and lets a server with several workers serialise
-two pages at once. A short list costs what it always did: a page and the empty page that proves its end.
+two pages at once. A list shorter than a page costs what it always did: a page and the empty page that proves its
+end; a list of one to two pages may cost one page more, read from the other end while the first reading finishes.
+
+It relies on `order=desc` listing exactly the reverse of `order=asc`: Letta orders by (created_at, id) both ways.
 """
 
 from __future__ import annotations
@@ -88,8 +91,13 @@ def _to_the_end(reading: Reading) -> list[Item]:
 
 
 def _ignores_order(forward: Reading, backward: Reading) -> bool:
-    """Whether the end reading started where the start reading did: the server ignores `order` for this list."""
-    return len(forward.items) > 1 and bool(backward.items) and backward.items[0]["id"] == forward.items[0]["id"]
+    """Whether the end reading's first item is one the start reading has, and not the newest it has read: the
+    server ignores `order` for this list (comparing with the first item alone would miss it when that item was
+    deleted between the two first pages)."""
+    if len(forward.items) < 2 or not backward.items:
+        return False
+    newest = backward.items[0]["id"]
+    return newest in forward.ids and newest != forward.items[-1]["id"]
 
 
 def _cursor_before(items: list[Item], gone: str) -> str | None:

@@ -273,6 +273,45 @@ def test_list_all_goes_on_when_the_item_its_cursor_names_was_deleted_meanwhile(c
 
 
 @respx.mock
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_a_list_read_from_both_ends_goes_on_when_an_item_a_cursor_names_was_deleted_meanwhile(client, order):
+    items = [{"id": f"c{index}"} for index in range(9)]
+    capped = capped_server(items, cap=2)
+    gone = {"asc": "c1", "desc": "c7"}[order]  # read first from the start, or first from the end
+
+    def page(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("after") == gone and {"id": gone} in items:
+            items.remove({"id": gone})  # another client deleted it after it was read
+            return httpx.Response(404, json={"detail": f"Conversation not found with id='{gone}'"})
+        return capped(request)
+
+    respx.get(f"{BASE}/v1/conversations/").mock(side_effect=page)
+    listed = [item["id"] for item in client.list_all("/v1/conversations/", order=order)]
+
+    expected = [f"c{index}" for index in range(9)]
+    assert listed == (expected if order == "asc" else expected[::-1])
+
+
+@respx.mock
+def test_a_server_that_ignores_the_order_loses_nothing_when_its_first_item_goes_meanwhile(client):
+    items = [{"id": f"a{index:02d}"} for index in range(11)]
+    capped = capped_server(items, cap=2, honours_order=False)
+    first_pages = []
+
+    def page(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("after") is None:
+            first_pages.append(request)
+            if len(first_pages) == 2 and {"id": "a00"} in items:
+                items.remove({"id": "a00"})  # deleted between the two readings' first pages
+        return capped(request)
+
+    respx.get(f"{BASE}/v1/agents/").mock(side_effect=page)
+    listed = [item["id"] for item in client.list_all("/v1/agents/", order="asc")]
+
+    assert set(listed) >= {f"a{index:02d}" for index in range(1, 11)}
+
+
+@respx.mock
 def test_list_all_of_a_collection_that_fits_one_page_costs_one_more_request(client):
     route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server([{"id": "a1"}], cap=100))
     assert client.list_all("/v1/agents/") == [{"id": "a1"}]
