@@ -5,17 +5,15 @@ two agents share is uploaded once, and an agent that drops it is detached from i
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from lettafleet.core.cli.app import main
 from lettafleet.core.letta.client import LettaClient
 from tests.fakes.llm_server import FakeLLM
+from tests.integration.cli import cli, ok, planned_changes
 
 pytest_plugins = ["tests.fakes.llm_server"]
 
@@ -35,10 +33,6 @@ def names(client: LettaClient) -> Iterator[dict[str, str]]:
         client.delete(f"/v1/archives/{archive['id']}")
 
 
-def cli(letta_server: str, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"LETTA_BASE_URL": letta_server}, catch_exceptions=False)
-
-
 def write_fleet(folder: Path, names: dict[str, str], fake: FakeLLM, *, files: list[str] | None, archive: bool) -> Path:
     lines = [f"fleet: {names['fleet']}", "agents:", f"  - name: {names['agent']}", "    system_prompt: {value: Hi.}"]
     lines.append(fake.fleet_yaml().rstrip("\n"))
@@ -53,14 +47,11 @@ def write_fleet(folder: Path, names: dict[str, str], fake: FakeLLM, *, files: li
 
 
 def changes(letta_server: str, fleet: Path) -> dict[str, str]:
-    plan = cli(letta_server, "plan", "-f", str(fleet), "-o", "json")
-    assert plan.exit_code == 0, plan.output
-    return {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"] if c["action"] != "no-op"}
+    return planned_changes(cli(letta_server, "plan", "-f", str(fleet), "-o", "json"))
 
 
 def apply(letta_server: str, fleet: Path) -> None:
-    applied = cli(letta_server, "apply", "-f", str(fleet))
-    assert applied.exit_code == 0, applied.output
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
 
 
 def folder_files(client: LettaClient, name: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ one agent removes it all (`prune: true`) and plans "No changes" again."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from click.testing import CliRunner, Result
 from lettafleet.core.cli.app import main
 from lettafleet.core.letta.client import LettaClient
 from tests.fakes.llm_server import FakeLLM
+from tests.integration.cli import ok, planned_changes
 
 pytest_plugins = ["tests.fakes.llm_server"]
 
@@ -58,14 +58,11 @@ def cli(letta_server: str, *args: str) -> Result:
 
 
 def changes(letta_server: str, fleet: Path) -> dict[str, str]:
-    plan = cli(letta_server, "plan", "-f", str(fleet), "-o", "json")
-    assert plan.exit_code == 0, plan.output
-    return {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"] if c["action"] != "no-op"}
+    return planned_changes(cli(letta_server, "plan", "-f", str(fleet), "-o", "json"))
 
 
 def apply(letta_server: str, fleet: Path) -> None:
-    applied = cli(letta_server, "apply", "-f", str(fleet))
-    assert applied.exit_code == 0, applied.output
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
 
 
 def write_sources(root: Path, names: dict[str, str], version: int) -> None:

@@ -5,7 +5,6 @@ declared here is one Letta cannot reach: it registers it, and lists no tools for
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.core.letta.client import LettaClient
+from tests.integration.cli import planned_changes
 
 TOKEN, OTHER_TOKEN, API_KEY = "mcp-token-Zq81", "mcp-token-Yw27", "sk-provider-Kx55"
 
@@ -70,9 +70,7 @@ def write_fleet(folder: Path, names: dict[str, str], *, provider: bool) -> Path:
 
 
 def changes(letta_server: str, token: str, fleet: Path) -> dict[str, str]:
-    plan = cli(letta_server, token, "plan", "-f", str(fleet), "-o", "json")
-    assert plan.exit_code == 0, plan.output
-    return {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"] if c["action"] != "no-op"}
+    return planned_changes(cli(letta_server, token, "plan", "-f", str(fleet), "-o", "json"))
 
 
 def test_mcp_server_and_provider_apply_then_no_changes_then_prune(

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.core.letta.client import LettaClient
+from tests.integration.cli import planned_changes
 
 
 @pytest.fixture
@@ -75,9 +76,7 @@ def agent_on_server(client: LettaClient, name: str) -> dict:
 
 
 def changes(letta_server: str, fleet: Path) -> dict[str, str]:
-    plan = cli(letta_server, "plan", "-f", str(fleet), "-o", "json")
-    assert plan.exit_code == 0, plan.output
-    return {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"] if c["action"] != "no-op"}
+    return planned_changes(cli(letta_server, "plan", "-f", str(fleet), "-o", "json"))
 
 
 def test_removed_tool_lines_defined_tools_and_secrets_go_and_what_was_made_by_hand_stays(
