@@ -43,7 +43,6 @@ from lettafleet.core import (
     integer,
     is_managed,
     not_supported_yet,
-    owner_named,
     read_record,
     refused,
     string,
@@ -396,9 +395,9 @@ class AgentHandler(ResourceHandler):
             )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-        """Every model and embedding handle must be one the server offers, and no declared agent may be one
-        another fleet made: checked before anything is written."""
-        problems: list[Problem] = _claimed_by_other_fleets(reader, desired)
+        """Every model and embedding handle must be one the server offers: checked before anything is written.
+        (An agent another named fleet made is refused by core, from its live side's `marked_by`.)"""
+        problems: list[Problem] = []
         for attribute, listing, place, noun in HANDLE_CHECKS:
             using = [agent for agent in desired if attribute in agent.attributes]
             if not using:
@@ -566,6 +565,7 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         record=read_record(agent),
         state={"metadata": dict(agent.get("metadata") or {})},
         tags=frozenset(agent.get("tags") or []),
+        marked_by=fleet_of(agent),
     )
 
 
@@ -581,25 +581,6 @@ def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
     metadata.pop(PROTECT_KEY, None)
     marks = session.owner.metadata(**({PROTECT_KEY: True} if (change.after or {}).get("protect") else {}))
     return {**metadata, **marks}
-
-
-def _claimed_by_other_fleets(reader: LiveReader, desired: Sequence[Resource]) -> list[Problem]:
-    """Declared agents whose name only agents of another named fleet hold: taking one over would move it between
-    fleets. An agent made by hand, or by a fleet without a name, may be taken over (the plan shows its new marks)."""
-    problems = []
-    named = agents_named(reader)
-    for resource in desired:
-        agents = named.get(resource.name) or []
-        if agents and all(fleet_of(agent) not in (None, reader.owner.fleet) for agent in agents):
-            problems.append(
-                Problem(
-                    (*resource.source, "name"),
-                    f"agent '{resource.name}' on {reader.client.base_url} belongs to {owner_named(agents[0])}, "
-                    f"not to {reader.owner.describe()}",
-                    "give this agent another name, or remove it from that fleet's file first",
-                )
-            )
-    return problems
 
 
 def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:

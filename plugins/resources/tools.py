@@ -289,13 +289,16 @@ class ToolHandler(ResourceHandler):
     ) -> Iterable[Resource]:
         """The declared tools and attachments as the server has them; for a fleet with a name, also the tools it
         defined and declares no more (a removal, or kept where an agent still uses them)."""
-        wanted = {resource.address for resource in desired}
+        wanted = {resource.address: resource for resource in desired}
         if not wanted and not reader.owner.named:
             return []
         found = []
         for name, tool in _tools_by_name(reader).items():
-            if address_of(KIND, name) in wanted:
-                found.append(_live_tool(tool))
+            declared = wanted.get(address_of(KIND, name))
+            if declared is not None:
+                live = _live_tool(tool)
+                # A tool the fleet only names is used, not written: another fleet's may be named.
+                found.append(live if "source_code" in declared.attributes else replace(live, marked_by=None))
             elif reader.owner.named and _owned(reader.owner, tool):
                 found.append(_unused_tool(reader, tool, fleet))
         for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items() if wanted else ():
@@ -446,8 +449,22 @@ def _live_tool(tool: Mapping[str, Any]) -> Resource:
         values["protect"] = PROTECT_TAG in tags
     name = str(tool.get("name"))
     return Resource(
-        address_of(KIND, name), KIND, name, values, id=tool["id"], protected=PROTECT_TAG in tags, state={"tags": tags}
+        address_of(KIND, name),
+        KIND,
+        name,
+        values,
+        id=tool["id"],
+        protected=PROTECT_TAG in tags,
+        state={"tags": tags},
+        marked_by=_fleet_tagged(tags),
     )
+
+
+def _fleet_tagged(tags: Sequence[str]) -> str | None:
+    """The named fleet whose marks a tool's tags carry (None: no lettafleet marks, or no fleet name)."""
+    if MANAGED_TAG not in tags:
+        return None
+    return next((tag.removeprefix(FLEET_TAG) for tag in tags if tag.startswith(FLEET_TAG)), None)
 
 
 def _live_attachment(agent: str, tool: Mapping[str, Any]) -> Resource:
