@@ -21,7 +21,9 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Exported,
+    ExportError,
     Fleet,
+    LettaAPIError,
     LiveReader,
     Note,
     Owner,
@@ -50,6 +52,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
 
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
@@ -448,7 +451,7 @@ class AgentHandler(ResourceHandler):
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         after = change.after or {}
         if change.action is Action.DELETE:
-            session.delete(f"/v1/agents/{change.id}")
+            _delete_agent(str(change.id), session)
             return None
         if change.action is Action.CREATE:
             body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
@@ -473,6 +476,9 @@ class AgentHandler(ResourceHandler):
         session.client.patch(f"/v1/agents/{agent_id}", json={"metadata": with_record(_marks(change, session), record)})
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        fleet = _one_fleet(agents)
+        if fleet:
+            yield Exported("fleet", fleet)  # its agents, shared blocks and tools carry its name: the plan finds them
         for agent in agents:
             yield from _exported_agent(agent)
 
@@ -482,6 +488,50 @@ class AgentHandler(ResourceHandler):
             return []
         metadata = {**(agent.get("metadata") or {}), **reader.owner.metadata()}
         return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
+
+
+def _delete_agent(agent_id: str, session: ApplySession) -> None:
+    """Delete an agent the fleet made (pruned, or a copy) with the blocks the fleet made for it and its
+    conversations' isolated copies, read from the agent as it is now: Letta would leave them as orphans."""
+    try:
+        agent = session.client.get(f"/v1/agents/{agent_id}")
+    except LettaAPIError as error:
+        if error.status == 404:
+            return  # deleted already: a removal is done either way
+        raise
+    remove_agent(session.client, plan_agent_removal(session.client, agent, keeps=_not_made_for(agent, session.owner)))
+
+
+def _not_made_for(agent: Mapping[str, Any], owner: Owner) -> KeptBlock:
+    """Which of the agent's blocks a fleet deleting it keeps: all but those it made for the agent, which its record
+    names (blocks made inside the agent's create request carry no marks) or which carry its marks for an agent."""
+    recorded = {entry.id for entry in read_record(agent) or () if entry.id}
+
+    def keeps(block: Mapping[str, Any]) -> str | None:
+        if block["id"] in recorded or (owner.owns(block) and "agent" in (block.get("metadata") or {})):
+            return None
+        return "the fleet did not make it for this agent"
+
+    return keeps
+
+
+def _one_fleet(agents: Sequence[Mapping[str, Any]]) -> str | None:
+    """The named fleet every exported agent belongs to (None: none of them carries a fleet name). A fleet file is
+    one fleet: agents of several fleets (or of one and of none) could not plan "No changes" from one file."""
+    fleets: dict[str | None, list[str]] = {}
+    for agent in agents:
+        fleets.setdefault(fleet_of(agent), []).append(str(agent["name"]))
+    if len(fleets) < 2:
+        return next(iter(fleets), None)
+    groups = "; ".join(
+        f"{f'fleet {fleet!r}' if fleet else 'no fleet name'}: {', '.join(sorted(names)[:3])}"
+        + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        for fleet, names in sorted(fleets.items(), key=lambda item: item[0] or "")
+    )
+    raise ExportError(
+        f"the agents chosen belong to {len(fleets)} fleets ({groups}), and a fleet file is one fleet: export each "
+        "fleet's agents apart (name them, or choose them with --tags)"
+    )
 
 
 def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:

@@ -198,6 +198,7 @@ class FakeLetta:
                 (r"/v1/agents/([^/]+)", self._get_agent),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
+                (r"/v1/blocks/([^/]+)/agents", self._block_agents),
                 (r"/v1/conversations/", self._list_conversations),
                 (r"/v1/conversations/([^/]+)", self._get_conversation),
                 (r"/v1/conversations/([^/]+)/messages", self._list_messages),
@@ -229,7 +230,7 @@ class FakeLetta:
             ],
             "DELETE": [
                 (r"/v1/conversations/([^/]+)", self._delete_conversation),
-                (r"/v1/agents/([^/]+)", lambda agent_id, **_: self.agents.pop(agent_id) and None),
+                (r"/v1/agents/([^/]+)", self._delete_agent),
                 (r"/v1/blocks/([^/]+)", self._delete_block),
                 (r"/v1/tools/([^/]+)", self._delete_tool),
             ],
@@ -319,6 +320,14 @@ class FakeLetta:
         self._configure(agent, body)
         return self._shown(agent)
 
+    def _delete_agent(self, agent_id: str, **_: Any) -> Any:
+        """Letta deletes the agent's conversations with it, but none of its blocks (nor the conversations' copies)."""
+        if self.agents.pop(agent_id, None) is None:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        for conversation_id in [c for c, found in self.conversations.items() if found["agent_id"] == agent_id]:
+            del self.conversations[conversation_id]
+        return None
+
     def _attach(self, relation: str) -> Callable[..., dict[str, Any]]:
         def attach(agent_id: str, item_id: str, **_: Any) -> dict[str, Any]:
             agent = self.agents[agent_id]
@@ -345,6 +354,10 @@ class FakeLetta:
         if block_id not in self.blocks:
             return httpx.Response(404, json={"detail": f"Block with id '{block_id}' not found"})
         return self.blocks[block_id]
+
+    def _block_agents(self, block_id: str, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        holding = [agent for agent in self.agents.values() if block_id in agent["block_ids"]]
+        return [self._shown(agent, params.get("include")) for agent in holding]
 
     def _detach_block(self, agent_id: str, block_id: str, **_: Any) -> Any:
         """Letta answers 404 for a block that is not attached to the agent (or does not exist)."""

@@ -263,3 +263,25 @@ def test_a_copy_not_made_by_the_fleet_is_only_reported(fleet, letta):
     [ambiguity] = plan.ambiguities
     assert set(ambiguity.ids) == {own["id"], by_hand["id"]} and ambiguity.used == own["id"]
     assert fleet.actions(plan) == {"agent.support": "no-op", f"agent.support~{spare['id']}": "delete"}
+
+
+def test_deleting_a_copy_deletes_the_blocks_the_fleet_made_for_it_and_its_isolated_copies_only(fleet, letta):
+    attributes = {"description": "Helps customers", "system": "You help.", "tags": ["team-a", "team-b"]}
+    kept = letta.add_agent("support", **attributes)
+    made_for_it = letta.add_block("persona", "I am Sam.", metadata={"managed_by": "lettafleet", "agent": "support"})
+    by_hand = letta.add_block("scratch")
+    also_kept_agents = letta.add_block("common")
+    shared = letta.add_block("policies", metadata={"managed_by": "lettafleet", "shared": True})
+    copy = letta.add_agent("support", blocks=[made_for_it, by_hand, also_kept_agents, shared], **attributes)
+    letta.add_conversation(kept, "Ticket 1")  # the kept agent's conversation: it keeps it
+    letta.agents[kept["id"]]["block_ids"].append(also_kept_agents["id"])
+    conversation = letta.add_conversation(copy, "Ticket 2", copies=["persona"])
+    [isolated] = conversation["isolated_block_ids"]
+
+    plan = fleet.plan(FLEET)
+    assert fleet.actions(plan)[f"agent.support~{copy['id']}"] == "delete"
+    assert fleet.apply(plan).ok
+
+    assert copy["id"] not in letta.agents
+    assert made_for_it["id"] not in letta.blocks and isolated not in letta.blocks
+    assert {by_hand["id"], also_kept_agents["id"], shared["id"]} <= set(letta.blocks)
