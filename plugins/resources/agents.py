@@ -451,7 +451,7 @@ class AgentHandler(ResourceHandler):
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         after = change.after or {}
         if change.action is Action.DELETE:
-            _delete_agent(str(change.id), session)
+            _delete_agent(change, session)
             return None
         if change.action is Action.CREATE:
             body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
@@ -490,25 +490,27 @@ class AgentHandler(ResourceHandler):
         return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
 
 
-def _delete_agent(agent_id: str, session: ApplySession) -> None:
+def _delete_agent(change: Change, session: ApplySession) -> None:
     """Delete an agent the fleet made (pruned, or a copy) with the blocks the fleet made for it and its
     conversations' isolated copies, read from the agent as it is now: Letta would leave them as orphans."""
-    try:
-        agent = session.client.get(f"/v1/agents/{agent_id}")
+    try:  # its blocks with their tags (an agent read shows none), which mark the blocks made in its create request
+        blocks = session.client.get(f"/v1/agents/{change.id}/core-memory/blocks")
     except LettaAPIError as error:
         if error.status == 404:
             return  # deleted already: a removal is done either way
         raise
+    agent = {"id": change.id, "name": change.name, "metadata": change.state.get("metadata") or {}, "blocks": blocks}
     remove_agent(session.client, plan_agent_removal(session.client, agent, keeps=_not_made_for(agent, session.owner)))
 
 
 def _not_made_for(agent: Mapping[str, Any], owner: Owner) -> KeptBlock:
-    """Which of the agent's blocks a fleet deleting it keeps: all but those it made for the agent, which its record
-    names (blocks made inside the agent's create request carry no marks) or which carry its marks for an agent."""
+    """Which of the agent's blocks a fleet deleting it keeps: all but those it made for the agent, which carry its
+    marks (metadata with the agent's name, or, made inside the agent's create request, tags) or its record names."""
     recorded = {entry.id for entry in read_record(agent) or () if entry.id}
 
     def keeps(block: Mapping[str, Any]) -> str | None:
-        if block["id"] in recorded or (owner.owns(block) and "agent" in (block.get("metadata") or {})):
+        marked = owner.owns(block) and "agent" in (block.get("metadata") or {})
+        if marked or owner.owns_tagged(block.get("tags")) or block["id"] in recorded:
             return None
         return "the fleet did not make it for this agent"
 

@@ -292,12 +292,13 @@ class BlockHandler(ResourceHandler):
     ) -> RideAlongCheck | None:
         """A new agent's own new blocks are made inside its create request (`memory_blocks`): Letta makes them and
         the agent in one request, so a stopped apply leaves the agent with its blocks or neither. Letta drops the
-        metadata of blocks made this way; they need none, since the agent's record names them by id (taken from the
-        server's answer). Shared blocks, and own blocks an earlier lettafleet made before the agent, go by id."""
+        metadata of blocks made this way; the agent's record names them by id (taken from the server's answer), and
+        they carry the fleet's marks as tags, which Letta keeps: deleting the agent finds them by either.
+        Shared blocks, and own blocks an earlier lettafleet made before the agent, go by id."""
         if parent.kind != AGENT:
             return None
         if child.kind == BLOCK and child.action is Action.CREATE:
-            request.setdefault("memory_blocks", []).append(_block_body(child))
+            request.setdefault("memory_blocks", []).append({**_block_body(child), "tags": session.owner.tags()})
             return _made_inline(child, session, parent.name)
         if child.kind == ATTACHMENT:
             block_id = session.id_of(address_of(SHARED, child.name))

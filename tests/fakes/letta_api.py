@@ -195,6 +195,7 @@ class FakeLetta:
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
                 (r"/v1/agents/([^/]+)/messages", self._list_agent_messages),
+                (r"/v1/agents/([^/]+)/core-memory/blocks", self._core_memory),
                 (r"/v1/agents/([^/]+)", self._get_agent),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
@@ -262,10 +263,10 @@ class FakeLetta:
 
     def _inline_blocks(self, request: dict[str, Any]) -> list[str]:
         """The ids of the blocks made from a create request's `memory_blocks`: as Letta 0.16.8 makes them, with
-        label, value, description and limit (100,000 unless given), and without the metadata sent."""
+        label, value, description, limit (100,000 unless given) and tags, and without the metadata sent."""
         made = []
         for fields in request.get("memory_blocks") or []:
-            kept = {key: fields[key] for key in ("description", "limit") if key in fields}
+            kept = {key: fields[key] for key in ("description", "limit", "tags") if key in fields}
             made.append(self.add_block(fields["label"], fields.get("value") or "", **{"limit": 100_000, **kept})["id"])
         return made
 
@@ -286,8 +287,8 @@ class FakeLetta:
 
     def _shown(self, agent: dict[str, Any], include: list[str] | None = None) -> dict[str, Any]:
         """An agent as Letta answers it: with every relation, or only those `include` names."""
-        relations = {
-            "blocks": [self.blocks[block_id] for block_id in agent["block_ids"] if block_id in self.blocks],
+        relations = {  # Letta shows an agent's blocks without their tags (its core-memory/blocks has them)
+            "blocks": [{**block, "tags": []} for block in self._blocks_of(agent)],
             "tags": agent["tags"],
             "tools": [self.tools[tool_id] for tool_id in agent["tool_ids"]],
             "secrets": [
@@ -300,6 +301,14 @@ class FakeLetta:
         for relation, value in relations.items():
             shown[relation] = value if not include or relation in named else []
         return shown
+
+    def _blocks_of(self, agent: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.blocks[block_id] for block_id in agent["block_ids"] if block_id in self.blocks]
+
+    def _core_memory(self, agent_id: str, **_: Any) -> Any:
+        if agent_id not in self.agents:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        return self._blocks_of(self.agents[agent_id])
 
     def _list_agents(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
         shown = [self._shown(agent, params.get("include")) for agent in self.agents.values()]

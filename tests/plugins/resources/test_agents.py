@@ -285,3 +285,21 @@ def test_deleting_a_copy_deletes_the_blocks_the_fleet_made_for_it_and_its_isolat
     assert copy["id"] not in letta.agents
     assert made_for_it["id"] not in letta.blocks and isolated not in letta.blocks
     assert {by_hand["id"], also_kept_agents["id"], shared["id"]} <= set(letta.blocks)
+
+
+def test_pruning_an_agent_without_its_record_deletes_the_blocks_made_in_its_create_request(fleet, letta):
+    agent = "  - name: {}\n    llm_config: {{model: letta/letta-free}}\n    system_prompt: {{value: You help.}}\n"
+    own = "    memory_blocks: [{name: persona, value: I am Sam.}]\n"
+    both = "fleet: shop\nprune: true\nagents:\n" + agent.format("gone") + own + agent.format("stays")
+    assert fleet.apply(fleet.plan(both)).ok
+    gone = letta.agent_named("gone")
+    del gone["metadata"]["lettafleet_applied"]  # an apply stopped before it wrote the record
+    [persona] = gone["block_ids"]
+    [isolated] = letta.add_conversation(gone, "Ticket 1", copies=["persona"])["isolated_block_ids"]
+
+    plan = fleet.plan("fleet: shop\nprune: true\nagents:\n" + agent.format("stays"))
+    assert fleet.actions(plan) == {"agent.gone": "delete", "agent.stays": "no-op"}
+    assert fleet.apply(plan).ok
+
+    assert gone["id"] not in letta.agents
+    assert persona not in letta.blocks and isolated not in letta.blocks

@@ -53,9 +53,10 @@ def test_a_new_agent_gets_its_own_blocks_inside_its_create_request_and_shared_on
         {"label": "policies", "value": "Be kind.", "metadata": {**MARKER, "shared": True}},
     )
     assert agent.path == "/v1/agents/"
+    marks = ["managed_by:lettafleet"]  # as tags: Letta drops the metadata of blocks made this way, not their tags
     assert agent.body["memory_blocks"] == [
-        {"label": "facts", "value": "fleet truth", "description": "Facts"},
-        {"label": "notes", "value": "seed", "limit": 500},
+        {"label": "facts", "value": "fleet truth", "description": "Facts", "tags": marks},
+        {"label": "notes", "value": "seed", "limit": 500, "tags": marks},
     ]
     ids = {block["label"]: block["id"] for block in letta.blocks.values()}
     assert agent.body["block_ids"] == [ids["policies"]]
