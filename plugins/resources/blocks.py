@@ -40,6 +40,7 @@ from lettafleet.core import (
     conversations_by_agent,
     created_with,
     exported_text_source,
+    fleet_of,
     hookimpl,
     integer,
     is_managed,
@@ -241,9 +242,12 @@ class BlockHandler(ResourceHandler):
                 label = block.get("label") or ""
                 own = address_of(BLOCK, label, parent)
                 link = address_of(SHARED, label, parent)
-                if own in wanted:
+                if own in wanted:  # another named fleet's block attached here (its shared one, say) is refused
+                    attributes_now = _live_block_attributes(block)
                     found.append(
-                        Resource(own, BLOCK, label, _live_block_attributes(block), parent=parent, id=block["id"])
+                        Resource(
+                            own, BLOCK, label, attributes_now, parent=parent, id=block["id"], marked_by=fleet_of(block)
+                        )
                     )
                     attached_addresses.add(own)
                     if len(holders[block["id"]]) > 1:
@@ -515,6 +519,7 @@ def _live_shared(name: str, block: Mapping[str, Any], holders: Sequence[str] = (
         id=block["id"],
         protected=protected,
         state={"metadata": metadata, "others": sorted(holders)},
+        marked_by=fleet_of(block),  # always this fleet's (found by its marks): two fleets' shared blocks stay apart
     )
 
 
