@@ -278,7 +278,7 @@ def apply(
             client = stack.enter_context(make_client(base_url))
             lock = None
             if use_lock and not dry_run:
-                lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
+                lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping))
             the_plan = _planned(fleet, client, manager, targets, scope, prune)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)

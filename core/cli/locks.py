@@ -6,12 +6,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import rich_click as click
 
 from lettafleet.core.cli.interrupts import Stopping
 from lettafleet.core.cli.options import make_client, reports_errors, server_options
+from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.locking import (
     FleetLock,
     HeldLock,
@@ -27,11 +27,11 @@ RELEASE_AT_ONCE_SECONDS = 3.0  # how long a second Ctrl-C waits for the lock's r
 
 @contextmanager
 def apply_lock(
-    base_url: str, fleet_file: Path, lock_id: str | None, timeout: float, stopping: Stopping
+    base_url: str, fleet: Fleet, lock_id: str | None, timeout: float, stopping: Stopping
 ) -> Iterator[FleetLock]:
     """Hold the fleet's lock while inside; losing it stops the apply. The lock has its own client, so its
     requests are not counted as the fleet's and its release never queues behind the apply's requests."""
-    chosen = lock_id or default_lock_id(fleet_file)
+    chosen = lock_id or default_lock_id(fleet.path, fleet.name)
     seen: set[str] = set()
 
     def waiting(held: HeldLock) -> None:
@@ -69,7 +69,8 @@ def release_at_once(lock: FleetLock | None) -> None:
 def force_unlock(lock_id: str, base_url: str, force: bool) -> None:
     """Release a fleet's apply lock by hand, e.g. one left by a killed apply (it would expire by itself).
 
-    LOCK_ID is the name an apply's lock error shows (by default the fleet file's path in its repository).
+    LOCK_ID is the name an apply's lock error shows (by default `fleet:NAME` for a fleet with a `fleet:` name,
+    else the fleet file's path in its repository).
     Only the lock shown is released: one taken after it stays. Never release the lock of an apply that runs.
     """
     with make_client(base_url) as client:

@@ -98,8 +98,9 @@ def lock_options(command: F) -> F:
     command = click.option(
         "--lock-id",
         metavar="NAME",
-        help="Which lock this apply takes. Default: the fleet file's path inside its git repository (else its "
-        "absolute path), so every checkout of one repository shares it.",
+        help="Which lock this apply takes. Default: `fleet:NAME` for a fleet with a `fleet:` name (wherever its "
+        "file lies); else the fleet file's path inside its git repository (else its absolute path), so every "
+        "checkout of one repository shares it.",
     )(command)
     command = click.option(
         "--lock-timeout",

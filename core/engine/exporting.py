@@ -21,12 +21,15 @@ class ExportError(Exception):
 class Exported:
     """One fragment of an exported fleet document: `value` under `key`, in the agent named `agent` (None: at the
     top level). Lists under one key are joined (an item already there is not added twice), mappings merged.
-    `files` (path relative to the fleet file -> text) are written beside it, for `from_file` references."""
+    `files` (path relative to the fleet file -> text) are written beside it, for `from_file` references.
+    `runtime`: it declares what an application made rather than a fleet file (a conversation no record lists),
+    exported only when asked for (`export --conversations`)."""
 
     key: str
     value: Any
     agent: str | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    runtime: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,16 @@ class ExportedFleet:
 
 
 def export_fleet(
-    manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mapping[str, Any]], *, leave_out: Collection[str] = ()
+    manager: FleetPlugins,
+    reader: LiveReader,
+    agents: Sequence[Mapping[str, Any]],
+    *,
+    leave_out: Collection[str] = (),
+    with_runtime: bool = True,
 ) -> ExportedFleet:
     """The fleet document of these live agents (rows of the `AGENTS` read), from every handler's fragments but
-    those of handlers whose kinds are all in `leave_out` (what the user did not ask to export)."""
+    those of handlers whose kinds are all in `leave_out`, and (unless `with_runtime`) the `runtime` ones: what the
+    user did not ask to export."""
     top: dict[str, Any] = {}
     by_name: dict[str, dict[str, Any]] = {str(agent["name"]): {"name": agent["name"]} for agent in agents}
     files: dict[str, str] = {}
@@ -49,6 +58,8 @@ def export_fleet(
         if set(kinds) <= set(leave_out):
             continue
         for part in handler.export(reader, agents):
+            if part.runtime and not with_runtime:
+                continue
             _merge(top if part.agent is None else by_name[part.agent], part)
             _add_files(files, part.files)
     return ExportedFleet({**top, "agents": list(by_name.values())}, files)

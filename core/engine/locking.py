@@ -81,11 +81,18 @@ class HeldLock:
         return f"Lock {self.lock_id!r} is held by {self.holder} ({self.operation}) since {since}, expires {until}"
 
 
-def default_lock_id(fleet_file: Path) -> str:
-    """The lock a fleet file's apply takes: its path inside its git repository (so two CI jobs or two laptops
+NAMED_FLEET_PREFIX = "fleet:"  # the lock of a fleet with a `fleet:` name: `fleet:NAME`
+
+
+def default_lock_id(fleet_file: Path, fleet_name: str | None = None) -> str:
+    """The lock a fleet file's apply takes. A fleet with a `fleet:` name takes that name's (`fleet:NAME`): its
+    marks make one set of agents whatever folder or checkout the file lies in, so two copies of the file must
+    never apply at once. Without a name, the file's path inside its git repository (two CI jobs or two laptops
     applying one repository's file share a lock although their checkouts sit in different folders); outside a
     repository, its absolute path (links resolved), so every run of one file on this machine shares one lock,
     wherever it was started from."""
+    if fleet_name:
+        return NAMED_FLEET_PREFIX + fleet_name
     path = fleet_file.resolve()
     for folder in path.parents:
         if (folder / ".git").exists():

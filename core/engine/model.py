@@ -59,6 +59,10 @@ class Resource:
     `tags` (top-level resources only): the tags `--scope` selects it by (an agent's `tags`: the fleet's when
     desired, the server's when live); None for a resource that is not selected by tags (a fleet-level shared
     block or tool), which a scoped plan keeps as lettactl's `--scope` does (see `Plan.scoped`).
+
+    `marked_by` (live only): the name of the fleet whose ownership marks the server resource carries (None: no
+    marks, or a fleet without a name's). A plan refuses to declare what another named fleet marked, before any
+    write: every kind whose handler sets it gets that guard.
     """
 
     address: str
@@ -74,6 +78,7 @@ class Resource:
     record: tuple[Recorded, ...] | None = None
     state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     tags: frozenset[str] | None = None
+    marked_by: str | None = None
 
 
 @dataclass(frozen=True)

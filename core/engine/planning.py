@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind
@@ -63,10 +63,11 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         wanted = _by_address(desired, "desired")
         found_live += _recorded_removals(reader, manager, wanted, found_live)
     reader.close()
+    live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
+    problems += claimed_by_other_fleets(wanted, live, reader.owner, manager.kinds, client.base_url)
     if problems:
         raise FleetError(locate(fleet.document, problems))
     ambiguities = [found for found in found_live if isinstance(found, Ambiguity)]
-    live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
     changes = _changes(wanted, live, manager, renamed, prune=prune or fleet.prunes)
     return Plan.build(
         str(fleet.path),
@@ -88,6 +89,32 @@ def check_moves(fleet: Fleet, desired: Sequence[Resource], manager: FleetPlugins
     problems = move_problems(fleet, desired, manager.kinds)
     if problems:
         raise FleetError(locate(fleet.document, problems))
+
+
+def claimed_by_other_fleets(
+    wanted: Mapping[str, Resource],
+    live: Mapping[str, Resource],
+    owner: Owner,
+    kinds: Mapping[str, ResourceKind],
+    server: str,
+) -> list[Problem]:
+    """Declared resources whose live side another named fleet marked (`Resource.marked_by`): applying would
+    rewrite what that fleet made, and the two would then undo each other on every apply. Each is a problem at its
+    declaration. What carries no fleet's name (made by hand, or by a fleet without a name) may be taken over."""
+    problems = []
+    for address, declared in wanted.items():
+        found = live.get(address)
+        if found is None or found.marked_by is None or found.marked_by == owner.fleet:
+            continue
+        noun = kinds[declared.kind].singular
+        problems.append(
+            Problem(
+                declared.source,
+                f"{noun} '{declared.name}' on {server} belongs to fleet '{found.marked_by}', not to {owner.describe()}",
+                f"give this {noun} another name, or remove it from fleet '{found.marked_by}' first",
+            )
+        )
+    return problems
 
 
 def _changes(

@@ -16,6 +16,11 @@ from typing import Any
 
 MANAGED_BY = "lettafleet"
 FLEET_KEY = "fleet"
+# The same marks as tags, for what keeps no metadata: tools, and blocks Letta makes inside an agent's create
+# request (it drops their metadata but keeps their tags, shown by `GET /v1/blocks/{id}` and the agent's
+# `core-memory/blocks`, not in agent listings).
+MANAGED_TAG = "managed_by:lettafleet"
+FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name
 RECORD_KEY = "lettafleet_applied"
 PROTECT_KEY = "protect"
 
@@ -37,6 +42,18 @@ def fleet_of(item: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def is_tagged_managed(tags: Sequence[str] | None) -> bool:
+    """Whether lettafleet's tag marks are among a resource's tags (for any fleet)."""
+    return MANAGED_TAG in (tags or ())
+
+
+def fleet_tagged(tags: Sequence[str] | None) -> str | None:
+    """The named fleet whose tag marks a resource carries (None: no lettafleet tags, or no fleet name)."""
+    if not is_tagged_managed(tags):
+        return None
+    return next((tag.removeprefix(FLEET_TAG) for tag in tags or () if tag.startswith(FLEET_TAG)), None)
+
+
 @dataclass(frozen=True)
 class Owner:
     """One fleet, as the server's marks name it: `fleet` is the fleet file's `fleet:` (None when it has none)."""
@@ -54,6 +71,14 @@ class Owner:
     def owns(self, item: Mapping[str, Any]) -> bool:
         """Whether this fleet made `item`: lettafleet's mark with this fleet's name (or, unnamed, with none)."""
         return is_managed(item) and fleet_of(item) == self.fleet
+
+    def tags(self) -> list[str]:
+        """The marks as tags, for something this fleet creates that keeps no metadata."""
+        return [MANAGED_TAG, *([FLEET_TAG + self.fleet] if self.fleet else [])]
+
+    def owns_tagged(self, tags: Sequence[str] | None) -> bool:
+        """Whether this fleet made what carries these tags: lettafleet's tag with this fleet's name (or none)."""
+        return is_tagged_managed(tags) and fleet_tagged(tags) == self.fleet
 
     def describe(self) -> str:
         return f"fleet '{self.fleet}'" if self.fleet else "the fleet without a name"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import rich_click as click
@@ -15,7 +14,6 @@ from lettafleet.core import (
     PREVIEW_WIDTH,
     Column,
     LettaAPIError,
-    LettaClient,
     PluginCommand,
     hookimpl,
     is_managed,
@@ -31,7 +29,8 @@ from lettafleet.core import (
     short_date,
     to_yaml,
 )
-from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.agent_lookup import find_agent
+from lettafleet.plugins.resources.agent_removal import AgentRemoval, plan_agent_removal, remove_agent
 
 # ---------------------------------------------------------------------------------------------- agent records
 
@@ -156,61 +155,6 @@ def describe_agent(agent: str, base_url: str, output: str) -> None:
 # ---------------------------------------------------------------------------------------------- delete agent
 
 
-@dataclass(frozen=True)
-class BlockToDelete:
-    id: str
-    label: str
-    owner: str  # "agent", or the conversation the block is an isolated copy for
-
-
-@dataclass(frozen=True)
-class AgentRemoval:
-    """Everything `delete agent` removes or keeps, gathered before anything is deleted."""
-
-    agent: Mapping[str, Any]
-    conversations: Sequence[Mapping[str, Any]]
-    doomed: Sequence[BlockToDelete] = field(default_factory=tuple)
-    kept: Sequence[tuple[BlockToDelete, str]] = field(default_factory=tuple)  # (block, why)
-
-
-def plan_agent_removal(client: LettaClient, agent: Mapping[str, Any]) -> AgentRemoval:
-    """The agent's blocks and its conversations' isolated copies, each checked for other users.
-
-    Letta deletes an agent's conversations with it but leaves every block behind (its own and the copies), so
-    they are gathered first: once the agent is gone, nothing links them to it any more.
-    """
-    conversations = client.list_all("/v1/conversations/", agent_id=agent["id"], order="asc")
-    candidates = [BlockToDelete(b["id"], b.get("label") or "", "agent") for b in agent.get("blocks") or []]
-    for conversation in conversations:
-        title = conversation.get("summary") or conversation["id"]
-        candidates += [
-            BlockToDelete(block_id, "", f"conversation '{title}'")
-            for block_id in conversation.get("isolated_block_ids") or []
-        ]
-    shared_fleet_blocks = {
-        b["id"] for b in agent.get("blocks") or [] if is_managed(b) and (b.get("metadata") or {}).get("shared")
-    }
-    doomed: list[BlockToDelete] = []
-    kept: list[tuple[BlockToDelete, str]] = []
-    for block in candidates:
-        if block.id in shared_fleet_blocks:
-            kept.append((block, "a fleet-wide shared block (declared under shared_blocks)"))
-            continue
-        users = client.get(f"/v1/blocks/{block.id}/agents", include=LIGHT_AGENT, limit=10)
-        others = sorted({user.get("name") or user["id"] for user in users if user["id"] != agent["id"]})
-        if others:
-            kept.append((block, f"also used by {', '.join(others)}"))
-        else:
-            doomed.append(block)
-    return AgentRemoval(agent, conversations, doomed, kept)
-
-
-def _block_name(block: BlockToDelete) -> str:
-    if block.owner == "agent":
-        return f"block {block.label or '(no label)'} ({block.id})"
-    return f"isolated block copy {block.id} of {block.owner}"
-
-
 def describe_removal(removal: AgentRemoval, done: bool) -> list[str]:
     agent = removal.agent
     verb = "Deleted" if done else "Would delete"
@@ -219,8 +163,8 @@ def describe_removal(removal: AgentRemoval, done: bool) -> list[str]:
         f"{verb} agent {agent.get('name')} ({agent['id']})",
         f"  {count} conversation{'s' if count != 1 else ''} and every message in {'them' if count != 1 else 'it'}",
     ]
-    lines += [f"  {_block_name(block)}" for block in removal.doomed]
-    lines += [f"Kept {_block_name(block)}: {why}" for block, why in removal.kept]
+    lines += [f"  {block.describe()}" for block in removal.doomed]
+    lines += [f"Kept {block.describe()}: {why}" for block, why in removal.kept]
     return lines
 
 
@@ -244,25 +188,17 @@ def delete_agent(agent: str, force: bool, base_url: str) -> None:
                 click.echo(line)
             click.echo("Nothing was deleted. Run again with --force to delete.", err=True)
             sys.exit(1)
-        client.delete(f"/v1/agents/{found['id']}")
-        failures = []
-        for block in removal.doomed:
-            try:
-                client.delete(f"/v1/blocks/{block.id}")
-            except LettaAPIError as error:
-                if error.status != 404:  # already gone is what we wanted
-                    failures.append(f"{_block_name(block)}: {error}")
+        try:
+            remove_agent(client, removal)
+        except LettaAPIError as error:
+            click.echo(
+                f"error: {error}. The agent {found.get('name')} ({found['id']}) was not deleted (of its blocks, "
+                "some may be). Run the command again to finish.",
+                err=True,
+            )
+            sys.exit(1)
     for line in describe_removal(removal, done=True):
         click.echo(line)
-    if failures:
-        click.echo(
-            "error: the agent is deleted but these blocks could not be; they are orphans now. "
-            "Delete them with `DELETE /v1/blocks/{id}`:",
-            err=True,
-        )
-        for failure in failures:
-            click.echo(f"  {failure}", err=True)
-        sys.exit(1)
 
 
 @hookimpl

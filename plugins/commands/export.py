@@ -30,7 +30,8 @@ from lettafleet.plugins.resources.agents import agents_named
 from lettafleet.plugins.resources.conversations import CONVERSATION
 
 SHOWN_NAMES = 10  # names listed when nothing matched
-# Kinds an export leaves out unless asked: applications make them at runtime, and a declared one is managed.
+# Kinds `import` leaves out: applications make them at runtime, and a declared one is managed. (`export` leaves
+# out only those no record lists, unless asked for with --conversations.)
 RUNTIME_KINDS = (CONVERSATION,)
 
 
@@ -53,8 +54,9 @@ RUNTIME_KINDS = (CONVERSATION,)
 @click.option(
     "--conversations",
     is_flag=True,
-    help="Also export each agent's conversations that have a summary (with their isolated blocks). Applying the "
-    "file then manages them: a conversation later removed from it is deleted (with its messages on --prune).",
+    help="Also export each agent's conversations made at runtime that have a summary (with their isolated blocks); "
+    "those a fleet declared are always exported. Applying the file then manages them: a conversation later removed "
+    "from it is deleted (with its messages on --prune).",
 )
 @server_options
 @reports_errors
@@ -67,7 +69,8 @@ def export(
     agent's description, system prompt, model, embedding, tags, memory blocks (lettafleet's shared blocks as shared
     blocks), tools (custom tools as tools/NAME.py) and secrets, by name only: `from_env: NAME` with
     `preserve_existing: true`, never a value. Long texts go to prompts/AGENT.md and blocks/AGENT/LABEL.md.
-    Conversations only with --conversations (most are made at runtime; a declared one is managed).
+    Conversations a fleet declared always; the others only with --conversations (most are made at runtime; a
+    declared one is managed). Agents of a named fleet export its `fleet:` name; agents of several fleets are refused.
     """
     wanted = wanted_tags(tags)
     if not names and not wanted:
@@ -80,7 +83,7 @@ def export(
             chosen = chosen_agents(live, names, wanted)
             if not chosen:
                 raise ExportError(nothing_matched(live, names, wanted, client.base_url))
-            exported = export_fleet(manager, reader, chosen, leave_out=() if conversations else RUNTIME_KINDS)
+            exported = export_fleet(manager, reader, chosen, with_runtime=conversations)
         finally:
             reader.close()
     if out is None:

@@ -20,6 +20,7 @@ from lettafleet.core import (
     PluginCommand,
     hookimpl,
     is_managed,
+    is_tagged_managed,
     make_client,
     output_option,
     preview,
@@ -31,7 +32,6 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.commands.agent_lookup import find_agent
 from lettafleet.plugins.commands.agents import embedding_of
-from lettafleet.plugins.resources.tools import MANAGED_TAG
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Hosted Letta's folders answer 400 since 2026-07-17 (letta-ai/agent-v1-to-v2-migration-guide, filesystem/README.md).
@@ -197,7 +197,7 @@ def tool_record(tool: Mapping[str, Any], agents: list[str]) -> dict[str, Any]:
         "description": tool.get("description"),
         "tags": sorted(tool.get("tags") or []),
         "agents": agents,
-        "managed_by_lettafleet": MANAGED_TAG in (tool.get("tags") or []),
+        "managed_by_lettafleet": is_tagged_managed(tool.get("tags")),
     }
 
 

@@ -145,7 +145,8 @@ def plan_command(
     default="0s",
     show_default=True,
     help="How long to wait while another apply holds a fleet's lock (e.g. 5m); 0s fails that fleet at once. "
-    "Each fleet's lock is named by its path in the repository, as `lettafleet apply` names it.",
+    "Each fleet's lock is the one `lettafleet apply` takes: `fleet:NAME` for a named fleet, else its path in the "
+    "repository.",
 )
 @click.option(
     "--lock/--no-lock",

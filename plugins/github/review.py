@@ -111,7 +111,7 @@ class LettaPlanner:
             self.echo(annotation("error", f"{fleet}: {why}; stopping this apply."))
             self.stop.set()
 
-        lock_id = default_lock_id(Path(fleet))
+        lock_id = _lock_id(fleet, self.manager)
 
         def left_behind(message: str) -> None:
             self.echo(annotation("warning", f"{fleet}: {message}"))
@@ -569,6 +569,16 @@ class ReviewLoop:
     def annotate(self, level: str, message: str) -> None:
         """A message on the run's page (an `::error` or `::warning` workflow command): lettafleet's own command."""
         self._echo(annotation(level, self.env.mask(message)))
+
+
+def _lock_id(fleet: str, manager: FleetPlugins) -> str:
+    """The lock `lettafleet apply` takes for this fleet file; one that does not load takes its path's (its plan
+    then fails with the file's errors, under that lock)."""
+    try:
+        loaded = load_fleet(Path(fleet), manager)
+    except FleetError:
+        return default_lock_id(Path(fleet))
+    return default_lock_id(loaded.path, loaded.name)
 
 
 def _status(title: str, paragraphs: Sequence[str], rows: Sequence[tuple[str, str, str]] = ()) -> str:

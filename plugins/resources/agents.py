@@ -21,7 +21,9 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Exported,
+    ExportError,
     Fleet,
+    LettaAPIError,
     LiveReader,
     Note,
     Owner,
@@ -43,7 +45,6 @@ from lettafleet.core import (
     integer,
     is_managed,
     not_supported_yet,
-    owner_named,
     read_record,
     refused,
     string,
@@ -51,6 +52,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
 
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
@@ -396,9 +398,9 @@ class AgentHandler(ResourceHandler):
             )
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-        """Every model and embedding handle must be one the server offers, and no declared agent may be one
-        another fleet made: checked before anything is written."""
-        problems: list[Problem] = _claimed_by_other_fleets(reader, desired)
+        """Every model and embedding handle must be one the server offers: checked before anything is written.
+        (An agent another named fleet made is refused by core, from its live side's `marked_by`.)"""
+        problems: list[Problem] = []
         for attribute, listing, place, noun in HANDLE_CHECKS:
             using = [agent for agent in desired if attribute in agent.attributes]
             if not using:
@@ -449,7 +451,7 @@ class AgentHandler(ResourceHandler):
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         after = change.after or {}
         if change.action is Action.DELETE:
-            session.delete(f"/v1/agents/{change.id}")
+            _delete_agent(change, session)
             return None
         if change.action is Action.CREATE:
             body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
@@ -474,6 +476,9 @@ class AgentHandler(ResourceHandler):
         session.client.patch(f"/v1/agents/{agent_id}", json={"metadata": with_record(_marks(change, session), record)})
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        fleet = _one_fleet(agents)
+        if fleet:
+            yield Exported("fleet", fleet)  # its agents, shared blocks and tools carry its name: the plan finds them
         for agent in agents:
             yield from _exported_agent(agent)
 
@@ -483,6 +488,52 @@ class AgentHandler(ResourceHandler):
             return []
         metadata = {**(agent.get("metadata") or {}), **reader.owner.metadata()}
         return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
+
+
+def _delete_agent(change: Change, session: ApplySession) -> None:
+    """Delete an agent the fleet made (pruned, or a copy) with the blocks the fleet made for it and its
+    conversations' isolated copies, read from the agent as it is now: Letta would leave them as orphans."""
+    try:  # its blocks with their tags (an agent read shows none), which mark the blocks made in its create request
+        blocks = session.client.get(f"/v1/agents/{change.id}/core-memory/blocks")
+    except LettaAPIError as error:
+        if error.status == 404:
+            return  # deleted already: a removal is done either way
+        raise
+    agent = {"id": change.id, "name": change.name, "metadata": change.state.get("metadata") or {}, "blocks": blocks}
+    remove_agent(session.client, plan_agent_removal(session.client, agent, keeps=_not_made_for(agent, session.owner)))
+
+
+def _not_made_for(agent: Mapping[str, Any], owner: Owner) -> KeptBlock:
+    """Which of the agent's blocks a fleet deleting it keeps: all but those it made for the agent, which carry its
+    marks (metadata with the agent's name, or, made inside the agent's create request, tags) or its record names."""
+    recorded = {entry.id for entry in read_record(agent) or () if entry.id}
+
+    def keeps(block: Mapping[str, Any]) -> str | None:
+        marked = owner.owns(block) and "agent" in (block.get("metadata") or {})
+        if marked or owner.owns_tagged(block.get("tags")) or block["id"] in recorded:
+            return None
+        return "the fleet did not make it for this agent"
+
+    return keeps
+
+
+def _one_fleet(agents: Sequence[Mapping[str, Any]]) -> str | None:
+    """The named fleet every exported agent belongs to (None: none of them carries a fleet name). A fleet file is
+    one fleet: agents of several fleets (or of one and of none) could not plan "No changes" from one file."""
+    fleets: dict[str | None, list[str]] = {}
+    for agent in agents:
+        fleets.setdefault(fleet_of(agent), []).append(str(agent["name"]))
+    if len(fleets) < 2:
+        return next(iter(fleets), None)
+    groups = "; ".join(
+        f"{f'fleet {fleet!r}' if fleet else 'no fleet name'}: {', '.join(sorted(names)[:3])}"
+        + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        for fleet, names in sorted(fleets.items(), key=lambda item: item[0] or "")
+    )
+    raise ExportError(
+        f"the agents chosen belong to {len(fleets)} fleets ({groups}), and a fleet file is one fleet: export each "
+        "fleet's agents apart (name them, or choose them with --tags)"
+    )
 
 
 def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
@@ -566,6 +617,7 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         record=read_record(agent),
         state={"metadata": dict(agent.get("metadata") or {})},
         tags=frozenset(agent.get("tags") or []),
+        marked_by=fleet_of(agent),
     )
 
 
@@ -581,25 +633,6 @@ def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
     metadata.pop(PROTECT_KEY, None)
     marks = session.owner.metadata(**({PROTECT_KEY: True} if (change.after or {}).get("protect") else {}))
     return {**metadata, **marks}
-
-
-def _claimed_by_other_fleets(reader: LiveReader, desired: Sequence[Resource]) -> list[Problem]:
-    """Declared agents whose name only agents of another named fleet hold: taking one over would move it between
-    fleets. An agent made by hand, or by a fleet without a name, may be taken over (the plan shows its new marks)."""
-    problems = []
-    named = agents_named(reader)
-    for resource in desired:
-        agents = named.get(resource.name) or []
-        if agents and all(fleet_of(agent) not in (None, reader.owner.fleet) for agent in agents):
-            problems.append(
-                Problem(
-                    (*resource.source, "name"),
-                    f"agent '{resource.name}' on {reader.client.base_url} belongs to {owner_named(agents[0])}, "
-                    f"not to {reader.owner.describe()}",
-                    "give this agent another name, or remove it from that fleet's file first",
-                )
-            )
-    return problems
 
 
 def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:

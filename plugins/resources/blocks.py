@@ -40,6 +40,7 @@ from lettafleet.core import (
     conversations_by_agent,
     created_with,
     exported_text_source,
+    fleet_of,
     hookimpl,
     integer,
     is_managed,
@@ -241,9 +242,12 @@ class BlockHandler(ResourceHandler):
                 label = block.get("label") or ""
                 own = address_of(BLOCK, label, parent)
                 link = address_of(SHARED, label, parent)
-                if own in wanted:
+                if own in wanted:  # another named fleet's block attached here (its shared one, say) is refused
+                    attributes_now = _live_block_attributes(block)
                     found.append(
-                        Resource(own, BLOCK, label, _live_block_attributes(block), parent=parent, id=block["id"])
+                        Resource(
+                            own, BLOCK, label, attributes_now, parent=parent, id=block["id"], marked_by=fleet_of(block)
+                        )
                     )
                     attached_addresses.add(own)
                     if len(holders[block["id"]]) > 1:
@@ -292,12 +296,13 @@ class BlockHandler(ResourceHandler):
     ) -> RideAlongCheck | None:
         """A new agent's own new blocks are made inside its create request (`memory_blocks`): Letta makes them and
         the agent in one request, so a stopped apply leaves the agent with its blocks or neither. Letta drops the
-        metadata of blocks made this way; they need none, since the agent's record names them by id (taken from the
-        server's answer). Shared blocks, and own blocks an earlier lettafleet made before the agent, go by id."""
+        metadata of blocks made this way; the agent's record names them by id (taken from the server's answer), and
+        they carry the fleet's marks as tags, which Letta keeps: deleting the agent finds them by either.
+        Shared blocks, and own blocks an earlier lettafleet made before the agent, go by id."""
         if parent.kind != AGENT:
             return None
         if child.kind == BLOCK and child.action is Action.CREATE:
-            request.setdefault("memory_blocks", []).append(_block_body(child))
+            request.setdefault("memory_blocks", []).append({**_block_body(child), "tags": session.owner.tags()})
             return _made_inline(child, session, parent.name)
         if child.kind == ATTACHMENT:
             block_id = session.id_of(address_of(SHARED, child.name))
@@ -514,6 +519,7 @@ def _live_shared(name: str, block: Mapping[str, Any], holders: Sequence[str] = (
         id=block["id"],
         protected=protected,
         state={"metadata": metadata, "others": sorted(holders)},
+        marked_by=fleet_of(block),  # always this fleet's (found by its marks): two fleets' shared blocks stay apart
     )
 
 

@@ -224,13 +224,18 @@ class ConversationHandler(ResourceHandler):
         ]
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
-        """`export --conversations`: each agent's conversations that have a summary (the one the last apply made,
-        else the oldest, of equal summaries), with their isolated copies and their protection."""
+        """Each agent's conversations that have a summary (the one the last apply made, else the oldest, of equal
+        summaries), with their isolated copies and their protection. Those the agent's record lists are the
+        fleet's, always exported (else a plan of the export would remove them); the others only with
+        `export --conversations`, as they were made at runtime."""
         by_agent = conversations_by_agent(reader)
         for agent in agents:
+            recorded = {entry.address for entry in read_record(agent) or ()}
             entries = _exported_conversations(reader, agent, by_agent.get(agent["id"], []))
-            if entries:
-                yield Exported("conversations", entries, str(agent["name"]))
+            for runtime in (False, True):
+                part = [e for e in entries if (address_of(CONVERSATION, e["summary"]) not in recorded) is runtime]
+                if part:
+                    yield Exported("conversations", part, str(agent["name"]), runtime=runtime)
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         change = compare(desired, live)

@@ -34,6 +34,7 @@ from lettafleet.core import (
     UnreadableFile,
     address_of,
     compare,
+    fleet_of,
     hookimpl,
     mapping_list,
     string,
@@ -317,7 +318,9 @@ def _folders_to_remove_from(reader: LiveReader) -> list[dict[str, Any]]:
 
 
 def _live_folder(folder: Mapping[str, Any]) -> Resource:
-    return Resource(folder_address(folder["name"]), FOLDER, folder["name"], {}, id=folder["id"])
+    return Resource(
+        folder_address(folder["name"]), FOLDER, folder["name"], {}, id=folder["id"], marked_by=fleet_of(folder)
+    )
 
 
 def _live_files(reader: LiveReader, folder: Mapping[str, Any], parent: str) -> list[Resource]:

@@ -21,6 +21,8 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS_WITH_TOOLS,
+    FLEET_TAG,
+    MANAGED_TAG,
     Action,
     Adoption,
     ApplyError,
@@ -44,6 +46,7 @@ from lettafleet.core import (
     boolean,
     compare,
     created_with,
+    fleet_tagged,
     from_bucket,
     hookimpl,
     read_record,
@@ -56,9 +59,7 @@ ATTACHMENT = "tool_attachment"
 TOOLS_FOLDER = "tools"
 EVERY_FILE = "tools/*"
 TOOL_FILE = "tool file"  # how messages name a file under tools/
-# Letta's tool create request has no metadata; a tag marks what lettafleet made.
-MANAGED_TAG = "managed_by:lettafleet"
-FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name, on the tools a named fleet defines
+# Letta's tool create request has no metadata: core's tag marks (MANAGED_TAG, FLEET_TAG + name) mark what a fleet made.
 PROTECT_TAG = "lettafleet-protect"  # a tool defined with `protect: true`
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TOOLS = ("/v1/tools/", {"order": "asc"})
@@ -289,13 +290,16 @@ class ToolHandler(ResourceHandler):
     ) -> Iterable[Resource]:
         """The declared tools and attachments as the server has them; for a fleet with a name, also the tools it
         defined and declares no more (a removal, or kept where an agent still uses them)."""
-        wanted = {resource.address for resource in desired}
+        wanted = {resource.address: resource for resource in desired}
         if not wanted and not reader.owner.named:
             return []
         found = []
         for name, tool in _tools_by_name(reader).items():
-            if address_of(KIND, name) in wanted:
-                found.append(_live_tool(tool))
+            declared = wanted.get(address_of(KIND, name))
+            if declared is not None:
+                live = _live_tool(tool)
+                # A tool the fleet only names is used, not written: another fleet's may be named.
+                found.append(live if "source_code" in declared.attributes else replace(live, marked_by=None))
             elif reader.owner.named and _owned(reader.owner, tool):
                 found.append(_unused_tool(reader, tool, fleet))
         for agent_name, agent in live_agents(reader, AGENTS_WITH_TOOLS).items() if wanted else ():
@@ -446,7 +450,14 @@ def _live_tool(tool: Mapping[str, Any]) -> Resource:
         values["protect"] = PROTECT_TAG in tags
     name = str(tool.get("name"))
     return Resource(
-        address_of(KIND, name), KIND, name, values, id=tool["id"], protected=PROTECT_TAG in tags, state={"tags": tags}
+        address_of(KIND, name),
+        KIND,
+        name,
+        values,
+        id=tool["id"],
+        protected=PROTECT_TAG in tags,
+        state={"tags": tags},
+        marked_by=fleet_tagged(tags),
     )
 
 
@@ -460,15 +471,13 @@ def _live_attachment(agent: str, tool: Mapping[str, Any]) -> Resource:
 
 def _owned(owner: Owner, tool: Mapping[str, Any]) -> bool:
     """Whether this named fleet defined the tool: lettafleet's tag and the fleet's."""
-    tags = tool.get("tags") or []
-    return MANAGED_TAG in tags and f"{FLEET_TAG}{owner.fleet}" in tags
+    return owner.named and owner.owns_tagged(tool.get("tags"))
 
 
 def _marks(tags: Sequence[str], owner: Owner, protect: bool) -> list[str]:
     """A tool's tags with lettafleet's marks as this fleet leaves them, every other tag kept."""
     own = [tag for tag in tags if tag not in (MANAGED_TAG, PROTECT_TAG) and not tag.startswith(FLEET_TAG)]
-    fleet = [f"{FLEET_TAG}{owner.fleet}"] if owner.named else []
-    return [*own, MANAGED_TAG, *fleet, *([PROTECT_TAG] if protect else [])]
+    return [*own, *owner.tags(), *([PROTECT_TAG] if protect else [])]
 
 
 def _unused_tool(reader: LiveReader, tool: Mapping[str, Any], fleet: Sequence[Resource]) -> Resource:

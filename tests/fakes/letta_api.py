@@ -195,9 +195,11 @@ class FakeLetta:
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
                 (r"/v1/agents/([^/]+)/messages", self._list_agent_messages),
+                (r"/v1/agents/([^/]+)/core-memory/blocks", self._core_memory),
                 (r"/v1/agents/([^/]+)", self._get_agent),
                 (r"/v1/blocks/", self._list_blocks),
                 (r"/v1/blocks/([^/]+)", self._get_block),
+                (r"/v1/blocks/([^/]+)/agents", self._block_agents),
                 (r"/v1/conversations/", self._list_conversations),
                 (r"/v1/conversations/([^/]+)", self._get_conversation),
                 (r"/v1/conversations/([^/]+)/messages", self._list_messages),
@@ -229,7 +231,7 @@ class FakeLetta:
             ],
             "DELETE": [
                 (r"/v1/conversations/([^/]+)", self._delete_conversation),
-                (r"/v1/agents/([^/]+)", lambda agent_id, **_: self.agents.pop(agent_id) and None),
+                (r"/v1/agents/([^/]+)", self._delete_agent),
                 (r"/v1/blocks/([^/]+)", self._delete_block),
                 (r"/v1/tools/([^/]+)", self._delete_tool),
             ],
@@ -261,10 +263,10 @@ class FakeLetta:
 
     def _inline_blocks(self, request: dict[str, Any]) -> list[str]:
         """The ids of the blocks made from a create request's `memory_blocks`: as Letta 0.16.8 makes them, with
-        label, value, description and limit (100,000 unless given), and without the metadata sent."""
+        label, value, description, limit (100,000 unless given) and tags, and without the metadata sent."""
         made = []
         for fields in request.get("memory_blocks") or []:
-            kept = {key: fields[key] for key in ("description", "limit") if key in fields}
+            kept = {key: fields[key] for key in ("description", "limit", "tags") if key in fields}
             made.append(self.add_block(fields["label"], fields.get("value") or "", **{"limit": 100_000, **kept})["id"])
         return made
 
@@ -285,8 +287,8 @@ class FakeLetta:
 
     def _shown(self, agent: dict[str, Any], include: list[str] | None = None) -> dict[str, Any]:
         """An agent as Letta answers it: with every relation, or only those `include` names."""
-        relations = {
-            "blocks": [self.blocks[block_id] for block_id in agent["block_ids"] if block_id in self.blocks],
+        relations = {  # Letta shows an agent's blocks without their tags (its core-memory/blocks has them)
+            "blocks": [{**block, "tags": []} for block in self._blocks_of(agent)],
             "tags": agent["tags"],
             "tools": [self.tools[tool_id] for tool_id in agent["tool_ids"]],
             "secrets": [
@@ -299,6 +301,14 @@ class FakeLetta:
         for relation, value in relations.items():
             shown[relation] = value if not include or relation in named else []
         return shown
+
+    def _blocks_of(self, agent: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.blocks[block_id] for block_id in agent["block_ids"] if block_id in self.blocks]
+
+    def _core_memory(self, agent_id: str, **_: Any) -> Any:
+        if agent_id not in self.agents:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        return self._blocks_of(self.agents[agent_id])
 
     def _list_agents(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
         shown = [self._shown(agent, params.get("include")) for agent in self.agents.values()]
@@ -318,6 +328,14 @@ class FakeLetta:
             agent["secrets"] = dict(body["secrets"])  # the whole set: what is not named is gone
         self._configure(agent, body)
         return self._shown(agent)
+
+    def _delete_agent(self, agent_id: str, **_: Any) -> Any:
+        """Letta deletes the agent's conversations with it, but none of its blocks (nor the conversations' copies)."""
+        if self.agents.pop(agent_id, None) is None:
+            return httpx.Response(404, json={"detail": f"Agent with id '{agent_id}' not found"})
+        for conversation_id in [c for c, found in self.conversations.items() if found["agent_id"] == agent_id]:
+            del self.conversations[conversation_id]
+        return None
 
     def _attach(self, relation: str) -> Callable[..., dict[str, Any]]:
         def attach(agent_id: str, item_id: str, **_: Any) -> dict[str, Any]:
@@ -345,6 +363,10 @@ class FakeLetta:
         if block_id not in self.blocks:
             return httpx.Response(404, json={"detail": f"Block with id '{block_id}' not found"})
         return self.blocks[block_id]
+
+    def _block_agents(self, block_id: str, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
+        holding = [agent for agent in self.agents.values() if block_id in agent["block_ids"]]
+        return [self._shown(agent, params.get("include")) for agent in holding]
 
     def _detach_block(self, agent_id: str, block_id: str, **_: Any) -> Any:
         """Letta answers 404 for a block that is not attached to the agent (or does not exist)."""

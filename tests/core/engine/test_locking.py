@@ -41,6 +41,15 @@ def test_outside_a_repository_one_file_names_one_lock_wherever_apply_starts(
     assert from_its_folder == from_elsewhere == (tmp_path / "fleets" / "prod.yaml").resolve().as_posix()
 
 
+def test_a_named_fleet_names_its_lock_by_its_name_wherever_its_file_lies(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    ids = {
+        default_lock_id(tmp_path / folder / "fleet.yaml", "prod")
+        for folder in ("copy-a", "copy-b", "repo/fleets", "repo")
+    }
+    assert ids == {"fleet:prod"}
+
+
 class IdentityServer:
     """Letta's identities, as far as the lock uses them: a create refused (409) when the key exists, a lookup by
     key. `lose_answers` creates land but their answers are lost (the connection drops after the server acted)."""

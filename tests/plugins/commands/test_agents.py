@@ -126,14 +126,14 @@ def test_delete_agent_without_force_says_what_would_go_and_changes_nothing(agent
     assert requests(agent_with_blocks, "DELETE") == []
 
 
-def test_delete_agent_with_force_deletes_the_agent_then_the_blocks_only_it_used(agent_with_blocks):
+def test_delete_agent_with_force_deletes_the_blocks_only_it_used_then_the_agent(agent_with_blocks):
     result = run("delete", "agent", "support-agent", "--force")
     assert result.exit_code == 0, result.stderr  # the copy answering 404 is already gone: fine
     deleted = [request.url.path for request in requests(agent_with_blocks, "DELETE")]
-    assert deleted == [f"/v1/agents/{SUPPORT_ID}", "/v1/blocks/block-notes", "/v1/blocks/block-copy"]
+    assert deleted == ["/v1/blocks/block-notes", "/v1/blocks/block-copy", f"/v1/agents/{SUPPORT_ID}"]
     # Every block's users were checked before anything was deleted.
     calls = [(call.request.method, call.request.url.path) for call in agent_with_blocks.calls]
-    first_delete = calls.index(("DELETE", f"/v1/agents/{SUPPORT_ID}"))
+    first_delete = calls.index(("DELETE", "/v1/blocks/block-notes"))
     assert {path for method, path in calls[:first_delete] if path.endswith("/agents")} == {
         "/v1/blocks/block-notes/agents",
         "/v1/blocks/block-policies/agents",

@@ -16,12 +16,12 @@ from lettafleet.core.engine.applying import ApplyReport, ChangeResult
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.locking import HeldLock, LockHeld
 from lettafleet.core.engine.model import Action, Change, Plan
-from lettafleet.core.engine.plugin_manager import resource_kinds
+from lettafleet.core.engine.plugin_manager import get_plugin_manager, resource_kinds
 from lettafleet.core.letta.masking import SecretMasker
 from lettafleet.plugins.github.actions import ActionsEnvironment
 from lettafleet.plugins.github.api import GitHubAPI
 from lettafleet.plugins.github.comments import PlanMarker
-from lettafleet.plugins.github.review import ResultCallback, ReviewLoop, ReviewOptions
+from lettafleet.plugins.github.review import ResultCallback, ReviewLoop, ReviewOptions, _lock_id
 from tests.fakes.actions_runner import workflow_commands
 from tests.fakes.github_api import BOT, MALLORY, OCTOCAT, FakeGitHub, running_github_api
 
@@ -532,3 +532,16 @@ def test_a_fleet_another_apply_holds_the_lock_of_is_not_applied_and_the_comment_
     assert "held by ci@runner-2 pid 41" in comment["body"]
     assert "lettafleet force-unlock fleet.yaml" in comment["body"]
     assert any(line.startswith("::error") and "locked" in line for line in job.log)
+
+
+def test_the_merge_job_takes_the_lock_lettafleet_apply_takes_a_named_fleets_name(tmp_path: Path) -> None:
+    agent = "agents:\n  - {name: a, llm_config: {model: letta/letta-free}, system_prompt: {value: Hi.}}\n"
+    named, unnamed, broken = tmp_path / "named.yaml", tmp_path / "unnamed.yaml", tmp_path / "broken.yaml"
+    named.write_text("fleet: prod\n" + agent)
+    unnamed.write_text(agent)
+    broken.write_text("fleet: prod\nagents: 3\n")
+    manager = get_plugin_manager()
+
+    assert _lock_id(str(named), manager) == "fleet:prod"
+    assert _lock_id(str(unnamed), manager) == unnamed.resolve().as_posix()
+    assert _lock_id(str(broken), manager) == broken.resolve().as_posix()  # its plan then reports the errors

@@ -263,3 +263,43 @@ def test_a_copy_not_made_by_the_fleet_is_only_reported(fleet, letta):
     [ambiguity] = plan.ambiguities
     assert set(ambiguity.ids) == {own["id"], by_hand["id"]} and ambiguity.used == own["id"]
     assert fleet.actions(plan) == {"agent.support": "no-op", f"agent.support~{spare['id']}": "delete"}
+
+
+def test_deleting_a_copy_deletes_the_blocks_the_fleet_made_for_it_and_its_isolated_copies_only(fleet, letta):
+    attributes = {"description": "Helps customers", "system": "You help.", "tags": ["team-a", "team-b"]}
+    kept = letta.add_agent("support", **attributes)
+    made_for_it = letta.add_block("persona", "I am Sam.", metadata={"managed_by": "lettafleet", "agent": "support"})
+    by_hand = letta.add_block("scratch")
+    also_kept_agents = letta.add_block("common")
+    shared = letta.add_block("policies", metadata={"managed_by": "lettafleet", "shared": True})
+    copy = letta.add_agent("support", blocks=[made_for_it, by_hand, also_kept_agents, shared], **attributes)
+    letta.add_conversation(kept, "Ticket 1")  # the kept agent's conversation: it keeps it
+    letta.agents[kept["id"]]["block_ids"].append(also_kept_agents["id"])
+    conversation = letta.add_conversation(copy, "Ticket 2", copies=["persona"])
+    [isolated] = conversation["isolated_block_ids"]
+
+    plan = fleet.plan(FLEET)
+    assert fleet.actions(plan)[f"agent.support~{copy['id']}"] == "delete"
+    assert fleet.apply(plan).ok
+
+    assert copy["id"] not in letta.agents
+    assert made_for_it["id"] not in letta.blocks and isolated not in letta.blocks
+    assert {by_hand["id"], also_kept_agents["id"], shared["id"]} <= set(letta.blocks)
+
+
+def test_pruning_an_agent_without_its_record_deletes_the_blocks_made_in_its_create_request(fleet, letta):
+    agent = "  - name: {}\n    llm_config: {{model: letta/letta-free}}\n    system_prompt: {{value: You help.}}\n"
+    own = "    memory_blocks: [{name: persona, value: I am Sam.}]\n"
+    both = "fleet: shop\nprune: true\nagents:\n" + agent.format("gone") + own + agent.format("stays")
+    assert fleet.apply(fleet.plan(both)).ok
+    gone = letta.agent_named("gone")
+    del gone["metadata"]["lettafleet_applied"]  # an apply stopped before it wrote the record
+    [persona] = gone["block_ids"]
+    [isolated] = letta.add_conversation(gone, "Ticket 1", copies=["persona"])["isolated_block_ids"]
+
+    plan = fleet.plan("fleet: shop\nprune: true\nagents:\n" + agent.format("stays"))
+    assert fleet.actions(plan) == {"agent.gone": "delete", "agent.stays": "no-op"}
+    assert fleet.apply(plan).ok
+
+    assert gone["id"] not in letta.agents
+    assert persona not in letta.blocks and isolated not in letta.blocks

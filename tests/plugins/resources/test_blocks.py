@@ -53,9 +53,10 @@ def test_a_new_agent_gets_its_own_blocks_inside_its_create_request_and_shared_on
         {"label": "policies", "value": "Be kind.", "metadata": {**MARKER, "shared": True}},
     )
     assert agent.path == "/v1/agents/"
+    marks = ["managed_by:lettafleet"]  # as tags: Letta drops the metadata of blocks made this way, not their tags
     assert agent.body["memory_blocks"] == [
-        {"label": "facts", "value": "fleet truth", "description": "Facts"},
-        {"label": "notes", "value": "seed", "limit": 500},
+        {"label": "facts", "value": "fleet truth", "description": "Facts", "tags": marks},
+        {"label": "notes", "value": "seed", "limit": 500, "tags": marks},
     ]
     ids = {block["label"]: block["id"] for block in letta.blocks.values()}
     assert agent.body["block_ids"] == [ids["policies"]]
@@ -269,3 +270,21 @@ def test_a_block_file_over_its_limit_is_refused_at_its_from_file(fleet):
     [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
     assert "fleet.yaml:6:23: block 'notes' value is 4 characters, over its limit of 3" in error  # at from_file
     assert "shorten the value or raise `limit`" in error
+
+
+def test_an_own_block_that_is_another_named_fleets_block_is_refused_before_any_write(fleet, letta):
+    fleet.apply(fleet.plan(OWN_ONLY))
+    theirs = letta.add_block(
+        "facts", "their truth", metadata={"managed_by": "lettafleet", "fleet": "other", "shared": True}
+    )
+    agent = letta.agent_named("support")
+    agent["block_ids"] = [block for block in agent["block_ids"] if letta.blocks[block]["label"] != "facts"]
+    agent["block_ids"].append(theirs["id"])  # attached by hand where the fleet's own `facts` was
+    letta.writes.clear()
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(OWN_ONLY)
+
+    [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
+    assert "block 'facts' on http://letta.test belongs to fleet 'other', not to the fleet without a name" in error
+    assert letta.blocks[theirs["id"]]["value"] == "their truth" and letta.writes == []

@@ -13,7 +13,7 @@ from lettafleet.core.engine.model import Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
-from lettafleet.plugins.commands.export import RUNTIME_KINDS, chosen_agents
+from lettafleet.plugins.commands.export import chosen_agents
 from lettafleet.plugins.resources.agents import agents_named
 from tests.fakes.letta_api import BASE_URL
 
@@ -69,7 +69,7 @@ def exported(manager, names: list[str], tags: tuple[str, ...] = (), *, conversat
         reader = LiveReader(client)
         try:
             chosen = chosen_agents(agents_named(reader), names, list(tags))
-            return export_fleet(manager, reader, chosen, leave_out=() if conversations else RUNTIME_KINDS)
+            return export_fleet(manager, reader, chosen, with_runtime=conversations)
         finally:
             reader.close()
 
@@ -172,8 +172,12 @@ def desk(fleet):
     return agent
 
 
-def test_conversations_are_exported_only_when_asked(desk, manager) -> None:
-    assert "conversations" not in exported(manager, ["desk"]).document["agents"][0]
+def test_declared_conversations_are_always_exported_and_runtime_ones_only_when_asked(desk, manager) -> None:
+    [declared] = exported(manager, ["desk"]).document["agents"]
+    assert sorted(declared["conversations"], key=lambda entry: entry["summary"]) == [
+        {"summary": "Ticket 1", "isolated_blocks": ["customer"], "protect": True},
+        {"summary": "Ticket 2"},
+    ]
 
     [agent] = exported(manager, ["desk"], conversations=True).document["agents"]
 

@@ -5,6 +5,7 @@ defined from source, attached by name, never detached."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -388,6 +389,35 @@ def test_another_fleets_tool_is_never_deleted(fleet, letta):
     plan = fleet.plan(named(tools_fleet("- conversation_search")))
 
     assert "tool.lookup" not in fleet.actions(plan)
+
+
+def test_defining_a_tool_another_named_fleet_made_is_an_error_at_its_line_before_any_write(fleet, letta):
+    other = tools_fleet("- lookup").replace("support", "other-agent")
+    fleet.apply(fleet.plan(named(other, "other"), files=LOOKUP))
+    letta.writes.clear()
+    rewritten = {"tools/lookup.py": tool_source("lookup", before="X = 1\n\n\n")}
+
+    for mine in (named(tools_fleet("- lookup")), tools_fleet("- lookup")):
+        with pytest.raises(FleetError) as raised:
+            fleet.plan(mine, files=rewritten)
+        [error] = [str(diagnostic) for diagnostic in raised.value.diagnostics]
+        path, line, _ = error.split(":", 2)
+        assert Path(path).read_text().splitlines()[int(line) - 1].strip() == "- lookup"
+        assert "tool 'lookup'" in error and "belongs to fleet 'other', not to" in error
+    assert letta.writes == []
+
+
+def test_a_tool_another_named_fleet_made_may_be_used_by_name(fleet, letta):
+    fleet.apply(fleet.plan(named(tools_fleet("- lookup").replace("support", "other-agent"), "other"), files=LOOKUP))
+    (fleet.write_fleet("").parent / "tools" / "lookup.py").unlink()  # `- lookup` now names the server's tool
+
+    plan = fleet.plan(named(tools_fleet("- lookup")))
+
+    assert fleet.actions(plan) == {
+        "agent.support": "create",
+        "agent.support.tool.lookup": "create",
+        "tool.lookup": "no-op",
+    }
 
 
 def test_a_protected_tool_definition_is_not_deleted_nor_detached(fleet, letta):
