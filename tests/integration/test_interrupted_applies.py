@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from lettafleet.core.engine.locking import default_lock_id, find_lock
 from lettafleet.core.letta.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults, Hold
 from tests.integration.cli import cli, ok
@@ -300,3 +301,54 @@ def test_a_recompile_whose_answer_is_lost_is_owed_and_the_next_apply_does_it(
     ok(cli(fault_proxy.url, "apply", "-f", str(agent.path)))
     assert fault_proxy.counts.forwarded_to[("POST", "conversations")] == before + 1  # the recompile, once
     assert detailed_exitcode(letta_server, agent.path) == 0
+
+
+def test_ctrl_c_stops_github_apply_as_it_stops_apply_and_the_fleets_after_it_are_not_applied(
+    letta_server: str, client: LettaClient, fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    first = Agent(f"cut-{uuid.uuid4().hex[:8]}", tmp_path / "a.yaml", client)
+    second = Agent(f"cut-{uuid.uuid4().hex[:8]}", tmp_path / "b.yaml", client)
+    first.write(Shape())
+    second.write(Shape())
+    (tmp_path / "event.json").write_text('{"after": "0123456789abcdef"}')
+    env = {
+        **os.environ,
+        "LETTA_BASE_URL": fault_proxy.url,
+        "PYTHONUNBUFFERED": "1",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_REPOSITORY": "acme/fleet",
+        "GITHUB_EVENT_PATH": str(tmp_path / "event.json"),
+        "GITHUB_SHA": "0123456789abcdef",
+    }
+    env.pop("GITHUB_TOKEN", None)
+    fault_proxy.faults = Faults(hold=Hold("POST", r"^/v1/conversations/?$"))
+    arguments = ["github", "apply", "-f", "a.yaml", "-f", "b.yaml", "--no-comment", "--apply-unreviewed-changes"]
+    applying = subprocess.Popen(
+        [LETTAFLEET, *arguments, "--parallelism", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fault_proxy.wait_until_held()
+        applying.send_signal(signal.SIGINT)
+        assert applying.stderr is not None
+        while "Interrupted: no new change starts" not in (line := applying.stderr.readline()):
+            assert line, "github apply ended before it took the Ctrl-C"
+    finally:
+        fault_proxy.release()
+    code = applying.wait(120)
+    out, err = applying.communicate()
+    try:
+        assert code == 130, out + err
+        assert "Apply interrupted" in out and "Traceback" not in err
+        assert "b.yaml: not applied: Ctrl-C stopped the job first" in out + err
+        assert not client.list_all("/v1/agents/", name=second.name)
+        assert find_lock(client, default_lock_id(first.path)) is None
+        assert detailed_exitcode(letta_server, first.path) == 0  # what was in flight landed, and is recorded
+    finally:
+        for agent in (first, second):
+            for found in client.list_all("/v1/agents/", name=agent.name):
+                client.delete(f"/v1/agents/{found['id']}")
