@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
-from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
+from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, StopSignal, apply_plan
 from lettafleet.core.engine.diagnostics import FleetError, Note, Problem
 from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
@@ -37,7 +37,7 @@ from lettafleet.core.engine.kinds import (
     text_source,
 )
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.locking import HeldLock, LockError, default_lock_id, held_lock
+from lettafleet.core.engine.locking import FleetLock, HeldLock, LockError, default_lock_id, held_lock
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, address_of, attributes, compare
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
@@ -99,6 +99,8 @@ from lettafleet.core.render.text import applied_line, render_plan, render_report
 
 if TYPE_CHECKING:
     from lettafleet.core.cli.export_files import PendingWrite, appended_export, write_export
+    from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, EitherStop, Stopping, ctrl_c_stops, exit_code
+    from lettafleet.core.cli.locks import release_at_once
     from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
     from lettafleet.core.cli.output import (
         PREVIEW_WIDTH,
@@ -115,6 +117,8 @@ if TYPE_CHECKING:
 # For command plugins: where each name is defined, imported when a plugin first asks for it.
 _COMMAND_LINE = {
     "lettafleet.core.cli.export_files": ("PendingWrite", "appended_export", "write_export"),
+    "lettafleet.core.cli.interrupts": ("INTERRUPTED_EXIT", "EitherStop", "Stopping", "ctrl_c_stops", "exit_code"),
+    "lettafleet.core.cli.locks": ("release_at_once",),
     "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
     "lettafleet.core.cli.output": (
         "PREVIEW_WIDTH",
@@ -149,6 +153,7 @@ __all__ = [
     "COMMENT_LIMIT",
     "CONVERSATIONS",
     "FLEET_TAG",
+    "INTERRUPTED_EXIT",
     "ISOLATED_BLOCKS_REMOVED",
     "ISOLATED_LABELS",
     "MANAGED_BY",
@@ -168,11 +173,13 @@ __all__ = [
     "Column",
     "ConversationRecompile",
     "Duration",
+    "EitherStop",
     "ExportError",
     "Exported",
     "ExportedFleet",
     "Fleet",
     "FleetError",
+    "FleetLock",
     "FleetPlugins",
     "HeldLock",
     "LettaAPIError",
@@ -197,6 +204,8 @@ __all__ = [
     "SchemaFragment",
     "SecretMasker",
     "ServerInfo",
+    "StopSignal",
+    "Stopping",
     "UnreadableFile",
     "address_of",
     "adoptions",
@@ -210,8 +219,10 @@ __all__ = [
     "compare",
     "conversations_by_agent",
     "created_with",
+    "ctrl_c_stops",
     "default_lock_id",
     "escape_markdown",
+    "exit_code",
     "export_fleet",
     "exported_text_source",
     "fleet_of",
@@ -246,6 +257,7 @@ __all__ = [
     "recompile_conversation",
     "recompile_conversations",
     "refused",
+    "release_at_once",
     "remove_half_created",
     "render_apply_json",
     "render_plan",

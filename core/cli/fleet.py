@@ -8,7 +8,6 @@ import functools
 import json
 import os
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,11 +17,11 @@ import rich_click as click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops
+from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops, exit_code
 from lettafleet.core.cli.locks import apply_lock, release_at_once
 from lettafleet.core.cli.options import lock_options, make_client, reports_errors, server_options
 from lettafleet.core.cli.private_files import write_private_text
-from lettafleet.core.engine.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.engine.applying import ApplyReport, ChangeResult, StopSignal, apply_plan
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
@@ -273,6 +272,7 @@ def apply(
     path = fleet_file or default_fleet_file()
     fleet = load_fleet(path, manager)
     stopping = Stopping()
+    started = False
     try:
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(make_client(base_url))
@@ -292,13 +292,19 @@ def apply(
             if output != "json":
                 _show_plan(the_plan, output, verbose, manager)
                 click.echo("")
-            with ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)):
-                run = functools.partial(
-                    _run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile
-                )
-                report = run(show_progress=output == "text", stop=stopping.event)
-    except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
-        if stopping.by_user:
+            # From here to the lock's release, Ctrl-C stops the apply (exit 130 whenever it came).
+            stack.enter_context(ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)))
+            started = True
+            run = functools.partial(_run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile)
+            report = run(show_progress=output == "text", stop=stopping)
+            if output == "json":
+                click.echo(render_apply_json(the_plan, report))
+            else:
+                click.echo(render_report(report, the_plan, resource_kinds(manager)))
+            if verbose:
+                _echo_stats(client)
+    except KeyboardInterrupt:  # before the apply started, or while its lock was released
+        if started or stopping.by_user:
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
         else:
             message = "Interrupted before any change was made: nothing was changed."
@@ -306,19 +312,13 @@ def apply(
             if output == "json":
                 click.echo(render_error_json(message, interrupted=True))
         sys.exit(INTERRUPTED_EXIT)
-    if output == "json":
-        click.echo(render_apply_json(the_plan, report))
-    else:
-        click.echo(render_report(report, the_plan, resource_kinds(manager)))
-    if verbose:
-        _echo_stats(client)
     _exit_after_apply(report, stopping)
 
 
 def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
     """Exit 130 after Ctrl-C, 1 after any other failure. Changes abandoned in flight still run in threads that
     would hold the process open until their requests time out, so then the process ends without them."""
-    code = INTERRUPTED_EXIT if report.interrupted and stopping.by_user else 0 if report.ok else 1
+    code = exit_code(report, stopping)
     if report.abandoned:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -378,7 +378,7 @@ def _run_apply(
     parallelism: int,
     *,
     show_progress: bool,
-    stop: threading.Event,
+    stop: StopSignal,
     recompile: bool,
 ) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)

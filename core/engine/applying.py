@@ -2,35 +2,45 @@
 
 A change runs once everything it depends on has succeeded; when one fails, the changes that need it are
 skipped and everything independent goes on. Removals run the other way round: what is inside a resource, or
-depends on it, is removed before it. Once every change has run, each record-keeping resource whose children
-changed gets its record of what is made under it (`ResourceHandler.remember`). Children created inside their
-parent's request ("riding along", for example a new agent's memory blocks) finish with their parent.
+depends on it, is removed before it. As soon as every change under a record-keeping resource has run, it gets its
+record of what is made under it (`ResourceHandler.remember`), so an apply killed later loses no record. Children
+created inside their parent's request ("riding along", for example a new agent's memory blocks) finish with it.
 
 Last, the conversations of the agents whose system prompt or memory blocks this apply changed are recompiled
 (`ResourceHandler.recompiles` says which), so that running conversations see the change; a conversation with
-isolated block copies is left as it was (Letta would compile the agent's blocks over its copies).
+isolated block copies is left as it was (Letta would compile the agent's blocks over its copies). The agent's
+record says a recompile is owed from before it starts until it is done, so a recompile that never happened (the
+apply was killed, or its answer lost) is in the next plan and done by the next apply.
 
-An apply can be stopped from outside (the CLI does on Ctrl-C) through a `threading.Event`: no change starts after
-it is set, the changes in flight finish (for a bounded time), and the rest is reported as not attempted.
+An apply can be stopped from outside (the CLI does on Ctrl-C) through a `StopSignal` (a `threading.Event`): no
+change starts after it is set, the changes in flight finish (for a bounded time), the records of what landed are
+written, and the rest is reported as not attempted (the recompiles it owes, as owed).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
+from lettafleet.core.engine.records import RECOMPILE_FIELD, owes_recompile, record_after, without_bookkeeping
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
 
-__all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "Recompiled", "apply_plan"]
+__all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "Recompiled", "StopSignal", "apply_plan"]
+
+
+class StopSignal(Protocol):
+    """What stops an apply once set: a `threading.Event`, or anything that says whether it is set."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -59,9 +69,10 @@ IN_FLIGHT_GRACE = 60.0  # seconds the changes in flight get to finish once an ap
 @dataclass(frozen=True)
 class ApplyReport:
     results: tuple[ChangeResult, ...]
-    interrupted: bool = False  # stopped from outside before every change was attempted
+    interrupted: bool = False  # stopped from outside (Ctrl-C, a lost lock) while it ran, whatever was left
     abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
     recompiled: tuple[Recompiled, ...] = ()  # the agents whose conversations were recompiled after the changes
+    recompile_owed: tuple[str, ...] = ()  # agents whose recompile the stop left undone (their record says so)
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -69,7 +80,7 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not any(agent.error for agent in self.recompiled)
+        return not self.failed and not any(agent.error for agent in self.recompiled) and not self.recompile_owed
 
     def count(self, status: str) -> int:
         return sum(1 for result in self.results if result.status == status)
@@ -137,6 +148,19 @@ class ApplySession:
                 self._carried[child.address] = outcome
         return answer
 
+    def intended_record(self, address: str) -> list[Recorded]:
+        """The record `address` will carry once every planned change under it lands, what is still to be made
+        named without an id: written before the changes (a new agent's create request carries it), it tells the
+        next plan, should this apply be killed, which of the children it finds were made for the file."""
+        parent = self.change_at(address)
+        return record_after(
+            parent,
+            self.plan.children(address),
+            lambda child: "skipped" if child.held else "applied",
+            lambda child: None if child.action in (Action.CREATE, Action.REPLACE) else child.id,
+            owed=False,
+        )
+
     def created_metadata(self, address: str) -> Mapping[str, Any] | None:
         """The metadata the server answered to this apply's `create` of `address` (None: not created by this
         apply)."""
@@ -163,88 +187,287 @@ def apply_plan(
     *,
     parallelism: int = 8,
     on_result: Callable[[Change, ChangeResult], None] | None = None,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
     in_flight_grace: float = IN_FLIGHT_GRACE,
     recompile: bool = True,
 ) -> ApplyReport:
-    """Apply the plan's changes; once `stop` is set, start no more and report the rest as not attempted. Then,
-    unless `recompile` is False, recompile the conversations of the agents whose prompt or blocks changed."""
-    session = ApplySession(plan, client, manager)
-    todo = {change.address: change for change in plan.changes if change.changes_something}
-    waiting_on = {address: _prerequisites(change, plan, todo) for address, change in todo.items()}
-    dependents: dict[str, list[str]] = {}
-    for address, prerequisites in waiting_on.items():
-        for prerequisite in prerequisites:
-            dependents.setdefault(prerequisite, []).append(address)
-    results: dict[str, ChangeResult] = {}
-    ready = [address for address, prerequisites in waiting_on.items() if not prerequisites]
+    """Apply the plan's changes, writing each record-keeping resource's record as soon as its subtree is done;
+    once `stop` is set, start no more changes and report the rest as not attempted (the records of what landed
+    are still written). Then, unless `recompile` is False or the apply was stopped, recompile the conversations
+    of the agents whose prompt or blocks changed."""
+    stop = stop or threading.Event()
+    run = _Run(plan, ApplySession(plan, client, manager), manager, on_result, recompile=recompile)
+    run.write_intents(parallelism)
+    abandoned = run.changes(stop, parallelism, in_flight_grace)
+    run.records_left(parallelism, stopped=stop.is_set())
+    recompiled: tuple[Recompiled, ...] = ()
+    owed: tuple[str, ...] = ()
+    if recompile:
+        recompiled, owed = _recompile(run.recompile_targets(), run.session, parallelism, stop)
+        run.recompiled(recompiled, parallelism)
+    ordered = tuple(run.results[change.address] for change in plan.changes if change.address in run.results)
+    return ApplyReport(
+        ordered, interrupted=stop.is_set(), abandoned=abandoned, recompiled=recompiled, recompile_owed=owed
+    )
 
-    def finish(address: str, result: ChangeResult) -> None:
-        results[address] = result
-        if on_result:
-            on_result(todo[address], result)
-        for dependent in dependents.get(address, []):
-            if dependent in results:
+
+class _Run:
+    """One apply's progress: which changes wait on which, their results, and the records still to write. A
+    record-keeping resource's record is written once every change under it (and every change that owes its
+    conversations a recompile) has a result."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        session: ApplySession,
+        manager: FleetPlugins,
+        on_result: Callable[[Change, ChangeResult], None] | None,
+        *,
+        recompile: bool,
+    ) -> None:
+        self.plan, self.session, self.manager, self.on_result = plan, session, manager, on_result
+        self.by_address = plan.by_address()
+        self.todo = {change.address: change for change in plan.changes if change.changes_something}
+        self.waiting_on = {address: _prerequisites(change, plan, self.todo) for address, change in self.todo.items()}
+        self.dependents: dict[str, list[str]] = {}
+        for address, prerequisites in self.waiting_on.items():
+            for prerequisite in prerequisites:
+                self.dependents.setdefault(prerequisite, []).append(address)
+        self.results: dict[str, ChangeResult] = {}
+        self.ready = [address for address, prerequisites in self.waiting_on.items() if not prerequisites]
+        self.recompiling = recompile
+        self.causes = _recompile_causes(plan, self.todo, manager) if recompile else {}
+        keepers = [c for c in plan.changes if manager.handler(c.kind).records_children and not c.removes]
+        self.written: dict[str, Sequence[Recorded] | None] = {keeper.address: keeper.record for keeper in keepers}
+        self.members: dict[str, set[str]] = {}  # keeper -> the changes its record waits for
+        self.unfinished: dict[str, set[str]] = {}  # keeper -> those without a result yet
+        self.member_of: dict[str, list[str]] = {}
+        for keeper in keepers:
+            subtree = [keeper.address, *(c.address for c in plan.descendants(keeper.address))]
+            members = {a for a in subtree if a in self.todo} | (self.causes.get(keeper.address, set()) & set(self.todo))
+            if members:
+                self.members[keeper.address], self.unfinished[keeper.address] = members, set(members)
+                for member in members:
+                    self.member_of.setdefault(member, []).append(keeper.address)
+        self.records_ready: list[str] = []
+        self.recorded: set[str] = set()  # keepers whose record was written (or found right) by this apply
+
+    # -- changes --------------------------------------------------------------------------------------------------
+
+    def finish(self, address: str, result: ChangeResult) -> None:
+        self.results[address] = result
+        if self.on_result:
+            self.on_result(self.todo[address], result)
+        for keeper in self.member_of.get(address, []):
+            waiting = self.unfinished[keeper]
+            if address in waiting:
+                waiting.discard(address)
+                if not waiting:
+                    self.records_ready.append(keeper)
+        for dependent in self.dependents.get(address, []):
+            if dependent in self.results:
                 continue
             if result.status != "applied":
-                change = todo[dependent]
-                finish(
-                    dependent,
-                    ChangeResult(dependent, change.action, "skipped", f"not attempted: {address} did not succeed"),
-                )
+                change = self.todo[dependent]
+                message = f"not attempted: {address} did not succeed"
+                self.finish(dependent, ChangeResult(dependent, change.action, "skipped", message))
                 continue
-            waiting_on[dependent].discard(address)
-            if not waiting_on[dependent]:
-                ready.append(dependent)
+            self.waiting_on[dependent].discard(address)
+            if not self.waiting_on[dependent]:
+                self.ready.append(dependent)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
-    running: dict[Future[ChangeResult], str] = {}
-    stop = stop or threading.Event()
-    abandoned = 0
-    try:
-        while (ready and not stop.is_set()) or running:
-            # Only as many changes are handed to the pool as it runs at once, so a stop leaves none queued.
-            while ready and len(running) < parallelism and not stop.is_set():
-                address = ready.pop()
-                if address not in results:
-                    running[pool.submit(_apply_one, todo[address], session, manager)] = address
-            for future in _wait_for_one(running, stop):
-                finish(running.pop(future), future.result())
-            if stop.is_set() and running:
-                abandoned = _let_in_flight_finish(running, finish, todo, in_flight_grace)
-    finally:
-        pool.shutdown(wait=not abandoned, cancel_futures=True)
-    _finish_carried(ready, results, todo, session, manager, finish)
-    left = [address for address in todo if address not in results]
-    reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
-    for address in left:  # never started: the apply was stopped, or they form a dependency cycle
-        finish(address, ChangeResult(address, todo[address].action, "skipped", reason))
-    recompiled: tuple[Recompiled, ...] = ()
-    if not stop.is_set():
-        _write_records(plan, session, manager, results, finish)
-        if recompile:
-            recompiled = _recompile(plan, session, manager, results, parallelism)
-    ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
-    interrupted = stop.is_set() and bool(left or abandoned)
-    return ApplyReport(ordered, interrupted=interrupted, abandoned=abandoned, recompiled=recompiled)
+    def changes(self, stop: StopSignal, parallelism: int, grace: float) -> int:
+        """Run the changes (and the records whose subtree is done) until all are done or `stop` is set; then let
+        those in flight finish for up to `grace` seconds. Returns how many were abandoned still in flight."""
+        pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+        running: dict[Future[ChangeResult], str] = {}
+        records: set[Future[ChangeResult]] = set()
+        abandoned = 0
+        try:
+            while (self.ready and not stop.is_set()) or self.records_ready or running:
+                # Only as many jobs are handed to the pool as it runs at once, so a stop leaves none queued.
+                while self.records_ready and len(running) < parallelism:
+                    future = pool.submit(self.write_record, self.records_ready.pop())
+                    records.add(future)
+                    running[future] = ""
+                while self.ready and len(running) < parallelism and not stop.is_set():
+                    address = self.ready.pop()
+                    if address not in self.results:
+                        running[pool.submit(_apply_one, self.todo[address], self.session, self.manager)] = address
+                for future in _wait_for_one(running, stop):
+                    self._done(future, running.pop(future), records)
+                if stop.is_set() and running:
+                    abandoned = self._let_in_flight_finish(running, records, grace)
+                    if abandoned:
+                        break
+        finally:
+            pool.shutdown(wait=not abandoned, cancel_futures=True)
+        _finish_carried(self.ready, self.results, self.todo, self.session, self.manager, self.finish)
+        left = [address for address in self.todo if address not in self.results]
+        reason = INTERRUPTED if stop.is_set() else "not attempted: dependency cycle"
+        for address in left:  # never started: the apply was stopped, or they form a dependency cycle
+            self.finish(address, ChangeResult(address, self.todo[address].action, "skipped", reason))
+        self.records_ready.clear()  # those left by a stop are written by `records_left`
+        return abandoned
+
+    def _done(self, future: Future[ChangeResult], address: str, records: set[Future[ChangeResult]]) -> None:
+        result = future.result()
+        if future in records:
+            records.discard(future)
+            self._record_failed(result)
+            return
+        self.finish(address, result)
+
+    def _record_failed(self, result: ChangeResult | None) -> None:
+        """A record that was not written fails its resource's change (what is under it stands)."""
+        if result is not None and result.status != "applied":
+            self.results.pop(result.address, None)
+            self.finish(result.address, result)
+
+    def _let_in_flight_finish(
+        self, running: dict[Future[ChangeResult], str], records: set[Future[ChangeResult]], grace: float
+    ) -> int:
+        """Wait up to `grace` seconds for the jobs in flight. Changes still running then are reported failed
+        (their outcome is unknown; the next plan sees what landed) and abandoned: how many is returned."""
+        deadline = time.monotonic() + grace
+        while running:
+            done, _ = wait(running, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED)
+            if not done:
+                break
+            for future in done:
+                self._done(future, running.pop(future), records)
+        abandoned = len(running)
+        for address in [address for address in running.values() if address]:
+            message = f"still in flight {grace:.0f} s after the stop: it may or may not have landed"
+            self.finish(address, ChangeResult(address, self.todo[address].action, "failed", message))
+        running.clear()
+        return abandoned
+
+    # -- records --------------------------------------------------------------------------------------------------
+
+    def write_record(self, keeper: str) -> ChangeResult:
+        """Write `keeper`'s record where it is not what the server has; a failure is its change's result."""
+        self.recorded.add(keeper)
+        parent = self.by_address[keeper]
+        done = ChangeResult(keeper, parent.action, "applied")
+        outcome = self.results.get(keeper)
+        if not self.session.has_id(keeper) or (outcome is not None and outcome.status != "applied"):
+            return done
+        return self._remember(parent, self._owes(keeper)) or done
+
+    def records_left(self, parallelism: int, *, stopped: bool) -> None:
+        """The records not written during the changes: of the resources nothing changed under (they record the
+        declared children that were there already: made by hand, or imported), or, after a stop, of those under
+        which something landed though their subtree did not finish."""
+        keepers = [
+            keeper
+            for keeper in self.written
+            if keeper not in self.recorded
+            and (not stopped or any(self._applied(member) for member in self.members.get(keeper, ())))
+        ]
+        if not keepers:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            for result in list(pool.map(self.write_record, keepers)):
+                self._record_failed(result)
+
+    def write_intents(self, parallelism: int) -> None:
+        """Before any change: the intended record of each existing resource under which something is to be made
+        (`ApplySession.intended_record`), so that a kill before its record is written loses nothing."""
+        keepers = [
+            self.by_address[keeper]
+            for keeper in self.written
+            if self.by_address[keeper].id
+            and any(
+                c.action in (Action.CREATE, Action.REPLACE) and c.address in self.todo
+                for c in self.plan.children(keeper)
+            )
+        ]
+        if not keepers:
+            return
+
+        def intend(parent: Change) -> None:
+            intended = self.session.intended_record(parent.address)
+            if set(intended) != set(parent.record or ()):
+                try:
+                    self.manager.handler(parent.kind).remember(parent, intended, self.session)
+                except (ApplyError, LettaError):
+                    return  # the record after the changes is written all the same
+                self.written[parent.address] = intended
+
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            list(pool.map(intend, keepers))
+
+    def _remember(self, parent: Change, owed: bool) -> ChangeResult | None:
+        """Write the record `parent` should carry now, if it differs from the one it carries; a failure as its
+        change's result (the next plan shows the record stale, and the next apply writes it)."""
+        record = record_after(
+            parent,
+            self.plan.children(parent.address),
+            lambda child: self.results[child.address].status if child.address in self.results else "skipped",
+            lambda child: self.session.id_of(child.address) if self.session.has_id(child.address) else child.id,
+            owed=owed,
+        )
+        if set(record) == set(self.written.get(parent.address) or ()):
+            return None
+        try:
+            self.manager.handler(parent.kind).remember(parent, record, self.session)
+        except (ApplyError, LettaError) as error:
+            message = f"its record of what is made under it was not written: {self.session.client.mask(str(error))}"
+            return ChangeResult(parent.address, parent.action, "failed", message)
+        self.written[parent.address] = record
+        return None
+
+    def _owes(self, keeper: str) -> bool:
+        """Whether `keeper`'s conversations are owed a recompile: a change that needs one landed (or, without
+        recompiling, one was owed already)."""
+        if not self.recompiling:
+            return owes_recompile(self.by_address[keeper].record)
+        return any(self._applied(cause) for cause in self.causes.get(keeper, ()))
+
+    def _applied(self, address: str) -> bool:
+        result = self.results.get(address)
+        return result is not None and result.status == "applied"
+
+    # -- recompiles -----------------------------------------------------------------------------------------------
+
+    def recompile_targets(self) -> list[str]:
+        """The agents an applied change owes a recompile, each once, that exist."""
+        return sorted(
+            agent
+            for agent, causes in self.causes.items()
+            if self.session.has_id(agent) and any(self._applied(cause) for cause in causes)
+        )
+
+    def recompiled(self, recompiled: Sequence[Recompiled], parallelism: int) -> None:
+        """Take the owed recompile out of the records of the agents whose recompile is done."""
+        done = [r.address for r in recompiled if not r.error and owes_recompile(self.written.get(r.address))]
+        if not done:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            for result in list(pool.map(lambda address: self._remember(self.by_address[address], False), done)):
+                self._record_failed(result)
+
+
+def _recompile_causes(plan: Plan, todo: Mapping[str, Change], manager: FleetPlugins) -> dict[str, set[str]]:
+    """For each agent whose conversations a change of the plan would owe a recompile, those changes (a record that
+    says one is owed already is one of them)."""
+    causes: dict[str, set[str]] = {}
+    for address, change in todo.items():
+        for agent in manager.handler(change.kind).recompiles(change, plan):
+            causes.setdefault(agent, set()).add(address)
+        if RECOMPILE_FIELD in (change.after or {}):
+            causes.setdefault(address, set()).add(address)
+    return causes
 
 
 def _recompile(
-    plan: Plan, session: ApplySession, manager: FleetPlugins, results: Mapping[str, ChangeResult], parallelism: int
-) -> tuple[Recompiled, ...]:
-    """Recompile the conversations of every agent an applied change asks for (each once), `parallelism` agents
-    at a time. A failure is reported for its agent; the others go on."""
-    agents = sorted(
-        {
-            address
-            for change in plan.changes
-            if change.address in results and results[change.address].status == "applied"
-            for address in manager.handler(change.kind).recompiles(change, plan)
-            if session.has_id(address)
-        }
-    )
-    if not agents:
-        return ()
+    agents: Sequence[str], session: ApplySession, parallelism: int, stop: StopSignal
+) -> tuple[tuple[Recompiled, ...], tuple[str, ...]]:
+    """Recompile the conversations of `agents`, `parallelism` agents at a time, until `stop` is set. A failure is
+    reported for its agent; the others go on. Returns what was recompiled and the agents still owed one."""
+    if not agents or stop.is_set():
+        return (), tuple(agents)
     by_agent: dict[str, list[dict[str, Any]]] | None = None
     if len(agents) > 1:  # one list of every conversation costs less than one list per agent
         by_agent = {}
@@ -253,8 +476,14 @@ def _recompile(
                 by_agent.setdefault(conversation.get("agent_id") or "", []).append(conversation)
         except LettaError:
             by_agent = None  # each agent lists its own, and reports its own failure
+
+    def one(address: str) -> Recompiled | None:
+        return None if stop.is_set() else _recompile_one(address, session, by_agent)
+
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        return tuple(pool.map(lambda address: _recompile_one(address, session, by_agent), agents))
+        outcomes = list(zip(agents, pool.map(one, agents), strict=True))
+    done = tuple(outcome for _, outcome in outcomes if outcome is not None)
+    return done, tuple(address for address, outcome in outcomes if outcome is None)
 
 
 def _recompile_one(
@@ -291,7 +520,7 @@ def _finish_carried(
             finish(address, _apply_one(todo[address], session, manager))
 
 
-def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: threading.Event) -> set[Future[ChangeResult]]:
+def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: StopSignal) -> set[Future[ChangeResult]]:
     """The changes that finished, as soon as one has, or as soon as the apply is stopped (then maybe none)."""
     while running:
         done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -300,85 +529,16 @@ def _wait_for_one(running: Mapping[Future[ChangeResult], str], stop: threading.E
     return set()
 
 
-def _let_in_flight_finish(
-    running: dict[Future[ChangeResult], str],
-    finish: Callable[[str, ChangeResult], None],
-    todo: Mapping[str, Change],
-    grace: float,
-) -> int:
-    """Wait up to `grace` seconds for the changes in flight. Those still running then are reported failed (their
-    outcome is unknown; the next plan sees what landed) and abandoned: how many is returned."""
-    deadline = time.monotonic() + grace
-    while running:
-        done, _ = wait(running, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_COMPLETED)
-        if not done:
-            break
-        for future in done:
-            finish(running.pop(future), future.result())
-    abandoned = len(running)
-    for address in list(running.values()):
-        message = f"still in flight {grace:.0f} s after the stop: it may or may not have landed"
-        finish(address, ChangeResult(address, todo[address].action, "failed", message))
-    running.clear()
-    return abandoned
-
-
-def _write_records(
-    plan: Plan,
-    session: ApplySession,
-    manager: FleetPlugins,
-    results: dict[str, ChangeResult],
-    finish: Callable[[str, ChangeResult], None],
-) -> None:
-    """Give each record-keeping resource of the plan that stays the record of what is made under it now, where
-    that is not what it carries: what this apply made or removed, and the declared children that were there
-    already (made before records, by `import`, or by hand and now declared). A failed write fails that
-    resource's change (its children stand; the next apply records them)."""
-    for parent in plan.changes:
-        handler = manager.handler(parent.kind)
-        if not handler.records_children or parent.removes or not session.has_id(parent.address):
-            continue
-        if parent.address in results and results[parent.address].status != "applied":
-            continue
-        record = _record_now(parent, plan, session, results)
-        if set(record) == set(parent.record or ()):
-            continue
-        try:
-            handler.remember(parent, record, session)
-        except (ApplyError, LettaError) as error:
-            message = f"its record of what is made under it was not written: {session.client.mask(str(error))}"
-            results.pop(parent.address, None)
-            finish(parent.address, ChangeResult(parent.address, parent.action, "failed", message))
-
-
-def _record_now(
-    parent: Change, plan: Plan, session: ApplySession, results: Mapping[str, ChangeResult]
-) -> list[Recorded]:
-    """What is made under `parent` after this apply: what its record said, less what was removed, plus what the
-    fleet declares under it that exists (found, or made now)."""
-    own = {entry.address: entry for entry in parent.record or ()}
-    for child in plan.children(parent.address):
-        address = child.address.removeprefix(parent.address + ".")
-        outcome = results.get(child.address)
-        if child.removes:
-            if outcome is not None and outcome.status == "applied":
-                own.pop(address, None)
-            continue
-        if outcome is None or outcome.status == "applied" or child.action is not Action.CREATE:  # it exists
-            made_id = session.id_of(child.address) if session.has_id(child.address) else child.id
-            own[address] = Recorded(address, child.kind, made_id, child.protected)
-        else:
-            own.pop(address, None)
-    return sorted(own.values(), key=lambda entry: entry.address)
-
-
 def _apply_one(change: Change, session: ApplySession, manager: FleetPlugins) -> ChangeResult:
     carried, problem = session.carried_result(change.address)
     if carried:
         status = "failed" if problem else "applied"
         return ChangeResult(change.address, change.action, status, problem or f"created with {change.parent}")
+    own = without_bookkeeping(change)
+    if own is None:  # only its record changes: written once its subtree is done
+        return ChangeResult(change.address, change.action, "applied")
     try:
-        manager.handler(change.kind).apply(change, session)
+        manager.handler(change.kind).apply(own, session)
     except (ApplyError, LettaError) as error:
         return ChangeResult(change.address, change.action, "failed", session.client.mask(str(error)))
     return ChangeResult(change.address, change.action, "applied")

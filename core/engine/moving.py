@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from lettafleet.core.engine.diagnostics import Path, Problem
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
-from lettafleet.core.engine.model import Ambiguity, Resource
+from lettafleet.core.engine.model import Ambiguity, Resource, address_of
 
 # One part of an address: `agent.support`, `conversation["Ticket #101"]` (see model.address_of).
 _PART = re.compile(r'([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_-]+)|\[("(?:[^"\\]|\\.)*")\])')
@@ -36,10 +36,35 @@ class Move:
 
 
 def declared_moves(fleet: Fleet) -> list[Move]:
+    """The fleet's `moved:` entries, each address as plans print it (`conversation["Main"]` is
+    `conversation.Main`), so any spelling of one address names the same resource."""
     return [
-        Move(str(entry["from"]), str(entry["to"]), ("moved", index))
+        Move(canonical(str(entry["from"])), canonical(str(entry["to"])), ("moved", index))
         for index, entry in enumerate(fleet.data.get("moved") or ())
     ]
+
+
+def canonical(address: str) -> str:
+    """An address as `address_of` writes it (a plain name unquoted, any other quoted); one that is not an address
+    is returned as it is, for `move_problems` to refuse."""
+    parts = _parts(address)
+    if parts is None:
+        return address
+    written: str | None = None
+    for kind, text in parts:
+        written = address_of(kind, json.loads(text) if text.startswith('"') else text, written)
+    return written or address
+
+
+def unmatched(move: Move, server: str) -> Problem:
+    """A move whose old and new address both match nothing on the server, where its parent is: a typo, most
+    likely, and renaming nothing would delete the resource and make another."""
+    return Problem(
+        (*move.at, "from"),
+        f"from: {move.source} matches nothing on {server}, and {move.target} is not there either: the entry renames "
+        "nothing",
+        "write the address the resource has now, as `lettafleet plan -o json` prints it, or remove the entry",
+    )
 
 
 def move_problems(fleet: Fleet, desired: Sequence[Resource], kinds: Mapping[str, ResourceKind]) -> list[Problem]:

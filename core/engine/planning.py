@@ -27,9 +27,11 @@ from lettafleet.core.engine.moving import (
     move_problems,
     rebased,
     rebased_ambiguity,
+    unmatched,
     without_moved_entries,
 )
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
+from lettafleet.core.engine.records import with_record_repair
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.ownership import Owner
@@ -59,7 +61,8 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         preflight = background.submit(lambda: [p for handler, own in mine for p in handler.preflight(reader, own)])
         found_live = [found for handler, own in mine for found in handler.read_live(reader, own, desired)]
         problems = preflight.result()
-        found_live, renamed = _moved(reader, manager, desired, declared_moves(fleet), found_live)
+        found_live, renamed, unmatched_moves = _moved(reader, manager, desired, declared_moves(fleet), found_live)
+        problems += unmatched_moves
         wanted = _by_address(desired, "desired")
         found_live += _recorded_removals(reader, manager, wanted, found_live)
     reader.close()
@@ -133,7 +136,22 @@ def _changes(
         if address in renamed and declared and found:
             change = _renamed(change, found.name, declared.name, renamed[address], manager.kinds[kind])
         changes[address] = _held(change, prune)
-    return _with_move_hints(_without_removals_under_kept(changes), manager.kinds)
+    kept = _with_move_hints(_without_removals_under_kept(changes), manager.kinds)
+    return _with_record_repairs(kept, manager)
+
+
+def _with_record_repairs(changes: list[Change], manager: FleetPlugins) -> list[Change]:
+    """Each record-keeping parent whose record is missing, stale or owes a recompile, made an update of it."""
+    children: dict[str, list[Change]] = {}
+    for change in changes:
+        if change.parent:
+            children.setdefault(change.parent, []).append(change)
+    return [
+        with_record_repair(change, children.get(change.address, []))
+        if manager.handler(change.kind).records_children
+        else change
+        for change in changes
+    ]
 
 
 def _moved(
@@ -142,20 +160,26 @@ def _moved(
     desired: Sequence[Resource],
     moves: Sequence[Move],
     found_live: list[Resource | Ambiguity],
-) -> tuple[list[Resource | Ambiguity], dict[str, str]]:
-    """The live resources with what `moves` rename at their new addresses (the whole subtree follows), and the
-    renamed addresses with the address each had. A move whose new address is live already, or whose old one is
-    not, changes nothing: the entry may stay in the file."""
+) -> tuple[list[Resource | Ambiguity], dict[str, str], list[Problem]]:
+    """The live resources with what `moves` rename at their new addresses (the whole subtree follows), the
+    renamed addresses with the address each had, and the moves that match nothing. A move whose new address is
+    live already, or whose old one is not, changes nothing: the entry may stay in the file. One whose two
+    addresses are both missing where their parent is (a typo) is a problem."""
     live = {found.address for found in found_live if isinstance(found, Resource)}
     pending = [move for move in moves if move.target not in live]
-    # Read the declared subtree of each new address as if it still stood at the old one.
+    # Read the declared subtree of each new address as if it still stood at the old one, with what it depends on
+    # outside it (a shared block, a tool) where it is: a handler matches an attachment by what it attaches.
     aliases = [at_old_address(r, m) for m in pending for r in desired if m.covers(r.address, side="target")]
+    needed = {address for alias in aliases for address in alias.depends_on}
+    outside = [
+        r for r in desired if r.address in needed and not any(m.covers(r.address, side="target") for m in pending)
+    ]
     view = [*desired, *aliases]
     old_side: list[Resource | Ambiguity] = [
         found
         for handler, kinds in manager.handlers()
         if any(alias.kind in kinds for alias in aliases)
-        for found in handler.read_live(reader, [alias for alias in aliases if alias.kind in kinds], view)
+        for found in handler.read_live(reader, [r for r in (*aliases, *outside) if r.kind in kinds], view)
     ]
     taken = [m for m in pending if any(isinstance(f, Resource) and f.address == m.source for f in old_side)]
     kept = [found for found in found_live if not any(m.covers(found.address, side="source") for m in taken)]
@@ -169,7 +193,13 @@ def _moved(
                 )
     sources = [move.source for move in taken]
     kept = [without_moved_entries(found, sources) if isinstance(found, Resource) else found for found in kept]
-    return kept, {move.target: move.source for move in taken}
+    parents = {resource.address: resource.parent for resource in desired}
+    problems = [
+        unmatched(move, reader.client.base_url)
+        for move in pending
+        if move not in taken and (parents.get(move.target) is None or parents.get(move.target) in live)
+    ]
+    return kept, {move.target: move.source for move in taken}, problems
 
 
 def _renamed(change: Change, old: str, new: str, source: str, kind: ResourceKind) -> Change:
@@ -247,6 +277,11 @@ def _recorded_removals(
 ) -> list[Resource | Ambiguity]:
     """What live parents' records list and the fleet no longer declares, as each kind's handler finds it."""
     live_addresses = {found.address for found in found_live if isinstance(found, Resource)}
+    # Identity is the id: an entry whose id is live under its parent at another address (a rename that landed
+    # before its record was written) is that resource, not a removal.
+    live_ids = {
+        (found.parent, found.kind, found.id) for found in found_live if isinstance(found, Resource) and found.id
+    }
     by_kind: dict[str, list[Resource]] = {}
     for parent in found_live:
         if not isinstance(parent, Resource) or not parent.record:
@@ -254,6 +289,8 @@ def _recorded_removals(
         for entry in parent.record:
             address = f"{parent.address}.{entry.address}"
             if address in wanted or address in live_addresses or entry.kind not in manager.kinds:
+                continue
+            if (parent.address, entry.kind, entry.id) in live_ids:
                 continue
             by_kind.setdefault(entry.kind, []).append(
                 Resource(

@@ -20,6 +20,7 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
         "ok": report.ok,
         "interrupted": report.interrupted,
         "not_attempted": [result.address for result in report.not_attempted],
+        "recompile_owed": list(report.recompile_owed),
         "results": [
             {"address": r.address, "action": r.action.value, "status": r.status, "message": r.message}
             for r in report.results

@@ -136,7 +136,17 @@ def applied_line(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceKi
     text = _tally(done, kinds, counted, DONE)
     if not report.ok:
         text += f"; {report.count('failed')} failed, {report.count('skipped')} not attempted"
+        unrecompiled = len(report.recompile_owed) + sum(1 for agent in report.recompiled if agent.error)
+        if unrecompiled:
+            text += f"; the conversations of {unrecompiled} agent{'s' * (unrecompiled != 1)} not recompiled"
     return text
+
+
+def _what_next(report: ApplyReport) -> str:
+    """What to do after an apply that did not do everything: what the next apply will do."""
+    if report.failed:
+        return "Fix the cause and run apply again: it picks up where this one stopped."
+    return "Run apply again: it recompiles them (their records say a recompile is owed)."
 
 
 def _tally(
@@ -179,10 +189,7 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
         lines.append(f"Apply complete: {applied_line(report, plan, kinds)}.")
     else:
         lines.insert(0, "Apply finished with errors:")
-        lines.append(
-            f"Apply failed: {applied_line(report, plan, kinds)}. "
-            "Fix the cause and run apply again: it picks up where this one stopped."
-        )
+        lines.append(f"Apply failed: {applied_line(report, plan, kinds)}. {_what_next(report)}")
     return "\n".join(lines)
 
 
@@ -191,7 +198,7 @@ def _recompiled_lines(report: ApplyReport) -> list[str]:
     done = [agent for agent in report.recompiled if not agent.error]
     lines = [
         f"  {agent.address}: conversations not recompiled - {agent.error}. They keep the old system prompt and "
-        f"blocks until recompiled (`lettafleet recompile {agent.address.split('.', 1)[-1]} --all`)."
+        "blocks until recompiled: the agent's record says a recompile is owed, so the next apply does it."
         for agent in report.recompiled
         if agent.error
     ]
@@ -224,7 +231,14 @@ def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, Res
     lines.append(f"Applied ({len(applied)}): {_some(applied)}")
     lines.extend(f"  {result.address}: {result.status} - {result.message}" for result in failed)
     lines.append(f"Not attempted ({len(not_attempted)}): {_some([result.address for result in not_attempted])}")
-    lines.append("Run `lettafleet apply` again to finish: it picks up what is left.")
+    lines += _recompiled_lines(report)
+    if report.recompile_owed:
+        owed = list(report.recompile_owed)
+        lines.append(f"Conversations not recompiled ({len(owed)} agents): {_some(owed)}; their records say so.")
+    if report.ok:
+        lines.append("Every change had landed and every record was written when it stopped: nothing is left to do.")
+    else:
+        lines.append("Run `lettafleet apply` again to finish: it picks up what is left.")
     return "\n".join(lines)
 
 

@@ -15,6 +15,9 @@ import rich_click as click
 from lettafleet.core import (
     Duration,
     PluginCommand,
+    Stopping,
+    ctrl_c_stops,
+    exit_code,
     get_plugin_manager,
     hookimpl,
     make_client,
@@ -183,7 +186,8 @@ def apply_command(
         apply_unreviewed_changes=apply_unreviewed_changes,
     )
     lock = lock_timeout if use_lock else None
-    sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets)), lock_timeout=lock))
+    stopping = Stopping()
+    sys.exit(_run(base_url, options, lambda loop: loop.apply(_split(fleets)), lock_timeout=lock, stopping=stopping))
 
 
 @github.command("drift")
@@ -224,18 +228,27 @@ def drift_command(
 
 
 def _run(
-    base_url: str, options: ReviewOptions, step: Callable[[ReviewLoop], int], lock_timeout: float | None = None
+    base_url: str,
+    options: ReviewOptions,
+    step: Callable[[ReviewLoop], int],
+    lock_timeout: float | None = None,
+    stopping: Stopping | None = None,
 ) -> int:
-    """Run one step of the review loop; with a `lock_timeout`, each fleet is applied under its lock."""
+    """Run one step of the review loop; with a `lock_timeout`, each fleet is applied under its lock. With
+    `stopping`, Ctrl-C stops the step as it stops `lettafleet apply` (the same handling, the same exit 130)."""
     env = ActionsEnvironment.from_environ()
     manager = get_plugin_manager()
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(GitHubAPI(env.repository, env.token, api_url=env.api_url)) if env.token else None
         client = stack.enter_context(make_client(base_url))
         lock_client = stack.enter_context(make_client(base_url)) if lock_timeout is not None else None
-        planner = LettaPlanner(client, manager, lock_client, lock_timeout or 0.0, echo=click.echo)
-        loop = ReviewLoop(env, planner, resource_kinds(manager), api, options, click.echo)
-        return step(loop)
+        planner = LettaPlanner(client, manager, lock_client, lock_timeout or 0.0, echo=click.echo, stopping=stopping)
+        loop = ReviewLoop(env, planner, resource_kinds(manager), api, options, click.echo, stopping=stopping)
+        if stopping is None:
+            return step(loop)
+        with ctrl_c_stops(stopping, at_once=planner.release_at_once):
+            code = step(loop)
+        return exit_code(None, stopping, failed=code != 0)
 
 
 def _split(fleets: tuple[str, ...]) -> list[str]:

@@ -17,7 +17,9 @@ from lettafleet.core import (
     ApplyReport,
     Change,
     ChangeResult,
+    EitherStop,
     FleetError,
+    FleetLock,
     FleetPlugins,
     HeldLock,
     LettaClient,
@@ -26,6 +28,7 @@ from lettafleet.core import (
     Plan,
     PluginError,
     ResourceKind,
+    Stopping,
     applied_line,
     apply_plan,
     code_block,
@@ -35,6 +38,7 @@ from lettafleet.core import (
     inline_code,
     load_fleet,
     plan_fleet,
+    release_at_once,
     render_apply_json,
     render_plan,
     render_plan_json,
@@ -80,7 +84,8 @@ class Planner(Protocol):
 
 class LettaPlanner:
     """The planner for a real Letta server. It applies under the same lock as `lettafleet apply`, taken with
-    `lock_client` (None: no lock), so a merge job and someone's laptop never apply one fleet at once."""
+    `lock_client` (None: no lock), so a merge job and someone's laptop never apply one fleet at once. `stopping`
+    (Ctrl-C, as `lettafleet apply` takes it) stops its applies too."""
 
     def __init__(
         self,
@@ -89,6 +94,7 @@ class LettaPlanner:
         lock_client: LettaClient | None = None,
         lock_timeout: float = 0.0,
         echo: Callable[[str], None] = print,
+        stopping: Stopping | None = None,
     ) -> None:
         self.client = client
         self.manager = manager
@@ -96,6 +102,8 @@ class LettaPlanner:
         self.lock_timeout = lock_timeout
         self.echo = echo
         self.stop = threading.Event()  # set when the lock is lost: the apply then starts no more changes
+        self.stopping = stopping
+        self.lock: FleetLock | None = None  # the lock held now, for a second Ctrl-C to release at once
 
     @contextmanager
     def locked(self, fleet: str) -> Iterator[object]:
@@ -124,13 +132,22 @@ class LettaPlanner:
             on_lost=lost,
             on_left_behind=left_behind,
         ) as lock:
-            yield lock
+            self.lock = lock
+            try:
+                yield lock
+            finally:
+                self.lock = None
+
+    def release_at_once(self) -> None:
+        """On the way out of a second Ctrl-C: release the lock held now, giving the server a few seconds."""
+        release_at_once(self.lock)
 
     def plan(self, fleet: str) -> Plan:
         return plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
-        return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result, stop=self.stop)
+        stop = EitherStop(self.stop, self.stopping) if self.stopping else self.stop
+        return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result, stop=stop)
 
 
 @dataclass(frozen=True)
@@ -167,7 +184,9 @@ class ReviewLoop:
         github: GitHubAPI | None,
         options: ReviewOptions,
         echo: Callable[[str], None],
+        stopping: Stopping | None = None,
     ) -> None:
+        self.stopping = stopping  # Ctrl-C: the fleets after the one it stopped are not applied
         self.env = env
         self.planner = planner
         self.kinds = kinds
@@ -243,7 +262,10 @@ class ReviewLoop:
             comments = self._comments(pull_request["number"])
         runs = []
         for fleet in fleets:
-            run, status = self._apply_locked(fleet, len(fleets), comments, pull_request)
+            if self.stopping is not None and self.stopping.by_user:
+                run, status = self._not_applied(fleet, "Not applied: interrupted", "Ctrl-C stopped the job first")
+            else:
+                run, status = self._apply_locked(fleet, len(fleets), comments, pull_request)
             runs.append(run)
             if comments is not None and self.options.comment and not self._post_status(comments, run, status):
                 comments = None
@@ -266,12 +288,16 @@ class ReviewLoop:
                 self.env.add_summary(self._summary_markdown(run, fleet_count) + "\n" + status)
                 return run, status
         except LockError as error:
-            run = FleetRun(fleet=fleet, json_path=self.out_dir / f"plan-{_file_slug(fleet)}.json", ok=False)
-            run.error = self.env.mask(str(error))
-            self.annotate("error", f"{fleet}: not applied: {run.error}")
-            status = _status("Not applied: another apply holds the fleet's lock", [f"Nothing was changed: {run.error}"])
-            self.env.add_summary(status)
-            return run, status
+            return self._not_applied(fleet, "Not applied: another apply holds the fleet's lock", str(error))
+
+    def _not_applied(self, fleet: str, title: str, why: str) -> tuple[FleetRun, str]:
+        """A fleet this job changed nothing of, and why (said in the log, the summary and the status)."""
+        run = FleetRun(fleet=fleet, json_path=self.out_dir / f"plan-{_file_slug(fleet)}.json", ok=False)
+        run.error = self.env.mask(why)
+        self.annotate("error", f"{fleet}: not applied: {run.error}")
+        status = _status(title, [f"Nothing was changed: {run.error}"])
+        self.env.add_summary(status)
+        return run, status
 
     def _apply_reviewed(
         self, run: FleetRun, plan: Plan, comments: StickyComments | None, pull_request: Mapping[str, Any] | None

@@ -454,7 +454,11 @@ class AgentHandler(ResourceHandler):
             _delete_agent(change, session)
             return None
         if change.action is Action.CREATE:
-            body: dict[str, Any] = {"name": change.name, "metadata": _marks(change, session), **_request_fields(after)}
+            # The record of what is made with it rides along: should the apply be killed before writing it, the
+            # next plan knows which of the agent's children were made for the file.
+            intended = session.intended_record(change.address)
+            metadata = with_record(_marks(change, session), intended) if intended else _marks(change, session)
+            body: dict[str, Any] = {"name": change.name, "metadata": metadata, **_request_fields(after)}
             created = session.create(change, "/v1/agents/", body)
             if "first_message" in after:
                 message = {"role": "user", "content": after["first_message"]}

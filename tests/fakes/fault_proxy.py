@@ -9,7 +9,10 @@ What it can do wrong (see `Faults`):
 - refuse writes without forwarding them: 429 (with or without `Retry-After`) or 503, as a busy server does;
 - forward a write, then drop the connection before answering (the outcome is unknown to the client);
 - forward a write, then answer 500, 502 or 504 instead of the server's answer (done, but reported as failed);
-- "die" after N requests: from then on, open connections are closed unanswered and new ones are refused.
+- "die" after N requests: from then on, open connections are closed unanswered and new ones are refused;
+- hold one request (`Hold`: the n-th of a method whose path and body match) until the test releases it, so a test
+  can kill or interrupt the client at that exact moment; then forward it, drop it unsent, or forward it and
+  lose the answer.
 
 Decisions come from one `random.Random(seed)`, drawn once per write in the order writes arrive: the same seed
 deals the same sequence of faults (with one worker, to the same requests).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -52,6 +56,23 @@ DEFAULT_REFUSALS = (Refusal(429), Refusal(429, "0"), Refusal(429, "1"), Refusal(
 
 
 @dataclass(frozen=True)
+class Hold:
+    """The request to hold: the `nth` whose method is `method`, whose path matches the regex `path` and whose body
+    contains `body`. Once released, `then` says what becomes of it: "forward" (it lands, late), "drop" (never
+    sent: the connection is closed) or "lose-answer" (it lands, and the connection closes before the answer)."""
+
+    method: str
+    path: str
+    body: str = ""
+    nth: int = 1
+    then: str = "forward"
+
+    def matches(self, method: str, target: str, body: bytes) -> bool:
+        path = urlsplit(target).path
+        return method == self.method and re.search(self.path, path) is not None and self.body.encode() in body
+
+
+@dataclass(frozen=True)
 class Faults:
     """What the proxy does wrong. Fractions are of write requests (POST, PATCH, PUT, DELETE); at most one fault
     hits a write, tried in the order refuse, drop, fail."""
@@ -68,6 +89,7 @@ class Faults:
     # so that a change is surely still in flight when a test acts.
     slow_collection: str | None = None
     slow_seconds: float = 0.0
+    hold: Hold | None = None  # the one request held until `FaultProxy.release()`
 
 
 @dataclass
@@ -97,6 +119,9 @@ class FaultProxy:
         self._forwarder = httpx.Client(base_url=self.upstream, timeout=120.0, limits=httpx.Limits(max_connections=64))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.held = threading.Event()  # set when the request to hold has arrived (and waits)
+        self.hold_done = threading.Event()  # set once the held request, released, was forwarded or dropped
+        self._released = threading.Event()
         self.faults = faults or Faults()
 
     @property
@@ -110,6 +135,31 @@ class FaultProxy:
             self._faults = faults
             self._random = random.Random(faults.seed)
             self._requests_since_faults = 0
+            self._hold_matches = 0
+            self.held.clear()
+            self.hold_done.clear()
+            self._released.clear()
+
+    def wait_until_held(self, seconds: float = 120.0) -> None:
+        """Return once the request to hold has arrived (it waits at the proxy until `release`)."""
+        assert self.held.wait(seconds), f"no request matching {self._faults.hold} arrived in {seconds:g} s"
+
+    def release(self) -> None:
+        """Let the held request go on as its `Hold.then` says."""
+        self._released.set()
+
+    def holding(self, method: str, target: str, body: bytes) -> Hold | None:
+        """The hold this request is, if it is the one to hold: it then waits here until `release`."""
+        hold = self._faults.hold
+        if hold is None or not hold.matches(method, target, body):
+            return None
+        with self._lock:
+            self._hold_matches += 1
+            if self._hold_matches != hold.nth:
+                return None
+        self.held.set()
+        self._released.wait(300)
+        return hold
 
     # -- deciding -----------------------------------------------------------------------------------------------
 
@@ -209,7 +259,20 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            held = proxy.holding(self.command, self.path, body)
+            try:
+                self._go_on(body, held)
+            finally:
+                if held is not None:
+                    proxy.hold_done.set()
+
+        def _go_on(self, body: bytes, held: Hold | None) -> None:
+            if held is not None and held.then == "drop":
+                self.close_connection = True  # never sent: the server never hears of it
+                return
             outcome, detail = proxy.decide(self.command)
+            if held is not None and held.then == "lose-answer":
+                outcome = "drop"
             if outcome == "die":
                 proxy.die()
                 self.close_connection = True
@@ -237,7 +300,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._answer(detail, b'{"detail":"injected by the fault proxy"}', {})
                 return
             payload = proxy.rewrite(self.command, target, response.status_code, response.content)
-            self._answer(response.status_code, payload, _end_to_end(response.headers))
+            try:
+                self._answer(response.status_code, payload, _end_to_end(response.headers))
+            except OSError:  # the client was killed while its request was held: nobody to answer
+                self.close_connection = True
 
         def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)

@@ -146,3 +146,77 @@ def test_a_rename_without_moved_plans_a_delete_and_a_create_that_say_how_to_keep
     assert (by_address[old]["action"], by_address[new]["action"]) == ("delete", "create")
     entry = f"moved: [{{from: '{old}', to: '{new}'}}]"
     assert entry in by_address[old]["detail"] and entry in by_address[new]["detail"]
+
+
+def test_a_moved_entry_spelled_with_quotes_around_a_plain_name_renames_it_in_place(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    agent = names("spelled")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, agent, "Main")))))
+    [before] = client.list_all("/v1/conversations/", agent_id=one_agent(client, agent)["id"])
+
+    # `conversation["Main"]` is how a plan would print `conversation.Main`, had "Main" not been a plain word.
+    entry = moved(f'agent.{agent}.conversation["Main"]', f'agent.{agent}.conversation["Main (billing)"]')
+    fleet = write_fleet(fleet_text(fake_llm, agent, "Main (billing)", moved=entry))
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    [after] = client.list_all("/v1/conversations/", agent_id=one_agent(client, agent)["id"])
+    assert (after["id"], after["summary"]) == (before["id"], "Main (billing)")
+
+
+def test_a_moved_entry_whose_addresses_match_nothing_on_the_server_is_an_error_at_its_line(
+    letta_server, client, fake_llm, write_fleet, names
+):
+    agent = names("typo")
+    ok(cli(letta_server, "apply", "-f", str(write_fleet(fleet_text(fake_llm, agent, "Ticket 1")))))
+    [before] = client.list_all("/v1/conversations/", agent_id=one_agent(client, agent)["id"])
+
+    entry = moved(f'agent.{agent}.conversation["Ticket one"]', f'agent.{agent}.conversation["Ticket 2"]')
+    fleet = write_fleet(fleet_text(fake_llm, agent, "Ticket 2", moved=entry))
+    for command in ("plan", "apply"):
+        refused = cli(letta_server, command, "-f", str(fleet))
+        assert refused.exit_code == 1
+        line = len(fleet_text(fake_llm, agent, "Ticket 2").splitlines()) + 2
+        assert f"{fleet}:{line}:" in refused.stderr and "matches nothing on" in refused.stderr, refused.stderr
+        assert "nothing was changed" in refused.stderr
+
+    assert [c["id"] for c in client.list_all("/v1/conversations/", agent_id=one_agent(client, agent)["id"])] == [
+        before["id"]
+    ]
+
+
+def test_an_agent_renamed_with_moved_keeps_every_attachment_and_plans_none_anew(
+    letta_server, client, fake_llm, tmp_path, names
+):
+    old, new = names("attached"), names("reattached")
+    suffix = old.rsplit("-", 1)[-1]
+    shared, archive, folder = f"rules_{suffix}", f"notes-{suffix}", f"docs-{suffix}"
+    (tmp_path / "handbook.md").write_text("Be kind.\n")
+
+    def fleet(agent: str, entry: str = "") -> Path:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(
+            f"shared_blocks:\n  - {{name: {shared}, value: be kind}}\nagents:\n  - name: {agent}\n"
+            f"{fake_llm.fleet_yaml()}    system_prompt: {{value: You help.}}\n    shared_blocks: [{shared}]\n"
+            f"    tools: [send_message]\n    archives: [{{name: {archive}, description: Meeting notes}}]\n"
+            f"    folders:\n      - name: {folder}\n        files: [handbook.md]\n"
+            + (f"moved:\n{entry}" if entry else "")
+        )
+        return path
+
+    try:
+        ok(cli(letta_server, "apply", "-f", str(fleet(old))))
+        renamed = fleet(new, moved(f"agent.{old}", f"agent.{new}"))
+        plan = plan_json(letta_server, renamed)
+        assert {c["address"]: c["action"] for c in plan["changes"] if c["action"] != "no-op"} == {
+            f"agent.{new}": "update"
+        }
+        ok(cli(letta_server, "apply", "-f", str(renamed)))
+        assert "No changes" in ok(cli(letta_server, "plan", "-f", str(renamed)))
+    finally:
+        for block in client.list_all("/v1/blocks/", label=shared):
+            client.delete(f"/v1/blocks/{block['id']}")
+        for found in client.list_all("/v1/archives/", name=archive):
+            client.delete(f"/v1/archives/{found['id']}")
+        for found in client.list_all("/v1/folders/", name=folder):
+            client.delete(f"/v1/folders/{found['id']}")

@@ -49,3 +49,15 @@ def test_a_moved_entry_to_a_declared_address_is_valid(write_fleet):
     fleet = write_fleet(AGENT.format(name="new") + f"moved:\n  - {entry}\n  - {{from: agent.old, to: agent.new}}\n")
     result = CliRunner().invoke(main, ["validate", str(fleet)])
     assert result.exit_code == 0, result.stderr
+
+
+def test_an_address_quoted_or_plain_names_one_resource(write_fleet):
+    quoted = "{from: 'agent.new.block[\"old\"]', to: 'agent.new.block[\"notes\"]'}"
+    fleet = write_fleet(AGENT.format(name="new") + f"moved:\n  - {quoted}\n")
+    assert CliRunner().invoke(main, ["validate", str(fleet)]).exit_code == 0
+
+    twice = f"{quoted}\n  - {{from: agent.new.block.old, to: 'agent.new.conversation[\"Ticket 1\"]'}}"
+    result = CliRunner().invoke(
+        main, ["validate", str(write_fleet(AGENT.format(name="new") + f"moved:\n  - {twice}\n"))]
+    )
+    assert result.exit_code == 1 and "agent.new.block.old is in `from:` of two moved entries" in result.stderr
