@@ -1,4 +1,5 @@
-"""Reading the live server while planning: list calls shared between plugins, each sent once per plan."""
+"""Reading the live server while planning: list calls shared between plugins, each sent once per plan, and, on a
+server holding many more agents than the fleet, narrowed to the fleet's agents (`AgentScope`)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,44 @@ from typing import Any
 
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.ownership import Owner
+from lettafleet.core.letta.reads import (
+    AGENTS,
+    AGENTS_PATH,
+    CONVERSATIONS_PATH,
+    AgentScope,
+    Read,
+    oldest_first,
+    whole,
+)
 
 
 class LiveReader:
     """Memoized reads for one plan. Two plugins asking for the same collection cost one paginated read.
-    `owner` is the fleet being planned, whose marks tell its resources from anyone else's."""
+    `owner` is the fleet being planned, whose marks tell its resources from anyone else's. With a `scope`, a read
+    of every agent (or every conversation) reads only the scope's agents (or their conversations): the plan then
+    costs what the fleet declares, not what the server holds."""
 
-    def __init__(self, client: LettaClient, concurrency: int = 4, *, owner: Owner | None = None) -> None:
+    def __init__(
+        self,
+        client: LettaClient,
+        concurrency: int = 4,
+        *,
+        owner: Owner | None = None,
+        scope: AgentScope | None = None,
+    ) -> None:
         self.client = client
         self.owner = owner or Owner()
+        self.scope = scope
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._guard = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lettafleet-read")
+        # The narrow reads a scoped read fans out to: a pool of their own, as a scoped read may run on `_pool`.
+        self._narrow = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lettafleet-narrow")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._narrow.shutdown(wait=True)
 
     def prefetch(self, *collections: tuple[str, dict[str, Any]]) -> None:
         """Start reading these collections in the background, together; a later `list_all` of one of them
@@ -33,10 +56,31 @@ class LiveReader:
             self._pool.submit(self.list_all, path, **params)
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._once(("list", path, _frozen(params)), lambda: self._listed(path, params))
+        return rows
+
+    def list_everything(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a collection whatever the scope: for the questions only the whole server answers (does
+        an agent outside the fleet hold what a removal deletes?), asked only when there is such a removal."""
+        if self.scope is None:
+            return self.list_all(path, **params)
         rows: list[dict[str, Any]] = self._once(
-            ("list", path, _frozen(params)), lambda: self.client.list_all(path, **params)
+            ("everything", path, _frozen(params)), lambda: self.client.list_all(path, **params)
         )
         return rows
+
+    def _listed(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.scope is not None and whole((path, params), AGENTS_PATH):
+            return self._narrowly(self.scope.agent_reads(params), params)
+        if self.scope is not None and whole((path, params), CONVERSATIONS_PATH):
+            agents = self.list_all(AGENTS[0], **AGENTS[1])
+            return self._narrowly([(path, {**params, "agent_id": agent["id"]}) for agent in agents], params)
+        return self.client.list_all(path, **params)
+
+    def _narrowly(self, reads: list[Read], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The items of several narrow reads, sent together, each item once, in the order `params` asks for."""
+        pages = self._narrow.map(lambda read: self.client.list_all(read[0], short_page_ends=True, **read[1]), reads)
+        return oldest_first([item for page in pages for item in page], params)
 
     def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """A value computed from reads (live agents grouped by name, say), computed once per plan however many

@@ -33,6 +33,7 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.ownership import Owner
+from lettafleet.core.letta.reads import agent_scope
 
 PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
@@ -45,7 +46,10 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
     desired = desired_resources(fleet, manager)
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
-    reader = LiveReader(client, owner=Owner(fleet.name))
+    owner = Owner(fleet.name)
+    reader = LiveReader(
+        client, owner=owner, scope=agent_scope(client, _agent_names(fleet, desired, manager), owner.tag)
+    )
     reader.prefetch(
         *{
             (path, _frozen_params(params)): (path, params)
@@ -76,6 +80,14 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         hash_key=client.plan_hash_key,
         owner=fleet.name,
     )
+
+
+def _agent_names(fleet: Fleet, desired: Sequence[Resource], manager: FleetPlugins) -> list[str]:
+    """The names of the agents the fleet declares, and of those its `moved:` entries rename (read at the old name)."""
+    renamed = [
+        at_old_address(r, m) for m in declared_moves(fleet) for r in desired if m.covers(r.address, side="target")
+    ]
+    return [name for handler, own in _by_handler([*desired, *renamed], manager) for name in handler.agent_names(own)]
 
 
 def desired_resources(fleet: Fleet, manager: FleetPlugins) -> list[Resource]:

@@ -2,7 +2,9 @@
 
 Two marks, both in a resource's metadata (or, where Letta keeps none, where its plugin says):
 - the owner: `managed_by: lettafleet`, and `fleet: NAME` for a named fleet (a fleet file's top-level `fleet:`).
-  A fleet with no name marks only `managed_by`, as every lettafleet before fleet names did.
+  A fleet with no name marks only `managed_by`, as every lettafleet before fleet names did. A named fleet's agents
+  (and tools) also carry the tag `lettafleet-fleet:NAME` (`Owner.tag`): Letta filters lists by tag, never by
+  metadata, so the tag is how a plan finds the fleet's agents without reading every agent on the server.
 - the record: on a parent resource (an agent), what the last apply made under it from the file, each entry with
   its address relative to the parent, kind and server id. Removing a line from the file removes exactly what the
   record says that line made; whatever else the parent has (made by hand or at runtime) is never in it.
@@ -18,6 +20,7 @@ MANAGED_BY = "lettafleet"
 FLEET_KEY = "fleet"
 RECORD_KEY = "lettafleet_applied"
 PROTECT_KEY = "protect"
+FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name: the ownership tag of a named fleet's agents and tools
 
 
 def managed_metadata(**fields: Any) -> dict[str, Any]:
@@ -51,12 +54,23 @@ class Owner:
         """The marks for something this fleet creates."""
         return managed_metadata(**({FLEET_KEY: self.fleet} if self.fleet else {}), **fields)
 
+    @property
+    def tag(self) -> str | None:
+        """The ownership tag on this fleet's agents (None for a fleet without a name: it never removes agents it
+        no longer declares, so it never needs to find them)."""
+        return f"{FLEET_TAG}{self.fleet}" if self.fleet else None
+
     def owns(self, item: Mapping[str, Any]) -> bool:
         """Whether this fleet made `item`: lettafleet's mark with this fleet's name (or, unnamed, with none)."""
         return is_managed(item) and fleet_of(item) == self.fleet
 
     def describe(self) -> str:
         return f"fleet '{self.fleet}'" if self.fleet else "the fleet without a name"
+
+
+def is_ownership_tag(tag: str) -> bool:
+    """Whether `tag` is lettafleet's ownership mark (`Owner.tag`), never one of the user's own tags."""
+    return tag.startswith(FLEET_TAG)
 
 
 def owner_named(item: Mapping[str, Any]) -> str:
