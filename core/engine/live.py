@@ -16,6 +16,7 @@ from lettafleet.core.letta.reads import (
     CONVERSATIONS_PATH,
     AgentScope,
     Read,
+    compared,
     oldest_first,
     whole,
 )
@@ -64,9 +65,7 @@ class LiveReader:
         an agent outside the fleet hold what a removal deletes?), asked only when there is such a removal."""
         if self.scope is None:
             return self.list_all(path, **params)
-        rows: list[dict[str, Any]] = self._once(
-            ("everything", path, _frozen(params)), lambda: self.client.list_all(path, **params)
-        )
+        rows: list[dict[str, Any]] = self._once(("everything", path, _frozen(params)), lambda: self._read(path, params))
         return rows
 
     def _listed(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,11 +74,16 @@ class LiveReader:
         if self.scope is not None and whole((path, params), CONVERSATIONS_PATH):
             agents = self.list_all(AGENTS[0], **AGENTS[1])
             return self._narrowly([(path, {**params, "agent_id": agent["id"]}) for agent in agents], params)
-        return self.client.list_all(path, **params)
+        return self._read(path, params)
+
+    def _read(self, path: str, params: dict[str, Any], *, short_page_ends: bool = False) -> list[dict[str, Any]]:
+        """One list, its agents kept as a plan compares them (core/letta/reads.py `compared`)."""
+        trim = compared if path == AGENTS_PATH else None
+        return self.client.list_all(path, short_page_ends=short_page_ends, trim=trim, **params)
 
     def _narrowly(self, reads: list[Read], params: dict[str, Any]) -> list[dict[str, Any]]:
         """The items of several narrow reads, sent together, each item once, in the order `params` asks for."""
-        pages = self._narrow.map(lambda read: self.client.list_all(read[0], short_page_ends=True, **read[1]), reads)
+        pages = self._narrow.map(lambda read: self._read(read[0], read[1], short_page_ends=True), reads)
         return oldest_first([item for page in pages for item in page], params)
 
     def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:

@@ -39,6 +39,25 @@ AGENTS_WITH_SECRETS: Read = ("/v1/agents/", {"include": ["agent.secrets"], "orde
 # Archived ones too: hosted Letta lists only unarchived conversations unless asked, and a declared conversation
 # someone archived is still the fleet's (matched, never made again). Letta 0.16.8 ignores the parameter.
 CONVERSATIONS: Read = (CONVERSATIONS_PATH, {"order": "asc", "archive_status": "all"})
+# Fields of an agent, and of each block in it, that no built-in kind compares: a plan's reads of agents drop them
+# from each page as it arrives (`compared`), so thousands of agents are held without `memory` (a second copy of
+# their blocks, about a fifth of an agent) and Letta's template and audit bookkeeping. A plugin needing one of them
+# reads the agent itself (`GET /v1/agents/{id}`).
+UNCOMPARED_AGENT_FIELDS = frozenset(
+    {
+        *("memory", "model_settings", "message_ids", "tool_exec_environment_variables", "pending_approval"),
+        *("multi_agent_group", "managed_group", "identities", "identity_ids", "response_format", "timezone"),
+        *("per_file_view_window_char_limit", "max_files_open", "message_buffer_autoclear", "enable_sleeptime"),
+        *("last_run_completion", "last_run_duration_ms", "last_stop_reason", "hidden", "project_id"),
+        *("template_id", "base_template_id", "deployment_id", "entity_id", "created_by_id", "last_updated_by_id"),
+    }
+)
+UNCOMPARED_BLOCK_FIELDS = frozenset(
+    {
+        *("template_name", "is_template", "template_id", "base_template_id", "deployment_id", "entity_id"),
+        *("preserve_on_migration", "hidden", "project_id", "created_by_id", "last_updated_by_id"),
+    }
+)
 # A plan reads only its fleet's agents (`AgentScope`) once the server holds more than this many times the agents
 # the fleet names (and more than a page): below it, reading everything costs about what reading by name would.
 SCOPE_FACTOR = 4
@@ -116,3 +135,16 @@ def has_messages(reader: Reader, conversation: Mapping[str, Any]) -> bool:
         return True
     first = reader.get(f"/v1/conversations/{conversation['id']}/messages", order="asc", limit=2)
     return any(message.get("message_type") != "system_message" for message in first)
+
+
+def compared(agent: dict[str, Any]) -> dict[str, Any]:
+    """An agent as a plan keeps it: without the fields no kind compares (new dicts: a dict never shrinks)."""
+    kept = {key: value for key, value in agent.items() if key not in UNCOMPARED_AGENT_FIELDS}
+    if isinstance(kept.get("blocks"), list):
+        kept["blocks"] = [
+            {key: value for key, value in block.items() if key not in UNCOMPARED_BLOCK_FIELDS}
+            if isinstance(block, dict)
+            else block
+            for block in kept["blocks"]
+        ]
+    return kept
