@@ -3,6 +3,7 @@ server holding many more agents than the fleet, narrowed to the fleet's agents (
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from lettafleet.core.letta.reads import (
     Read,
     compared,
     oldest_first,
+    reads_every_agent,
     whole,
 )
 
@@ -105,3 +107,38 @@ class LiveReader:
 
 def _frozen(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((key, tuple(value) if isinstance(value, list) else value) for key, value in params.items()))
+
+
+class EarlyReads:
+    """A plan's reader whose first reads start before the fleet file is parsed, so parsing overlaps the server's
+    work: the count of the server's agents and, when the plan will read every agent whatever the file declares
+    (`agents_at_most`, an upper bound of its agents), every agent. Threads that never hold a process open: a file
+    that turns out invalid exits at once."""
+
+    def __init__(self, client: LettaClient, agents_at_most: int) -> None:
+        self.reader = LiveReader(client)
+        self.every_agent = True
+        self._decided = threading.Event()
+        threading.Thread(target=self._start, args=(agents_at_most,), name="lettafleet-early", daemon=True).start()
+
+    def scoped(self, owner: Owner, names: frozenset[str]) -> LiveReader:
+        """The reader for the parsed fleet: `owner`'s, reading only the agents of `names` and those carrying its
+        ownership tag, unless it reads every agent."""
+        self._decided.wait()
+        self.reader.owner = owner
+        if not self.every_agent:
+            self.reader.scope = AgentScope(names, owner.tag)
+        return self.reader
+
+    def _start(self, agents_at_most: int) -> None:
+        try:
+            self.every_agent = reads_every_agent(self.reader.client, agents_at_most)
+        except Exception:  # the client closed under it (the file was invalid): nothing to read for
+            self.every_agent = True
+        finally:
+            self._decided.set()
+        if self.every_agent:
+            # Whatever goes wrong here, the plan reads it again and reports what the server says; a file found
+            # invalid closes the client under this read.
+            with contextlib.suppress(Exception):
+                self.reader.list_all(AGENTS[0], **AGENTS[1])

@@ -4,7 +4,7 @@ for one collection cost one read."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,16 +83,14 @@ class AgentScope:
         return reads
 
 
-def agent_scope(reader: Reader, names: Sequence[str], tag: str | None) -> AgentScope | None:
-    """The scope of a plan of the agents `names` (and, a named fleet, those tagged `tag`), or None to read every
-    agent: when the server holds few more agents than the fleet names, or cannot count them (one request)."""
+def reads_every_agent(reader: Reader, agents_at_most: int) -> bool:
+    """Whether a plan of at most `agents_at_most` agents reads every agent on the server rather than only its own
+    (`AgentScope`): when the server holds few more, or cannot count them (one request)."""
     try:
         held = int(reader.get(f"{AGENTS_PATH}count"))
     except (LettaError, TypeError, ValueError):  # a server without the count, or an odd answer: read everything
-        return None
-    if held <= SCOPE_FACTOR * len(set(names)) + AGENT_PAGE:
-        return None
-    return AgentScope(frozenset(names), tag)
+        return True
+    return held <= SCOPE_FACTOR * agents_at_most + AGENT_PAGE
 
 
 def whole(read: Read, path: str) -> bool:

@@ -4,9 +4,15 @@ reading everything showed (duplicates by name, another fleet's agent, a named fl
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from click.testing import CliRunner
+
+import lettafleet.core.cli.fleet as commands
+from lettafleet.core.cli.app import main
 from lettafleet.core.engine.diagnostics import FleetError
+from tests.fakes.letta_api import BASE_URL
 
 OWNED = {"managed_by": "lettafleet", "fleet": "prod"}
 TAG = "lettafleet-fleet:prod"
@@ -159,3 +165,22 @@ def test_among_many_agents_a_dropped_agent_marked_before_the_ownership_tag_is_st
 def test_the_ownership_tag_cannot_be_declared(fleet):
     with pytest.raises(FleetError, match="the mark lettafleet puts on a named fleet's agents"):
         fleet.plan(fleet_of(1).replace("tags: [team]", f"tags: ['{TAG}']"))
+
+
+def test_a_plan_reads_the_servers_agents_while_its_fleet_file_is_parsed(fleet, letta, write_fleet, monkeypatch):
+    path = write_fleet(fleet_of(2))
+    parse = commands.load_fleet
+    seen_before_parsing = []
+
+    def parsed_once_agents_are_asked_for(*args, **kwargs):
+        deadline = time.monotonic() + 10
+        while "/v1/agents/" not in letta.reads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_before_parsing.append("/v1/agents/" in letta.reads)
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "load_fleet", parsed_once_agents_are_asked_for)
+    result = CliRunner().invoke(main, ["plan", "-f", str(path)], env={"LETTA_BASE_URL": BASE_URL, "LETTA_API_KEY": ""})
+
+    assert result.exit_code == 0, result.output
+    assert seen_before_parsing == [True]
