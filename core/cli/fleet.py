@@ -25,8 +25,9 @@ from lettafleet.core.engine.applying import ApplyReport, ChangeResult, StopSigna
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.live import EarlyReads
 from lettafleet.core.engine.model import Change, Plan
-from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet
+from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet, start_reading
 from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
@@ -200,9 +201,11 @@ def plan(
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
-    fleet = load_fleet(fleet_file or default_fleet_file(), manager)
+    path = fleet_file or default_fleet_file()
     with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets, scope, prune)
+        early = start_reading(client, _text_of(path))  # the server works while the file is parsed
+        fleet = load_fleet(path, manager)
+        the_plan = _planned(fleet, client, manager, targets, scope, prune, early=early)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -327,6 +330,14 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         sys.exit(code)
 
 
+def _text_of(path: Path) -> str:
+    """The fleet file's text, for the reads a plan starts before parsing it; empty if unreadable (parsing says why)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _planned(
     fleet: Fleet,
     client: LettaClient,
@@ -334,10 +345,11 @@ def _planned(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    early: EarlyReads | None = None,
 ) -> Plan:
     """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
     server's version and the project it was read in."""
-    whole = plan_fleet(fleet, client, manager, prune=prune)
+    whole = plan_fleet(fleet, client, manager, prune=prune, early=early)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
     part = whole.scoped(scope) if scope else whole

@@ -52,6 +52,12 @@ class ResourceHandler:
         concurrently, before it calls any `read_live`: the whole fleet costs one round of list requests."""
         return ()
 
+    def agent_names(self, desired: Sequence[Resource]) -> Iterable[str]:
+        """The names of the server's agents these desired resources are: the agent kind answers its declared
+        agents' names. On a server holding many more agents than the fleet names, a plan reads only the agents
+        of these names and those carrying the fleet's ownership tag (core/letta/reads.py `AgentScope`)."""
+        return ()
+
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """Problems the server reveals before anything is written (a model it does not offer); any stops the plan."""
         return ()

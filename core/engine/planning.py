@@ -9,6 +9,7 @@ live side of the new one: a rename, not a removal and a create.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -18,7 +19,7 @@ from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind
-from lettafleet.core.engine.live import LiveReader
+from lettafleet.core.engine.live import EarlyReads, LiveReader
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, name_in
 from lettafleet.core.engine.moving import (
     Move,
@@ -36,18 +37,23 @@ from lettafleet.core.engine.validation import locate
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.ownership import Owner
 
+NAME_KEY = re.compile(r"\bname\s*:")
 PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
 
-def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prune: bool = False) -> Plan:
+def plan_fleet(
+    fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prune: bool = False, early: EarlyReads | None = None
+) -> Plan:
     """Read the server and compute every change apply would make. Writes nothing.
 
     Each kind's handler sees only its own kinds' resources: core routes them by kind. `prune` (or the fleet's
-    `prune: true`) lets removals that delete data apply; without it they are planned as held."""
+    `prune: true`) lets removals that delete data apply; without it they are planned as held. `early`: reads
+    started before the fleet file was parsed (`start_reading`)."""
     desired = desired_resources(fleet, manager)
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
-    reader = LiveReader(client, owner=Owner(fleet.name))
+    names = frozenset(_agent_names(fleet, desired, manager))
+    reader = (early or EarlyReads(client, len(names))).scoped(Owner(fleet.name), names)
     reader.prefetch(
         *{
             (path, _frozen_params(params)): (path, params)
@@ -80,6 +86,20 @@ def plan_fleet(fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prun
         hash_key=client.plan_hash_key,
         owner=fleet.name,
     )
+
+
+def start_reading(client: LettaClient, fleet_text: str) -> EarlyReads:
+    """Start a plan's first reads before its fleet file is parsed. Every agent has a `name:` key, so their count in
+    the file's text bounds the agents it declares. Only for a plan: an apply reads after it holds its lock."""
+    return EarlyReads(client, len(NAME_KEY.findall(fleet_text)))
+
+
+def _agent_names(fleet: Fleet, desired: Sequence[Resource], manager: FleetPlugins) -> list[str]:
+    """The names of the agents the fleet declares, and of those its `moved:` entries rename (read at the old name)."""
+    renamed = [
+        at_old_address(r, m) for m in declared_moves(fleet) for r in desired if m.covers(r.address, side="target")
+    ]
+    return [name for handler, own in _by_handler([*desired, *renamed], manager) for name in handler.agent_names(own)]
 
 
 def desired_resources(fleet: Fleet, manager: FleetPlugins) -> list[Resource]:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -228,11 +228,19 @@ class LettaClient:
             "Run plan or apply again: they read the server and make only what is missing"
         )
 
-    def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+    def list_all(
+        self,
+        path: str,
+        *,
+        short_page_ends: bool = False,
+        trim: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        **params: Any,
+    ) -> list[dict[str, Any]]:
         """Every item of a collection, page by page until a page comes back empty (core/letta/paging.py: a list
         in an `order` that is longer than a page is read from both ends at once). `limit` is the page size asked
         for (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the
-        work sooner."""
+        work sooner. `short_page_ends`: a first page of fewer than paging.SMALLEST_CAP items is the end. `trim`
+        makes what is kept of each item as its page arrives (the rest of the page is freed at once)."""
         limit = int(params.pop("limit", PAGE_SIZE))
 
         def read_page(size: int, after: str | None, query: dict[str, Any]) -> list[dict[str, Any]]:
@@ -243,9 +251,9 @@ class LettaClient:
                 if error.status == 404 and after is not None:
                     raise CursorGone(after) from None
                 raise
-            return page
+            return [trim(item) for item in page] if trim else page
 
-        return read_every_page(read_page, limit, params)
+        return read_every_page(read_page, limit, params, short_page_ends=short_page_ends)
 
     @contextmanager
     def stream(

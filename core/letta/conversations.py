@@ -20,7 +20,7 @@ def remove_half_created(client: LettaClient, agent_id: str, summary: str | None,
     """Letta 0.16.8 answers 400 to a conversation create it partly refused (an unknown isolated label) and keeps
     the conversation all the same, without what it refused. Delete the agent's conversations with this summary
     but those in `keep` (the ones there before the create), so the next try makes it whole."""
-    search = {"summary_search": summary} if summary else {}
+    search: dict[str, Any] = {"summary_search": summary} if summary else {}
     for conversation in client.list_all("/v1/conversations/", agent_id=agent_id, **search):
         if conversation.get("summary") == summary and conversation["id"] not in keep:
             client.delete(f"/v1/conversations/{conversation['id']}")

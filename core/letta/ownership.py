@@ -2,7 +2,9 @@
 
 Two marks, both in a resource's metadata (or, where Letta keeps none, where its plugin says):
 - the owner: `managed_by: lettafleet`, and `fleet: NAME` for a named fleet (a fleet file's top-level `fleet:`).
-  A fleet with no name marks only `managed_by`, as every lettafleet before fleet names did.
+  A fleet with no name marks only `managed_by`, as every lettafleet before fleet names did. A named fleet's agents
+  (and tools) also carry the tag `lettafleet-fleet:NAME` (`Owner.tag`): Letta filters lists by tag, never by
+  metadata, so the tag is how a plan finds the fleet's agents without reading every agent on the server.
 - the record: on a parent resource (an agent), what the last apply made under it from the file, each entry with
   its address relative to the parent, kind and server id. Removing a line from the file removes exactly what the
   record says that line made; whatever else the parent has (made by hand or at runtime) is never in it.
@@ -18,7 +20,7 @@ MANAGED_BY = "lettafleet"
 FLEET_KEY = "fleet"
 # The same marks as tags, for what keeps no metadata: tools, and blocks Letta makes inside an agent's create
 # request (it drops their metadata but keeps their tags, shown by `GET /v1/blocks/{id}` and the agent's
-# `core-memory/blocks`, not in agent listings).
+# `core-memory/blocks`, not in agent listings). A named fleet's agents carry the fleet's tag too (`Owner.tag`).
 MANAGED_TAG = "managed_by:lettafleet"
 FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name
 RECORD_KEY = "lettafleet_applied"
@@ -68,13 +70,19 @@ class Owner:
         """The marks for something this fleet creates."""
         return managed_metadata(**({FLEET_KEY: self.fleet} if self.fleet else {}), **fields)
 
+    @property
+    def tag(self) -> str | None:
+        """The ownership tag on this fleet's agents (None for a fleet without a name: it never removes agents it
+        no longer declares, so it never needs to find them)."""
+        return f"{FLEET_TAG}{self.fleet}" if self.fleet else None
+
     def owns(self, item: Mapping[str, Any]) -> bool:
         """Whether this fleet made `item`: lettafleet's mark with this fleet's name (or, unnamed, with none)."""
         return is_managed(item) and fleet_of(item) == self.fleet
 
     def tags(self) -> list[str]:
         """The marks as tags, for something this fleet creates that keeps no metadata."""
-        return [MANAGED_TAG, *([FLEET_TAG + self.fleet] if self.fleet else [])]
+        return [MANAGED_TAG, *([self.tag] if self.tag else [])]
 
     def owns_tagged(self, tags: Sequence[str] | None) -> bool:
         """Whether this fleet made what carries these tags: lettafleet's tag with this fleet's name (or none)."""
@@ -82,6 +90,11 @@ class Owner:
 
     def describe(self) -> str:
         return f"fleet '{self.fleet}'" if self.fleet else "the fleet without a name"
+
+
+def is_ownership_tag(tag: str) -> bool:
+    """Whether `tag` is one of lettafleet's marks (`Owner.tags`), never one of the user's own tags."""
+    return tag == MANAGED_TAG or tag.startswith(FLEET_TAG)
 
 
 def owner_named(item: Mapping[str, Any]) -> str:

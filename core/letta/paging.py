@@ -20,6 +20,10 @@ Item = dict[str, Any]
 # One page: (limit, after cursor, query parameters) -> the items. Raises what the client raises.
 PageReader = Callable[[int, str | None, dict[str, Any]], list[Item]]
 OPPOSITE = {"asc": "desc", "desc": "asc"}
+# Letta's lists answer pages of 50 when no `limit` is given: a server capping `limit` below its own default page
+# would cut its own default answers short, so a page shorter than this (and than the limit asked) is taken as the
+# end by the reads that ask for it (a plan's reads by name, tag or agent: see core/letta/reads.py AgentScope).
+SMALLEST_CAP = 50
 
 
 class CursorGone(Exception):
@@ -59,15 +63,21 @@ class Reading:
             return page
 
 
-def read_every_page(read_page: PageReader, limit: int, params: dict[str, Any]) -> list[Item]:
+def read_every_page(
+    read_page: PageReader, limit: int, params: dict[str, Any], *, short_page_ends: bool = False
+) -> list[Item]:
     """Every item of a collection, in the order `params` asks for.
 
     A short page does not prove the end: hosted Letta caps `limit` at a value it does not publish, so only an empty
     page ends a reading (as in Letta's own SDK). A list in a given `order` that fills its first page, or shows a
     second, is also read from its end, in the opposite order, until the two readings share an item or one of them
-    ends; the items of the end reading are then put after the start reading's, in the order asked for."""
+    ends; the items of the end reading are then put after the start reading's, in the order asked for.
+    `short_page_ends`: a first page shorter than both `limit` and SMALLEST_CAP is the whole list (one request for
+    a narrow read, such as the agents of one name)."""
     forward = Reading(read_page, limit, params)
     first = forward.next_page()
+    if short_page_ends and len(first) < min(limit, SMALLEST_CAP):
+        return forward.items
     opposite = OPPOSITE.get(str(params.get("order")))
     if opposite is None or forward.ended:
         return _to_the_end(forward)

@@ -5,7 +5,10 @@ for one collection cost one read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from lettafleet.core.letta.client import LettaError
 
 # A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
 # the page size (see LettaClient.list_all).
@@ -26,14 +29,80 @@ AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 # Agents are large (about 7 KB each with their blocks) and slow to serialise (about 1.5 ms each on the dev server):
 # pages of 250 let a long list be read from both ends at once (core/letta/paging.py) from the second page on.
 AGENT_PAGE = 250
-AGENTS: Read = ("/v1/agents/", {"include": AGENT_RELATIONS, "order": "asc", "limit": AGENT_PAGE})
+AGENTS_PATH = "/v1/agents/"
+CONVERSATIONS_PATH = "/v1/conversations/"
+AGENTS: Read = (AGENTS_PATH, {"include": AGENT_RELATIONS, "order": "asc", "limit": AGENT_PAGE})
 # Agents with their tools: read only for fleets that declare tools.
 AGENTS_WITH_TOOLS: Read = ("/v1/agents/", {"include": ["agent.tools"], "order": "asc", "limit": AGENT_PAGE})
 # Agents with their secrets, values included: read only for fleets that declare secrets, never printed.
 AGENTS_WITH_SECRETS: Read = ("/v1/agents/", {"include": ["agent.secrets"], "order": "asc", "limit": AGENT_PAGE})
 # Archived ones too: hosted Letta lists only unarchived conversations unless asked, and a declared conversation
 # someone archived is still the fleet's (matched, never made again). Letta 0.16.8 ignores the parameter.
-CONVERSATIONS: Read = ("/v1/conversations/", {"order": "asc", "archive_status": "all"})
+CONVERSATIONS: Read = (CONVERSATIONS_PATH, {"order": "asc", "archive_status": "all"})
+# Fields of an agent, and of each block in it, that no built-in kind compares: a plan's reads of agents drop them
+# from each page as it arrives (`compared`), so thousands of agents are held without `memory` (a second copy of
+# their blocks, about a fifth of an agent) and Letta's template and audit bookkeeping. A plugin needing one of them
+# reads the agent itself (`GET /v1/agents/{id}`).
+UNCOMPARED_AGENT_FIELDS = frozenset(
+    {
+        *("memory", "model_settings", "message_ids", "tool_exec_environment_variables", "pending_approval"),
+        *("multi_agent_group", "managed_group", "identities", "identity_ids", "response_format", "timezone"),
+        *("per_file_view_window_char_limit", "max_files_open", "message_buffer_autoclear", "enable_sleeptime"),
+        *("last_run_completion", "last_run_duration_ms", "last_stop_reason", "hidden", "project_id"),
+        *("template_id", "base_template_id", "deployment_id", "entity_id", "created_by_id", "last_updated_by_id"),
+    }
+)
+UNCOMPARED_BLOCK_FIELDS = frozenset(
+    {
+        *("template_name", "is_template", "template_id", "base_template_id", "deployment_id", "entity_id"),
+        *("preserve_on_migration", "hidden", "project_id", "created_by_id", "last_updated_by_id"),
+    }
+)
+# A plan reads only its fleet's agents (`AgentScope`) once the server holds more than this many times the agents
+# the fleet names (and more than a page): below it, reading everything costs about what reading by name would.
+SCOPE_FACTOR = 4
+# The query parameters that narrow a list of agents or conversations: a read with any of them is not a whole
+# collection, and a scope leaves it as it is.
+NARROWING = frozenset({"name", "tags", "query_text", "identity_id", "identifier_keys", "agent_id", "project_id"})
+
+
+@dataclass(frozen=True)
+class AgentScope:
+    """The agents a plan reads instead of every agent on the server: those with the names the fleet declares
+    (whoever made them: duplicates and other fleets' agents of those names are still seen), and those carrying the
+    fleet's ownership tag, whatever their name (the agents a named fleet made and no longer declares)."""
+
+    names: frozenset[str]
+    tag: str | None = None
+
+    def agent_reads(self, params: Mapping[str, Any]) -> list[Read]:
+        """The reads that replace one whole-collection read of agents with `params` (its relations and order)."""
+        reads: list[Read] = [(AGENTS_PATH, {**params, "name": name}) for name in sorted(self.names)]
+        if self.tag:
+            reads.append((AGENTS_PATH, {**params, "tags": [self.tag]}))
+        return reads
+
+
+def reads_every_agent(reader: Reader, agents_at_most: int) -> bool:
+    """Whether a plan of at most `agents_at_most` agents reads every agent on the server rather than only its own
+    (`AgentScope`): when the server holds few more, or cannot count them (one request)."""
+    try:
+        held = int(reader.get(f"{AGENTS_PATH}count"))
+    except (LettaError, TypeError, ValueError):  # a server without the count, or an odd answer: read everything
+        return True
+    return held <= SCOPE_FACTOR * agents_at_most + AGENT_PAGE
+
+
+def whole(read: Read, path: str) -> bool:
+    """Whether `read` lists the whole collection at `path` (no parameter narrows it)."""
+    return read[0] == path and not NARROWING & read[1].keys()
+
+
+def oldest_first(items: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Items gathered by several reads, each once, in the order `params` asks (Letta's: created_at, then id)."""
+    unique = {item["id"]: item for item in items}
+    ordered = sorted(unique.values(), key=lambda item: (str(item.get("created_at") or ""), item["id"]))
+    return ordered[::-1] if params.get("order") == "desc" else ordered
 
 
 def labelled(label: str) -> Read:
@@ -64,3 +133,16 @@ def has_messages(reader: Reader, conversation: Mapping[str, Any]) -> bool:
         return True
     first = reader.get(f"/v1/conversations/{conversation['id']}/messages", order="asc", limit=2)
     return any(message.get("message_type") != "system_message" for message in first)
+
+
+def compared(agent: dict[str, Any]) -> dict[str, Any]:
+    """An agent as a plan keeps it: without the fields no kind compares (new dicts: a dict never shrinks)."""
+    kept = {key: value for key, value in agent.items() if key not in UNCOMPARED_AGENT_FIELDS}
+    if isinstance(kept.get("blocks"), list):
+        kept["blocks"] = [
+            {key: value for key, value in block.items() if key not in UNCOMPARED_BLOCK_FIELDS}
+            if isinstance(block, dict)
+            else block
+            for block in kept["blocks"]
+        ]
+    return kept

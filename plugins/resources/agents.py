@@ -44,6 +44,7 @@ from lettafleet.core import (
     hookimpl,
     integer,
     is_managed,
+    is_ownership_tag,
     not_supported_yet,
     read_record,
     refused,
@@ -348,6 +349,14 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
         for tag in agent.get("tags", []):
             if "," in tag:
                 problems.append(Problem((*at, "tags"), f"tag '{tag}' contains a comma", "use one tag per list item"))
+            elif is_ownership_tag(tag):
+                problems.append(
+                    Problem(
+                        (*at, "tags"),
+                        f"tag '{tag}' is the mark lettafleet puts on a named fleet's agents",
+                        "remove it: `fleet: NAME` at the top of the file marks the fleet's agents",
+                    )
+                )
     return problems
 
 
@@ -421,16 +430,22 @@ class AgentHandler(ResourceHandler):
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
         return [AGENTS]  # also with nothing declared: a named fleet's agents may all have been removed
 
+    def agent_names(self, desired: Sequence[Resource]) -> Iterable[str]:
+        return [resource.name for resource in desired]
+
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         wanted = {resource.name for resource in desired}
-        for name, agents in agents_named(reader).items():
+        named = agents_named(reader)
+        for name, agents in named.items():
             if name in wanted:
                 yield _live_agent(agents[0])
                 yield from _copies(reader, name, agents)
             elif reader.owner.named and reader.owner.owns(agents[0]):
                 yield _live_agent(agents[0])  # the fleet made it and declares it no more: a removal
+        if reader.scope is not None and _marked_before_tags(reader, named):
+            yield from _untagged_removals(reader, set(named))
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if live is not None and COPY_MARK in live.address:
@@ -459,6 +474,8 @@ class AgentHandler(ResourceHandler):
             intended = session.intended_record(change.address)
             metadata = with_record(_marks(change, session), intended) if intended else _marks(change, session)
             body: dict[str, Any] = {"name": change.name, "metadata": metadata, **_request_fields(after)}
+            if session.owner.tag:
+                body["tags"] = _tags(change, session)
             created = session.create(change, "/v1/agents/", body)
             if "first_message" in after:
                 message = {"role": "user", "content": after["first_message"]}
@@ -468,6 +485,8 @@ class AgentHandler(ResourceHandler):
         fields = _request_fields(changed, context=after)
         if {"fleet", "protect"} & set(changed):
             fields["metadata"] = _marks(change, session)
+        if {"fleet", "tags"} & set(changed):
+            fields["tags"] = _tags(change, session)
         answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
 
@@ -619,8 +638,8 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         id=agent["id"],
         protected=_protected(agent),
         record=read_record(agent),
-        state={"metadata": dict(agent.get("metadata") or {})},
-        tags=frozenset(agent.get("tags") or []),
+        state={"metadata": dict(agent.get("metadata") or {}), "tags": _own_tags(agent)},
+        tags=frozenset(_own_tags(agent)),
         marked_by=fleet_of(agent),
     )
 
@@ -639,15 +658,58 @@ def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
     return {**metadata, **marks}
 
 
+def _marked_before_tags(reader: LiveReader, named: Mapping[str, list[dict[str, Any]]]) -> bool:
+    """Whether the fleet has an agent marked before the ownership tag: its agents it no longer declares may lack
+    the tag too, so a plan reading only the fleet's agents would miss them."""
+    owner = reader.owner
+    return owner.named and any(
+        owner.owns(agent) and owner.tag not in (agent.get("tags") or []) for a in named.values() for agent in a
+    )
+
+
+def _untagged_removals(reader: LiveReader, seen: set[str]) -> Iterator[Resource]:
+    """The agents the fleet made before the ownership tag and no longer declares, from a read of every agent on
+    the server: once, until the apply of this plan tags the fleet's agents (its removals or their `fleet` mark)."""
+    path, params = AGENTS
+    found: dict[str, list[dict[str, Any]]] = {}
+    for agent in reader.list_everything(path, **params):
+        if agent["name"] not in seen:
+            found.setdefault(agent["name"], []).append(agent)
+    for agents in found.values():
+        first = meant_first(agents, reader.owner)[0]
+        if reader.owner.owns(first):
+            yield _live_agent(first)
+
+
+def _tags(change: Change, session: ApplySession) -> list[str]:
+    """The agent's tags as the plan leaves them (the declared ones, else those it has), with the ownership tag of
+    the applying fleet when it has a name: how a later plan finds the agent among thousands (core/letta/reads.py)."""
+    after = change.after or {}
+    tags = list(after["tags"]) if "tags" in after else list(change.state.get("tags") or [])
+    return [*tags, *([session.owner.tag] if session.owner.tag else [])]
+
+
+def _own_tags(agent: Mapping[str, Any]) -> list[str]:
+    """The agent's tags without lettafleet's ownership mark: those a fleet file declares, exports and scopes by."""
+    return sorted(tag for tag in agent.get("tags") or [] if not is_ownership_tag(tag))
+
+
+def _marked_fleet(agent: Mapping[str, Any]) -> str | None:
+    """The fleet whose marks the agent carries in full: a named fleet's agent made before the ownership tag shows
+    no fleet, so the next apply writes the tag (its metadata and tags), and later plans find it by the tag."""
+    name = fleet_of(agent)
+    return name if name is None or Owner(name).tag in (agent.get("tags") or []) else None
+
+
 def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
     llm = agent.get("llm_config") or {}
     embedding = agent.get("embedding_config") or {}
     return {
-        "fleet": fleet_of(agent),
+        "fleet": _marked_fleet(agent),
         "protect": _protected(agent),
         "description": agent.get("description"),
         "system": (agent.get("system") or "").strip(),
-        "tags": sorted(agent.get("tags") or []),
+        "tags": _own_tags(agent),
         "model": llm.get("handle") or agent.get("model"),
         "llm_config": {key: llm.get(key) for key in ("model", *ENDPOINT_FIELDS) if llm.get(key) is not None},
         "context_window": llm.get("context_window"),

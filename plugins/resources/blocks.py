@@ -262,7 +262,7 @@ class BlockHandler(ResourceHandler):
         the other agents that hold them too, and shared blocks' attachments. One detached or deleted since is
         gone already, and one the agent attached itself was never in the record."""
         agents = {agent_address(name): agent for name, agent in live_agents(reader).items()}
-        holders = _agents_holding(reader)
+        holders = _agents_holding(reader, everywhere=True)  # a removal deletes the block: ask every agent
         found: list[Resource | Ambiguity] = []
         for resource in recorded:
             agent = agents.get(resource.parent or "") or {}
@@ -404,11 +404,12 @@ def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, An
     )
 
 
-def _agents_holding(reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
-    """Every agent on the server (not only the fleet's) by the id of each block attached to it."""
+def _agents_holding(reader: LiveReader, *, everywhere: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The agents the plan reads (`everywhere`: every agent on the server, also outside the fleet's scope) by the
+    id of each block attached to it."""
     holders: dict[str, list[dict[str, Any]]] = {}
     path, params = AGENTS
-    for agent in reader.list_all(path, **params):
+    for agent in reader.list_everything(path, **params) if everywhere else reader.list_all(path, **params):
         for block in agent.get("blocks") or []:
             holders.setdefault(block["id"], []).append(agent)
     return holders

@@ -105,7 +105,9 @@ class IsolatedBlockHandler(ResourceHandler):
                     )
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
-        return [AGENTS, CONVERSATIONS, *(labelled(label) for label in sorted({r.name for r in desired}))]
+        # Without copies declared, the conversations are read only if some are declared (by their own handler).
+        labels = sorted({r.name for r in desired})
+        return [AGENTS, CONVERSATIONS, *(labelled(label) for label in labels)] if labels else []
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """Before any write: a server that makes no isolated copies (hosted Letta) would create the conversations

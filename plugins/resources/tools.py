@@ -488,7 +488,7 @@ def _unused_tool(reader: LiveReader, tool: Mapping[str, Any], fleet: Sequence[Re
     own_address = address_of(KIND, str(tool.get("name")))
     kept_by, pruned_with = [], []
     path, params = AGENTS_WITH_TOOLS
-    for agent in reader.list_all(path, **params):
+    for agent in reader.list_everything(path, **params):  # a removal deletes the tool: ask every agent
         if tool["id"] not in {attached.get("id") for attached in agent.get("tools") or []}:
             continue
         mine = reader.owner.owns(agent)

@@ -60,6 +60,7 @@ class FakeLetta:
     mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> server, with its tools' ids
     writes: list[Write] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    queries: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)  # each read's path and query
     refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     ignores_isolated_labels: bool = False  # as Letta before 0.16.4 did
     drops_relations: set[str] = field(default_factory=set)  # create-request fields it silently ignores
@@ -174,6 +175,7 @@ class FakeLetta:
         body = json.loads(request.content) if request.content else None
         if method == "GET":
             self.reads.append(path)
+            self.queries.append((path, params))
         else:
             self.writes.append(Write(method, path, {k: v[-1] for k, v in params.items()}, body))
         refusal = self.refusals.pop((method, path), None)
@@ -194,6 +196,7 @@ class FakeLetta:
                 (r"/v1/models/", lambda **_: [_model(handle) for handle in LLM_HANDLES]),
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
+                (r"/v1/agents/count", lambda params, **_: len(self._agents_filtered(params))),
                 (r"/v1/agents/([^/]+)/messages", self._list_agent_messages),
                 (r"/v1/agents/([^/]+)/core-memory/blocks", self._core_memory),
                 (r"/v1/agents/([^/]+)", self._get_agent),
@@ -311,8 +314,19 @@ class FakeLetta:
         return self._blocks_of(self.agents[agent_id])
 
     def _list_agents(self, params: dict[str, list[str]], **_: Any) -> list[dict[str, Any]]:
-        shown = [self._shown(agent, params.get("include")) for agent in self.agents.values()]
+        shown = [self._shown(agent, params.get("include")) for agent in self._agents_filtered(params)]
         return _page(shown, params)
+
+    def _agents_filtered(self, params: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """The agents `name` and `tags` select, as Letta filters them: any of the tags (all with match_all_tags)."""
+        names, tags = params.get("name"), set(params.get("tags") or [])
+        every = (params.get("match_all_tags") or ["false"])[0] == "true"
+        return [
+            agent
+            for agent in self.agents.values()
+            if (not names or agent["name"] == names[0])
+            and (not tags or (tags <= set(agent["tags"]) if every else bool(tags & set(agent["tags"]))))
+        ]
 
     def _get_agent(self, agent_id: str, params: dict[str, list[str]], **_: Any) -> Any:
         if agent_id not in self.agents:

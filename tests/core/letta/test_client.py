@@ -419,3 +419,18 @@ def test_plain_http_is_allowed_when_the_caller_says_so():
 def test_a_base_url_that_is_not_http_or_https_with_a_host_is_refused_before_anything_is_sent(url):
     with pytest.raises(LettaError, match="is not an http:// or https:// address with a host"):
         LettaClient(url, api_key="sk-key")
+
+
+@respx.mock
+def test_a_narrow_reads_page_shorter_than_any_cap_is_its_end(client):
+    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server([{"id": "a1"}, {"id": "a2"}], cap=100))
+    assert client.list_all("/v1/agents/", name="support", short_page_ends=True) == [{"id": "a1"}, {"id": "a2"}]
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_narrow_reads_page_as_long_as_a_cap_could_be_is_not_taken_for_the_end(client):
+    items = [{"id": f"a{index:02d}"} for index in range(60)]
+    route = respx.get(f"{BASE}/v1/agents/").mock(side_effect=capped_server(items, cap=50))
+    assert client.list_all("/v1/agents/", name="support", short_page_ends=True) == items
+    assert route.call_count == 3  # 50, then 10, then the empty page
