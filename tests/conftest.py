@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pluggy
 import pytest
+from hypothesis import settings
 
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Property tests check behaviour, never speed: a loaded 2-core CI machine must not fail one for a slow example.
+settings.register_profile("lettafleet", deadline=None)
+settings.load_profile("lettafleet")
 
 
 @pytest.fixture
