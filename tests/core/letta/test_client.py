@@ -177,7 +177,9 @@ def test_refusals_are_retried_only_as_long_as_the_retry_budget_lasts():
     started = time.monotonic()
     with LettaClient(BASE, backoff=0.05, retry_budget=0.5) as client, pytest.raises(LettaAPIError) as caught:
         client.post("/v1/agents/", json={})
-    assert time.monotonic() - started < 0.6
+    # It gives up once the budget is spent, not after a fixed number of tries (a generous bound: a loaded
+    # machine may be slow, but retrying on would take many times the budget).
+    assert time.monotonic() - started < 3
     assert route.call_count >= 3
     assert f"refused {route.call_count} times" in str(caught.value)
     assert "lettafleet retries a refused request for at most 0.5 s" in str(caught.value)
