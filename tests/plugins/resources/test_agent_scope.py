@@ -10,9 +10,22 @@ import pytest
 from click.testing import CliRunner
 
 import lettafleet.core.cli.fleet as commands
+from lettafleet.core import (
+    AGENTS,
+    Resource,
+    ResourceHandler,
+    ResourceKind,
+    SchemaFragment,
+    address_of,
+    hookimpl,
+    mapping_list,
+    string,
+)
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.diagnostics import FleetError
+from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from tests.fakes.letta_api import BASE_URL
+from tests.plugins.resources.conftest import FleetRun
 
 OWNED = {"managed_by": "lettafleet", "fleet": "prod"}
 TAG = "lettafleet-fleet:prod"
@@ -184,3 +197,57 @@ def test_a_plan_reads_the_servers_agents_while_its_fleet_file_is_parsed(fleet, l
 
     assert result.exit_code == 0, result.output
     assert seen_before_parsing == [True]
+
+
+class Watchers:
+    """A third-party plugin: `watchers:` each name an agent of the server, which need not be the fleet's. Its
+    handler says which agents it needs read (`agent_names`), so a scoped plan still reads them."""
+
+    def __init__(self, names_agents: bool) -> None:
+        self.names_agents = names_agents
+
+    @hookimpl
+    def lettafleet_kinds(self):
+        return [ResourceKind("watcher", "watchers", handler=WatcherHandler(self.names_agents))]
+
+    @hookimpl
+    def lettafleet_schema(self):
+        return [SchemaFragment({"watchers": mapping_list({"name": string(required=True), "agent": string()})})]
+
+
+class WatcherHandler(ResourceHandler):
+    def __init__(self, names_agents: bool) -> None:
+        self.names_agents = names_agents
+
+    def desired(self, fleet):
+        for watcher in fleet.data.get("watchers", []):
+            yield Resource(
+                address_of("watcher", watcher["name"]), "watcher", watcher["name"], {"agent": watcher["agent"]}
+            )
+
+    def agent_names(self, desired):
+        return [resource.attributes["agent"] for resource in desired] if self.names_agents else []
+
+    def live_reads(self, desired):
+        return [AGENTS]
+
+    def read_live(self, reader, desired, fleet):
+        present = {agent["name"] for agent in reader.list_all(AGENTS[0], **AGENTS[1])}
+        return [
+            Resource(resource.address, "watcher", resource.name, dict(resource.attributes), id=resource.name)
+            for resource in desired
+            if resource.attributes["agent"] in present
+        ]
+
+
+@pytest.mark.parametrize("names_agents", [True, False])
+def test_among_many_agents_a_plugin_reads_the_agents_its_agent_names_hook_names(letta, write_fleet, names_agents):
+    fleet = FleetRun(letta, get_plugin_manager(extra_plugins=[Watchers(names_agents)]), write_fleet)
+    others(letta, 1000)
+    letta.add_agent("made-by-the-app", managed=False)
+    text = fleet_of(1) + "watchers:\n  - name: w\n    agent: made-by-the-app\n"
+
+    planned = changes(fleet, text)
+
+    # Named, the app's agent is read and the watcher is found in place; unnamed, the scoped plan never reads it.
+    assert ("watcher.w" in planned) is not names_agents
