@@ -211,6 +211,13 @@ def apply_plan(
     )
 
 
+def _names_what_is_to_be_made(record: Sequence[Recorded] | None, intended: Sequence[Recorded]) -> bool:
+    """Whether `record` already names, without an id, every address `intended` is still to make (a create whose
+    answer was lost left it so): writing the intent again would tell the next plan nothing new."""
+    waiting = {entry.address for entry in record or () if entry.id is None}
+    return all(entry.address in waiting for entry in intended if entry.id is None)
+
+
 class _Run:
     """One apply's progress: which changes wait on which, their results, and the records still to write. A
     record-keeping resource's record is written once every change under it (and every change that owes its
@@ -388,6 +395,8 @@ class _Run:
 
         def intend(parent: Change) -> None:
             intended = self.session.intended_record(parent.address)
+            if _names_what_is_to_be_made(parent.record, intended):
+                return  # the record it carries already says what is to be made: the one after will do
             if set(intended) != set(parent.record or ()):
                 try:
                     self.manager.handler(parent.kind).remember(parent, intended, self.session)
