@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
@@ -29,6 +29,7 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
+from lettafleet.core.letta.pacing import PaceSummary
 
 __all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "Recompiled", "apply_plan"]
 
@@ -62,6 +63,8 @@ class ApplyReport:
     interrupted: bool = False  # stopped from outside before every change was attempted
     abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
     recompiled: tuple[Recompiled, ...] = ()  # the agents whose conversations were recompiled after the changes
+    pace: PaceSummary | None = None  # the rate the apply's requests went at, refusals and pauses included
+    ids: Mapping[str, str] = field(default_factory=dict)  # address -> server id, of every resource known or made
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -107,6 +110,11 @@ class ApplySession:
         if not found:
             raise ApplyError(f"{address} does not exist on the server yet")
         return found
+
+    def known_ids(self) -> dict[str, str]:
+        """Every resource's server id known now: those the plan found, and those this apply created."""
+        with self._lock:
+            return dict(self._ids)
 
     def has_id(self, address: str) -> bool:
         with self._lock:
@@ -200,6 +208,7 @@ def apply_plan(
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
     running: dict[Future[ChangeResult], str] = {}
     stop = stop or threading.Event()
+    paced = _paced(client, parallelism, stop)
     abandoned = 0
     try:
         while (ready and not stop.is_set()) or running:
@@ -226,7 +235,15 @@ def apply_plan(
             recompiled = _recompile(plan, session, manager, results, parallelism)
     ordered = tuple(results[change.address] for change in plan.changes if change.address in results)
     interrupted = stop.is_set() and bool(left or abandoned)
-    return ApplyReport(ordered, interrupted=interrupted, abandoned=abandoned, recompiled=recompiled)
+    return ApplyReport(ordered, interrupted, abandoned, recompiled=recompiled, pace=paced(), ids=session.known_ids())
+
+
+def _paced(client: LettaClient, parallelism: int, stop: threading.Event) -> Callable[[], PaceSummary]:
+    """Pace the apply's requests (its changes and recompiles) through the client's pacer, at most `parallelism`
+    at once, giving up a wait for the server when `stop` is set; returns what ends the measure of its rate."""
+    client.pacer.at_most(parallelism)
+    client.pacer.stops_with(stop)
+    return client.pacer.measure()
 
 
 def _recompile(

@@ -175,6 +175,8 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
     lines += _recompiled_lines(report)
     # Apply acted on the match each ambiguity names, as the plan said; the others were left as they are.
     lines += [f"{found.address} is ambiguous: apply used {found.used}, as the plan said." for found in plan.ambiguities]
+    if report.pace:
+        lines.append(report.pace.describe())
     if report.ok:
         lines.append(f"Apply complete: {applied_line(report, plan, kinds)}.")
     else:
@@ -224,6 +226,8 @@ def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, Res
     lines.append(f"Applied ({len(applied)}): {_some(applied)}")
     lines.extend(f"  {result.address}: {result.status} - {result.message}" for result in failed)
     lines.append(f"Not attempted ({len(not_attempted)}): {_some([result.address for result in not_attempted])}")
+    if report.pace:
+        lines.append(report.pace.describe())
     lines.append("Run `lettafleet apply` again to finish: it picks up what is left.")
     return "\n".join(lines)
 
