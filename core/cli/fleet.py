@@ -32,6 +32,7 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manag
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
+from lettafleet.core.render.manifest import render_manifest_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import plan_header, render_plan, render_report, result_line
 
@@ -243,6 +244,16 @@ def plan(
     help="Do not recompile the conversations of agents whose system prompt or memory blocks changed (by default "
     "they are, after the changes, so running conversations see them).",
 )
+@click.option(
+    "--manifest",
+    "manifest",
+    is_flag=False,
+    flag_value="",
+    metavar="FILE",
+    help="Write a JSON manifest of the server id of every resource the fleet declares or the apply removed, and "
+    "what the apply did to each (lettactl's --manifest; docs/manifest.md), also when the apply fails or is "
+    "interrupted. Given without FILE: the fleet file's name with .manifest.json.",
+)
 @lock_options
 @reports_errors
 def apply(
@@ -258,6 +269,7 @@ def apply(
     parallelism: int,
     reviewed_plan: Path | None,
     skip_recompile: bool,
+    manifest: str | None,
     use_lock: bool,
     lock_timeout: float,
     lock_id: str | None,
@@ -273,6 +285,8 @@ def apply(
     path = fleet_file or default_fleet_file()
     fleet = load_fleet(path, manager)
     stopping = Stopping()
+    manifest_file = _manifest_file(manifest, path)
+    the_plan: Plan | None = None
     try:
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(make_client(base_url))
@@ -283,6 +297,8 @@ def apply(
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
+                if manifest_file and not dry_run:
+                    _write_manifest(manifest_file, the_plan, None, path)
                 _show_plan(the_plan, output, verbose, manager)
                 if verbose:
                     _echo_stats(client)
@@ -299,6 +315,8 @@ def apply(
                 report = run(show_progress=output == "text", stop=stopping.event)
     except KeyboardInterrupt:  # before the apply started, or a second Ctrl-C just after it ended
         if stopping.by_user:
+            if manifest_file and the_plan is not None:
+                _write_manifest(manifest_file, the_plan, None, path, stopped_at_once=True)
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
         else:
             message = "Interrupted before any change was made: nothing was changed."
@@ -306,6 +324,8 @@ def apply(
             if output == "json":
                 click.echo(render_error_json(message, interrupted=True))
         sys.exit(INTERRUPTED_EXIT)
+    if manifest_file:
+        _write_manifest(manifest_file, the_plan, report, path)
     if output == "json":
         click.echo(render_apply_json(the_plan, report))
     else:
@@ -325,6 +345,29 @@ def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
         os._exit(code)
     if code:
         sys.exit(code)
+
+
+def _manifest_file(manifest: str | None, fleet_file: Path) -> Path | None:
+    """Where `--manifest` writes: the FILE given, or beside the fleet file (`fleet.yaml` -> `fleet.manifest.json`)."""
+    if manifest is None:
+        return None
+    return Path(manifest) if manifest else fleet_file.with_suffix(".manifest.json")
+
+
+def _write_manifest(
+    target: Path, the_plan: Plan, report: ApplyReport | None, fleet_file: Path, *, stopped_at_once: bool = False
+) -> None:
+    """Write the apply's manifest whole or not at all (a temporary file renamed over `target`)."""
+    document = render_manifest_json(the_plan, report, fleet_file=str(fleet_file), stopped_at_once=stopped_at_once)
+    try:
+        write_private_text(target, document)
+    except OSError as error:
+        click.echo(
+            f"error: cannot write the manifest to {target}: {error.strerror}. Name a file in a folder you can "
+            "write; the apply itself is done (run `lettafleet apply --manifest FILE` again to write it).",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _planned(
