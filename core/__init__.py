@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, apply_plan
+from lettafleet.core.engine.context_budget import (
+    DEFAULT_CONTEXT_THRESHOLD,
+    ContextUse,
+    estimated_tokens,
+    with_context_warnings,
+)
 from lettafleet.core.engine.diagnostics import FleetError, Note, Problem
 from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
@@ -95,7 +101,13 @@ from lettafleet.core.render.text import applied_line, render_plan, render_report
 
 if TYPE_CHECKING:
     from lettafleet.core.cli.export_files import PendingWrite, appended_export, write_export
-    from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
+    from lettafleet.core.cli.options import (
+        Duration,
+        context_threshold_option,
+        make_client,
+        reports_errors,
+        server_options,
+    )
     from lettafleet.core.cli.output import (
         PREVIEW_WIDTH,
         Column,
@@ -111,7 +123,13 @@ if TYPE_CHECKING:
 # For command plugins: where each name is defined, imported when a plugin first asks for it.
 _COMMAND_LINE = {
     "lettafleet.core.cli.export_files": ("PendingWrite", "appended_export", "write_export"),
-    "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
+    "lettafleet.core.cli.options": (
+        "Duration",
+        "context_threshold_option",
+        "make_client",
+        "reports_errors",
+        "server_options",
+    ),
     "lettafleet.core.cli.output": (
         "PREVIEW_WIDTH",
         "Column",
@@ -144,6 +162,7 @@ __all__ = [
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",
     "CONVERSATIONS",
+    "DEFAULT_CONTEXT_THRESHOLD",
     "ISOLATED_BLOCKS_REMOVED",
     "ISOLATED_LABELS",
     "MANAGED_BY",
@@ -160,6 +179,7 @@ __all__ = [
     "Change",
     "ChangeResult",
     "Column",
+    "ContextUse",
     "ConversationRecompile",
     "Duration",
     "ExportError",
@@ -202,10 +222,12 @@ __all__ = [
     "boolean",
     "code_block",
     "compare",
+    "context_threshold_option",
     "conversations_by_agent",
     "created_with",
     "default_lock_id",
     "escape_markdown",
+    "estimated_tokens",
     "export_fleet",
     "exported_text_source",
     "fleet_of",
@@ -254,6 +276,7 @@ __all__ = [
     "summary_line",
     "text_source",
     "to_yaml",
+    "with_context_warnings",
     "with_record",
     "write_export",
     "write_private_text",

@@ -20,9 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops
 from lettafleet.core.cli.locks import apply_lock, release_at_once
-from lettafleet.core.cli.options import lock_options, make_client, reports_errors, server_options
+from lettafleet.core.cli.options import (
+    context_threshold_option,
+    lock_options,
+    make_client,
+    reports_errors,
+    server_options,
+)
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.applying import ApplyReport, ChangeResult, apply_plan
+from lettafleet.core.engine.context_budget import with_context_warnings
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
@@ -130,6 +137,10 @@ def _scope_tags(context: click.Context, parameter: click.Parameter, value: str |
 
 
 def _plan_options(command: F) -> F:
+    command = context_threshold_option(
+        "Warn when a change would fill more than this share of a context window (an agent's, with its system "
+        "prompt and memory blocks): a warning line, `context_warnings` in JSON."
+    )(command)
     command = click.option(
         "--scope",
         "scope",
@@ -198,13 +209,14 @@ def plan(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
     out_file: Path | None,
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file or default_fleet_file(), manager)
     with make_client(base_url) as client:
-        the_plan = _planned(fleet, client, manager, targets, scope, prune)
+        the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -265,6 +277,7 @@ def apply(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
@@ -293,7 +306,7 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, path, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets, scope, prune)
+            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -377,9 +390,11 @@ def _planned(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
 ) -> Plan:
     """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
-    server's version and the project it was read in."""
+    server's version and the project it was read in, with a warning for each agent whose memory and prompt it
+    would make take more than `context_threshold` percent of its context window."""
     whole = plan_fleet(fleet, client, manager, prune=prune)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
@@ -393,7 +408,7 @@ def _planned(
             "the rest is left out of this plan.",
             err=True,
         )
-    return part
+    return with_context_warnings(part, manager, context_threshold / 100)
 
 
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 
 import rich_click as click
 
+from lettafleet.core.engine.context_budget import DEFAULT_CONTEXT_THRESHOLD
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.exporting import ExportError
 from lettafleet.core.engine.model import TargetError
@@ -130,6 +131,20 @@ def lock_options(command: F) -> F:
         "that cannot hold one; two applies at once then duplicate agents.",
     )(command)
     return command
+
+
+def context_threshold_option(purpose: str) -> Callable[[F], F]:
+    """`--context-threshold PERCENT`: the share of a context window past which a command warns (`purpose` says
+    what it does then), the same option wherever windows are judged."""
+    return click.option(
+        "--context-threshold",
+        "context_threshold",
+        type=click.FloatRange(1, 100),
+        default=round(DEFAULT_CONTEXT_THRESHOLD * 100),
+        show_default=True,
+        metavar="PERCENT",
+        help=f"{purpose} Estimated from the text's length, about 4 characters a token.",
+    )
 
 
 def make_client(base_url: str) -> LettaClient:

@@ -17,6 +17,7 @@ from lettafleet.core.letta.reads import Read
 if TYPE_CHECKING:
     from lettafleet.core.engine.adopting import Adoption
     from lettafleet.core.engine.applying import ApplySession
+    from lettafleet.core.engine.context_budget import ContextUse
     from lettafleet.core.engine.diagnostics import Problem
     from lettafleet.core.engine.exporting import Exported
     from lettafleet.core.engine.fleet import Fleet
@@ -98,6 +99,15 @@ class ResourceHandler:
         the agents whose conversations must be recompiled because of it: Letta compiles an agent's system prompt
         and memory blocks into each conversation when it starts and keeps that copy, so a change to either reaches
         running conversations only through a recompile (`apply --skip-recompile` leaves them). Default: none."""
+        return ()
+
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """Called by `plan` for each change of this handler's kinds that is not a removal (`changes`: the plan's,
+        by address). Returns the text the resource puts into a context window once applied (a prompt, a memory
+        block as the server compiles it), by the address of the resource holding the window; the holder's own
+        handler adds the window's size and what to do when it is full. Core adds them up per holder and warns
+        when one the plan touches would pass `--context-threshold` (core/engine/context_budget.py). Default:
+        nothing."""
         return ()
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:

@@ -71,6 +71,7 @@ def server_of(plan: Plan) -> ServerInfo:
 def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
     lines = [_laid_out(row) for rows in plan_rows(plan, kinds, verbose=verbose) for row in rows]
     lines += [_laid_out(row) for row in ambiguity_rows(plan)]
+    lines += [str(warning) for warning in plan.context_warnings]
     return "\n".join([*lines, "", closing_line(plan, kinds)]).lstrip("\n")
 
 

@@ -42,6 +42,7 @@ from lettafleet.core import (
     render_report,
     result_line,
     summary_line,
+    with_context_warnings,
     write_private_text,
 )
 from lettafleet.plugins.github.actions import ActionsEnvironment, annotation, log_text
@@ -127,7 +128,9 @@ class LettaPlanner:
             yield lock
 
     def plan(self, fleet: str) -> Plan:
-        return plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+        """The fleet's plan, warning of context windows it would fill (as `lettafleet plan` does)."""
+        whole = plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+        return with_context_warnings(whole, self.manager)
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
         return apply_plan(plan, self.client, self.manager, parallelism=parallelism, on_result=on_result, stop=self.stop)

@@ -20,6 +20,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    ContextUse,
     Exported,
     Fleet,
     LiveReader,
@@ -51,6 +52,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING
 
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
@@ -464,6 +466,18 @@ class AgentHandler(ResourceHandler):
             fields["metadata"] = _marks(change, session)
         answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
+
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """An agent puts its system prompt, and the lines Letta writes around its memory, into its own context
+        window, whose size it alone knows (as declared, else as the server has it)."""
+        values = {**(change.before or {}), **{k: v for k, v in (change.after or {}).items() if v is not None}}
+        window = values.get("context_window")
+        yield ContextUse(
+            change.address,
+            len(str(values.get("system") or "")) + len(MEMORY_OPENING) + len(MEMORY_CLOSING),
+            window=window if isinstance(window, int) else None,
+            remedy="Shorten its system prompt or memory blocks, or raise llm_config.context_window.",
+        )
 
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """An agent's conversations are recompiled when its system prompt changed."""

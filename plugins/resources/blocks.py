@@ -18,6 +18,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    ContextUse,
     Exported,
     Fleet,
     LettaAPIError,
@@ -50,6 +51,7 @@ from lettafleet.core import (
     text_source,
 )
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, described, live_agents
+from lettafleet.plugins.resources.compiled_memory import compiled_block_characters
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -334,6 +336,20 @@ class BlockHandler(ResourceHandler):
             client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
         return answer
 
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """An agent's own block, or a shared block it is attached to, puts its compiled text into that agent's
+        context window (a shared block counts once per agent, through its attachment)."""
+        if change.kind == SHARED or not change.parent:
+            return
+        block = changes.get(change.depends_on[0]) if change.kind == ATTACHMENT and change.depends_on else change
+        if block is None:
+            return
+        values = _values_after(block)
+        text = str(values.get("value") or "")
+        yield ContextUse(
+            change.parent, compiled_block_characters(block.name, text, values.get("description"), values.get("limit"))
+        )
+
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """The agents whose compiled memory this block change altered: a shared block's new value, description or
         limit reaches every agent the plan attaches it to; an agent's own block or attachment made, changed or
@@ -388,6 +404,11 @@ def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, An
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({"value"}) if block.get("sensitive") else frozenset()
+
+
+def _values_after(change: Change) -> dict[str, Any]:
+    """A block's values once the plan is applied: what the plan writes, over what the server has."""
+    return {**(change.before or {}), **{key: value for key, value in (change.after or {}).items() if value is not None}}
 
 
 def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, Any]:
