@@ -24,9 +24,10 @@ def estimated_tokens(characters: int) -> int:
 
 @dataclass(frozen=True)
 class ContextUse:
-    """What one resource puts into the context window of the resource at address `holder`: `characters` of
-    text as the server compiles it. The holder's own handler also gives the `window` (in tokens) and the
-    `remedy`, what to do when it is too full."""
+    """What one change does to the context window of the resource at address `holder`: the `characters` of text
+    (as the server compiles it) it adds there once applied, negative when it takes some away. The holder's own
+    handler gives what the window holds now besides, its size (`window`, in tokens) and the `remedy`, what to do
+    when it is too full: the sum over a plan is what the window will hold."""
 
     holder: str
     characters: int = 0
@@ -37,15 +38,15 @@ class ContextUse:
 def context_warnings(
     plan: Plan, manager: FleetPlugins, threshold: float = DEFAULT_CONTEXT_THRESHOLD
 ) -> tuple[ContextWarning, ...]:
-    """A warning for each holder a change of the plan touches whose declared context would then take more than
-    `threshold` of its window (a holder whose window no handler gives is not judged)."""
+    """A warning for each holder a change of the plan touches whose context would then take more than `threshold`
+    of its window (a holder whose window no handler gives is not judged)."""
     changes: Mapping[str, Change] = plan.by_address()
     characters: Counter[str] = Counter()
     windows: dict[str, ContextUse] = {}
     touched: set[str] = set()
     for change in plan.changes:
-        if change.removes:
-            continue
+        if change.held:
+            continue  # planned, never applied
         for use in manager.handler(change.kind).context_use(change, changes):
             characters[use.holder] += use.characters
             if use.window:

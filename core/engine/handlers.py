@@ -102,12 +102,12 @@ class ResourceHandler:
         return ()
 
     def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
-        """Called by `plan` for each change of this handler's kinds that is not a removal (`changes`: the plan's,
-        by address). Returns the text the resource puts into a context window once applied (a prompt, a memory
-        block as the server compiles it), by the address of the resource holding the window; the holder's own
-        handler adds the window's size and what to do when it is full. Core adds them up per holder and warns
-        when one the plan touches would pass `--context-threshold` (core/engine/context_budget.py). Default:
-        nothing."""
+        """Called by `plan` for each change of this handler's kinds that it would apply (`changes`: the plan's, by
+        address). Returns what the change does to a context window once applied, by the address of the resource
+        holding the window: the characters it adds there as the server compiles them (a prompt, a memory block;
+        negative when it takes some away). The holder's own handler adds what the window holds now, its size and
+        what to do when it is full. Core adds them up per holder and warns when one the plan touches would pass
+        `--context-threshold` (core/engine/context_budget.py). Default: nothing."""
         return ()
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:

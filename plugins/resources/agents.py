@@ -52,7 +52,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
-from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING
+from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
 
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
@@ -468,13 +468,17 @@ class AgentHandler(ResourceHandler):
         return answer
 
     def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
-        """An agent puts its system prompt, and the lines Letta writes around its memory, into its own context
-        window, whose size it alone knows (as declared, else as the server has it)."""
+        """An agent holds its context window, whose size it alone knows (as declared, else as the server has it):
+        its system prompt once applied, and its compiled memory as it is now, every block counted (the blocks
+        plugin adds what the plan changes in it)."""
+        if change.removes:
+            return
         values = {**(change.before or {}), **{k: v for k, v in (change.after or {}).items() if v is not None}}
         window = values.get("context_window")
+        memory_now = change.state.get("memory_characters", len(MEMORY_OPENING) + len(MEMORY_CLOSING))
         yield ContextUse(
             change.address,
-            len(str(values.get("system") or "")) + len(MEMORY_OPENING) + len(MEMORY_CLOSING),
+            len(str(values.get("system") or "")) + memory_now,
             window=window if isinstance(window, int) else None,
             remedy="Shorten its system prompt or memory blocks, or raise llm_config.context_window.",
         )
@@ -578,7 +582,10 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         id=agent["id"],
         protected=_protected(agent),
         record=read_record(agent),
-        state={"metadata": dict(agent.get("metadata") or {})},
+        state={
+            "metadata": dict(agent.get("metadata") or {}),
+            "memory_characters": compiled_memory_characters(agent.get("blocks") or []),
+        },
         tags=frozenset(agent.get("tags") or []),
     )
 

@@ -337,18 +337,16 @@ class BlockHandler(ResourceHandler):
         return answer
 
     def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
-        """An agent's own block, or a shared block it is attached to, puts its compiled text into that agent's
-        context window (a shared block counts once per agent, through its attachment)."""
+        """What an agent's own block, or a shared block through its attachment, changes in that agent's compiled
+        memory: the text it will put there, less what it puts there now (a shared block counts once per agent)."""
         if change.kind == SHARED or not change.parent:
             return
         block = changes.get(change.depends_on[0]) if change.kind == ATTACHMENT and change.depends_on else change
         if block is None:
             return
-        values = _values_after(block)
-        text = str(values.get("value") or "")
-        yield ContextUse(
-            change.parent, compiled_block_characters(block.name, text, values.get("description"), values.get("limit"))
-        )
+        now = _compiled(block.name, block.before) if _in_context_now(change) else 0
+        then = 0 if change.removes else _compiled(block.name, _values_after(block))
+        yield ContextUse(change.parent, then - now)
 
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """The agents whose compiled memory this block change altered: a shared block's new value, description or
@@ -404,6 +402,19 @@ def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, An
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({"value"}) if block.get("sensitive") else frozenset()
+
+
+def _in_context_now(change: Change) -> bool:
+    """Whether the block (or attachment) `change` is about is in its agent's compiled memory now: on the server
+    and attached."""
+    return change.before is not None and change.before.get("attached") is not False
+
+
+def _compiled(label: str, values: Mapping[str, Any] | None) -> int:
+    values = values or {}
+    return compiled_block_characters(
+        label, str(values.get("value") or ""), values.get("description"), values.get("limit")
+    )
 
 
 def _values_after(change: Change) -> dict[str, Any]:

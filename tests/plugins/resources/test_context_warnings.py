@@ -76,3 +76,32 @@ def test_the_pull_request_comment_calls_the_warning_out(letta, write_fleet, flee
     comment = render_plan_markdown(the_plan, kinds)
     assert "> **1 context window would be more than 80% full, leaving little room for messages:**" in comment
     assert "> - `agent.crowded`: about 9" in comment and "of 1,000 tokens" in comment
+
+
+def test_blocks_the_application_gave_the_agent_count_though_the_fleet_does_not_declare_them(letta, write_fleet):
+    human = letta.add_block("human", "x" * 3500, limit=5000)
+    letta.add_agent("app-user", blocks=[human], system="You help.", context_window_limit=1000, managed=False)
+    path = write_fleet(
+        "agents:\n  - name: app-user\n    llm_config: {model: letta/letta-free, context_window: 1000}\n"
+        "    system_prompt: {value: You help politely.}\n"
+    )
+    env = {"LETTA_BASE_URL": BASE_URL, "LETTA_API_KEY": ""}
+    document = json.loads(CliRunner().invoke(main, ["plan", "-f", str(path), "-o", "json"], env=env).output)
+    assert [change["address"] for change in document["changes"] if change["action"] == "update"] == ["agent.app-user"]
+    [warning] = document["context_warnings"]
+    assert warning["address"] == "agent.app-user" and 900 < warning["estimated_tokens"] < 1000
+
+
+def test_a_block_the_plan_shortens_takes_its_agent_back_under_the_threshold(letta, write_fleet):
+    notes = letta.add_block("notes", "x" * 3500, limit=5000, metadata={"managed_by": "lettafleet", "agent": "full"})
+    letta.add_agent("full", blocks=[notes], system="You help.", context_window_limit=1000)
+    path = write_fleet(
+        "agents:\n  - name: full\n    llm_config: {model: letta/letta-free, context_window: 1000}\n"
+        "    system_prompt: {value: You help.}\n"
+        "    memory_blocks:\n      - {name: notes, value: short now, limit: 5000, agent_owned: false}\n"
+    )
+    env = {"LETTA_BASE_URL": BASE_URL, "LETTA_API_KEY": ""}
+    document = json.loads(CliRunner().invoke(main, ["plan", "-f", str(path), "-o", "json"], env=env).output)
+    updated = [change["address"] for change in document["changes"] if change["action"] == "update"]
+    assert updated == ["agent.full.block.notes"]
+    assert document["context_warnings"] == []
