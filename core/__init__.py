@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.context_budget import (
+    DEFAULT_CONTEXT_THRESHOLD,
+    ContextUse,
+    estimated_tokens,
+    with_context_warnings,
+)
 from lettafleet.core.engine.diagnostics import FleetError, Note, Problem
 from lettafleet.core.engine.exporting import Exported, ExportedFleet, ExportError, export_fleet, exported_text_source
 from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile
@@ -102,7 +108,13 @@ if TYPE_CHECKING:
     from lettafleet.core.cli.export_files import PendingWrite, appended_export, write_export
     from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, EitherStop, Stopping, ctrl_c_stops, exit_code
     from lettafleet.core.cli.locks import release_at_once
-    from lettafleet.core.cli.options import Duration, make_client, reports_errors, server_options
+    from lettafleet.core.cli.options import (
+        Duration,
+        context_threshold_option,
+        make_client,
+        reports_errors,
+        server_options,
+    )
     from lettafleet.core.cli.output import (
         PREVIEW_WIDTH,
         Column,
@@ -120,7 +132,13 @@ _COMMAND_LINE = {
     "lettafleet.core.cli.export_files": ("PendingWrite", "appended_export", "write_export"),
     "lettafleet.core.cli.interrupts": ("INTERRUPTED_EXIT", "EitherStop", "Stopping", "ctrl_c_stops", "exit_code"),
     "lettafleet.core.cli.locks": ("release_at_once",),
-    "lettafleet.core.cli.options": ("Duration", "make_client", "reports_errors", "server_options"),
+    "lettafleet.core.cli.options": (
+        "Duration",
+        "context_threshold_option",
+        "make_client",
+        "reports_errors",
+        "server_options",
+    ),
     "lettafleet.core.cli.output": (
         "PREVIEW_WIDTH",
         "Column",
@@ -153,6 +171,7 @@ __all__ = [
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",
     "CONVERSATIONS",
+    "DEFAULT_CONTEXT_THRESHOLD",
     "FLEET_TAG",
     "INTERRUPTED_EXIT",
     "ISOLATED_BLOCKS_REMOVED",
@@ -172,6 +191,7 @@ __all__ = [
     "Change",
     "ChangeResult",
     "Column",
+    "ContextUse",
     "ConversationRecompile",
     "Duration",
     "EitherStop",
@@ -218,11 +238,13 @@ __all__ = [
     "boolean",
     "code_block",
     "compare",
+    "context_threshold_option",
     "conversations_by_agent",
     "created_with",
     "ctrl_c_stops",
     "default_lock_id",
     "escape_markdown",
+    "estimated_tokens",
     "exit_code",
     "export_fleet",
     "exported_text_source",
@@ -276,6 +298,7 @@ __all__ = [
     "summary_line",
     "text_source",
     "to_yaml",
+    "with_context_warnings",
     "with_record",
     "write_export",
     "write_private_text",

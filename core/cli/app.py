@@ -26,6 +26,7 @@ VERB_HELP = {
     "describe": "Show one resource on the server in detail.",
     "create": "Create one resource on the server, outside any fleet file.",
     "delete": "Delete one resource from the server (asks for --force).",
+    "report": "Reports across many resources on the server (`report memory`: memory against context windows).",
 }
 
 

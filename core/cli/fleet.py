@@ -19,9 +19,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops, exit_code
 from lettafleet.core.cli.locks import apply_lock, release_at_once
-from lettafleet.core.cli.options import lock_options, make_client, reports_errors, server_options
+from lettafleet.core.cli.options import (
+    context_threshold_option,
+    lock_options,
+    make_client,
+    reports_errors,
+    server_options,
+)
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.applying import ApplyReport, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.context_budget import with_context_warnings
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.kinds import ResourceKind
@@ -32,6 +39,7 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manag
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
+from lettafleet.core.render.manifest import render_manifest_json
 from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import plan_header, render_plan, render_report, result_line
 
@@ -129,6 +137,10 @@ def _scope_tags(context: click.Context, parameter: click.Parameter, value: str |
 
 
 def _plan_options(command: F) -> F:
+    command = context_threshold_option(
+        "Warn when a change would fill more than this share of a context window (an agent's, with its system "
+        "prompt and memory blocks): a warning line, `context_warnings` in JSON."
+    )(command)
     command = click.option(
         "--scope",
         "scope",
@@ -197,6 +209,7 @@ def plan(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
     out_file: Path | None,
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
@@ -205,7 +218,7 @@ def plan(
     with make_client(base_url) as client:
         early = start_reading(client, _text_of(path))  # the server works while the file is parsed
         fleet = load_fleet(path, manager)
-        the_plan = _planned(fleet, client, manager, targets, scope, prune, early=early)
+        the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -245,6 +258,16 @@ def plan(
     help="Do not recompile the conversations of agents whose system prompt or memory blocks changed (by default "
     "they are, after the changes, so running conversations see them).",
 )
+@click.option(
+    "--manifest",
+    "manifest",
+    is_flag=False,
+    flag_value="",
+    metavar="FILE",
+    help="Write a JSON manifest of the server id of every resource the fleet declares or the apply removed, and "
+    "what the apply did to each (lettactl's --manifest; docs/manifest.md), also when the apply fails or is "
+    "interrupted. Given without FILE: the fleet file's name with .manifest.json.",
+)
 @lock_options
 @reports_errors
 def apply(
@@ -256,10 +279,12 @@ def apply(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
     dry_run: bool,
     parallelism: int,
     reviewed_plan: Path | None,
     skip_recompile: bool,
+    manifest: str | None,
     use_lock: bool,
     lock_timeout: float,
     lock_id: str | None,
@@ -276,16 +301,21 @@ def apply(
     fleet = load_fleet(path, manager)
     stopping = Stopping()
     started = False
+    manifest_file = _manifest_file(manifest, path)
+    the_plan: Plan | None = None
+    manifest_written = False
     try:
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(make_client(base_url))
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets, scope, prune)
+            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
+                if manifest_file and not dry_run:
+                    _write_manifest(manifest_file, the_plan, None, path)
                 _show_plan(the_plan, output, verbose, manager)
                 if verbose:
                     _echo_stats(client)
@@ -300,6 +330,9 @@ def apply(
             started = True
             run = functools.partial(_run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile)
             report = run(show_progress=output == "text", stop=stopping)
+            if manifest_file:
+                _write_manifest(manifest_file, the_plan, report, path)
+                manifest_written = True
             if output == "json":
                 click.echo(render_apply_json(the_plan, report))
             else:
@@ -308,6 +341,8 @@ def apply(
                 _echo_stats(client)
     except KeyboardInterrupt:  # before the apply started, or while its lock was released
         if started or stopping.by_user:
+            if manifest_file and the_plan is not None and not manifest_written:
+                _write_manifest(manifest_file, the_plan, None, path, stopped_at_once=True)
             click.echo(f"Interrupted again: stopping at once. {RESUME_HINT}", err=True)
         else:
             message = "Interrupted before any change was made: nothing was changed."
@@ -338,6 +373,29 @@ def _text_of(path: Path) -> str:
         return ""
 
 
+def _manifest_file(manifest: str | None, fleet_file: Path) -> Path | None:
+    """Where `--manifest` writes: the FILE given, or beside the fleet file (`fleet.yaml` -> `fleet.manifest.json`)."""
+    if manifest is None:
+        return None
+    return Path(manifest) if manifest else fleet_file.with_suffix(".manifest.json")
+
+
+def _write_manifest(
+    target: Path, the_plan: Plan, report: ApplyReport | None, fleet_file: Path, *, stopped_at_once: bool = False
+) -> None:
+    """Write the apply's manifest whole or not at all (a temporary file renamed over `target`)."""
+    document = render_manifest_json(the_plan, report, fleet_file=str(fleet_file), stopped_at_once=stopped_at_once)
+    try:
+        write_private_text(target, document)
+    except OSError as error:
+        click.echo(
+            f"error: cannot write the manifest to {target}: {error.strerror}. Name a file in a folder you can "
+            "write; the apply itself is done (run `lettafleet apply --manifest FILE` again to write it).",
+            err=True,
+        )
+        sys.exit(1)
+
+
 def _planned(
     fleet: Fleet,
     client: LettaClient,
@@ -345,10 +403,12 @@ def _planned(
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
+    context_threshold: float,
     early: EarlyReads | None = None,
 ) -> Plan:
     """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
-    server's version and the project it was read in."""
+    server's version and the project it was read in, with a warning for each agent whose memory and prompt it
+    would make take more than `context_threshold` percent of its context window."""
     whole = plan_fleet(fleet, client, manager, prune=prune, early=early)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
@@ -362,7 +422,7 @@ def _planned(
             "the rest is left out of this plan.",
             err=True,
         )
-    return part
+    return with_context_warnings(part, manager, context_threshold / 100)
 
 
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:

@@ -10,11 +10,13 @@ from typing import Any, ClassVar, TypeVar
 
 import rich_click as click
 
+from lettafleet.core.engine.context_budget import DEFAULT_CONTEXT_THRESHOLD
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.exporting import ExportError
 from lettafleet.core.engine.model import TargetError
 from lettafleet.core.engine.plugin_manager import PluginError
 from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 from lettafleet.core.render.json import render_error_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ALLOW_INSECURE_HTTP = "lettafleet.allow_insecure_http"
 _PROJECT = "lettafleet.project"
 _PROJECT_ID = "lettafleet.project_id"
+_RATE_LIMIT_PATIENCE = "lettafleet.rate_limit_patience"
 
 
 def server_options(command: F) -> F:
@@ -59,6 +62,17 @@ def server_options(command: F) -> F:
         callback=_remember(_PROJECT_ID),
         help="Hosted Letta project by id instead of slug (env LETTA_PROJECT_ID), sent as the X-Project-Id header.",
     )(command)
+    command = click.option(
+        "--rate-limit-patience",
+        type=Duration(),
+        default=f"{DEFAULT_PATIENCE:g}s",
+        show_default=True,
+        expose_value=False,
+        callback=_remember(_RATE_LIMIT_PATIENCE),
+        help="How long the server may refuse every request (429/503) before lettafleet gives up (e.g. 10m, 1h). "
+        "While some requests are answered it never does: it slows down and waits as the server asks "
+        "(docs/server-faults.md).",
+    )(command)
     return command
 
 
@@ -66,11 +80,11 @@ def _remember_insecure_http(context: click.Context, _: click.Parameter, allowed:
     context.meta[_ALLOW_INSECURE_HTTP] = allowed
 
 
-def _remember(key: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     """A callback that keeps an option's value in the context for make_client."""
 
-    def remember(context: click.Context, _: click.Parameter, value: str | None) -> None:
-        context.meta[key] = value or None
+    def remember(context: click.Context, _: click.Parameter, value: Any) -> None:
+        context.meta[key] = value if value or isinstance(value, float) else None
 
     return remember
 
@@ -120,6 +134,20 @@ def lock_options(command: F) -> F:
     return command
 
 
+def context_threshold_option(purpose: str) -> Callable[[F], F]:
+    """`--context-threshold PERCENT`: the share of a context window past which a command warns (`purpose` says
+    what it does then), the same option wherever windows are judged."""
+    return click.option(
+        "--context-threshold",
+        "context_threshold",
+        type=click.FloatRange(1, 100),
+        default=round(DEFAULT_CONTEXT_THRESHOLD * 100),
+        show_default=True,
+        metavar="PERCENT",
+        help=f"{purpose} Estimated from the text's length, about 4 characters a token.",
+    )
+
+
 def make_client(base_url: str) -> LettaClient:
     """The client for a command's server, honouring its --allow-insecure-http, --project and --project-id."""
     context = click.get_current_context(silent=True)
@@ -129,6 +157,7 @@ def make_client(base_url: str) -> LettaClient:
         allow_insecure_http=bool(meta.get(_ALLOW_INSECURE_HTTP)),
         project=meta.get(_PROJECT),
         project_id=meta.get(_PROJECT_ID),
+        rate_limit_patience=meta.get(_RATE_LIMIT_PATIENCE, DEFAULT_PATIENCE),
     )
 
 

@@ -23,8 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
@@ -33,14 +33,9 @@ from lettafleet.core.engine.records import RECOMPILE_FIELD, owes_recompile, reco
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
 from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
+from lettafleet.core.letta.pacing import PaceSummary, StopSignal
 
 __all__ = ["ApplyError", "ApplyReport", "ApplySession", "ChangeResult", "Recompiled", "StopSignal", "apply_plan"]
-
-
-class StopSignal(Protocol):
-    """What stops an apply once set: a `threading.Event`, or anything that says whether it is set."""
-
-    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +68,8 @@ class ApplyReport:
     abandoned: int = 0  # changes still in flight when the apply gave up waiting for them (their threads run on)
     recompiled: tuple[Recompiled, ...] = ()  # the agents whose conversations were recompiled after the changes
     recompile_owed: tuple[str, ...] = ()  # agents whose recompile the stop left undone (their record says so)
+    pace: PaceSummary | None = None  # the rate the apply's requests went at, refusals and pauses included
+    ids: Mapping[str, str] = field(default_factory=dict)  # address -> server id, of every resource known or made
 
     @property
     def failed(self) -> list[ChangeResult]:
@@ -118,6 +115,11 @@ class ApplySession:
         if not found:
             raise ApplyError(f"{address} does not exist on the server yet")
         return found
+
+    def known_ids(self) -> dict[str, str]:
+        """Every resource's server id known now: those the plan found, and those this apply created."""
+        with self._lock:
+            return dict(self._ids)
 
     def has_id(self, address: str) -> bool:
         with self._lock:
@@ -196,6 +198,7 @@ def apply_plan(
     are still written). Then, unless `recompile` is False or the apply was stopped, recompile the conversations
     of the agents whose prompt or blocks changed."""
     stop = stop or threading.Event()
+    paced = _paced(client, parallelism, stop)
     run = _Run(plan, ApplySession(plan, client, manager), manager, on_result, recompile=recompile)
     run.write_intents(parallelism)
     abandoned = run.changes(stop, parallelism, in_flight_grace)
@@ -207,8 +210,22 @@ def apply_plan(
         run.recompiled(recompiled, parallelism)
     ordered = tuple(run.results[change.address] for change in plan.changes if change.address in run.results)
     return ApplyReport(
-        ordered, interrupted=stop.is_set(), abandoned=abandoned, recompiled=recompiled, recompile_owed=owed
+        ordered,
+        interrupted=stop.is_set(),
+        abandoned=abandoned,
+        recompiled=recompiled,
+        recompile_owed=owed,
+        pace=paced(),
+        ids=run.session.known_ids(),
     )
+
+
+def _paced(client: LettaClient, parallelism: int, stop: StopSignal) -> Callable[[], PaceSummary]:
+    """Pace the apply's requests (its changes and recompiles) through the client's pacer, at most `parallelism`
+    at once, giving up a wait for the server when `stop` is set; returns what ends the measure of its rate."""
+    client.pacer.at_most(parallelism)
+    client.pacer.stops_with(stop)
+    return client.pacer.measure()
 
 
 def _names_what_is_to_be_made(record: Sequence[Recorded] | None, intended: Sequence[Recorded]) -> bool:

@@ -17,6 +17,7 @@ from lettafleet.core.letta.reads import Read
 if TYPE_CHECKING:
     from lettafleet.core.engine.adopting import Adoption
     from lettafleet.core.engine.applying import ApplySession
+    from lettafleet.core.engine.context_budget import ContextUse
     from lettafleet.core.engine.diagnostics import Problem
     from lettafleet.core.engine.exporting import Exported
     from lettafleet.core.engine.fleet import Fleet
@@ -104,6 +105,15 @@ class ResourceHandler:
         the agents whose conversations must be recompiled because of it: Letta compiles an agent's system prompt
         and memory blocks into each conversation when it starts and keeps that copy, so a change to either reaches
         running conversations only through a recompile (`apply --skip-recompile` leaves them). Default: none."""
+        return ()
+
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """Called by `plan` for each change of this handler's kinds that it would apply (`changes`: the plan's, by
+        address). Returns what the change does to a context window once applied, by the address of the resource
+        holding the window: the characters it adds there as the server compiles them (a prompt, a memory block;
+        negative when it takes some away). The holder's own handler adds what the window holds now, its size and
+        what to do when it is full. Core adds them up per holder and warns when one the plan touches would pass
+        `--context-threshold` (core/engine/context_budget.py). Default: nothing."""
         return ()
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from lettafleet.core.engine.diagnostics import Path
 from lettafleet.core.letta.ownership import Recorded
 
-PLAN_FORMAT_VERSION = "1.2"
+PLAN_FORMAT_VERSION = "1.3"
 SENSITIVE = "(sensitive)"
 
 
@@ -203,6 +203,43 @@ class Ambiguity:
         }
 
 
+THRESHOLD_HINT = "(`--context-threshold PERCENT` sets where this warning starts.)"
+
+
+@dataclass(frozen=True)
+class ContextWarning:
+    """A resource (`address`) whose context window what the plan declares would fill past `threshold` (a
+    fraction) once applied: `tokens` is estimated from the text's length (core/engine/context_budget.py), and
+    `remedy`, from the resource's plugin, says how to make room."""
+
+    address: str
+    tokens: int
+    window: int
+    threshold: float
+    remedy: str = ""
+
+    @property
+    def share(self) -> float:
+        return self.tokens / self.window
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "estimated_tokens": self.tokens,
+            "context_window": self.window,
+            "percent": round(100 * self.share, 1),
+            "threshold_percent": round(100 * self.threshold, 1),
+        }
+
+    def __str__(self) -> str:
+        said = (
+            f"Warning: {self.address} would fill {100 * self.share:.0f}% of its context window (about "
+            f"{self.tokens:,} of {self.window:,} tokens, over {100 * self.threshold:.0f}%), leaving little room for "
+            "messages."
+        )
+        return " ".join(part for part in (said, self.remedy, THRESHOLD_HINT) if part)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every change for one fleet file against one server, in a stable order (by address), and every ambiguity
@@ -221,6 +258,8 @@ class Plan:
     # What the server said it is, and the project the plan was read in: named by the plan's header, never hashed.
     server_version: str | None = field(default=None, compare=False)
     project: str | None = field(default=None, compare=False)
+    # Agents the plan would leave with little room for messages: warned about, never hashed.
+    context_warnings: tuple[ContextWarning, ...] = field(default=(), compare=False)
 
     @classmethod
     def build(
@@ -353,6 +392,7 @@ class Plan:
             "sha256": self.sha256,
             "changes": [change.to_json() for change in self.changes],
             "ambiguities": [ambiguity.to_json() for ambiguity in self.ambiguities],
+            "context_warnings": [warning.to_json() for warning in self.context_warnings],
         }
 
     @property

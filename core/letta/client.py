@@ -22,12 +22,14 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from lettafleet.core.letta.masking import SecretMasker, public_url
+from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
 from lettafleet.core.letta.paging import CursorGone, read_every_page
-from lettafleet.core.letta.retries import REFUSED_STATUSES, RETRY_BUDGET, RetryPolicy, Sent, retry_after_seconds
+from lettafleet.core.letta.retries import RETRY_BUDGET, RetryPolicy
 from lettafleet.core.letta.server import ServerInfo
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 PAGE_SIZE = 1000
+MAX_CONNECTIONS = 32
 ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
 
 
@@ -77,6 +79,7 @@ class LettaClient:
         retries: int = 3,
         backoff: float = 0.25,
         retry_budget: float = RETRY_BUDGET,
+        rate_limit_patience: float = DEFAULT_PATIENCE,
         transport: httpx.BaseTransport | None = None,
         allow_insecure_http: bool = False,
         project: str | None = None,
@@ -103,9 +106,11 @@ class LettaClient:
             auth=httpx.BasicAuth(*url_auth) if url_auth else None,
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         )
         self.retry = RetryPolicy(retries=retries, backoff=backoff, budget=retry_budget)
+        # Every request of this client, from every thread, is paced together (core/letta/pacing.py).
+        self.pacer = Pacer(ceiling=MAX_CONNECTIONS, patience=rate_limit_patience)
         self.stats = RequestStats()
         self._server_info: ServerInfo | None = None
         self._server_info_lock = threading.Lock()
@@ -183,13 +188,13 @@ class LettaClient:
             return self._http.request(method, path, params=query, json=json, files=files)
 
         try:
-            sent = self.retry.send(send_once, repeatable=repeatable)
+            sent = self.retry.send(send_once, repeatable=repeatable, pacer=self.pacer)
+        except PacingGaveUp as error:
+            raise LettaError(f"{method} {path}: {error}") from None
         except httpx.TransportError as error:
             raise self._connection_error(method, path, error, repeatable) from None
         except httpx.HTTPError as error:
             raise LettaConnectionError(f"{method} {path}: {self.mask(str(error))}") from None
-        if sent.response.status_code in REFUSED_STATUSES:
-            raise self._still_refused(method, path, sent)
         return self._decode(method, path, sent.response)
 
     def _connection_error(
@@ -201,18 +206,6 @@ class LettaClient:
                 "Is it running? Start one with `lettafleet dev-server up`, or set --base-url / LETTA_BASE_URL."
             )
         return LettaConnectionError(self._unanswered(method, path, error, repeatable))
-
-    def _still_refused(self, method: str, path: str, sent: Sent) -> LettaAPIError:
-        budget = self.retry.budget
-        asked = retry_after_seconds(sent.response.headers.get("retry-after"))
-        why = f"; it asked to wait {asked:.0f} s more" if asked and sent.seconds + asked > budget else ""
-        times = "once" if sent.attempts == 1 else f"{sent.attempts} times"
-        detail = (
-            f"{self.mask(_error_detail(sent.response))} (refused {times} in {sent.seconds:.0f} s{why}; lettafleet "
-            f"retries a refused request for at most {budget:g} s. Run it again later, or with a "
-            "lower --parallelism)"
-        )
-        return LettaAPIError(method, path, sent.response.status_code, detail)
 
     def _unanswered(self, method: str, path: str, error: httpx.TransportError, repeatable: bool) -> str:
         what = (

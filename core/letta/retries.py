@@ -1,5 +1,6 @@
 """The one retry policy of lettafleet's HTTP clients (Letta's and GitHub's): whether a failed request is sent
-again, and after how long. docs/server-faults.md describes it for users."""
+again, and after how long. docs/server-faults.md describes it for users. A client with a `Pacer`
+(core/letta/pacing.py) leaves refusals to it: they are then bounded by the pacer's patience, not by `budget`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+
+from lettafleet.core.letta.pacing import Pacer
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # The server refused the request without doing it (too many requests, not available): any request, a create
@@ -69,21 +72,25 @@ class RetryPolicy:
         delay = max(backoff, retry_after_seconds(retry_after) or 0.0)
         return delay if time.monotonic() - started + delay <= self.budget else None
 
-    def send(self, request: Callable[[], httpx.Response], *, repeatable: bool) -> Sent:
+    def send(self, request: Callable[[], httpx.Response], *, repeatable: bool, pacer: Pacer | None = None) -> Sent:
         """Call `request` again and again, as this policy allows, until it is answered without an error status.
-        Returns the last answer; raises the last `httpx.TransportError` when no answer came."""
+        Returns the last answer; raises the last `httpx.TransportError` when no answer came. With a `pacer`, every
+        attempt waits its turn, and a refusal is the pacer's to judge (`PacingGaveUp` when it stops waiting)."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = request()
+                response = self._attempt(request, pacer)
             except httpx.TransportError as error:
                 delay = self.retry_delay(error, attempt=attempt, started=started, repeatable=repeatable)
                 if delay is None:
                     raise
             else:
                 retry_after = response.headers.get("retry-after")
+                if pacer is not None and response.status_code in REFUSED_STATUSES:
+                    pacer.refused(retry_after_seconds(retry_after))
+                    continue  # the next turn waits as long as the pacer says
                 delay = (
                     self.retry_delay(
                         response.status_code,
@@ -98,6 +105,17 @@ class RetryPolicy:
                 if delay is None:
                     return Sent(response, attempt, time.monotonic() - started)
             time.sleep(delay)
+
+    @staticmethod
+    def _attempt(request: Callable[[], httpx.Response], pacer: Pacer | None) -> httpx.Response:
+        """One attempt, in its turn when paced; an answer that is not a refusal tells the pacer the server keeps up."""
+        if pacer is None:
+            return request()
+        with pacer.turn():
+            response = request()
+        if response.status_code not in REFUSED_STATUSES:
+            pacer.answered()
+        return response
 
     def _may_retry(self, failure: int | httpx.TransportError, attempt: int, repeatable: bool) -> bool:
         if isinstance(failure, httpx.ConnectError):

@@ -35,6 +35,7 @@ def render_apply_json(plan: Plan, report: ApplyReport) -> str:
             }
             for r in report.recompiled
         ],
+        "pace": report.pace.to_json() if report.pace else None,
     }
     return json.dumps(document, indent=2)
 

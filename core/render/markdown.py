@@ -156,6 +156,21 @@ def _callouts(plan: Plan, kinds: Mapping[str, ResourceKind]) -> list[str]:
             ]
         )
         lines.append("")
+    if plan.context_warnings:
+        threshold = f"{100 * plan.context_warnings[0].threshold:.0f}%"
+        counted = _count(len(plan.context_warnings), "context window")
+        lines += [
+            "> [!WARNING]",
+            f"> **{counted} would be more than {threshold} full, leaving little room for messages:**",
+        ]
+        lines += _listed(
+            [
+                f"{inline_code(warning.address)}: about {warning.tokens:,} of {warning.window:,} tokens "
+                f"({100 * warning.share:.0f}%). {escape_markdown(warning.remedy)}".rstrip()
+                for warning in plan.context_warnings
+            ]
+        )
+        lines.append("")
     return lines
 
 

@@ -71,6 +71,7 @@ def server_of(plan: Plan) -> ServerInfo:
 def render_plan(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = False) -> str:
     lines = [_laid_out(row) for rows in plan_rows(plan, kinds, verbose=verbose) for row in rows]
     lines += [_laid_out(row) for row in ambiguity_rows(plan)]
+    lines += [str(warning) for warning in plan.context_warnings]
     return "\n".join([*lines, "", closing_line(plan, kinds)]).lstrip("\n")
 
 
@@ -185,6 +186,8 @@ def render_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, ResourceK
     lines += _recompiled_lines(report)
     # Apply acted on the match each ambiguity names, as the plan said; the others were left as they are.
     lines += [f"{found.address} is ambiguous: apply used {found.used}, as the plan said." for found in plan.ambiguities]
+    if report.pace:
+        lines.append(report.pace.describe())
     if report.ok:
         lines.append(f"Apply complete: {applied_line(report, plan, kinds)}.")
     else:
@@ -235,6 +238,8 @@ def _interrupted_report(report: ApplyReport, plan: Plan, kinds: Mapping[str, Res
     if report.recompile_owed:
         owed = list(report.recompile_owed)
         lines.append(f"Conversations not recompiled ({len(owed)} agents): {_some(owed)}; their records say so.")
+    if report.pace:
+        lines.append(report.pace.describe())
     if report.ok:
         lines.append("Every change had landed and every record was written when it stopped: nothing is left to do.")
     else:

@@ -46,6 +46,7 @@ from lettafleet.core import (
     render_report,
     result_line,
     summary_line,
+    with_context_warnings,
     write_private_text,
 )
 from lettafleet.plugins.github.actions import ActionsEnvironment, annotation, log_text
@@ -143,7 +144,9 @@ class LettaPlanner:
         release_at_once(self.lock)
 
     def plan(self, fleet: str) -> Plan:
-        return plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+        """The fleet's plan, warning of context windows it would fill (as `lettafleet plan` does)."""
+        whole = plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+        return with_context_warnings(whole, self.manager)
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:
         stop = EitherStop(self.stop, self.stopping) if self.stopping else self.stop

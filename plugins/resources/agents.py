@@ -20,6 +20,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    ContextUse,
     Exported,
     ExportError,
     Fleet,
@@ -54,6 +55,7 @@ from lettafleet.core import (
     with_record,
 )
 from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
+from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
 
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
@@ -490,6 +492,22 @@ class AgentHandler(ResourceHandler):
         answer: Mapping[str, Any] | None = session.client.patch(f"/v1/agents/{change.id}", json=fields)
         return answer
 
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """An agent holds its context window, whose size it alone knows (as declared, else as the server has it):
+        its system prompt once applied, and its compiled memory as it is now, every block counted (the blocks
+        plugin adds what the plan changes in it)."""
+        if change.removes:
+            return
+        values = {**(change.before or {}), **{k: v for k, v in (change.after or {}).items() if v is not None}}
+        window = values.get("context_window")
+        memory_now = change.state.get("memory_characters", len(MEMORY_OPENING) + len(MEMORY_CLOSING))
+        yield ContextUse(
+            change.address,
+            len(str(values.get("system") or "")) + memory_now,
+            window=window if isinstance(window, int) else None,
+            remedy="Shorten its system prompt or memory blocks, or raise llm_config.context_window.",
+        )
+
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """An agent's conversations are recompiled when its system prompt changed."""
         return [change.address] if change.action is Action.UPDATE and "system" in change.changed_fields() else []
@@ -638,7 +656,11 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         id=agent["id"],
         protected=_protected(agent),
         record=read_record(agent),
-        state={"metadata": dict(agent.get("metadata") or {}), "tags": _own_tags(agent)},
+        state={
+            "metadata": dict(agent.get("metadata") or {}),
+            "tags": _own_tags(agent),
+            "memory_characters": compiled_memory_characters(agent.get("blocks") or []),
+        },
         tags=frozenset(_own_tags(agent)),
         marked_by=fleet_of(agent),
     )

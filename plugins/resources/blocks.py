@@ -18,6 +18,7 @@ from lettafleet.core import (
     Ambiguity,
     ApplySession,
     Change,
+    ContextUse,
     Exported,
     Fleet,
     LettaAPIError,
@@ -51,6 +52,7 @@ from lettafleet.core import (
     text_source,
 )
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, described, live_agents
+from lettafleet.plugins.resources.compiled_memory import compiled_block_characters
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -339,6 +341,18 @@ class BlockHandler(ResourceHandler):
             client.patch(f"/v1/agents/{session.id_of(change.parent or '')}/core-memory/blocks/attach/{change.id}")
         return answer
 
+    def context_use(self, change: Change, changes: Mapping[str, Change]) -> Iterable[ContextUse]:
+        """What an agent's own block, or a shared block through its attachment, changes in that agent's compiled
+        memory: the text it will put there, less what it puts there now (a shared block counts once per agent)."""
+        if change.kind == SHARED or not change.parent:
+            return
+        block = changes.get(change.depends_on[0]) if change.kind == ATTACHMENT and change.depends_on else change
+        if block is None:
+            return
+        now = _compiled(block.name, block.before) if _in_context_now(change) else 0
+        then = 0 if change.removes else _compiled(block.name, _values_after(block))
+        yield ContextUse(change.parent, then - now)
+
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """The agents whose compiled memory this block change altered: a shared block's new value, description or
         limit reaches every agent the plan attaches it to; an agent's own block or attachment made, changed or
@@ -393,6 +407,24 @@ def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, An
 
 def _sensitive(block: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({"value"}) if block.get("sensitive") else frozenset()
+
+
+def _in_context_now(change: Change) -> bool:
+    """Whether the block (or attachment) `change` is about is in its agent's compiled memory now: on the server
+    and attached."""
+    return change.before is not None and change.before.get("attached") is not False
+
+
+def _compiled(label: str, values: Mapping[str, Any] | None) -> int:
+    values = values or {}
+    return compiled_block_characters(
+        label, str(values.get("value") or ""), values.get("description"), values.get("limit")
+    )
+
+
+def _values_after(change: Change) -> dict[str, Any]:
+    """A block's values once the plan is applied: what the plan writes, over what the server has."""
+    return {**(change.before or {}), **{key: value for key, value in (change.after or {}).items() if value is not None}}
 
 
 def _block_attributes(fleet: Fleet, block: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -104,7 +104,7 @@ def test_plan_reports_changes_with_exit_code_2_and_json(letta_server, client, na
     result = cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode", "-o", "json")
     assert result.exit_code == 2
     document = json.loads(result.output)
-    assert document["format_version"] == "1.2" and document["has_changes"] is True
+    assert document["format_version"] == "1.3" and document["has_changes"] is True
     changes = {change["address"]: change for change in document["changes"]}
     ticket = f'agent.{names["agent"]}.conversation["Ticket #102"]'
     assert changes[ticket]["action"] == "create"

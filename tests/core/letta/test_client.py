@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -11,6 +13,8 @@ import pytest
 import respx
 
 from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
+from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
+from tests.fakes.pacer_time import FakeTime
 
 BASE = "https://letta.test"
 
@@ -123,66 +127,111 @@ def test_writes_the_server_refused_with_429_or_503_are_sent_again(client, method
     assert client.stats.by_method[method] == 4
 
 
-@pytest.fixture
-def sleeps(monkeypatch) -> list[float]:
-    """The client's waits, recorded instead of slept."""
-    waited: list[float] = []
-    monkeypatch.setattr("lettafleet.core.letta.retries.time.sleep", waited.append)
-    return waited
+def paced_by_fake_time(client: LettaClient, patience: float = DEFAULT_PATIENCE) -> FakeTime:
+    fake = FakeTime()
+    client.pacer = fake.pacer(patience=patience)
+    return fake
 
 
 @respx.mock
-def test_a_refused_write_waits_the_seconds_retry_after_asks_for(client, sleeps):
+def test_a_refused_write_waits_the_seconds_retry_after_asks_for(client):
+    fake = paced_by_fake_time(client)
     respx.post(f"{BASE}/v1/agents/").mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"id": "a"})]
     )
     assert client.post("/v1/agents/", json={})["id"] == "a"
-    assert sleeps == [7.0]
+    assert sum(fake.waited) == pytest.approx(7.0)
 
 
 @respx.mock
-def test_a_refused_write_waits_until_the_http_date_retry_after_names(client, sleeps):
+def test_a_refused_write_waits_until_the_http_date_retry_after_names(client):
+    fake = paced_by_fake_time(client)
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
     respx.post(f"{BASE}/v1/agents/").mock(
         side_effect=[httpx.Response(503, headers={"Retry-After": later}), httpx.Response(200, json={"id": "a"})]
     )
     client.post("/v1/agents/", json={})
-    [waited] = sleeps
-    assert 3.9 <= waited <= 5.0  # the date has whole seconds
+    assert 3.9 <= sum(fake.waited) <= 5.0  # the date has whole seconds
 
 
 @respx.mock
-def test_refused_writes_back_off_exponentially_with_jitter(sleeps):
-    respx.post(f"{BASE}/v1/agents/").mock(side_effect=[httpx.Response(429)] * 4 + [httpx.Response(200, json={})])
-    with LettaClient(BASE, backoff=1.0) as client:
-        client.post("/v1/agents/", json={})
-    assert [0.5 <= waited / 2**attempt <= 1.5 for attempt, waited in enumerate(sleeps)] == [True] * 4
+def test_refused_writes_back_off_exponentially_with_jitter(client):
+    fake = paced_by_fake_time(client)
+    sent_at: list[float] = []
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        sent_at.append(fake.now)
+        return httpx.Response(429) if len(sent_at) <= 4 else httpx.Response(200, json={})
+
+    respx.post(f"{BASE}/v1/agents/").mock(side_effect=answer)
+    client.post("/v1/agents/", json={})
+    pauses = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+    assert [0.5 <= pause / (0.25 * 2**attempt) <= 1.5 for attempt, pause in enumerate(pauses)] == [True] * 4
 
 
 @respx.mock
-def test_a_refusal_asking_to_wait_beyond_the_retry_budget_fails_at_once_saying_so(sleeps):
+def test_a_refused_write_is_sent_again_far_past_a_minute_while_the_server_asks_to_wait(client):
+    fake = paced_by_fake_time(client)
+    refusals = [httpx.Response(429, headers={"Retry-After": "30"}, json={"detail": "slow down"})] * 8
+    route = respx.post(f"{BASE}/v1/agents/").mock(side_effect=[*refusals, httpx.Response(200, json={"id": "a"})])
+    assert client.post("/v1/agents/", json={})["id"] == "a"
+    assert route.call_count == 9
+    assert sum(fake.waited) == pytest.approx(240.0)
+
+
+@respx.mock
+def test_a_refusal_asking_to_wait_beyond_the_patience_fails_at_once_saying_so(client):
+    fake = paced_by_fake_time(client, patience=60)
     route = respx.post(f"{BASE}/v1/agents/").respond(429, headers={"Retry-After": "120"}, json={"detail": "slow down"})
-    with LettaClient(BASE, retry_budget=60) as client, pytest.raises(LettaAPIError) as caught:
+    with pytest.raises(LettaError) as caught:
         client.post("/v1/agents/", json={})
-    assert route.call_count == 1 and sleeps == []
+    assert route.call_count == 1 and fake.waited == []
     assert str(caught.value) == (
-        "POST /v1/agents/ answered 429: slow down (refused once in 0 s; it asked to wait 120 s more; lettafleet "
-        "retries a refused request for at most 60 s. Run it again later, or with a lower --parallelism)"
+        "POST /v1/agents/: the server refused every request for 0 s; it asked to wait 120 s more. lettafleet waits "
+        "while the server answers some requests, and gives up after 60 s of nothing but refusals "
+        "(--rate-limit-patience). Run it again later, or with a longer --rate-limit-patience"
     )
 
 
 @respx.mock
-def test_refusals_are_retried_only_as_long_as_the_retry_budget_lasts():
+def test_a_server_refusing_everything_is_given_up_on_after_the_patience(client):
+    paced_by_fake_time(client, patience=30)
     route = respx.post(f"{BASE}/v1/agents/").respond(503)
-    started = time.monotonic()
-    with LettaClient(BASE, backoff=0.05, retry_budget=0.5) as client, pytest.raises(LettaAPIError) as caught:
+    with pytest.raises(LettaError, match=r"refused every request for \d+ s"):
         client.post("/v1/agents/", json={})
-    # It gives up once the budget is spent, not after a fixed number of tries (a generous bound: a loaded
-    # machine may be slow, but retrying on would take many times the budget).
-    assert time.monotonic() - started < 3
     assert route.call_count >= 3
-    assert f"refused {route.call_count} times" in str(caught.value)
-    assert "lettafleet retries a refused request for at most 0.5 s" in str(caught.value)
+
+
+@respx.mock
+def test_a_refusal_of_one_request_holds_back_the_others_for_its_retry_after():
+    sent_at: list[float] = []
+    lock = threading.Lock()
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        with lock:
+            sent_at.append(time.monotonic())
+            first = len(sent_at) == 1
+        if first:
+            return httpx.Response(429, headers={"Retry-After": "0.5"})
+        time.sleep(0.01)
+        return httpx.Response(200, json={})
+
+    respx.post(f"{BASE}/v1/blocks/").mock(side_effect=answer)
+    with LettaClient(BASE) as client:
+
+        def create() -> None:
+            client.post("/v1/blocks/", json={})
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        threads[0].start()
+        time.sleep(0.05)  # the first is refused before the others start
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    refused_at, *others = sent_at
+    assert len(others) == 8  # seven others and the refused one, sent again
+    assert min(others) - refused_at >= 0.5
 
 
 @respx.mock
