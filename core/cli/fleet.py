@@ -142,6 +142,13 @@ def _plan_options(command: F) -> F:
         "prompt and memory blocks): a warning line, `context_warnings` in JSON."
     )(command)
     command = click.option(
+        "--match",
+        "match",
+        metavar="GLOB",
+        help="lettactl's template mode: the file's first agent is a template applied to every live agent whose name "
+        "matches GLOB (one lettafleet did not create), and is not itself created (docs/templates.md).",
+    )(command)
+    command = click.option(
         "--scope",
         "scope",
         callback=_scope_tags,
@@ -208,6 +215,7 @@ def plan(
     verbose: bool,
     targets: tuple[str, ...],
     scope: tuple[str, ...],
+    match: str | None,
     prune: bool,
     context_threshold: float,
     out_file: Path | None,
@@ -217,7 +225,7 @@ def plan(
     path = fleet_file or default_fleet_file()
     with make_client(base_url) as client:
         early = start_reading(client, _text_of(path))  # the server works while the file is parsed
-        fleet = load_fleet(path, manager)
+        fleet = load_fleet(path, manager, match=match)
         the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
@@ -278,6 +286,7 @@ def apply(
     verbose: bool,
     targets: tuple[str, ...],
     scope: tuple[str, ...],
+    match: str | None,
     prune: bool,
     context_threshold: float,
     dry_run: bool,
@@ -298,7 +307,7 @@ def apply(
     """
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    fleet = load_fleet(path, manager)
+    fleet = load_fleet(path, manager, match=match)
     stopping = Stopping()
     started = False
     manifest_file = _manifest_file(manifest, path)

@@ -21,6 +21,9 @@ class Fleet:
     document: FleetDocument
     data: Mapping[str, Any]
     unlocated_notes: tuple[Problem, ...] = ()  # remarks on the file that stop nothing (see `Note`), located as `notes`
+    # lettactl's template mode (`apply --match GLOB`): the file's first agent is a template for every live agent
+    # whose name matches, and is not itself declared as an agent. None: the file is read as written.
+    match: str | None = None
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _present: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)  # has_file's answers
 

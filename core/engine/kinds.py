@@ -24,6 +24,9 @@ class ResourceKind:
     # The attribute a rename writes (an agent's `name`, a block's `label`), for `moved:` entries of the fleet file;
     # None: resources of this kind cannot be renamed in place. Its handler's apply writes it on an update.
     renamed_as: str | None = None
+    # False: changes of this kind are not listed one by one under their parent in the text and Markdown plans (a
+    # template's thousands of agents); the parent's `detail` sums them up, and the JSON plan has every one.
+    listed: bool = True
     # Required of every kind a plugin declares (the plugin manager checks); optional so that a kind can be described
     # apart from its plugin, as renderers and their tests do.
     handler: ResourceHandler | None = field(default=None, compare=False, repr=False)

@@ -73,15 +73,16 @@ class FleetValidator(cerberus.Validator):
         return value
 
 
-def load_fleet(path: FilePath | str, manager: FleetPlugins) -> Fleet:
-    """Parse and validate a fleet file. Raises FleetError listing every problem found."""
+def load_fleet(path: FilePath | str, manager: FleetPlugins, *, match: str | None = None) -> Fleet:
+    """Parse and validate a fleet file. Raises FleetError listing every problem found. `match`: lettactl's
+    template mode (`Fleet.match`), which plugins read the file by."""
     document = load_document(path)
     compiled = compiled_schema(manager)
     data = document.data if isinstance(document.data, dict) else None
     if data is None:
         raise FleetError([document.diagnostic((), "a fleet file must be a mapping with an `agents:` list")])
     normalised, diagnostics = validate_schema(document, data, manager, compiled)
-    fleet = Fleet(document=document, data=normalised)
+    fleet = Fleet(document=document, data=normalised, match=match)
     found = _check(fleet, manager, schema_passed=not diagnostics)
     diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:

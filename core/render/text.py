@@ -49,9 +49,10 @@ def plan_rows(plan: Plan, kinds: Mapping[str, ResourceKind], *, verbose: bool = 
         subtree = _subtree(plan, root)
         if not verbose and not any(c.changes_something or c.drift for c in subtree):
             continue
-        rows = [_root_row(root, subtree, plan, kinds), *_root_reason(root), *_details(root, depth=1)]
+        summed_up = any(not _listed(change, kinds) and change.changes_something for change in subtree[1:])
+        rows = [_root_row(root, subtree, plan, kinds), *_root_reason(root, summed_up), *_details(root, depth=1)]
         for change in subtree[1:]:
-            if change.changes_something or change.drift:
+            if _listed(change, kinds) and (change.changes_something or change.drift):
                 rows.append(Row(_symbol(change), 1, _describe(change, root, kinds)))
                 rows.extend(_details(change, depth=2))
         groups.append(rows)
@@ -80,14 +81,21 @@ def held_label(change: Change) -> str:
     return HELD.get(change.held or "", f"held: {change.held}")
 
 
-def _root_reason(root: Change) -> list[Row]:
+def _root_reason(root: Change, summed_up: bool = False) -> list[Row]:
     """Under a top-level resource, what a child's line says after its name: why a removal is held and what to do,
-    the drift apply cannot fix, or the change's detail (a rename, the `moved` entry that would keep its data)."""
+    the drift apply cannot fix, or the change's detail (a rename, the `moved` entry that would keep its data; for
+    a parent whose changing children are not listed, `summed_up`, what they change)."""
     if root.removes:
         reason = root.drift if root.held else root.detail
     else:
-        reason = root.drift or (root.detail if root.action is not Action.NO_OP else "")
+        reason = root.drift or (root.detail if root.action is not Action.NO_OP or summed_up else "")
     return [Row(None, 1, reason)] if reason else []
+
+
+def _listed(change: Change, kinds: Mapping[str, ResourceKind]) -> bool:
+    """Whether the plan for people lists the change on a line of its own (see `ResourceKind.listed`)."""
+    kind = kinds.get(change.kind)
+    return kind is None or kind.listed
 
 
 def ambiguity_rows(plan: Plan) -> list[Row]:

@@ -126,8 +126,11 @@ class DeclaredAgent:
 
 
 def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
-    """Every agent the fleet declares, in file order."""
+    """Every agent the fleet declares, in file order. In lettactl's template mode (`--match`, `Fleet.match`) the
+    first agent of the file is a template (plugins/resources/templates.py), not an agent."""
     for index, agent in enumerate(fleet.data.get("agents") or ()):
+        if index == 0 and fleet.match is not None:
+            continue
         yield DeclaredAgent(index, agent)
 
 
@@ -255,11 +258,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "protect": {"type": "boolean", "coerce": "boolean"},
         **_lettactl_agent_keys(),
     }
-    return [
-        SchemaFragment(
-            {"agents": {"type": "list", "required": True, "minlength": 1, "schema": {"type": "dict", "schema": agent}}}
-        )
-    ]
+    return [SchemaFragment({"agents": {"type": "list", "minlength": 1, "schema": {"type": "dict", "schema": agent}}})]
 
 
 def _lettactl_agent_keys() -> dict[str, Any]:
@@ -334,6 +333,12 @@ def _no_web_tools(fleet: Fleet) -> list[Problem]:
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = _no_web_tools(fleet)
+    if "agents" not in fleet.data and "templates" not in fleet.data:
+        problems.append(
+            Problem(
+                (), "the fleet file declares no `agents:`", "declare agents, or `templates:` for agents it did not make"
+            )
+        )
     seen: dict[str, int] = {}
     for declared in declared_agents(fleet):
         agent, at, index = declared.data, declared.at, declared.index

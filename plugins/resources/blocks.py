@@ -472,7 +472,7 @@ def _live_shared_blocks(
     an ambiguity is added to `ambiguities`."""
     found: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
-        marked = [block for block in blocks_labelled(reader, name) if _shared_by(reader.owner, block)]
+        marked = [block for block in blocks_labelled(reader, name) if shared_by(reader.owner, block)]
         if marked:
             found[name] = marked[0]
         if len(marked) > 1:
@@ -530,8 +530,9 @@ def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:
 # -- shared blocks and removals ----------------------------------------------------------------------------------
 
 
-def _shared_by(owner: Owner, block: Mapping[str, Any]) -> bool:
-    """One of `owner`'s shared blocks: its marks and the shared marker (two fleets' blocks of one label stay apart)."""
+def shared_by(owner: Owner, block: Mapping[str, Any]) -> bool:
+    """One of `owner`'s shared blocks: its marks and the shared marker (two fleets' blocks of one label stay apart).
+    Public, for kinds that attach the fleet's shared blocks too (templates)."""
     return owner.owns(block) and bool(block["metadata"].get("shared"))
 
 
@@ -564,7 +565,7 @@ def _undeclared_shared(reader: LiveReader, declared: Mapping[str, Any]) -> dict[
     for agent in reader.list_all(path, **params):
         for block in agent.get("blocks") or []:
             label = block.get("label") or ""
-            if label not in declared and _shared_by(reader.owner, block):
+            if label not in declared and shared_by(reader.owner, block):
                 found.setdefault(label, block)
     return found
 
@@ -576,7 +577,7 @@ def _attached(agent: Mapping[str, Any], recorded: Resource, owner: Owner) -> dic
         if recorded.id == block["id"]:
             return dict(block)
         unnamed = recorded.id is None and recorded.kind == ATTACHMENT
-        if unnamed and block.get("label") == recorded.name and _shared_by(owner, block):
+        if unnamed and block.get("label") == recorded.name and shared_by(owner, block):
             return dict(block)
     return None
 

@@ -37,12 +37,12 @@ class FleetRun:
     manager: pluggy.PluginManager
     write_fleet: Callable[..., Path]
 
-    def load(self, text: str, files: dict[str, str] | None = None) -> Fleet:
-        return load_fleet(self.write_fleet(text, files=files), self.manager)
+    def load(self, text: str, files: dict[str, str] | None = None, *, match: str | None = None) -> Fleet:
+        return load_fleet(self.write_fleet(text, files=files), self.manager, match=match)
 
-    def plan(self, text: str, files: dict[str, str] | None = None) -> Plan:
+    def plan(self, text: str, files: dict[str, str] | None = None, *, match: str | None = None) -> Plan:
         with self._client() as client:
-            return plan_fleet(self.load(text, files), client, self.manager)
+            return plan_fleet(self.load(text, files, match=match), client, self.manager)
 
     def apply(self, plan: Plan) -> ApplyReport:
         self.letta.writes.clear()  # what a test looks at is what this apply sent
