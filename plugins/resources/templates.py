@@ -336,12 +336,14 @@ class TemplateHandler(ResourceHandler):
         return [AGENTS] if desired else []
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
-        """A template's model must be one the server offers, checked before anything is written."""
+        """A template's model must be one the server offers, and no agent may be matched by two templates that set
+        the same thing (each apply would undo the other's): both checked before anything is written."""
+        problems = _overlaps(reader, desired)
         using = [template for template in desired if "model" in template.attributes["settings"]]
         if not using:
-            return []
+            return problems
         offered = sorted(item["handle"] for item in reader.get("/v1/models/") if item.get("handle"))
-        return [
+        return problems + [
             Problem(
                 (*template.source, "llm_config", "model"),
                 f"model handle '{template.attributes['settings']['model']}' is not offered by {reader.client.base_url}",
@@ -403,6 +405,30 @@ class TemplateHandler(ResourceHandler):
         if change.kind == TEMPLATED and {"system", "shared_blocks"} & set(change.changed_fields()):
             return [change.address]
         return []
+
+
+def _overlaps(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem]:
+    """Each later template that sets something an earlier one sets too on an agent both match, at its line."""
+    if len(templates) < 2:
+        return []
+    path, params = AGENTS
+    agents = reader.list_everything(path, **params)
+    problems = []
+    for index, later in enumerate(templates):
+        for earlier in templates[:index]:
+            both = set(later.attributes["settings"]) & set(earlier.attributes["settings"])
+            shared = [a["name"] for a in agents if matches(earlier.attributes, a) and matches(later.attributes, a)]
+            if both and shared:
+                problems.append(
+                    Problem(
+                        later.source,
+                        f"template '{later.name}' and template '{earlier.name}' both set "
+                        f"{', '.join(sorted(both))} on {len(shared)} agent(s), such as {shared[0]}: each apply "
+                        "would undo the other",
+                        "narrow one selector (`match:`, `tags:`) so that no agent is matched by both",
+                    )
+                )
+    return problems
 
 
 def _reached(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]]) -> Iterator[Resource]:

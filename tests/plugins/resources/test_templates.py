@@ -219,3 +219,38 @@ def test_match_refuses_the_first_agents_keys_templates_do_not_apply_yet(fleet):
 
     [error] = [str(d) for d in raised.value.diagnostics]
     assert ":11:5:" in error and "memory_blocks is not applied by templates yet" in error
+
+
+OVERLAPPING = """
+templates:
+  - name: support
+    match: "user-*"
+    system_prompt: {value: "You are the support agent."}
+  - name: vip
+    tags: [vip]
+    system_prompt: {value: "You are the VIP agent."}
+"""
+
+
+def test_two_templates_setting_one_thing_on_the_same_agent_stop_the_plan_at_the_later_one(fleet, letta):
+    letta.add_agent("user-1", managed=False, tags=["vip"])
+    letta.add_agent("user-2", managed=False)
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(OVERLAPPING)
+
+    [error] = [str(d) for d in raised.value.diagnostics]
+    assert ":5:5:" in error
+    assert "template 'vip' and template 'support' both set system on 1 agent(s), such as user-1" in error
+    assert "narrow one selector" in error
+    assert not letta.writes
+
+
+def test_two_templates_on_agents_apart_plan_together(fleet, letta):
+    letta.add_agent("user-1", managed=False)
+    letta.add_agent("sales-1", managed=False, tags=["vip"])
+
+    plan = fleet.plan(OVERLAPPING)
+
+    assert fleet.actions(plan)["template.support.agent.user-1"] == "update"
+    assert fleet.actions(plan)["template.vip.agent.sales-1"] == "update"
