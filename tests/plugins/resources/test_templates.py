@@ -254,3 +254,14 @@ def test_two_templates_on_agents_apart_plan_together(fleet, letta):
 
     assert fleet.actions(plan)["template.support.agent.user-1"] == "update"
     assert fleet.actions(plan)["template.vip.agent.sales-1"] == "update"
+
+
+def test_a_file_of_templates_alone_needs_no_agents_and_a_file_of_neither_is_refused(fleet, letta):
+    letta.add_agent("user-1", managed=False)
+    alone = 'templates:\n  - {name: support, match: "user-*", system_prompt: {value: "You help."}}\n'
+
+    assert fleet.actions(fleet.plan(alone)) == {"template.support": "no-op", "template.support.agent.user-1": "update"}
+    with pytest.raises(FleetError) as raised:
+        fleet.load("fleet: empty\n")
+    [error] = [str(d) for d in raised.value.diagnostics]
+    assert "the fleet file declares no `agents:`" in error
