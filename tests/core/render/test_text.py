@@ -348,3 +348,23 @@ def test_a_top_level_drift_and_a_rename_say_why_under_their_line(kinds: dict[str
     text = render_plan(plan, kinds)
     assert f"[!] tool lookup (DRIFT)\n    {kept}" in text
     assert "[~] helpdesk (UPDATE)\n    renamed from agent.support (moved)" in text
+
+
+def test_children_of_a_kind_not_listed_are_summed_up_by_their_parents_detail_not_listed_one_by_one() -> None:
+    kinds = {
+        "group": ResourceKind("group", "groups"),
+        "member": ResourceKind("member", "members", listed=False),
+    }
+    members = [
+        Change(f"group.g.member.m{i}", "member", f"m{i}", Action.UPDATE, {"x": 1}, {"x": 2}, parent="group.g")
+        for i in range(3)
+    ]
+    parent = Change("group.g", "group", "g", Action.NO_OP, {}, {}, detail="3 members would change")
+    plan = Plan.build("fleet.yaml", "http://127.0.0.1:8283", [parent, *members])
+
+    assert render_plan(plan, kinds).splitlines() == [
+        "[~] group g (UPDATE)",
+        "    3 members would change",
+        "",
+        "Plan: 0 to create, 3 to update, 0 to delete.",
+    ]
