@@ -122,9 +122,35 @@ def validate_schema(
     normalised = compiled(data) if compiled is not None else None
     if normalised is not None:
         return normalised, []
-    validator = FleetValidator(fleet_schema(manager))
-    valid = validator.validate(data)
+    schema = fleet_schema(manager)
+    validator = FleetValidator(schema)
+    valid = validator.validate(_lists_not_mappings(schema, data))
     return validator.document, [] if valid else _schema_diagnostics(document, validator)
+
+
+NOT_A_LIST = "(a mapping)"
+
+
+def _lists_not_mappings(schema: Mapping[str, Any], data: Any) -> Any:
+    """`data` with each mapping written where the schema wants a list replaced by a string. Cerberus normalising
+    such a mapping reads the list's item rules as the mapping's fields and crashes; a string it reports as it
+    should: `must be of list type`, at the key's line."""
+    if not isinstance(data, dict):
+        return data
+    fixed: dict[str, Any] = {}
+    for key, value in data.items():
+        rules = schema.get(key)
+        rules = rules if isinstance(rules, Mapping) else {}
+        items: Mapping[str, Any] = rules["schema"] if isinstance(rules.get("schema"), Mapping) else {}
+        if rules.get("type") == "list" and isinstance(value, dict):
+            fixed[key] = NOT_A_LIST
+        elif rules.get("type") == "dict" and items:
+            fixed[key] = _lists_not_mappings(items, value)
+        elif rules.get("type") == "list" and isinstance(value, list) and isinstance(items.get("schema"), Mapping):
+            fixed[key] = [_lists_not_mappings(items["schema"], item) for item in value]
+        else:
+            fixed[key] = value
+    return fixed
 
 
 def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Problem]:

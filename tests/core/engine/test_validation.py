@@ -240,3 +240,10 @@ def test_a_fleet_name_is_refused_at_its_line_with_what_it_may_hold(write_fleet, 
     assert upper.endswith("(use only lower-case letters, digits, '_', '.' and '-', with no spaces or line breaks)")
     [long] = errors_of(write_fleet(f"fleet: {'a' * 64}\n" + AGENT), manager)
     assert ":1:1: fleet: max length is 63" in long
+
+
+def test_a_mapping_where_a_list_of_entries_belongs_is_an_error_at_its_line_not_a_traceback(write_fleet, manager):
+    # Its keys (`type`) are names of the item rules, which cerberus once took for the mapping's own fields.
+    path = write_fleet("mcp_servers:\n    type: streamable_http\n    server_url: https://mcp.example.com/mcp\n" + AGENT)
+    [error] = errors_of(path, manager)
+    assert error.startswith(f"{path}:1:1: mcp_servers must be a list")
