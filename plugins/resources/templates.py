@@ -358,6 +358,8 @@ class TemplateHandler(ResourceHandler):
     ) -> Iterable[Resource]:
         """Each template as it reaches the server (how many agents it matches), and each agent it matches, with
         what the template manages on it as it is now and, in `state`, as the template wants it."""
+        if not desired:
+            return []  # a fleet without templates reads no more agents than its own
         declared = {resource.name for resource in fleet if resource.kind == AGENT}
         path, params = AGENTS
         agents = [agent for agent in reader.list_everything(path, **params) if agent["name"] not in declared]
