@@ -11,6 +11,7 @@ import pytest
 
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.render.json import render_plan_json
+from lettafleet.core.render.markdown import render_plan_markdown
 from lettafleet.core.render.text import render_plan
 
 SUPPORT = """
@@ -265,3 +266,22 @@ def test_a_file_of_templates_alone_needs_no_agents_and_a_file_of_neither_is_refu
         fleet.load("fleet: empty\n")
     [error] = [str(d) for d in raised.value.diagnostics]
     assert "the fleet file declares no `agents:`" in error
+
+
+def test_a_pull_request_comment_of_a_template_over_a_thousand_agents_stays_one_short_line(fleet, letta):
+    runtime_agents(letta, 1000)
+
+    markdown = render_plan_markdown(fleet.plan(WITHOUT_POLICIES), fleet.manager.kinds)
+
+    assert "1,000 agents match `user-*`; 1,000 would change: system prompt (1,000)" in markdown
+    assert "user-999" not in markdown and len(markdown) < 3000
+
+
+def test_a_sensitive_template_prompt_never_shows_in_the_plan(fleet, letta):
+    runtime_agents(letta, 2)
+    secret = WITHOUT_POLICIES.replace('{value: "You are the support agent."}', '{value: "Code 4711.", sensitive: true}')
+
+    plan = fleet.plan(secret)
+
+    assert "4711" not in render_plan(plan, fleet.manager.kinds, verbose=True)
+    assert "4711" not in render_plan_json(plan) and "4711" not in render_plan_markdown(plan, fleet.manager.kinds)
