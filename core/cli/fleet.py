@@ -60,7 +60,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-f", "--file", "extra", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help=FILE_HELP)
 @click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
-def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> None:
+@click.option(
+    "--match",
+    "match",
+    metavar="GLOB",
+    help="Check the files as `plan`/`apply --match GLOB` read them: the first agent as a template.",
+)
+def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str, match: str | None) -> None:
     """Check fleet files offline: YAML syntax, keys, values and references. No server is contacted.
 
     Every problem is printed as FILE:LINE:COL: message, one per line; exit 1 if any.
@@ -71,7 +77,7 @@ def validate(files: tuple[Path, ...], extra: tuple[Path, ...], output: str) -> N
     results = []
     for path in paths:
         try:
-            fleet = load_fleet(path, manager)
+            fleet = load_fleet(path, manager, match=match)
             declared_resources = desired_resources(fleet, manager)
             check_moves(fleet, declared_resources, manager)
         except FleetError as error:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from lettafleet.core.cli.app import main
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.render.json import render_plan_json
 from lettafleet.core.render.markdown import render_plan_markdown
@@ -285,3 +287,13 @@ def test_a_sensitive_template_prompt_never_shows_in_the_plan(fleet, letta):
 
     assert "4711" not in render_plan(plan, fleet.manager.kinds, verbose=True)
     assert "4711" not in render_plan_json(plan) and "4711" not in render_plan_markdown(plan, fleet.manager.kinds)
+
+
+def test_validate_match_checks_a_file_as_match_reads_it_and_notes_what_a_template_ignores(write_fleet):
+    path = write_fleet(LETTACTL)
+
+    result = CliRunner().invoke(main, ["validate", str(path), "--match", "user-*"])
+
+    assert result.exit_code == 0, result.output
+    assert "template" in result.stdout and "1 agent" in result.stdout  # the router; the first agent is the template
+    assert f"{path}:8:5: note: embedding is not applied by --match: a template creates no agent" in result.stderr
