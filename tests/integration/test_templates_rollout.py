@@ -1,6 +1,6 @@
 """Templates against the real dev server: agents an application made over REST get the template's prompt and
-shared block; their own memory stays as it was; a shared block taken out of the template is detached only where
-the template attached it. Everything is checked over the REST API, not through lettafleet."""
+shared block; their own memory and conversations stay as they were; a shared block taken out of the template is
+detached only where the template attached it. Everything is checked over the REST API, not through lettafleet."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def test_a_template_rolls_a_prompt_and_a_shared_block_to_agents_an_application_m
             pool.map(lambda i: made_by_the_application(client, f"{prefix}-user-{i:02d}"), range(1, AGENTS + 1))
         )
     own = {user["id"]: labels(user)["human"] for user in users}
+    chat = client.post("/v1/conversations/", json={"summary": "A customer's chat"}, agent_id=users[0]["id"])
     fleet = write(tmp_path / "fleet.yaml", prefix, with_block=True)
 
     plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
@@ -120,6 +121,8 @@ def test_a_template_rolls_a_prompt_and_a_shared_block_to_agents_an_application_m
         now = as_now(client, user)
         assert set(labels(now)) == {"human"} and labels(now)["human"] == own[user["id"]]
     assert f"{prefix}-policies" in labels(as_now(client, attached_by_app))
+    [kept] = client.list_all("/v1/conversations/", agent_id=users[0]["id"])  # the application's conversation stays
+    assert kept["id"] == chat["id"] and kept["summary"] == "A customer's chat"
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
 
 
