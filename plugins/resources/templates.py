@@ -10,6 +10,7 @@ undone only where that record says the template did it, never what the applicati
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -237,13 +238,25 @@ def _wanted(fleet: Fleet, data: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Applied:
     """What a template did to one agent, as its record there says: the shared blocks it attached (label: id) and
-    the tags it added. Only these are ever taken away again when a line leaves the template."""
+    the tags it added, the only ones ever taken away again when a line leaves the template; and a digest of the
+    system prompt it set, which tells a prompt edited by hand since then."""
 
     blocks: Mapping[str, str]
     tags: tuple[str, ...]
+    prompt: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"shared_blocks": dict(sorted(self.blocks.items())), "tags": sorted(self.tags)}
+        entry = {"shared_blocks": dict(sorted(self.blocks.items())), "tags": sorted(self.tags)}
+        return {**entry, "system_sha256": self.prompt} if self.prompt else entry
+
+    @property
+    def empty(self) -> bool:
+        return not (self.blocks or self.tags or self.prompt)
+
+
+def digest(prompt: str) -> str:
+    """The digest a record keeps of a prompt (trimmed, as plans compare it): the prompt itself may be sensitive."""
+    return hashlib.sha256(prompt.strip().encode("utf-8")).hexdigest()
 
 
 def record_key(template: str, fleet: str | None) -> str:
@@ -259,11 +272,11 @@ def read_applied(agent: Mapping[str, Any], key: str) -> Applied:
     entry = records.get(key) if isinstance(records, Mapping) else None
     if not isinstance(entry, Mapping):
         return Applied({}, ())
-    blocks = entry.get("shared_blocks")
-    tags = entry.get("tags")
+    blocks, tags, prompt = entry.get("shared_blocks"), entry.get("tags"), entry.get("system_sha256")
     return Applied(
         {str(k): str(v) for k, v in blocks.items() if isinstance(v, str)} if isinstance(blocks, Mapping) else {},
         tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
+        prompt if isinstance(prompt, str) else "",
     )
 
 
@@ -377,7 +390,10 @@ class TemplateHandler(ResourceHandler):
         assert live is not None  # a matched agent is found live only: the template wants of it what `state` says
         wanted = replace(live, attributes=live.state["wanted"], sensitive=live.sensitive)
         change = compare(wanted, live)
-        return replace(change, detail="; ".join(differences(change.before or {}, change.after or {})))
+        changes = differences(change.before or {}, change.after or {})
+        edited = set(edited_by_hand(live.attributes, live.state["applied"]))
+        said = [f"{what} (edited by hand since the template set it)" if what in edited else what for what in changes]
+        return replace(change, detail="; ".join(said))
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         """One matched agent: detach what the template took out, write its fields and its record in one update,
@@ -392,6 +408,7 @@ class TemplateHandler(ResourceHandler):
         now = Applied(
             {**{label: ident for label, ident in done.blocks.items() if label in new}, **attach},
             tuple(sorted({*(t for t in done.tags if t in set(after.get("tags") or ())), *_added_tags(change)})),
+            _prompt_set(change, done),
         )
         fields = _request(change)
         if now != done:
@@ -480,8 +497,11 @@ def _wanted_here(wanted: Mapping[str, Any], done: Applied) -> dict[str, Any]:
 
 
 def _summed(child: Resource) -> dict[str, Any]:
-    """A matched agent as its template's line counts it: its name and what would change on it."""
-    return {"name": child.name, "changes": differences(child.attributes, child.state["wanted"])}
+    """A matched agent as its template's line counts it: its name, what would change on it, and which of those
+    someone edited by hand since the template set them."""
+    changes = differences(child.attributes, child.state["wanted"])
+    edited = [what for what in edited_by_hand(child.attributes, child.state["applied"]) if what in changes]
+    return {"name": child.name, "changes": changes, "edited": edited}
 
 
 def _template_change(desired: Resource, live: Resource | None) -> Change:
@@ -489,12 +509,12 @@ def _template_change(desired: Resource, live: Resource | None) -> Change:
     (drift) when it matches none, since a misspelt selector would otherwise apply nothing without a word."""
     reached = (live.state if live else {}).get("reached", [])
     changing = [agent for agent in reached if agent["changes"]]
-    counts = Counter(what for agent in changing for what in agent["changes"])
     summary = {
         "matched": len(reached),
         "changing": len(changing),
         "current": len(reached) - len(changing),
-        "changes": dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))),
+        "changes": _counted(what for agent in changing for what in agent["changes"]),
+        "edited_by_hand": _counted(what for agent in changing for what in agent["edited"]),
         "sample": [agent["name"] for agent in changing[:SAMPLE]],
     }
     selector = _selector(desired.attributes)
@@ -517,6 +537,11 @@ def _template_change(desired: Resource, live: Resource | None) -> Change:
     )
 
 
+def _counted(what: Iterable[str]) -> dict[str, int]:
+    """How many of each, the most first."""
+    return dict(sorted(Counter(what).items(), key=lambda item: (-item[1], item[0])))
+
+
 def _selector(template: Mapping[str, Any]) -> str:
     parts = [f"`{template['match']}`"] if "match" in template else []
     if template.get("tags"):
@@ -531,11 +556,29 @@ def _told(summary: Mapping[str, Any], selector: str) -> str:
     text = f"{summary['matched']:,} agent{'s' * (summary['matched'] != 1)} match {selector}"
     if summary["changing"]:
         text += f"; {summary['changing']:,} would change: {what}"
+    if summary["edited_by_hand"]:
+        edited = ", ".join(f"{name} ({count:,})" for name, count in summary["edited_by_hand"].items())
+        text += f" (edited by hand since the template set it, and set back: {edited})"
     text += f"; {summary['current']:,} already current"
     if summary["sample"]:
         more = summary["changing"] - len(summary["sample"])
         text += ". For example: " + ", ".join(summary["sample"]) + (f" and {more:,} more" if more > 0 else "")
     return text
+
+
+def _prompt_set(change: Change, done: Applied) -> str:
+    """The digest the record keeps of the prompt: of the one this change sets, else the one recorded, while the
+    template manages the prompt (a prompt the agent had already is not recorded: no write for it)."""
+    after = change.after or {}
+    if "system" not in after:
+        return ""
+    return digest(after["system"]) if "system" in change.changed_fields() else done.prompt
+
+
+def edited_by_hand(live: Mapping[str, Any], done: Applied) -> list[str]:
+    """What the template set on an agent and someone changed since (the prompt, by the record's digest): drift the
+    plan counts apart, which apply sets back."""
+    return ["system prompt"] if done.prompt and "system" in live and digest(live["system"]) != done.prompt else []
 
 
 def _added_tags(change: Change) -> list[str]:
@@ -562,7 +605,7 @@ def _with_applied(metadata: Mapping[str, Any], key: str, applied: Applied) -> di
     key, and every other template's record, kept."""
     records = dict(metadata.get(RECORD_KEY) or {})
     records.pop(key, None)
-    if applied.blocks or applied.tags:
+    if not applied.empty:
         records[key] = applied.to_json()
     return {**metadata, RECORD_KEY: records}
 

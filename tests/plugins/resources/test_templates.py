@@ -77,6 +77,7 @@ def test_the_json_plan_counts_what_a_template_would_change(fleet, letta):
         "changing": 3,
         "current": 0,
         "changes": {"attach shared block policies": 3, "system prompt": 3},
+        "edited_by_hand": {},
         "sample": ["user-1", "user-2", "user-3"],
     }
     assert document["summary"]["templated_agent"] == {"update": 3}
@@ -297,3 +298,30 @@ def test_validate_match_checks_a_file_as_match_reads_it_and_notes_what_a_templat
     assert result.exit_code == 0, result.output
     assert "template" in result.stdout and "1 agent" in result.stdout  # the router; the first agent is the template
     assert f"{path}:8:5: note: embedding is not applied by --match: a template creates no agent" in result.stderr
+
+
+def test_a_prompt_edited_by_hand_since_the_template_set_it_is_counted_apart_and_set_back(fleet, letta):
+    edited, kept = runtime_agents(letta, 2)
+    fleet.apply(fleet.plan(WITHOUT_POLICIES))
+    letta.agents[edited["id"]]["system"] = "Someone's own words."
+
+    plan = fleet.plan(WITHOUT_POLICIES)
+    text = render_plan(plan, fleet.manager.kinds)
+
+    assert (
+        "2 agents match `user-*`; 1 would change: system prompt (1) (edited by hand since the template set it, and "
+        "set back: system prompt (1)); 1 already current"
+    ) in text
+    change = plan.by_address()["template.support.agent.user-1"]
+    assert change.detail == "system prompt (edited by hand since the template set it)"
+    fleet.apply(plan)
+    assert letta.agents[edited["id"]]["system"] == letta.agents[kept["id"]]["system"] == "You are the support agent."
+
+
+def test_a_changed_template_prompt_is_not_taken_for_a_hand_edit(fleet, letta):
+    runtime_agents(letta, 2)
+    fleet.apply(fleet.plan(WITHOUT_POLICIES))
+
+    plan = fleet.plan(WITHOUT_POLICIES.replace("You are the support agent.", "You are ACME support."))
+
+    assert "2 would change: system prompt (2); 0 already current" in render_plan(plan, fleet.manager.kinds)
