@@ -108,6 +108,10 @@ def test_a_template_rolls_a_prompt_and_a_shared_block_to_agents_an_application_m
         policies = labels(now)[f"{prefix}-policies"]
     assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0  # No changes
 
+    client.patch(f"/v1/agents/{users[1]['id']}", json={"system": "Edited by hand."})
+    plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+    assert "(edited by hand since the template set it, and set back: system prompt (1))" in plan
+
     # An agent the application attached the shared block to itself: the template did not put it there.
     attached_by_app = made_by_the_application(client, f"{prefix}-user-99", [policies])
     ok(cli(letta_server, "apply", "-f", str(fleet)))
@@ -117,6 +121,7 @@ def test_a_template_rolls_a_prompt_and_a_shared_block_to_agents_an_application_m
     assert f"{AGENTS} would change: detach shared block {prefix}-policies ({AGENTS}); 1 already current" in plan
     ok(cli(letta_server, "apply", "-f", str(fleet)))
 
+    assert as_now(client, users[1])["system"] == f"You are ACME support, {prefix}."  # set back
     for user in users:
         now = as_now(client, user)
         assert set(labels(now)) == {"human"} and labels(now)["human"] == own[user["id"]]
