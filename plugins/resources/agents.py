@@ -528,7 +528,10 @@ class AgentHandler(ResourceHandler):
         if is_managed(agent):
             return []
         metadata = {**(agent.get("metadata") or {}), **reader.owner.metadata()}
-        return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
+        body: dict[str, Any] = {"metadata": metadata}
+        if reader.owner.tag:  # a named fleet's agents carry its tag too: how its plans find them among thousands
+            body["tags"] = [*(agent.get("tags") or []), reader.owner.tag]
+        return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", body)]
 
 
 def _delete_agent(change: Change, session: ApplySession) -> None:
