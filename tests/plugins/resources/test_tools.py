@@ -4,6 +4,7 @@ defined from source, attached by name, never detached."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -402,3 +403,29 @@ def test_a_protected_tool_definition_is_not_deleted_nor_detached(fleet, letta):
     assert held == {"agent.support.tool.lookup": "protect", "tool.lookup": "protect"}
     fleet.apply(plan)
     assert letta.resource_writes == [] and made["id"] in letta.tools
+
+
+# Sources Python's parser gives up on with more than a SyntaxError: RecursionError or MemoryError, or "line None".
+PATHOLOGICAL_SOURCES = {
+    "deep unary": "def deep(x):\n    return " + "-" * 100_000 + "x\n",
+    "long chain": "def deep(x):\n    return " + "x+" * 200_000 + "x\n",
+    "deep brackets": "def deep(x):\n    return " + "[" * 5_000 + "]" * 5_000 + "\n",
+    "NUL byte": 'def deep(x):\n    """Do it."""\n    return "\0"\n',
+}
+
+
+@pytest.mark.parametrize("source", PATHOLOGICAL_SOURCES.values(), ids=PATHOLOGICAL_SOURCES.keys())
+@pytest.mark.parametrize("where", ["tools/deep.py", "tools/*", "source_code"])
+def test_a_source_python_cannot_parse_is_an_error_at_the_tool_with_a_line_and_a_hint(
+    write_fleet, manager, source, where
+):
+    if where == "source_code":
+        entry = f"- name: deep\n  source_code: {json.dumps(source)}"
+        path, files = fleet_with(write_fleet, entry), None
+    else:
+        files = {"tools/deep.py": source}
+        path = fleet_with(write_fleet, "- deep" if where == "tools/deep.py" else "- tools/*", files=files)
+    [error] = errors_of(path, manager)
+    origin = "source_code" if where == "source_code" else "tools/deep.py"
+    assert error.startswith(f"{path}:6:9: ") and origin in error
+    assert "None" not in error and error.endswith(")"), error  # a line when it has one, and what to do
