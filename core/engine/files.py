@@ -59,7 +59,10 @@ def read_text_file(path: Path, limit: int = MAX_FLEET_FILE_BYTES, follow_links: 
 
 
 def read_file_inside(root: Path, relative: str, limit: int = MAX_REFERENCED_FILE_BYTES) -> str:
-    """The text of `relative`, a path a fleet gives, only if it resolves to a regular file inside `root`."""
+    """The text of `relative`, a path a fleet gives, only if it resolves to a regular file inside `root`. The
+    path must end with the file's name: `faq.md/` would resolve to faq.md, a file whose name is then empty."""
+    if os.path.basename(relative) in ("", ".", ".."):
+        raise UnreadableFile("does not end with a file's name", "name the file itself, with no '/' after its name")
     return read_text_file(resolve_inside(root, relative), limit, follow_links=False)
 
 

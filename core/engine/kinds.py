@@ -107,11 +107,11 @@ def text_source(required: bool = True) -> dict[str, Any]:
     }
 
 
-def from_bucket(*instead_of: str) -> dict[str, Any]:
+def from_bucket(*instead_of: str, named_with: str = "with `from_file:`") -> dict[str, Any]:
     """lettactl's `from_bucket` source, refused: it reads Supabase storage, which a Letta server knows nothing of.
-    `instead_of` names the other sources, which it excludes."""
+    `instead_of` names the other sources, which it excludes; `named_with` says how the file is named instead."""
     rule = refused(
         "is not supported: lettactl reads it from Supabase storage, not from a Letta server",
-        "download the file next to the fleet file and name it with `from_file:`",
+        f"download the file next to the fleet file and name it {named_with}",
     )
     return {**rule, "excludes": list(instead_of)}
