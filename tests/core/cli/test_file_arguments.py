@@ -3,26 +3,15 @@ cannot be read, never click's usage box."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import respx
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from tests.fakes.letta_api import BASE_URL, FakeLetta
+from tests.fakes.letta_api import BASE_URL
 
 FLEET = (
     "agents:\n  - name: a\n    llm_config: {model: letta/letta-free}\n    system_prompt: {value: hi}\n    tools: []\n"
 )
-
-
-@pytest.fixture
-def letta() -> Iterator[FakeLetta]:
-    fake = FakeLetta()
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
-        router.route().mock(side_effect=fake.answer)
-        yield fake
 
 
 def run(*args: str) -> Result:
