@@ -54,10 +54,20 @@ def _types(rules: Mapping[str, Any]) -> set[str]:
 
 def document_with(path: Path, value: Any) -> dict[str, Any]:
     """A fleet document (not otherwise valid) that holds `value` at `path`, with lists and mappings on the way."""
-    document: Any = value
-    for part in reversed(path):
-        document = [document] if isinstance(part, int) else {part: document}
-    return document
+    return placed({}, path, value)
+
+
+def placed(data: Any, path: Path, value: Any) -> Any:
+    """`data` with `value` at `path`: the first item of a list, the key of a mapping; what is on the way and is
+    not a list or a mapping where one belongs is replaced by one."""
+    if not path:
+        return value
+    part, rest = path[0], path[1:]
+    if isinstance(part, int):
+        items = data if isinstance(data, list) else []
+        return [placed(items[0] if items else None, rest, value), *items[1:]]
+    mapping = data if isinstance(data, dict) else {}
+    return {**mapping, part: placed(mapping.get(part), rest, value)}
 
 
 def as_yaml(document: Any) -> str:

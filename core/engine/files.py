@@ -158,5 +158,5 @@ def _too_large(limit: int) -> UnreadableFile:
 def _unreadable(error: OSError, path: Path) -> UnreadableFile:
     if error.errno == errno.ENOENT and os.path.islink(path):
         return UnreadableFile("is a broken symbolic link", "point the link at a file, or remove it")
-    reason, hint = _REASONS.get(error.errno or 0, (f"cannot be read: {error.strerror}", ""))
+    reason, hint = _REASONS.get(error.errno or 0, (f"cannot be read: {error.strerror}", "make it a readable file"))
     return UnreadableFile(reason, hint)

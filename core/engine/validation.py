@@ -300,7 +300,7 @@ def _missing_choices(
             together = sorted({name} | (set([excluded] if isinstance(excluded, str) else excluded) & names))
             if len(together) > 1:
                 listed = " or ".join(f"`{each}:`" for each in together)
-                message = f"missing required key in {describe_path(parent)}: give {listed}"
+                message = f"missing required key in {describe_path(_names_hidden(schema, parent))}: give {listed}"
                 choices.update({(*parent, each): (message, "add one of them") for each in together})
     return choices
 
@@ -308,24 +308,25 @@ def _missing_choices(
 def _describe(error: cerberus_errors.ValidationError, schema: Mapping[str, Any], path: Path) -> tuple[str, str]:
     """The message and hint of one schema error. Under a key that holds secrets, no value is shown."""
     secret = holds_secrets_at(schema, path)
-    where = describe_path(path)
+    named = _names_hidden(schema, path)
+    where, parent = describe_path(named), describe_path(named[:-1])
     if secret and "keysrules" in error.schema_path:  # the value is the key itself
-        where = f"a key of {describe_path(path[:-1])}"
+        where = f"a key of {parent}"
     shown = _kind_of(error.value) if secret else _shown(error.value)
-    key = path[-1] if path else ""
+    key = named[-1] if named else ""
     code = error.code
     if code == cerberus_errors.UNKNOWN_FIELD.code:
         allowed = sorted(_fields_at(schema, path[:-1]))
-        return f"unknown key '{key}' in {describe_path(path[:-1])}", f"allowed keys here: {', '.join(allowed)}"
+        return f"unknown key '{key}' in {parent}", f"allowed keys here: {', '.join(allowed)}"
     if code == REFUSED.code:
         reason, what_to_do = error.info
         return f"{where} {reason}", what_to_do
     if code == cerberus_errors.REQUIRED_FIELD.code:
-        return f"missing required key '{key}' in {describe_path(path[:-1])}", f"add `{key}:`"
+        return f"missing required key '{key}' in {parent}", f"add `{key}:`"
     if code == cerberus_errors.EXCLUDES_FIELD.code:
         others = error.constraint if isinstance(error.constraint, list | tuple) else [error.constraint]
         choices = " or ".join(f"`{name}`" for name in sorted([key, *others]))
-        return f"{describe_path(path[:-1])}: give either {choices}, not both", "remove one of them"
+        return f"{parent}: give either {choices}, not both", "remove one of them"
     if code == cerberus_errors.BAD_TYPE.code:
         return f"{where} must be {_type_name(error.constraint)}, got {shown}", _type_hint(error.constraint)
     if code == cerberus_errors.NOT_NULLABLE.code:
@@ -432,17 +433,25 @@ def _rules_along(schema: Mapping[str, Any], path: Path) -> list[Mapping[str, Any
     found: list[Mapping[str, Any]] = []
     rules: Any = {"type": "dict", "schema": schema}
     for part in path:
-        inner = rules.get("schema")
-        if isinstance(part, int):
-            rules = inner
-        elif isinstance(inner, Mapping) and isinstance(inner.get(part), Mapping):
-            rules = inner[part]
-        else:
-            rules = rules.get("valuesrules")
-        if not isinstance(rules, Mapping):
+        rules = _inner_rules(rules, part)
+        if rules is None:
             break
         found.append(rules)
     return found
+
+
+def _inner_rules(rules: Any, part: str | int) -> Mapping[str, Any] | None:
+    """The rules of `part` of a value whose rules are `rules`."""
+    if not isinstance(rules, Mapping):
+        return None
+    inner = rules.get("schema")
+    if isinstance(part, int):
+        found = inner
+    elif isinstance(inner, Mapping) and isinstance(inner.get(part), Mapping):
+        found = inner[part]
+    else:
+        found = rules.get("valuesrules")
+    return found if isinstance(found, Mapping) else None
 
 
 def _fields_at(schema: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
@@ -452,6 +461,21 @@ def _fields_at(schema: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
     along = _rules_along(schema, path)
     fields = along[-1].get("schema") if len(along) == len(path) else None
     return fields if isinstance(fields, Mapping) and all(isinstance(rule, Mapping) for rule in fields.values()) else {}
+
+
+def _names_hidden(schema: Mapping[str, Any], path: Path) -> Path:
+    """`path` with each name a user chose inside a key that holds secrets (a secret's or a header's name, a key of
+    its `valuesrules`) written `<name>`: one may be a secret pasted in the wrong place."""
+    shown: list[str | int] = []
+    rules: Any = {"type": "dict", "schema": schema}
+    inside_secret = False
+    for part in path:
+        inner = rules.get("schema") if isinstance(rules, Mapping) else None
+        chosen = isinstance(part, str) and not (isinstance(inner, Mapping) and isinstance(inner.get(part), Mapping))
+        shown.append("<name>" if chosen and inside_secret else part)
+        rules = _inner_rules(rules, part)
+        inside_secret = inside_secret or holds_secrets(rules)
+    return tuple(shown)
 
 
 def holds_secrets_at(schema: Mapping[str, Any], path: Path) -> bool:

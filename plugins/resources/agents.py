@@ -298,7 +298,11 @@ def _lettactl_notes(agent: DeclaredAgent) -> list[Problem]:
     ]
     if "disable_base_prompt" in data:
         found.append(
-            Note((*at, "disable_base_prompt"), "disable_base_prompt is ignored: the system prompt is sent as written")
+            Note(
+                (*at, "disable_base_prompt"),
+                "disable_base_prompt is ignored: the system prompt is sent as written",
+                "remove the key, or keep it for lettactl",
+            )
         )
     if (data.get("memory") or {}).get("mode") == "memfs":
         found.append(

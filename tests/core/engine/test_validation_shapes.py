@@ -19,6 +19,11 @@ SECRET = "sk-live-4f9c2a7b1e8d"
 SECRET_SHAPES = [SECRET, {"from_env": SECRET}, {"value": [SECRET]}, [SECRET], {A_KEY: SECRET}, {A_KEY: [SECRET]}]
 
 
+def named(path) -> str:
+    """How messages name a path: a name chosen inside a key that holds secrets is not shown."""
+    return describe(path).replace(A_KEY, "<name>")
+
+
 def diagnostics_of(path, manager) -> list:
     with pytest.raises(FleetError) as caught:
         load_fleet(path, manager)
@@ -35,25 +40,25 @@ def test_the_shapes_cover_every_kind_of_list_mapping_and_secret():
 @pytest.mark.parametrize("path", LIST_KEYS, ids=describe)
 def test_a_list_key_given_a_mapping_of_rule_names_is_one_error_at_its_line(write_fleet, manager, path):
     fleet = write_fleet(as_yaml(document_with(path, dict.fromkeys(RULE_NAMES, "x"))))
-    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(describe(path) + " ")]
-    assert [error.message for error in errors] == [f"{describe(path)} must be a list, got a mapping"]
+    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(named(path) + " ")]
+    assert [error.message for error in errors] == [f"{named(path)} must be a list, got a mapping"]
     assert errors[0].hint.startswith("write a list")
 
 
 @pytest.mark.parametrize("path", LIST_KEYS, ids=describe)
 def test_a_list_key_given_text_is_one_error_that_says_what_to_write(write_fleet, manager, path):
     fleet = write_fleet(as_yaml(document_with(path, "type")))
-    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(describe(path) + " ")]
-    assert [error.message for error in errors] == [f"{describe(path)} must be a list, got 'type'"]
+    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(named(path) + " ")]
+    assert [error.message for error in errors] == [f"{named(path)} must be a list, got 'type'"]
     assert errors[0].hint.startswith("write a list")
 
 
 @pytest.mark.parametrize("path", MAPPING_KEYS, ids=describe)
 def test_a_mapping_key_given_a_list_of_rule_names_is_an_error_at_its_line(write_fleet, manager, path):
     fleet = write_fleet(as_yaml(document_with(path, [{name: "x"} for name in RULE_NAMES])))
-    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(describe(path) + " ")]
+    errors = [d for d in diagnostics_of(fleet, manager) if d.message.startswith(named(path) + " ")]
     [error] = errors
-    assert error.message.startswith(f"{describe(path)} must be ") and error.message.endswith("a mapping, got a list")
+    assert error.message.startswith(f"{named(path)} must be ") and error.message.endswith("a mapping, got a list")
     assert "write a mapping" in error.hint
 
 
@@ -114,3 +119,11 @@ def test_a_source_missing_both_of_its_choices_is_one_error(write_fleet, manager)
     [error] = diagnostics_of(path, manager)
     assert error.line == 1
     assert error.message == "missing required key in providers[0].api_key: give `from_env:` or `value:`"
+
+
+@pytest.mark.parametrize("place", ["global-secrets", "mcp_servers"])
+def test_a_secret_pasted_as_a_name_that_looks_like_one_is_not_shown(write_fleet, manager, place):
+    token = "ghp_4f9c2a7b1e8dAAAA"  # a valid name for a secret or a header
+    path = ("global-secrets", token) if place == "global-secrets" else ("mcp_servers", 0, "env", token)
+    errors = diagnostics_of(write_fleet(as_yaml(document_with(path, [token]))), manager)
+    assert errors and token not in str(errors) and "4f9c2a7b" not in str(errors)
