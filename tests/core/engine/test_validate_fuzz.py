@@ -1,7 +1,8 @@
 """Fuzzing `validate`: whatever a fleet file is mutated into, validate exits 0 or 1 without a traceback, and every
 error it prints is one `FILE:LINE:COL: ` line for that file.
 
-CI runs a small, derandomized sample (a few seconds). A longer campaign: LETTAFLEET_FUZZ_EXAMPLES=3000 pytest THIS.
+CI runs a small, derandomized sample (a few seconds). A longer campaign: LETTAFLEET_FUZZ_EXAMPLES=3000 pytest THIS,
+or, counting every outcome rather than stopping at the first failure, benchmarks/fuzz_validate.py.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def mutation(draw: st.DrawFn, lines: list[str]) -> list[str]:
 class Case:
     """One generated fleet: its bytes, the files written beside it, and the secret it holds, if any."""
 
+    family: str  # which strategy made it: "mutated", "wrong shape", "secret", "tool source"
     origin: str
     data: bytes
     files: dict[str, str] = field(default_factory=dict)
@@ -137,7 +139,7 @@ def mutated_fleet(draw: st.DrawFn) -> Case:
     if draw(st.booleans()) and draw(st.booleans()):  # sometimes raw bytes, which may not be UTF-8
         at = draw(st.integers(0, len(data)))
         data = data[:at] + draw(st.binary(min_size=1, max_size=4)) + data[at:]
-    return Case(origin, data)
+    return Case("mutated", origin, data)
 
 
 @st.composite
@@ -149,7 +151,7 @@ def wrong_shape(draw: st.DrawFn) -> Case:
         path, value = draw(st.sampled_from(LIST_KEYS)), draw(st.one_of(mapping, SCALAR))
     else:
         path, value = draw(st.sampled_from(MAPPING_KEYS)), draw(st.one_of(st.lists(mapping, max_size=2), SCALAR))
-    return seed_case(path, value)
+    return seed_case("wrong shape", path, value)
 
 
 @st.composite
@@ -170,7 +172,7 @@ def secret_in_wrong_shape(draw: st.DrawFn) -> Case:
         {secret: {"value": "x"}},
         {secret: secret},
     ]
-    return seed_case(draw(st.sampled_from(SECRET_KEYS)), draw(st.sampled_from(shapes)), secret=secret)
+    return seed_case("secret", draw(st.sampled_from(SECRET_KEYS)), draw(st.sampled_from(shapes)), secret=secret)
 
 
 @st.composite
@@ -179,16 +181,16 @@ def pathological_tool(draw: st.DrawFn) -> Case:
     source = "def deep(x):\n    return " + draw(PATHOLOGICAL) + "\n"
     where = draw(st.sampled_from(["source_code", "tools/deep.py", "tools/*"]))
     if where == "source_code":
-        return seed_case(("agents", 0, "tools"), [{"name": "deep", "source_code": source}])
+        return seed_case("tool source", ("agents", 0, "tools"), [{"name": "deep", "source_code": source}])
     entry = "deep" if where == "tools/deep.py" else "tools/*"
-    return replace(seed_case(("agents", 0, "tools"), [entry]), files={"tools/deep.py": source})
+    return replace(seed_case("tool source", ("agents", 0, "tools"), [entry]), files={"tools/deep.py": source})
 
 
-def seed_case(path: tuple[str | int, ...], value: object, secret: str | None = None) -> Case:
+def seed_case(family: str, path: tuple[str | int, ...], value: object, secret: str | None = None) -> Case:
     """The seed fleet with `value` at `path` (the lists and mappings on the way made where it has none)."""
     data = placed(yaml.safe_load((SEED / "fleet.yaml").read_text(encoding="utf-8")), path, value)
     text = json.dumps(data, indent=1) if "\0" in json.dumps(value) else yaml.safe_dump(data, sort_keys=False)
-    return Case("seed", text.encode("utf-8"), secret=secret)
+    return Case(family, "seed", text.encode("utf-8"), secret=secret)
 
 
 def nested_blocks(depth: int) -> str:
@@ -228,6 +230,9 @@ def within_time(run: Callable[[], Result]) -> Result:
         signal.signal(signal.SIGALRM, previous)
 
 
+CASES = st.one_of(mutated_fleet(), wrong_shape(), secret_in_wrong_shape(), pathological_tool())
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,  # the first example pays for loading the plugins
@@ -235,22 +240,34 @@ def within_time(run: Callable[[], Result]) -> Result:
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(st.one_of(mutated_fleet(), wrong_shape(), secret_in_wrong_shape(), pathological_tool()))
+@given(CASES)
 def test_any_mutated_fleet_is_valid_or_gets_located_errors(case):
+    assert failures(case) == []
+
+
+def failures(case: Case) -> list[str]:
+    """What is wrong with validate's answers (text, and JSON when the case holds a secret) to a case: nothing, for
+    "valid" or for errors each at FILE:LINE:COL with a hint. Raises Hang when validate does not finish."""
     with tempfile.TemporaryDirectory() as temporary:
         path, result = validate_in(Path(temporary), case)
-        _, as_json = validate_in(Path(temporary), case, "-o", "json") if case.secret else (path, None)
-
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert result.exit_code in (0, 1)
-    assert "Traceback" not in result.output and "line None" not in result.output
-    if case.secret:
-        for output in (result.output, as_json.output):
-            assert case.secret not in output and case.secret[-12:] not in output, output
+        outputs = [result.output]
+        if case.secret:
+            outputs.append(validate_in(Path(temporary), case, "-o", "json")[1].output)
+    found = []
+    if not (result.exception is None or isinstance(result.exception, SystemExit)) or "Traceback" in result.output:
+        found.append(f"traceback: {result.exc_info}")
+    if case.secret and any(case.secret in output or case.secret[-12:] in output for output in outputs):
+        found.append(f"secret shown: {outputs}")
     if result.exit_code == 0:
-        assert result.stdout.startswith(f"{path}: valid (")
-        return
-    *errors, summary = result.stderr.splitlines()
-    assert SUMMARY.fullmatch(summary)
-    assert errors and all(re.match(rf"{re.escape(str(path))}:\d+:\d+: ", error) for error in errors), errors
-    assert all(error.endswith(")") for error in errors), errors  # every error says what to do: (hint)
+        said_valid = result.stdout.startswith(f"{path}: valid (")
+        return found if said_valid else [*found, f"exit 0 without 'valid': {result.output}"]
+    if result.exit_code != 1:
+        return [*found, f"exit code {result.exit_code}: {result.output}"]
+    lines = result.stderr.splitlines()
+    errors, summary = lines[:-1], lines[-1] if lines else ""
+    located = re.compile(rf"{re.escape(str(path))}:\d+:\d+: ")
+    if not SUMMARY.fullmatch(summary) or not errors or not all(located.match(error) for error in errors):
+        found.append(f"not located: {result.stderr}")
+    if "line None" in result.output or not all(error.endswith(")") for error in errors):  # (hint): what to do
+        found.append(f"no line or no hint: {result.stderr}")
+    return found
