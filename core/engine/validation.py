@@ -245,20 +245,23 @@ def _secrets_hidden(problems: list[Problem], schema: Mapping[str, Any], data: Ma
 def _schema_diagnostics(
     document: FleetDocument, schema: Mapping[str, Any], errors: list[cerberus_errors.ValidationError]
 ) -> list[Diagnostic]:
-    diagnostics = []
-    # A refused key (lettactl's `from_bucket`) stands for the keys it replaces: their absence is no news.
+    diagnostics: dict[tuple[Path, str], Diagnostic] = {}
+    # A refused key (lettactl's `from_bucket`) stands for the keys it replaces: their absence, or their presence
+    # beside it, is no news.
     refused_in = {tuple(error.document_path[:-1]) for error in errors if error.code == REFUSED.code}
     choices = _missing_choices(schema, errors)
     for error in errors:
         path: Path = tuple(error.document_path)
-        if error.code == cerberus_errors.REQUIRED_FIELD.code and path[:-1] in refused_in:
+        excluding = error.code == cerberus_errors.EXCLUDES_FIELD.code
+        if (excluding or error.code == cerberus_errors.REQUIRED_FIELD.code) and path[:-1] in refused_in:
             continue
-        if path in choices:
-            message, hint = choices[path]
-        else:
-            message, hint = _describe(error, schema, path)
-        diagnostics.append(document.diagnostic(path, message, hint))
-    return sorted(set(diagnostics))
+        message, hint = choices[path] if path in choices else _describe(error, schema, path)
+        diagnostic = document.diagnostic(path, message, hint)
+        # Two keys that exclude each other are one problem, reported at the later of the two.
+        place = (path[:-1], message) if excluding else (path, message)
+        if place not in diagnostics or diagnostics[place] < diagnostic:
+            diagnostics[place] = diagnostic
+    return sorted(set(diagnostics.values()))
 
 
 def _reported_errors(errors: Any) -> list[cerberus_errors.ValidationError]:

@@ -127,3 +127,30 @@ def test_a_secret_pasted_as_a_name_that_looks_like_one_is_not_shown(write_fleet,
     path = ("global-secrets", token) if place == "global-secrets" else ("mcp_servers", 0, "env", token)
     errors = diagnostics_of(write_fleet(as_yaml(document_with(path, [token]))), manager)
     assert errors and token not in str(errors) and "4f9c2a7b" not in str(errors)
+
+
+def test_two_keys_that_exclude_each_other_are_one_error_at_the_later(write_fleet, manager):
+    path = write_fleet(
+        """
+        agents:
+          - name: a
+            llm_config: {model: m}
+            system_prompt: {value: v, from_file: prompt.md}
+        """
+    )
+    [error] = diagnostics_of(path, manager)
+    assert (error.line, error.column) == (4, 31)
+    assert error.message == "agents[0].system_prompt: give either `from_file` or `value`, not both"
+
+
+def test_a_refused_source_beside_another_is_one_error_the_refusal(write_fleet, manager):
+    path = write_fleet(
+        """
+        agents:
+          - name: a
+            llm_config: {model: m}
+            system_prompt: {value: v, from_bucket: {bucket: b, path: p}}
+        """
+    )
+    [error] = diagnostics_of(path, manager)
+    assert error.message.startswith("agents[0].system_prompt.from_bucket is not supported")
