@@ -69,8 +69,7 @@ def read_file_inside(root: Path, relative: str, limit: int = MAX_REFERENCED_FILE
 def resolve_inside(root: Path, relative: str) -> Path:
     """`relative` resolved against `root` with every link followed. Raises UnreadableFile when it is absolute,
     leads out of `root`, or cannot be resolved (a broken link, a loop, a path too long)."""
-    if "\0" in relative:
-        raise UnreadableFile("contains a NUL character", "remove it from the path")
+    _check_nameable(relative)
     if Path(relative).is_absolute():
         raise UnreadableFile(
             "must be relative to the fleet file, not absolute", "write the path relative to the fleet file's directory"
@@ -87,6 +86,20 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if not resolved.is_relative_to(real_root):
         raise _leaves_root()
     return resolved
+
+
+def _check_nameable(relative: str) -> None:
+    """Raises UnreadableFile when `relative` holds what no path on this system can: a NUL, or a lone surrogate
+    (YAML's `\\ud800` escape writes one) that the file system's encoding refuses."""
+    if "\0" in relative:
+        raise UnreadableFile("contains a NUL character", "remove it from the path")
+    try:
+        os.fsencode(relative)
+    except UnicodeEncodeError as error:
+        character = ascii(relative[error.start])
+        raise UnreadableFile(
+            f"contains a character no file name can hold ({character})", "remove it from the path"
+        ) from None
 
 
 def list_folder_inside(root: Path, folder: str) -> list[str]:

@@ -196,14 +196,17 @@ def _source_problems(tool: DeclaredTool) -> list[Problem]:
 
 def parsed_source(tool: DeclaredTool) -> ast.Module | Problem:
     """The tool's Python parsed, or why it cannot be, at the tool's entry: every reading of a tool's source goes
-    through here, as Python's parser fails on more than syntax (deep nesting, a NUL, a source too long)."""
+    through here, as Python's parser fails on more than syntax (deep nesting, a NUL, a lone surrogate, a source
+    too long)."""
     source = tool.source or ""
     if len(source.encode("utf-8", "surrogatepass")) > MAX_REFERENCED_FILE_BYTES:
         limit = MAX_REFERENCED_FILE_BYTES // 1024 // 1024
         return Problem(tool.at, f"{tool.origin} is longer than {limit} MiB", "keep a tool's source short: split it")
-    if "\0" in source:
-        line = source.count("\n", 0, source.index("\0")) + 1
-        return Problem(tool.at, f"{tool.origin}, line {line}: contains a NUL character", "remove it from the source")
+    unparsable = _NOT_IN_PYTHON.search(source)
+    if unparsable:
+        line = source.count("\n", 0, unparsable.start()) + 1
+        what = "a NUL character" if unparsable[0] == "\0" else f"a lone surrogate ({unparsable[0]!a})"
+        return Problem(tool.at, f"{tool.origin}, line {line}: contains {what}", "remove it from the source")
     try:
         return ast.parse(source)
     except SyntaxError as error:
@@ -217,6 +220,9 @@ def parsed_source(tool: DeclaredTool) -> ast.Module | Problem:
         )
 
 
+# What Python's parser refuses before reading a line: a NUL, and half of a UTF-16 pair (which YAML's and JSON's
+# `\udc80` escapes can write but UTF-8 cannot encode).
+_NOT_IN_PYTHON = re.compile("[\0\ud800-\udfff]")
 _FIX_PYTHON = "fix the Python there: `python -m py_compile FILE` reports the same"
 
 

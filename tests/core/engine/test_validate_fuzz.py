@@ -49,6 +49,8 @@ TRICKY = [
     '"a\\nb.yaml:1:1: fine"',
     '"\\x1b[2J"',
     '"\\u2028"',
+    '"\\ud800"',
+    '"knowledge/\\udc80.md"',
     '"\\0"',
     "[" * 300 + "]" * 300,
     "{" * 60,
@@ -126,6 +128,7 @@ PATHOLOGICAL = st.one_of(
     st.integers(20, 200).map(lambda depth: nested_blocks(depth)),
     st.integers(1, 60_000).map(lambda lines: "x\n" + "    y = 1\n" * lines),  # long, and valid
     st.sampled_from(["\0", "x\0y", '"""\0"""', "def f():\n    return '\0'"]),
+    st.sampled_from(["'\udc80'", "x\ud800", "# \udfff"]),  # a lone surrogate: YAML's "\udc80" writes one
 )
 
 
@@ -177,13 +180,22 @@ def secret_in_wrong_shape(draw: st.DrawFn) -> Case:
 
 @st.composite
 def pathological_tool(draw: st.DrawFn) -> Case:
-    """A tool whose Python is nested deeply, very long, or holds a NUL, inline or in a file under tools/."""
+    """A tool whose Python is nested deeply, very long, or holds a NUL or a lone surrogate, inline or in a file under
+    tools/ (a surrogate only inline: a file holds UTF-8)."""
     source = "def deep(x):\n    return " + draw(PATHOLOGICAL) + "\n"
     where = draw(st.sampled_from(["source_code", "tools/deep.py", "tools/*"]))
-    if where == "source_code":
+    if where == "source_code" or not _encodes(source):  # a file holds only UTF-8
         return seed_case("tool source", ("agents", 0, "tools"), [{"name": "deep", "source_code": source}])
     entry = "deep" if where == "tools/deep.py" else "tools/*"
     return replace(seed_case("tool source", ("agents", 0, "tools"), [entry]), files={"tools/deep.py": source})
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def seed_case(family: str, path: tuple[str | int, ...], value: object, secret: str | None = None) -> Case:
@@ -216,7 +228,8 @@ class Hang(Exception):
 
 
 def within_time(run: Callable[[], Result]) -> Result:
-    """`run()`, stopped with Hang after HANG_SECONDS."""
+    """`run()`, stopped with Hang after HANG_SECONDS (which click's runner would otherwise keep as the command's
+    exception, a traceback rather than a hang)."""
 
     def stop(signum: int, frame: object) -> None:
         raise Hang(f"validate ran more than {HANG_SECONDS} s")
@@ -224,10 +237,13 @@ def within_time(run: Callable[[], Result]) -> Result:
     previous = signal.signal(signal.SIGALRM, stop)
     signal.alarm(HANG_SECONDS)
     try:
-        return run()
+        result = run()
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+    if isinstance(result.exception, Hang):
+        raise result.exception
+    return result
 
 
 CASES = st.one_of(mutated_fleet(), wrong_shape(), secret_in_wrong_shape(), pathological_tool())

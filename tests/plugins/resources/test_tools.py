@@ -429,3 +429,14 @@ def test_a_source_python_cannot_parse_is_an_error_at_the_tool_with_a_line_and_a_
     origin = "source_code" if where == "source_code" else "tools/deep.py"
     assert error.startswith(f"{path}:6:9: ") and origin in error
     assert "None" not in error and error.endswith(")"), error  # a line when it has one, and what to do
+
+
+def test_a_lone_surrogate_in_inline_source_is_an_error_at_the_tool_with_its_line(write_fleet, manager):
+    # YAML's "\udc80" escape writes half of a UTF-16 pair, which Python's parser cannot encode to read.
+    path = fleet_with(write_fleet, '- name: deep\n  source_code: "def deep(x):\\n    return \\"\\udc80\\"\\n"')
+
+    [error] = errors_of(path, manager)
+
+    assert error == (
+        f"{path}:6:9: source_code, line 2: contains a lone surrogate ('\\udc80') (remove it from the source)"
+    )
