@@ -39,6 +39,8 @@ def campaign(examples: int, keep: Path | None) -> tuple[Counter[tuple[str, str]]
             found = failures(case)
         except Hang:
             found = ["hang"]
+        except Exception as error:  # the harness failed on this case: count it, and go on with the others
+            found = [f"harness error: {error!r}"]
         for failure in found:
             counts[(case.family, failure.split(":", 1)[0])] += 1
             if keep is not None:
