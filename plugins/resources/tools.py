@@ -205,13 +205,14 @@ def parsed_source(tool: DeclaredTool) -> ast.Module | Problem:
     unparsable = _NOT_IN_PYTHON.search(source)
     if unparsable:
         line = source.count("\n", 0, unparsable.start()) + 1
+        column = unparsable.start() - source.rfind("\n", 0, unparsable.start())
         what = "a NUL character" if unparsable[0] == "\0" else f"a lone surrogate ({unparsable[0]!a})"
-        return Problem(tool.at, f"{tool.origin}, line {line}: contains {what}", "remove it from the source")
+        return Problem(tool.at, f"{tool.origin}:{line}:{column}: contains {what}", "remove it from the source")
     try:
         return ast.parse(source)
     except SyntaxError as error:
-        line = error.lineno or 1
-        return Problem(tool.at, f"{tool.origin}, line {line}: invalid Python: {error.msg}", _FIX_PYTHON)
+        place = f"{error.lineno or 1}:{error.offset or 1}"
+        return Problem(tool.at, f"{tool.origin}:{place}: invalid Python: {error.msg}", _FIX_PYTHON)
     except (RecursionError, MemoryError):  # Python's parser gives up on a source nested too deeply
         return Problem(
             tool.at,

@@ -97,12 +97,12 @@ def test_a_tool_function_needs_a_docstring(write_fleet, manager):
     assert "function `lookup` in tools/lookup.py has no docstring" in error
 
 
-def test_invalid_python_names_the_file_and_its_line(write_fleet, manager):
+def test_invalid_python_names_the_file_its_line_and_column(write_fleet, manager):
     path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "import os\ndef lookup(:\n    pass\n"})
 
     [error] = errors_of(path, manager)
 
-    assert "tools/lookup.py, line 2: invalid Python" in error
+    assert "tools/lookup.py:2:12: invalid Python" in error
 
 
 def test_one_tool_with_two_sources_is_refused(write_fleet, manager):
@@ -175,7 +175,7 @@ def test_a_broken_tool_file_used_by_many_agents_is_one_error(write_fleet, manage
 
     [error] = errors_of(path, manager)
 
-    assert error.startswith(f"{path}:6:9: tools/lookup.py, line 1: invalid Python")
+    assert error.startswith(f"{path}:6:9: tools/lookup.py:1:12: invalid Python")
 
 
 def test_a_bare_entry_must_be_a_tool_name_not_a_path(write_fleet, manager):
@@ -437,6 +437,4 @@ def test_a_lone_surrogate_in_inline_source_is_an_error_at_the_tool_with_its_line
 
     [error] = errors_of(path, manager)
 
-    assert error == (
-        f"{path}:6:9: source_code, line 2: contains a lone surrogate ('\\udc80') (remove it from the source)"
-    )
+    assert error == f"{path}:6:9: source_code:2:13: contains a lone surrogate ('\\udc80') (remove it from the source)"
