@@ -49,6 +49,10 @@ class PendingWrite:
     def of(
         cls, exported: ExportedFleet, fleet_file: Path, text: str, *, force: bool, new_fleet_file: bool
     ) -> PendingWrite:
+        if fleet_file.is_dir():
+            raise ExportError(
+                f"{fleet_file}: is a folder, not a file. Name the fleet file, such as {fleet_file / 'fleet.yaml'}"
+            )
         texts = {fleet_file: text}
         texts.update({_inside(fleet_file.parent, relative): text for relative, text in exported.files.items()})
         existing = [path for path in texts if os.path.lexists(path) and (new_fleet_file or path != fleet_file)]

@@ -57,8 +57,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command()
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-f", "--file", "extra", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help=FILE_HELP)
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-f", "--file", "extra", multiple=True, type=click.Path(path_type=Path), help=FILE_HELP)
 @click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
 @click.option(
     "--match",
@@ -198,7 +198,7 @@ def _plan_options(command: F) -> F:
         "-f",
         "--file",
         "fleet_file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
         help=FILE_HELP,
     )(command)
     return server_options(command)
@@ -209,7 +209,7 @@ def _plan_options(command: F) -> F:
 @click.option(
     "--out",
     "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Also save the plan as JSON to this file (created readable by you only).",
 )
 @reports_errors
@@ -262,7 +262,7 @@ def plan(
 @click.option(
     "--plan",
     "reviewed_plan",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="A plan saved with `plan --out` (or `-o json`): apply only if what apply would do now is still exactly "
     "that plan; otherwise change nothing and exit 1.",
 )
@@ -443,9 +443,14 @@ def _planned(
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
     """Stop unless the plan computed now is the saved one (same changes, same hash)."""
     try:
-        saved = json.loads(reviewed.read_text(encoding="utf-8"))
+        text = reviewed.read_text(encoding="utf-8")
+    except OSError as error:
+        click.echo(f"error: {reviewed}: {error.strerror}. Name the file `lettafleet plan --out` saved.", err=True)
+        sys.exit(1)
+    try:
+        saved = json.loads(text)
         saved_hash = saved["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         click.echo(f"error: {reviewed} is not a plan saved by `lettafleet plan --out` (no sha256 in it).", err=True)
         sys.exit(1)
     if saved_hash != the_plan.sha256:

@@ -59,15 +59,17 @@ def read_text_file(path: Path, limit: int = MAX_FLEET_FILE_BYTES, follow_links: 
 
 
 def read_file_inside(root: Path, relative: str, limit: int = MAX_REFERENCED_FILE_BYTES) -> str:
-    """The text of `relative`, a path a fleet gives, only if it resolves to a regular file inside `root`."""
+    """The text of `relative`, a path a fleet gives, only if it resolves to a regular file inside `root`. The
+    path must end with the file's name: `faq.md/` would resolve to faq.md, a file whose name is then empty."""
+    if os.path.basename(relative) in ("", ".", ".."):
+        raise UnreadableFile("does not end with a file's name", "name the file itself, with no '/' after its name")
     return read_text_file(resolve_inside(root, relative), limit, follow_links=False)
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
     """`relative` resolved against `root` with every link followed. Raises UnreadableFile when it is absolute,
     leads out of `root`, or cannot be resolved (a broken link, a loop, a path too long)."""
-    if "\0" in relative:
-        raise UnreadableFile("contains a NUL character", "remove it from the path")
+    _check_nameable(relative)
     if Path(relative).is_absolute():
         raise UnreadableFile(
             "must be relative to the fleet file, not absolute", "write the path relative to the fleet file's directory"
@@ -84,6 +86,20 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if not resolved.is_relative_to(real_root):
         raise _leaves_root()
     return resolved
+
+
+def _check_nameable(relative: str) -> None:
+    """Raises UnreadableFile when `relative` holds what no path on this system can: a NUL, or a lone surrogate
+    (YAML's `\\ud800` escape writes one) that the file system's encoding refuses."""
+    if "\0" in relative:
+        raise UnreadableFile("contains a NUL character", "remove it from the path")
+    try:
+        os.fsencode(relative)
+    except UnicodeEncodeError as error:
+        character = ascii(relative[error.start])
+        raise UnreadableFile(
+            f"contains a character no file name can hold ({character})", "remove it from the path"
+        ) from None
 
 
 def list_folder_inside(root: Path, folder: str) -> list[str]:
@@ -155,5 +171,5 @@ def _too_large(limit: int) -> UnreadableFile:
 def _unreadable(error: OSError, path: Path) -> UnreadableFile:
     if error.errno == errno.ENOENT and os.path.islink(path):
         return UnreadableFile("is a broken symbolic link", "point the link at a file, or remove it")
-    reason, hint = _REASONS.get(error.errno or 0, (f"cannot be read: {error.strerror}", ""))
+    reason, hint = _REASONS.get(error.errno or 0, (f"cannot be read: {error.strerror}", "make it a readable file"))
     return UnreadableFile(reason, hint)

@@ -74,6 +74,21 @@ def mapping_list(fields: Mapping[str, Any], **rules: Any) -> dict[str, Any]:
     return {"type": "list", "schema": {"type": "dict", "schema": dict(fields)}, **rules}
 
 
+SECRET = "secret"  # set in a rule set's `meta` by `secret()`
+
+
+def secret(rules: Mapping[str, Any]) -> dict[str, Any]:
+    """`rules` of a key that holds a secret, or secrets (an API key, `{from_env | value}`, headers' values): no
+    message about that key, or anything inside it, shows what the file has written there."""
+    return {**rules, "meta": {**dict(rules.get("meta") or {}), SECRET: True}}
+
+
+def holds_secrets(rules: Any) -> bool:
+    """Whether a rule set is marked by `secret()`."""
+    meta = rules.get("meta") if isinstance(rules, Mapping) else None
+    return isinstance(meta, Mapping) and bool(meta.get(SECRET))
+
+
 def refused(reason: str, what_to_do: str) -> dict[str, Any]:
     """The rule of a key lettafleet knows and does not take (a lettactl key not supported yet, or one that
     cannot work on a Letta server): `validate` stops at its line with `reason` ("is not supported yet") and
@@ -95,11 +110,11 @@ def text_source(required: bool = True) -> dict[str, Any]:
     }
 
 
-def from_bucket(*instead_of: str) -> dict[str, Any]:
+def from_bucket(*instead_of: str, named_with: str = "with `from_file:`") -> dict[str, Any]:
     """lettactl's `from_bucket` source, refused: it reads Supabase storage, which a Letta server knows nothing of.
-    `instead_of` names the other sources, which it excludes."""
+    `instead_of` names the other sources, which it excludes; `named_with` says how the file is named instead."""
     rule = refused(
         "is not supported: lettactl reads it from Supabase storage, not from a Letta server",
-        "download the file next to the fleet file and name it with `from_file:`",
+        f"download the file next to the fleet file and name it {named_with}",
     )
     return {**rule, "excludes": list(instead_of)}

@@ -5,6 +5,7 @@ Every problem is collected before anything is reported, each with its file, line
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -12,30 +13,30 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path as FilePath
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import cerberus
 from cerberus import errors as cerberus_errors
 
 from lettafleet.core.engine.compiled_schema import CompiledSchema, UnsupportedSchema, compile_schema
-from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Note, Path, Problem, describe_path
+from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Note, Path, Problem
 from lettafleet.core.engine.document import FleetDocument, load_document
 from lettafleet.core.engine.files import UnreadableFile, resolve_inside
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, fleet_schema
+from lettafleet.core.engine.schema_errors import (
+    REFUSED,
+    RefusalMessages,
+    holds_secrets_at,
+    reported_errors,
+    schema_diagnostics,
+)
+from lettafleet.core.letta.masking import SecretMasker
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits; more than 30 is no setting, and int() would refuse
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?")
 _TRUE = {"true", "yes", "on"}
-# A key lettafleet knows and refuses (`kinds.refused`): its rule holds why, and what to do instead.
-REFUSED = cerberus_errors.ErrorDefinition(0x101, "refused")
 _FALSE = {"false", "no", "off"}
-
-
-class RefusalMessages(cerberus_errors.BasicErrorHandler):
-    """Cerberus's own messages, and the refusal's: its reason."""
-
-    messages: ClassVar[dict[int, str]] = {**cerberus_errors.BasicErrorHandler.messages, REFUSED.code: "{0}"}
 
 
 class FleetValidator(cerberus.Validator):
@@ -67,10 +68,44 @@ class FleetValidator(cerberus.Validator):
         """{'type': 'list', 'items': [{'type': 'string'}, {'type': 'string'}]}"""
         self._error(field, REFUSED, *reason)
 
+    def _BareValidator__normalize_containers(self, mapping: Any, schema: Any) -> None:
+        """Cerberus's normalising of what lists and mappings hold, only for values of a type their field declares.
+        Its `schema` rule means a list's item rules or a mapping's keys, chosen by the value: a mapping given where a
+        list belongs would have the item rules read as its keys (`agents: {type: x}` crashed cerberus). The type
+        rule reports such a value instead, at every depth (child validators are of this class too)."""
+        fitting = {
+            field: rules if field not in mapping or self._declared_type_fits(rules, mapping[field]) else _flat(rules)
+            for field, rules in schema.items()
+        }
+        super()._BareValidator__normalize_containers(mapping, fitting)
+
+    def _declared_type_fits(self, rules: Any, value: Any) -> bool:
+        """Whether `value` is of a type `rules` declares (or they declare none, or one cerberus checks otherwise)."""
+        declared = rules.get("type") if isinstance(rules, Mapping) else None
+        if declared is None:
+            return True
+        for name in [declared] if isinstance(declared, str) else declared:
+            definition = self.types_mapping.get(name)
+            if definition is None or (
+                isinstance(value, definition.included_types) and not isinstance(value, definition.excluded_types)
+            ):
+                return True
+        return False
+
     def _normalize_coerce_boolean(self, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         return value
+
+
+_CONTAINER_RULES = ("schema", "items", "keysrules", "valuesrules", "allow_unknown", "purge_unknown")
+
+
+def _flat(rules: Any) -> Any:
+    """A field's rules without those about what its value holds."""
+    if not isinstance(rules, Mapping):
+        return rules
+    return {rule: setting for rule, setting in rules.items() if rule not in _CONTAINER_RULES}
 
 
 def load_fleet(path: FilePath | str, manager: FleetPlugins, *, match: str | None = None) -> Fleet:
@@ -80,10 +115,13 @@ def load_fleet(path: FilePath | str, manager: FleetPlugins, *, match: str | None
     compiled = compiled_schema(manager)
     data = document.data if isinstance(document.data, dict) else None
     if data is None:
-        raise FleetError([document.diagnostic((), "a fleet file must be a mapping with an `agents:` list")])
+        message = "a fleet file must be a mapping with an `agents:` list"
+        raise FleetError(
+            [document.diagnostic((), message, "start the file with `agents:` and list the agents under it")]
+        )
     normalised, diagnostics = validate_schema(document, data, manager, compiled)
     fleet = Fleet(document=document, data=normalised, match=match)
-    found = _check(fleet, manager, schema_passed=not diagnostics)
+    found = _secrets_hidden(_check(fleet, manager, schema_passed=not diagnostics), fleet_schema(manager), data)
     diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:
         raise FleetError(sorted(set(diagnostics)))
@@ -118,39 +156,43 @@ def validate_schema(
     document: FleetDocument, data: dict[str, Any], manager: FleetPlugins, compiled: CompiledSchema | None
 ) -> tuple[Mapping[str, Any], list[Diagnostic]]:
     """The document normalised by the schema, and its schema problems (none when it is valid). The compiled schema
-    answers for a valid document; cerberus validates any other, and explains every problem it finds."""
+    answers for a valid document; cerberus validates any other, and explains every problem it finds. Of a document
+    that is not valid, the values the schema refused are left out of the normalised one: a plugin's check then
+    never reports again what the schema reported (`limit: -1` is one error, not two)."""
     normalised = compiled(data) if compiled is not None else None
     if normalised is not None:
         return normalised, []
-    schema = fleet_schema(manager)
-    validator = FleetValidator(schema)
-    valid = validator.validate(_lists_not_mappings(schema, data))
-    return validator.document, [] if valid else _schema_diagnostics(document, validator)
+    validator = FleetValidator(fleet_schema(manager))
+    if validator.validate(data):
+        return validator.document, []
+    errors = reported_errors(validator._errors)
+    return _without(copy.deepcopy(validator.document), errors), schema_diagnostics(document, validator.schema, errors)
 
 
-NOT_A_LIST = "(a mapping)"
+def _without(normalised: dict[str, Any], errors: list[cerberus_errors.ValidationError]) -> dict[str, Any]:
+    """`normalised` without the values at the errors' places; a list with a refused item is left out whole, so
+    that the indexes of what remains are still the file's."""
+    for error in errors:
+        path = tuple(error.document_path)
+        while path:
+            parent = value_at(normalised, path[:-1])
+            if isinstance(parent, dict):
+                parent.pop(path[-1], None)
+                break
+            path = path[:-1]
+    return normalised
 
 
-def _lists_not_mappings(schema: Mapping[str, Any], data: Any) -> Any:
-    """`data` with each mapping written where the schema wants a list replaced by a string. Cerberus normalising
-    such a mapping reads the list's item rules as the mapping's fields and crashes; a string it reports as it
-    should: `must be of list type`, at the key's line."""
-    if not isinstance(data, dict):
-        return data
-    fixed: dict[str, Any] = {}
-    for key, value in data.items():
-        rules = schema.get(key)
-        rules = rules if isinstance(rules, Mapping) else {}
-        items: Mapping[str, Any] = rules["schema"] if isinstance(rules.get("schema"), Mapping) else {}
-        if rules.get("type") == "list" and isinstance(value, dict):
-            fixed[key] = NOT_A_LIST
-        elif rules.get("type") == "dict" and items:
-            fixed[key] = _lists_not_mappings(items, value)
-        elif rules.get("type") == "list" and isinstance(value, list) and isinstance(items.get("schema"), Mapping):
-            fixed[key] = [_lists_not_mappings(items["schema"], item) for item in value]
+def value_at(data: Any, path: Path) -> Any:
+    """What the document holds at `path`; None where it holds nothing."""
+    for part in path:
+        if isinstance(data, Mapping) and isinstance(part, str):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
         else:
-            fixed[key] = value
-    return fixed
+            return None
+    return data
 
 
 def _check(fleet: Fleet, manager: FleetPlugins, schema_passed: bool) -> list[Problem]:
@@ -186,117 +228,14 @@ def locate(document: FleetDocument, problems: list[Problem]) -> list[Diagnostic]
     return [document.diagnostic(problem.path, problem.message, problem.hint) for problem in problems]
 
 
-def _schema_diagnostics(document: FleetDocument, validator: FleetValidator) -> list[Diagnostic]:
-    diagnostics = []
-    errors = _leaf_errors(validator._errors)
-    # A refused key (lettactl's `from_bucket`) stands for the keys it replaces: their absence is no news.
-    refused_in = {tuple(error.document_path[:-1]) for error in errors if error.code == REFUSED.code}
-    for error in errors:
-        path: Path = tuple(error.document_path)
-        if error.code == cerberus_errors.REQUIRED_FIELD.code and path[:-1] in refused_in:
-            continue
-        message, hint = _describe(error, validator, path)
-        diagnostics.append(document.diagnostic(path, message, hint))
-    return sorted(set(diagnostics))
-
-
-def _leaf_errors(errors: Any) -> list[cerberus_errors.ValidationError]:
-    leaves = []
-    for error in errors:
-        if error.is_group_error:
-            leaves.extend(_leaf_errors(error.child_errors))
-        else:
-            leaves.append(error)
-    return leaves
-
-
-def _describe(error: cerberus_errors.ValidationError, validator: FleetValidator, path: Path) -> tuple[str, str]:
-    where = describe_path(path)
-    key = path[-1] if path else ""
-    code = error.code
-    if code == cerberus_errors.UNKNOWN_FIELD.code:
-        allowed = sorted(_allowed_keys(validator.schema, path[:-1]))
-        return f"unknown key '{key}' in {describe_path(path[:-1])}", f"allowed keys here: {', '.join(allowed)}"
-    if code == REFUSED.code:
-        reason, what_to_do = error.info
-        return f"{where} {reason}", what_to_do
-    if code == cerberus_errors.REQUIRED_FIELD.code:
-        return f"missing required key '{key}' in {describe_path(path[:-1])}", f"add `{key}:`"
-    if code == cerberus_errors.EXCLUDES_FIELD.code:
-        others = error.constraint if isinstance(error.constraint, list | tuple) else [error.constraint]
-        choices = " or ".join(f"`{name}`" for name in sorted([key, *others]))
-        return f"{describe_path(path[:-1])}: give either {choices}, not both", "remove one of them"
-    if code == cerberus_errors.BAD_TYPE.code:
-        expected = error.constraint
-        return f"{where} must be {_type_name(expected)}, got {_shown(error.value)}", _TYPE_HINTS.get(str(expected), "")
-    if code == cerberus_errors.EMPTY_NOT_ALLOWED.code:
-        return f"{where} must not be empty", "give it a value, or remove the key"
-    if code == cerberus_errors.MIN_VALUE.code:
-        return f"{where} must be at least {error.constraint}, got {error.value}", f"use {error.constraint} or more"
-    if code == cerberus_errors.MAX_VALUE.code:
-        return f"{where} must be at most {error.constraint}, got {error.value}", f"use {error.constraint} or less"
-    if code == cerberus_errors.MIN_LENGTH.code:
-        return f"{where} needs at least {error.constraint} item(s)", "add the missing items"
-    if code == cerberus_errors.REGEX_MISMATCH.code:
-        return f"{where} {_shown(error.value)} does not match {error.constraint}", _pattern_hint(error.constraint)
-    if code == cerberus_errors.UNALLOWED_VALUE.code:
-        values = ", ".join(map(str, error.constraint))
-        return f"{where} {_shown(error.value)} is not one of {values}", "use one of the values listed"
-    return f"{where}: {validator.error_handler._format_message(error.field, error)}", ""
-
-
-_TYPE_HINTS = {
-    "integer": "write a plain whole number in ASCII digits, such as 32000",
-    "float": "write a plain finite number in ASCII digits, such as 0.7",
-    "boolean": "write true or false",
-}
-_ONE_CHARACTER_CLASS = re.compile(r"\^?\[([^\]]+)\]\+\$?")
-
-
-def _pattern_hint(pattern: Any) -> str:
-    """How to write a value that matches, in words where the pattern is one class of characters."""
-    found = _ONE_CHARACTER_CLASS.fullmatch(str(pattern))
-    if not found:
-        return f"write a value matching {pattern}"
-    allowed = found[1]
-    letters = "letters" if "A-Z" in allowed else "lower-case letters"
-    words = [name for part, name in (("a-z", letters), ("0-9", "digits")) if part in allowed]
-    others = [f"'{char}'" for char in re.sub(r"a-z|A-Z|0-9", "", allowed)]
-    names = words + others
-    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-    return f"use only {listed}, with no spaces or line breaks"
-
-
-def _allowed_keys(schema: Any, path: Path) -> set[str]:
-    fields = schema
-    for part in path:
-        if isinstance(part, int):
-            continue
-        rule = fields.get(part, {}) if hasattr(fields, "get") else {}
-        fields = rule.get("schema", {})
-        if fields.get("type") == "dict":
-            fields = fields.get("schema", {})
-    return set(fields.keys()) if hasattr(fields, "keys") else set()
-
-
-def _type_name(expected: Any) -> str:
-    names = {
-        "string": "text",
-        "integer": "a whole number",
-        "float": "a number",
-        "boolean": "true or false",
-        "list": "a list",
-        "dict": "a mapping",
-    }
-    if isinstance(expected, list | tuple):
-        return " or ".join(names.get(item, str(item)) for item in expected)
-    return names.get(expected, str(expected))
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def _secrets_hidden(problems: list[Problem], schema: Mapping[str, Any], data: Mapping[str, Any]) -> list[Problem]:
+    """The plugins' problems, each about a key that holds secrets (`secret()` in its schema) with the value
+    written there masked, should a message repeat it."""
+    hidden = []
+    for problem in problems:
+        value = value_at(data, problem.path)
+        if isinstance(value, str) and value and holds_secrets_at(schema, problem.path):
+            mask = SecretMasker([value])
+            problem = replace(problem, message=mask(problem.message), hint=mask(problem.hint))
+        hidden.append(problem)
+    return hidden

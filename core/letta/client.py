@@ -397,7 +397,7 @@ def _validation_errors(detail: Any) -> list[dict[str, Any]] | None:
     if isinstance(detail, str) and detail.startswith("[{"):
         try:
             detail = ast.literal_eval(detail)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: {[1]: 2}
             return None
     if isinstance(detail, list) and detail and all(isinstance(e, dict) and "msg" in e for e in detail):
         return detail

@@ -44,7 +44,7 @@ from lettafleet.plugins.resources.agents import agent_address, agents_named, dec
     "--file",
     "fleet_file",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(path_type=Path),
     help="The fleet file the agents join; their entries are appended to it, its text and comments kept.",
 )
 @click.option(

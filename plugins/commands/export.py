@@ -46,7 +46,7 @@ RUNTIME_KINDS = (CONVERSATION,)
 @click.option(
     "-o",
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write the fleet file here, and the files it refers to (prompts/, blocks/, tools/) beside it. Default: "
     "print the YAML (only when it needs no file beside it).",
 )

@@ -224,6 +224,16 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
     ]
 
 
+# The rules of an `embedding_config:` mapping: an agent's, and an archive's (which takes the same).
+EMBEDDING_CONFIG = {
+    "embedding_endpoint_type": string(required=True, empty=False),
+    "embedding_endpoint": string(empty=False),
+    "embedding_model": string(required=True, empty=False),
+    "embedding_dim": integer(required=True, min=1),
+    "embedding_chunk_size": integer(min=1),
+}
+
+
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
     llm_config = {
@@ -236,13 +246,6 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "temperature": {"type": "float", "coerce": "float", "min": 0.0, "max": 2.0},  # the range OpenAI takes
         "put_inner_thoughts_in_kwargs": {"type": "boolean", "coerce": "boolean"},
     }
-    embedding_config = {
-        "embedding_endpoint_type": string(required=True, empty=False),
-        "embedding_endpoint": string(empty=False),
-        "embedding_model": string(required=True, empty=False),
-        "embedding_dim": integer(required=True, min=1),
-        "embedding_chunk_size": integer(min=1),
-    }
     agent = {
         "name": string(required=True, regex=NAME_PATTERN),
         "description": string(),
@@ -253,7 +256,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         },
         "llm_config": {"type": "dict", "required": True, "schema": llm_config},
         "embedding": string(empty=False, excludes="embedding_config"),
-        "embedding_config": {"type": "dict", "excludes": "embedding", "schema": embedding_config},
+        "embedding_config": {"type": "dict", "excludes": "embedding", "schema": EMBEDDING_CONFIG},
         "tags": string_list(),
         "protect": {"type": "boolean", "coerce": "boolean"},
         **_lettactl_agent_keys(),
@@ -299,7 +302,11 @@ def _lettactl_notes(agent: DeclaredAgent) -> list[Problem]:
     ]
     if "disable_base_prompt" in data:
         found.append(
-            Note((*at, "disable_base_prompt"), "disable_base_prompt is ignored: the system prompt is sent as written")
+            Note(
+                (*at, "disable_base_prompt"),
+                "disable_base_prompt is ignored: the system prompt is sent as written",
+                "remove the key, or keep it for lettactl",
+            )
         )
     if (data.get("memory") or {}).get("mode") == "memfs":
         found.append(
@@ -533,7 +540,10 @@ class AgentHandler(ResourceHandler):
         if is_managed(agent):
             return []
         metadata = {**(agent.get("metadata") or {}), **reader.owner.metadata()}
-        return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", {"metadata": metadata})]
+        body: dict[str, Any] = {"metadata": metadata}
+        if reader.owner.tag:  # a named fleet's agents carry its tag too: how its plans find them among thousands
+            body["tags"] = [*(agent.get("tags") or []), reader.owner.tag]
+        return [Adoption(f"agent {agent['name']} ({agent['id']})", f"/v1/agents/{agent['id']}", body)]
 
 
 def _delete_agent(change: Change, session: ApplySession) -> None:

@@ -35,7 +35,7 @@ from lettafleet.core import (
     read_record,
     string,
 )
-from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
+from lettafleet.plugins.resources.agents import EMBEDDING_CONFIG, agent_address, declared_agents, live_agents
 
 ARCHIVE = "archive"
 ATTACHMENT = "archive_attachment"
@@ -58,7 +58,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "name": string(required=True, empty=False),
         "description": string(),
         "embedding": string(empty=False, excludes="embedding_config"),
-        "embedding_config": {"type": "dict", "excludes": "embedding"},
+        "embedding_config": {"type": "dict", "excludes": "embedding", "schema": EMBEDDING_CONFIG},
     }
     return [SchemaFragment({"archives": mapping_list(entry, maxlength=1)}, at=("agents",))]
 

@@ -35,6 +35,7 @@ from lettafleet.core import (
     address_of,
     compare,
     fleet_of,
+    from_bucket,
     hookimpl,
     mapping_list,
     string,
@@ -75,7 +76,10 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
 
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
-    folder = {"name": string(required=True, empty=False), "files": string_list(required=True)}
+    # A file is a path; lettactl's `{from_bucket: ...}` is refused with its reason, as elsewhere.
+    bucket = from_bucket(named_with="by its path in `files:`")
+    file = {"type": ["string", "dict"], "empty": False, "schema": {"from_bucket": bucket}}
+    folder = {"name": string(required=True, empty=False), "files": {"type": "list", "required": True, "schema": file}}
     return [
         SchemaFragment({"shared_folders": mapping_list(folder)}),
         SchemaFragment({"folders": mapping_list(folder), "shared_folders": string_list()}, at=("agents",)),
@@ -85,9 +89,18 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = []
-    shared = {entry["name"]: index for index, entry in enumerate(fleet.data.get("shared_folders", []))}
+    shared: dict[str, int] = {}
     for index, entry in enumerate(fleet.data.get("shared_folders", [])):
         problems.extend(_folder_problems(fleet, entry, ("shared_folders", index)))
+        if entry["name"] in shared:
+            problems.append(
+                Problem(
+                    ("shared_folders", index, "name"),
+                    f"shared folder '{entry['name']}' is declared twice",
+                    "declare each folder once: merge the two entries' files",
+                )
+            )
+        shared.setdefault(entry["name"], index)
     inline: dict[str, int] = {}
     for agent in declared_agents(fleet):
         for index, entry in enumerate(agent.data.get("folders", [])):

@@ -38,6 +38,7 @@ from lettafleet.core import (
     attributes,
     compare,
     hookimpl,
+    secret,
     string,
     string_list,
 )
@@ -65,13 +66,13 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
 
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
-    headers = {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}}
+    headers = secret({"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}})
     server = {
         "name": string(required=True, regex=NAME_PATTERN),
         "type": {"type": "string", "allowed": list(TYPES), "required": True},
         "server_url": string(empty=False),
         "auth_header": string(empty=False),
-        "auth_token": string(empty=False),
+        "auth_token": secret(string(empty=False)),
         "custom_headers": headers,
         "command": string(empty=False),
         "args": {"type": "list", "schema": {"type": "string"}},

@@ -28,6 +28,7 @@ from lettafleet.core import (
     attributes,
     boolean,
     hookimpl,
+    secret,
     string,
 )
 
@@ -37,6 +38,7 @@ BYOK = "byok"
 KEYS = ("api_key", "access_key")  # given as {from_env | value}; sensitive
 SETTINGS = ("provider_type", "base_url", "region", "api_version")
 PRUNE = "prune_missing_providers"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an environment variable's name
 
 
 @hookimpl
@@ -46,13 +48,15 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
 
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
-    key = {
-        "type": "dict",
-        "schema": {
-            "from_env": string(empty=False, excludes="value", required=True),
-            "value": string(empty=False, excludes="from_env", required=True),
-        },
-    }
+    key = secret(
+        {
+            "type": "dict",
+            "schema": {
+                "from_env": string(empty=False, regex=VARIABLE_PATTERN, excludes="value", required=True),
+                "value": string(empty=False, excludes="from_env", required=True),
+            },
+        }
+    )
     provider = {
         "name": string(required=True, empty=False),
         "provider_type": string(required=True, empty=False),

@@ -39,6 +39,7 @@ from lettafleet.core import (
     hookimpl,
     string,
 )
+from lettafleet.core import secret as holding_secrets  # `secret` names a declared secret here
 from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
 
 KIND = "secret"
@@ -90,7 +91,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
             "protect": boolean(),
         },
     }
-    secrets = {"type": "dict", "keysrules": {"type": "string", "regex": NAME_PATTERN}, "valuesrules": source}
+    names = {"type": "string", "regex": NAME_PATTERN}
+    secrets = holding_secrets({"type": "dict", "keysrules": names, "valuesrules": source})
     preserved = {"type": "list", "schema": string(empty=False, regex=NAME_PATTERN)}
     return [
         SchemaFragment({GLOBAL: secrets, PRESERVED: preserved}),

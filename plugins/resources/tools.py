@@ -23,6 +23,7 @@ from lettafleet.core import (
     AGENTS_WITH_TOOLS,
     FLEET_TAG,
     MANAGED_TAG,
+    MAX_REFERENCED_FILE_BYTES,
     Action,
     Adoption,
     ApplyError,
@@ -167,10 +168,9 @@ def _every_file_problems(fleet: Fleet, at: tuple[Any, ...]) -> list[Problem]:
 def _source_problems(tool: DeclaredTool) -> list[Problem]:
     """What Letta would refuse, or name differently: it names a tool after the last function in its source and
     builds the tool's schema from that function's docstring."""
-    try:
-        module = ast.parse(tool.source or "")
-    except SyntaxError as error:
-        return [Problem(tool.at, f"{tool.origin}, line {error.lineno}: invalid Python: {error.msg}")]
+    module = parsed_source(tool)
+    if isinstance(module, Problem):
+        return [module]
     functions = [node for node in module.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
     if not functions:
         return [Problem(tool.at, f"{tool.origin} defines no function", f"define `def {tool.name}(...)` in it")]
@@ -193,6 +193,39 @@ def _source_problems(tool: DeclaredTool) -> list[Problem]:
             )
         ]
     return []
+
+
+def parsed_source(tool: DeclaredTool) -> ast.Module | Problem:
+    """The tool's Python parsed, or why it cannot be, at the tool's entry: every reading of a tool's source goes
+    through here, as Python's parser fails on more than syntax (deep nesting, a NUL, a lone surrogate, a source
+    too long)."""
+    source = tool.source or ""
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_REFERENCED_FILE_BYTES:
+        limit = MAX_REFERENCED_FILE_BYTES // 1024 // 1024
+        return Problem(tool.at, f"{tool.origin} is longer than {limit} MiB", "keep a tool's source short: split it")
+    unparsable = _NOT_IN_PYTHON.search(source)
+    if unparsable:
+        line = source.count("\n", 0, unparsable.start()) + 1
+        column = unparsable.start() - source.rfind("\n", 0, unparsable.start())
+        what = "a NUL character" if unparsable[0] == "\0" else f"a lone surrogate ({unparsable[0]!a})"
+        return Problem(tool.at, f"{tool.origin}:{line}:{column}: contains {what}", "remove it from the source")
+    try:
+        return ast.parse(source)
+    except SyntaxError as error:
+        place = f"{error.lineno or 1}:{error.offset or 1}"
+        return Problem(tool.at, f"{tool.origin}:{place}: invalid Python: {error.msg}", _FIX_PYTHON)
+    except (RecursionError, MemoryError):  # Python's parser gives up on a source nested too deeply
+        return Problem(
+            tool.at,
+            f"{tool.origin} is nested too deeply for Python to parse",
+            "write the deep expression as several shorter statements",
+        )
+
+
+# What Python's parser refuses before reading a line: a NUL, and half of a UTF-16 pair (which YAML's and JSON's
+# `\udc80` escapes can write but UTF-8 cannot encode).
+_NOT_IN_PYTHON = re.compile("[\0\ud800-\udfff]")
+_FIX_PYTHON = "fix the Python there: `python -m py_compile FILE` reports the same"
 
 
 def declared_tools(fleet: Fleet, agent: DeclaredAgent) -> Iterator[DeclaredTool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,10 +132,11 @@ def race_for_the_lock(base_url: str, lock_id: str, takers: int) -> tuple[int, in
 
 
 def read_until_created(process: subprocess.Popen[str], count: int) -> list[str]:
-    """The apply's output lines up to its `count`-th `created` agent (it prints each result as it lands)."""
+    """The apply's output lines up to its `count`-th `created` agent (it prints each result as it lands; an
+    attachment under an agent, `agent.NAME.shared_block.X: created`, is not an agent)."""
     lines: list[str] = []
     assert process.stdout is not None
-    while sum(1 for line in lines if line.startswith("agent.") and line.endswith(": created")) < count:
+    while sum(1 for line in lines if re.fullmatch(r"agent\.[^.\s]+: created", line)) < count:
         line = process.stdout.readline()
         assert line, "the apply ended before creating enough agents"
         lines.append(line.rstrip("\n"))

@@ -110,6 +110,21 @@ def test_a_named_file_that_cannot_be_read_safely_is_one_located_error(folders, w
 
 
 @pytest.mark.parametrize("way", ["from_file", "tool from_file"])
+def test_a_path_holding_a_lone_surrogate_is_a_located_error(folders, way):
+    # YAML's "\\ud800" escape writes half of a UTF-16 pair, which no file name on this system can hold.
+    root, _ = folders
+    relative, text, place, label = WAYS[way]
+    fleet = root / "fleet.yaml"
+    fleet.write_text(text.replace(relative, '"notes/\\ud800.md"'))
+
+    code, output = validate(str(fleet))
+
+    assert code == 1
+    reason = "contains a character no file name can hold ('\\ud800')"
+    assert f"{fleet}:{place}: {label} {reason}: notes/\\ud800.md" in output
+
+
+@pytest.mark.parametrize("way", ["from_file", "tool from_file"])
 def test_a_path_too_long_for_the_system_is_a_located_error(folders, way):
     root, _ = folders
     relative, text, place, label = WAYS[way]

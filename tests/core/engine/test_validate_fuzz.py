@@ -1,27 +1,36 @@
 """Fuzzing `validate`: whatever a fleet file is mutated into, validate exits 0 or 1 without a traceback, and every
 error it prints is one `FILE:LINE:COL: ` line for that file.
 
-CI runs a small, derandomized sample (a few seconds). A longer campaign: LETTAFLEET_FUZZ_EXAMPLES=3000 pytest THIS.
+CI runs a small, derandomized sample (a few seconds). A longer campaign: LETTAFLEET_FUZZ_EXAMPLES=3000 pytest THIS,
+or, counting every outcome rather than stopping at the first failure, benchmarks/fuzz_validate.py.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from click.testing import CliRunner
+import yaml
+from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lettafleet.core.cli.app import main
+from lettafleet.core.engine.plugin_manager import fleet_schema, get_plugin_manager
 from tests.docs_examples import example_fleets, write_named_files
+from tests.fleet_shapes import A_KEY, RULE_NAMES, keys_of_type, placed, secret_keys
 
 SEED = Path(__file__).parents[2] / "fixtures" / "seed"
 EXAMPLES = int(os.environ.get("LETTAFLEET_FUZZ_EXAMPLES", "60"))
+HANG_SECONDS = 20  # far more than any fleet file takes: a validate that runs longer hangs
 SUMMARY = re.compile(r"\d+ errors?\.")
 
 # Values that broke, or could break, parsing, conversion, file reading or the printing of errors.
@@ -40,6 +49,8 @@ TRICKY = [
     '"a\\nb.yaml:1:1: fine"',
     '"\\x1b[2J"',
     '"\\u2028"',
+    '"\\ud800"',
+    '"knowledge/\\udc80.md"',
     '"\\0"',
     "[" * 300 + "]" * 300,
     "{" * 60,
@@ -92,8 +103,44 @@ def mutation(draw: st.DrawFn, lines: list[str]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Case:
+    """One generated fleet: its bytes, the files written beside it, and the secret it holds, if any."""
+
+    family: str  # which strategy made it: "mutated", "wrong shape", "secret", "tool source"
+    origin: str
+    data: bytes
+    files: dict[str, str] = field(default_factory=dict)
+    secret: str | None = None
+
+
+SCHEMA = fleet_schema(get_plugin_manager())
+LIST_KEYS = list(keys_of_type(SCHEMA, "list"))
+MAPPING_KEYS = list(keys_of_type(SCHEMA, "dict"))
+SECRET_KEYS = list(secret_keys(SCHEMA))
+# A secret's tail is looked for in the output: it ends with a capital and a digit, so that no word validate prints
+# ("conversation", of "2 conversations") passes for it.
+TOKEN = st.builds(
+    lambda body, capital, digit: body + capital + digit,
+    st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=10, max_size=22),
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    st.sampled_from("0123456789"),
+)
+# Sources Python's parser fails on with more than a SyntaxError (RecursionError, MemoryError, "line None").
+PATHOLOGICAL = st.one_of(
+    st.integers(200, 120_000).map(lambda depth: "-" * depth + "x"),
+    st.integers(200, 150_000).map(lambda length: "x+" * length + "x"),
+    st.integers(50, 3_000).map(lambda depth: "[" * depth + "]" * depth),
+    st.integers(50, 3_000).map(lambda depth: "f(" * depth + ")" * depth),
+    st.integers(20, 200).map(lambda depth: nested_blocks(depth)),
+    st.integers(1, 60_000).map(lambda lines: "x\n" + "    y = 1\n" * lines),  # long, and valid
+    st.sampled_from(["\0", "x\0y", '"""\0"""', "def f():\n    return '\0'"]),
+    st.sampled_from(["'\udc80'", "x\ud800", "# \udfff"]),  # a lone surrogate: YAML's "\udc80" writes one
+)
+
+
 @st.composite
-def mutated_fleet(draw: st.DrawFn) -> tuple[str, bytes]:
+def mutated_fleet(draw: st.DrawFn) -> Case:
     text, origin = draw(st.sampled_from(seeds()))
     lines = text.splitlines()
     for _ in range(draw(st.integers(1, 3))):
@@ -102,17 +149,111 @@ def mutated_fleet(draw: st.DrawFn) -> tuple[str, bytes]:
     if draw(st.booleans()) and draw(st.booleans()):  # sometimes raw bytes, which may not be UTF-8
         at = draw(st.integers(0, len(data)))
         data = data[:at] + draw(st.binary(min_size=1, max_size=4)) + data[at:]
-    return origin, data
+    return Case("mutated", origin, data)
 
 
-def validate_in(folder: Path, origin: str, data: bytes) -> tuple[Path, object]:
-    if origin == "seed":
+@st.composite
+def wrong_shape(draw: st.DrawFn) -> Case:
+    """A list key given a mapping (of cerberus's rule names, often) or a scalar; a mapping key given a list."""
+    key = st.one_of(st.sampled_from(RULE_NAMES), st.text(max_size=8))
+    mapping = st.dictionaries(key, st.one_of(SCALAR, st.lists(SCALAR, max_size=2)), min_size=1, max_size=4)
+    if draw(st.booleans()):
+        path, value = draw(st.sampled_from(LIST_KEYS)), draw(st.one_of(mapping, SCALAR))
+    else:
+        path, value = draw(st.sampled_from(MAPPING_KEYS)), draw(st.one_of(st.lists(mapping, max_size=2), SCALAR))
+    return seed_case("wrong shape", path, value)
+
+
+@st.composite
+def secret_in_wrong_shape(draw: st.DrawFn) -> Case:
+    """A secret value (some look like variable names) written where a secret goes, in any shape but the right one,
+    or pasted where a variable's name or a key belongs."""
+    secret = draw(st.sampled_from(["sk-live-", "ghp_", "xoxb-", "AKIA"])) + draw(TOKEN)
+    shapes = [
+        secret,
+        [secret],
+        {"from_env": secret},
+        {"value": [secret]},
+        {"value": {"nested": secret}},
+        {"from_env": secret, "value": secret},
+        {A_KEY: secret},
+        {A_KEY: [secret]},
+        {A_KEY: {"from_env": secret}},
+        {secret: {"value": "x"}},
+        {secret: secret},
+    ]
+    return seed_case("secret", draw(st.sampled_from(SECRET_KEYS)), draw(st.sampled_from(shapes)), secret=secret)
+
+
+@st.composite
+def pathological_tool(draw: st.DrawFn) -> Case:
+    """A tool whose Python is nested deeply, very long, or holds a NUL or a lone surrogate, inline or in a file under
+    tools/ (a surrogate only inline: a file holds UTF-8)."""
+    source = "def deep(x):\n    return " + draw(PATHOLOGICAL) + "\n"
+    where = draw(st.sampled_from(["source_code", "tools/deep.py", "tools/*"]))
+    if where == "source_code" or not _encodes(source):  # a file holds only UTF-8
+        return seed_case("tool source", ("agents", 0, "tools"), [{"name": "deep", "source_code": source}])
+    entry = "deep" if where == "tools/deep.py" else "tools/*"
+    return replace(seed_case("tool source", ("agents", 0, "tools"), [entry]), files={"tools/deep.py": source})
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def seed_case(family: str, path: tuple[str | int, ...], value: object, secret: str | None = None) -> Case:
+    """The seed fleet with `value` at `path` (the lists and mappings on the way made where it has none)."""
+    data = placed(yaml.safe_load((SEED / "fleet.yaml").read_text(encoding="utf-8")), path, value)
+    text = json.dumps(data, indent=1) if "\0" in json.dumps(value) else yaml.safe_dump(data, sort_keys=False)
+    return Case(family, "seed", text.encode("utf-8"), secret=secret)
+
+
+def nested_blocks(depth: int) -> str:
+    """`if x:` inside `if x:`, `depth` times."""
+    return "x\n" + "".join(f"    {' ' * level}if x:\n" for level in range(depth)) + "    " + " " * depth + "pass"
+
+
+def validate_in(folder: Path, case: Case, *options: str) -> tuple[Path, object]:
+    if case.origin == "seed":
         shutil.copytree(SEED, folder, dirs_exist_ok=True)
     else:
-        write_named_files(dict(example_fleets())[origin], folder)  # the example's files, not the mutated text's
+        write_named_files(dict(example_fleets())[case.origin], folder)  # the example's files, not the mutated text's
+    for relative, text in case.files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text, encoding="utf-8")
     path = folder / "fleet.yaml"
-    path.write_bytes(data)
-    return path, CliRunner().invoke(main, ["validate", str(path)])
+    path.write_bytes(case.data)
+    return path, within_time(lambda: CliRunner().invoke(main, ["validate", *options, str(path)]))
+
+
+class Hang(Exception):
+    """validate took longer than any fleet file may take."""
+
+
+def within_time(run: Callable[[], Result]) -> Result:
+    """`run()`, stopped with Hang after HANG_SECONDS (which click's runner would otherwise keep as the command's
+    exception, a traceback rather than a hang)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Hang(f"validate ran more than {HANG_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(HANG_SECONDS)
+    try:
+        result = run()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    if isinstance(result.exception, Hang):
+        raise result.exception
+    return result
+
+
+CASES = st.one_of(mutated_fleet(), wrong_shape(), secret_in_wrong_shape(), pathological_tool())
 
 
 @settings(
@@ -122,18 +263,34 @@ def validate_in(folder: Path, origin: str, data: bytes) -> tuple[Path, object]:
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(mutated_fleet())
-def test_any_mutated_fleet_is_valid_or_gets_located_errors(fleet):
-    origin, data = fleet
-    with tempfile.TemporaryDirectory() as temporary:
-        path, result = validate_in(Path(temporary), origin, data)
+@given(CASES)
+def test_any_mutated_fleet_is_valid_or_gets_located_errors(case):
+    assert failures(case) == []
 
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert result.exit_code in (0, 1)
-    assert "Traceback" not in result.output
+
+def failures(case: Case) -> list[str]:
+    """What is wrong with validate's answers (text, and JSON when the case holds a secret) to a case: nothing, for
+    "valid" or for errors each at FILE:LINE:COL with a hint. Raises Hang when validate does not finish."""
+    with tempfile.TemporaryDirectory() as temporary:
+        path, result = validate_in(Path(temporary), case)
+        outputs = [result.output]
+        if case.secret:
+            outputs.append(validate_in(Path(temporary), case, "-o", "json")[1].output)
+    found = []
+    if not (result.exception is None or isinstance(result.exception, SystemExit)) or "Traceback" in result.output:
+        found.append(f"traceback: {result.exc_info}")
+    if case.secret and any(case.secret in output or case.secret[-12:] in output for output in outputs):
+        found.append(f"secret shown: {outputs}")
     if result.exit_code == 0:
-        assert result.stdout.startswith(f"{path}: valid (")
-        return
-    *errors, summary = result.stderr.splitlines()
-    assert SUMMARY.fullmatch(summary)
-    assert errors and all(re.match(rf"{re.escape(str(path))}:\d+:\d+: ", error) for error in errors), errors
+        said_valid = result.stdout.startswith(f"{path}: valid (")
+        return found if said_valid else [*found, f"exit 0 without 'valid': {result.output}"]
+    if result.exit_code != 1:
+        return [*found, f"exit code {result.exit_code}: {result.output}"]
+    lines = result.stderr.splitlines()
+    errors, summary = lines[:-1], lines[-1] if lines else ""
+    located = re.compile(rf"{re.escape(str(path))}:\d+:\d+: ")
+    if not SUMMARY.fullmatch(summary) or not errors or not all(located.match(error) for error in errors):
+        found.append(f"not located: {result.stderr}")
+    if "line None" in result.output or not all(error.endswith(")") for error in errors):  # (hint): what to do
+        found.append(f"no line or no hint: {result.stderr}")
+    return found

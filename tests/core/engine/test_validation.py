@@ -239,7 +239,7 @@ def test_a_fleet_name_is_refused_at_its_line_with_what_it_may_hold(write_fleet, 
     assert ":1:1: fleet 'Support Team' does not match" in upper
     assert upper.endswith("(use only lower-case letters, digits, '_', '.' and '-', with no spaces or line breaks)")
     [long] = errors_of(write_fleet(f"fleet: {'a' * 64}\n" + AGENT), manager)
-    assert ":1:1: fleet: max length is 63" in long
+    assert ":1:1: fleet must be at most 63 characters long, got 64 (shorten it)" in long
 
 
 def test_a_mapping_where_a_list_of_entries_belongs_is_an_error_at_its_line_not_a_traceback(write_fleet, manager):

@@ -66,6 +66,15 @@ def test_a_refused_request_names_the_field_and_never_repeats_the_input(client, d
 
 
 @respx.mock
+def test_a_python_repr_that_cannot_be_rebuilt_is_shown_as_it_came_rather_than_a_traceback(client):
+    detail = "[{'msg': 'bad', 'input': {[1]: 2}}]"  # a list as a key: literal_eval raises TypeError
+    respx.post(f"{BASE}/v1/blocks/").respond(422, json={"detail": detail})
+    with pytest.raises(LettaAPIError) as caught:
+        client.post("/v1/blocks/", json={})
+    assert str(caught.value) == f"POST /v1/blocks/ answered 422: {detail}"
+
+
+@respx.mock
 def test_hidden_values_never_appear_in_an_error(client):
     respx.patch(f"{BASE}/v1/agents/agent-1").respond(500, json={"detail": "could not store TOKEN=abc-secret-42"})
     client.hide("abc-secret-42", "ab")

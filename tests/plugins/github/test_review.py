@@ -17,6 +17,7 @@ from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.locking import HeldLock, LockHeld
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager, resource_kinds
+from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.masking import SecretMasker
 from lettafleet.plugins.github.actions import ActionsEnvironment
 from lettafleet.plugins.github.api import GitHubAPI
@@ -247,6 +248,26 @@ def test_secrets_never_reach_the_comment_the_summary_or_the_log(job: Job) -> Non
         *(p.read_text() for p in (job.tmp_path / "plans").iterdir()),
     ]
     assert not any(LETTA_KEY in text or job.github.token in text for text in texts)
+
+
+def test_a_secret_in_a_fleet_file_that_does_not_validate_never_reaches_the_comment_the_summary_or_the_log(
+    job: Job, write_fleet: Callable[..., Path], manager: pluggy.PluginManager
+) -> None:
+    secret = "sk-live-9f8e7d6c5b4a3210"
+    fleet = write_fleet(
+        f"providers: [{{name: p, provider_type: openai, api_key: {secret}}}]\n"
+        f"global-secrets: {{API_KEY: {{from_env: {secret}}}}}\n"
+        "agents: [{name: a, llm_config: {model: m}, system_prompt: {value: v}}]\n"
+    )
+    with pytest.raises(FleetError) as refused:
+        load_fleet(fleet, manager)
+    job.planner.plans["fleet.yaml"] = refused.value
+
+    assert job.run("plan") == 1
+
+    body = job.github.comments_on(7)[0]["body"]
+    assert "providers[0].api_key must be a mapping, got text (not shown: this key holds secrets)" in body
+    assert not any(secret in text or "9f8e7d6c" in text for text in [body, job.summary, *job.log])
 
 
 def test_each_fleet_file_gets_its_own_comment_and_output_line(job: Job) -> None:

@@ -76,3 +76,50 @@ def test_a_folder_is_attached_only_after_every_upload_to_it(write_fleet, manager
 
     assert len(uploads) == 2
     assert uploads <= set(attachment.depends_on)
+
+
+def diagnostics_of(path, manager):
+    with pytest.raises(FleetError) as raised:
+        load_fleet(path, manager)
+    return raised.value.diagnostics
+
+
+def test_two_shared_folders_of_one_name_are_an_error_at_the_second(write_fleet, manager):
+    shared = "shared_folders:\n  - {name: faq, files: [files/a.md]}\n  - {name: faq, files: [files/b.md]}\n"
+    agent = FLEET.replace("      - {{name: faq, files: [{files}]}}\n", "").replace("folders:", "shared_folders: [faq]")
+    path = write_fleet(shared + agent.format(other=""), files={"files/a.md": "A", "files/b.md": "B"})
+
+    [error] = diagnostics_of(path, manager)
+
+    assert (error.line, error.message) == (3, "shared folder 'faq' is declared twice")
+    assert error.hint
+
+
+@pytest.mark.parametrize("entry", ["files/a.md/", "files/a.md/.", "files/"])
+def test_a_folder_file_path_that_does_not_end_with_a_file_name_is_refused(write_fleet, manager, entry):
+    path = write_fleet(FLEET.format(files=entry, other=""), files={"files/a.md": "A"})
+
+    [error] = diagnostics_of(path, manager)
+
+    assert error.message == f"folder file does not end with a file's name: {entry}"
+
+
+def test_from_bucket_among_a_folders_files_is_refused_with_its_reason(write_fleet, manager):
+    path = write_fleet(FLEET.format(files="{from_bucket: {bucket: b, path: a.md}}", other=""))
+
+    [error] = diagnostics_of(path, manager)
+
+    assert error.message.endswith(
+        "from_bucket is not supported: lettactl reads it from Supabase storage, not from a Letta server"
+    )
+    assert "`files:`" in error.hint
+
+
+def test_an_archives_embedding_config_is_checked_as_an_agents_is(write_fleet, manager):
+    archive = "    archives:\n      - {name: notes, embedding_config: {embedding_model: m, dimension: 3}}\n"
+    path = write_fleet(FLEET.format(files="files/a.md", other="").split("    folders:")[0] + archive)
+
+    messages = [error.message for error in diagnostics_of(path, manager)]
+
+    assert "unknown key 'dimension' in agents[0].archives[0].embedding_config" in messages
+    assert "missing required key 'embedding_dim' in agents[0].archives[0].embedding_config" in messages

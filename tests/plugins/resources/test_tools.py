@@ -4,6 +4,7 @@ defined from source, attached by name, never detached."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -97,12 +98,12 @@ def test_a_tool_function_needs_a_docstring(write_fleet, manager):
     assert "function `lookup` in tools/lookup.py has no docstring" in error
 
 
-def test_invalid_python_names_the_file_and_its_line(write_fleet, manager):
+def test_invalid_python_names_the_file_its_line_and_column(write_fleet, manager):
     path = fleet_with(write_fleet, "- lookup", files={"tools/lookup.py": "import os\ndef lookup(:\n    pass\n"})
 
     [error] = errors_of(path, manager)
 
-    assert "tools/lookup.py, line 2: invalid Python" in error
+    assert "tools/lookup.py:2:12: invalid Python" in error
 
 
 def test_one_tool_with_two_sources_is_refused(write_fleet, manager):
@@ -175,7 +176,7 @@ def test_a_broken_tool_file_used_by_many_agents_is_one_error(write_fleet, manage
 
     [error] = errors_of(path, manager)
 
-    assert error.startswith(f"{path}:6:9: tools/lookup.py, line 1: invalid Python")
+    assert error.startswith(f"{path}:6:9: tools/lookup.py:1:12: invalid Python")
 
 
 def test_a_bare_entry_must_be_a_tool_name_not_a_path(write_fleet, manager):
@@ -432,3 +433,38 @@ def test_a_protected_tool_definition_is_not_deleted_nor_detached(fleet, letta):
     assert held == {"agent.support.tool.lookup": "protect", "tool.lookup": "protect"}
     fleet.apply(plan)
     assert letta.resource_writes == [] and made["id"] in letta.tools
+
+
+# Sources Python's parser gives up on with more than a SyntaxError: RecursionError or MemoryError, or "line None".
+PATHOLOGICAL_SOURCES = {
+    "deep unary": "def deep(x):\n    return " + "-" * 100_000 + "x\n",
+    "long chain": "def deep(x):\n    return " + "x+" * 200_000 + "x\n",
+    "deep brackets": "def deep(x):\n    return " + "[" * 5_000 + "]" * 5_000 + "\n",
+    "NUL byte": 'def deep(x):\n    """Do it."""\n    return "\0"\n',
+}
+
+
+@pytest.mark.parametrize("source", PATHOLOGICAL_SOURCES.values(), ids=PATHOLOGICAL_SOURCES.keys())
+@pytest.mark.parametrize("where", ["tools/deep.py", "tools/*", "source_code"])
+def test_a_source_python_cannot_parse_is_an_error_at_the_tool_with_a_line_and_a_hint(
+    write_fleet, manager, source, where
+):
+    if where == "source_code":
+        entry = f"- name: deep\n  source_code: {json.dumps(source)}"
+        path, files = fleet_with(write_fleet, entry), None
+    else:
+        files = {"tools/deep.py": source}
+        path = fleet_with(write_fleet, "- deep" if where == "tools/deep.py" else "- tools/*", files=files)
+    [error] = errors_of(path, manager)
+    origin = "source_code" if where == "source_code" else "tools/deep.py"
+    assert error.startswith(f"{path}:6:9: ") and origin in error
+    assert "None" not in error and error.endswith(")"), error  # a line when it has one, and what to do
+
+
+def test_a_lone_surrogate_in_inline_source_is_an_error_at_the_tool_with_its_line(write_fleet, manager):
+    # YAML's "\udc80" escape writes half of a UTF-16 pair, which Python's parser cannot encode to read.
+    path = fleet_with(write_fleet, '- name: deep\n  source_code: "def deep(x):\\n    return \\"\\udc80\\"\\n"')
+
+    [error] = errors_of(path, manager)
+
+    assert error == f"{path}:6:9: source_code:2:13: contains a lone surrogate ('\\udc80') (remove it from the source)"
