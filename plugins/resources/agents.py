@@ -340,7 +340,8 @@ def _no_web_tools(fleet: Fleet) -> list[Problem]:
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = _no_web_tools(fleet)
-    if "agents" not in fleet.data and "templates" not in fleet.data:
+    written = fleet.document.data if isinstance(fleet.document.data, Mapping) else {}
+    if not {"agents", "templates"} & set(written):  # as written: a key the schema refused has its own error
         problems.append(
             Problem(
                 (), "the fleet file declares no `agents:`", "declare agents, or `templates:` for agents it did not make"

@@ -247,3 +247,9 @@ def test_a_mapping_where_a_list_of_entries_belongs_is_an_error_at_its_line_not_a
     path = write_fleet("mcp_servers:\n    type: streamable_http\n    server_url: https://mcp.example.com/mcp\n" + AGENT)
     [error] = errors_of(path, manager)
     assert error.startswith(f"{path}:1:1: mcp_servers must be a list")
+
+
+@pytest.mark.parametrize("agents", ["{type: x, empty: true}", "support-agent", "[[a]]"])
+def test_agents_written_in_a_wrong_shape_is_one_error_not_also_a_missing_agents_key(write_fleet, manager, agents):
+    [error] = errors_of(write_fleet(f"agents: {agents}\n"), manager)
+    assert ":1:" in error and "declares no" not in error
