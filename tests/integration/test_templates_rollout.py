@@ -149,3 +149,37 @@ def test_apply_match_uses_a_lettactl_files_first_agent_as_the_template_without_c
     assert (
         cli(letta_server, "plan", "-f", str(fleet), "--match", f"{prefix}-user-*", "--detailed-exitcode").exit_code == 0
     )
+
+
+def test_a_sample_then_a_promotion_roll_the_change_to_every_agent_and_leave_their_own_blocks(
+    letta_server, client, prefix, tmp_path
+):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        users = list(
+            pool.map(lambda i: made_by_the_application(client, f"{prefix}-user-{i:02d}"), range(1, AGENTS + 1))
+        )
+    own = {user["id"]: labels(user)["human"] for user in users}
+    fleet = write(tmp_path / "fleet.yaml", prefix, with_block=True)
+    prompt = f"You are ACME support, {prefix}."
+
+    def holding() -> set[str]:
+        """The agents the template changed, as the REST API shows them: each whole (prompt and block) or not at all."""
+        found = set()
+        for user in users:
+            now = as_now(client, user)
+            assert labels(now)["human"] == own[user["id"]]  # its own block: the same block throughout
+            changed = (now["system"] == prompt, f"{prefix}-policies" in labels(now))
+            assert changed in {(True, True), (False, False)}, now["name"]
+            found |= {now["name"]} if all(changed) else set()
+        return found
+
+    sampled = ok(cli(letta_server, "apply", "-f", str(fleet), "--sample", "5"))
+    assert len(holding()) == 5
+    assert f"The other {AGENTS - 5} that would change stay as they are" in sampled
+
+    ok(cli(letta_server, "apply", "-f", str(fleet), "--promote", "--batch-size", "6"))
+
+    assert holding() == {user["name"] for user in users}
+    for user in users:
+        assert client.get(f"/v1/blocks/{own[user['id']]}")["value"] == f"The customer behind {user['name']}."
+    assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
