@@ -14,6 +14,7 @@ from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.resources.template_rollout import rollout_order
 from tests.fakes.letta_api import BASE_URL
 from tests.plugins.resources.test_templates import runtime_agents
 
@@ -159,3 +160,42 @@ def test_a_promotion_stopped_partway_is_finished_by_the_next_without_changing_an
     assert len(changed(letta)) == 20
     patched = [w.path for w in letta.writes_to("PATCH", "/v1/agents/") if w.path.count("/") == 3]
     assert len(patched) == len(set(patched)) == 18  # each promoted agent written once, none twice
+
+
+def test_a_failure_in_a_batch_stops_the_promotion_there_and_the_next_promote_finishes_it(letta, write_fleet):
+    users = runtime_agents(letta, 12)
+    path = write_fleet(SUPPORT)
+    sample = sample_of(path, "--sample", "2")
+    assert lettafleet("apply", "-f", str(path), "--sample", "2").exit_code == 0
+    in_order = [u for u in rollout_order("support", [u["id"] for u in users]) if letta.agents[u]["name"] not in sample]
+    letta.refuse("PATCH", f"/v1/agents/{in_order[0]}", 422, "agent is locked")  # the first batch's first agent
+
+    stopped = lettafleet("apply", "-f", str(path), "--promote", "--batch-size", "4", "-o", "json")
+
+    assert stopped.exit_code == 1
+    results = {r["address"]: r for r in json.loads(stopped.stdout)["apply"]["results"]}
+    assert [r["status"] for r in results.values()].count("applied") == 3  # the rest of the first batch
+    skipped = [r for r in results.values() if r["status"] == "skipped"]
+    assert len(skipped) == 6 and all("so the rollout stopped" in r["message"] for r in skipped)
+    assert len(changed(letta)) == 2 + 3
+
+    finished = lettafleet("apply", "-f", str(path), "--promote", "-o", "json")
+
+    assert finished.exit_code == 0, finished.output
+    assert json.loads(finished.stdout)["summary"]["templated_agent"] == {"update": 7}  # only what was left
+    assert len(changed(letta)) == 12
+
+
+def test_sample_and_promote_together_or_without_a_template_are_refused(letta, write_fleet):
+    path = write_fleet(SUPPORT)
+    plain = write_fleet("agents:\n  - {name: a, llm_config: {model: letta/letta-free}, system_prompt: {value: hi}}\n")
+
+    both = lettafleet("apply", "-f", str(path), "--sample", "5", "--promote")
+    alone = lettafleet("plan", "-f", str(plain), "--sample", "5")
+
+    assert both.exit_code == 1 and "--sample and --promote cannot be given together" in both.stderr
+    assert alone.exit_code == 1 and "--sample rolls out a template's change, and this file declares no template" in (
+        alone.stderr
+    )
+    assert lettafleet("plan", "-f", str(path), "--sample", "0").exit_code == 1
+    assert not letta.writes
