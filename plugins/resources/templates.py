@@ -538,8 +538,9 @@ def _rolled_out(template: Resource, children: list[Resource]) -> tuple[list[Reso
         }
     sample = ordered[: rollout.sample_size(len(ordered))]
     mark = settings_digest(template.attributes["settings"])
-    marked = [_sampled(child, mark) if child in changing else child for child in sample]
-    left = sum(1 for child in changing if child not in sample)
+    to_change = {child.address for child in changing}
+    marked = [_sampled(child, mark) if child.address in to_change else child for child in sample]
+    left = len(to_change - {child.address for child in sample})
     return marked, {"mode": "sample", "size": rollout.sample, "agents": [child.name for child in sample], "left": left}
 
 
