@@ -5,6 +5,7 @@ as one (docs/templates.md).
 A template changes only what it declares. On each agent it changed it keeps a record, in the agent's metadata under
 `lettafleet_templates`, of the shared blocks it attached and the tags it added: a line taken out of the template is
 undone only where that record says the template did it, never what the application or the agent added.
+A change can be rolled out to a sample first, then promoted (template_rollout.py).
 """
 
 from __future__ import annotations
