@@ -29,6 +29,7 @@ from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFi
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ApplyError, ResourceHandler, RideAlongCheck, created_with
 from lettafleet.core.engine.kinds import (
+    PlanOption,
     PluginCommand,
     ResourceKind,
     SchemaFragment,
@@ -213,6 +214,7 @@ __all__ = [
     "Owner",
     "PendingWrite",
     "Plan",
+    "PlanOption",
     "PluginCommand",
     "PluginError",
     "Problem",

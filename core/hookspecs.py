@@ -1,9 +1,10 @@
 """The whole extension surface of lettafleet: every hook a plugin may implement.
 
-Four hooks, called with keyword arguments and collected from every plugin: the resource kinds a plugin owns
+Five hooks, called with keyword arguments and collected from every plugin: the resource kinds a plugin owns
 (each with the `ResourceHandler` core routes that kind's resources and changes to), the fleet-file keys it reads,
-the checks it makes of a whole file, and the commands it adds. Plugin authors import `hookimpl` (and everything
-else) from `lettafleet.core` and register a module in the `lettafleet` entry-point group.
+the checks it makes of a whole file, the commands it adds, and the options it adds to `plan` and `apply`. Plugin
+authors import `hookimpl` (and everything else) from `lettafleet.core` and register a module in the `lettafleet`
+entry-point group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     from lettafleet.core.engine.diagnostics import Problem
     from lettafleet.core.engine.fleet import Fleet
-    from lettafleet.core.engine.kinds import PluginCommand, ResourceKind, SchemaFragment
+    from lettafleet.core.engine.kinds import PlanOption, PluginCommand, ResourceKind, SchemaFragment
 
 PROJECT = "lettafleet"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -53,4 +54,12 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
 def lettafleet_commands() -> Iterable[PluginCommand]:
     """Called when the CLI starts. Returns the commands this plugin adds, each at the top level or under a verb
     group (`get`, `describe`, `create`, `delete`), so `lettafleet get conversations AGENT` reads as in lettactl.
+    """
+
+
+@hookspec
+def lettafleet_plan_options() -> Iterable[PlanOption]:
+    """Called when the CLI starts. Returns the options this plugin adds to `plan` and/or `apply` (each a click
+    option, such as `--sample N`). Core parses them with the command's own and hands their values to every plugin
+    as `Fleet.options` (by the option's name); what they mean is the plugin's alone.
     """

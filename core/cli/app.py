@@ -12,7 +12,7 @@ import rich_click as click
 
 from lettafleet.core.cli.fleet import apply, plan, plugins, validate
 from lettafleet.core.cli.locks import force_unlock
-from lettafleet.core.engine.plugin_manager import get_plugin_manager
+from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager
 
 click.rich_click.SHOW_ARGUMENTS = True
 # A run builds a fleet and the server's answers once and keeps them to its end: millions of objects at thousands of
@@ -50,9 +50,11 @@ class _FleetCommand(click.RichGroup):
         if self._plugins_joined:
             return
         self._plugins_joined = True
-        for contributed in get_plugin_manager().hook.lettafleet_commands():
+        manager = get_plugin_manager()
+        for contributed in manager.hook.lettafleet_commands():
             for item in contributed:
                 (_verb_group(item.verb) if item.verb else self).add_command(item.command)
+        _join_plan_options(manager)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _usage_errors_exit_one():
@@ -80,6 +82,18 @@ def main() -> None:
     Start a local Letta server with `lettafleet dev-server up`, then `lettafleet plan -f fleet.yaml`.
     """
     gc.set_threshold(*GARBAGE_COLLECTION_THRESHOLDS)
+
+
+def _join_plan_options(manager: FleetPlugins) -> None:
+    """The options plugins add to `plan` and `apply`: parsed with the command's own, their values passed on to
+    plugins as `Fleet.options` (each once, however often the plugins are joined)."""
+    fleet_commands = {"plan": plan, "apply": apply}
+    for options in manager.hook.lettafleet_plan_options():
+        for option in options:
+            for name in option.commands:
+                command = fleet_commands[name]
+                if option.option.name not in {param.name for param in command.params}:
+                    command.params.append(option.option)
 
 
 def _verb_group(name: str) -> click.Group:

@@ -225,13 +225,14 @@ def plan(
     prune: bool,
     context_threshold: float,
     out_file: Path | None,
+    **plugin_options: Any,
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
     with make_client(base_url) as client:
         early = start_reading(client, _text_of(path))  # the server works while the file is parsed
-        fleet = load_fleet(path, manager, match=match)
+        fleet = load_fleet(path, manager, match=match, options=plugin_options)
         the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
@@ -303,6 +304,7 @@ def apply(
     use_lock: bool,
     lock_timeout: float,
     lock_id: str | None,
+    **plugin_options: Any,
 ) -> None:
     """Make the server match the fleet: compute the plan, then execute exactly its changes.
 
@@ -313,7 +315,7 @@ def apply(
     """
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    fleet = load_fleet(path, manager, match=match)
+    fleet = load_fleet(path, manager, match=match, options=plugin_options)
     stopping = Stopping()
     started = False
     manifest_file = _manifest_file(manifest, path)

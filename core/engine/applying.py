@@ -15,6 +15,9 @@ apply was killed, or its answer lost) is in the next plan and done by the next a
 An apply can be stopped from outside (the CLI does on Ctrl-C) through a `StopSignal` (a `threading.Event`): no
 change starts after it is set, the changes in flight finish (for a bounded time), the records of what landed are
 written, and the rest is reported as not attempted (the recompiles it owes, as owed).
+
+Changes may come in waves (`ResourceHandler.wave`, a rollout in batches): a wave starts once the one before has
+run, and only if nothing failed so far; otherwise the later waves are reported as not attempted.
 """
 
 from __future__ import annotations
@@ -258,7 +261,13 @@ class _Run:
             for prerequisite in prerequisites:
                 self.dependents.setdefault(prerequisite, []).append(address)
         self.results: dict[str, ChangeResult] = {}
-        self.ready = [address for address, prerequisites in self.waiting_on.items() if not prerequisites]
+        self.waves = {address: manager.handler(change.kind).wave(change) for address, change in self.todo.items()}
+        self.wave = min(self.waves.values(), default=0)
+        self.later: dict[int, list[str]] = {}  # wave -> its changes that are ready, held until their wave starts
+        self.ready: list[str] = []
+        for address, prerequisites in self.waiting_on.items():
+            if not prerequisites:
+                self.make_ready(address)
         self.recompiling = recompile
         self.causes = _recompile_causes(plan, self.todo, manager) if recompile else {}
         keepers = [c for c in plan.changes if manager.handler(c.kind).records_children and not c.removes]
@@ -298,7 +307,26 @@ class _Run:
                 continue
             self.waiting_on[dependent].discard(address)
             if not self.waiting_on[dependent]:
-                self.ready.append(dependent)
+                self.make_ready(dependent)
+
+    def make_ready(self, address: str) -> None:
+        """`address` may start: now, or when its wave does."""
+        if self.waves[address] <= self.wave:
+            self.ready.append(address)
+        else:
+            self.later.setdefault(self.waves[address], []).append(address)
+
+    def next_wave(self) -> None:
+        """Start the next wave once everything before it has run; if anything failed, start no more."""
+        failed = sum(1 for result in self.results.values() if result.status != "applied")
+        if failed:
+            message = f"not attempted: {failed} change(s) before this batch did not succeed, so the rollout stopped"
+            for address in [address for wave in sorted(self.later) for address in self.later.pop(wave)]:
+                if address not in self.results:
+                    self.finish(address, ChangeResult(address, self.todo[address].action, "skipped", message))
+            return
+        self.wave = min(self.later)
+        self.ready.extend(self.later.pop(self.wave))
 
     def changes(self, stop: StopSignal, parallelism: int, grace: float) -> int:
         """Run the changes (and the records whose subtree is done) until all are done or `stop` is set; then let
@@ -308,7 +336,7 @@ class _Run:
         records: set[Future[ChangeResult]] = set()
         abandoned = 0
         try:
-            while (self.ready and not stop.is_set()) or self.records_ready or running:
+            while ((self.ready or self.later) and not stop.is_set()) or self.records_ready or running:
                 # Only as many jobs are handed to the pool as it runs at once, so a stop leaves none queued.
                 while self.records_ready and len(running) < parallelism:
                     future = pool.submit(self.write_record, self.records_ready.pop())
@@ -318,6 +346,9 @@ class _Run:
                     address = self.ready.pop()
                     if address not in self.results:
                         running[pool.submit(_apply_one, self.todo[address], self.session, self.manager)] = address
+                if self.later and not (running or self.ready or self.records_ready or stop.is_set()):
+                    self.next_wave()
+                    continue
                 for future in _wait_for_one(running, stop):
                     self._done(future, running.pop(future), records)
                 if stop.is_set() and running:

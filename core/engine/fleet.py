@@ -24,6 +24,9 @@ class Fleet:
     # lettactl's template mode (`apply --match GLOB`): the file's first agent is a template for every live agent
     # whose name matches, and is not itself declared as an agent. None: the file is read as written.
     match: str | None = None
+    # The values of the options plugins add to `plan` and `apply` (`PlanOption`), by option name: how this run
+    # reads the file is theirs to decide (a template's `--sample`). Empty outside those commands.
+    options: Mapping[str, Any] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _present: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)  # has_file's answers
 

@@ -100,6 +100,12 @@ class ResourceHandler:
         `ApplyError` (or let a `LettaError` through) to fail this change: independent changes go on."""
         raise ApplyError(f"{change.address}: lettafleet cannot {change.action} a {change.kind}")
 
+    def wave(self, change: Change) -> int:
+        """Called before apply, for each change of this handler's kinds it will make. Returns the wave the change
+        belongs to: a change of a later wave starts only once every change of the earlier waves has run, and none
+        does if any change before it failed (a rollout in batches stops at the first bad batch). Default: 0."""
+        return 0
+
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """Called after apply, for each change of this handler's kinds that was applied. Returns the addresses of
         the agents whose conversations must be recompiled because of it: Letta compiles an agent's system prompt

@@ -52,6 +52,15 @@ class PluginCommand:
     verb: str | None = None
 
 
+@dataclass(frozen=True)
+class PlanOption:
+    """A click option a plugin adds to the fleet commands named in `commands` (`plan`, `apply`). Its value reaches
+    plugins as `Fleet.options[option.name]`; an option not given has its default there."""
+
+    option: Any
+    commands: tuple[str, ...] = ("plan", "apply")
+
+
 # Rules plugins combine into their schema fragments. strictyaml leaves every scalar a string, so numbers and
 # booleans are converted by the schema that expects them (the "coerce" names are core's validator's).
 def string(**rules: Any) -> dict[str, Any]:

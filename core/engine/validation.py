@@ -108,9 +108,16 @@ def _flat(rules: Any) -> Any:
     return {rule: setting for rule, setting in rules.items() if rule not in _CONTAINER_RULES}
 
 
-def load_fleet(path: FilePath | str, manager: FleetPlugins, *, match: str | None = None) -> Fleet:
+def load_fleet(
+    path: FilePath | str,
+    manager: FleetPlugins,
+    *,
+    match: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Fleet:
     """Parse and validate a fleet file. Raises FleetError listing every problem found. `match`: lettactl's
-    template mode (`Fleet.match`), which plugins read the file by."""
+    template mode (`Fleet.match`), which plugins read the file by; `options`: the values of plugins' options
+    (`Fleet.options`)."""
     document = load_document(path)
     compiled = compiled_schema(manager)
     data = document.data if isinstance(document.data, dict) else None
@@ -120,7 +127,7 @@ def load_fleet(path: FilePath | str, manager: FleetPlugins, *, match: str | None
             [document.diagnostic((), message, "start the file with `agents:` and list the agents under it")]
         )
     normalised, diagnostics = validate_schema(document, data, manager, compiled)
-    fleet = Fleet(document=document, data=normalised, match=match)
+    fleet = Fleet(document=document, data=normalised, match=match, options=dict(options or {}))
     found = _secrets_hidden(_check(fleet, manager, schema_passed=not diagnostics), fleet_schema(manager), data)
     diagnostics += locate(document, [problem for problem in found if not isinstance(problem, Note)])
     if diagnostics:

@@ -5,12 +5,14 @@ as one (docs/templates.md).
 A template changes only what it declares. On each agent it changed it keeps a record, in the agent's metadata under
 `lettafleet_templates`, of the shared blocks it attached and the tags it added: a line taken out of the template is
 undone only where that record says the template did it, never what the application or the agent added.
+A change can be rolled out to a sample first, then promoted (template_rollout.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from lettafleet.core import (
     LiveReader,
     Note,
     Plan,
+    PlanOption,
     Problem,
     Read,
     Resource,
@@ -46,6 +49,15 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
 from lettafleet.plugins.resources.blocks import SHARED, shared_by
+from lettafleet.plugins.resources.template_rollout import (
+    SHOWN_SAMPLE,
+    Rollout,
+    option_problems,
+    promotion_problem,
+    rollout_options,
+    rollout_order,
+    settings_digest,
+)
 
 TEMPLATE = "template"
 TEMPLATED = "templated_agent"
@@ -145,8 +157,13 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
 
 
 @hookimpl
+def lettafleet_plan_options() -> Iterable[PlanOption]:
+    return rollout_options()
+
+
+@hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
-    problems: list[Problem] = []
+    problems: list[Problem] = option_problems(fleet.options, len(list(declared_templates(fleet))))
     shared = {block["name"] for block in fleet.data.get("shared_blocks") or ()}
     seen: set[str] = set()
     if fleet.match is not None and not fleet.data.get("agents"):
@@ -244,14 +261,17 @@ class Applied:
     blocks: Mapping[str, str]
     tags: tuple[str, ...]
     prompt: str = ""
+    sampled: str = ""  # the digest of the settings a sample (`--sample`) applied here, which `--promote` looks for
 
     def to_json(self) -> dict[str, Any]:
-        entry = {"shared_blocks": dict(sorted(self.blocks.items())), "tags": sorted(self.tags)}
-        return {**entry, "system_sha256": self.prompt} if self.prompt else entry
+        entry: dict[str, Any] = {"shared_blocks": dict(sorted(self.blocks.items())), "tags": sorted(self.tags)}
+        if self.prompt:
+            entry["system_sha256"] = self.prompt
+        return {**entry, "sampled": self.sampled} if self.sampled else entry
 
     @property
     def empty(self) -> bool:
-        return not (self.blocks or self.tags or self.prompt)
+        return not (self.blocks or self.tags or self.prompt or self.sampled)
 
 
 def digest(prompt: str) -> str:
@@ -273,10 +293,12 @@ def read_applied(agent: Mapping[str, Any], key: str) -> Applied:
     if not isinstance(entry, Mapping):
         return Applied({}, ())
     blocks, tags, prompt = entry.get("shared_blocks"), entry.get("tags"), entry.get("system_sha256")
+    sampled = entry.get("sampled")
     return Applied(
         {str(k): str(v) for k, v in blocks.items() if isinstance(v, str)} if isinstance(blocks, Mapping) else {},
         tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
         prompt if isinstance(prompt, str) else "",
+        sampled if isinstance(sampled, str) else "",
     )
 
 
@@ -343,6 +365,7 @@ class TemplateHandler(ResourceHandler):
                 depends_on=tuple(address_of(SHARED, name) for name in data.get("shared_blocks") or ()),
                 source=template.at,
                 sensitive=frozenset({"system"}) if (data.get("system_prompt") or {}).get("sensitive") else frozenset(),
+                state={"rollout": Rollout.from_options(fleet.options)},
             )
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
@@ -351,7 +374,7 @@ class TemplateHandler(ResourceHandler):
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """A template's model must be one the server offers, and no agent may be matched by two templates that set
         the same thing (each apply would undo the other's): both checked before anything is written."""
-        problems = _overlaps(reader, desired)
+        problems = _overlaps(reader, desired) + _promotion_problems(reader, desired)
         using = [template for template in desired if "model" in template.attributes["settings"]]
         if not using:
             return problems
@@ -380,8 +403,10 @@ class TemplateHandler(ResourceHandler):
         for template in desired:
             reached = [agent for agent in agents if matches(template.attributes, agent)]
             children = list(_reached(reader, template, reached))
+            state: dict[str, Any] = {"reached": [_summed(child) for child in children]}
+            children, state["rollout"] = _rolled_out(template, children)
             found += children
-            found.append(replace(template, state={"reached": [_summed(child) for child in children]}))
+            found.append(replace(template, state=state))
         return found
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
@@ -409,6 +434,7 @@ class TemplateHandler(ResourceHandler):
             {**{label: ident for label, ident in done.blocks.items() if label in new}, **attach},
             tuple(sorted({*(t for t in done.tags if t in set(after.get("tags") or ())), *_added_tags(change)})),
             _prompt_set(change, done),
+            after.get("sampled") or done.sampled,
         )
         fields = _request(change)
         if now != done:
@@ -418,6 +444,10 @@ class TemplateHandler(ResourceHandler):
         for block_id in attach.values():
             session.client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}")
         return None
+
+    def wave(self, change: Change) -> int:
+        """A promoted agent's batch (`--promote`): each batch starts once the one before it succeeded."""
+        return int(change.state.get("wave", 0))
 
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """A matched agent's conversations are recompiled when its system prompt or shared blocks changed."""
@@ -453,36 +483,103 @@ def _overlaps(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem
 def _reached(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]]) -> Iterator[Resource]:
     """The agents a template matches, each at its own address under the template (of several of one name, the
     others after the first by name and id)."""
-    wanted = template.attributes["settings"]
-    key = record_key(template.name, reader.owner.fleet)
     seen: set[str] = set()
     for agent in agents:
         name = str(agent["name"])
         own = name if name not in seen else f"{name}~{agent['id']}"
         seen.add(name)
-        owner_blocks = {
-            str(block.get("label"))
-            for block in agent.get("blocks") or ()
-            if block.get("label") in (wanted.get("shared_blocks") or ()) and shared_by(reader.owner, block)
+        yield _matched(reader, template, agent, own)
+
+
+def _matched(reader: LiveReader, template: Resource, agent: Mapping[str, Any], own: str) -> Resource:
+    """One agent a template matches, at its address `own` under the template: what the template manages on it
+    now, and in `state` what the template wants of it and its record."""
+    wanted = template.attributes["settings"]
+    key = record_key(template.name, reader.owner.fleet)
+    owner_blocks = {
+        str(block.get("label"))
+        for block in agent.get("blocks") or ()
+        if block.get("label") in (wanted.get("shared_blocks") or ()) and shared_by(reader.owner, block)
+    }
+    done = read_applied(agent, key)
+    return Resource(
+        address_of(AGENT, own, template.address),
+        TEMPLATED,
+        own,
+        _live_settings(agent, wanted, owner_blocks, done),
+        parent=template.address,
+        depends_on=template.depends_on,
+        id=agent["id"],
+        sensitive=template.sensitive,
+        state={
+            "wanted": _wanted_here(wanted, done),
+            "applied": done,
+            "key": key,
+            "metadata": dict(agent.get("metadata") or {}),
+            "tags": list(agent.get("tags") or ()),
+        },
+    )
+
+
+def _rolled_out(template: Resource, children: list[Resource]) -> tuple[list[Resource], dict[str, Any] | None]:
+    """The matched agents this run changes, and what the template's line says of the rollout: with `--sample`
+    only the sample (marked as sampled where it changes), with `--promote` every agent in its batch."""
+    rollout: Rollout = template.state["rollout"]
+    if not (rollout.sample or rollout.promote):
+        return children, None
+    by_id = {str(child.id): child for child in children}
+    ordered = [by_id[agent_id] for agent_id in rollout_order(_key_of(children), list(by_id))]
+    changing = [child for child in ordered if differences(child.attributes, child.state["wanted"])]
+    if rollout.promote:
+        batches = [_in_batch(child, 1 + index // rollout.batch_size) for index, child in enumerate(changing)]
+        return batches, {
+            "mode": "promote",
+            "batch_size": rollout.batch_size,
+            "batches": math.ceil(len(changing) / rollout.batch_size),
         }
-        done = read_applied(agent, key)
-        yield Resource(
-            address_of(AGENT, own, template.address),
-            TEMPLATED,
-            own,
-            _live_settings(agent, wanted, owner_blocks, done),
-            parent=template.address,
-            depends_on=template.depends_on,
-            id=agent["id"],
-            sensitive=template.sensitive,
-            state={
-                "wanted": _wanted_here(wanted, done),
-                "applied": done,
-                "key": key,
-                "metadata": dict(agent.get("metadata") or {}),
-                "tags": list(agent.get("tags") or ()),
-            },
-        )
+    sample = ordered[: rollout.sample_size(len(ordered))]
+    mark = settings_digest(template.attributes["settings"])
+    to_change = {child.address for child in changing}
+    marked = [_sampled(child, mark) if child.address in to_change else child for child in sample]
+    left = len(to_change - {child.address for child in sample})
+    return marked, {"mode": "sample", "size": rollout.sample, "agents": [child.name for child in sample], "left": left}
+
+
+def _key_of(children: Sequence[Resource]) -> str:
+    return str(children[0].state["key"]) if children else ""
+
+
+def _sampled(child: Resource, mark: str) -> Resource:
+    """A sampled agent that changes: its record is to say which change the sample applied (`sampled`)."""
+    done: Applied = child.state["applied"]
+    live = {**child.attributes, **({"sampled": done.sampled} if done.sampled else {})}
+    return replace(child, attributes=live, state={**child.state, "wanted": {**child.state["wanted"], "sampled": mark}})
+
+
+def _in_batch(child: Resource, batch: int) -> Resource:
+    return replace(child, state={**child.state, "wave": batch})
+
+
+def _promotion_problems(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem]:
+    """With `--promote`: each template whose sample does not hold its change (none applied, or changed since)."""
+    promoted = [template for template in templates if template.state["rollout"].promote]
+    if not promoted:
+        return []
+    path, params = AGENTS
+    agents = reader.list_everything(path, **params)
+    problems = []
+    for template in promoted:
+        mark = settings_digest(template.attributes["settings"])
+        key = record_key(template.name, reader.owner.fleet)
+        marked = [a for a in agents if matches(template.attributes, a) and read_applied(a, key).sampled == mark]
+        drifted = [
+            str(agent["name"])
+            for agent in marked
+            if _summed(_matched(reader, template, agent, str(agent["name"])))["changes"]
+        ]
+        problem = promotion_problem(template.name, template.source, len(marked), drifted)
+        problems += [problem] if problem else []
+    return problems
 
 
 def _wanted_here(wanted: Mapping[str, Any], done: Applied) -> dict[str, Any]:
@@ -517,6 +614,9 @@ def _template_change(desired: Resource, live: Resource | None) -> Change:
         "edited_by_hand": _counted(what for agent in changing for what in agent["edited"]),
         "sample": [agent["name"] for agent in changing[:SAMPLE]],
     }
+    rollout = (live.state if live else {}).get("rollout")
+    if rollout:
+        summary["rollout"] = rollout
     selector = _selector(desired.attributes)
     drift = None
     if not reached:
@@ -563,7 +663,26 @@ def _told(summary: Mapping[str, Any], selector: str) -> str:
     if summary["sample"]:
         more = summary["changing"] - len(summary["sample"])
         text += ". For example: " + ", ".join(summary["sample"]) + (f" and {more:,} more" if more > 0 else "")
-    return text
+    return text + _rollout_told(summary.get("rollout"))
+
+
+def _rollout_told(rollout: Mapping[str, Any] | None) -> str:
+    """What this run does of the rollout, and what to run next."""
+    if not rollout:
+        return ""
+    if rollout["mode"] == "promote":
+        return (
+            f". Promoting to the rest (the sample holds the change) in {rollout['batches']:,} batch(es) of at most "
+            f"{rollout['batch_size']:,}"
+        )
+    names = rollout["agents"]
+    shown = ", ".join(names[:SHOWN_SAMPLE]) + (
+        f" and {len(names) - SHOWN_SAMPLE:,} more" if len(names) > SHOWN_SAMPLE else ""
+    )
+    return (
+        f". Sample ({rollout['size']}, {len(names):,} agent{'s' * (len(names) != 1)}): {shown or 'none'}. The other "
+        f"{rollout['left']:,} that would change stay as they are: check the sample, then `lettafleet apply --promote`"
+    )
 
 
 def _prompt_set(change: Change, done: Applied) -> str:

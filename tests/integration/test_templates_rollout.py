@@ -4,6 +4,7 @@ detached only where the template attached it. Everything is checked over the RES
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core import LettaClient
+from tests.fakes.fault_proxy import FaultProxy, Hold
 from tests.integration.cli import cli, ok
+from tests.integration.test_interrupted_applies import killed_at
 
 AGENTS = 20
 TEMPLATE = """\
@@ -149,3 +152,62 @@ def test_apply_match_uses_a_lettactl_files_first_agent_as_the_template_without_c
     assert (
         cli(letta_server, "plan", "-f", str(fleet), "--match", f"{prefix}-user-*", "--detailed-exitcode").exit_code == 0
     )
+
+
+def test_a_sample_then_a_promotion_roll_the_change_to_every_agent_and_leave_their_own_blocks(
+    letta_server, client, prefix, tmp_path
+):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        users = list(
+            pool.map(lambda i: made_by_the_application(client, f"{prefix}-user-{i:02d}"), range(1, AGENTS + 1))
+        )
+    own = {user["id"]: labels(user)["human"] for user in users}
+    fleet = write(tmp_path / "fleet.yaml", prefix, with_block=True)
+    prompt = f"You are ACME support, {prefix}."
+
+    def holding() -> set[str]:
+        """The agents the template changed, as the REST API shows them: each whole (prompt and block) or not at all."""
+        found = set()
+        for user in users:
+            now = as_now(client, user)
+            assert labels(now)["human"] == own[user["id"]]  # its own block: the same block throughout
+            changed = (now["system"] == prompt, f"{prefix}-policies" in labels(now))
+            assert changed in {(True, True), (False, False)}, now["name"]
+            found |= {now["name"]} if all(changed) else set()
+        return found
+
+    sampled = ok(cli(letta_server, "apply", "-f", str(fleet), "--sample", "5"))
+    assert len(holding()) == 5
+    assert f"The other {AGENTS - 5} that would change stay as they are" in sampled
+
+    ok(cli(letta_server, "apply", "-f", str(fleet), "--promote", "--batch-size", "6"))
+
+    assert holding() == {user["name"] for user in users}
+    for user in users:
+        assert client.get(f"/v1/blocks/{own[user['id']]}")["value"] == f"The customer behind {user['name']}."
+    assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+
+
+def test_a_promotion_killed_partway_is_finished_by_the_next_which_changes_only_what_is_left(
+    letta_server, client, prefix, tmp_path, fault_proxy: FaultProxy
+):
+    users = [made_by_the_application(client, f"{prefix}-user-{i:02d}") for i in range(1, 13)]
+    fleet = write(tmp_path / "fleet.yaml", prefix, with_block=True)
+    prompt, block = f"You are ACME support, {prefix}.", f"{prefix}-policies"
+    ok(cli(letta_server, "apply", "-f", str(fleet), "--sample", "2"))
+
+    # Killed while the fifth promoted agent's update (its prompt and record) is on its way; it lands after.
+    fifth = Hold("PATCH", r"^/v1/agents/[^/]+/?$", body="lettafleet_templates", nth=5, then="forward")
+    killed_at(fault_proxy, fifth, fleet, "--promote", "--batch-size", "3")
+
+    now = [as_now(client, user) for user in users]
+    assert sum(agent["system"] == prompt for agent in now) == 2 + 5
+    assert sum(block in labels(agent) for agent in now) == 2 + 4  # the fifth's attach never started
+    resumed = json.loads(ok(cli(letta_server, "apply", "-f", str(fleet), "--promote", "-o", "json")))
+
+    details = [c["detail"] for c in resumed["changes"] if c["kind"] == "templated_agent" and c["action"] == "update"]
+    assert sorted(details) == [f"attach shared block {block}"] + [f"system prompt; attach shared block {block}"] * 5
+    assert all(result["status"] == "applied" for result in resumed["apply"]["results"])
+    for user in users:
+        agent = as_now(client, user)
+        assert agent["system"] == prompt and block in labels(agent)

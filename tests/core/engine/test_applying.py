@@ -274,3 +274,34 @@ def test_removals_run_children_first_and_a_held_one_is_not_applied_yet_stays_rec
     assert report.ok and {r.address for r in report.results} == {"s.thing.a", "t", "t.thing.c"}
     assert shelf.order.index("t.thing.c") < shelf.order.index("t")
     assert shelf.records == {"s": [("thing.b", "id-b")]}  # the removed child left the record, the held one stayed
+
+
+class Waves(Recorder):
+    """A recorder whose changes come in waves: the number after `w` in their address (`w2.a`)."""
+
+    def wave(self, change):
+        return int(change.address.split(".")[0][1:])
+
+
+def test_a_wave_starts_only_once_every_change_of_the_waves_before_it_has_run(client):
+    waves = Waves(delay=0.01)
+    changes = [thing(f"w{wave}.{index}") for wave in (2, 1, 0) for index in range(4)]
+
+    report = run(changes, waves, client, parallelism=8)
+
+    assert report.ok
+    assert [address.split(".")[0] for address in waves.order] == ["w0"] * 4 + ["w1"] * 4 + ["w2"] * 4
+
+
+def test_a_failure_in_a_wave_leaves_the_later_waves_not_attempted(client):
+    waves = Waves(failing={"w1.0"})
+    changes = [thing(f"w{wave}.{index}") for wave in (0, 1, 2) for index in range(3)]
+
+    report = run(changes, waves, client)
+
+    status = {result.address: result.status for result in report.results}
+    assert [status[f"w1.{i}"] for i in range(3)] == ["failed", "applied", "applied"]  # its own wave finishes
+    assert {status[f"w2.{i}"] for i in range(3)} == {"skipped"}
+    assert not [address for address in waves.order if address.startswith("w2")]
+    [message] = {r.message for r in report.results if r.address.startswith("w2")}
+    assert message.startswith("not attempted: 1 change(s) before this batch did not succeed")
