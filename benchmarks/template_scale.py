@@ -77,9 +77,14 @@ def write_fleet(directory: Path, glob: str, version: int) -> Path:
 
 
 def matched_agents(client: LettaClient, glob: str) -> list[dict[str, Any]]:
-    prefix = glob.split("*", 1)[0]
-    agents = client.list_all("/v1/agents/", query_text=prefix, order="asc", limit=250)
-    return [agent for agent in agents if fnmatch.fnmatchcase(agent["name"], glob)]
+    prefix = re.split(r"[*?\[]", glob, maxsplit=1)[0]
+    agents = client.list_all("/v1/agents/", query_text=prefix, include=["agent.tags"], order="asc", limit=250)
+    # Only what the checks use: each step's peak RSS (wait4's ru_maxrss) starts from this process's size at fork.
+    return [
+        {key: agent.get(key) for key in ("id", "name", "system")}
+        for agent in agents
+        if fnmatch.fnmatchcase(agent["name"], glob)
+    ]
 
 
 def give_conversations(client: LettaClient, agents: list[dict[str, Any]], count: int) -> int:
@@ -130,6 +135,11 @@ def main() -> None:
     parser.add_argument("--match", default="user-*", help="the template's selector (the application's agents)")
     parser.add_argument("--conversations", type=int, default=0, help="give the first N matched agents one each")
     parser.add_argument("--refuse", type=float, default=0.2, help="the share of writes answered 429 (0: skip)")
+    parser.add_argument(
+        "--faulty-only",
+        action="store_true",
+        help="only the apply through 429s and the plan after it (the agents --match selects hold prompt v1 already)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/template-scale"))
     parser.add_argument("--base-url", default=os.environ.get("LETTA_BASE_URL"))
     args = parser.parse_args()
@@ -144,26 +154,39 @@ def main() -> None:
             f"{given} given a conversation; load {load()}\n",
             flush=True,
         )
-    run = fleet_benchmark.run_step
     print("| step | wall s | requests | by method | peak RSS MB | server CPU s | exit | load 1/5/15 |", flush=True)
     print("|---|---:|---:|---|---:|---:|---:|---|", flush=True)
     fleet = write_fleet(args.workdir, args.match, 1)
     plan = ["plan", "-f", str(fleet), "--detailed-exitcode"]
     apply = ["apply", "-f", str(fleet)]
-    show("plan (prompt v1 for all)", run(len(agents), "plan", plan, base_url))
-    show("plan again", run(len(agents), "plan", plan, base_url))
+    if not args.faulty_only:
+        first_apply(len(agents), plan, apply, base_url)
+    if args.refuse:
+        faulty_apply(len(agents), args, plan, apply, base_url)
+
+
+def first_apply(size: int, plan: list[str], apply: list[str], base_url: str) -> None:
+    """The plan of prompt v1 for every matched agent (twice, then through the counting proxy), its apply, and the
+    plan after it."""
+    run = fleet_benchmark.run_step
+    show("plan (prompt v1 for all)", run(size, "plan", plan, base_url))
+    show("plan again", run(size, "plan", plan, base_url))
     with running_fault_proxy(base_url, kind=CountingProxy) as proxy:
-        show("plan, through the counting proxy", run(len(agents), "plan", plan, proxy.url))
-    show("apply", run(len(agents), "apply", apply, base_url))
-    show("plan after the apply", run(len(agents), "plan", plan, base_url))
+        show("plan, through the counting proxy", run(size, "plan", plan, proxy.url))
+    show("apply", run(size, "apply", apply, base_url))
+    show("plan after the apply", run(size, "plan", plan, base_url))
     show_routes("the plan", proxy)
-    if not args.refuse:
-        return
+
+
+def faulty_apply(size: int, args: argparse.Namespace, plan: list[str], apply: list[str], base_url: str) -> None:
+    """Prompt v2 applied through the fault proxy refusing `--refuse` of the writes with 429, the plan after it, and
+    the check over REST that every agent holds it and no write reached the server twice."""
+    run = fleet_benchmark.run_step
     write_fleet(args.workdir, args.match, 2)
     faults = Faults(refuse=args.refuse, refusals=ONLY_429)
     with running_fault_proxy(base_url, faults, CountingProxy) as proxy:
-        show(f"apply prompt v2, {args.refuse:.0%} of writes answered 429", run(len(agents), "apply", apply, proxy.url))
-    show("plan after it", run(len(agents), "plan", plan, base_url))
+        show(f"apply prompt v2, {args.refuse:.0%} of writes answered 429", run(size, "apply", apply, proxy.url))
+    show("plan after it", run(size, "plan", plan, base_url))
     show_routes("the faulty apply", proxy)
     with LettaClient(base_url) as client:
         check_landed(client, args.match, 2, proxy)
