@@ -3,6 +3,9 @@ lettafleet marks), to measure what a small fleet's plan costs among them; or del
 
     python benchmarks/other_agents.py --base-url http://127.0.0.1:8390 --count 2000
     python benchmarks/other_agents.py --base-url http://127.0.0.1:8390 --delete
+    python benchmarks/other_agents.py --base-url http://127.0.0.1:8390 --prefix user- --count 10000
+
+`--prefix` names them as a template's selector would match them (`match: "user-*"`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from lettafleet.core.letta.client import LettaClient
 PREFIX = "other-app-agent-"
 
 
-def create(client: LettaClient, index: int) -> None:
+def create(client: LettaClient, prefix: str, index: int) -> None:
     client.post(
         "/v1/agents/",
         json={
-            "name": f"{PREFIX}{index:05d}",
+            "name": f"{prefix}{index:05d}",
             "model": "letta/letta-free",
             "embedding": "letta/letta-free",
             "memory_blocks": [{"label": "human", "value": f"Customer {index}."}],
@@ -27,9 +30,9 @@ def create(client: LettaClient, index: int) -> None:
     )
 
 
-def delete_all(client: LettaClient) -> int:
-    agents = client.list_all("/v1/agents/", query_text=PREFIX, include=["agent.blocks"], order="asc", limit=250)
-    mine = [agent for agent in agents if agent["name"].startswith(PREFIX)]
+def delete_all(client: LettaClient, prefix: str) -> int:
+    agents = client.list_all("/v1/agents/", query_text=prefix, include=["agent.blocks"], order="asc", limit=250)
+    mine = [agent for agent in agents if agent["name"].startswith(prefix)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda agent: client.delete(f"/v1/agents/{agent['id']}"), mine))
         blocks = [block["id"] for agent in mine for block in agent.get("blocks") or []]
@@ -42,14 +45,15 @@ def main() -> None:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--start", type=int, default=0, help="the first index (to add more to those there)")
-    parser.add_argument("--delete", action="store_true")
+    parser.add_argument("--prefix", default=PREFIX, help=f"the start of each agent's name (default {PREFIX})")
+    parser.add_argument("--delete", action="store_true", help="delete the agents whose names start with --prefix")
     args = parser.parse_args()
     with LettaClient(args.base_url) as client:
         if args.delete:
-            print(f"deleted {delete_all(client)} agents")
+            print(f"deleted {delete_all(client, args.prefix)} agents")
             return
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda index: create(client, index), range(args.start, args.start + args.count)))
+            list(pool.map(lambda index: create(client, args.prefix, index), range(args.start, args.start + args.count)))
         print(f"the server holds {client.get('/v1/agents/count')} agents")
 
 

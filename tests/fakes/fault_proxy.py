@@ -329,9 +329,12 @@ def _end_to_end(headers: httpx.Headers) -> dict[str, str]:
 
 
 @contextmanager
-def running_fault_proxy(upstream: str, faults: Faults | None = None) -> Iterator[FaultProxy]:
-    """A FaultProxy in front of `upstream` on a free port of 127.0.0.1, stopped when the block ends."""
-    proxy = FaultProxy(upstream, faults)
+def running_fault_proxy(
+    upstream: str, faults: Faults | None = None, kind: type[FaultProxy] = FaultProxy
+) -> Iterator[FaultProxy]:
+    """A FaultProxy (or a subclass, `kind`) in front of `upstream` on a free port of 127.0.0.1, stopped when the
+    block ends."""
+    proxy = kind(upstream, faults)
     proxy.start()
     try:
         yield proxy
