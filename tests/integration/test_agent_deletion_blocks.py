@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core.letta.client import LettaClient
+from tests.fakes.fault_proxy import FaultProxy, Hold
 from tests.integration.cli import cli, ok, planned_changes
+from tests.integration.test_interrupted_applies import killed_at
 
 SIZE = 4
 
@@ -131,3 +133,28 @@ def test_pruning_an_agent_leaves_no_orphan_blocks(fleet: Fleet, record: str) -> 
     assert fleet.notes_blocks() == fleet.expected_notes() and len(fleet.notes_blocks()) == 2 * (SIZE - 2)
     assert len(fleet.client.list_all("/v1/blocks/", label=fleet.shared)) == 1
     assert "No changes." in fleet.run("plan", "-f", str(fleet.path))
+
+
+# Each request of one agent's removal, the apply killed while it waits at the proxy (never sent): its conversation
+# (Letta deletes the isolated copy with it), its own block, and last the agent itself (its blocks already gone).
+REMOVAL_MOMENTS = {
+    "conversation": Hold(method="DELETE", path=r"^/v1/conversations/[^/]+/?$", then="drop"),
+    "own block": Hold(method="DELETE", path=r"^/v1/blocks/[^/]+/?$", then="drop"),
+    "the agent": Hold(method="DELETE", path=r"^/v1/agents/[^/]+/?$", then="drop"),
+}
+
+
+@pytest.mark.parametrize("moment", REMOVAL_MOMENTS, ids=list(REMOVAL_MOMENTS))
+def test_a_prune_killed_at_any_request_of_an_agents_removal_is_finished_with_no_orphan_blocks(
+    fleet: Fleet, fault_proxy: FaultProxy, moment: str
+) -> None:
+    fleet.run("apply", "-f", str(fleet.write(fleet.names)))
+    kept = fleet.write(fleet.names[1:])
+
+    killed_at(fault_proxy, REMOVAL_MOMENTS[moment], kept, "--prune", "--parallelism", "1")
+    assert fleet.names[0] in {agent["name"] for agent in fleet.agents()}  # the agent itself goes last
+
+    fleet.run("apply", "-f", str(kept), "--prune")
+    assert sorted(agent["name"] for agent in fleet.agents()) == fleet.names[1:]
+    assert fleet.notes_blocks() == fleet.expected_notes() and len(fleet.notes_blocks()) == 2 * (SIZE - 1)
+    assert "No changes." in fleet.run("plan", "-f", str(kept))
