@@ -11,8 +11,9 @@ A change can be rolled out to a sample first, then promoted (template_rollout.py
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS,
+    AGENTS_WITH_TOOLS,
     Action,
     ApplySession,
     Change,
@@ -49,6 +51,18 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
 from lettafleet.plugins.resources.blocks import SHARED, shared_by
+from lettafleet.plugins.resources.template_record import (
+    HELD,
+    Applied,
+    digest,
+    mark_tag,
+    marked,
+    read_applied,
+    record_key,
+    records_of,
+    removed_templates,
+    with_applied,
+)
 from lettafleet.plugins.resources.template_rollout import (
     SHOWN_SAMPLE,
     Rollout,
@@ -58,10 +72,11 @@ from lettafleet.plugins.resources.template_rollout import (
     rollout_order,
     settings_digest,
 )
+from lettafleet.plugins.resources.tools import KIND as TOOL
+from lettafleet.plugins.resources.tools import TOOLS as SERVER_TOOLS
 
 TEMPLATE = "template"
 TEMPLATED = "templated_agent"
-RECORD_KEY = "lettafleet_templates"
 SAMPLE = 5  # agents named in a template's line of the plan; the JSON plan has every one
 # What a template manages on each agent it matches, as plan attributes: the agent's own fields, then the lists it
 # adds to (shared blocks attached, tags).
@@ -252,56 +267,6 @@ def _wanted(fleet: Fleet, data: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-@dataclass(frozen=True)
-class Applied:
-    """What a template did to one agent, as its record there says: the shared blocks it attached (label: id) and
-    the tags it added, the only ones ever taken away again when a line leaves the template; and a digest of the
-    system prompt it set, which tells a prompt edited by hand since then."""
-
-    blocks: Mapping[str, str]
-    tags: tuple[str, ...]
-    prompt: str = ""
-    sampled: str = ""  # the digest of the settings a sample (`--sample`) applied here, which `--promote` looks for
-
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"shared_blocks": dict(sorted(self.blocks.items())), "tags": sorted(self.tags)}
-        if self.prompt:
-            entry["system_sha256"] = self.prompt
-        return {**entry, "sampled": self.sampled} if self.sampled else entry
-
-    @property
-    def empty(self) -> bool:
-        return not (self.blocks or self.tags or self.prompt or self.sampled)
-
-
-def digest(prompt: str) -> str:
-    """The digest a record keeps of a prompt (trimmed, as plans compare it): the prompt itself may be sensitive."""
-    return hashlib.sha256(prompt.strip().encode("utf-8")).hexdigest()
-
-
-def record_key(template: str, fleet: str | None) -> str:
-    """The template's entry in an agent's `lettafleet_templates`: a named fleet's templates stay apart from
-    another fleet's of the same name."""
-    return f"{fleet}/{template}" if fleet else template
-
-
-def read_applied(agent: Mapping[str, Any], key: str) -> Applied:
-    """The record of the template `key` on a live agent; empty when it has none (or it was edited by hand into
-    something else: the record only ever narrows what a template takes away)."""
-    records = (agent.get("metadata") or {}).get(RECORD_KEY)
-    entry = records.get(key) if isinstance(records, Mapping) else None
-    if not isinstance(entry, Mapping):
-        return Applied({}, ())
-    blocks, tags, prompt = entry.get("shared_blocks"), entry.get("tags"), entry.get("system_sha256")
-    sampled = entry.get("sampled")
-    return Applied(
-        {str(k): str(v) for k, v in blocks.items() if isinstance(v, str)} if isinstance(blocks, Mapping) else {},
-        tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
-        prompt if isinstance(prompt, str) else "",
-        sampled if isinstance(sampled, str) else "",
-    )
-
-
 def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
     """Whether a template's selector takes a live agent: its name matches the glob (case-sensitively) and it
     carries every tag named. An agent lettafleet made is a fleet's, never a template's."""
@@ -311,10 +276,22 @@ def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
     return set(template.get("tags") or ()) <= set(agent.get("tags") or ()) and not is_managed(agent)
 
 
+@dataclass(frozen=True)
+class Attachable:
+    """Something a template attaches by name (a shared block, a tool): how plans word it and where Letta attaches
+    it to an agent (`/v1/agents/{id}/PATH/attach/{item_id}`)."""
+
+    noun: str
+    path: str
+
+
+ATTACHABLE = {"shared_blocks": Attachable("shared block", "core-memory/blocks"), "tools": Attachable("tool", "tools")}
+
+
 def _live_settings(
-    agent: Mapping[str, Any], wanted: Mapping[str, Any], owner_blocks: set[str], done: Applied
+    agent: Mapping[str, Any], wanted: Mapping[str, Any], theirs: Attached, done: Applied
 ) -> dict[str, Any]:
-    """The agent's values of what the template manages. Of the shared blocks and tags, only those the template
+    """The agent's values of what the template manages. Of what it attaches and the tags, only those the template
     declares or its record says it added: anything else the agent has is not the template's to show or take."""
     llm = agent.get("llm_config") or {}
     live: dict[str, Any] = {
@@ -324,16 +301,27 @@ def _live_settings(
         "context_window": llm.get("context_window"),
     }
     found = {key: live[key] for key in FIELDS if key in wanted}
-    if "shared_blocks" in wanted or done.blocks:
-        attached = {block.get("id") for block in agent.get("blocks") or ()}
-        labels = set(wanted.get("shared_blocks") or ()) | set(done.blocks)
-        found["shared_blocks"] = sorted(
-            label for label in labels if label in owner_blocks or done.blocks.get(label) in attached
-        )
+    for attribute in ATTACHABLE:
+        recorded = done.ids(attribute)
+        if attribute in wanted or recorded:
+            names = set(wanted.get(attribute) or ()) | set(recorded)
+            ids = theirs.ids.get(attribute) or set()
+            found[attribute] = sorted(
+                name for name in names if name in (theirs.named.get(attribute) or set()) or recorded.get(name) in ids
+            )
     if "tags" in wanted or done.tags:
         mine = set(wanted.get("tags") or ()) | set(done.tags)
         found["tags"] = sorted(tag for tag in agent.get("tags") or () if tag in mine)
     return found
+
+
+@dataclass(frozen=True)
+class Attached:
+    """What one agent has attached, of each ATTACHABLE: the ids, and the names the template wants that it has as
+    the template would attach them (the fleet's shared block of that label, a tool of that name)."""
+
+    ids: Mapping[str, set[str]]
+    named: Mapping[str, set[str]]
 
 
 def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
@@ -341,17 +329,23 @@ def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
     policies`, `remove tag beta`."""
     said = {"system": "system prompt", "context_window": "context window"}
     found = [said.get(key, key) for key in FIELDS if key in after and before.get(key) != after[key]]
-    for key, noun in (("shared_blocks", "shared block"), ("tags", "tag")):
+    worded = [(key, item.noun, ("attach", "detach")) for key, item in ATTACHABLE.items()]
+    for key, noun, verbs in [*worded, ("tags", "tag", ("add", "remove"))]:
         old, new = set(before.get(key) or ()), set(after.get(key) or ())
-        verbs = ("attach", "detach") if key == "shared_blocks" else ("add", "remove")
         found += [f"{verbs[0]} {noun} {name}" for name in sorted(new - old)]
         found += [f"{verbs[1]} {noun} {name}" for name in sorted(old - new)]
+    if before.get("carried") and after.get("carried") is False:
+        found.append("forget its record")
     return found
 
 
 class TemplateHandler(ResourceHandler):
     """A template is one line of the plan summing up its matched agents; each matched agent is a change of its
     own (`templated_agent`, not listed one by one) that apply makes like any other, concurrently."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakKeyDictionary[ApplySession, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for template in declared_templates(fleet):
@@ -393,26 +387,27 @@ class TemplateHandler(ResourceHandler):
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource]:
         """Each template as it reaches the server (how many agents it matches), and each agent it matches, with
-        what the template manages on it as it is now and, in `state`, as the template wants it."""
-        if not desired:
-            return []  # a fleet without templates reads no more agents than its own
+        what the template manages on it as it is now and, in `state`, as the template wants it; and each template
+        taken out of the file that left a record on agents, with what it put there to take back."""
         declared = {resource.name for resource in fleet if resource.kind == AGENT}
-        path, params = AGENTS
-        agents = [agent for agent in reader.list_everything(path, **params) if agent["name"] not in declared]
+        agents = [agent for agent in _templated_agents(reader, desired) if agent["name"] not in declared]
+        seen = _seen(reader, desired, agents)
         found: list[Resource] = []
         for template in desired:
             reached = [agent for agent in agents if matches(template.attributes, agent)]
-            children = list(_reached(reader, template, reached))
+            children = list(_reached(reader, template, reached, seen))
             state: dict[str, Any] = {"reached": [_summed(child) for child in children]}
             children, state["rollout"] = _rolled_out(template, children)
             found += children
             found.append(replace(template, state=state))
-        return found
+        return _crowded(found + _removed(reader, desired, agents, seen))
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is not None and desired.kind == TEMPLATE:
             return _template_change(desired, live)
         assert live is not None  # a matched agent is found live only: the template wants of it what `state` says
+        if live.kind == TEMPLATE:
+            return _removed_template_change(live)
         wanted = replace(live, attributes=live.state["wanted"], sensitive=live.sensitive)
         change = compare(wanted, live)
         changes = differences(change.before or {}, change.after or {})
@@ -422,28 +417,20 @@ class TemplateHandler(ResourceHandler):
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         """One matched agent: detach what the template took out, write its fields and its record in one update,
-        then attach what it added (an attach that fails is attached again by the next apply: the record names it)."""
-        before, after = change.before or {}, change.after or {}
-        agent_id = change.id
-        done: Applied = change.state["applied"]
-        old, new = set(before.get("shared_blocks") or ()), set(after.get("shared_blocks") or ())
-        for label in sorted(old - new):
-            _detach(session, str(agent_id), done.blocks[label])
-        attach = {label: session.id_of(address_of(SHARED, label)) for label in sorted(new - old)}
-        now = Applied(
-            {**{label: ident for label, ident in done.blocks.items() if label in new}, **attach},
-            tuple(sorted({*(t for t in done.tags if t in set(after.get("tags") or ())), *_added_tags(change)})),
-            _prompt_set(change, done),
-            after.get("sampled") or done.sampled,
-        )
-        fields = _request(change)
-        if now != done:
-            fields["metadata"] = _with_applied(change.state["metadata"], change.state["key"], now)
-        if fields:
-            session.client.patch(f"/v1/agents/{agent_id}", json=fields)
-        for block_id in attach.values():
-            session.client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/attach/{block_id}")
+        then attach what it added (an attach that fails is attached again by the next apply: the record names it).
+        An agent several templates change is changed by one at a time, each from the agent as it is then."""
+        agent_id = str(change.id)
+        if not change.state.get("crowded"):
+            _change_agent(change, session, change.state["metadata"], change.state["tags"])
+            return None
+        with self._lock_of(session, agent_id):
+            now = session.client.get(f"/v1/agents/{agent_id}", include=["agent.tags"])
+            _change_agent(change, session, dict(now.get("metadata") or {}), list(now.get("tags") or ()))
         return None
+
+    def _lock_of(self, session: ApplySession, agent_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(session, {}).setdefault(agent_id, threading.Lock())
 
     def wave(self, change: Change) -> int:
         """A promoted agent's batch (`--promote`): each batch starts once the one before it succeeded."""
@@ -480,45 +467,170 @@ def _overlaps(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem
     return problems
 
 
-def _reached(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]]) -> Iterator[Resource]:
+def _templated_agents(reader: LiveReader, desired: Sequence[Resource]) -> list[dict[str, Any]]:
+    """The agents templates may reach: every agent while the file declares templates; else, for a named fleet, the
+    agents carrying its templates' mark (what a template taken out of the file left); else none."""
+    path, params = AGENTS
+    if desired:
+        return reader.list_everything(path, **params)
+    mark = mark_tag(reader.owner.fleet)
+    return reader.list_all(path, **{**params, "tags": [mark]}) if mark else []
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a plan read beside the agents for the templates: each agent's tools (by agent id), read only when a
+    template attaches tools or a record says one did, and the server's tools by name."""
+
+    tools: Mapping[str, Sequence[Mapping[str, Any]]]
+    server_tools: Mapping[str, str]
+
+
+def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]]) -> Seen:
+    declared = any("tools" in template.attributes["settings"] for template in desired)
+    recorded = any(
+        isinstance(entry, Mapping) and entry.get("tools") for agent in agents for entry in records_of(agent).values()
+    )
+    if not (declared or recorded):
+        return Seen({}, {})
+    path, params = AGENTS_WITH_TOOLS
+    mark = mark_tag(reader.owner.fleet)
+    rows = (
+        reader.list_everything(path, **params)
+        if desired or not mark
+        else reader.list_all(path, **{**params, "tags": [mark]})
+    )
+    tools = {str(agent["id"]): list(agent.get("tools") or ()) for agent in rows}
+    server: dict[str, str] = {}
+    for tool in reader.list_all(SERVER_TOOLS[0], **SERVER_TOOLS[1]) if declared else ():
+        server.setdefault(str(tool.get("name")), str(tool["id"]))
+    return Seen(tools, server)
+
+
+def _reached(
+    reader: LiveReader,
+    template: Resource,
+    agents: Sequence[Mapping[str, Any]],
+    seen: Seen,
+    *,
+    removed: bool = False,
+    others: Sequence[Resource] = (),
+) -> Iterator[Resource]:
     """The agents a template matches, each at its own address under the template (of several of one name, the
     others after the first by name and id)."""
-    seen: set[str] = set()
+    names: set[str] = set()
     for agent in agents:
         name = str(agent["name"])
-        own = name if name not in seen else f"{name}~{agent['id']}"
-        seen.add(name)
-        yield _matched(reader, template, agent, own)
+        own = name if name not in names else f"{name}~{agent['id']}"
+        names.add(name)
+        yield _matched(reader, template, agent, own, seen, removed=removed, others=others)
 
 
-def _matched(reader: LiveReader, template: Resource, agent: Mapping[str, Any], own: str) -> Resource:
-    """One agent a template matches, at its address `own` under the template: what the template manages on it
-    now, and in `state` what the template wants of it and its record."""
+def _matched(
+    reader: LiveReader,
+    template: Resource,
+    agent: Mapping[str, Any],
+    own: str,
+    seen: Seen,
+    *,
+    removed: bool = False,
+    others: Sequence[Resource] = (),
+) -> Resource:
+    """One agent a template matches (or, `removed`, carries the record of a template taken out of the file: what
+    `others`, the templates declared, attach or add there stays), at its address `own` under the template: what the
+    template manages on it now, and in `state` what the template wants of it and its record."""
     wanted = template.attributes["settings"]
     key = record_key(template.name, reader.owner.fleet)
-    owner_blocks = {
-        str(block.get("label"))
-        for block in agent.get("blocks") or ()
-        if block.get("label") in (wanted.get("shared_blocks") or ()) and shared_by(reader.owner, block)
-    }
     done = read_applied(agent, key)
+    live = _live_settings(agent, wanted, _attached(reader, agent, wanted, seen), done)
+    here = _wanted_here(wanted, done)
+    if removed:
+        kept = _wanted_by_others(reader, agent, others)
+        here = {key: sorted(set(names) & kept.get(key, set())) for key, names in live.items()}
+        live["carried"], here["carried"] = True, False
     return Resource(
         address_of(AGENT, own, template.address),
         TEMPLATED,
         own,
-        _live_settings(agent, wanted, owner_blocks, done),
+        live,
         parent=template.address,
         depends_on=template.depends_on,
         id=agent["id"],
         sensitive=template.sensitive,
         state={
-            "wanted": _wanted_here(wanted, done),
+            "wanted": here,
             "applied": done,
             "key": key,
+            "fleet": reader.owner.fleet,
+            "removed": removed,
             "metadata": dict(agent.get("metadata") or {}),
             "tags": list(agent.get("tags") or ()),
+            "tool_ids": {
+                name: seen.server_tools[name] for name in wanted.get("tools") or () if name in seen.server_tools
+            },
         },
     )
+
+
+def _attached(reader: LiveReader, agent: Mapping[str, Any], wanted: Mapping[str, Any], seen: Seen) -> Attached:
+    """What the agent has attached of what templates attach: a shared block counts as the template's when it is
+    the fleet's shared block of that label, a tool when it has that name."""
+    blocks = agent.get("blocks") or ()
+    tools = seen.tools.get(str(agent["id"])) or ()
+    return Attached(
+        ids={"shared_blocks": {str(b.get("id")) for b in blocks}, "tools": {str(t.get("id")) for t in tools}},
+        named={
+            "shared_blocks": {
+                str(block.get("label"))
+                for block in blocks
+                if block.get("label") in (wanted.get("shared_blocks") or ()) and shared_by(reader.owner, block)
+            },
+            "tools": {str(tool.get("name")) for tool in tools if tool.get("name") in (wanted.get("tools") or ())},
+        },
+    )
+
+
+def _removed(
+    reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]], seen: Seen
+) -> list[Resource]:
+    """Each template of this (named) fleet taken out of the file whose record some agents still carry: a line of
+    its own, and on each of those agents the removal of what the record says the template put there."""
+    declared = {template.name for template in desired}
+    carrying: dict[str, list[Mapping[str, Any]]] = {}
+    for agent in agents:
+        for name in removed_templates(agent, reader.owner.fleet, declared):
+            carrying.setdefault(name, []).append(agent)
+    found: list[Resource] = []
+    for name, holders in sorted(carrying.items()):
+        template = Resource(address_of(TEMPLATE, name), TEMPLATE, name, {"settings": {}})
+        children = list(_reached(reader, template, holders, seen, removed=True, others=desired))
+        found += [*children, replace(template, state={"reached": [_summed(child) for child in children]})]
+    return found
+
+
+def _wanted_by_others(
+    reader: LiveReader, agent: Mapping[str, Any], templates: Sequence[Resource]
+) -> dict[str, set[str]]:
+    """What the declared templates matching an agent attach or add there, by attribute: a template taken out of the
+    file leaves it (as when a template is renamed), where the one declared finds it in place."""
+    found: dict[str, set[str]] = {}
+    for template in templates:
+        if matches(template.attributes, agent):
+            for key in (*ATTACHABLE, "tags"):
+                found.setdefault(key, set()).update(template.attributes["settings"].get(key) or ())
+    return found
+
+
+def _crowded(found: list[Resource]) -> list[Resource]:
+    """The agents' changes, each marked `crowded` when more than one template changes the same agent: their
+    updates of its record and tags must then run one at a time (each rewrites the whole metadata and tag list)."""
+    per_agent = Counter(resource.id for resource in found if resource.kind == TEMPLATED)
+    return [
+        replace(resource, state={**resource.state, "crowded": True})
+        if resource.kind == TEMPLATED and per_agent[resource.id] > 1
+        else resource
+        for resource in found
+    ]
 
 
 def _rolled_out(template: Resource, children: list[Resource]) -> tuple[list[Resource], dict[str, Any] | None]:
@@ -575,7 +687,9 @@ def _promotion_problems(reader: LiveReader, templates: Sequence[Resource]) -> li
         drifted = [
             str(agent["name"])
             for agent in marked
-            if _summed(_matched(reader, template, agent, str(agent["name"])))["changes"]
+            if _summed(_matched(reader, template, agent, str(agent["name"]), _seen(reader, [template], marked)))[
+                "changes"
+            ]
         ]
         problem = promotion_problem(template.name, template.source, len(marked), drifted)
         problems += [problem] if problem else []
@@ -586,8 +700,9 @@ def _wanted_here(wanted: Mapping[str, Any], done: Applied) -> dict[str, Any]:
     """What the template wants of one agent: its settings, and no longer what its record says it added and it no
     longer declares (an empty list, so that the plan shows it taken away)."""
     here = dict(wanted)
-    if done.blocks and "shared_blocks" not in here:
-        here["shared_blocks"] = []
+    for attribute in ATTACHABLE:
+        if done.ids(attribute) and attribute not in here:
+            here[attribute] = []
     if done.tags and "tags" not in here:
         here["tags"] = []
     return here
@@ -635,6 +750,29 @@ def _template_change(desired: Resource, live: Resource | None) -> Change:
         drift=drift,
         detail=_told(summary, selector),
     )
+
+
+def _removed_template_change(live: Resource) -> Change:
+    """The line of a template taken out of the file: the agents that carry its record, and what comes off them."""
+    reached = live.state["reached"]
+    changing = [agent for agent in reached if agent["changes"]]
+    summary: dict[str, Any] = {
+        "removed": True,
+        "carrying": len(reached),
+        "changing": len(changing),
+        "changes": _counted(what for agent in changing for what in agent["changes"]),
+        "sample": [agent["name"] for agent in changing[:SAMPLE]],
+    }
+    what = ", ".join(f"{name} ({count:,})" for name, count in summary["changes"].items())
+    text = (
+        f"taken out of the file: {len(reached):,} {'agent carries' if len(reached) == 1 else 'agents carry'} what it "
+        "put there; "
+        f"{len(changing):,} would change: {what}. Their prompt and model stay as the template last set them"
+    )
+    if summary["sample"]:
+        more = len(changing) - len(summary["sample"])
+        text += ". For example: " + ", ".join(summary["sample"]) + (f" and {more:,} more" if more > 0 else "")
+    return Change(live.address, TEMPLATE, live.name, Action.NO_OP, summary, summary, detail=text)
 
 
 def _counted(what: Iterable[str]) -> dict[str, int]:
@@ -705,33 +843,77 @@ def _added_tags(change: Change) -> list[str]:
     return sorted(after - before)
 
 
-def _request(change: Change) -> dict[str, Any]:
-    """The agent update for the fields that changed; its tags in full, as Letta replaces them: the agent's own,
-    with what the template adds and without what it takes out."""
+def _request(change: Change, tags: Sequence[str]) -> dict[str, Any]:
+    """The agent update for the fields that changed; its tags in full, as Letta replaces them: the agent's own
+    (`tags`), with what the template adds and without what it takes out."""
     after, changed = change.after or {}, set(change.changed_fields())
     body: dict[str, Any] = {key: after[key] for key in ("description", "system", "model") if key in changed}
     if "context_window" in changed:
         body["context_window_limit"] = after["context_window"]
     if "tags" in changed:
         removed = set((change.before or {}).get("tags") or ()) - set(after["tags"])
-        kept = [tag for tag in change.state["tags"] if tag not in removed]
+        kept = [tag for tag in tags if tag not in removed]
         body["tags"] = kept + [tag for tag in _added_tags(change) if tag not in kept]
     return body
 
 
-def _with_applied(metadata: Mapping[str, Any], key: str, applied: Applied) -> dict[str, Any]:
-    """The agent's metadata with this template's record as `applied` says (gone when it added nothing), every other
-    key, and every other template's record, kept."""
-    records = dict(metadata.get(RECORD_KEY) or {})
-    records.pop(key, None)
-    if not applied.empty:
-        records[key] = applied.to_json()
-    return {**metadata, RECORD_KEY: records}
+def _change_agent(change: Change, session: ApplySession, metadata: Mapping[str, Any], tags: Sequence[str]) -> None:
+    """Detach what the template took out, write the agent's fields, record and mark in one update (from its
+    `metadata` and `tags` as they are), then attach what the template added."""
+    agent_id = str(change.id)
+    done: Applied = change.state["applied"]
+    held: dict[str, dict[str, str]] = {attribute: dict(done.ids(attribute)) for attribute in HELD}
+    attach: list[tuple[Attachable, str]] = []
+    for attribute, item in ATTACHABLE.items():
+        old, new = _names_in(change.before, attribute), _names_in(change.after, attribute)
+        for name in sorted(old - new):
+            _detach(session, agent_id, item, held[attribute].pop(name))
+        for name in sorted(new - old):
+            held[attribute][name] = _id_to_attach(change, session, attribute, name)
+            attach.append((item, held[attribute][name]))
+    fields = _request(change, tags)
+    now = Applied() if change.state.get("removed") else _now_applied(change, held)
+    if now != done:
+        fields["metadata"] = with_applied(metadata, change.state["key"], now)
+        marks = marked(fields.get("tags", tags), fields["metadata"], change.state["fleet"])
+        if marks != list(fields.get("tags", tags)):
+            fields["tags"] = marks
+    if fields:
+        session.client.patch(f"/v1/agents/{agent_id}", json=fields)
+    for item, ident in attach:
+        session.client.patch(f"/v1/agents/{agent_id}/{item.path}/attach/{ident}")
 
 
-def _detach(session: ApplySession, agent_id: str, block_id: str) -> None:
+def _names_in(values: Mapping[str, Any] | None, attribute: str) -> set[str]:
+    return set((values or {}).get(attribute) or ())
+
+
+def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]]) -> Applied:
+    """The record this change leaves: what the template attached, the tags it added and still declares, and the
+    digests of what it set."""
+    done: Applied = change.state["applied"]
+    after = change.after or {}
+    kept = {
+        attribute: {name: ident for name, ident in ids.items() if name in _names_in(after, attribute)}
+        if attribute in ATTACHABLE
+        else ids
+        for attribute, ids in held.items()
+    }
+    tags = tuple(sorted({*(t for t in done.tags if t in set(after.get("tags") or ())), *_added_tags(change)}))
+    return Applied(kept, tags, _prompt_set(change, done), after.get("sampled") or done.sampled)
+
+
+def _id_to_attach(change: Change, session: ApplySession, attribute: str, name: str) -> str:
+    """The server id of what the template attaches by `name`: the fleet's shared block, or a tool the fleet
+    declares (made by this apply, maybe) or the server has."""
+    if attribute == "shared_blocks":
+        return session.id_of(address_of(SHARED, name))
+    return str(change.state["tool_ids"].get(name) or session.id_of(address_of(TOOL, name)))
+
+
+def _detach(session: ApplySession, agent_id: str, item: Attachable, item_id: str) -> None:
     try:
-        session.client.patch(f"/v1/agents/{agent_id}/core-memory/blocks/detach/{block_id}")
+        session.client.patch(f"/v1/agents/{agent_id}/{item.path}/detach/{item_id}")
     except LettaAPIError as error:
-        if error.status != 404:  # Letta answers 404 for a block not attached (any more): detached either way
+        if error.status != 404:  # Letta answers 404 for something not attached (any more): detached either way
             raise

@@ -1,0 +1,71 @@
+"""What a template manages beyond its settings, against the real dev server: agents an application made over REST,
+a template taken out of the file whole, tools it attaches, blocks it owns or seeds. Everything is checked over the
+REST API, not through lettafleet; what the application and the agents put there stays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.cli import cli, ok
+from tests.integration.test_templates_rollout import as_now, labels, made_by_the_application, prefix
+
+HEAD = """\
+fleet: {prefix}
+shared_blocks:
+  - {{name: {prefix}-policies, value: "Refunds within 30 days.", agent_owned: false}}
+agents:
+  - name: {prefix}-router
+    system_prompt: {{value: "You route."}}
+    llm_config: {{model: letta/letta-free}}
+    embedding: letta/letta-free
+"""
+TEMPLATE = """\
+templates:
+  - name: support
+    match: "{prefix}-user-*"
+    system_prompt: {{value: "You are ACME support, {prefix}."}}
+    shared_blocks: [{prefix}-policies]
+    add_tags: [{prefix}-support]
+"""
+
+
+def write(path: Path, text: str, prefix: str) -> Path:
+    path.write_text(text.format(prefix=prefix))
+    return path
+
+
+def test_a_template_taken_out_of_the_file_takes_back_only_what_it_put_there(letta_server, client, prefix, tmp_path):
+    users = [made_by_the_application(client, f"{prefix}-user-{i}") for i in range(1, 4)]
+    for user in users:
+        client.patch(f"/v1/agents/{user['id']}", json={"tags": ["customer"]})
+    chat = client.post("/v1/conversations/", json={"summary": "A customer's chat"}, agent_id=users[0]["id"])
+    fleet = write(tmp_path / "fleet.yaml", HEAD + TEMPLATE, prefix)
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+    policies = labels(as_now(client, users[0]))[f"{prefix}-policies"]
+    # The application attaches the shared block to an agent of its own and tags it as the template would.
+    own_choice = made_by_the_application(client, f"{prefix}-user-9", [policies])
+    client.patch(f"/v1/agents/{own_choice['id']}", json={"tags": [f"{prefix}-support"]})
+
+    write(fleet, HEAD, prefix)
+    plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+    assert (
+        f"taken out of the file: 3 agents carry what it put there; 3 would change: detach shared block "
+        f"{prefix}-policies (3), forget its record (3), remove tag {prefix}-support (3)"
+    ) in plan
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    for user in users:
+        now = as_now(client, user)
+        assert set(labels(now)) == {"human"} and labels(now)["human"] == labels(user)["human"]
+        assert client.get(f"/v1/blocks/{labels(user)['human']}")["value"] == f"The customer behind {user['name']}."
+        assert now["tags"] == ["customer"]
+        assert now["system"] == f"You are ACME support, {prefix}."  # as the template last set it
+        assert not (now.get("metadata") or {}).get("lettafleet_templates")
+    kept = as_now(client, own_choice)
+    assert f"{prefix}-policies" in labels(kept) and kept["tags"] == [f"{prefix}-support"]
+    [conversation] = client.list_all("/v1/conversations/", agent_id=users[0]["id"])
+    assert conversation["id"] == chat["id"] and conversation["summary"] == "A customer's chat"
+    assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+
+
+__all__ = ["prefix"]  # the fixture: a unique prefix, whose agents and shared block are deleted afterwards

@@ -1,0 +1,108 @@
+"""What a template manages beyond its settings, and how it is taken back: a template taken out of the file whole,
+tools it attaches, blocks it owns or seeds, secrets it sets. Each is taken back only where the template's record
+says the template put it."""
+
+from __future__ import annotations
+
+import json
+
+from lettafleet.core.render.json import render_plan_json
+from lettafleet.core.render.text import render_plan
+from lettafleet.plugins.resources.template_record import RECORD_KEY
+from tests.plugins.resources.test_templates import block_labels, runtime_agents
+
+NAMED = """
+fleet: acme
+shared_blocks:
+  - {name: policies, value: "Be kind.", agent_owned: false}
+templates:
+  - name: support
+    match: "user-*"
+    system_prompt: {value: "You are the support agent."}
+    shared_blocks: [policies]
+    add_tags: [support]
+agents:
+  - name: router
+    system_prompt: {value: "You route."}
+    llm_config: {model: letta/letta-free}
+"""
+WITHOUT_TEMPLATE = NAMED[: NAMED.index("templates:")] + NAMED[NAMED.index("agents:") :]
+
+
+def test_a_template_taken_out_of_the_file_takes_back_what_it_put_there_and_leaves_the_prompt(fleet, letta):
+    first, second = runtime_agents(letta, 2, tags=["customer"])
+    fleet.apply(fleet.plan(NAMED))
+    policies = next(b for b in letta.blocks.values() if b["label"] == "policies")
+    had_it = letta.add_agent("user-3", managed=False, system="Own.", blocks=[policies], tags=["support"])
+
+    plan = fleet.plan(WITHOUT_TEMPLATE)
+    text = render_plan(plan, fleet.manager.kinds)
+
+    assert "[~] template support (UPDATE)" in text
+    assert (
+        "taken out of the file: 2 agents carry what it put there; 2 would change: detach shared block policies (2), "
+        "forget its record (2), remove tag support (2). Their prompt and model stay as the template last set them"
+    ) in text
+    assert "template.support.agent.user-3" not in fleet.actions(plan)  # no record of the template: not its to take
+    fleet.apply(plan)
+    for user in (first, second):
+        agent = letta.agents[user["id"]]
+        assert block_labels(letta, user) == ["human"]
+        assert agent["tags"] == ["customer"]  # the template's tag and its mark gone, the application's kept
+        assert agent["system"] == "You are the support agent."  # as the template last set it
+        assert RECORD_KEY not in agent["metadata"] or not agent["metadata"][RECORD_KEY]
+    assert block_labels(letta, had_it) == ["policies"] and letta.agents[had_it["id"]]["tags"] == ["support"]
+    assert not fleet.plan(WITHOUT_TEMPLATE).needs_attention
+
+
+def test_a_plan_reading_only_its_fleets_agents_still_finds_a_removed_templates_agents_by_their_mark(fleet, letta):
+    runtime_agents(letta, 2)
+    fleet.apply(fleet.plan(NAMED))
+    for index in range(300):  # a server holding far more agents than the fleet: the plan reads only its own
+        letta.add_agent(f"someone-{index}", managed=False)
+    letta.queries.clear()
+
+    plan = fleet.plan(WITHOUT_TEMPLATE)
+
+    assert fleet.actions(plan)["template.support.agent.user-1"] == "update"
+    assert fleet.actions(plan)["template.support.agent.user-2"] == "update"
+    listed = [params for path, params in letta.queries if path == "/v1/agents/"]
+    assert all(params.get("name") or params.get("tags") for params in listed)  # never every agent
+
+
+def test_a_template_renamed_in_the_file_takes_back_nothing_the_new_name_still_puts_there(fleet, letta):
+    users = runtime_agents(letta, 2, tags=["customer"])
+    fleet.apply(fleet.plan(NAMED))
+
+    renamed = NAMED.replace("name: support\n", "name: helpdesk\n")
+    fleet.apply(fleet.plan(renamed))
+
+    for user in users:
+        agent = letta.agents[user["id"]]
+        assert "acme/support" not in agent["metadata"][RECORD_KEY]  # the old name's record is gone
+        assert "support" in agent["tags"] and "customer" in agent["tags"]
+        assert block_labels(letta, user) == ["human", "policies"]
+    assert not fleet.plan(renamed).needs_attention
+
+
+def test_a_fleet_without_a_name_leaves_what_a_template_taken_out_put_there(fleet, letta):
+    unnamed = NAMED.replace("fleet: acme\n", "")
+    [user] = runtime_agents(letta, 1)
+    fleet.apply(fleet.plan(unnamed))
+
+    plan = fleet.plan(unnamed[: unnamed.index("templates:")] + unnamed[unnamed.index("agents:") :])
+
+    assert not [address for address in fleet.actions(plan) if address.startswith("template.")]
+    assert block_labels(letta, user) == ["human", "policies"]
+
+
+def test_the_json_plan_counts_what_a_removed_template_takes_back(fleet, letta):
+    runtime_agents(letta, 3)
+    fleet.apply(fleet.plan(NAMED))
+
+    document = json.loads(render_plan_json(fleet.plan(WITHOUT_TEMPLATE)))
+
+    [template] = [change for change in document["changes"] if change["address"] == "template.support"]
+    assert template["after"]["carrying"] == 3 and template["after"]["changing"] == 3
+    assert template["after"]["changes"]["detach shared block policies"] == 3
+    assert document["summary"]["templated_agent"] == {"update": 3}
