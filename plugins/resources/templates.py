@@ -73,7 +73,7 @@ from lettafleet.plugins.resources.template_rollout import (
     settings_digest,
 )
 from lettafleet.plugins.resources.tools import KIND as TOOL
-from lettafleet.plugins.resources.tools import TOOLS as SERVER_TOOLS
+from lettafleet.plugins.resources.tools import TemplateTools, declared_tools
 
 TEMPLATE = "template"
 TEMPLATED = "templated_agent"
@@ -84,7 +84,7 @@ FIELDS = ("description", "system", "model", "context_window")
 # The keys of a lettactl agent that template mode (`--match`) applies, and those that matter only when an agent is
 # created (a template never creates one). Any other key would change live agents in ways templates do not manage
 # yet: refused at its line, rather than silently skipped.
-MATCH_KEYS = {"name", "description", "system_prompt", "llm_config", "shared_blocks", "tags"}
+MATCH_KEYS = {"name", "description", "system_prompt", "llm_config", "shared_blocks", "tags", "tools"}
 CREATE_ONLY_KEYS = {
     *("embedding", "embedding_config", "include_base_tools", "include_base_tool_rules", "reasoning"),
     *("first_message", "disable_base_prompt", "protect"),
@@ -233,7 +233,7 @@ def _match_mode_problems(fleet: Fleet, template: DeclaredTemplate) -> list[Probl
             Problem(
                 (*template.at, key),
                 f"{key} is not applied by templates yet (--match applies description, system_prompt, llm_config, "
-                "shared_blocks and tags)",
+                "shared_blocks, tools and tags)",
                 "remove it from the first agent to use --match, or apply without --match",
             )
         )
@@ -252,8 +252,9 @@ def _match_mode_problems(fleet: Fleet, template: DeclaredTemplate) -> list[Probl
 # -- plan and apply ------------------------------------------------------------------------------------------------
 
 
-def _wanted(fleet: Fleet, data: Mapping[str, Any]) -> dict[str, Any]:
+def _wanted(fleet: Fleet, template: DeclaredTemplate) -> dict[str, Any]:
     """The settings a template manages, as each matched agent's plan attributes: only those it declares."""
+    data = template.data
     llm = data.get("llm_config") or {}
     return dict(
         attributes(
@@ -263,6 +264,7 @@ def _wanted(fleet: Fleet, data: Mapping[str, Any]) -> dict[str, Any]:
             context_window=llm.get("context_window"),
             shared_blocks=sorted(data["shared_blocks"]) if "shared_blocks" in data else None,
             tags=sorted(data["add_tags"]) if "add_tags" in data else None,
+            tools=_tool_names(fleet, template) if "tools" in data else None,
         )
     )
 
@@ -274,6 +276,11 @@ def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
     if glob is not None and not fnmatch.fnmatchcase(str(agent.get("name") or ""), glob):
         return False
     return set(template.get("tags") or ()) <= set(agent.get("tags") or ()) and not is_managed(agent)
+
+
+def _tool_names(fleet: Fleet, template: DeclaredTemplate) -> list[str]:
+    """The names of the tools a template attaches (`tools/*` expanded; the tools plugin defines them)."""
+    return sorted({tool.name for tool in declared_tools(fleet, TemplateTools(template.data, template.at))})
 
 
 @dataclass(frozen=True)
@@ -351,12 +358,16 @@ class TemplateHandler(ResourceHandler):
         for template in declared_templates(fleet):
             data = template.data
             selector = attributes(match=data.get("match"), tags=sorted(data["tags"]) if "tags" in data else None)
+            settings = _wanted(fleet, template)
             yield Resource(
                 template.address,
                 TEMPLATE,
                 template.name,
-                {**selector, "settings": _wanted(fleet, data)},
-                depends_on=tuple(address_of(SHARED, name) for name in data.get("shared_blocks") or ()),
+                {**selector, "settings": settings},
+                depends_on=(
+                    *(address_of(SHARED, name) for name in settings.get("shared_blocks") or ()),
+                    *(address_of(TOOL, name) for name in settings.get("tools") or ()),
+                ),
                 source=template.at,
                 sensitive=frozenset({"system"}) if (data.get("system_prompt") or {}).get("sensitive") else frozenset(),
                 state={"rollout": Rollout.from_options(fleet.options)},
@@ -480,10 +491,9 @@ def _templated_agents(reader: LiveReader, desired: Sequence[Resource]) -> list[d
 @dataclass(frozen=True)
 class Seen:
     """What a plan read beside the agents for the templates: each agent's tools (by agent id), read only when a
-    template attaches tools or a record says one did, and the server's tools by name."""
+    template attaches tools or a record says one did."""
 
     tools: Mapping[str, Sequence[Mapping[str, Any]]]
-    server_tools: Mapping[str, str]
 
 
 def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]]) -> Seen:
@@ -492,7 +502,7 @@ def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapp
         isinstance(entry, Mapping) and entry.get("tools") for agent in agents for entry in records_of(agent).values()
     )
     if not (declared or recorded):
-        return Seen({}, {})
+        return Seen({})
     path, params = AGENTS_WITH_TOOLS
     mark = mark_tag(reader.owner.fleet)
     rows = (
@@ -500,11 +510,7 @@ def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapp
         if desired or not mark
         else reader.list_all(path, **{**params, "tags": [mark]})
     )
-    tools = {str(agent["id"]): list(agent.get("tools") or ()) for agent in rows}
-    server: dict[str, str] = {}
-    for tool in reader.list_all(SERVER_TOOLS[0], **SERVER_TOOLS[1]) if declared else ():
-        server.setdefault(str(tool.get("name")), str(tool["id"]))
-    return Seen(tools, server)
+    return Seen({str(agent["id"]): list(agent.get("tools") or ()) for agent in rows})
 
 
 def _reached(
@@ -565,9 +571,6 @@ def _matched(
             "removed": removed,
             "metadata": dict(agent.get("metadata") or {}),
             "tags": list(agent.get("tags") or ()),
-            "tool_ids": {
-                name: seen.server_tools[name] for name in wanted.get("tools") or () if name in seen.server_tools
-            },
         },
     )
 
@@ -904,11 +907,9 @@ def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]]) -> Appli
 
 
 def _id_to_attach(change: Change, session: ApplySession, attribute: str, name: str) -> str:
-    """The server id of what the template attaches by `name`: the fleet's shared block, or a tool the fleet
-    declares (made by this apply, maybe) or the server has."""
-    if attribute == "shared_blocks":
-        return session.id_of(address_of(SHARED, name))
-    return str(change.state["tool_ids"].get(name) or session.id_of(address_of(TOOL, name)))
+    """The server id of what the template attaches by `name`: the fleet's shared block, or the tool (which the
+    tools plugin found on the server, or made in this apply)."""
+    return session.id_of(address_of(SHARED if attribute == "shared_blocks" else TOOL, name))
 
 
 def _detach(session: ApplySession, agent_id: str, item: Attachable, item_id: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lettafleet.core import LettaClient
 from tests.integration.cli import cli, ok
 from tests.integration.test_templates_rollout import as_now, labels, made_by_the_application, prefix
 
@@ -69,3 +70,49 @@ def test_a_template_taken_out_of_the_file_takes_back_only_what_it_put_there(lett
 
 
 __all__ = ["prefix"]  # the fixture: a unique prefix, whose agents and shared block are deleted afterwards
+
+
+TOOL = '''def {name}(order: str) -> str:
+    """Look an order up.
+
+    Args:
+        order: the order's number.
+    """
+    return order
+'''
+
+
+def tool_names(client: LettaClient, agent: dict) -> set[str]:
+    return {tool["name"] for tool in client.get(f"/v1/agents/{agent['id']}/tools")}
+
+
+def test_a_template_attaches_a_tool_and_detaches_it_only_where_it_attached_it(letta_server, client, prefix, tmp_path):
+    name = f"lookup_{prefix.rsplit('-', 1)[-1]}"
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / f"{name}.py").write_text(TOOL.format(name=name))
+    users = [made_by_the_application(client, f"{prefix}-user-{i}") for i in range(1, 4)]
+    with_tool = HEAD + TEMPLATE.replace("    add_tags:", f"    tools: [{name}]\n    add_tags:")
+    fleet = write(tmp_path / "fleet.yaml", with_tool, prefix)
+    try:
+        plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+        assert f"attach tool {name} (3)" in plan
+        ok(cli(letta_server, "apply", "-f", str(fleet)))
+        [tool] = [t for t in client.list_all("/v1/tools/", name=name) if t["name"] == name]
+        assert all(name in tool_names(client, user) for user in users)
+        # An agent the application gave the tool itself.
+        own_choice = made_by_the_application(client, f"{prefix}-user-9")
+        client.patch(f"/v1/agents/{own_choice['id']}/tools/attach/{tool['id']}")
+        assert "attach tool" not in ok(cli(letta_server, "apply", "-f", str(fleet)))  # it has it: not the template's
+        assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+
+        write(fleet, with_tool.replace(f"    tools: [{name}]\n", ""), prefix)
+        ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+        assert not any(name in tool_names(client, user) for user in users)
+        assert name in tool_names(client, own_choice)
+        plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+        assert "template support" not in plan  # nothing left to change on the agents
+        assert own_choice["name"] in plan and "attached: kept" in " ".join(plan.split())  # in use: kept
+    finally:
+        for tool in client.list_all("/v1/tools/", name=name):
+            client.delete(f"/v1/tools/{tool['id']}")

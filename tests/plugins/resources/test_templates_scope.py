@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.render.json import render_plan_json
 from lettafleet.core.render.text import render_plan
 from lettafleet.plugins.resources.template_record import RECORD_KEY
+from tests.fakes.letta_api import BASE_TOOLS
 from tests.plugins.resources.test_templates import block_labels, runtime_agents
 
 NAMED = """
@@ -106,3 +110,58 @@ def test_the_json_plan_counts_what_a_removed_template_takes_back(fleet, letta):
     assert template["after"]["carrying"] == 3 and template["after"]["changing"] == 3
     assert template["after"]["changes"]["detach shared block policies"] == 3
     assert document["summary"]["templated_agent"] == {"update": 3}
+
+
+TOOLED = """
+templates:
+  - name: support
+    match: "user-*"
+    tools: [web_search, lookup]
+"""
+LOOKUP = '''def lookup(order: str) -> str:
+    """Look an order up.
+
+    Args:
+        order: the order's number.
+    """
+    return order
+'''
+
+
+def tool_names(letta, agent) -> list[str]:
+    """The agent's tools, Letta's base tools (which every agent gets) aside."""
+    attached = (letta.tools[tool_id]["name"] for tool_id in letta.agents[agent["id"]]["tool_ids"])
+    return sorted(name for name in attached if name not in BASE_TOOLS)
+
+
+def test_a_template_attaches_its_tools_and_detaches_only_those_it_attached_when_the_line_goes(fleet, letta):
+    web_search = letta.add_tool("web_search", tool_type="letta_builtin")
+    fresh = letta.add_agent("user-1", managed=False)
+    had_it = letta.add_agent("user-2", managed=False)
+    letta.agents[had_it["id"]]["tool_ids"].append(web_search["id"])
+    files = {"tools/lookup.py": LOOKUP}
+
+    plan = fleet.plan(TOOLED, files)
+    text = render_plan(plan, fleet.manager.kinds)
+    assert "2 would change: attach tool lookup (2), attach tool web_search (1)" in text
+    fleet.apply(plan)
+
+    assert tool_names(letta, fresh) == tool_names(letta, had_it) == ["lookup", "web_search"]
+    assert [t["name"] for t in letta.tools.values()].count("lookup") == 1  # the tools plugin made it, once
+    assert not fleet.plan(TOOLED, files).needs_attention
+
+    fleet.apply(fleet.plan(TOOLED.replace("[web_search, lookup]", "[lookup]"), files))
+    assert tool_names(letta, fresh) == ["lookup"]
+    assert tool_names(letta, had_it) == ["lookup", "web_search"]  # the application attached it: it stays
+
+
+def test_a_tool_a_template_names_must_be_on_the_server_or_defined_by_the_fleet(fleet, letta):
+    letta.add_agent("user-1", managed=False)
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(TOOLED.replace("lookup", "lokup"))
+
+    errors = [str(d) for d in raised.value.diagnostics]
+    assert any(":4:13:" in e and "tool 'web_search' is not on" in e for e in errors)
+    assert any(":4:25:" in e and "tool 'lokup' is not on" in e for e in errors)
+    assert not letta.writes
