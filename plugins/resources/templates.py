@@ -50,7 +50,22 @@ from lettafleet.core import (
     text_source,
 )
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
-from lettafleet.plugins.resources.blocks import SHARED, shared_by
+from lettafleet.plugins.resources.blocks import SHARED, block_fields, block_problems, shared_by
+from lettafleet.plugins.resources.template_blocks import (
+    BLOCKS,
+    SEEDED,
+    apply_blocks,
+    block_differences,
+    block_ids,
+    block_specs,
+    edited_blocks,
+    label_problems,
+    live_blocks,
+    recorded_values,
+    sensitive_blocks,
+    wanted_blocks,
+)
+from lettafleet.plugins.resources.template_blocks import wanted_here as wanted_blocks_here
 from lettafleet.plugins.resources.template_record import (
     HELD,
     Applied,
@@ -84,7 +99,7 @@ FIELDS = ("description", "system", "model", "context_window")
 # The keys of a lettactl agent that template mode (`--match`) applies, and those that matter only when an agent is
 # created (a template never creates one). Any other key would change live agents in ways templates do not manage
 # yet: refused at its line, rather than silently skipped.
-MATCH_KEYS = {"name", "description", "system_prompt", "llm_config", "shared_blocks", "tags", "tools"}
+MATCH_KEYS = {"name", "description", "system_prompt", "llm_config", "shared_blocks", "tags", "tools", "memory_blocks"}
 CREATE_ONLY_KEYS = {
     *("embedding", "embedding_config", "include_base_tools", "include_base_tool_rules", "reasoning"),
     *("first_message", "disable_base_prompt", "protect"),
@@ -166,6 +181,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
             },
         },
         "shared_blocks": string_list(),
+        "memory_blocks": mapping_list(block_fields()),
         "add_tags": string_list(),
     }
     return [SchemaFragment({"templates": mapping_list(template)})]
@@ -213,6 +229,9 @@ def _template_problems(fleet: Fleet, template: DeclaredTemplate, shared: set[str
                     f"declared shared blocks: {', '.join(sorted(shared)) or 'none'}",
                 )
             )
+    for index, block in enumerate(data.get("memory_blocks") or ()):
+        problems += block_problems(fleet, block, (*template.where("memory_blocks"), index))
+    problems += label_problems(data, template.at)
     if template.from_match:
         problems += _match_mode_problems(fleet, template)
     return problems
@@ -266,7 +285,7 @@ def _wanted(fleet: Fleet, template: DeclaredTemplate) -> dict[str, Any]:
             tags=sorted(data["add_tags"]) if "add_tags" in data else None,
             tools=_tool_names(fleet, template) if "tools" in data else None,
         )
-    )
+    ) | wanted_blocks(fleet, data)
 
 
 def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
@@ -319,7 +338,7 @@ def _live_settings(
     if "tags" in wanted or done.tags:
         mine = set(wanted.get("tags") or ()) | set(done.tags)
         found["tags"] = sorted(tag for tag in agent.get("tags") or () if tag in mine)
-    return found
+    return found | live_blocks(agent, wanted, done)
 
 
 @dataclass(frozen=True)
@@ -341,6 +360,7 @@ def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
         old, new = set(before.get(key) or ()), set(after.get(key) or ())
         found += [f"{verbs[0]} {noun} {name}" for name in sorted(new - old)]
         found += [f"{verbs[1]} {noun} {name}" for name in sorted(old - new)]
+    found += block_differences(before, after)
     if before.get("carried") and after.get("carried") is False:
         found.append("forget its record")
     return found
@@ -369,8 +389,9 @@ class TemplateHandler(ResourceHandler):
                     *(address_of(TOOL, name) for name in settings.get("tools") or ()),
                 ),
                 source=template.at,
-                sensitive=frozenset({"system"}) if (data.get("system_prompt") or {}).get("sensitive") else frozenset(),
-                state={"rollout": Rollout.from_options(fleet.options)},
+                sensitive=frozenset({"system"} if (data.get("system_prompt") or {}).get("sensitive") else set())
+                | ({BLOCKS} if sensitive_blocks(data) else set()),
+                state={"rollout": Rollout.from_options(fleet.options), "block_specs": block_specs(fleet, data)},
             )
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
@@ -449,7 +470,7 @@ class TemplateHandler(ResourceHandler):
 
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """A matched agent's conversations are recompiled when its system prompt or shared blocks changed."""
-        if change.kind == TEMPLATED and {"system", "shared_blocks"} & set(change.changed_fields()):
+        if change.kind == TEMPLATED and {"system", "shared_blocks", BLOCKS, SEEDED} & set(change.changed_fields()):
             return [change.address]
         return []
 
@@ -552,7 +573,7 @@ def _matched(
     here = _wanted_here(wanted, done)
     if removed:
         kept = _wanted_by_others(reader, agent, others)
-        here = {key: sorted(set(names) & kept.get(key, set())) for key, names in live.items()}
+        here = {key: _kept(names, kept.get(key, set())) for key, names in live.items()}
         live["carried"], here["carried"] = True, False
     return Resource(
         address_of(AGENT, own, template.address),
@@ -569,6 +590,8 @@ def _matched(
             "key": key,
             "fleet": reader.owner.fleet,
             "removed": removed,
+            "block_specs": template.state.get("block_specs") or {},
+            "block_ids": block_ids(agent) if BLOCKS in here else {},
             "metadata": dict(agent.get("metadata") or {}),
             "tags": list(agent.get("tags") or ()),
         },
@@ -619,9 +642,17 @@ def _wanted_by_others(
     found: dict[str, set[str]] = {}
     for template in templates:
         if matches(template.attributes, agent):
-            for key in (*ATTACHABLE, "tags"):
+            for key in (*ATTACHABLE, "tags", BLOCKS):
                 found.setdefault(key, set()).update(template.attributes["settings"].get(key) or ())
     return found
+
+
+def _kept(names: Any, kept: set[str]) -> Any:
+    """Of what a template taken out of the file put on an agent (a list of names, or blocks by label), what a
+    declared template puts there too."""
+    if isinstance(names, Mapping):
+        return {label: value for label, value in names.items() if label in kept}
+    return sorted(set(names) & kept)
 
 
 def _crowded(found: list[Resource]) -> list[Resource]:
@@ -708,7 +739,7 @@ def _wanted_here(wanted: Mapping[str, Any], done: Applied) -> dict[str, Any]:
             here[attribute] = []
     if done.tags and "tags" not in here:
         here["tags"] = []
-    return here
+    return here | wanted_blocks_here(wanted, done)
 
 
 def _summed(child: Resource) -> dict[str, Any]:
@@ -838,7 +869,8 @@ def _prompt_set(change: Change, done: Applied) -> str:
 def edited_by_hand(live: Mapping[str, Any], done: Applied) -> list[str]:
     """What the template set on an agent and someone changed since (the prompt, by the record's digest): drift the
     plan counts apart, which apply sets back."""
-    return ["system prompt"] if done.prompt and "system" in live and digest(live["system"]) != done.prompt else []
+    prompt = done.prompt and "system" in live and digest(live["system"]) != done.prompt
+    return ["system prompt"] * bool(prompt) + edited_blocks(live, done)
 
 
 def _added_tags(change: Change) -> list[str]:
@@ -874,8 +906,10 @@ def _change_agent(change: Change, session: ApplySession, metadata: Mapping[str, 
         for name in sorted(new - old):
             held[attribute][name] = _id_to_attach(change, session, attribute, name)
             attach.append((item, held[attribute][name]))
+    to_attach, values = apply_blocks(change, session, held["memory_blocks"])
+    attach += [(ATTACHABLE["shared_blocks"], ident) for ident in to_attach]
     fields = _request(change, tags)
-    now = Applied() if change.state.get("removed") else _now_applied(change, held)
+    now = Applied() if change.state.get("removed") else _now_applied(change, held, values)
     if now != done:
         fields["metadata"] = with_applied(metadata, change.state["key"], now)
         marks = marked(fields.get("tags", tags), fields["metadata"], change.state["fleet"])
@@ -891,7 +925,7 @@ def _names_in(values: Mapping[str, Any] | None, attribute: str) -> set[str]:
     return set((values or {}).get(attribute) or ())
 
 
-def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]]) -> Applied:
+def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]], values: Mapping[str, str]) -> Applied:
     """The record this change leaves: what the template attached, the tags it added and still declares, and the
     digests of what it set."""
     done: Applied = change.state["applied"]
@@ -903,7 +937,15 @@ def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]]) -> Appli
         for attribute, ids in held.items()
     }
     tags = tuple(sorted({*(t for t in done.tags if t in set(after.get("tags") or ())), *_added_tags(change)}))
-    return Applied(kept, tags, _prompt_set(change, done), after.get("sampled") or done.sampled)
+    made = {label: ident for label, ident in kept["memory_blocks"].items() if label in (after.get(BLOCKS) or {})}
+    return Applied(
+        {**kept, "memory_blocks": made},
+        tags,
+        _prompt_set(change, done),
+        after.get("sampled") or done.sampled,
+        done.secrets,
+        recorded_values(change, done, values),
+    )
 
 
 def _id_to_attach(change: Change, session: ApplySession, attribute: str, name: str) -> str:

@@ -116,3 +116,54 @@ def test_a_template_attaches_a_tool_and_detaches_it_only_where_it_attached_it(le
     finally:
         for tool in client.list_all("/v1/tools/", name=name):
             client.delete(f"/v1/tools/{tool['id']}")
+
+
+BLOCKS = """\
+templates:
+  - name: support
+    match: "{prefix}-user-*"
+    memory_blocks:
+      - {{name: {prefix}-rules, value: "Refunds within 30 days.", limit: 4000, agent_owned: false}}
+      - {{name: {prefix}-persona, value: "I am ACME's helper.", agent_owned: true}}
+"""
+
+
+def test_a_templates_blocks_are_kept_true_seeded_once_and_deleted_only_where_it_made_them(
+    letta_server, client, prefix, tmp_path
+):
+    rules, persona = f"{prefix}-rules", f"{prefix}-persona"
+    users = [made_by_the_application(client, f"{prefix}-user-{i}") for i in range(1, 4)]
+    own_rules = client.post("/v1/blocks/", json={"label": rules, "value": "Anything goes."})
+    client.patch(f"/v1/agents/{users[2]['id']}/core-memory/blocks/attach/{own_rules['id']}")
+    fleet = write(tmp_path / "fleet.yaml", HEAD + BLOCKS, prefix)
+    try:
+        plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+        assert f"seed block {persona} (3), create block {rules} (2), set block {rules} (1)" in " ".join(plan.split())
+        ok(cli(letta_server, "apply", "-f", str(fleet)))
+        for user in users:
+            values = {b["label"]: b["value"] for b in client.get(f"/v1/agents/{user['id']}/core-memory/blocks")}
+            assert values[rules] == "Refunds within 30 days." and values[persona] == "I am ACME's helper."
+            assert values["human"] == f"The customer behind {user['name']}."
+        assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+
+        # The agent writes its persona (its own) and its rules (the template's): only the rules are set back.
+        for label in (rules, persona):
+            client.patch(f"/v1/agents/{users[0]['id']}/core-memory/blocks/{label}", json={"value": "Rewritten."})
+        plan = ok(cli(letta_server, "plan", "-f", str(fleet)))
+        assert f"1 would change: set block {rules} (1) (edited by hand since the template set it" in plan
+        ok(cli(letta_server, "apply", "-f", str(fleet)))
+        values = {b["label"]: b["value"] for b in client.get(f"/v1/agents/{users[0]['id']}/core-memory/blocks")}
+        assert values == {"human": values["human"], rules: "Refunds within 30 days.", persona: "Rewritten."}
+
+        write(fleet, HEAD + BLOCKS.replace(BLOCKS.splitlines()[4] + "\n", ""), prefix)
+        ok(cli(letta_server, "apply", "-f", str(fleet)))
+        for user in users[:2]:
+            assert rules not in {b["label"] for b in client.get(f"/v1/agents/{user['id']}/core-memory/blocks")}
+        assert client.get(f"/v1/blocks/{own_rules['id']}")["value"] == "Refunds within 30 days."  # the app's block
+        assert rules in {b["label"] for b in client.get(f"/v1/agents/{users[2]['id']}/core-memory/blocks")}
+        assert not client.list_all("/v1/blocks/", label=rules)[1:]  # the template's own were deleted
+        assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+    finally:
+        for label in (rules, persona):
+            for block in client.list_all("/v1/blocks/", label=label):
+                client.delete(f"/v1/blocks/{block['id']}")

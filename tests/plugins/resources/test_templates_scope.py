@@ -165,3 +165,88 @@ def test_a_tool_a_template_names_must_be_on_the_server_or_defined_by_the_fleet(f
     assert any(":4:13:" in e and "tool 'web_search' is not on" in e for e in errors)
     assert any(":4:25:" in e and "tool 'lokup' is not on" in e for e in errors)
     assert not letta.writes
+
+
+BLOCKED = """
+templates:
+  - name: support
+    match: "user-*"
+    memory_blocks:
+      - {name: rules, value: "Refunds within 30 days.", agent_owned: false}
+      - {name: persona, value: "I am a helpful agent.", agent_owned: true}
+"""
+
+
+def blocks_of(letta, agent) -> dict[str, str]:
+    return {letta.blocks[i]["label"]: letta.blocks[i]["value"] for i in letta.agents[agent["id"]]["block_ids"]}
+
+
+def test_a_templates_own_blocks_are_the_truth_where_agent_owned_is_false_and_seeded_where_it_is_true(fleet, letta):
+    fresh, differs, current = runtime_agents(letta, 3)
+    letta.agents[differs["id"]]["block_ids"] += [letta.add_block("rules", "Anything goes.")["id"]]
+    persona = letta.add_block("persona", "I am user 2's own.")
+    letta.agents[differs["id"]]["block_ids"].append(persona["id"])
+    letta.agents[current["id"]]["block_ids"] += [letta.add_block("rules", "Refunds within 30 days.")["id"]]
+
+    plan = fleet.plan(BLOCKED)
+    text = render_plan(plan, fleet.manager.kinds)
+    assert (
+        "3 agents match `user-*`; 3 would change: seed block persona (2), create block rules (1), set block rules (1)"
+    ) in text
+    fleet.apply(plan)
+
+    assert blocks_of(letta, fresh) == {
+        "human": "The user is number 1.",
+        "rules": "Refunds within 30 days.",
+        "persona": "I am a helpful agent.",
+    }
+    assert blocks_of(letta, differs)["rules"] == "Refunds within 30 days."
+    assert blocks_of(letta, differs)["persona"] == "I am user 2's own."  # the agent's: never touched
+    assert not fleet.plan(BLOCKED).needs_attention
+
+    # The agents write to their blocks: the persona is theirs; the rules are set back, told as edited.
+    for agent in (fresh, differs):
+        for block_id in letta.agents[agent["id"]]["block_ids"]:
+            letta.blocks[block_id]["value"] += " (edited by the agent)"
+    text = render_plan(fleet.plan(BLOCKED), fleet.manager.kinds)
+    assert (
+        "2 would change: set block rules (2) (edited by hand since the template set it, and set back: set block "
+        "rules (2))" in text
+    )
+
+
+def test_a_block_line_taken_out_deletes_only_the_blocks_the_template_made(fleet, letta):
+    made_here, had_it = runtime_agents(letta, 2)
+    own = letta.add_block("rules", "Its own rules.")
+    letta.agents[had_it["id"]]["block_ids"].append(own["id"])
+    fleet.apply(fleet.plan(BLOCKED))
+    made = next(i for i in letta.agents[made_here["id"]]["block_ids"] if letta.blocks[i]["label"] == "rules")
+
+    without = BLOCKED.replace('      - {name: rules, value: "Refunds within 30 days.", agent_owned: false}\n', "")
+    plan = fleet.plan(without)
+    assert "1 would change: delete block rules (1)" in render_plan(plan, fleet.manager.kinds)
+    fleet.apply(plan)
+
+    assert made not in letta.blocks and "rules" not in blocks_of(letta, made_here)
+    assert blocks_of(letta, had_it)["rules"] == "Refunds within 30 days."  # set by the template, made by the app
+    assert own["id"] in letta.agents[had_it["id"]]["block_ids"]
+    assert blocks_of(letta, made_here)["persona"] == "I am a helpful agent."
+    assert not fleet.plan(without).needs_attention
+
+
+def test_a_template_taken_out_of_the_file_deletes_the_blocks_it_made_and_leaves_the_seeded_ones(fleet, letta):
+    [user] = runtime_agents(letta, 1)
+    named = (
+        "fleet: acme\n"
+        + BLOCKED
+        + 'agents:\n  - {name: router, system_prompt: {value: "You route."}, llm_config: {model: letta/letta-free}}\n'
+    )
+    fleet.apply(fleet.plan(named))
+    without = named[: named.index("templates:")] + named[named.index("agents:") :]
+
+    plan = fleet.plan(without)
+    assert "1 would change: delete block rules (1), forget its record (1)" in render_plan(plan, fleet.manager.kinds)
+    fleet.apply(plan)
+
+    assert blocks_of(letta, user) == {"human": "The user is number 1.", "persona": "I am a helpful agent."}
+    assert not fleet.plan(without).needs_attention
