@@ -167,3 +167,44 @@ def test_a_templates_blocks_are_kept_true_seeded_once_and_deleted_only_where_it_
         for label in (rules, persona):
             for block in client.list_all("/v1/blocks/", label=label):
                 client.delete(f"/v1/blocks/{block['id']}")
+
+
+LETTACTL = """\
+agents:
+  - name: {prefix}-template
+    description: Support agent
+    system_prompt: {{value: "Matched by lettactl's --match, {prefix}."}}
+    llm_config: {{model: letta/letta-free}}
+    embedding: letta/letta-free
+    memory_blocks:
+      - {{name: {prefix}-rules, description: Rules, limit: 2000, value: "Refunds within 30 days.", agent_owned: false}}
+    tools: [{tool}]
+  - name: {prefix}-other
+    system_prompt: {{value: "Another agent."}}
+    llm_config: {{model: letta/letta-free}}
+"""
+
+
+def test_apply_match_applies_a_lettactl_first_agents_blocks_and_tools(letta_server, client, prefix, tmp_path):
+    name, rules = f"lookup_{prefix.rsplit('-', 1)[-1]}", f"{prefix}-rules"
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / f"{name}.py").write_text(TOOL.format(name=name))
+    users = [made_by_the_application(client, f"{prefix}-user-{i}") for i in range(1, 3)]
+    fleet = tmp_path / "agents.yml"
+    fleet.write_text(LETTACTL.format(prefix=prefix, tool=name))
+    try:
+        ok(cli(letta_server, "apply", "-f", str(fleet), "--match", f"{prefix}-user-*"))
+
+        for user in users:
+            values = {b["label"]: b["value"] for b in client.get(f"/v1/agents/{user['id']}/core-memory/blocks")}
+            assert values == {"human": f"The customer behind {user['name']}.", rules: "Refunds within 30 days."}
+            assert name in tool_names(client, user)
+        names = {agent["name"] for agent in client.list_all("/v1/agents/", query_text=prefix)}
+        assert f"{prefix}-template" not in names
+        matched = cli(letta_server, "plan", "-f", str(fleet), "--match", f"{prefix}-user-*", "--detailed-exitcode")
+        assert matched.exit_code == 0
+    finally:
+        for tool in client.list_all("/v1/tools/", name=name):
+            client.delete(f"/v1/tools/{tool['id']}")
+        for block in client.list_all("/v1/blocks/", label=rules):
+            client.delete(f"/v1/blocks/{block['id']}")

@@ -250,3 +250,39 @@ def test_a_template_taken_out_of_the_file_deletes_the_blocks_it_made_and_leaves_
 
     assert blocks_of(letta, user) == {"human": "The user is number 1.", "persona": "I am a helpful agent."}
     assert not fleet.plan(without).needs_attention
+
+
+LETTACTL = """
+agents:
+  - name: support-template
+    description: Support agent
+    system_prompt: {value: "You are the support agent."}
+    llm_config: {model: letta/letta-free}
+    embedding: letta/letta-free
+    memory_blocks:
+      - {name: rules, description: Rules, limit: 2000, value: "Refunds within 30 days.", agent_owned: false}
+      - {name: persona, description: Persona, limit: 2000, value: "I help.", agent_owned: true}
+    tools: [lookup]
+  - name: router
+    system_prompt: {value: "You route."}
+    llm_config: {model: letta/letta-free}
+"""
+
+
+def test_match_applies_the_first_agents_blocks_and_tools_as_a_template(fleet, letta):
+    users = runtime_agents(letta, 2)
+    files = {"tools/lookup.py": LOOKUP}
+
+    plan = fleet.plan(LETTACTL, files, match="user-*")
+    fleet.apply(plan)
+
+    for user in users:
+        assert blocks_of(letta, user) == {
+            "human": blocks_of(letta, user)["human"],
+            "rules": "Refunds within 30 days.",
+            "persona": "I help.",
+        }
+        assert tool_names(letta, user) == ["lookup"]
+        assert letta.agents[user["id"]]["system"] == "You are the support agent."
+    assert not [a for a in letta.agents.values() if a["name"] == "support-template"]
+    assert not fleet.plan(LETTACTL, files, match="user-*").needs_attention
