@@ -21,6 +21,7 @@ from typing import Any
 
 from lettafleet.core import (
     AGENTS,
+    AGENTS_WITH_SECRETS,
     AGENTS_WITH_TOOLS,
     Action,
     ApplySession,
@@ -51,6 +52,7 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
 from lettafleet.plugins.resources.blocks import SHARED, block_fields, block_problems, shared_by
+from lettafleet.plugins.resources.secrets import secrets_schema
 from lettafleet.plugins.resources.template_blocks import (
     BLOCKS,
     SEEDED,
@@ -87,6 +89,17 @@ from lettafleet.plugins.resources.template_rollout import (
     rollout_order,
     settings_digest,
 )
+from lettafleet.plugins.resources.template_secrets import (
+    SECRETS,
+    live_secrets,
+    recorded_secrets,
+    secret_differences,
+    secrets_of,
+    secrets_request,
+    unset_problems,
+    wanted_secrets,
+)
+from lettafleet.plugins.resources.template_secrets import wanted_here as wanted_secrets_here
 from lettafleet.plugins.resources.tools import KIND as TOOL
 from lettafleet.plugins.resources.tools import TemplateTools, declared_tools
 
@@ -99,7 +112,17 @@ FIELDS = ("description", "system", "model", "context_window")
 # The keys of a lettactl agent that template mode (`--match`) applies, and those that matter only when an agent is
 # created (a template never creates one). Any other key would change live agents in ways templates do not manage
 # yet: refused at its line, rather than silently skipped.
-MATCH_KEYS = {"name", "description", "system_prompt", "llm_config", "shared_blocks", "tags", "tools", "memory_blocks"}
+MATCH_KEYS = {
+    "name",
+    "description",
+    "system_prompt",
+    "llm_config",
+    "shared_blocks",
+    "tags",
+    "tools",
+    "memory_blocks",
+    "secrets",
+}
 CREATE_ONLY_KEYS = {
     *("embedding", "embedding_config", "include_base_tools", "include_base_tool_rules", "reasoning"),
     *("first_message", "disable_base_prompt", "protect"),
@@ -182,6 +205,7 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         },
         "shared_blocks": string_list(),
         "memory_blocks": mapping_list(block_fields()),
+        "secrets": secrets_schema(),
         "add_tags": string_list(),
     }
     return [SchemaFragment({"templates": mapping_list(template)})]
@@ -252,7 +276,7 @@ def _match_mode_problems(fleet: Fleet, template: DeclaredTemplate) -> list[Probl
             Problem(
                 (*template.at, key),
                 f"{key} is not applied by templates yet (--match applies description, system_prompt, llm_config, "
-                "shared_blocks, tools and tags)",
+                "shared_blocks, tools, memory_blocks, secrets and tags)",
                 "remove it from the first agent to use --match, or apply without --match",
             )
         )
@@ -275,17 +299,21 @@ def _wanted(fleet: Fleet, template: DeclaredTemplate) -> dict[str, Any]:
     """The settings a template manages, as each matched agent's plan attributes: only those it declares."""
     data = template.data
     llm = data.get("llm_config") or {}
-    return dict(
-        attributes(
-            description=data.get("description"),
-            system=fleet.text(data["system_prompt"]).strip() if "system_prompt" in data else None,
-            model=llm.get("model"),
-            context_window=llm.get("context_window"),
-            shared_blocks=sorted(data["shared_blocks"]) if "shared_blocks" in data else None,
-            tags=sorted(data["add_tags"]) if "add_tags" in data else None,
-            tools=_tool_names(fleet, template) if "tools" in data else None,
+    return (
+        dict(
+            attributes(
+                description=data.get("description"),
+                system=fleet.text(data["system_prompt"]).strip() if "system_prompt" in data else None,
+                model=llm.get("model"),
+                context_window=llm.get("context_window"),
+                shared_blocks=sorted(data["shared_blocks"]) if "shared_blocks" in data else None,
+                tags=sorted(data["add_tags"]) if "add_tags" in data else None,
+                tools=_tool_names(fleet, template) if "tools" in data else None,
+            )
         )
-    ) | wanted_blocks(fleet, data)
+        | wanted_blocks(fleet, data)
+        | wanted_secrets(data, template.at)
+    )
 
 
 def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
@@ -295,6 +323,13 @@ def matches(template: Mapping[str, Any], agent: Mapping[str, Any]) -> bool:
     if glob is not None and not fnmatch.fnmatchcase(str(agent.get("name") or ""), glob):
         return False
     return set(template.get("tags") or ()) <= set(agent.get("tags") or ()) and not is_managed(agent)
+
+
+def _sensitive(data: Mapping[str, Any]) -> frozenset[str]:
+    """What plans mask on each matched agent: the prompt or block values marked `sensitive`, and every secret."""
+    prompt = bool((data.get("system_prompt") or {}).get("sensitive"))
+    masked = {"system": prompt, BLOCKS: sensitive_blocks(data), SECRETS: "secrets" in data}
+    return frozenset(attribute for attribute, hidden in masked.items() if hidden)
 
 
 def _tool_names(fleet: Fleet, template: DeclaredTemplate) -> list[str]:
@@ -360,7 +395,7 @@ def differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
         old, new = set(before.get(key) or ()), set(after.get(key) or ())
         found += [f"{verbs[0]} {noun} {name}" for name in sorted(new - old)]
         found += [f"{verbs[1]} {noun} {name}" for name in sorted(old - new)]
-    found += block_differences(before, after)
+    found += block_differences(before, after) + secret_differences(before, after)
     if before.get("carried") and after.get("carried") is False:
         found.append("forget its record")
     return found
@@ -389,8 +424,7 @@ class TemplateHandler(ResourceHandler):
                     *(address_of(TOOL, name) for name in settings.get("tools") or ()),
                 ),
                 source=template.at,
-                sensitive=frozenset({"system"} if (data.get("system_prompt") or {}).get("sensitive") else set())
-                | ({BLOCKS} if sensitive_blocks(data) else set()),
+                sensitive=_sensitive(data),
                 state={"rollout": Rollout.from_options(fleet.options), "block_specs": block_specs(fleet, data)},
             )
 
@@ -401,6 +435,8 @@ class TemplateHandler(ResourceHandler):
         """A template's model must be one the server offers, and no agent may be matched by two templates that set
         the same thing (each apply would undo the other's): both checked before anything is written."""
         problems = _overlaps(reader, desired) + _promotion_problems(reader, desired)
+        for template in desired:
+            problems += unset_problems(template.attributes["settings"])
         using = [template for template in desired if "model" in template.attributes["settings"]]
         if not using:
             return problems
@@ -453,11 +489,12 @@ class TemplateHandler(ResourceHandler):
         An agent several templates change is changed by one at a time, each from the agent as it is then."""
         agent_id = str(change.id)
         if not change.state.get("crowded"):
-            _change_agent(change, session, change.state["metadata"], change.state["tags"])
+            _change_agent(change, session, change.state)
             return None
         with self._lock_of(session, agent_id):
-            now = session.client.get(f"/v1/agents/{agent_id}", include=["agent.tags"])
-            _change_agent(change, session, dict(now.get("metadata") or {}), list(now.get("tags") or ()))
+            now = session.client.get(f"/v1/agents/{agent_id}", include=["agent.tags", "agent.secrets"])
+            as_now = {"metadata": dict(now.get("metadata") or {}), "tags": list(now.get("tags") or ())}
+            _change_agent(change, session, {**as_now, "secrets": secrets_of(now)})
         return None
 
     def _lock_of(self, session: ApplySession, agent_id: str) -> threading.Lock:
@@ -511,27 +548,40 @@ def _templated_agents(reader: LiveReader, desired: Sequence[Resource]) -> list[d
 
 @dataclass(frozen=True)
 class Seen:
-    """What a plan read beside the agents for the templates: each agent's tools (by agent id), read only when a
-    template attaches tools or a record says one did."""
+    """What a plan read beside the agents for the templates, by agent id: each agent's tools and secrets."""
 
     tools: Mapping[str, Sequence[Mapping[str, Any]]]
+    secrets: Mapping[str, Mapping[str, Any]]
 
 
 def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]]) -> Seen:
-    declared = any("tools" in template.attributes["settings"] for template in desired)
+    tools = _read_beside(reader, desired, agents, "tools", AGENTS_WITH_TOOLS)
+    secrets = _read_beside(reader, desired, agents, SECRETS, AGENTS_WITH_SECRETS)
+    return Seen(
+        {agent_id: list(agent.get("tools") or ()) for agent_id, agent in tools.items()},
+        {agent_id: secrets_of(agent) for agent_id, agent in secrets.items()},
+    )
+
+
+def _read_beside(
+    reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]], key: str, read: Read
+) -> dict[str, Mapping[str, Any]]:
+    """The agents of a read with one more relation (by id), read only when a template declares `key` or a record
+    says one set it: agents' tools and secrets are large, and not in the plan's first read of agents."""
+    declared = any(key in template.attributes["settings"] for template in desired)
     recorded = any(
-        isinstance(entry, Mapping) and entry.get("tools") for agent in agents for entry in records_of(agent).values()
+        isinstance(entry, Mapping) and entry.get(key) for agent in agents for entry in records_of(agent).values()
     )
     if not (declared or recorded):
-        return Seen({})
-    path, params = AGENTS_WITH_TOOLS
+        return {}
+    path, params = read
     mark = mark_tag(reader.owner.fleet)
     rows = (
         reader.list_everything(path, **params)
         if desired or not mark
         else reader.list_all(path, **{**params, "tags": [mark]})
     )
-    return Seen({str(agent["id"]): list(agent.get("tools") or ()) for agent in rows})
+    return {str(agent["id"]): agent for agent in rows}
 
 
 def _reached(
@@ -569,8 +619,11 @@ def _matched(
     wanted = template.attributes["settings"]
     key = record_key(template.name, reader.owner.fleet)
     done = read_applied(agent, key)
-    live = _live_settings(agent, wanted, _attached(reader, agent, wanted, seen), done)
-    here = _wanted_here(wanted, done)
+    held = seen.secrets.get(str(agent["id"])) or {}
+    live = _live_settings(agent, wanted, _attached(reader, agent, wanted, seen), done) | live_secrets(
+        held, wanted, done
+    )
+    here = _wanted_here(wanted, done) | wanted_secrets_here(wanted, done)
     if removed:
         kept = _wanted_by_others(reader, agent, others)
         here = {key: _kept(names, kept.get(key, set())) for key, names in live.items()}
@@ -592,6 +645,7 @@ def _matched(
             "removed": removed,
             "block_specs": template.state.get("block_specs") or {},
             "block_ids": block_ids(agent) if BLOCKS in here else {},
+            "secrets": held,
             "metadata": dict(agent.get("metadata") or {}),
             "tags": list(agent.get("tags") or ()),
         },
@@ -642,7 +696,7 @@ def _wanted_by_others(
     found: dict[str, set[str]] = {}
     for template in templates:
         if matches(template.attributes, agent):
-            for key in (*ATTACHABLE, "tags", BLOCKS):
+            for key in (*ATTACHABLE, "tags", BLOCKS, SECRETS):
                 found.setdefault(key, set()).update(template.attributes["settings"].get(key) or ())
     return found
 
@@ -892,10 +946,11 @@ def _request(change: Change, tags: Sequence[str]) -> dict[str, Any]:
     return body
 
 
-def _change_agent(change: Change, session: ApplySession, metadata: Mapping[str, Any], tags: Sequence[str]) -> None:
-    """Detach what the template took out, write the agent's fields, record and mark in one update (from its
-    `metadata` and `tags` as they are), then attach what the template added."""
+def _change_agent(change: Change, session: ApplySession, agent: Mapping[str, Any]) -> None:
+    """Detach what the template took out, write the agent's fields, secrets, record and mark in one update (from
+    its `metadata`, `tags` and `secrets` as `agent` has them now), then attach what the template added."""
     agent_id = str(change.id)
+    metadata, tags, secrets = agent["metadata"], agent["tags"], agent["secrets"]
     done: Applied = change.state["applied"]
     held: dict[str, dict[str, str]] = {attribute: dict(done.ids(attribute)) for attribute in HELD}
     attach: list[tuple[Attachable, str]] = []
@@ -908,8 +963,8 @@ def _change_agent(change: Change, session: ApplySession, metadata: Mapping[str, 
             attach.append((item, held[attribute][name]))
     to_attach, values = apply_blocks(change, session, held["memory_blocks"])
     attach += [(ATTACHABLE["shared_blocks"], ident) for ident in to_attach]
-    fields = _request(change, tags)
-    now = Applied() if change.state.get("removed") else _now_applied(change, held, values)
+    fields = _request(change, tags) | secrets_request(change, session, secrets)
+    now = Applied() if change.state.get("removed") else _now_applied(change, held, values, list(secrets))
     if now != done:
         fields["metadata"] = with_applied(metadata, change.state["key"], now)
         marks = marked(fields.get("tags", tags), fields["metadata"], change.state["fleet"])
@@ -925,7 +980,9 @@ def _names_in(values: Mapping[str, Any] | None, attribute: str) -> set[str]:
     return set((values or {}).get(attribute) or ())
 
 
-def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]], values: Mapping[str, str]) -> Applied:
+def _now_applied(
+    change: Change, held: Mapping[str, Mapping[str, str]], values: Mapping[str, str], secrets: Sequence[str]
+) -> Applied:
     """The record this change leaves: what the template attached, the tags it added and still declares, and the
     digests of what it set."""
     done: Applied = change.state["applied"]
@@ -943,7 +1000,7 @@ def _now_applied(change: Change, held: Mapping[str, Mapping[str, str]], values: 
         tags,
         _prompt_set(change, done),
         after.get("sampled") or done.sampled,
-        done.secrets,
+        recorded_secrets(change, done, secrets),
         recorded_values(change, done, values),
     )
 

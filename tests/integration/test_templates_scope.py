@@ -208,3 +208,39 @@ def test_apply_match_applies_a_lettactl_first_agents_blocks_and_tools(letta_serv
             client.delete(f"/v1/tools/{tool['id']}")
         for block in client.list_all("/v1/blocks/", label=rules):
             client.delete(f"/v1/blocks/{block['id']}")
+
+
+SECRETS = """\
+templates:
+  - name: support
+    match: "{prefix}-user-*"
+    secrets:
+      TSCOPE_KEY: {{value: "sk-template-{prefix}"}}
+"""
+
+
+def secrets_of(client: LettaClient, agent: dict) -> dict[str, str]:
+    now = client.get(f"/v1/agents/{agent['id']}", include=["agent.secrets"])
+    return {secret["key"]: secret["value"] for secret in now.get("secrets") or ()}
+
+
+def test_a_templates_secret_is_set_never_shown_and_removed_only_where_it_set_it(letta_server, client, prefix, tmp_path):
+    fresh = made_by_the_application(client, f"{prefix}-user-1")
+    had_one = made_by_the_application(client, f"{prefix}-user-2")
+    client.patch(f"/v1/agents/{had_one['id']}", json={"secrets": {"TSCOPE_KEY": "the-apps", "APP_ONLY": "kept"}})
+    fleet = write(tmp_path / "fleet.yaml", HEAD + SECRETS, prefix)
+
+    plan = ok(cli(letta_server, "plan", "-f", str(fleet), "-v"))
+    assert "set secret TSCOPE_KEY (2)" in plan and f"sk-template-{prefix}" not in plan and "the-apps" not in plan
+    assert f"sk-template-{prefix}" not in ok(cli(letta_server, "apply", "-f", str(fleet), "-o", "json"))
+
+    assert secrets_of(client, fresh) == {"TSCOPE_KEY": f"sk-template-{prefix}"}
+    assert secrets_of(client, had_one) == {"TSCOPE_KEY": f"sk-template-{prefix}", "APP_ONLY": "kept"}
+    assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
+
+    write(fleet, HEAD + SECRETS.replace(SECRETS.splitlines()[4] + "\n", "").replace("    secrets:\n", ""), prefix)
+    ok(cli(letta_server, "apply", "-f", str(fleet)))
+
+    assert secrets_of(client, fresh) == {}
+    assert secrets_of(client, had_one) == {"TSCOPE_KEY": f"sk-template-{prefix}", "APP_ONLY": "kept"}
+    assert cli(letta_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0

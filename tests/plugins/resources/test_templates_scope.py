@@ -286,3 +286,47 @@ def test_match_applies_the_first_agents_blocks_and_tools_as_a_template(fleet, le
         assert letta.agents[user["id"]]["system"] == "You are the support agent."
     assert not [a for a in letta.agents.values() if a["name"] == "support-template"]
     assert not fleet.plan(LETTACTL, files, match="user-*").needs_attention
+
+
+SECRET = """
+templates:
+  - name: support
+    match: "user-*"
+    secrets:
+      API_KEY: {value: "sk-template-4711"}
+      REGION: {value: "eu"}
+"""
+
+
+def test_a_templates_secrets_are_set_never_shown_and_removed_only_where_it_set_them(fleet, letta):
+    fresh = letta.add_agent("user-1", managed=False)
+    had_key = letta.add_agent("user-2", managed=False)
+    letta.agents[had_key["id"]]["secrets"] = {"API_KEY": "sk-the-apps-own", "OTHER": "kept"}
+
+    plan = fleet.plan(SECRET)
+    shown = render_plan(plan, fleet.manager.kinds, verbose=True) + render_plan_json(plan)
+    assert "2 would change: set secret API_KEY (2), set secret REGION (2)" in shown
+    assert "4711" not in shown and "sk-the-apps-own" not in shown
+    fleet.apply(plan)
+
+    assert letta.agents[fresh["id"]]["secrets"] == {"API_KEY": "sk-template-4711", "REGION": "eu"}
+    assert letta.agents[had_key["id"]]["secrets"] == {"API_KEY": "sk-template-4711", "REGION": "eu", "OTHER": "kept"}
+    # One update per agent: its secrets, whole, with its record.
+    assert sorted(w.path for w in letta.writes) == sorted(f"/v1/agents/{a['id']}" for a in (fresh, had_key))
+    assert not fleet.plan(SECRET).needs_attention
+
+    fleet.apply(fleet.plan(SECRET.replace('      API_KEY: {value: "sk-template-4711"}\n', "")))
+    assert letta.agents[fresh["id"]]["secrets"] == {"REGION": "eu"}  # the template set it: removed
+    assert letta.agents[had_key["id"]]["secrets"] == {"API_KEY": "sk-template-4711", "REGION": "eu", "OTHER": "kept"}
+
+
+def test_a_template_secret_whose_variable_is_unset_stops_the_plan_at_its_line(fleet, letta, monkeypatch):
+    letta.add_agent("user-1", managed=False)
+    monkeypatch.delenv("TSCOPE_UNSET_KEY", raising=False)
+
+    with pytest.raises(FleetError) as raised:
+        fleet.plan(SECRET.replace('{value: "eu"}', "{from_env: TSCOPE_UNSET_KEY}"))
+
+    [error] = [str(d) for d in raised.value.diagnostics]
+    assert ":6:7:" in error and "secret REGION: environment variable TSCOPE_UNSET_KEY is not set" in error
+    assert not letta.writes
