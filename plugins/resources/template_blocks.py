@@ -9,15 +9,16 @@ Agents' blocks come with the list of agents the plan reads: no request per agent
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lettafleet.core import ApplySession, Change, Fleet, Problem
+from lettafleet.core import ApplySession, Change, Fleet, LiveReader, Problem, blocks_labelled
 from lettafleet.plugins.resources.template_record import Applied, digest
 
 BLOCKS = "blocks"  # plan attribute: label -> value, of the `agent_owned: false` blocks
 SEEDED = "seeded"  # plan attribute: the labels of the `agent_owned: true` blocks the agent has
 RECORDED = "memory_blocks"  # the record's map of the blocks the template made: label -> id
+MADE_FOR = "lettafleet_template"  # a block's metadata: the template (its record key) and agent it was made for
 
 
 def wanted_blocks(fleet: Fleet, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,8 +109,9 @@ def edited_blocks(live: Mapping[str, Any], done: Applied) -> list[str]:
 
 def apply_blocks(change: Change, session: ApplySession, made: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """Delete the blocks the template made and no longer declares, set back those that differ, and make those the
-    agent lacks (not attached yet: the agent's update records them first). `made` (label -> id, the record's) is
-    brought up to date; returns the new blocks' ids to attach, and the digests of the values this change set."""
+    agent lacks (not attached yet: the agent's update records them first), or take the one an apply stopped before
+    attaching made. `made` (label -> id, the record's) is brought up to date; returns the new blocks' ids to attach,
+    and the digests of the values this change set."""
     before, after = change.before or {}, change.after or {}
     old, new = before.get(BLOCKS) or {}, after.get(BLOCKS) or {}
     specs, ids = change.state["block_specs"], change.state["block_ids"]
@@ -123,12 +125,40 @@ def apply_blocks(change: Change, session: ApplySession, made: dict[str, str]) ->
     set_now = {label: digest(str(new[label])) for label in created}
     set_now |= {label: digest(str(new[label])) for label in set(new) & set(old) if new[label] != old[label]}
     to_attach = []
+    left = change.state.get("left_unattached") or {}
     for label in [*created, *(label for label in after.get(SEEDED) or () if label not in seeded)]:
-        block = session.client.post("/v1/blocks/", json=specs[label])
-        to_attach.append(str(block["id"]))
+        block_id = _made(session, specs[label], left.get(label), {"key": change.state["key"], "agent": change.id})
+        to_attach.append(block_id)
         if label in new:
-            made[label] = str(block["id"])
+            made[label] = block_id
     return to_attach, set_now
+
+
+def _made(session: ApplySession, spec: Mapping[str, Any], left: Mapping[str, Any] | None, mark: Any) -> str:
+    """The id of a new block for an agent: the one a stopped apply made and never attached (its value set as the
+    template has it now), or one made now, marked as made for this template and agent."""
+    if left is not None:
+        if left.get("value") != spec["value"]:
+            session.client.patch(f"/v1/blocks/{left['id']}", json={"value": spec["value"]})
+        return str(left["id"])
+    block = session.client.post("/v1/blocks/", json={**spec, "metadata": {MADE_FOR: mark}})
+    return str(block["id"])
+
+
+def left_unattached(
+    reader: LiveReader, key: str, labels: set[str], agents: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """The blocks an apply of this template (`key`) made for agents and was stopped before attaching, by agent id
+    and label: read by label, only for the labels some of these agents lack (made, then, by this plan)."""
+    lacking = {label for label in labels for agent in agents if label not in block_ids(agent)}
+    attached = {str(block.get("id")) for agent in agents for block in agent.get("blocks") or ()}
+    found: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for label in sorted(lacking):
+        for block in blocks_labelled(reader, label):
+            mark = (block.get("metadata") or {}).get(MADE_FOR)
+            if isinstance(mark, Mapping) and mark.get("key") == key and str(block.get("id")) not in attached:
+                found.setdefault(str(mark.get("agent")), {}).setdefault(label, block)
+    return found
 
 
 def recorded_values(change: Change, done: Applied, set_now: Mapping[str, str]) -> dict[str, str]:

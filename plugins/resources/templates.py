@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lettafleet.core import (
@@ -62,6 +62,7 @@ from lettafleet.plugins.resources.template_blocks import (
     block_specs,
     edited_blocks,
     label_problems,
+    left_unattached,
     live_blocks,
     recorded_values,
     sensitive_blocks,
@@ -280,12 +281,12 @@ def _match_mode_problems(fleet: Fleet, template: DeclaredTemplate) -> list[Probl
                 "remove it from the first agent to use --match, or apply without --match",
             )
         )
-    for field in ENDPOINT_FIELDS:
-        if field in (agent.get("llm_config") or {}):
+    for endpoint in ENDPOINT_FIELDS:
+        if endpoint in (agent.get("llm_config") or {}):
             found.append(
                 Problem(
-                    (*template.at, "llm_config", field),
-                    f"llm_config.{field} is not applied by templates: a template sets a model by its handle",
+                    (*template.at, "llm_config", endpoint),
+                    f"llm_config.{endpoint} is not applied by templates: a template sets a model by its handle",
                     "keep `model` (a handle) and `context_window`, or apply without --match",
                 )
             )
@@ -463,7 +464,7 @@ class TemplateHandler(ResourceHandler):
         found: list[Resource] = []
         for template in desired:
             reached = [agent for agent in agents if matches(template.attributes, agent)]
-            children = list(_reached(reader, template, reached, seen))
+            children = list(_reached(reader, template, reached, _with_left(reader, template, reached, seen)))
             state: dict[str, Any] = {"reached": [_summed(child) for child in children]}
             children, state["rollout"] = _rolled_out(template, children)
             found += children
@@ -552,6 +553,7 @@ class Seen:
 
     tools: Mapping[str, Sequence[Mapping[str, Any]]]
     secrets: Mapping[str, Mapping[str, Any]]
+    left: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)  # see `left_unattached`
 
 
 def _seen(reader: LiveReader, desired: Sequence[Resource], agents: Sequence[Mapping[str, Any]]) -> Seen:
@@ -582,6 +584,15 @@ def _read_beside(
         else reader.list_all(path, **{**params, "tags": [mark]})
     )
     return {str(agent["id"]): agent for agent in rows}
+
+
+def _with_left(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]], seen: Seen) -> Seen:
+    """`seen`, with the blocks an apply of this template made and was stopped before attaching."""
+    labels = set(template.state.get("block_specs") or {})
+    if not labels:
+        return seen
+    left = left_unattached(reader, record_key(template.name, reader.owner.fleet), labels, agents)
+    return replace(seen, left=left)
 
 
 def _reached(
@@ -646,6 +657,7 @@ def _matched(
             "block_specs": template.state.get("block_specs") or {},
             "block_ids": block_ids(agent) if BLOCKS in here else {},
             "secrets": held,
+            "left_unattached": seen.left.get(str(agent["id"])) or {},
             "metadata": dict(agent.get("metadata") or {}),
             "tags": list(agent.get("tags") or ()),
         },
@@ -772,13 +784,9 @@ def _promotion_problems(reader: LiveReader, templates: Sequence[Resource]) -> li
         mark = settings_digest(template.attributes["settings"])
         key = record_key(template.name, reader.owner.fleet)
         marked = [a for a in agents if matches(template.attributes, a) and read_applied(a, key).sampled == mark]
-        drifted = [
-            str(agent["name"])
-            for agent in marked
-            if _summed(_matched(reader, template, agent, str(agent["name"]), _seen(reader, [template], marked)))[
-                "changes"
-            ]
-        ]
+        seen = _seen(reader, [template], marked)
+        held = [_matched(reader, template, agent, str(agent["name"]), seen) for agent in marked]
+        drifted = [child.name for child in held if _summed(child)["changes"]]
         problem = promotion_problem(template.name, template.source, len(marked), drifted)
         problems += [problem] if problem else []
     return problems

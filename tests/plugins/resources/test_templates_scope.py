@@ -330,3 +330,17 @@ def test_a_template_secret_whose_variable_is_unset_stops_the_plan_at_its_line(fl
     [error] = [str(d) for d in raised.value.diagnostics]
     assert ":6:7:" in error and "secret REGION: environment variable TSCOPE_UNSET_KEY is not set" in error
     assert not letta.writes
+
+
+def test_a_block_made_by_an_apply_stopped_before_attaching_it_is_attached_by_the_next_not_made_again(fleet, letta):
+    [user] = runtime_agents(letta, 1)
+    letta.refuse("PATCH", f"/v1/agents/{user['id']}", 500, "the server went away")
+    assert not fleet.apply(fleet.plan(BLOCKED)).ok  # the blocks were made; the agent's update failed
+    made = sorted(block["id"] for block in letta.blocks.values() if block["label"] in ("rules", "persona"))
+    assert len(made) == 2 and "rules" not in blocks_of(letta, user)
+
+    fleet.apply(fleet.plan(BLOCKED))
+
+    assert not [w for w in letta.writes if w.method == "POST" and w.path == "/v1/blocks/"]
+    assert sorted(i for i in letta.agents[user["id"]]["block_ids"] if letta.blocks[i]["label"] != "human") == made
+    assert not fleet.plan(BLOCKED).needs_attention
