@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.devserver import app_server, supervisor
-from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION
+from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
@@ -51,6 +52,19 @@ def app_server_url() -> Iterator[str]:
 
     The first start installs Letta Code into its own venv under the dev-server home (about 15 s)."""
     yield from _running_app_server(APP_SERVER_VERSION)
+
+
+@pytest.fixture
+def app_server_client(app_server_url: str) -> Iterator[AppServerClient]:
+    """A Protocol V2 client of the dev App Server, for one test."""
+    with AppServerClient(app_server_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def app_server_data_dir(app_server_url: str) -> Path:
+    """Where the dev App Server keeps all its state as files (its LETTA_LOCAL_BACKEND_DIR)."""
+    return AppServerHome(DevServerHome.default()).backend_dir
 
 
 def _running_app_server(version: str) -> Iterator[str]:

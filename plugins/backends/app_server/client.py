@@ -233,13 +233,14 @@ class AppServerClient:
 
     # Models -----------------------------------------------------------------------------------------------------
 
-    def connect_provider(self, provider_id: str, fields: Mapping[str, str], *, name: str | None = None) -> Frame:
-        """Store a provider's settings on the server (`target: local`); its API key is masked in every error."""
+    def connect_provider(self, provider_id: str, fields: Mapping[str, str], *, name: str | None = None) -> None:
+        """Store a provider's settings on the server (`target: local`); its API key is masked in every error, and
+        the answer (the server's whole provider catalogue) is not passed on."""
         self.masker.add(fields.get("apiKey"))
         request: dict[str, Any] = {"target": "local", "provider_id": provider_id, "fields": dict(fields)}
         if name:
             request["provider_name"] = name
-        return self.call("connect_provider", **request)
+        self.call("connect_provider", **request)
 
     def list_models(self, *, refresh: bool = True) -> list[Frame]:
         """The models of every connected provider (`handle` is `provider/model`); `refresh` skips its cache."""
