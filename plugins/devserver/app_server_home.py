@@ -11,7 +11,8 @@ from lettafleet.plugins.devserver.home import DevServerHome, load_record, save_r
 # The App Server lettafleet targets, and the last release that makes agents with the v1 memory layout
 # (`system/<label>.md`): PyPI `letta` 0.32.13 and later is Letta Code, a wheel with Node inside.
 APP_SERVER_VERSION = "0.34.12"
-APP_SERVER_VERSIONS = (APP_SERVER_VERSION, "0.32.18")
+V1_LAYOUT_VERSION = "0.32.18"
+APP_SERVER_VERSIONS = (APP_SERVER_VERSION, V1_LAYOUT_VERSION)
 APP_SERVER_DEFAULT_PORT = 4617
 READY_PATH = "/readyz"
 INFO_PATH = "/app-server-info"

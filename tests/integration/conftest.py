@@ -10,7 +10,7 @@ import pytest
 from lettafleet.core.letta.client import LettaClient
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.devserver import app_server, supervisor
-from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, AppServerHome
+from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
@@ -52,6 +52,12 @@ def app_server_url() -> Iterator[str]:
 
     The first start installs Letta Code into its own venv under the dev-server home (about 15 s)."""
     yield from _running_app_server(APP_SERVER_VERSION)
+
+
+@pytest.fixture(scope="session")
+def app_server_v1_layout_url() -> Iterator[str]:
+    """The ws:// URL of a dev App Server 0.32.18, whose agents get the MemFS v1 layout (`system/<label>.md`)."""
+    yield from _running_app_server(V1_LAYOUT_VERSION)
 
 
 @pytest.fixture

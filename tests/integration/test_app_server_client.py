@@ -167,3 +167,20 @@ def test_a_connected_openai_compatible_provider_lists_its_models(
     handles = {model["handle"] for model in app_server_client.list_models()}
 
     assert "openai-compatible/fake-echo-model" in handles
+
+
+def test_an_agent_made_by_0_32_18_has_the_v1_memory_layout(app_server_v1_layout_url: str) -> None:
+    with AppServerClient(app_server_v1_layout_url) as client:
+        assert client.server_info()["letta_code_version"] == "0.32.18"
+        made = client.create_agent(
+            {"name": unique("as-v1-layout"), "memory_blocks": [{"label": "persona", "value": "Helpful."}]}
+        )
+        try:
+            client.write_memory_file(made["id"], "system/human.md", "---\ndescription: who I help\n---\nBob")
+            entries = {entry["relative_path"]: entry for entry in client.list_memory(made["id"])}
+        finally:
+            client.delete_agent(made["id"])
+
+    assert {"system/persona.md", "system/human.md"} <= set(entries)
+    assert entries["system/persona.md"]["is_system"] is True
+    assert "MEMORY.md" not in entries
