@@ -49,7 +49,14 @@ def up(
         if current.running:
             progress.note(f"The App Server {version} is already running at {current.base_url}")
             return current
-        _stop_recorded(server, progress)  # a recorded one that no longer answers
+        if current.pid:
+            # Alive yet not answering: busy or still starting. Restarting it could kill a server in use.
+            raise DevServerError(
+                f"The App Server {version} recorded in {server.state_file} is running (pid {current.pid}) but "
+                f"does not answer at {current.base_url}; it may be busy. Try again, or stop it with "
+                f"`lettafleet dev-server down --app-server-version {version}`."
+            )
+        _stop_recorded(server, progress)  # a record whose process is gone
         chosen_port = supervisor.choose_port(port, APP_SERVER_DEFAULT_PORT, progress)
         git = _require_git()
         ensure_installed(server, progress)

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.devserver import app_server, app_server_parent
-from lettafleet.plugins.devserver.app_server_home import AppServerHome
+from lettafleet.plugins.devserver.app_server_home import AppServerHome, AppServerRecord
 from lettafleet.plugins.devserver.home import DevServerError, DevServerHome
 from lettafleet.plugins.devserver.progress import SilentProgress
+from lettafleet.plugins.devserver.supervisor import process_start_time
 
 
 @pytest.fixture
@@ -76,3 +77,20 @@ def test_the_parent_process_keeps_the_server_alive_and_passes_sigterm_on(tmp_pat
     assert parent.wait(timeout=10) != 0
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)
+
+
+def test_up_leaves_a_recorded_server_that_is_alive_but_silent_alone(home: DevServerHome) -> None:
+    """A busy server answers late; `up` from another test run must not kill it and start another."""
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        server = AppServerHome(home)
+        server.root.mkdir(parents=True)
+        AppServerRecord(pid=silent.pid, started=process_start_time(silent.pid), port=1, version="0.34.12").save(server)
+
+        with pytest.raises(DevServerError, match=r"running \(pid \d+\) but does not answer"):
+            app_server.up(0, home=home, progress=SilentProgress())
+
+        assert silent.poll() is None
+    finally:
+        silent.kill()
+        silent.wait()
