@@ -139,7 +139,10 @@ class AppServerClient:
         return [entry for frame in frames for entry in frame.get("entries") or ()]
 
     def read_memory_file(self, agent_id: str, path: str) -> str:
-        return str(self.call("read_memory_file", agent_id=agent_id, path=path)["content"])
+        content = self.call("read_memory_file", agent_id=agent_id, path=path).get("content")
+        if content is None:
+            raise AppServerError("read_memory_file", f"{path} of {agent_id} came back without content")
+        return str(content)
 
     def write_memory_file(self, agent_id: str, path: str, content: str, *, message: str | None = None) -> bool:
         """Write and commit one file; True when it made a commit (identical content makes none). A write the
