@@ -64,6 +64,9 @@ def test_create_retrieve_and_update_keep_the_tag_the_server_owns(
 
     assert updated["tags"] == ["team:a", "lettafleet:managed", "git-memory-enabled"]
     assert app_server_client.retrieve_agent(agent["id"])["tags"] == updated["tags"]
+    # With the tags the caller already read, the same, without reading the agent again.
+    again = app_server_client.update_agent(agent["id"], {"tags": ["team:b"]}, current_tags=updated["tags"])
+    assert again["tags"] == ["team:b", "git-memory-enabled"]
 
 
 def test_deleting_an_agent_leaves_no_secret_value_on_disk(

@@ -105,12 +105,16 @@ class AppServerClient:
     def retrieve_agent(self, agent_id: str) -> Frame:
         return self.call("agent_retrieve", agent_id=agent_id)["agent"]
 
-    def update_agent(self, agent_id: str, body: Mapping[str, Any]) -> Frame:
-        """`agent_update`; `tags` in `body` keep the server's own tags (the server would drop them)."""
+    def update_agent(
+        self, agent_id: str, body: Mapping[str, Any], *, current_tags: Iterable[str] | None = None
+    ) -> Frame:
+        """`agent_update`; `tags` in `body` keep the server's own tags (the server would drop them). A caller
+        that has just read the agent passes its `current_tags` and saves a request."""
         body = dict(body)
         if "tags" in body:
-            current = self.retrieve_agent(agent_id).get("tags") or []
-            body["tags"] = with_server_owned_tags(body["tags"], current)
+            if current_tags is None:
+                current_tags = self.retrieve_agent(agent_id).get("tags") or []
+            body["tags"] = with_server_owned_tags(body["tags"], current_tags)
         return self.call("agent_update", agent_id=agent_id, body=body)["agent"]
 
     def list_agents(self, *, tags: Iterable[str] = (), page_size: int = AGENT_PAGE) -> list[Frame]:
