@@ -128,3 +128,15 @@ def test_a_server_that_is_not_there_is_a_clear_error_without_the_token() -> None
 def test_an_http_url_is_not_taken_for_an_app_server() -> None:
     with pytest.raises(LettaError, match=r"not a ws:// or wss:// address"):
         AppServerClient("http://127.0.0.1:8283")
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_insecure"),
+    [("wss://letta.example:443", False), ("ws://localhost:9", False), ("ws://10.0.0.5:4617", True)],
+)
+def test_the_token_may_go_encrypted_to_any_host_or_plain_to_this_machine_or_where_allowed(
+    url: str, allow_insecure: bool
+) -> None:
+    # The one rule of both clients, from core: no refusal here (the connection then fails: nothing listens).
+    with pytest.raises(AppServerConnectionError):
+        AppServerClient(url, api_key="tok-123456", allow_insecure=allow_insecure, connect_timeout=1)
