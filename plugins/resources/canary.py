@@ -10,7 +10,7 @@ declared" nor taken for a duplicate; `--cleanup` deletes exactly the copies carr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -131,12 +131,7 @@ def canary_plan(plan: Plan, params: Mapping[str, Any]) -> Plan:
         plan = _cleaned_up(plan, promoting=run.promote)
     if not run.promote:
         return plan
-    return plan.with_changes(
-        _held(change, "a template's change rolls out with `--sample N`, then `--promote` without --canary")
-        if change.kind in TEMPLATE_KINDS
-        else change
-        for change in plan.changes
-    )
+    return _templates_held(plan)
 
 
 def _cleaned_up(plan: Plan, *, promoting: bool) -> Plan:
@@ -161,14 +156,20 @@ def _copies_only(plan: Plan) -> Plan:
         root = _root(change, by_address)
         return root.address in copies or root.action is Action.CREATE
 
-    return plan.with_changes(
-        change
-        if kept(change)
-        else _held(
-            change,
-            "the real agents use it, and the copies use it as the server has it; `apply --canary --promote` applies it",
-        )
-        for change in plan.changes
+    shared = _holding(
+        plan,
+        lambda change: not kept(change) and change.kind not in TEMPLATE_KINDS,
+        "the real agents use it, and the copies use it as the server has it; `apply --canary --promote` applies it",
+    )
+    return _templates_held(shared)
+
+
+def _templates_held(plan: Plan) -> Plan:
+    """Templates' changes held: they reach agents the application made, which `--canary` copies none of."""
+    return _holding(
+        plan,
+        lambda change: change.kind in TEMPLATE_KINDS,
+        "a template's change rolls out with `--sample N`, then `--promote`, without --canary",
     )
 
 
@@ -183,8 +184,17 @@ def _is_cleanup(change: Change) -> bool:
     return change.parent is None and change.removes and bool(change.state.get(CANARY_KEY))
 
 
-def _held(change: Change, why: str) -> Change:
-    """The change planned, shown and not applied, saying why and what applies it."""
-    if not change.changes_something:
+def _holding(plan: Plan, holds: Callable[[Change], bool], why: str) -> Plan:
+    """The plan with each change `holds` picks planned, shown and not applied, saying `why`; a top-level line
+    that changes nothing itself (a template's) says it of the changes inside it."""
+    held = {change.address for change in plan.changes if change.changes_something and holds(change)}
+    said = f"not applied with --canary: {why}"
+
+    def shown(change: Change) -> Change:
+        if change.address in held:
+            return replace(change, held=HELD, drift=said)
+        if change.parent is None and any(inside.address in held for inside in plan.descendants(change.address)):
+            return replace(change, drift=said)
         return change
-    return replace(change, held=HELD, drift=f"not applied with --canary: {why}")
+
+    return plan.with_changes(shown(change) for change in plan.changes)
