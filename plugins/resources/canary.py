@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lettafleet.core import Action, Change, Plan, PlanOption, hookimpl
+from lettafleet.core import Action, Change, Fleet, Plan, PlanOption, Problem, hookimpl
 
 CANARY_OPTION = "canary"
 PREFIX_OPTION = "canary_prefix"
@@ -97,6 +97,20 @@ def lettafleet_plan_options() -> Iterable[PlanOption]:
         PlanOption(prefix),
         PlanOption(cleanup),
     ]
+
+
+@hookimpl
+def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
+    """A canary deploy copies the agents as the file names them now: renames still to make (`moved:`) come first."""
+    if Canary.from_options(fleet.options).deploys and fleet.data.get("moved"):
+        return [
+            Problem(
+                ("moved",),
+                "--canary copies the agents under the names the file gives them now, and `moved:` renames real ones",
+                "apply the renames first (`lettafleet apply`, or `--canary --promote`), then deploy the copies",
+            )
+        ]
+    return []
 
 
 def refused_combination(params: Mapping[str, Any]) -> str | None:

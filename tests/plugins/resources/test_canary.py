@@ -173,3 +173,14 @@ def test_a_canary_option_that_makes_no_sense_with_the_others_is_a_usage_error(le
     assert result.exit_code == 1
     assert said in " ".join(result.output.replace("│", " ").split())
     assert not letta.agents
+
+
+def test_a_canary_deploy_of_a_file_with_renames_to_make_says_to_make_them_first(letta, write_fleet):
+    moved = "moved:\n  - {from: agent.helper, to: agent.support}\n"
+    path = write_fleet(FLEET.format(prompt=OLD, policy="30 days.", more="") + moved)
+
+    result = lettafleet("apply", "-f", str(path), "--canary")
+
+    assert result.exit_code == 1
+    assert "--canary copies the agents under the names the file gives them now" in result.stderr
+    assert not letta.agents
