@@ -136,10 +136,18 @@ def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
         if index == 0 and fleet.match is not None:
             continue
         if canary.deploys:
-            copy = {key: value for key, value in agent.items() if key != "first_message"}
-            yield DeclaredAgent(index, {**copy, "name": canary.copy_name(agent["name"])}, canary_of=agent["name"])
+            yield DeclaredAgent(index, _canary_copy(agent, canary), canary_of=agent["name"])
         else:
             yield DeclaredAgent(index, agent)
+
+
+def _canary_copy(agent: Mapping[str, Any], canary: Canary) -> dict[str, Any]:
+    """A declared agent as its canary copy: named with the prefix, never protected (nor its blocks: `--cleanup`
+    deletes it whole), and no first message sent."""
+    copy = {key: value for key, value in agent.items() if key not in ("first_message", "protect")}
+    if "memory_blocks" in agent:
+        copy["memory_blocks"] = [{**block, "protect": False} for block in agent["memory_blocks"]]
+    return {**copy, "name": canary.copy_name(agent["name"])}
 
 
 def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict[str, Any]]]:

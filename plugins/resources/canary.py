@@ -150,11 +150,12 @@ def canary_plan(plan: Plan, params: Mapping[str, Any]) -> Plan:
 
 def _cleaned_up(plan: Plan, *, promoting: bool) -> Plan:
     """The copies' deletions, with what they hold: their removal deletes their own blocks and conversations
-    whatever these hold, so none waits for `--prune`. Alone, only those; after a promote, with its changes."""
+    whatever these hold, so none waits for `--prune` (nor is protected: a copy made before copies dropped
+    `protect` may carry it). Alone, only those; after a promote, with its changes."""
     copies = [change.address for change in plan.changes if _is_cleanup(change)]
-    inside = {found.address for address in copies for found in plan.descendants(address)}
+    doomed = {*copies, *(found.address for address in copies for found in plan.descendants(address))}
     plan = plan.with_changes(
-        replace(change, held=None, drift=None) if change.address in inside and change.held == "prune" else change
+        replace(change, held=None, drift=None) if change.address in doomed and change.held else change
         for change in plan.changes
     )
     return plan if promoting else plan.narrowed(copies)

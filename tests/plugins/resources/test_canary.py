@@ -184,3 +184,17 @@ def test_a_canary_deploy_of_a_file_with_renames_to_make_says_to_make_them_first(
     assert result.exit_code == 1
     assert "--canary copies the agents under the names the file gives them now" in result.stderr
     assert not letta.agents
+
+
+def test_a_copy_of_a_protected_agent_is_not_protected_and_cleanup_deletes_it(letta, write_fleet):
+    protected = FLEET.replace("  - name: support\n", "  - name: support\n    protect: true\n").replace(
+        "agent_owned: true}", "agent_owned: true, protect: true}"
+    )
+    path = write_fleet(protected.format(prompt=OLD, policy="30 days.", more=""))
+    run("apply", "-f", str(path), "--canary")
+
+    planned = json.loads(run("plan", "-f", str(path), "--canary", "--cleanup", "-o", "json"))
+    run("apply", "-f", str(path), "--canary", "--cleanup")
+
+    assert not [change["address"] for change in planned["changes"] if change.get("held")]
+    assert not by_name(letta)
