@@ -198,3 +198,14 @@ def test_a_copy_of_a_protected_agent_is_not_protected_and_cleanup_deletes_it(let
 
     assert not [change["address"] for change in planned["changes"] if change.get("held")]
     assert not by_name(letta)
+
+
+def test_a_fleet_without_a_name_cleans_up_only_the_copies_of_the_agents_it_declares(letta, write_fleet):
+    path = write_fleet(FLEET.replace("fleet: shop\n", "").format(prompt=OLD, policy="30 days.", more=""))
+    run("apply", "-f", str(path), "--canary")
+    # Another fleet without a name carries the same marks: its copy of an agent this file does not declare stays.
+    letta.add_agent("CANARY-billing", metadata={"managed_by": "lettafleet", "canary_of": "billing"})
+
+    run("apply", "-f", str(path), "--canary", "--cleanup")
+
+    assert set(by_name(letta)) == {"CANARY-billing"}
