@@ -51,7 +51,7 @@ from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError, refuse_credential_in_the_clear
 from lettafleet.core.letta.conversations import (
     ISOLATED_LABELS,
     ConversationRecompile,
@@ -283,6 +283,7 @@ __all__ = [
     "read_record",
     "recompile_conversation",
     "recompile_conversations",
+    "refuse_credential_in_the_clear",
     "refused",
     "release_at_once",
     "remove_half_created",

@@ -323,13 +323,26 @@ def _check_base_url(url: str, api_key: str | None, url_auth: tuple[str, str] | N
             f"the Letta base URL {url!r} is not an http:// or https:// address with a host. Write it like "
             "https://api.letta.com or http://127.0.0.1:8283 (--base-url or LETTA_BASE_URL)."
         )
-    if not (api_key or url_auth) or parts.scheme != "http" or allow_insecure_http or _is_loopback(parts.hostname):
+    if api_key or url_auth:
+        credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
+        refuse_credential_in_the_clear(url, credential, allow_insecure_http)
+
+
+# Each scheme that carries a credential unencrypted, with the one that would encrypt it.
+_ENCRYPTED_SCHEME = {"http": "https", "ws": "wss"}
+
+
+def refuse_credential_in_the_clear(url: str, credential: str, allow_insecure: bool) -> None:
+    """Stop before `credential` travels unencrypted (http://, ws://) to a host that is not this machine: the one
+    rule every client of lettafleet's, whatever its protocol, applies before it sends a key."""
+    parts = urlsplit(url)
+    encrypted = _ENCRYPTED_SCHEME.get(parts.scheme)
+    if encrypted is None or allow_insecure or _is_loopback(parts.hostname):
         return
-    credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
     raise LettaError(
-        f"refusing to send {credential} over plain http to {parts.hostname}: anyone on the way can read it. "
-        "Use an https:// URL, or, on a network you trust, pass --allow-insecure-http "
-        "(env LETTA_ALLOW_INSECURE_HTTP=1)."
+        f"refusing to send {credential} over plain {parts.scheme} to {parts.hostname}: anyone on the way can read "
+        f"it. Use {'an' if encrypted == 'https' else 'a'} {encrypted}:// URL, or, on a network you trust, pass "
+        "--allow-insecure-http (env LETTA_ALLOW_INSECURE_HTTP=1)."
     )
 
 

@@ -1,0 +1,1 @@
+"""Backends: how lettafleet talks to each kind of Letta server."""
