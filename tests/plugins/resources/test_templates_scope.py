@@ -13,6 +13,7 @@ from lettafleet.core.render.json import render_plan_json
 from lettafleet.core.render.text import render_plan
 from lettafleet.plugins.resources.template_record import RECORD_KEY
 from tests.fakes.letta_api import BASE_TOOLS
+from tests.plugins.resources.test_template_rollout import lettafleet
 from tests.plugins.resources.test_templates import block_labels, runtime_agents
 
 NAMED = """
@@ -344,3 +345,16 @@ def test_a_block_made_by_an_apply_stopped_before_attaching_it_is_attached_by_the
     assert not [w for w in letta.writes if w.method == "POST" and w.path == "/v1/blocks/"]
     assert sorted(i for i in letta.agents[user["id"]]["block_ids"] if letta.blocks[i]["label"] != "human") == made
     assert not fleet.plan(BLOCKED).needs_attention
+
+
+def test_a_sample_of_a_template_whose_secret_is_unset_is_refused_at_its_line_not_with_a_traceback(
+    letta, write_fleet, monkeypatch
+):
+    letta.add_agent("user-1", managed=False)
+    monkeypatch.delenv("TSCOPE_UNSET_KEY", raising=False)
+    path = write_fleet(SECRET.replace('{value: "eu"}', "{from_env: TSCOPE_UNSET_KEY}"))
+
+    result = lettafleet("plan", "-f", str(path), "--sample", "1")
+
+    assert (result.exit_code == 1 and result.exception is None) or isinstance(result.exception, SystemExit)
+    assert f"{path}:6:7: " in result.output and "TSCOPE_UNSET_KEY is not set" in result.output
