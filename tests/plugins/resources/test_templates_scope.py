@@ -356,5 +356,5 @@ def test_a_sample_of_a_template_whose_secret_is_unset_is_refused_at_its_line_not
 
     result = lettafleet("plan", "-f", str(path), "--sample", "1")
 
-    assert (result.exit_code == 1 and result.exception is None) or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit | None), result.exception
     assert f"{path}:6:7: " in result.output and "TSCOPE_UNSET_KEY is not set" in result.output
