@@ -358,3 +358,20 @@ def test_a_sample_of_a_template_whose_secret_is_unset_is_refused_at_its_line_not
 
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit | None), result.exception
     assert f"{path}:6:7: " in result.output and "TSCOPE_UNSET_KEY is not set" in result.output
+
+
+def test_two_templates_changing_one_agent_both_keep_their_record_and_tags(fleet, letta):
+    both = """
+fleet: acme
+templates:
+  - {name: support, match: "user-*", system_prompt: {value: "You are the support agent."}}
+  - {name: vip, tags: [vip], add_tags: [priority]}
+"""
+    user = letta.add_agent("user-1", managed=False, tags=["vip"])
+
+    fleet.apply(fleet.plan(both))
+
+    agent = letta.agents[user["id"]]
+    assert sorted(agent["metadata"][RECORD_KEY]) == ["acme/support", "acme/vip"]
+    assert sorted(agent["tags"]) == ["lettafleet-template:acme", "priority", "vip"]
+    assert not fleet.plan(both).needs_attention
