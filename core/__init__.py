@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.backends import Backend, BackendError, Capabilities, Lacks, NoEffect, ServerSettings
 from lettafleet.core.engine.context_budget import (
     DEFAULT_CONTEXT_THRESHOLD,
     ContextUse,
@@ -190,6 +191,9 @@ __all__ = [
     "ApplyError",
     "ApplyReport",
     "ApplySession",
+    "Backend",
+    "BackendError",
+    "Capabilities",
     "Change",
     "ChangeResult",
     "Column",
@@ -205,11 +209,13 @@ __all__ = [
     "FleetLock",
     "FleetPlugins",
     "HeldLock",
+    "Lacks",
     "LettaAPIError",
     "LettaClient",
     "LettaError",
     "LiveReader",
     "LockError",
+    "NoEffect",
     "Note",
     "Owner",
     "PendingWrite",
@@ -228,6 +234,7 @@ __all__ = [
     "SchemaFragment",
     "SecretMasker",
     "ServerInfo",
+    "ServerSettings",
     "StopSignal",
     "Stopping",
     "UnreadableFile",

@@ -28,6 +28,8 @@ from lettafleet.core.cli.options import (
 )
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.applying import ApplyReport, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.backends import Backend
+from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.context_budget import with_context_warnings
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
@@ -230,9 +232,15 @@ def plan(
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    with make_client(base_url) as client:
-        early = start_reading(client, _text_of(path))  # the server works while the file is parsed
-        fleet = load_fleet(path, manager, match=match, options=plugin_options)
+    backend = manager.backend_for(base_url)
+    with contextlib.ExitStack() as stack:
+        if backend.capabilities.holds_everything:  # nothing to refuse: the server works while the file is parsed
+            client = stack.enter_context(make_client(base_url, manager))
+            early = start_reading(client, _text_of(path))
+            fleet = load_fleet(path, manager, match=match, options=plugin_options)
+        else:  # the file is checked against the backend before any connection
+            fleet = _loaded_for(backend, path, manager, match, plugin_options)
+            client, early = stack.enter_context(make_client(base_url, manager)), None
         the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
@@ -315,7 +323,7 @@ def apply(
     """
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    fleet = load_fleet(path, manager, match=match, options=plugin_options)
+    fleet = _loaded_for(manager.backend_for(base_url), path, manager, match, plugin_options)
     stopping = Stopping()
     started = False
     manifest_file = _manifest_file(manifest, path)
@@ -323,7 +331,7 @@ def apply(
     manifest_written = False
     try:
         with contextlib.ExitStack() as stack:
-            client = stack.enter_context(make_client(base_url))
+            client = stack.enter_context(make_client(base_url, manager))
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping))
@@ -368,6 +376,17 @@ def apply(
                 click.echo(render_error_json(message, interrupted=True))
         sys.exit(INTERRUPTED_EXIT)
     _exit_after_apply(report, stopping)
+
+
+def _loaded_for(
+    backend: Backend, path: Path, manager: FleetPlugins, match: str | None, options: Mapping[str, Any]
+) -> Fleet:
+    """The fleet file, valid and checked against the backend it is about to be planned on: what the backend lacks
+    stops here, at its line; what it ignores is noted on stderr."""
+    fleet = load_fleet(path, manager, match=match, options=options)
+    for note in check_capabilities(fleet, manager, backend):
+        click.echo(str(note), err=True)
+    return fleet
 
 
 def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:

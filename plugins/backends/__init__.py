@@ -1,0 +1,1 @@
+"""The built-in backends, one folder each: the protocols lettafleet speaks to Letta servers."""

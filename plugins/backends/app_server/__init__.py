@@ -1,0 +1,1 @@
+"""Letta Code's App Server (Protocol V2 over one WebSocket), over ws:// and wss://."""

@@ -1,0 +1,1 @@
+"""Letta's V1 REST API (self-hosted 0.16.x and hosted Letta), over http:// and https://."""
