@@ -39,7 +39,7 @@ from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet, start_reading
 from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.manifest import render_manifest_json
 from lettafleet.core.render.markdown import render_plan_markdown
@@ -434,7 +434,7 @@ def _write_manifest(
 
 def _planned(
     fleet: Fleet,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     targets: tuple[str, ...],
     scope: tuple[str, ...],
@@ -486,7 +486,7 @@ def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
 
 def _run_apply(
     the_plan: Plan,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     parallelism: int,
     *,
@@ -521,7 +521,7 @@ def _run_apply(
     return run(on_result=echo)
 
 
-def _echo_stats(client: LettaClient) -> None:
+def _echo_stats(client: Connection) -> None:
     by_method = ", ".join(f"{method} {count}" for method, count in sorted(client.stats.by_method.items()))
     click.echo(f"Requests: {client.stats.total} ({by_method or 'none'})", err=True)
 

@@ -16,7 +16,7 @@ from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.exporting import ExportError
 from lettafleet.core.engine.model import TargetError
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager
-from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.letta.connection import Connection, LettaError
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 from lettafleet.core.render.json import render_error_json
 
@@ -149,11 +149,11 @@ def context_threshold_option(purpose: str) -> Callable[[F], F]:
     )
 
 
-def make_client(base_url: str, manager: FleetPlugins | None = None) -> LettaClient:
+def make_client(base_url: str, manager: FleetPlugins | None = None) -> Connection:
     """The client of the backend that claims `base_url`'s scheme (of `manager`'s backends, else the installed
     plugins'), for the command's --allow-insecure-http, --project and --project-id."""
     backend = (manager or get_plugin_manager()).backend_for(base_url)
-    return backend.connect(server_settings(base_url))  # type: ignore[no-any-return]
+    return backend.connect(server_settings(base_url))
 
 
 def server_settings(base_url: str) -> ServerSettings:

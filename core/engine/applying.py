@@ -33,7 +33,7 @@ from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.engine.records import RECOMPILE_FIELD, owes_recompile, record_after, without_bookkeeping
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
 from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
 from lettafleet.core.letta.pacing import PaceSummary, StopSignal
@@ -94,7 +94,7 @@ class ApplyReport:
 class ApplySession:
     """What a handler's `apply` works with: the client, and the ids of resources known or just created."""
 
-    def __init__(self, plan: Plan, client: LettaClient, manager: FleetPlugins) -> None:
+    def __init__(self, plan: Plan, client: Connection, manager: FleetPlugins) -> None:
         self.plan = plan
         self.client = client
         self.owner = Owner(plan.owner)  # whose marks what this apply creates carries
@@ -187,7 +187,7 @@ class ApplySession:
 
 def apply_plan(
     plan: Plan,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     *,
     parallelism: int = 8,
@@ -223,7 +223,7 @@ def apply_plan(
     )
 
 
-def _paced(client: LettaClient, parallelism: int, stop: StopSignal) -> Callable[[], PaceSummary]:
+def _paced(client: Connection, parallelism: int, stop: StopSignal) -> Callable[[], PaceSummary]:
     """Pace the apply's requests (its changes and recompiles) through the client's pacer, at most `parallelism`
     at once, giving up a wait for the server when `stop` is set; returns what ends the measure of its rate."""
     client.pacer.at_most(parallelism)

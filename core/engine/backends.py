@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from lettafleet.core.engine.diagnostics import Path
 from lettafleet.core.engine.model import Resource
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 
 
@@ -77,7 +78,7 @@ class Backend:
 
     name: str
     schemes: tuple[str, ...]
-    connect: Callable[[ServerSettings], Any]
+    connect: Callable[[ServerSettings], Connection]
     capabilities: Capabilities = field(default_factory=Capabilities)
 
     def __str__(self) -> str:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaConnectionError, LettaError
 
 KEY_PREFIX = "lettafleet-lock:"
 IDENTITIES = "/v1/identities/"
@@ -100,17 +100,17 @@ def default_lock_id(fleet_file: Path, fleet_name: str | None = None) -> str:
     return path.as_posix()
 
 
-def find_lock(client: LettaClient, lock_id: str) -> HeldLock | None:
+def find_lock(client: Connection, lock_id: str) -> HeldLock | None:
     found = _find_identity(client, lock_id)
     return HeldLock.from_identity(found) if found else None
 
 
-def _find_identity(client: LettaClient, lock_id: str) -> dict[str, Any] | None:
+def _find_identity(client: Connection, lock_id: str) -> dict[str, Any] | None:
     found = client.get(IDENTITIES, identifier_key=KEY_PREFIX + lock_id)
     return found[0] if found else None
 
 
-def all_locks(client: LettaClient) -> list[HeldLock]:
+def all_locks(client: Connection) -> list[HeldLock]:
     """Every lettafleet lock on the server (identities whose key has the lock prefix)."""
     return [
         HeldLock.from_identity(identity)
@@ -119,7 +119,7 @@ def all_locks(client: LettaClient) -> list[HeldLock]:
     ]
 
 
-def remove_lock(client: LettaClient, held: HeldLock) -> bool:
+def remove_lock(client: Connection, held: HeldLock) -> bool:
     """Delete exactly this lock (by server id); False if it was already gone."""
     try:
         client.delete(f"{IDENTITIES}{held.server_id}")
@@ -133,7 +133,7 @@ def remove_lock(client: LettaClient, held: HeldLock) -> bool:
 class FleetLock:
     """A lock this process holds: renewed in the background until released."""
 
-    def __init__(self, client: LettaClient, held: HeldLock, on_lost: Callable[[str], None]) -> None:
+    def __init__(self, client: Connection, held: HeldLock, on_lost: Callable[[str], None]) -> None:
         self.client = client
         self.held = held
         self._on_lost = on_lost
@@ -188,7 +188,7 @@ class FleetLock:
 
 @contextmanager
 def held_lock(
-    client: LettaClient,
+    client: Connection,
     lock_id: str,
     *,
     timeout: float = 0.0,
@@ -207,7 +207,7 @@ def held_lock(
 
 
 def acquire(
-    client: LettaClient,
+    client: Connection,
     lock_id: str,
     *,
     timeout: float,
@@ -237,7 +237,7 @@ def acquire(
         time.sleep(min(POLL_EVERY, remaining))
 
 
-def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock | None:
+def _try_create(client: Connection, lock_id: str, operation: str) -> HeldLock | None:
     """Create the lock's identity; None when one with its key exists (the server answers 409).
 
     A create whose answer was lost (the connection dropped, or a 500/502/504) may have landed. The lock carries a

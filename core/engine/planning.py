@@ -34,7 +34,7 @@ from lettafleet.core.engine.moving import (
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.records import with_record_repair
 from lettafleet.core.engine.validation import locate
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.ownership import Owner
 
 NAME_KEY = re.compile(r"\bname\s*:")
@@ -42,7 +42,7 @@ PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
 
 def plan_fleet(
-    fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prune: bool = False, early: EarlyReads | None = None
+    fleet: Fleet, client: Connection, manager: FleetPlugins, *, prune: bool = False, early: EarlyReads | None = None
 ) -> Plan:
     """Read the server and compute every change apply would make. Writes nothing.
 
@@ -88,7 +88,7 @@ def plan_fleet(
     )
 
 
-def start_reading(client: LettaClient, fleet_text: str) -> EarlyReads:
+def start_reading(client: Connection, fleet_text: str) -> EarlyReads:
     """Start a plan's first reads before its fleet file is parsed. Every agent has a `name:` key, so their count in
     the file's text bounds the agents it declares. Only for a plan: an apply reads after it holds its lock."""
     return EarlyReads(client, len(NAME_KEY.findall(fleet_text)))

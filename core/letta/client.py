@@ -12,7 +12,6 @@ import ipaddress
 import os
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError, RequestStats
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
 from lettafleet.core.letta.paging import CursorGone, read_every_page
@@ -31,42 +31,6 @@ DEFAULT_BASE_URL = "http://localhost:8283"
 PAGE_SIZE = 1000
 MAX_CONNECTIONS = 32
 ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
-
-
-class LettaError(Exception):
-    """Any failure talking to the server, with a message that says what to do."""
-
-
-class LettaConnectionError(LettaError):
-    pass
-
-
-class LettaAPIError(LettaError):
-    """The server answered with an error status."""
-
-    def __init__(self, method: str, path: str, status: int, detail: str):
-        self.method, self.path, self.status, self.detail = method, path, status, detail
-        super().__init__(f"{method} {path} answered {status}: {detail}")
-
-
-class RequestStats:
-    """Requests sent, by method (retries included): what the benchmark and `-v` report."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_method: Counter[str] = Counter()
-
-    def count(self, method: str) -> None:
-        with self._lock:
-            self.by_method[method] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_method.values())
-
-    @property
-    def writes(self) -> int:
-        return sum(count for method, count in self.by_method.items() if method not in ("GET", "HEAD"))
 
 
 class LettaClient:

@@ -9,14 +9,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.letta.connection import Connection, LettaAPIError
 
 # What a server that makes no isolated copies ignores, and which servers make them. Hosted Letta dropped isolated
 # blocks on 2026-04-23: it accepts the labels and makes no copies.
 ISOLATED_LABELS = "isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)"
 
 
-def remove_half_created(client: LettaClient, agent_id: str, summary: str | None, keep: Collection[str] = ()) -> None:
+def remove_half_created(client: Connection, agent_id: str, summary: str | None, keep: Collection[str] = ()) -> None:
     """Letta 0.16.8 answers 400 to a conversation create it partly refused (an unknown isolated label) and keeps
     the conversation all the same, without what it refused. Delete the agent's conversations with this summary
     but those in `keep` (the ones there before the create), so the next try makes it whole."""
@@ -56,9 +56,7 @@ class ConversationRecompile:
         return not self.error and not self.skipped
 
 
-def recompile_conversation(
-    client: LettaClient, agent_id: str, conversation: Mapping[str, Any]
-) -> ConversationRecompile:
+def recompile_conversation(client: Connection, agent_id: str, conversation: Mapping[str, Any]) -> ConversationRecompile:
     """Rebuild one history's system message from the agent's prompt and blocks as they are now; the agent's own
     history when the conversation id is LEGACY_HISTORY. A conversation with isolated copies is left as it was."""
     conversation_id = conversation["id"]
@@ -77,7 +75,7 @@ def recompile_conversation(
 
 
 def recompile_conversations(
-    client: LettaClient,
+    client: Connection,
     agent_id: str,
     *,
     legacy: bool = False,

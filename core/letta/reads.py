@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lettafleet.core.letta.client import LettaError
+from lettafleet.core.letta.connection import LettaError
 
 # A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
-# the page size (see LettaClient.list_all).
+# the page size (see Connection.list_all).
 Read = tuple[str, dict[str, Any]]
 
 
 class Reader(Protocol):
-    """What these reads need: a plan's memoizing `LiveReader`, or a `LettaClient` itself."""
+    """What these reads need: a plan's memoizing `LiveReader`, or a `Connection` itself."""
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]: ...
 

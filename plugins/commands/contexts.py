@@ -12,9 +12,9 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    Connection,
     ConversationRecompile,
     LettaAPIError,
-    LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
@@ -152,7 +152,7 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
 # ---------------------------------------------------------------------------------------------- cancel-messages
 
 
-def check_runs(client: LettaClient, agent: Mapping[str, Any], run_ids: list[str]) -> None:
+def check_runs(client: Connection, agent: Mapping[str, Any], run_ids: list[str]) -> None:
     """Each run must be the agent's: Letta answers "failed" for a run id it does not know."""
     for run_id in run_ids:
         try:

@@ -12,8 +12,8 @@ import rich_click as click
 from lettafleet.core import (
     ISOLATED_LABELS,
     Column,
+    Connection,
     LettaAPIError,
-    LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
@@ -173,7 +173,7 @@ def _check_labels(agent: Mapping[str, Any], labels: list[str]) -> None:
         )
 
 
-def _create(client: LettaClient, agent: Mapping[str, Any], summary: str | None, labels: list[str]) -> dict[str, Any]:
+def _create(client: Connection, agent: Mapping[str, Any], summary: str | None, labels: list[str]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if summary is not None:
         body["summary"] = summary

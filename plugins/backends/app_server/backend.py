@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lettafleet.core import Backend, BackendError, Capabilities, Lacks, NoEffect, ServerSettings, hookimpl, public_url
+from lettafleet.core import (
+    Backend,
+    BackendError,
+    Capabilities,
+    Connection,
+    Lacks,
+    NoEffect,
+    ServerSettings,
+    hookimpl,
+    public_url,
+)
 
 NAME = "Letta App Server"
 
@@ -40,7 +50,7 @@ NO_EFFECT_KEYS = {
 CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS)
 
 
-def connect(settings: ServerSettings) -> object:
+def connect(settings: ServerSettings) -> Connection:
     """Not there yet: the App Server client and its handlers come next (issue 17). Stops with a clear error."""
     raise BackendError(
         f"App Server backend: planning not implemented yet; nothing was sent to {public_url(settings.base_url)}. "

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import respx
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
+from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 from tests.fakes.pacer_time import FakeTime
 
