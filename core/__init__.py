@@ -52,7 +52,6 @@ from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
 from lettafleet.core.letta.conversations import (
     ISOLATED_LABELS,
@@ -213,7 +212,6 @@ __all__ = [
     "HeldLock",
     "Lacks",
     "LettaAPIError",
-    "LettaClient",
     "LettaError",
     "LiveReader",
     "LockError",

@@ -45,7 +45,7 @@ from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 ROOT = Path(__file__).parents[1]
 DOCS = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")

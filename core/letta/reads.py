@@ -27,7 +27,7 @@ class Reader(Protocol):
 # a read needs keeps pages small; Letta 0.16.8 then returns exactly those it names.
 AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 # Agents are large (about 7 KB each with their blocks) and slow to serialise (about 1.5 ms each on the dev server):
-# pages of 250 let a long list be read from both ends at once (core/letta/paging.py) from the second page on.
+# pages of 250 let a long list be read from both ends at once (the V1 backend's paging.py) from the second page on.
 AGENT_PAGE = 250
 AGENTS_PATH = "/v1/agents/"
 CONVERSATIONS_PATH = "/v1/conversations/"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.devserver import supervisor
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress

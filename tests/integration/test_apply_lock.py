@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, LockHeld, default_lock_id, find_lock, held_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))

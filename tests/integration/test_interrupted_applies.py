@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from lettafleet.core.engine.locking import default_lock_id, find_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults, Hold
 from tests.integration.cli import cli, ok
 

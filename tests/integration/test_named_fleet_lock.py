@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, find_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 SIZE = 12

@@ -6,7 +6,8 @@ a third party's): its client, and `v1_client(connection)` for what only V1 REST 
 
 from __future__ import annotations
 
-from lettafleet.core import Connection, LettaClient, LettaError
+from lettafleet.core import Connection, LettaError
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 def v1_client(connection: Connection, needs: str) -> LettaClient:

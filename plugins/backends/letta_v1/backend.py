@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lettafleet.core import Backend, LettaClient, ServerSettings, hookimpl
+from lettafleet.core import Backend, ServerSettings, hookimpl
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 NAME = "Letta V1 REST"
 

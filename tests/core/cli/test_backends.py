@@ -8,10 +8,11 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from lettafleet.core import Backend, Capabilities, Lacks, LettaClient, hookimpl
+from lettafleet.core import Backend, Capabilities, Lacks, hookimpl
 from lettafleet.core.cli import app
 from lettafleet.core.cli import fleet as fleet_commands
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.fakes.letta_api import BASE_URL
 
 AGENT = "  - name: {name}\n    llm_config: {{model: openai/gpt-4o-mini}}\n    system_prompt: {{value: hi}}\n"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from lettafleet.core.cli.app import main
 from lettafleet.core.cli.options import Duration
 from lettafleet.core.engine.locking import FleetLock, LockHeld, acquire, default_lock_id
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 def test_two_checkouts_of_one_repository_name_the_same_lock(tmp_path: Path) -> None:

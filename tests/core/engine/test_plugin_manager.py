@@ -20,8 +20,8 @@ from lettafleet.core import (
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.text import render_plan
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "http://letta.test"
 

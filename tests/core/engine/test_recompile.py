@@ -11,7 +11,7 @@ from lettafleet.core import ApplyError, ResourceHandler, ResourceKind, hookimpl
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "http://letta.test"
 

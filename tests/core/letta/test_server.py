@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import respx
 
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.server import ServerInfo
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "https://letta.test"
 

@@ -1,4 +1,5 @@
-"""The one way lettafleet talks to a Letta server: httpx with timeouts, retries, pagination and counting.
+"""The V1 REST client, the one way lettafleet talks to a V1 Letta server: httpx with timeouts, retries, pagination
+and counting.
 
 The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up. A user
 name and password written into the base URL are sent as basic auth and never shown; no credential is sent over
@@ -23,9 +24,9 @@ from httpx_sse import EventSource, SSEError
 from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError, RequestStats
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
-from lettafleet.core.letta.paging import CursorGone, read_every_page
 from lettafleet.core.letta.retries import RETRY_BUDGET, RetryPolicy
 from lettafleet.core.letta.server import ServerInfo
+from lettafleet.plugins.backends.letta_v1.paging import CursorGone, read_every_page
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 PAGE_SIZE = 1000
@@ -193,10 +194,10 @@ class LettaClient:
         trim: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         **params: Any,
     ) -> list[dict[str, Any]]:
-        """Every item of a collection, page by page until a page comes back empty (core/letta/paging.py: a list
-        in an `order` that is longer than a page is read from both ends at once). `limit` is the page size asked
-        for (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the
-        work sooner. `short_page_ends`: a first page of fewer than paging.SMALLEST_CAP items is the end. `trim`
+        """Every item of a collection, page by page until a page comes back empty (paging.py: a list in an
+        `order` that is longer than a page is read from both ends at once). `limit` is the page size asked for
+        (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the work
+        sooner. `short_page_ends`: a first page of fewer than paging.SMALLEST_CAP items is the end. `trim`
         makes what is kept of each item as its page arrives (the rest of the page is freed at once)."""
         limit = int(params.pop("limit", PAGE_SIZE))
 
