@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, StopSignal, apply_plan
-from lettafleet.core.engine.backends import Backend, BackendError, Capabilities, Lacks, NoEffect, ServerSettings
+from lettafleet.core.engine.backends import (
+    Backend,
+    BackendError,
+    Capabilities,
+    ConversationRecompile,
+    Lacks,
+    NoEffect,
+    Recompiler,
+    ServerSettings,
+)
 from lettafleet.core.engine.context_budget import (
     DEFAULT_CONTEXT_THRESHOLD,
     ContextUse,
@@ -53,14 +62,6 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
 from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
-from lettafleet.core.letta.conversations import (
-    ISOLATED_LABELS,
-    ConversationRecompile,
-    lacks_isolated_copies,
-    recompile_conversation,
-    recompile_conversations,
-    remove_half_created,
-)
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import (
     FLEET_TAG,
@@ -178,7 +179,6 @@ __all__ = [
     "FLEET_TAG",
     "INTERRUPTED_EXIT",
     "ISOLATED_BLOCKS_REMOVED",
-    "ISOLATED_LABELS",
     "MANAGED_BY",
     "MANAGED_TAG",
     "MAX_REFERENCED_FILE_BYTES",
@@ -225,6 +225,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "Read",
+    "Recompiler",
     "Recorded",
     "Resource",
     "ResourceHandler",
@@ -272,7 +273,6 @@ __all__ = [
     "is_tagged_managed",
     "isolated_blocks_missing",
     "labelled",
-    "lacks_isolated_copies",
     "load_fleet",
     "make_client",
     "managed_metadata",
@@ -288,11 +288,8 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
-    "recompile_conversation",
-    "recompile_conversations",
     "refused",
     "release_at_once",
-    "remove_half_created",
     "render_apply_json",
     "render_plan",
     "render_plan_json",

@@ -29,12 +29,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from lettafleet.core.engine.backends import Recompiler
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.engine.records import RECOMPILE_FIELD, owes_recompile, record_after, without_bookkeeping
 from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
-from lettafleet.core.letta.conversations import recompile_conversations
 from lettafleet.core.letta.ownership import Owner, Recorded
 from lettafleet.core.letta.pacing import PaceSummary, StopSignal
 
@@ -100,6 +100,7 @@ class ApplySession:
         self.owner = Owner(plan.owner)  # whose marks what this apply creates carries
         client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
         self._manager = manager
+        self.backend = manager.backend_for(client.base_url)  # the one that speaks to this client's server
         self._lock = threading.Lock()
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
@@ -523,19 +524,22 @@ def _recompile(
 ) -> tuple[tuple[Recompiled, ...], tuple[str, ...]]:
     """Recompile the conversations of `agents`, `parallelism` agents at a time, until `stop` is set. A failure is
     reported for its agent; the others go on. Returns what was recompiled and the agents still owed one."""
+    recompiler = session.backend.recompiler
+    if recompiler is None:  # the backend's conversations see their agent's changes as they are made
+        return (), ()
     if not agents or stop.is_set():
         return (), tuple(agents)
     by_agent: dict[str, list[dict[str, Any]]] | None = None
     if len(agents) > 1:  # one list of every conversation costs less than one list per agent
         by_agent = {}
         try:
-            for conversation in session.client.list_all("/v1/conversations/", order="asc"):
+            for conversation in recompiler.every_conversation(session.client):
                 by_agent.setdefault(conversation.get("agent_id") or "", []).append(conversation)
         except LettaError:
             by_agent = None  # each agent lists its own, and reports its own failure
 
     def one(address: str) -> Recompiled | None:
-        return None if stop.is_set() else _recompile_one(address, session, by_agent)
+        return None if stop.is_set() else _recompile_one(address, session, recompiler, by_agent)
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         outcomes = list(zip(agents, pool.map(one, agents), strict=True))
@@ -544,12 +548,12 @@ def _recompile(
 
 
 def _recompile_one(
-    address: str, session: ApplySession, by_agent: Mapping[str, list[dict[str, Any]]] | None
+    address: str, session: ApplySession, recompiler: Recompiler, by_agent: Mapping[str, list[dict[str, Any]]] | None
 ) -> Recompiled:
     try:
         agent_id = session.id_of(address)
         known = None if by_agent is None else by_agent.get(agent_id, [])
-        results = recompile_conversations(session.client, agent_id, conversations=known)
+        results = recompiler.recompile(session.client, agent_id, known)
     except (ApplyError, LettaError) as error:
         return Recompiled(address, error=session.client.mask(str(error)))
     failed = "; ".join(f"{result.conversation_id}: {result.error}" for result in results if result.error)

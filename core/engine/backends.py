@@ -6,9 +6,9 @@ Core never asks which backend it talks to; it asks the table whether the backend
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from lettafleet.core.engine.diagnostics import Path
@@ -71,15 +71,46 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class ConversationRecompile:
+    """The recompile of one history: done, failed (`error`, the server's answer) or left as it was (`skipped`)."""
+
+    conversation_id: str
+    error: str = ""
+    skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def done(self) -> bool:
+        return not self.error and not self.skipped
+
+
+class Recompiler(Protocol):
+    """How a backend rebuilds the running conversations of an agent whose prompt or memory an apply changed (a
+    conversation keeps what it started with): one read of every conversation, each carrying its `agent_id`, and
+    the recompile of one agent's (`conversations` None: the recompile reads them itself)."""
+
+    def every_conversation(self, connection: Connection) -> list[dict[str, Any]]: ...
+
+    def recompile(
+        self, connection: Connection, agent_id: str, conversations: Sequence[Mapping[str, Any]] | None
+    ) -> list[ConversationRecompile]: ...
+
+
+@dataclass(frozen=True)
 class Backend:
     """One way of talking to Letta servers, registered by a plugin (`lettafleet_backends`): its name as messages
-    give it, the URL schemes it claims, how to open its client from the settings, and its capability table.
+    give it, the URL schemes it claims, how to open its client from the settings, its capability table, and how
+    it recompiles conversations after an apply.
     `connect` may raise `BackendError` for a backend whose commands are not there yet."""
 
     name: str
     schemes: tuple[str, ...]
     connect: Callable[[ServerSettings], Connection]
     capabilities: Capabilities = field(default_factory=Capabilities)
+    recompiler: Recompiler | None = None  # None: its conversations need no recompile
 
     def __str__(self) -> str:
         return self.name

@@ -20,11 +20,10 @@ from lettafleet.core import (
     hookimpl,
     make_client,
     output_option,
-    recompile_conversation,
-    recompile_conversations,
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.backends.letta_v1.conversations import recompile_conversation, recompile_conversations
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
 from lettafleet.plugins.commands.histories import conversation_of
 from lettafleet.plugins.commands.messages import CONVERSATION_OPTION_HELP

@@ -16,7 +16,6 @@ from lettafleet.core import (
     AGENTS,
     CONVERSATIONS,
     ISOLATED_BLOCKS_REMOVED,
-    ISOLATED_LABELS,
     Action,
     ApplyError,
     ApplySession,
@@ -36,9 +35,9 @@ from lettafleet.core import (
     hookimpl,
     isolated_blocks_missing,
     labelled,
-    lacks_isolated_copies,
     string_list,
 )
+from lettafleet.plugins.backends.letta_v1.conversations import ISOLATED_LABELS, lacks_isolated_copies
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 from lettafleet.plugins.resources.conversations import (
     CONVERSATION,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from lettafleet.core import Backend, ServerSettings, hookimpl
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.conversations import V1Recompiler
 
 NAME = "Letta V1 REST"
 
@@ -24,4 +25,4 @@ def connect(settings: ServerSettings) -> LettaClient:
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("http", "https"), connect)]
+    return [Backend(NAME, ("http", "https"), connect, recompiler=V1Recompiler())]

@@ -6,10 +6,9 @@ command that does these uses them, so each workaround lives in one place."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from lettafleet.core.letta.connection import Connection, LettaAPIError
+from lettafleet.core import Connection, ConversationRecompile, LettaAPIError
 
 # What a server that makes no isolated copies ignores, and which servers make them. Hosted Letta dropped isolated
 # blocks on 2026-04-23: it accepts the labels and makes no copies.
@@ -37,23 +36,6 @@ LEGACY_HISTORY = "default"
 # Letta 0.16.8 recompiles a conversation from the agent's blocks, not from the conversation's isolated copies
 # (checked on the dev server): the model would see the agent's value where it should see its own copy.
 ISOLATED_SKIP = "skipped: it has isolated block copies, which Letta's recompile would replace by the agent's blocks"
-
-
-@dataclass(frozen=True)
-class ConversationRecompile:
-    """The recompile of one history: done, failed (`error`, the server's answer) or left as it was (`skipped`)."""
-
-    conversation_id: str
-    error: str = ""
-    skipped: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    @property
-    def done(self) -> bool:
-        return not self.error and not self.skipped
 
 
 def recompile_conversation(client: Connection, agent_id: str, conversation: Mapping[str, Any]) -> ConversationRecompile:
@@ -90,3 +72,15 @@ def recompile_conversations(
         conversations = client.list_all("/v1/conversations/", agent_id=agent_id, order="asc")
     targets = [{"id": LEGACY_HISTORY}, *conversations] if legacy else conversations
     return [recompile_conversation(client, agent_id, conversation) for conversation in targets]
+
+
+class V1Recompiler:
+    """How the V1 backend rebuilds running conversations for core's apply (`Backend.recompiler`)."""
+
+    def every_conversation(self, connection: Connection) -> list[dict[str, Any]]:
+        return connection.list_all("/v1/conversations/", order="asc")
+
+    def recompile(
+        self, connection: Connection, agent_id: str, conversations: Sequence[Mapping[str, Any]] | None
+    ) -> list[ConversationRecompile]:
+        return recompile_conversations(connection, agent_id, conversations=conversations)
