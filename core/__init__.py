@@ -55,7 +55,16 @@ from lettafleet.core.engine.kinds import (
     text_source,
 )
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.locking import FleetLock, HeldLock, LockError, default_lock_id, held_lock
+from lettafleet.core.engine.locking import (
+    FleetLock,
+    HeldLock,
+    LockError,
+    LockRecord,
+    LockStore,
+    default_lock_id,
+    held_lock,
+    lock_store,
+)
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, address_of, attributes, compare
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
@@ -215,6 +224,8 @@ __all__ = [
     "LettaError",
     "LiveReader",
     "LockError",
+    "LockRecord",
+    "LockStore",
     "NoEffect",
     "Note",
     "Owner",
@@ -274,6 +285,7 @@ __all__ = [
     "isolated_blocks_missing",
     "labelled",
     "load_fleet",
+    "lock_store",
     "make_client",
     "managed_metadata",
     "mapping_list",

@@ -323,7 +323,8 @@ def apply(
     """
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    fleet = _loaded_for(manager.backend_for(base_url), path, manager, match, plugin_options)
+    backend = manager.backend_for(base_url)
+    fleet = _loaded_for(backend, path, manager, match, plugin_options)
     stopping = Stopping()
     started = False
     manifest_file = _manifest_file(manifest, path)
@@ -334,7 +335,7 @@ def apply(
             client = stack.enter_context(make_client(base_url, manager))
             lock = None
             if use_lock and not dry_run:
-                lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping))
+                lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping, manager))
             the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
@@ -353,7 +354,9 @@ def apply(
             # From here to the lock's release, Ctrl-C stops the apply (exit 130 whenever it came).
             stack.enter_context(ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)))
             started = True
-            run = functools.partial(_run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile)
+            run = functools.partial(
+                _run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile, backend=backend
+            )
             report = run(show_progress=output == "text", stop=stopping)
             if manifest_file:
                 _write_manifest(manifest_file, the_plan, report, path)
@@ -493,11 +496,19 @@ def _run_apply(
     show_progress: bool,
     stop: StopSignal,
     recompile: bool,
+    backend: Backend,
 ) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
     run = functools.partial(
-        apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop, recompile=recompile
+        apply_plan,
+        the_plan,
+        client,
+        manager,
+        parallelism=parallelism,
+        stop=stop,
+        recompile=recompile,
+        backend=backend,
     )
     if not show_progress:
         return run()

@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from lettafleet.core.engine.backends import Recompiler
+from lettafleet.core.engine.backends import Backend, Recompiler
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
@@ -94,13 +94,13 @@ class ApplyReport:
 class ApplySession:
     """What a handler's `apply` works with: the client, and the ids of resources known or just created."""
 
-    def __init__(self, plan: Plan, client: Connection, manager: FleetPlugins) -> None:
+    def __init__(self, plan: Plan, client: Connection, manager: FleetPlugins, backend: Backend | None = None) -> None:
         self.plan = plan
         self.client = client
         self.owner = Owner(plan.owner)  # whose marks what this apply creates carries
         client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
         self._manager = manager
-        self.backend = manager.backend_for(client.base_url)  # the one that speaks to this client's server
+        self.backend = backend or manager.backend_for(client.base_url)  # the one that speaks to this client
         self._lock = threading.Lock()
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
@@ -196,14 +196,16 @@ def apply_plan(
     stop: StopSignal | None = None,
     in_flight_grace: float = IN_FLIGHT_GRACE,
     recompile: bool = True,
+    backend: Backend | None = None,
 ) -> ApplyReport:
     """Apply the plan's changes, writing each record-keeping resource's record as soon as its subtree is done;
     once `stop` is set, start no more changes and report the rest as not attempted (the records of what landed
     are still written). Then, unless `recompile` is False or the apply was stopped, recompile the conversations
-    of the agents whose prompt or blocks changed."""
+    of the agents whose prompt or blocks changed, as `backend` does (default: the one claiming the client's URL)."""
     stop = stop or threading.Event()
     paced = _paced(client, parallelism, stop)
-    run = _Run(plan, ApplySession(plan, client, manager), manager, on_result, recompile=recompile)
+    session = ApplySession(plan, client, manager, backend)
+    run = _Run(plan, session, manager, on_result, recompile=recompile)
     run.write_intents(parallelism)
     abandoned = run.changes(stop, parallelism, in_flight_grace)
     run.records_left(parallelism, stopped=stop.is_set())

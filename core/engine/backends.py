@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from lettafleet.core.engine.diagnostics import Path
 from lettafleet.core.engine.model import Resource
 from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
+
+if TYPE_CHECKING:
+    from lettafleet.core.engine.locking import LockStore
 
 
 class BackendError(Exception):
@@ -102,8 +105,8 @@ class Recompiler(Protocol):
 @dataclass(frozen=True)
 class Backend:
     """One way of talking to Letta servers, registered by a plugin (`lettafleet_backends`): its name as messages
-    give it, the URL schemes it claims, how to open its client from the settings, its capability table, and how
-    it recompiles conversations after an apply.
+    give it, the URL schemes it claims, how to open its client from the settings, its capability table, how it
+    recompiles conversations after an apply, and where it keeps the apply lock.
     `connect` may raise `BackendError` for a backend whose commands are not there yet."""
 
     name: str
@@ -111,6 +114,7 @@ class Backend:
     connect: Callable[[ServerSettings], Connection]
     capabilities: Capabilities = field(default_factory=Capabilities)
     recompiler: Recompiler | None = None  # None: its conversations need no recompile
+    locks: Callable[[Connection], LockStore] | None = None  # where it keeps apply locks; None: it cannot
 
     def __str__(self) -> str:
         return self.name

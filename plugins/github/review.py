@@ -37,6 +37,7 @@ from lettafleet.core import (
     held_lock,
     inline_code,
     load_fleet,
+    lock_store,
     plan_fleet,
     release_at_once,
     render_apply_json,
@@ -126,7 +127,7 @@ class LettaPlanner:
             self.echo(annotation("warning", f"{fleet}: {message}"))
 
         with held_lock(
-            self.lock_client,
+            lock_store(self.manager.backend_for(self.lock_client.base_url), self.lock_client),
             lock_id,
             timeout=self.lock_timeout,
             on_wait=waiting,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from lettafleet.core import Backend, ServerSettings, hookimpl
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.backends.letta_v1.conversations import V1Recompiler
+from lettafleet.plugins.backends.letta_v1.locks import IdentityLocks
 
 NAME = "Letta V1 REST"
 
@@ -25,4 +26,4 @@ def connect(settings: ServerSettings) -> LettaClient:
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("http", "https"), connect, recompiler=V1Recompiler())]
+    return [Backend(NAME, ("http", "https"), connect, recompiler=V1Recompiler(), locks=IdentityLocks)]

@@ -132,3 +132,15 @@ def test_a_third_party_backends_table_refuses_what_it_lacks_at_the_line(stand_in
     assert result.exit_code == 1
     assert f"{path}:6:9: conversations: the Stand-in backend keeps no conversations (remove" in result.stderr
     assert stand_in.connected == [] and letta.writes == []
+
+
+def test_apply_on_a_backend_that_keeps_no_lock_says_to_use_no_lock_and_writes_nothing(stand_in, letta, write_fleet):
+    path = write_fleet("agents:\n" + AGENT.format(name="support"))
+
+    locked = CliRunner().invoke(app.main, ["apply", "-f", str(path), "--base-url", "standin://fleet-host"])
+    unlocked = CliRunner().invoke(app.main, ["apply", "-f", str(path), "--base-url", "standin://h", "--no-lock"])
+
+    assert locked.exit_code == 1 and "Traceback" not in locked.output
+    assert "error: the Stand-in backend cannot hold the apply lock: run apply with --no-lock" in locked.stderr
+    assert unlocked.exit_code == 0, unlocked.output
+    assert [write for write in letta.writes if "/v1/agents" in str(write)] != []
