@@ -103,7 +103,7 @@ from lettafleet.core.letta.reads import (
     labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
-from lettafleet.core.letta.server import ISOLATED_BLOCKS_REMOVED, ServerInfo, isolated_blocks_missing
+from lettafleet.core.letta.server import ServerInfo
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -187,7 +187,6 @@ __all__ = [
     "DEFAULT_CONTEXT_THRESHOLD",
     "FLEET_TAG",
     "INTERRUPTED_EXIT",
-    "ISOLATED_BLOCKS_REMOVED",
     "MANAGED_BY",
     "MANAGED_TAG",
     "MAX_REFERENCED_FILE_BYTES",
@@ -282,7 +281,6 @@ __all__ = [
     "is_managed",
     "is_ownership_tag",
     "is_tagged_managed",
-    "isolated_blocks_missing",
     "labelled",
     "load_fleet",
     "lock_store",
