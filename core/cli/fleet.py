@@ -241,7 +241,9 @@ def plan(
         else:  # the file is checked against the backend before any connection
             fleet = _loaded_for(backend, path, manager, match, plugin_options)
             client, early = stack.enter_context(make_client(base_url, manager)), None
-        the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
+        the_plan = _planned(
+            fleet, client, manager, targets, scope, prune, context_threshold, backend=backend, early=early
+        )
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -336,7 +338,7 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping, manager))
-            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
+            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, backend=backend)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -443,12 +445,14 @@ def _planned(
     scope: tuple[str, ...],
     prune: bool,
     context_threshold: float,
+    *,
+    backend: Backend,
     early: EarlyReads | None = None,
 ) -> Plan:
     """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
     server's version and the project it was read in, with a warning for each agent whose memory and prompt it
     would make take more than `context_threshold` percent of its context window."""
-    whole = plan_fleet(fleet, client, manager, prune=prune, early=early)
+    whole = plan_fleet(fleet, client, manager, prune=prune, early=early, backend=backend)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
     part = whole.scoped(scope) if scope else whole

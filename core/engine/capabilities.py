@@ -18,13 +18,22 @@ def check_capabilities(fleet: Fleet, manager: FleetPlugins, backend: Backend) ->
     for what it ignores, located, for the command to show."""
     if backend.capabilities.holds_everything:
         return ()
-    found = capability_problems(fleet, _declared_of_lacking_kinds(fleet, manager, backend), backend)
-    document = fleet.document
+    found = refuse_lacking(fleet, _declared_of_lacking_kinds(fleet, manager, backend), backend)
+    notes = {fleet.document.diagnostic(note.path, f"note: {note.message}", note.hint) for note in found}
+    return tuple(sorted(notes))
+
+
+def refuse_lacking(fleet: Fleet, resources: Iterable[Resource], backend: Backend) -> list[Problem]:
+    """Raise FleetError, every refusal at its line, if `resources` (or the file's keys) hold what `backend` lacks;
+    else the notes for what it ignores, not yet located."""
+    if backend.capabilities.holds_everything:
+        return []
+    found = capability_problems(fleet, resources, backend)
     refused = [problem for problem in found if not isinstance(problem, Note)]
     if refused:
+        document = fleet.document
         raise FleetError(document.diagnostic(problem.path, problem.message, problem.hint) for problem in refused)
-    notes = {document.diagnostic(note.path, f"note: {note.message}", note.hint) for note in found}
-    return tuple(sorted(notes))
+    return found
 
 
 def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Backend) -> list[Problem]:

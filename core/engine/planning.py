@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from lettafleet.core.engine.backends import Backend
+from lettafleet.core.engine.capabilities import refuse_lacking
 from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
@@ -42,14 +44,22 @@ PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
 
 def plan_fleet(
-    fleet: Fleet, client: Connection, manager: FleetPlugins, *, prune: bool = False, early: EarlyReads | None = None
+    fleet: Fleet,
+    client: Connection,
+    manager: FleetPlugins,
+    *,
+    prune: bool = False,
+    early: EarlyReads | None = None,
+    backend: Backend | None = None,
 ) -> Plan:
     """Read the server and compute every change apply would make. Writes nothing.
 
     Each kind's handler sees only its own kinds' resources: core routes them by kind. `prune` (or the fleet's
     `prune: true`) lets removals that delete data apply; without it they are planned as held. `early`: reads
-    started before the fleet file was parsed (`start_reading`)."""
+    started before the fleet file was parsed (`start_reading`). What `backend` (default: the one claiming the
+    client's URL) lacks stops the plan at its line before any read (FleetError)."""
     desired = desired_resources(fleet, manager)
+    refuse_lacking(fleet, desired, backend or manager.backend_for(client.base_url))
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
     names = frozenset(_agent_names(fleet, desired, manager))
