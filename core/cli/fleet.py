@@ -557,23 +557,34 @@ class _PluginRow(TypedDict):
     name: str
     source: str
     kinds: list[str]
+    backends: list[dict[str, Any]]  # each backend's name and the URL schemes it claims
 
 
 @click.command()
 @click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
 @reports_errors
 def plugins(output: str) -> None:
-    """List the loaded plugins and the resource kinds each one handles."""
+    """List the loaded plugins, the resource kinds each one handles and the backends (URL schemes) it speaks."""
     manager = get_plugin_manager()
     rows: list[_PluginRow] = []
     for name, source in plugin_names(manager):
         plugin = manager.get_plugin(name)
         declared = plugin.lettafleet_kinds() if plugin is not None and hasattr(plugin, "lettafleet_kinds") else []
-        rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared]})
+        spoken = plugin.lettafleet_backends() if plugin is not None and hasattr(plugin, "lettafleet_backends") else []
+        backends = [{"name": backend.name, "schemes": list(backend.schemes)} for backend in spoken]
+        rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared], "backends": backends})
     if output == "json":
         click.echo(json.dumps({"plugins": rows}, indent=2))
         return
-    table = [(row["name"], ", ".join(row["kinds"]) or "-", row["source"]) for row in rows]
+    table = [(row["name"], _handles(row), row["source"]) for row in rows]
     widths = [max(len(cells[column]) for cells in table) for column in range(2)]
     for name, kinds, source in table:
         click.echo(f"{name:<{widths[0]}}  {kinds:<{widths[1]}}  {source}")
+
+
+def _handles(row: _PluginRow) -> str:
+    """`agent, block` for a plugin of kinds, `backend Letta App Server (ws://, wss://)` for a backend's."""
+    backends = [
+        f"backend {b['name']} ({', '.join(f'{scheme}://' for scheme in b['schemes'])})" for b in row["backends"]
+    ]
+    return ", ".join([*row["kinds"], *backends]) or "-"

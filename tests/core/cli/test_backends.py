@@ -3,6 +3,7 @@ fleet against its capability table at the file's lines, before any connection; `
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -144,3 +145,13 @@ def test_apply_on_a_backend_that_keeps_no_lock_says_to_use_no_lock_and_writes_no
     assert "error: the Stand-in backend cannot hold the apply lock: run apply with --no-lock" in locked.stderr
     assert unlocked.exit_code == 0, unlocked.output
     assert [write for write in letta.writes if "/v1/agents" in str(write)] != []
+
+
+def test_lettafleet_plugins_lists_each_backend_with_the_schemes_it_claims():
+    listed = CliRunner().invoke(app.main, ["plugins"])
+    as_json = json.loads(CliRunner().invoke(app.main, ["plugins", "-o", "json"]).output)
+
+    assert "backend Letta App Server (ws://, wss://)" in listed.output
+    assert "backend Letta V1 REST (http://, https://)" in listed.output
+    backends = {row["name"]: row["backends"] for row in as_json["plugins"] if row["backends"]}
+    assert backends["app_server"] == [{"name": "Letta App Server", "schemes": ["ws", "wss"]}]
