@@ -236,7 +236,7 @@ def plan(
     with contextlib.ExitStack() as stack:
         if backend.capabilities.holds_everything:  # nothing to refuse: the server works while the file is parsed
             client = stack.enter_context(make_client(base_url, manager))
-            early = start_reading(client, _text_of(path))
+            early = start_reading(client, _text_of(path), backend)
             fleet = load_fleet(path, manager, match=match, options=plugin_options)
         else:  # the file is checked against the backend before any connection
             fleet = _loaded_for(backend, path, manager, match, plugin_options)

@@ -17,6 +17,7 @@ from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 
 if TYPE_CHECKING:
+    from lettafleet.core.engine.live import PlanReads
     from lettafleet.core.engine.locking import LockStore
 
 
@@ -106,7 +107,7 @@ class Recompiler(Protocol):
 class Backend:
     """One way of talking to Letta servers, registered by a plugin (`lettafleet_backends`): its name as messages
     give it, the URL schemes it claims, how to open its client from the settings, its capability table, how it
-    recompiles conversations after an apply, and where it keeps the apply lock.
+    recompiles conversations after an apply, where it keeps the apply lock, and how plans read its server.
     `connect` may raise `BackendError` for a backend whose commands are not there yet."""
 
     name: str
@@ -115,6 +116,7 @@ class Backend:
     capabilities: Capabilities = field(default_factory=Capabilities)
     recompiler: Recompiler | None = None  # None: its conversations need no recompile
     locks: Callable[[Connection], LockStore] | None = None  # where it keeps apply locks; None: it cannot
+    plan_reads: PlanReads | None = None  # how plans read its server at scale; None: each list as the client gives it
 
     def __str__(self) -> str:
         return self.name
