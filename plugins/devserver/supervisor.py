@@ -46,7 +46,7 @@ def up(
     """
     home = home or DevServerHome.default()
     progress = progress or PlainProgress()
-    with _exclusive(home):
+    with exclusive(home.root):
         current = status(home=home)
         if current.running:
             progress.note(f"The dev server is already running at {current.base_url}")
@@ -62,7 +62,7 @@ def up(
             # A recorded dev server is half up (one process died): stop what is left and start clean.
             _stop_recorded(home, progress)
         # Before the install, so that a busy port fails in a second rather than after minutes.
-        letta_port = _choose_letta_port(port, progress)
+        letta_port = choose_port(port, DEFAULT_PORT, progress)
         check_postgres_user_can_enter(home)
         ensure_installed(home, progress)
         _start(home, letta_port, progress)
@@ -102,21 +102,22 @@ def _start(home: DevServerHome, letta_port: int, progress: Progress) -> None:
         if home.state_file.exists():
             _stop_recorded(home, SilentProgress())
         else:
-            _stop_process("PostgreSQL", postgres.pid, None, SilentProgress(), signal.SIGINT, signal.SIGQUIT)
+            stop_process("PostgreSQL", postgres.pid, None, SilentProgress(), signal.SIGINT, signal.SIGQUIT)
         raise
 
 
-def _choose_letta_port(requested: int | None, progress: Progress) -> int:
+def choose_port(requested: int | None, default: int, progress: Progress) -> int:
+    """`requested` if free (0: any free port); with none requested, `default` or else a free port."""
     if requested == 0:
         return free_port()
     if requested is not None:
         if not _port_is_free(requested):
             raise DevServerError(f"Port {requested} on {HOST} is in use; choose another with --port.")
         return requested
-    if _port_is_free(DEFAULT_PORT):
-        return DEFAULT_PORT
+    if _port_is_free(default):
+        return default
     chosen = free_port()
-    progress.note(f"Port {DEFAULT_PORT} is in use by another program; using port {chosen} instead.")
+    progress.note(f"Port {default} is in use by another program; using port {chosen} instead.")
     return chosen
 
 
@@ -149,7 +150,7 @@ def down(*, home: DevServerHome | None = None, progress: Progress | None = None)
     if not home.state_file.exists():
         progress.note("No dev server is recorded as running.")
         return []
-    with _exclusive(home):
+    with exclusive(home.root):
         stopped = _stop_recorded(home, progress)
     if not stopped:
         progress.note("The recorded dev server was no longer running.")
@@ -162,7 +163,7 @@ def _stop_recorded(home: DevServerHome, progress: Progress) -> list[str]:
         return []
     stopped = []
     # Letta first: stopping PostgreSQL under a live server would only fill its log with errors.
-    if _stop_process(
+    if stop_process(
         "the Letta server", record.letta_pid, record.letta_started, progress, signal.SIGTERM, signal.SIGKILL
     ):
         stopped.append(f"the Letta server (pid {record.letta_pid})")
@@ -177,7 +178,7 @@ def _stop_recorded(home: DevServerHome, progress: Progress) -> list[str]:
         stopped.append(f"left-over Letta workers (pids {', '.join(map(str, orphans))})")
     # SIGINT is PostgreSQL's "fast" shutdown (its SIGTERM waits for every client to disconnect); SIGQUIT is
     # its immediate shutdown, which unlike SIGKILL takes its child processes along.
-    if _stop_process(
+    if stop_process(
         "PostgreSQL", record.postgres_pid, record.postgres_started, progress, signal.SIGINT, signal.SIGQUIT
     ):
         stopped.append(f"PostgreSQL (pid {record.postgres_pid})")
@@ -202,15 +203,15 @@ def _orphaned_letta_workers(server_pid: int, home: DevServerHome) -> list[int]:
 
 
 @contextlib.contextmanager
-def _exclusive(home: DevServerHome) -> Iterator[None]:
-    """One `up` or `down` at a time per home: parallel test runs would otherwise both start a server."""
-    home.root.mkdir(parents=True, exist_ok=True)
-    with (home.root / "lock").open("w") as lock:
+def exclusive(root: Path) -> Iterator[None]:
+    """One `up` or `down` at a time per server folder: parallel test runs would otherwise both start a server."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def _stop_process(
+def stop_process(
     name: str,
     pid: int,
     started: str | None,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
-from lettafleet.plugins.devserver import supervisor
+from lettafleet.plugins.devserver import app_server, supervisor
+from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
@@ -42,6 +44,47 @@ def letta_server() -> Iterator[str]:
         yield started.base_url
     finally:
         supervisor.down(home=home, progress=SilentProgress())
+
+
+@pytest.fixture(scope="session")
+def app_server_url() -> Iterator[str]:
+    """The ws:// URL of a running dev App Server (Letta Code 0.34.12), reused or started as `letta_server` is.
+
+    The first start installs Letta Code into its own venv under the dev-server home (about 15 s)."""
+    yield from _running_app_server(APP_SERVER_VERSION)
+
+
+@pytest.fixture(scope="session")
+def app_server_v1_layout_url() -> Iterator[str]:
+    """The ws:// URL of a dev App Server 0.32.18, whose agents get the MemFS v1 layout (`system/<label>.md`)."""
+    yield from _running_app_server(V1_LAYOUT_VERSION)
+
+
+@pytest.fixture
+def app_server_client(app_server_url: str) -> Iterator[AppServerClient]:
+    """A Protocol V2 client of the dev App Server, for one test."""
+    with AppServerClient(app_server_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def app_server_data_dir(app_server_url: str) -> Path:
+    """Where the dev App Server keeps all its state as files (its LETTA_LOCAL_BACKEND_DIR)."""
+    return AppServerHome(DevServerHome.default()).backend_dir
+
+
+def _running_app_server(version: str) -> Iterator[str]:
+    home = DevServerHome.default()
+    running = app_server.status(version=version, home=home)
+    if running.running and running.base_url:
+        yield running.base_url
+        return
+    started = app_server.up(0, version=version, home=home, progress=PlainProgress())
+    assert started.base_url is not None
+    try:
+        yield started.base_url
+    finally:
+        app_server.down(version=version, home=home, progress=SilentProgress())
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""Letta Code's App Server (Protocol V2 over one WebSocket), over ws:// and wss://."""
+"""The Letta App Server backend (ws://, wss://): its Protocol V2 client over one WebSocket and its capability table."""

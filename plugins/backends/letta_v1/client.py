@@ -9,7 +9,6 @@ plain http to a host that is not this machine unless the caller allows it.
 from __future__ import annotations
 
 import ast
-import ipaddress
 import os
 import re
 import threading
@@ -21,7 +20,13 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError, RequestStats
+from lettafleet.core.letta.connection import (
+    LettaAPIError,
+    LettaConnectionError,
+    LettaError,
+    RequestStats,
+    refuse_credential_in_the_clear,
+)
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
 from lettafleet.core.letta.retries import RETRY_BUDGET, RetryPolicy
@@ -288,26 +293,9 @@ def _check_base_url(url: str, api_key: str | None, url_auth: tuple[str, str] | N
             f"the Letta base URL {url!r} is not an http:// or https:// address with a host. Write it like "
             "https://api.letta.com or http://127.0.0.1:8283 (--base-url or LETTA_BASE_URL)."
         )
-    if not (api_key or url_auth) or parts.scheme != "http" or allow_insecure_http or _is_loopback(parts.hostname):
-        return
-    credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
-    raise LettaError(
-        f"refusing to send {credential} over plain http to {parts.hostname}: anyone on the way can read it. "
-        "Use an https:// URL, or, on a network you trust, pass --allow-insecure-http "
-        "(env LETTA_ALLOW_INSECURE_HTTP=1)."
-    )
-
-
-def _is_loopback(host: str | None) -> bool:
-    """This machine: localhost, 127.0.0.0/8 or ::1."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if api_key or url_auth:
+        credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
+        refuse_credential_in_the_clear(url, credential, allow_insecure_http)
 
 
 def _error_detail(response: httpx.Response) -> str:
