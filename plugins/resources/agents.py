@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     PROTECT_KEY,
     Action,
     Adoption,
@@ -54,6 +53,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
 from lettafleet.plugins.resources.canary import CANARY_KEY, Canary, copy_of
 from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
