@@ -384,7 +384,8 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 problems.append(
                     Problem(
                         (*at, "tags"),
-                        f"tag '{tag}' is spelled as lettafleet's own marks are (`managed_by:lettafleet`, `lettafleet-...`)",
+                        f"tag '{tag}' is spelled as lettafleet's own marks are "
+                        "(`managed_by:lettafleet`, `lettafleet-...`)",
                         "rename or remove it: lettafleet puts those tags itself (`fleet: NAME` marks a fleet's agents)",
                     )
                 )
