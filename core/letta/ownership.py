@@ -22,7 +22,10 @@ FLEET_KEY = "fleet"
 # request (it drops their metadata but keeps their tags, shown by `GET /v1/blocks/{id}` and the agent's
 # `core-memory/blocks`, not in agent listings). A named fleet's agents carry the fleet's tag too (`Owner.tag`).
 MANAGED_TAG = "managed_by:lettafleet"
-FLEET_TAG = "lettafleet-fleet:"  # + the fleet's name
+# Every tag lettafleet or a plugin puts on what it made begins with this (the fleet's, a template's, a protected
+# tool's), so that exports, imports and comparisons tell them from the user's own tags.
+MARK_PREFIX = "lettafleet-"
+FLEET_TAG = f"{MARK_PREFIX}fleet:"  # + the fleet's name
 RECORD_KEY = "lettafleet_applied"
 PROTECT_KEY = "protect"
 
@@ -93,8 +96,8 @@ class Owner:
 
 
 def is_ownership_tag(tag: str) -> bool:
-    """Whether `tag` is one of lettafleet's marks (`Owner.tags`), never one of the user's own tags."""
-    return tag == MANAGED_TAG or tag.startswith(FLEET_TAG)
+    """Whether `tag` is one of lettafleet's or a plugin's marks (`MARK_PREFIX`), never one of the user's own tags."""
+    return tag == MANAGED_TAG or tag.startswith(MARK_PREFIX)
 
 
 def owner_named(item: Mapping[str, Any]) -> str:

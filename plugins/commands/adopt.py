@@ -14,9 +14,9 @@ import rich_click as click
 
 from lettafleet.core import (
     Adoption,
+    Connection,
     ExportError,
     FleetPlugins,
-    LettaClient,
     LiveReader,
     Owner,
     PluginCommand,
@@ -74,8 +74,9 @@ def adopt(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file, manager)
     declared = {agent.name for agent in declared_agents(fleet)}
-    with make_client(base_url) as client:
-        reader = LiveReader(client, owner=Owner(fleet.name))  # the marks carry the fleet's name, as apply's do
+    with make_client(base_url, manager) as client:
+        # the marks carry the fleet's name, as apply's do
+        reader = LiveReader(client, owner=Owner(fleet.name), reads=manager.backend_for(base_url).plan_reads)
         try:
             live = agents_named(reader)
             chosen = chosen_agents(live, names, wanted)
@@ -124,7 +125,7 @@ def _refuse_unclear(
             )
 
 
-def _record(fleet_file: Path, manager: FleetPlugins, client: LettaClient, names: Sequence[str]) -> None:
+def _record(fleet_file: Path, manager: FleetPlugins, client: Connection, names: Sequence[str]) -> None:
     """Give each adopted agent the record apply keeps of what the file made under it, so that removing one of its
     lines later removes what it declared. The plan of the adopted agents changes nothing, so applying it writes
     only the records; should it change something (the server moved meanwhile), the next apply records them."""

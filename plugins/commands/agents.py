@@ -10,7 +10,6 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
-    AGENT_RELATIONS,
     PREVIEW_WIDTH,
     Column,
     LettaAPIError,
@@ -29,6 +28,7 @@ from lettafleet.core import (
     short_date,
     to_yaml,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENT_RELATIONS
 from lettafleet.plugins.commands.agent_lookup import find_agent
 from lettafleet.plugins.resources.agent_removal import AgentRemoval, plan_agent_removal, remove_agent
 from lettafleet.plugins.resources.canary import DEFAULT_PREFIX, copy_of

@@ -12,9 +12,8 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
-    AGENTS,
     Column,
-    LettaClient,
+    Connection,
     PluginCommand,
     context_threshold_option,
     estimated_tokens,
@@ -25,6 +24,7 @@ from lettafleet.core import (
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.commands.agent_lookup import NotFoundError, find_agent
 from lettafleet.plugins.commands.export import wanted_tags
 from lettafleet.plugins.resources.compiled_memory import compiled_memory_characters
@@ -114,7 +114,7 @@ COLUMNS = (
 
 
 def chosen_agents(
-    client: LettaClient, agent: str | None, everything: bool, match: str | None, tags: Sequence[str]
+    client: Connection, agent: str | None, everything: bool, match: str | None, tags: Sequence[str]
 ) -> list[dict[str, Any]]:
     """The agents asked for, each with its blocks: one by name or id, or every agent whose name matches and
     that carries every tag, from one paged listing."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     PROTECT_KEY,
     Action,
     Adoption,
@@ -54,6 +53,7 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
 from lettafleet.plugins.resources.canary import CANARY_KEY, Canary, copy_of
 from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
@@ -384,8 +384,9 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 problems.append(
                     Problem(
                         (*at, "tags"),
-                        f"tag '{tag}' is the mark lettafleet puts on a named fleet's agents",
-                        "remove it: `fleet: NAME` at the top of the file marks the fleet's agents",
+                        f"tag '{tag}' is spelled as lettafleet's own marks are "
+                        "(`managed_by:lettafleet`, `lettafleet-...`)",
+                        "rename or remove it: lettafleet puts those tags itself (`fleet: NAME` marks a fleet's agents)",
                     )
                 )
     return problems

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lettafleet.core import ApplySession, Change, Fleet, LiveReader, Problem, blocks_labelled
+from lettafleet.core import ApplySession, Change, Fleet, LiveReader, Problem
+from lettafleet.plugins.backends.letta_v1.reads import blocks_labelled
 from lettafleet.plugins.resources.template_record import Applied, digest
 
 BLOCKS = "blocks"  # plan attribute: label -> value, of the `agent_owned: false` blocks

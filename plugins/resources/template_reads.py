@@ -8,7 +8,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lettafleet.core import AGENTS, LiveReader, Read, Resource
+from lettafleet.core import LiveReader, Read, Resource
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
+from lettafleet.plugins.backends.letta_v1.server import searches_names_within
 from lettafleet.plugins.resources.template_blocks import BLOCKS, SEEDED
 from lettafleet.plugins.resources.template_record import mark_tag, records_of
 
@@ -53,7 +55,7 @@ def agent_reads(reader: LiveReader, desired: Sequence[Resource], read: Read) -> 
     marked: list[Read] = [(path, {**params, "tags": [mark]})] if mark else []
     if not desired:
         return marked
-    prefixes = name_prefixes(desired) if reader.client.server_info().searches_names_within else None
+    prefixes = name_prefixes(desired) if searches_names_within(reader.client.server_info()) else None
     if prefixes is None:
         return [read]
     return [*((path, {**params, "query_text": prefix}) for prefix in prefixes), *marked]

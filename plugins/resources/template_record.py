@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lettafleet.core import MARK_PREFIX
+
 RECORD_KEY = "lettafleet_templates"
-MARK_TAG = "lettafleet-template:"  # + the fleet's name
+MARK_TAG = f"{MARK_PREFIX}template:"  # + the fleet's name
 # The record's maps of what a template attached or created, by name: the plan attribute each backs, and its key in
 # the record. A template takes back only what is in them.
 HELD = {"shared_blocks": "shared_blocks", "tools": "tools", "memory_blocks": "memory_blocks"}

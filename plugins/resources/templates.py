@@ -20,9 +20,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
-    AGENTS_WITH_SECRETS,
-    AGENTS_WITH_TOOLS,
     Action,
     ApplySession,
     Change,
@@ -50,6 +47,7 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS, AGENTS_WITH_SECRETS, AGENTS_WITH_TOOLS
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
 from lettafleet.plugins.resources.blocks import SHARED, block_fields, block_problems, shared_by
 from lettafleet.plugins.resources.secrets import secrets_schema

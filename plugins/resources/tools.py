@@ -20,9 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from lettafleet.core import (
-    AGENTS_WITH_TOOLS,
-    FLEET_TAG,
     MANAGED_TAG,
+    MARK_PREFIX,
     MAX_REFERENCED_FILE_BYTES,
     Action,
     Adoption,
@@ -50,9 +49,11 @@ from lettafleet.core import (
     fleet_tagged,
     from_bucket,
     hookimpl,
+    is_ownership_tag,
     read_record,
     string,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS_WITH_TOOLS
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, live_agents
 
 KIND = "tool"
@@ -61,7 +62,7 @@ TOOLS_FOLDER = "tools"
 EVERY_FILE = "tools/*"
 TOOL_FILE = "tool file"  # how messages name a file under tools/
 # Letta's tool create request has no metadata: core's tag marks (MANAGED_TAG, FLEET_TAG + name) mark what a fleet made.
-PROTECT_TAG = "lettafleet-protect"  # a tool defined with `protect: true`
+PROTECT_TAG = f"{MARK_PREFIX}protect"  # a tool defined with `protect: true`
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TOOLS = ("/v1/tools/", {"order": "asc"})
 CUSTOM = "custom"  # Letta's tool_type for tools users define; every other type is one of Letta's own
@@ -553,7 +554,7 @@ def _owned(owner: Owner, tool: Mapping[str, Any]) -> bool:
 
 def _marks(tags: Sequence[str], owner: Owner, protect: bool) -> list[str]:
     """A tool's tags with lettafleet's marks as this fleet leaves them, every other tag kept."""
-    own = [tag for tag in tags if tag not in (MANAGED_TAG, PROTECT_TAG) and not tag.startswith(FLEET_TAG)]
+    own = [tag for tag in tags if not is_ownership_tag(tag)]
     return [*own, *owner.tags(), *([PROTECT_TAG] if protect else [])]
 
 

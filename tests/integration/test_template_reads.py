@@ -4,6 +4,7 @@ prefix finds a superset of the names the glob matches), and the server says it i
 
 from __future__ import annotations
 
+from lettafleet.plugins.backends.letta_v1.server import searches_names_within
 from tests.integration.test_templates_rollout import made_by_the_application, prefix
 
 
@@ -15,7 +16,7 @@ def test_query_text_keeps_every_agent_whose_name_contains_it_whatever_the_case(l
     first = made_by_the_application(client, f"{prefix}-user-1")["name"]
     middle = made_by_the_application(client, f"{prefix}-old-user-2")["name"]
 
-    assert client.server_info().searches_names_within
+    assert searches_names_within(client.server_info())
     assert names_found(client, f"{prefix}-user-", prefix) == {first}
     assert names_found(client, f"{prefix}-USER-".upper(), prefix) == {first}
     assert names_found(client, "old-user-2", prefix) == {middle}  # anywhere in the name, not only at its start

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lettafleet.core import LettaClient
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli, ok
 from tests.integration.test_templates_rollout import as_now, labels, made_by_the_application, prefix
 

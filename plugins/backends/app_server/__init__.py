@@ -1,1 +1,1 @@
-"""The Letta App Server backend: its Protocol V2 client over one WebSocket."""
+"""The Letta App Server backend (ws://, wss://): its Protocol V2 client over one WebSocket and its capability table."""

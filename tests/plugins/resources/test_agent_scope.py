@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 import lettafleet.core.cli.fleet as commands
 from lettafleet.core import (
-    AGENTS,
     Resource,
     ResourceHandler,
     ResourceKind,
@@ -24,6 +23,7 @@ from lettafleet.core import (
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from tests.fakes.letta_api import BASE_URL
 from tests.plugins.resources.conftest import FleetRun
 
@@ -176,9 +176,10 @@ def test_among_many_agents_a_dropped_agent_marked_before_the_ownership_tag_is_st
     assert fleet.actions(plan) == {"agent.agent-0": "update", "agent.agent-1": "delete"}
 
 
-def test_the_ownership_tag_cannot_be_declared(fleet):
-    with pytest.raises(FleetError, match="the mark lettafleet puts on a named fleet's agents"):
-        fleet.plan(fleet_of(1).replace("tags: [team]", f"tags: ['{TAG}']"))
+@pytest.mark.parametrize("mark", [TAG, "managed_by:lettafleet", "lettafleet-template:other", "lettafleet-protect"])
+def test_no_mark_lettafleet_or_a_plugin_puts_on_agents_can_be_declared(fleet, mark):
+    with pytest.raises(FleetError, match="is spelled as lettafleet's own marks are"):
+        fleet.plan(fleet_of(1).replace("tags: [team]", f"tags: ['{mark}']"))
 
 
 def test_a_plan_reads_the_servers_agents_while_its_fleet_file_is_parsed(fleet, letta, write_fleet, monkeypatch):

@@ -12,7 +12,7 @@ from lettafleet.core import ExportedFleet, ExportError, LiveReader, export_fleet
 from lettafleet.core.engine.model import Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.commands.export import chosen_agents
 from lettafleet.plugins.resources.agents import agents_named
 from tests.fakes.letta_api import BASE_URL
@@ -197,3 +197,12 @@ def test_an_export_with_conversations_plans_no_changes(desk, manager, tmp_path: 
     assert not plan.has_changes and not plan.has_drift, [c.to_json() for c in plan.changes if c.changes_something]
     [ambiguity] = plan.ambiguities  # the runtime conversation with a declared summary is left alone, and said so
     assert "the plan uses the one the last apply made" in ambiguity.message
+
+
+def test_marks_lettafleet_and_its_plugins_put_on_an_agent_are_not_exported_as_its_tags(applied, fleet, manager) -> None:
+    support = fleet.letta.agent_named("support")
+    support["tags"] = [*support["tags"], "lettafleet-template:users", "lettafleet-fleet:other"]
+
+    [agent] = exported(manager, ["support"]).document["agents"]
+
+    assert sorted(agent["tags"]) == ["support", "team-a"]
