@@ -9,11 +9,13 @@ seconds, 10 s apart. Not a test: run it, read it, record it.
 
     .venv/bin/python benchmarks/pacer_recovery.py --burst 2            # five bursts of 2 s
     .venv/bin/python benchmarks/pacer_recovery.py --burst 0.1 --retry-after 1
+    .venv/bin/python benchmarks/pacer_recovery.py --steady 0.2 --repeat 2   # a fifth refused all along, 23 s
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -34,8 +36,9 @@ class Burst:
 class StandIn:
     """A server that answers after `latency` seconds, and 429 to every write during a burst."""
 
-    def __init__(self, latency: float, bursts: list[Burst], retry_after: str | None) -> None:
+    def __init__(self, latency: float, bursts: list[Burst], retry_after: str | None, share: float = 0.0) -> None:
         self.latency = latency
+        self.share = share  # refuse this share of writes at random, all along, instead of bursts
         self.bursts = bursts
         self.retry_after = retry_after
         self.started = time.monotonic()
@@ -47,6 +50,8 @@ class StandIn:
         return time.monotonic() - self.started
 
     def refusing(self, at: float) -> bool:
+        if self.share:
+            return random.random() < self.share
         return any(burst.start <= at < burst.start + burst.seconds for burst in self.bursts)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -63,7 +68,7 @@ class StandIn:
 
 
 def run(args: argparse.Namespace, bursts: list[Burst]) -> None:
-    stand_in = StandIn(args.latency, bursts, args.retry_after)
+    stand_in = StandIn(args.latency, bursts, args.retry_after, args.steady)
     client = LettaClient("http://127.0.0.1:9", transport=httpx.MockTransport(stand_in.handle))
     client.pacer.at_most(args.parallelism)
     stop = threading.Event()
@@ -95,6 +100,14 @@ def run(args: argparse.Namespace, bursts: list[Burst]) -> None:
 
 def report(stand_in: StandIn, bursts: list[Burst], limits: list[tuple[float, int]], args: argparse.Namespace) -> None:
     answered = stand_in.answered
+    if args.steady:
+        mean = sum(limit for _, limit in limits) / len(limits)
+        print(
+            f"latency {args.latency * 1000:.0f} ms, parallelism {args.parallelism}, Retry-After {args.retry_after}, "
+            f"{args.steady:.0%} of writes refused all along: {len(answered) / args.seconds:.1f} writes/s answered, "
+            f"{stand_in.refused} refused, {mean:.1f} allowed at once on average"
+        )
+        return
     first = bursts[0]
     before = sum(1 for t in answered if t < first.start) / first.start
     print(
@@ -126,6 +139,7 @@ def main() -> None:
     parser.add_argument("--retry-after", help="the Retry-After header of each 429 (default: none)")
     parser.add_argument("--burst", type=float, default=2.0, help="seconds each burst of 429s lasts")
     parser.add_argument("--repeat", type=int, default=5, help="bursts, one every 10 s")
+    parser.add_argument("--steady", type=float, default=0.0, help="refuse this share of writes all along, no bursts")
     args = parser.parse_args()
     bursts = [Burst(3.0 + 10.0 * index, args.burst) for index in range(args.repeat)]
     args.seconds = bursts[-1].start + 10.0
