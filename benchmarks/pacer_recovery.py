@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core import LettaError
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 
 WINDOW = 5.0  # seconds after a burst over which the rate is compared with the rate before
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lettafleet.core import LettaClient
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.fakes.fault_proxy import Faults, Refusal
 from tests.fakes.hosted_letta import HostedLettaStandIn, running_hosted_letta
 from tests.integration.cli import ok
