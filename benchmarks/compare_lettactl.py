@@ -15,6 +15,15 @@ with npm and tsc, with the Letta client version its lock file names).
     .venv/bin/python benchmarks/compare_lettactl.py --size 50 --rounds 1
     .venv/bin/python benchmarks/compare_lettactl.py --size 200 --rounds 2 --json compare-200.json \\
         --lettactl-source ~/src/lettactl
+
+`--template-match` compares template mode instead (issue 16): the benchmark makes N agents over REST as an
+application makes them (`cmp-app-N-*`, not by either tool), then each tool runs `apply --match GLOB` with a file whose
+first agent changes their system prompt and attaches a shared block, then (with --reapply) the same again, which
+changes nothing. Between the tools every agent is set back over REST as the application made it (prompt, metadata,
+the shared block deleted), so both change the same agents from the same state; after each apply every agent is
+read over REST to count those holding the change.
+
+    .venv/bin/python benchmarks/compare_lettactl.py --template-match --size 1000 --json match-1000.json
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from fleet_benchmark import LETTAFLEET, REQUESTS, cleanup, cpu_seconds, server_processes, write_fleet
 
@@ -238,6 +249,173 @@ def on_server(base_url: str, tool: str, prefix: str) -> OnServer:
     )
 
 
+# -- template mode: apply --match over the agents an application made (issue 16) -----------------------------------
+
+APPLICATION_PROMPT = "You help one customer."
+TEMPLATE_PROMPT = "You are ACME support for one customer. Follow the policies block."
+CONTEXT_WINDOW = 32000
+# lettactl's form of the template file. lettafleet reads the same file but for `tools: []`, a key templates do not
+# apply (refused at its line); without it lettactl would attach its default web tools to every matched agent.
+MATCH_FILE = """\
+shared_blocks:
+  - {{name: {block}, description: Policies every agent follows, limit: 2000, agent_owned: false,
+     value: "Refunds within 30 days. Never share another customer's data."}}
+agents:
+  - name: {prefix}template
+    description: Support agent
+    system_prompt: {{value: "{prompt}"}}
+    llm_config: {{model: letta/letta-free, context_window: {window}}}
+    embedding: letta/letta-free
+    shared_blocks: [{block}]
+"""
+
+
+@dataclass
+class Holding:
+    """After one tool's apply, read over REST: how many matched agents hold the template's change."""
+
+    tool: str
+    step: str
+    matched: int
+    prompt: int  # hold the template's prompt
+    block_once: int  # have the shared block attached exactly once
+    own_block_kept: int  # still have the memory block the application gave them, as it was
+
+
+def write_match_files(workdir: Path, prefix: str, block: str) -> dict[str, Path]:
+    text = MATCH_FILE.format(prefix=prefix, block=block, prompt=TEMPLATE_PROMPT, window=CONTEXT_WINDOW)
+    files = {"lettactl": workdir / "match-lettactl.yaml", "lettafleet": workdir / "match-lettafleet.yaml"}
+    files["lettactl"].write_text(text + "    tools: []\n", encoding="utf-8")
+    files["lettafleet"].write_text(text, encoding="utf-8")
+    return files
+
+
+def make_application_agents(base_url: str, prefix: str, size: int) -> None:
+    """`size` agents made as an application makes them, one per end user: its prompt, its own memory block."""
+
+    def create(client: LettaClient, index: int) -> None:
+        client.post(
+            "/v1/agents/",
+            json={
+                "name": f"{prefix}{index:05d}",
+                "description": "Support agent",
+                "system": APPLICATION_PROMPT,
+                "model": "letta/letta-free",
+                "embedding": "letta/letta-free",
+                "context_window_limit": CONTEXT_WINDOW,
+                "memory_blocks": [{"label": "human", "value": f"Customer {index}."}],
+            },
+        )
+
+    started = time.perf_counter()
+    with LettaClient(base_url) as client, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda index: create(client, index), range(size)))
+    print(f"made {size} agents {prefix}* over REST in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def application_agents(client: LettaClient, prefix: str) -> list[dict[str, Any]]:
+    path, params = AGENTS
+    return [agent for agent in client.list_all(path, **params) if agent["name"].startswith(prefix)]
+
+
+def holding(base_url: str, tool: str, step: str, prefix: str, block: str) -> Holding:
+    with LettaClient(base_url) as client:
+        agents = application_agents(client, prefix)
+    labels = [[b["label"] for b in agent.get("blocks") or []] for agent in agents]
+    own = [[b for b in agent.get("blocks") or [] if b["label"] == "human"] for agent in agents]
+    return Holding(
+        tool,
+        step,
+        len(agents),
+        sum((agent.get("system") or "").strip() == TEMPLATE_PROMPT for agent in agents),
+        sum(found.count(block) == 1 for found in labels),
+        sum(
+            len(blocks) == 1 and blocks[0]["value"] == f"Customer {int(agent['name'][len(prefix) :])}."
+            for agent, blocks in zip(agents, own, strict=True)
+        ),
+    )
+
+
+def set_back(base_url: str, prefix: str, block: str) -> None:
+    """Every agent as the application made it: its prompt and empty metadata again, the shared block gone."""
+    with LettaClient(base_url) as client:
+        agents = application_agents(client, prefix)
+        for shared in client.list_all("/v1/blocks/", label=block):
+            client.delete(f"/v1/blocks/{shared['id']}")
+        with ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda agent: client.patch(
+                        f"/v1/agents/{agent['id']}", json={"system": APPLICATION_PROMPT, "metadata": {}}
+                    ),
+                    agents,
+                )
+            )
+
+
+def match_command(tool: str, lettactl: list[str], fleet: Path, glob: str) -> list[str]:
+    if tool == "lettactl":
+        return [*lettactl, "--no-spinner", "apply", "-f", str(fleet), "--match", glob]
+    return [LETTAFLEET, "apply", "-f", str(fleet), "--match", glob, "--parallelism", "8", "-v"]
+
+
+def compare_match(
+    size: int, reapply: bool, base_url: str, workdir: Path, lettactl: list[str], order: tuple[str, ...] = TOOLS
+) -> tuple[list[Measured], list[Holding]]:
+    """Each tool's `apply --match` (and re-apply) on the same application-made agents, set back in between."""
+    prefix, block = f"cmp-app-{size}-", f"cmp-policies-{size}"
+    glob = f"{prefix}*"
+    files = write_match_files(workdir, prefix, block)
+    cleanup(base_url, prefix)
+    make_application_agents(base_url, prefix, size)
+    steps: list[Measured] = []
+    found: list[Holding] = []
+    proxy = BlockRecordingProxy(base_url)
+    proxy.start()
+    try:
+        for tool in order:
+            names = ["apply --match", "re-apply, no change"] if reapply else ["apply --match"]
+            for name in names:
+                log = workdir / f"match-{tool}-{size}-{name.replace(', ', '-').replace(' ', '-')}.log"
+                command = match_command(tool, lettactl, files[tool], glob)
+                background = background_cpu_rate()
+                steps.append(measured_step(tool, size, name, command, proxy, log, background))
+                _print(steps[-1])
+                found.append(holding(base_url, tool, name, prefix, block))
+                print(f"     over REST: {found[-1]}", flush=True)
+            set_back(base_url, prefix, block)
+    finally:
+        proxy.stop()
+        cleanup(base_url, prefix)
+    return steps, found
+
+
+def match_markdown(steps: list[Measured], found: list[Holding], command: str, base_url: str) -> str:
+    rows = [
+        "| tool | agents | step | wall s | server CPU s | of it background, est. | requests | by method | own count "
+        "| exit |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    rows += [
+        f"| {s.tool} | {s.size} | {s.step} | {s.seconds} | {_figure(s.server_cpu_s)} | {_figure(s.background_cpu_s)} | "
+        f"{s.requests} | {s.by_method} | {_figure(s.own_count)} | {s.exit_code} |"
+        for s in steps
+    ]
+    held = [
+        "| tool | after | matched | hold the prompt | shared block attached once | own block as made |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    held += [f"| {h.tool} | {h.step} | {h.matched} | {h.prompt} | {h.block_once} | {h.own_block_kept} |" for h in found]
+    return (
+        f"Command: `{command}`\n\nServer: Letta {LETTA_VERSION} dev server at {base_url}, {os.cpu_count()} cores; "
+        "both tools through the fault proxy with no faults.\n\n"
+        + "\n".join(rows)
+        + "\n\nOver REST after each step:\n\n"
+        + "\n".join(held)
+        + "\n"
+    )
+
+
 # -- the comparison ---------------------------------------------------------------------------------------------
 
 
@@ -339,14 +517,33 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/var/cache/lettafleet/lettactl"), help="lettactl's home")
     parser.add_argument("--lettactl-source", type=Path, help="a git checkout of lettactl, when npm does not have it")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--template-match",
+        action="store_true",
+        help="compare `apply --match GLOB` over --size agents an application made, instead of creating fleets",
+    )
+    parser.add_argument(
+        "--order",
+        choices=["lettactl,lettafleet", "lettafleet,lettactl"],
+        help="with --template-match: the order the tools run in (default lettactl first)",
+    )
     args = parser.parse_args()
     base_url = args.base_url or supervisor.status().base_url
     if not base_url:
         raise SystemExit("no Letta server: run `lettafleet dev-server up` or pass --base-url")
     lettactl = install_lettactl(args.cache, args.lettactl_source)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    steps, found = compare(args.size, args.rounds, args.reapply, base_url, args.workdir, lettactl)
     command = "python benchmarks/compare_lettactl.py " + " ".join(sys.argv[1:])
+    if args.template_match:
+        order = tuple(args.order.split(",")) if args.order else TOOLS
+        steps, held = compare_match(args.size, args.reapply, base_url, args.workdir, lettactl, order)
+        print()
+        print(match_markdown(steps, held, command.strip(), base_url))
+        if args.json:
+            figures = {"steps": [asdict(s) for s in steps], "holding": [asdict(h) for h in held]}
+            args.json.write_text(json.dumps(figures, indent=2))
+        return
+    steps, found = compare(args.size, args.rounds, args.reapply, base_url, args.workdir, lettactl)
     print()
     print(markdown(steps, found, command.strip(), base_url))
     if args.json:

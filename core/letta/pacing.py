@@ -2,7 +2,9 @@
 
 A refusal (429, 503) pauses every request, not only the refused one, for as long as its `Retry-After` asks (or a
 backoff that grows while refusals follow one another), and halves how many requests may be in flight at once;
-each answered request then adds back a little, until the limit is whole again (AIMD, as TCP does). A refused
+each answered request then adds back a little, until the limit is whole again (AIMD, as TCP does). As TCP halves
+once per window, the refusals of requests sent before the pacer last slowed down are one signal, not one each: they
+pause as their `Retry-After` asks, but neither halve the limit again nor lengthen the backoff. A refused
 request is sent again for as long as the server makes progress: only when no request at all has been answered
 for `patience` seconds, or the caller stops the pacer (Ctrl-C), does it give up. docs/server-faults.md
 describes it for users.
@@ -104,6 +106,7 @@ class Pacer:
         self._resume_at = 0.0  # no request is sent before this time
         self._refusals_in_a_row = 0
         self._refused_since: float | None = None  # when the current run of refusals (no answer between) began
+        self._slowed_at = -math.inf  # when a refusal last halved the limit: what was sent before it is refused alike
         self._stop: StopSignal = threading.Event()
         self._tallies: list[_Tally] = []
         self._condition = threading.Condition()
@@ -126,9 +129,10 @@ class Pacer:
         self._stop = stop
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Wait until the server's pause is over and a place is free, then hold that place while the request runs.
-        Raises PacingGaveUp, without sending, when the caller stops while the server's pause holds it back."""
+    def turn(self) -> Iterator[float]:
+        """Wait until the server's pause is over and a place is free, then hold that place while the request runs;
+        gives the time it was sent (for `refused`). Raises PacingGaveUp, without sending, when the caller stops
+        while the server's pause holds it back."""
         with self._condition:
             while (wait := self._wait_needed()) > 0:
                 if self._stop.is_set() and self._resume_at > self._clock():
@@ -137,8 +141,9 @@ class Pacer:
             self._in_flight += 1
             for tally in self._tallies:
                 tally.requests += 1
+            sent_at = self._clock()
         try:
-            yield
+            yield sent_at
         finally:
             with self._condition:
                 self._in_flight -= 1
@@ -154,24 +159,28 @@ class Pacer:
                 self._note_limit()
             self._condition.notify_all()
 
-    def refused(self, retry_after: float | None) -> None:
-        """The request was refused (429, 503): pause everyone and halve the limit. Raises PacingGaveUp when it
-        should not be sent again: no request was answered for `patience` seconds, or the pause asked for ends
-        after that, or the caller stopped."""
+    def refused(self, retry_after: float | None, sent_at: float | None = None) -> None:
+        """The request (sent at `sent_at`, as `turn` gave it) was refused (429, 503): pause everyone and halve the
+        limit, unless the pacer slowed down since it was sent (then only its `Retry-After` is waited for). Raises
+        PacingGaveUp when it should not be sent again: no request was answered for `patience` seconds, or the
+        pause asked for ends after that, or the caller stopped."""
         with self._condition:
             now = self._clock()
             self._refused_since = self._refused_since if self._refused_since is not None else now
-            self._refusals_in_a_row += 1
-            chosen = min(FIRST_PAUSE * 2 ** (self._refusals_in_a_row - 1), LONGEST_CHOSEN_PAUSE)
-            pause = retry_after if retry_after is not None else chosen * (0.5 + random.random())
+            slowing = sent_at is None or sent_at > self._slowed_at
+            if slowing:
+                self._refusals_in_a_row += 1
+            pause = retry_after if retry_after is not None else (self._chosen_pause() if slowing else 0.0)
             stalled = now - self._refused_since
             if stalled + pause > self.patience:
                 raise PacingGaveUp(self._out_of_patience(stalled, retry_after))
             if self._stop.is_set():
                 raise PacingGaveUp("the run was stopped while the server asked to wait; it was not sent again")
             self._pause_until(now + pause, now)
-            self._limit = max(1.0, math.floor(self._limit / 2))
-            self._note_limit()
+            if slowing:
+                self._slowed_at = now
+                self._limit = max(1.0, math.floor(self._limit / 2))
+                self._note_limit()
             for tally in self._tallies:
                 tally.refusals += 1
 
@@ -189,6 +198,11 @@ class Pacer:
             return PaceSummary(tally.requests, seconds, tally.refusals, tally.paused, tally.lowest, tally.highest)
 
         return finish
+
+    def _chosen_pause(self) -> float:
+        """The pause after a refusal that names no Retry-After: doubling with each slowdown in a row, jittered."""
+        chosen = min(FIRST_PAUSE * 2.0 ** (self._refusals_in_a_row - 1), LONGEST_CHOSEN_PAUSE)
+        return chosen * (0.5 + random.random())
 
     def _wait_needed(self) -> float:
         """Seconds until a request may go: the pause left, or a short look again when every place is taken."""

@@ -81,7 +81,7 @@ class RetryPolicy:
         while True:
             attempt += 1
             try:
-                response = self._attempt(request, pacer)
+                response, sent_at = self._attempt(request, pacer)
             except httpx.TransportError as error:
                 delay = self.retry_delay(error, attempt=attempt, started=started, repeatable=repeatable)
                 if delay is None:
@@ -89,7 +89,7 @@ class RetryPolicy:
             else:
                 retry_after = response.headers.get("retry-after")
                 if pacer is not None and response.status_code in REFUSED_STATUSES:
-                    pacer.refused(retry_after_seconds(retry_after))
+                    pacer.refused(retry_after_seconds(retry_after), sent_at)
                     continue  # the next turn waits as long as the pacer says
                 delay = (
                     self.retry_delay(
@@ -107,15 +107,16 @@ class RetryPolicy:
             time.sleep(delay)
 
     @staticmethod
-    def _attempt(request: Callable[[], httpx.Response], pacer: Pacer | None) -> httpx.Response:
-        """One attempt, in its turn when paced; an answer that is not a refusal tells the pacer the server keeps up."""
+    def _attempt(request: Callable[[], httpx.Response], pacer: Pacer | None) -> tuple[httpx.Response, float | None]:
+        """One attempt, in its turn when paced, and when the pacer let it go; an answer that is not a refusal tells
+        the pacer the server keeps up."""
         if pacer is None:
-            return request()
-        with pacer.turn():
+            return request(), None
+        with pacer.turn() as sent_at:
             response = request()
         if response.status_code not in REFUSED_STATUSES:
             pacer.answered()
-        return response
+        return response, sent_at
 
     def _may_retry(self, failure: int | httpx.TransportError, attempt: int, repeatable: bool) -> bool:
         if isinstance(failure, httpx.ConnectError):

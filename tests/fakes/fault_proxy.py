@@ -100,6 +100,8 @@ class ProxyCounts:
     forwarded: Counter[str] = field(default_factory=Counter)  # by method, sent on to the server
     # by (method, collection), e.g. ("POST", "agents"): which resources the forwarded requests were about
     forwarded_to: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # by method and exact path, e.g. "PATCH /v1/agents/agent-1": a write counted twice reached the server twice
+    forwarded_writes: Counter[str] = field(default_factory=Counter)
     capped: int = 0  # GETs whose `limit` was lowered
     refused: Counter[int] = field(default_factory=Counter)  # by status, never forwarded
     dropped: Counter[str] = field(default_factory=Counter)  # by method, forwarded but never answered
@@ -187,8 +189,12 @@ class FaultProxy:
                 return "fail", faults.fail_statuses[pick % len(faults.fail_statuses)]
             return "forward", None
 
+    def page_cap(self) -> int | None:
+        """The most items a list page may hold (None: as the server answers): the faults' `list_limit` here."""
+        return self._faults.list_limit
+
     def capped_query(self, method: str, query: str) -> str:
-        limit = self._faults.list_limit
+        limit = self.page_cap()
         if method != "GET" or limit is None:
             return query
         pairs = [(key, value) for key, value in parse_qsl(query, keep_blank_values=True) if key != "limit"]
@@ -201,6 +207,8 @@ class FaultProxy:
         with self._lock:
             self.counts.forwarded[method] += 1
             self.counts.forwarded_to[method, _collection(target)] += 1
+            if method in WRITE_METHODS:
+                self.counts.forwarded_writes[f"{method} {urlsplit(target).path}"] += 1
         return self._forwarder.request(method, target, headers=headers, content=body)
 
     def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any] | None:

@@ -4,8 +4,9 @@ from here, so what lettafleet does for it is proven against this stand-in, never
 
 Each difference reproduced is a documented one (see /work/shared/letta-landscape.md and docs/hosted-letta.md):
 
-- list pages are capped at 100 items whatever `limit` asks (letta-python "cap v1 limit query params"): a page
-  shorter than `limit` is not the end of the list;
+- list pages are capped (at 100 items unless a test asks for fewer) whatever `limit` asks (letta-python "cap v1
+  limit query params"; hosted Letta does not publish the cap): a page shorter than `limit` is not the end of the
+  list;
 - isolated conversation blocks are gone (2026-04-23): `isolated_block_labels` is refused on conversation create
   and `isolated_block_ids` is absent from every conversation;
 - the folders API answers 400 (2026-07-17);
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.fault_proxy import FaultProxy, Faults
+from tests.fakes.fault_proxy import FaultProxy
 
 HOSTED_VERSION = "1.12.1"  # any version but 0.16.x; the stand-in's own, not one hosted Letta published
 PAGE_CAP = 100
@@ -42,10 +43,16 @@ FOLDERS_GONE = "The folders API is no longer supported. Use the filesystem of th
 class HostedLettaStandIn(FaultProxy):
     """The stand-in's state: its URL, the project it expects, and what it refused or reshaped (`seen`)."""
 
-    def __init__(self, upstream: str, project: str = PROJECT) -> None:
-        super().__init__(upstream, Faults(list_limit=PAGE_CAP))
+    def __init__(self, upstream: str, project: str = PROJECT, page_cap: int = PAGE_CAP) -> None:
+        super().__init__(upstream)
         self.project = project
+        self.cap = page_cap
         self.seen: Counter[str] = Counter()  # e.g. "no project", "folders", "isolated labels", "tags hidden"
+
+    def page_cap(self) -> int | None:
+        """Hosted Letta's cap, whatever faults a test adds on top (a `list_limit` among them caps lower still)."""
+        asked = self.faults.list_limit
+        return self.cap if asked is None else min(self.cap, asked)
 
     def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any] | None:
         path = urlsplit(target).path
@@ -87,10 +94,12 @@ class HostedLettaStandIn(FaultProxy):
 
 
 @contextmanager
-def running_hosted_letta(upstream: str, project: str = PROJECT) -> Iterator[HostedLettaStandIn]:
-    """The stand-in for hosted Letta in front of `upstream` on a free port of 127.0.0.1, stopped when the block
-    ends."""
-    stand_in = HostedLettaStandIn(upstream, project)
+def running_hosted_letta(
+    upstream: str, project: str = PROJECT, page_cap: int = PAGE_CAP
+) -> Iterator[HostedLettaStandIn]:
+    """The stand-in for hosted Letta in front of `upstream` on a free port of 127.0.0.1, its list pages capped at
+    `page_cap` items, stopped when the block ends. Faults go on top: `stand_in.faults = Faults(refuse=0.2)`."""
+    stand_in = HostedLettaStandIn(upstream, project, page_cap)
     stand_in.start()
     try:
         yield stand_in

@@ -52,8 +52,8 @@ def prefix(letta_server: str, client: LettaClient) -> Iterator[str]:
         client.delete(f"/v1/blocks/{block['id']}")
 
 
-def made_by_the_application(client: LettaClient, name: str, block_ids: list[str] = ()) -> dict:
-    """An agent as an application makes one per end user: its own memory block, its own prompt."""
+def made_by_the_application(client: LettaClient, name: str, block_ids: list[str] = (), tags: list[str] = ()) -> dict:
+    """An agent as an application makes one per end user: its own memory block, its own prompt (and tags)."""
     return client.post(
         "/v1/agents/",
         json={
@@ -63,6 +63,7 @@ def made_by_the_application(client: LettaClient, name: str, block_ids: list[str]
             "embedding": "letta/letta-free",
             "memory_blocks": [{"label": "human", "value": f"The customer behind {name}."}],
             "block_ids": list(block_ids),
+            "tags": list(tags),
         },
     )
 

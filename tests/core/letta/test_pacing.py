@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
-from lettafleet.core.letta.pacing import Pacer, PaceSummary, PacingGaveUp
+from lettafleet.core.letta.pacing import FIRST_PAUSE, Pacer, PaceSummary, PacingGaveUp
 from tests.fakes.pacer_time import FakeTime
 
 
@@ -54,6 +55,32 @@ def test_a_refusal_halves_the_requests_in_flight_and_answers_add_back_one_per_ro
     for _ in range(10):
         pacer.refused(0.0)
     assert pacer.limit == 1  # never below one
+
+
+def test_the_refusals_of_requests_sent_together_slow_down_once_not_once_each(fake_time: FakeTime) -> None:
+    pacer = fake_time.pacer(ceiling=8)
+    with ExitStack() as in_flight:  # eight requests on their way when the server starts refusing
+        sent = [in_flight.enter_context(pacer.turn()) for _ in range(8)]
+    for sent_at in sent:
+        pacer.refused(None, sent_at)
+    assert pacer.limit == 4  # halved once, not down to one
+    with pacer.turn() as later:
+        pass
+    assert sum(fake_time.waited) <= 1.5 * FIRST_PAUSE  # the first pause, not one grown eight times over
+    pacer.refused(None, later)  # sent after the slowdown: a new signal
+    assert pacer.limit == 2
+
+
+def test_a_request_sent_before_the_slowdown_still_waits_for_its_own_retry_after(fake_time: FakeTime) -> None:
+    pacer = fake_time.pacer(ceiling=8)
+    with pacer.turn() as first, pacer.turn() as second:
+        pass
+    pacer.refused(None, first)
+    pacer.refused(5.0, second)
+    assert pacer.limit == 4
+    with pacer.turn():
+        pass
+    assert sum(fake_time.waited) == pytest.approx(5.0)
 
 
 def test_no_more_requests_are_in_flight_than_the_limit() -> None:
