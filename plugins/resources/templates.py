@@ -67,11 +67,11 @@ from lettafleet.plugins.resources.template_blocks import (
     wanted_blocks,
 )
 from lettafleet.plugins.resources.template_blocks import wanted_here as wanted_blocks_here
+from lettafleet.plugins.resources.template_reads import agents_of, templated_agents
 from lettafleet.plugins.resources.template_record import (
     HELD,
     Applied,
     digest,
-    mark_tag,
     marked,
     read_applied,
     record_key,
@@ -457,7 +457,7 @@ class TemplateHandler(ResourceHandler):
         what the template manages on it as it is now and, in `state`, as the template wants it; and each template
         taken out of the file that left a record on agents, with what it put there to take back."""
         declared = {resource.name for resource in fleet if resource.kind == AGENT}
-        agents = [agent for agent in _templated_agents(reader, desired) if agent["name"] not in declared]
+        agents = [agent for agent in templated_agents(reader, desired) if agent["name"] not in declared]
         seen = _seen(reader, desired, agents)
         found: list[Resource] = []
         for template in desired:
@@ -515,8 +515,7 @@ def _overlaps(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem
     """Each later template that sets something an earlier one sets too on an agent both match, at its line."""
     if len(templates) < 2:
         return []
-    path, params = AGENTS
-    agents = reader.list_everything(path, **params)
+    agents = templated_agents(reader, templates)
     problems = []
     for index, later in enumerate(templates):
         for earlier in templates[:index]:
@@ -533,16 +532,6 @@ def _overlaps(reader: LiveReader, templates: Sequence[Resource]) -> list[Problem
                     )
                 )
     return problems
-
-
-def _templated_agents(reader: LiveReader, desired: Sequence[Resource]) -> list[dict[str, Any]]:
-    """The agents templates may reach: every agent while the file declares templates; else, for a named fleet, the
-    agents carrying its templates' mark (what a template taken out of the file left); else none."""
-    path, params = AGENTS
-    if desired:
-        return reader.list_everything(path, **params)
-    mark = mark_tag(reader.owner.fleet)
-    return reader.list_all(path, **{**params, "tags": [mark]}) if mark else []
 
 
 @dataclass(frozen=True)
@@ -574,14 +563,7 @@ def _read_beside(
     )
     if not (declared or recorded):
         return {}
-    path, params = read
-    mark = mark_tag(reader.owner.fleet)
-    rows = (
-        reader.list_everything(path, **params)
-        if desired or not mark
-        else reader.list_all(path, **{**params, "tags": [mark]})
-    )
-    return {str(agent["id"]): agent for agent in rows}
+    return {str(agent["id"]): agent for agent in agents_of(reader, desired, read)}
 
 
 def _with_left(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]], seen: Seen) -> Seen:
@@ -775,8 +757,7 @@ def _promotion_problems(reader: LiveReader, templates: Sequence[Resource]) -> li
     promoted = [template for template in templates if template.state["rollout"].promote]
     if not promoted:
         return []
-    path, params = AGENTS
-    agents = reader.list_everything(path, **params)
+    agents = templated_agents(reader, templates)
     problems = []
     for template in promoted:
         mark = settings_digest(template.attributes["settings"])

@@ -64,6 +64,7 @@ class FakeLetta:
     refusals: dict[tuple[str, str], Refusal] = field(default_factory=dict)
     ignores_isolated_labels: bool = False  # as Letta before 0.16.4 did
     drops_relations: set[str] = field(default_factory=set)  # create-request fields it silently ignores
+    version: str | None = None  # what `GET /v1/health/` reports (None: no health endpoint, the version unknown)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -193,6 +194,7 @@ class FakeLetta:
     def _routes(self) -> dict[str, list[tuple[str, Callable[..., Any]]]]:
         return {
             "GET": [
+                (r"/v1/health/", self._health),
                 (r"/v1/models/", lambda **_: [_model(handle) for handle in LLM_HANDLES]),
                 (r"/v1/models/embedding", lambda **_: [_embedding_model(handle) for handle in EMBEDDING_HANDLES]),
                 (r"/v1/agents/", self._list_agents),
@@ -317,14 +319,22 @@ class FakeLetta:
         shown = [self._shown(agent, params.get("include")) for agent in self._agents_filtered(params)]
         return _page(shown, params)
 
+    def _health(self, **_: Any) -> Any:
+        if self.version is None:
+            return httpx.Response(404, json={"detail": "Not Found"})
+        return {"version": self.version, "status": "ok"}
+
     def _agents_filtered(self, params: dict[str, list[str]]) -> list[dict[str, Any]]:
-        """The agents `name` and `tags` select, as Letta filters them: any of the tags (all with match_all_tags)."""
+        """The agents `name`, `query_text` and `tags` select, as Letta 0.16.8 filters them: `query_text` anywhere in
+        the name whatever the case, any of the tags (all with match_all_tags)."""
         names, tags = params.get("name"), set(params.get("tags") or [])
+        within = (params.get("query_text") or [""])[0].lower()
         every = (params.get("match_all_tags") or ["false"])[0] == "true"
         return [
             agent
             for agent in self.agents.values()
             if (not names or agent["name"] == names[0])
+            and within in agent["name"].lower()
             and (not tags or (tags <= set(agent["tags"]) if every else bool(tags & set(agent["tags"]))))
         ]
 

@@ -27,6 +27,14 @@ def makes_isolated_blocks(server: ServerInfo) -> bool | None:
     return version[:2] == _SELF_HOSTED_SERIES and version >= _ISOLATED_BLOCKS_SINCE
 
 
+def searches_names_within(server: ServerInfo) -> bool:
+    """Whether `query_text` on `GET /v1/agents/` keeps every agent whose name contains it, whatever the case:
+    self-hosted 0.16.x does (`%TEXT%` with ILIKE, or LIKE on lower-cased names). Hosted Letta documents it as a
+    search only, and an unknown version proves nothing: False."""
+    found = _VERSION.match(server.version or "")
+    return found is not None and tuple(int(part) for part in found.groups())[:2] == _SELF_HOSTED_SERIES
+
+
 def isolated_blocks_missing(conversations: Sequence[Mapping[str, Any]], server: Callable[[], ServerInfo]) -> str | None:
     """Why the server makes no isolated conversation blocks, or None when it does or cannot tell. Its answers
     speak first: every 0.16.4+ conversation carries `isolated_block_ids`, hosted Letta's carry none. A server
