@@ -105,6 +105,10 @@ from lettafleet.plugins.resources.tools import TemplateTools, declared_tools
 TEMPLATE = "template"
 TEMPLATED = "templated_agent"
 SAMPLE = 5  # agents named in a template's line of the plan; the JSON plan has every one
+# A selector reaching at least GROWTH times the agents that carry the template's record, and GROWTH_FLOOR more, is
+# said loudly: a widened glob or a tag the application now puts everywhere would otherwise roll out unseen.
+GROWTH = 2
+GROWTH_FLOOR = 10
 # What a template manages on each agent it matches, as plan attributes: the agent's own fields, then the lists it
 # adds to (shared blocks attached, tags).
 FIELDS = ("description", "system", "model", "context_window")
@@ -464,6 +468,7 @@ class TemplateHandler(ResourceHandler):
             reached = [agent for agent in agents if matches(template.attributes, agent)]
             children = list(_reached(reader, template, reached, _with_left(reader, template, reached, seen)))
             state: dict[str, Any] = {"reached": [_summed(child) for child in children]}
+            state["recorded"] = _recorded(reader, template, agents)
             children, state["rollout"] = _rolled_out(template, children)
             found += children
             found.append(replace(template, state=state))
@@ -814,6 +819,8 @@ def _template_change(desired: Resource, live: Resource | None) -> Change:
             f"no live agent matches {selector} (agents lettafleet made are never matched): check the selector; "
             "apply changes nothing"
         )
+    elif grown := _grown(len(reached), (live.state if live else {}).get("recorded", 0), rollout):
+        drift = f"{_told(summary, selector)}. BEWARE: {selector} {grown}"
     return Change(
         address=desired.address,
         kind=TEMPLATE,
@@ -860,6 +867,23 @@ def _selector(template: Mapping[str, Any]) -> str:
     if template.get("tags"):
         parts.append("tags " + ", ".join(f"`{tag}`" for tag in template["tags"]))
     return " with ".join(parts)
+
+
+def _recorded(reader: LiveReader, template: Resource, agents: Sequence[Mapping[str, Any]]) -> int:
+    """How many of the agents read carry this template's record: those earlier applies reached."""
+    key = record_key(template.name, reader.owner.fleet)
+    return sum(1 for agent in agents if key in records_of(agent))
+
+
+def _grown(matched: int, recorded: int, rollout: Mapping[str, Any] | None) -> str:
+    """What to say when a selector reaches far more agents than earlier applies did ('' when it does not, when no
+    apply reached any yet, or when `--promote` rolls a sample out to the rest, as it is meant to)."""
+    if not recorded or matched < GROWTH * recorded + GROWTH_FLOOR or (rollout or {}).get("mode") == "promote":
+        return ""
+    return (
+        f"now matches {matched:,} agents, {matched / recorded:.1f} times the {recorded:,} that earlier applies "
+        "reached (they carry its record): check the selector before applying; roll out with `--sample` first"
+    )
 
 
 def _told(summary: Mapping[str, Any], selector: str) -> str:

@@ -168,6 +168,25 @@ def test_a_selector_matching_no_agent_is_said_loudly(fleet, letta):
     assert "no live agent matches `user-*`" in text
 
 
+def test_a_selector_reaching_far_more_agents_than_earlier_applies_is_said_loudly(fleet, letta):
+    runtime_agents(letta, 3)
+    assert fleet.apply(fleet.plan(WITHOUT_POLICIES)).ok
+    assert not fleet.plan(WITHOUT_POLICIES).has_drift
+    for index in range(4, 24):  # the application made twenty more since
+        letta.add_agent(f"user-{index}", managed=False, system="You help.")
+
+    plan = fleet.plan(WITHOUT_POLICIES)
+    text = render_plan(plan, fleet.manager.kinds)
+
+    assert plan.has_drift and "Drift: 1 difference(s)" in text
+    assert "23 agents match `user-*`; 20 would change: system prompt (20); 3 already current" in text
+    assert "BEWARE: `user-*` now matches 23 agents, 7.7 times the 3 that earlier applies reached" in text
+    assert "roll out with `--sample` first" in text
+    document = json.loads(render_plan_json(plan))
+    [line] = [change for change in document["changes"] if change["address"] == "template.support"]
+    assert "7.7 times the 3" in line["drift"] and line["after"]["changing"] == 20
+
+
 def test_a_template_without_a_selector_or_with_an_unknown_shared_block_is_refused_at_its_line(fleet):
     text = SUPPORT.replace('    match: "user-*"\n', "").replace("[policies]", "[policies, rules]")
 
