@@ -18,7 +18,7 @@ from typing import Any
 
 from fleet_benchmark import cpu_seconds, server_processes
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 def main() -> None:

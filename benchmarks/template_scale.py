@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test fakes: the fault proxy
 import fleet_benchmark  # the step runner and server CPU
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.devserver import supervisor
 from tests.fakes.fault_proxy import WRITE_METHODS, FaultProxy, Faults, Refusal, running_fault_proxy
 

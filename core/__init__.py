@@ -17,6 +17,16 @@ from typing import TYPE_CHECKING, Any
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.adopting import Adoption, adoptions, mark_adopted
 from lettafleet.core.engine.applying import ApplyReport, ApplySession, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.backends import (
+    Backend,
+    BackendError,
+    Capabilities,
+    ConversationRecompile,
+    Lacks,
+    NoEffect,
+    Recompiler,
+    ServerSettings,
+)
 from lettafleet.core.engine.context_budget import (
     DEFAULT_CONTEXT_THRESHOLD,
     ContextUse,
@@ -45,21 +55,22 @@ from lettafleet.core.engine.kinds import (
     text_source,
 )
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.engine.locking import FleetLock, HeldLock, LockError, default_lock_id, held_lock
+from lettafleet.core.engine.locking import (
+    FleetLock,
+    HeldLock,
+    LockError,
+    LockRecord,
+    LockStore,
+    default_lock_id,
+    held_lock,
+    lock_store,
+)
 from lettafleet.core.engine.model import Action, Ambiguity, Change, Plan, Resource, address_of, attributes, compare
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError, refuse_credential_in_the_clear
-from lettafleet.core.letta.conversations import (
-    ISOLATED_LABELS,
-    ConversationRecompile,
-    lacks_isolated_copies,
-    recompile_conversation,
-    recompile_conversations,
-    remove_half_created,
-)
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import (
     FLEET_TAG,
@@ -92,7 +103,7 @@ from lettafleet.core.letta.reads import (
     labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
-from lettafleet.core.letta.server import ISOLATED_BLOCKS_REMOVED, ServerInfo, isolated_blocks_missing
+from lettafleet.core.letta.server import ServerInfo
 from lettafleet.core.render.json import render_apply_json, render_plan_json
 from lettafleet.core.render.markdown import (
     COMMENT_BUDGET,
@@ -176,8 +187,6 @@ __all__ = [
     "DEFAULT_CONTEXT_THRESHOLD",
     "FLEET_TAG",
     "INTERRUPTED_EXIT",
-    "ISOLATED_BLOCKS_REMOVED",
-    "ISOLATED_LABELS",
     "MANAGED_BY",
     "MANAGED_TAG",
     "MAX_REFERENCED_FILE_BYTES",
@@ -190,9 +199,13 @@ __all__ = [
     "ApplyError",
     "ApplyReport",
     "ApplySession",
+    "Backend",
+    "BackendError",
+    "Capabilities",
     "Change",
     "ChangeResult",
     "Column",
+    "Connection",
     "ContextUse",
     "ConversationRecompile",
     "Duration",
@@ -205,11 +218,14 @@ __all__ = [
     "FleetLock",
     "FleetPlugins",
     "HeldLock",
+    "Lacks",
     "LettaAPIError",
-    "LettaClient",
     "LettaError",
     "LiveReader",
     "LockError",
+    "LockRecord",
+    "LockStore",
+    "NoEffect",
     "Note",
     "Owner",
     "PendingWrite",
@@ -219,6 +235,7 @@ __all__ = [
     "PluginError",
     "Problem",
     "Read",
+    "Recompiler",
     "Recorded",
     "Resource",
     "ResourceHandler",
@@ -228,6 +245,7 @@ __all__ = [
     "SchemaFragment",
     "SecretMasker",
     "ServerInfo",
+    "ServerSettings",
     "StopSignal",
     "Stopping",
     "UnreadableFile",
@@ -263,10 +281,9 @@ __all__ = [
     "is_managed",
     "is_ownership_tag",
     "is_tagged_managed",
-    "isolated_blocks_missing",
     "labelled",
-    "lacks_isolated_copies",
     "load_fleet",
+    "lock_store",
     "make_client",
     "managed_metadata",
     "mapping_list",
@@ -281,12 +298,8 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
-    "recompile_conversation",
-    "recompile_conversations",
-    "refuse_credential_in_the_clear",
     "refused",
     "release_at_once",
-    "remove_half_created",
     "render_apply_json",
     "render_plan",
     "render_plan_json",

@@ -1,8 +1,9 @@
 """The whole extension surface of lettafleet: every hook a plugin may implement.
 
-Five hooks, called with keyword arguments and collected from every plugin: the resource kinds a plugin owns
+Six hooks, called with keyword arguments and collected from every plugin: the resource kinds a plugin owns
 (each with the `ResourceHandler` core routes that kind's resources and changes to), the fleet-file keys it reads,
-the checks it makes of a whole file, the commands it adds, and the options it adds to `plan` and `apply`. Plugin
+the checks it makes of a whole file, the commands it adds, the options it adds to `plan` and `apply`, and the
+backends it speaks (the protocols of Letta servers, picked by the scheme of the server's URL). Plugin
 authors import `hookimpl` (and everything else) from `lettafleet.core` and register a module in the `lettafleet`
 entry-point group.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from lettafleet.core.engine.backends import Backend
     from lettafleet.core.engine.diagnostics import Problem
     from lettafleet.core.engine.fleet import Fleet
     from lettafleet.core.engine.kinds import PlanOption, PluginCommand, ResourceKind, SchemaFragment
@@ -62,4 +64,15 @@ def lettafleet_plan_options() -> Iterable[PlanOption]:
     """Called when the CLI starts. Returns the options this plugin adds to `plan` and/or `apply` (each a click
     option, such as `--sample N`). Core parses them with the command's own and hands their values to every plugin
     as `Fleet.options` (by the option's name); what they mean is the plugin's alone.
+    """
+
+
+@hookspec
+def lettafleet_backends() -> Iterable[Backend]:
+    """Called once, when the plugin manager is made. Returns the backends this plugin speaks: each a name, the URL
+    schemes it claims (`http`, `ws`), how to open its client from the server settings, and its capability table
+    (the kinds and keys it lacks, refused at their lines before any connection; the keys it ignores, noted).
+
+    All results are collected; a scheme claimed by two backends is an error at start. Core picks the backend by
+    the scheme of the server's URL.
     """

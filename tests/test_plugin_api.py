@@ -25,6 +25,7 @@ from lettafleet.core import (
     ResourceHandler,
     ResourceKind,
     SchemaFragment,
+    ServerSettings,
     address_of,
     adoptions,
     boolean,
@@ -39,11 +40,12 @@ from lettafleet.core import (
     string,
 )
 from lettafleet.core.engine.applying import apply_plan
+from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 ROOT = Path(__file__).parents[1]
 DOCS = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
@@ -299,3 +301,29 @@ def test_a_handlers_adopt_steps_are_sent_by_import_beside_the_built_in_ones():
         "/v1/agents/agent-1": {"metadata": {"team": "x", "managed_by": "lettafleet"}},
         "/v1/quotas/agent-1": {"owner": "lettafleet"},
     }
+
+
+def backend_example() -> str:
+    section = DOCS.split("## Writing a backend", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S)[1]
+
+
+def test_the_backend_example_claims_its_schemes_and_its_table_refuses_at_the_line(write_fleet):
+    module = types.ModuleType("my_backend")
+    module.MyClient = lambda url: ("a client of", url)  # the protocol's own client, whatever the plugin makes
+    exec(compile(backend_example(), "docs/plugins.md", "exec"), module.__dict__)
+    manager = get_plugin_manager(extra_plugins=[module])
+    fleet = load_fleet(
+        write_fleet(FLEET.replace('    notes:\n      - {name: hours, text: "9 to 5"}', "    archives: [{name: kb}]")),
+        manager,
+    )
+
+    backend = manager.backend_for("myletta+tls://fleet.example")
+    with pytest.raises(FleetError) as refused:
+        check_capabilities(fleet, manager, backend)
+
+    assert backend.name == "My Letta"
+    assert backend.connect(ServerSettings("myletta://x")) == ("a client of", "myletta://x")
+    assert [str(d).split(": ", 1)[1] for d in refused.value.diagnostics] == [
+        "archives: the My Letta backend has no archives (remove `archives`)"
+    ]

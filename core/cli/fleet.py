@@ -28,6 +28,8 @@ from lettafleet.core.cli.options import (
 )
 from lettafleet.core.cli.private_files import write_private_text
 from lettafleet.core.engine.applying import ApplyReport, ChangeResult, StopSignal, apply_plan
+from lettafleet.core.engine.backends import Backend
+from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.context_budget import with_context_warnings
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
@@ -37,7 +39,7 @@ from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet, start_reading
 from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager, plugin_names, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.render.json import render_apply_json, render_error_json, render_plan_json
 from lettafleet.core.render.manifest import render_manifest_json
 from lettafleet.core.render.markdown import render_plan_markdown
@@ -230,10 +232,18 @@ def plan(
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    with make_client(base_url) as client:
-        early = start_reading(client, _text_of(path))  # the server works while the file is parsed
-        fleet = load_fleet(path, manager, match=match, options=plugin_options)
-        the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, early=early)
+    backend = manager.backend_for(base_url)
+    with contextlib.ExitStack() as stack:
+        if backend.capabilities.holds_everything:  # nothing to refuse: the server works while the file is parsed
+            client = stack.enter_context(make_client(base_url, manager))
+            early = start_reading(client, _text_of(path))
+            fleet = load_fleet(path, manager, match=match, options=plugin_options)
+        else:  # the file is checked against the backend before any connection
+            fleet = _loaded_for(backend, path, manager, match, plugin_options)
+            client, early = stack.enter_context(make_client(base_url, manager)), None
+        the_plan = _planned(
+            fleet, client, manager, targets, scope, prune, context_threshold, backend=backend, early=early
+        )
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
         _echo_stats(client)
@@ -315,7 +325,8 @@ def apply(
     """
     manager = get_plugin_manager()
     path = fleet_file or default_fleet_file()
-    fleet = load_fleet(path, manager, match=match, options=plugin_options)
+    backend = manager.backend_for(base_url)
+    fleet = _loaded_for(backend, path, manager, match, plugin_options)
     stopping = Stopping()
     started = False
     manifest_file = _manifest_file(manifest, path)
@@ -323,11 +334,11 @@ def apply(
     manifest_written = False
     try:
         with contextlib.ExitStack() as stack:
-            client = stack.enter_context(make_client(base_url))
+            client = stack.enter_context(make_client(base_url, manager))
             lock = None
             if use_lock and not dry_run:
-                lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping))
-            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold)
+                lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping, manager))
+            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, backend=backend)
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -345,7 +356,9 @@ def apply(
             # From here to the lock's release, Ctrl-C stops the apply (exit 130 whenever it came).
             stack.enter_context(ctrl_c_stops(stopping, at_once=lambda: release_at_once(lock)))
             started = True
-            run = functools.partial(_run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile)
+            run = functools.partial(
+                _run_apply, the_plan, client, manager, parallelism, recompile=not skip_recompile, backend=backend
+            )
             report = run(show_progress=output == "text", stop=stopping)
             if manifest_file:
                 _write_manifest(manifest_file, the_plan, report, path)
@@ -368,6 +381,17 @@ def apply(
                 click.echo(render_error_json(message, interrupted=True))
         sys.exit(INTERRUPTED_EXIT)
     _exit_after_apply(report, stopping)
+
+
+def _loaded_for(
+    backend: Backend, path: Path, manager: FleetPlugins, match: str | None, options: Mapping[str, Any]
+) -> Fleet:
+    """The fleet file, valid and checked against the backend it is about to be planned on: what the backend lacks
+    stops here, at its line; what it ignores is noted on stderr."""
+    fleet = load_fleet(path, manager, match=match, options=options)
+    for note in check_capabilities(fleet, manager, backend):
+        click.echo(str(note), err=True)
+    return fleet
 
 
 def _exit_after_apply(report: ApplyReport, stopping: Stopping) -> None:
@@ -415,18 +439,20 @@ def _write_manifest(
 
 def _planned(
     fleet: Fleet,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     targets: tuple[str, ...],
     scope: tuple[str, ...],
     prune: bool,
     context_threshold: float,
+    *,
+    backend: Backend,
     early: EarlyReads | None = None,
 ) -> Plan:
     """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
     server's version and the project it was read in, with a warning for each agent whose memory and prompt it
     would make take more than `context_threshold` percent of its context window."""
-    whole = plan_fleet(fleet, client, manager, prune=prune, early=early)
+    whole = plan_fleet(fleet, client, manager, prune=prune, early=early, backend=backend)
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
     part = whole.scoped(scope) if scope else whole
@@ -467,18 +493,26 @@ def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:
 
 def _run_apply(
     the_plan: Plan,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     parallelism: int,
     *,
     show_progress: bool,
     stop: StopSignal,
     recompile: bool,
+    backend: Backend,
 ) -> ApplyReport:
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
     run = functools.partial(
-        apply_plan, the_plan, client, manager, parallelism=parallelism, stop=stop, recompile=recompile
+        apply_plan,
+        the_plan,
+        client,
+        manager,
+        parallelism=parallelism,
+        stop=stop,
+        recompile=recompile,
+        backend=backend,
     )
     if not show_progress:
         return run()
@@ -502,7 +536,7 @@ def _run_apply(
     return run(on_result=echo)
 
 
-def _echo_stats(client: LettaClient) -> None:
+def _echo_stats(client: Connection) -> None:
     by_method = ", ".join(f"{method} {count}" for method, count in sorted(client.stats.by_method.items()))
     click.echo(f"Requests: {client.stats.total} ({by_method or 'none'})", err=True)
 
@@ -523,23 +557,34 @@ class _PluginRow(TypedDict):
     name: str
     source: str
     kinds: list[str]
+    backends: list[dict[str, Any]]  # each backend's name and the URL schemes it claims
 
 
 @click.command()
 @click.option("-o", "--output", type=OUTPUT, default="text", show_default=True)
 @reports_errors
 def plugins(output: str) -> None:
-    """List the loaded plugins and the resource kinds each one handles."""
+    """List the loaded plugins, the resource kinds each one handles and the backends (URL schemes) it speaks."""
     manager = get_plugin_manager()
     rows: list[_PluginRow] = []
     for name, source in plugin_names(manager):
         plugin = manager.get_plugin(name)
         declared = plugin.lettafleet_kinds() if plugin is not None and hasattr(plugin, "lettafleet_kinds") else []
-        rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared]})
+        spoken = plugin.lettafleet_backends() if plugin is not None and hasattr(plugin, "lettafleet_backends") else []
+        backends = [{"name": backend.name, "schemes": list(backend.schemes)} for backend in spoken]
+        rows.append({"name": name, "source": source, "kinds": [kind.name for kind in declared], "backends": backends})
     if output == "json":
         click.echo(json.dumps({"plugins": rows}, indent=2))
         return
-    table = [(row["name"], ", ".join(row["kinds"]) or "-", row["source"]) for row in rows]
+    table = [(row["name"], _handles(row), row["source"]) for row in rows]
     widths = [max(len(cells[column]) for cells in table) for column in range(2)]
     for name, kinds, source in table:
         click.echo(f"{name:<{widths[0]}}  {kinds:<{widths[1]}}  {source}")
+
+
+def _handles(row: _PluginRow) -> str:
+    """`agent, block` for a plugin of kinds, `backend Letta App Server (ws://, wss://)` for a backend's."""
+    backends = [
+        f"backend {b['name']} ({', '.join(f'{scheme}://' for scheme in b['schemes'])})" for b in row["backends"]
+    ]
+    return ", ".join([*row["kinds"], *backends]) or "-"

@@ -19,15 +19,17 @@ from lettafleet.core.engine.locking import (
     default_lock_id,
     find_lock,
     held_lock,
+    lock_store,
     remove_lock,
 )
+from lettafleet.core.engine.plugin_manager import FleetPlugins, get_plugin_manager
 
 RELEASE_AT_ONCE_SECONDS = 3.0  # how long a second Ctrl-C waits for the lock's release before exiting anyway
 
 
 @contextmanager
 def apply_lock(
-    base_url: str, fleet: Fleet, lock_id: str | None, timeout: float, stopping: Stopping
+    base_url: str, fleet: Fleet, lock_id: str | None, timeout: float, stopping: Stopping, manager: FleetPlugins
 ) -> Iterator[FleetLock]:
     """Hold the fleet's lock while inside; losing it stops the apply. The lock has its own client, so its
     requests are not counted as the fleet's and its release never queues behind the apply's requests."""
@@ -45,11 +47,12 @@ def apply_lock(
     def left_behind(message: str) -> None:
         click.echo(f"warning: {message}", err=True)
 
-    with (
-        make_client(base_url) as client,
-        held_lock(client, chosen, timeout=timeout, on_wait=waiting, on_lost=lost, on_left_behind=left_behind) as lock,
-    ):
-        yield lock
+    with make_client(base_url, manager) as client:
+        store = lock_store(manager.backend_for(base_url), client)
+        with held_lock(
+            store, chosen, timeout=timeout, on_wait=waiting, on_lost=lost, on_left_behind=left_behind
+        ) as lock:
+            yield lock
 
 
 def release_at_once(lock: FleetLock | None) -> None:
@@ -73,16 +76,18 @@ def force_unlock(lock_id: str, base_url: str, force: bool) -> None:
     else the fleet file's path in its repository).
     Only the lock shown is released: one taken after it stays. Never release the lock of an apply that runs.
     """
-    with make_client(base_url) as client:
-        held = find_lock(client, lock_id)
+    manager = get_plugin_manager()
+    with make_client(base_url, manager) as client:
+        store = lock_store(manager.backend_for(base_url), client)
+        held = find_lock(store, lock_id)
         if held is None:
-            others = ", ".join(repr(lock.lock_id) for lock in all_locks(client)) or "none"
+            others = ", ".join(repr(lock.lock_id) for lock in all_locks(store)) or "none"
             click.echo(f"error: no lock named {lock_id!r} on {client.base_url} (locks there: {others}).", err=True)
             sys.exit(1)
         click.echo(f"{held.describe()}.")
         if not force:
             click.confirm("Release it? An apply that still runs would then run unprotected", abort=True)
-        if remove_lock(client, held):
+        if remove_lock(store, held):
             click.echo(f"Released the lock {lock_id!r}.")
         else:
             click.echo(f"The lock {lock_id!r} was already gone: nothing to release.")

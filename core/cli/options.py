@@ -10,12 +10,13 @@ from typing import Any, ClassVar, TypeVar
 
 import rich_click as click
 
+from lettafleet.core.engine.backends import BackendError, ServerSettings
 from lettafleet.core.engine.context_budget import DEFAULT_CONTEXT_THRESHOLD
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError
 from lettafleet.core.engine.exporting import ExportError
 from lettafleet.core.engine.model import TargetError
-from lettafleet.core.engine.plugin_manager import PluginError
-from lettafleet.core.letta.client import LettaClient, LettaError
+from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager
+from lettafleet.core.letta.connection import Connection, LettaError
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 from lettafleet.core.render.json import render_error_json
 
@@ -148,11 +149,18 @@ def context_threshold_option(purpose: str) -> Callable[[F], F]:
     )
 
 
-def make_client(base_url: str) -> LettaClient:
-    """The client for a command's server, honouring its --allow-insecure-http, --project and --project-id."""
+def make_client(base_url: str, manager: FleetPlugins | None = None) -> Connection:
+    """The client of the backend that claims `base_url`'s scheme (of `manager`'s backends, else the installed
+    plugins'), for the command's --allow-insecure-http, --project and --project-id."""
+    backend = (manager or get_plugin_manager()).backend_for(base_url)
+    return backend.connect(server_settings(base_url))
+
+
+def server_settings(base_url: str) -> ServerSettings:
+    """The settings the command's server options gave, for a backend's `connect`."""
     context = click.get_current_context(silent=True)
     meta = context.meta if context else {}
-    return LettaClient(
+    return ServerSettings(
         base_url,
         allow_insecure_http=bool(meta.get(_ALLOW_INSECURE_HTTP)),
         project=meta.get(_PROJECT),
@@ -177,7 +185,7 @@ def reports_errors(command: F) -> F:
             click.echo(summary, err=True)
             _echo_json_error(summary, error.diagnostics)
             sys.exit(1)
-        except (LettaError, PluginError, TargetError, ExportError) as error:
+        except (LettaError, PluginError, BackendError, TargetError, ExportError) as error:
             click.echo(f"error: {error}", err=True)
             _echo_json_error(str(error))
             sys.exit(1)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lettafleet.core.engine.live import LiveReader
     from lettafleet.core.engine.plugin_manager import FleetPlugins
-    from lettafleet.core.letta.client import LettaClient
+    from lettafleet.core.letta.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def adoptions(manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mappin
     return [step for handler, _kinds in manager.handlers() for agent in agents for step in handler.adopt(reader, agent)]
 
 
-def mark_adopted(client: LettaClient, steps: Sequence[Adoption]) -> None:
+def mark_adopted(client: Connection, steps: Sequence[Adoption]) -> None:
     """Make the marking writes, one by one (a failure stops here; marking again later is harmless)."""
     for step in steps:
         if step.path is not None:

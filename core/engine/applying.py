@@ -29,12 +29,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from lettafleet.core.engine.backends import Backend, Recompiler
 from lettafleet.core.engine.handlers import ApplyError, RideAlongCheck
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import FleetPlugins
 from lettafleet.core.engine.records import RECOMPILE_FIELD, owes_recompile, record_after, without_bookkeeping
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaError
-from lettafleet.core.letta.conversations import recompile_conversations
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
 from lettafleet.core.letta.ownership import Owner, Recorded
 from lettafleet.core.letta.pacing import PaceSummary, StopSignal
 
@@ -94,12 +94,13 @@ class ApplyReport:
 class ApplySession:
     """What a handler's `apply` works with: the client, and the ids of resources known or just created."""
 
-    def __init__(self, plan: Plan, client: LettaClient, manager: FleetPlugins) -> None:
+    def __init__(self, plan: Plan, client: Connection, manager: FleetPlugins, backend: Backend | None = None) -> None:
         self.plan = plan
         self.client = client
         self.owner = Owner(plan.owner)  # whose marks what this apply creates carries
         client.hide(*plan.sensitive_values())  # a server error that repeats one is masked
         self._manager = manager
+        self.backend = backend or manager.backend_for(client.base_url)  # the one that speaks to this client
         self._lock = threading.Lock()
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
@@ -187,7 +188,7 @@ class ApplySession:
 
 def apply_plan(
     plan: Plan,
-    client: LettaClient,
+    client: Connection,
     manager: FleetPlugins,
     *,
     parallelism: int = 8,
@@ -195,14 +196,16 @@ def apply_plan(
     stop: StopSignal | None = None,
     in_flight_grace: float = IN_FLIGHT_GRACE,
     recompile: bool = True,
+    backend: Backend | None = None,
 ) -> ApplyReport:
     """Apply the plan's changes, writing each record-keeping resource's record as soon as its subtree is done;
     once `stop` is set, start no more changes and report the rest as not attempted (the records of what landed
     are still written). Then, unless `recompile` is False or the apply was stopped, recompile the conversations
-    of the agents whose prompt or blocks changed."""
+    of the agents whose prompt or blocks changed, as `backend` does (default: the one claiming the client's URL)."""
     stop = stop or threading.Event()
     paced = _paced(client, parallelism, stop)
-    run = _Run(plan, ApplySession(plan, client, manager), manager, on_result, recompile=recompile)
+    session = ApplySession(plan, client, manager, backend)
+    run = _Run(plan, session, manager, on_result, recompile=recompile)
     run.write_intents(parallelism)
     abandoned = run.changes(stop, parallelism, in_flight_grace)
     run.records_left(parallelism, stopped=stop.is_set())
@@ -223,7 +226,7 @@ def apply_plan(
     )
 
 
-def _paced(client: LettaClient, parallelism: int, stop: StopSignal) -> Callable[[], PaceSummary]:
+def _paced(client: Connection, parallelism: int, stop: StopSignal) -> Callable[[], PaceSummary]:
     """Pace the apply's requests (its changes and recompiles) through the client's pacer, at most `parallelism`
     at once, giving up a wait for the server when `stop` is set; returns what ends the measure of its rate."""
     client.pacer.at_most(parallelism)
@@ -523,19 +526,22 @@ def _recompile(
 ) -> tuple[tuple[Recompiled, ...], tuple[str, ...]]:
     """Recompile the conversations of `agents`, `parallelism` agents at a time, until `stop` is set. A failure is
     reported for its agent; the others go on. Returns what was recompiled and the agents still owed one."""
+    recompiler = session.backend.recompiler
+    if recompiler is None:  # the backend's conversations see their agent's changes as they are made
+        return (), ()
     if not agents or stop.is_set():
         return (), tuple(agents)
     by_agent: dict[str, list[dict[str, Any]]] | None = None
     if len(agents) > 1:  # one list of every conversation costs less than one list per agent
         by_agent = {}
         try:
-            for conversation in session.client.list_all("/v1/conversations/", order="asc"):
+            for conversation in recompiler.every_conversation(session.client):
                 by_agent.setdefault(conversation.get("agent_id") or "", []).append(conversation)
         except LettaError:
             by_agent = None  # each agent lists its own, and reports its own failure
 
     def one(address: str) -> Recompiled | None:
-        return None if stop.is_set() else _recompile_one(address, session, by_agent)
+        return None if stop.is_set() else _recompile_one(address, session, recompiler, by_agent)
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         outcomes = list(zip(agents, pool.map(one, agents), strict=True))
@@ -544,12 +550,12 @@ def _recompile(
 
 
 def _recompile_one(
-    address: str, session: ApplySession, by_agent: Mapping[str, list[dict[str, Any]]] | None
+    address: str, session: ApplySession, recompiler: Recompiler, by_agent: Mapping[str, list[dict[str, Any]]] | None
 ) -> Recompiled:
     try:
         agent_id = session.id_of(address)
         known = None if by_agent is None else by_agent.get(agent_id, [])
-        results = recompile_conversations(session.client, agent_id, conversations=known)
+        results = recompiler.recompile(session.client, agent_id, known)
     except (ApplyError, LettaError) as error:
         return Recompiled(address, error=session.client.mask(str(error)))
     failed = "; ".join(f"{result.conversation_id}: {result.error}" for result in results if result.error)

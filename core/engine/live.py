@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.ownership import Owner
 from lettafleet.core.letta.reads import (
     AGENTS,
@@ -32,7 +32,7 @@ class LiveReader:
 
     def __init__(
         self,
-        client: LettaClient,
+        client: Connection,
         concurrency: int = 4,
         *,
         owner: Owner | None = None,
@@ -115,7 +115,7 @@ class EarlyReads:
     (`agents_at_most`, an upper bound of its agents), every agent. Threads that never hold a process open: a file
     that turns out invalid exits at once."""
 
-    def __init__(self, client: LettaClient, agents_at_most: int) -> None:
+    def __init__(self, client: Connection, agents_at_most: int) -> None:
         self.reader = LiveReader(client)
         self.every_agent = True
         self._decided = threading.Event()

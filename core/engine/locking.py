@@ -1,10 +1,11 @@
 """The apply lock: one apply per fleet and server at a time, recorded on the Letta server both runs talk to.
 
-A lock is a Letta identity whose `identifier_key` is `lettafleet-lock:<lock id>`. The server refuses a second
-identity with the same key (409), so of two runs racing to take one lock exactly one wins. The identity records
-who holds it and until when; the holder renews it while it works, a taker that finds it expired deletes exactly
-that identity (by its server id, so never a fresh one) and tries again, and anyone may remove it by hand
-(`lettafleet force-unlock`). It holds no secret: a user name, a host name, a process id and two times.
+A lock is a record the backend keeps on the server under the lock's id (`LockStore`; the V1 backend's is a Letta
+identity whose `identifier_key` is `lettafleet-lock:<lock id>`). The server refuses a second record with the same
+id, so of two runs racing to take one lock exactly one wins. The record says who holds it and until when; the
+holder renews it while it works, a taker that finds it expired deletes exactly that record (by its server id, so
+never a fresh one) and tries again, and anyone may remove it by hand (`lettafleet force-unlock`). It holds no
+secret: a user name, a host name, a process id and two times.
 """
 
 from __future__ import annotations
@@ -15,21 +16,19 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
+from lettafleet.core.engine.backends import Backend
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaConnectionError, LettaError
 
-KEY_PREFIX = "lettafleet-lock:"
-IDENTITIES = "/v1/identities/"
 TTL = timedelta(minutes=2)  # a killed apply blocks others this long at most; clocks may disagree by less
 RENEW_EVERY = 30.0  # seconds: several renewals fit in one TTL, so one slow answer does not lose the lock
 POLL_EVERY = 2.0  # seconds between looks while waiting for a lock another run holds
-PROPERTY_TYPE = "string"
 CREATE_ATTEMPTS = 4  # creates whose answer was lost, each followed by a look, before giving up
 UNKNOWN_OUTCOME = frozenset({500, 502, 504})  # answers after which a create may or may not have landed
 
@@ -49,6 +48,47 @@ class LockHeld(LockError):
 
 
 @dataclass(frozen=True)
+class LockRecord:
+    """A lock as a backend keeps it: the lock's id, the record's id on the server, and what it says (holder,
+    operation, started_at, expires_at, token), all strings."""
+
+    lock_id: str
+    server_id: str
+    properties: Mapping[str, str]
+
+
+class LockStore(Protocol):
+    """Where a backend keeps lettafleet's locks on its server, bound to one connection (`Backend.locks`)."""
+
+    def create(self, lock_id: str, name: str, properties: Mapping[str, str]) -> LockRecord | None:
+        """The new record; None when the server holds one with this lock id already. Raises LettaConnectionError,
+        or LettaAPIError with a status in UNKNOWN_OUTCOME, when the create may or may not have landed."""
+        ...
+
+    def find(self, lock_id: str) -> LockRecord | None: ...
+
+    def every(self) -> list[LockRecord]: ...
+
+    def update(self, server_id: str, properties: Mapping[str, str]) -> None:
+        """Change these properties of the record; LettaAPIError with status 404 when it is gone."""
+        ...
+
+    def remove(self, server_id: str) -> None:
+        """Delete the record; LettaAPIError with status 404 when it is gone already."""
+        ...
+
+
+def lock_store(backend: Backend, connection: Connection) -> LockStore:
+    """Where `backend` keeps locks on the server `connection` (its client) talks to; LockError if it keeps none."""
+    if backend.locks is None:
+        raise LockError(
+            f"the {backend} backend cannot hold the apply lock: run apply with --no-lock, and make sure no other "
+            "apply of this fleet runs at the same time"
+        )
+    return backend.locks(connection)
+
+
+@dataclass(frozen=True)
 class HeldLock:
     """A lock as the server holds it: which one, its identity's id, who took it, since and until when."""
 
@@ -60,11 +100,11 @@ class HeldLock:
     expires_at: datetime | None
 
     @classmethod
-    def from_identity(cls, identity: dict[str, Any]) -> HeldLock:
-        properties = {p.get("key"): p.get("value") for p in identity.get("properties") or ()}
+    def from_record(cls, record: LockRecord) -> HeldLock:
+        properties = record.properties
         return cls(
-            lock_id=str(identity.get("identifier_key", "")).removeprefix(KEY_PREFIX),
-            server_id=identity["id"],
+            lock_id=record.lock_id,
+            server_id=record.server_id,
             holder=str(properties.get("holder") or "unknown"),
             operation=str(properties.get("operation") or "apply"),
             started_at=_parsed_time(properties.get("started_at")),
@@ -100,29 +140,20 @@ def default_lock_id(fleet_file: Path, fleet_name: str | None = None) -> str:
     return path.as_posix()
 
 
-def find_lock(client: LettaClient, lock_id: str) -> HeldLock | None:
-    found = _find_identity(client, lock_id)
-    return HeldLock.from_identity(found) if found else None
+def find_lock(store: LockStore, lock_id: str) -> HeldLock | None:
+    found = store.find(lock_id)
+    return HeldLock.from_record(found) if found else None
 
 
-def _find_identity(client: LettaClient, lock_id: str) -> dict[str, Any] | None:
-    found = client.get(IDENTITIES, identifier_key=KEY_PREFIX + lock_id)
-    return found[0] if found else None
+def all_locks(store: LockStore) -> list[HeldLock]:
+    """Every lettafleet lock on the server."""
+    return [HeldLock.from_record(record) for record in store.every()]
 
 
-def all_locks(client: LettaClient) -> list[HeldLock]:
-    """Every lettafleet lock on the server (identities whose key has the lock prefix)."""
-    return [
-        HeldLock.from_identity(identity)
-        for identity in client.list_all(IDENTITIES)
-        if str(identity.get("identifier_key", "")).startswith(KEY_PREFIX)
-    ]
-
-
-def remove_lock(client: LettaClient, held: HeldLock) -> bool:
+def remove_lock(store: LockStore, held: HeldLock) -> bool:
     """Delete exactly this lock (by server id); False if it was already gone."""
     try:
-        client.delete(f"{IDENTITIES}{held.server_id}")
+        store.remove(held.server_id)
     except LettaAPIError as error:
         if error.status == 404:
             return False
@@ -133,8 +164,8 @@ def remove_lock(client: LettaClient, held: HeldLock) -> bool:
 class FleetLock:
     """A lock this process holds: renewed in the background until released."""
 
-    def __init__(self, client: LettaClient, held: HeldLock, on_lost: Callable[[str], None]) -> None:
-        self.client = client
+    def __init__(self, store: LockStore, held: HeldLock, on_lost: Callable[[str], None]) -> None:
+        self.store = store
         self.held = held
         self._on_lost = on_lost
         self._stop = threading.Event()
@@ -147,7 +178,7 @@ class FleetLock:
         the server could not be asked (it is down): the lock then stays until it expires or is force-unlocked."""
         self._stop.set()
         try:
-            remove_lock(self.client, self.held)
+            remove_lock(self.store, self.held)
         except LettaError:
             return False
         return True
@@ -164,10 +195,7 @@ class FleetLock:
         while not self._stop.wait(RENEW_EVERY):
             new_expiry = _now() + TTL
             try:
-                self.client.patch(
-                    f"{IDENTITIES}{self.held.server_id}",
-                    json={"properties": [_property("expires_at", new_expiry.isoformat())]},
-                )
+                self.store.update(self.held.server_id, {"expires_at": new_expiry.isoformat()})
             except LettaAPIError as error:
                 if error.status == 404:
                     self._lose("it was removed (by force-unlock, or taken over after it expired)")
@@ -188,7 +216,7 @@ class FleetLock:
 
 @contextmanager
 def held_lock(
-    client: LettaClient,
+    store: LockStore,
     lock_id: str,
     *,
     timeout: float = 0.0,
@@ -198,7 +226,7 @@ def held_lock(
     on_left_behind: Callable[[str], None] = lambda message: None,
 ) -> Iterator[FleetLock]:
     """Take the lock (waiting up to `timeout` seconds while another run holds it), hold it, release it."""
-    lock = acquire(client, lock_id, timeout=timeout, operation=operation, on_wait=on_wait, on_lost=on_lost)
+    lock = acquire(store, lock_id, timeout=timeout, operation=operation, on_wait=on_wait, on_lost=on_lost)
     try:
         yield lock
     finally:
@@ -207,7 +235,7 @@ def held_lock(
 
 
 def acquire(
-    client: LettaClient,
+    store: LockStore,
     lock_id: str,
     *,
     timeout: float,
@@ -218,17 +246,17 @@ def acquire(
     deadline = time.monotonic() + timeout
     vanished = 0
     while True:
-        taken = _try_create(client, lock_id, operation)
+        taken = _try_create(store, lock_id, operation)
         if taken is not None:
-            return FleetLock(client, taken, on_lost)
-        current = find_lock(client, lock_id)
+            return FleetLock(store, taken, on_lost)
+        current = find_lock(store, lock_id)
         if current is None:  # released between our create and our look: try again, a few times
             vanished += 1
             if vanished > 5:
                 raise LockError(f"the lock {lock_id!r} could not be taken: the server refuses it but does not list it")
             continue
         if current.expired(_now()):
-            remove_lock(client, current)  # exactly the expired one: a fresh lock has another id
+            remove_lock(store, current)  # exactly the expired one: a fresh lock has another id
             continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -237,8 +265,8 @@ def acquire(
         time.sleep(min(POLL_EVERY, remaining))
 
 
-def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock | None:
-    """Create the lock's identity; None when one with its key exists (the server answers 409).
+def _try_create(store: LockStore, lock_id: str, operation: str) -> HeldLock | None:
+    """Create the lock's record; None when one with its id exists.
 
     A create whose answer was lost (the connection dropped, or a 500/502/504) may have landed. The lock carries a
     token of this run, so a look tells: found with our token, it is ours; not found, it is asked for again (the
@@ -252,28 +280,22 @@ def _try_create(client: LettaClient, lock_id: str, operation: str) -> HeldLock |
         "expires_at": (started + TTL).isoformat(),
         "token": token,
     }
-    body = {
-        "identifier_key": KEY_PREFIX + lock_id,
-        "name": f"lettafleet {operation} lock: {lock_id}",
-        "identity_type": "other",
-        "properties": [_property(key, value) for key, value in properties.items()],
-    }
+    name = f"lettafleet {operation} lock: {lock_id}"
     for _ in range(CREATE_ATTEMPTS):
         try:
-            return HeldLock.from_identity(client.post(IDENTITIES, json=body))
+            created = store.create(lock_id, name, properties)
+            return None if created is None else HeldLock.from_record(created)
         except LettaAPIError as error:
-            if error.status == 409:
-                return None
             if error.status not in UNKNOWN_OUTCOME:
                 raise _not_taken(lock_id, error) from None
         except LettaConnectionError:
             pass
         try:
-            landed = _find_identity(client, lock_id)
+            landed = store.find(lock_id)
         except LettaError as error:
             raise _not_taken(lock_id, error) from None
         if landed is not None:
-            return HeldLock.from_identity(landed) if _token_of(landed) == token else None
+            return HeldLock.from_record(landed) if landed.properties.get("token") == token else None
     raise _not_taken(lock_id, LettaError(f"the server did not answer {CREATE_ATTEMPTS} requests to create it"))
 
 
@@ -282,14 +304,6 @@ def _not_taken(lock_id: str, error: LettaError) -> LockError:
         f"the apply lock {lock_id!r} could not be taken: {error}. Nothing was changed. Check that the server "
         "answers (`lettafleet plan`), then run apply again."
     )
-
-
-def _token_of(identity: dict[str, Any]) -> str | None:
-    return next((p.get("value") for p in identity.get("properties") or () if p.get("key") == "token"), None)
-
-
-def _property(key: str, value: str) -> dict[str, str]:
-    return {"key": key, "value": value, "type": PROPERTY_TYPE}
 
 
 def _user() -> str:

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from lettafleet.core.engine.backends import Backend
+from lettafleet.core.engine.capabilities import refuse_lacking
 from lettafleet.core.engine.diagnostics import FleetError, Problem
 from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
@@ -34,7 +36,7 @@ from lettafleet.core.engine.moving import (
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError
 from lettafleet.core.engine.records import with_record_repair
 from lettafleet.core.engine.validation import locate
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.ownership import Owner
 
 NAME_KEY = re.compile(r"\bname\s*:")
@@ -42,14 +44,22 @@ PRUNE_HINT = "`--prune` (or `prune: true` in the fleet file) deletes it"
 
 
 def plan_fleet(
-    fleet: Fleet, client: LettaClient, manager: FleetPlugins, *, prune: bool = False, early: EarlyReads | None = None
+    fleet: Fleet,
+    client: Connection,
+    manager: FleetPlugins,
+    *,
+    prune: bool = False,
+    early: EarlyReads | None = None,
+    backend: Backend | None = None,
 ) -> Plan:
     """Read the server and compute every change apply would make. Writes nothing.
 
     Each kind's handler sees only its own kinds' resources: core routes them by kind. `prune` (or the fleet's
     `prune: true`) lets removals that delete data apply; without it they are planned as held. `early`: reads
-    started before the fleet file was parsed (`start_reading`)."""
+    started before the fleet file was parsed (`start_reading`). What `backend` (default: the one claiming the
+    client's URL) lacks stops the plan at its line before any read (FleetError)."""
     desired = desired_resources(fleet, manager)
+    refuse_lacking(fleet, desired, backend or manager.backend_for(client.base_url))
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
     names = frozenset(_agent_names(fleet, desired, manager))
@@ -88,7 +98,7 @@ def plan_fleet(
     )
 
 
-def start_reading(client: LettaClient, fleet_text: str) -> EarlyReads:
+def start_reading(client: Connection, fleet_text: str) -> EarlyReads:
     """Start a plan's first reads before its fleet file is parsed. Every agent has a `name:` key, so their count in
     the file's text bounds the agents it declares. Only for a plan: an apply reads after it holds its lock."""
     return EarlyReads(client, len(NAME_KEY.findall(fleet_text)))

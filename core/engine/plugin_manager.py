@@ -10,6 +10,7 @@ from typing import Any
 import pluggy
 
 from lettafleet.core import hookspecs
+from lettafleet.core.engine.backends import Backend, backend_for
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, mapping_list, string
 
@@ -27,16 +28,22 @@ ENTRY_POINT_GROUP = "lettafleet"
 
 
 class PluginError(Exception):
-    """Plugins that do not fit together: a kind or a schema key claimed twice, a kind with no handler."""
+    """Plugins that do not fit together: a kind, a schema key or a URL scheme claimed twice, a kind with no
+    handler."""
 
 
 class FleetPlugins(pluggy.PluginManager):
     """pluggy's plugin manager, with what the plugins declare gathered and checked once, when it is made:
     `kinds`, the resource kinds by name (each with the handler core routes it to), and `schema`, the fleet
-    file's merged cerberus schema."""
+    file's merged cerberus schema, and `backends`, the backends by the URL schemes they claim."""
 
     kinds: dict[str, ResourceKind]
     schema: dict[str, Any]
+    backends: dict[str, Backend]
+
+    def backend_for(self, base_url: str) -> Backend:
+        """The backend that claims `base_url`'s scheme (BackendError if none does)."""
+        return backend_for(self.backends, base_url)
 
     def handler(self, kind: str) -> ResourceHandler:
         """The handler of one kind. Every resource and change a plan holds is of a declared kind."""
@@ -66,6 +73,7 @@ def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:
     manager.check_pending()
     manager.kinds = _gather_kinds(manager)
     manager.schema = _merged_schema(manager)
+    manager.backends = _gather_backends(manager)
     return manager
 
 
@@ -89,6 +97,20 @@ def _gather_kinds(manager: pluggy.PluginManager) -> dict[str, ResourceKind]:
                 raise PluginError(f"resource kind {kind.name!r} has no handler: give it one, ResourceKind(handler=...)")
             kinds[kind.name] = kind
     return kinds
+
+
+def _gather_backends(manager: pluggy.PluginManager) -> dict[str, Backend]:
+    by_scheme: dict[str, Backend] = {}
+    for declared in reversed(manager.hook.lettafleet_backends()):
+        for backend in declared:
+            for scheme in (scheme.lower() for scheme in backend.schemes):
+                if scheme in by_scheme:
+                    raise PluginError(
+                        f"URL scheme {scheme}:// is claimed by two backends ({by_scheme[scheme]} and {backend}): "
+                        "uninstall one of the plugins that register them"
+                    )
+                by_scheme[scheme] = backend
+    return by_scheme
 
 
 def _merged_schema(manager: pluggy.PluginManager) -> dict[str, Any]:

@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lettafleet.core.letta.client import LettaError
+from lettafleet.core.letta.connection import LettaError
 
 # A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
-# the page size (see LettaClient.list_all).
+# the page size (see Connection.list_all).
 Read = tuple[str, dict[str, Any]]
 
 
 class Reader(Protocol):
-    """What these reads need: a plan's memoizing `LiveReader`, or a `LettaClient` itself."""
+    """What these reads need: a plan's memoizing `LiveReader`, or a `Connection` itself."""
 
     def list_all(self, path: str, **params: Any) -> list[dict[str, Any]]: ...
 
@@ -27,7 +27,7 @@ class Reader(Protocol):
 # a read needs keeps pages small; Letta 0.16.8 then returns exactly those it names.
 AGENT_RELATIONS = ["agent.blocks", "agent.tags"]
 # Agents are large (about 7 KB each with their blocks) and slow to serialise (about 1.5 ms each on the dev server):
-# pages of 250 let a long list be read from both ends at once (core/letta/paging.py) from the second page on.
+# pages of 250 let a long list be read from both ends at once (the V1 backend's paging.py) from the second page on.
 AGENT_PAGE = 250
 AGENTS_PATH = "/v1/agents/"
 CONVERSATIONS_PATH = "/v1/conversations/"

@@ -1,19 +1,9 @@
-"""Which Letta server a client talks to, and what it supports: its version (from `GET /v1/health/`), its project,
-and the features hosted Letta dropped that a fleet may still declare. Learnt before any write."""
+"""Which Letta server a client talks to, as a plan's header names it: its public URL, the version it reports and
+the project lettafleet works in. Each backend's client learns it its own way, before any write."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-# The day hosted Letta stopped making isolated conversation blocks (letta-python commits aa75f2af, ed0a3d42).
-ISOLATED_BLOCKS_REMOVED = "2026-04-23"
-# Self-hosted Letta makes isolated copies from 0.16.4 on; 0.16.8 is the last self-hosted V1 release.
-_ISOLATED_BLOCKS_SINCE = (0, 16, 4)
-_SELF_HOSTED_SERIES = (0, 16)
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -35,27 +25,3 @@ class ServerInfo:
         if self.project:
             facts.append(f"project {self.project}")
         return ", ".join(facts)
-
-    @property
-    def has_isolated_blocks(self) -> bool | None:
-        """Whether the server makes isolated conversation blocks: only self-hosted 0.16.4 to 0.16.x do. None when
-        its version is unknown (it then has to show it in its answers)."""
-        found = _VERSION.match(self.version or "")
-        if found is None:
-            return None
-        version = tuple(int(part) for part in found.groups())
-        return version[:2] == _SELF_HOSTED_SERIES and version >= _ISOLATED_BLOCKS_SINCE
-
-
-def isolated_blocks_missing(conversations: Sequence[Mapping[str, Any]], server: Callable[[], ServerInfo]) -> str | None:
-    """Why the server makes no isolated conversation blocks, or None when it does or cannot tell. Its answers
-    speak first: every 0.16.4+ conversation carries `isolated_block_ids`, hosted Letta's carry none. A server
-    with no conversation yet is judged by its version (`server` reads it, once per client)."""
-    if conversations:
-        if any("isolated_block_ids" in conversation for conversation in conversations):
-            return None
-        return "its conversations carry no isolated_block_ids"
-    info = server()
-    if info.has_isolated_blocks is False:
-        return f"it reports version {info.version}"
-    return None

@@ -1,1 +1,1 @@
-"""Backends: how lettafleet talks to each kind of Letta server."""
+"""The built-in backends, one folder each: the protocols lettafleet speaks to Letta servers."""

@@ -14,9 +14,9 @@ import rich_click as click
 
 from lettafleet.core import (
     Adoption,
+    Connection,
     ExportError,
     FleetPlugins,
-    LettaClient,
     LiveReader,
     Owner,
     PluginCommand,
@@ -124,7 +124,7 @@ def _refuse_unclear(
             )
 
 
-def _record(fleet_file: Path, manager: FleetPlugins, client: LettaClient, names: Sequence[str]) -> None:
+def _record(fleet_file: Path, manager: FleetPlugins, client: Connection, names: Sequence[str]) -> None:
     """Give each adopted agent the record apply keeps of what the file made under it, so that removing one of its
     lines later removes what it declared. The plan of the adopted agents changes nothing, so applying it writes
     only the records; should it change something (the server moved meanwhile), the next apply records them."""

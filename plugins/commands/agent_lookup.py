@@ -9,7 +9,7 @@ from typing import Any
 
 import rich_click as click
 
-from lettafleet.core import LettaAPIError, LettaClient, LettaError
+from lettafleet.core import Connection, LettaAPIError, LettaError
 from lettafleet.plugins.resources.agents import described, meant_first
 
 # Naming one cheap relation makes Letta leave out the others (tools carry their source code): see core/letta/reads.
@@ -23,7 +23,7 @@ class NotFoundError(LettaError):
 
 
 def find_agent(
-    client: LettaClient, name_or_id: str, *, include: Sequence[str] | None = None, unique: bool = False
+    client: Connection, name_or_id: str, *, include: Sequence[str] | None = None, unique: bool = False
 ) -> dict[str, Any]:
     """The agent called `name_or_id` (a name, or an id `agent-<uuid>`), in one request.
 
@@ -56,12 +56,12 @@ def find_agent(
     return chosen
 
 
-def _no_agent(client: LettaClient, which: str, close: Sequence[str] = ()) -> str:
+def _no_agent(client: Connection, which: str, close: Sequence[str] = ()) -> str:
     maybe = f" Did you mean {', '.join(close)}?" if close else ""
     return f"no agent {which} on {client.base_url}.{maybe} List the agents with `lettafleet get agents`."
 
 
-def _close_names(client: LettaClient, name: str) -> list[str]:
+def _close_names(client: Connection, name: str) -> list[str]:
     """Up to three agent names close to a misspelled one (read only once the name is known to be missing)."""
     names = {agent.get("name") or "" for agent in client.list_all("/v1/agents/", include=LIGHT_AGENT)}
     return difflib.get_close_matches(name, sorted(names - {""}), n=3)

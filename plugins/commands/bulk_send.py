@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from lettafleet.core import LettaClient, LettaError
+from lettafleet.core import LettaError
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError
 from lettafleet.plugins.commands.histories import message_text
 from lettafleet.plugins.commands.replies import stream_error

@@ -12,19 +12,18 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    Connection,
     ConversationRecompile,
     LettaAPIError,
-    LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
     make_client,
     output_option,
-    recompile_conversation,
-    recompile_conversations,
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.backends.letta_v1.conversations import recompile_conversation, recompile_conversations
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
 from lettafleet.plugins.commands.histories import conversation_of
 from lettafleet.plugins.commands.messages import CONVERSATION_OPTION_HELP
@@ -152,7 +151,7 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
 # ---------------------------------------------------------------------------------------------- cancel-messages
 
 
-def check_runs(client: LettaClient, agent: Mapping[str, Any], run_ids: list[str]) -> None:
+def check_runs(client: Connection, agent: Mapping[str, Any], run_ids: list[str]) -> None:
     """Each run must be the agent's: Letta answers "failed" for a run id it does not know."""
     for run_id in run_ids:
         try:

@@ -10,25 +10,27 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
-    ISOLATED_LABELS,
     Column,
+    Connection,
     LettaAPIError,
-    LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
-    lacks_isolated_copies,
     make_client,
     output_option,
     preview,
     print_fields,
     print_records,
     print_table,
-    remove_half_created,
     reports_errors,
     server_options,
     short_date,
     to_yaml,
+)
+from lettafleet.plugins.backends.letta_v1.conversations import (
+    ISOLATED_LABELS,
+    lacks_isolated_copies,
+    remove_half_created,
 )
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
 from lettafleet.plugins.commands.histories import count_all, count_messages, get_conversation
@@ -173,7 +175,7 @@ def _check_labels(agent: Mapping[str, Any], labels: list[str]) -> None:
         )
 
 
-def _create(client: LettaClient, agent: Mapping[str, Any], summary: str | None, labels: list[str]) -> dict[str, Any]:
+def _create(client: Connection, agent: Mapping[str, Any], summary: str | None, labels: list[str]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if summary is not None:
         body["summary"] = summary

@@ -10,8 +10,8 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    Connection,
     LettaAPIError,
-    LettaClient,
     PluginCommand,
     hookimpl,
     make_client,
@@ -25,7 +25,7 @@ from lettafleet.core import (
 COUNTED = ("agents", "blocks", "tools", "folders")
 
 
-def count_of(client: LettaClient, collection: str) -> int | None:
+def count_of(client: Connection, collection: str) -> int | None:
     try:
         count = client.get(f"/v1/{collection}/count")
     except LettaAPIError:
@@ -33,7 +33,7 @@ def count_of(client: LettaClient, collection: str) -> int | None:
     return count if isinstance(count, int) else None
 
 
-def health_record(client: LettaClient) -> dict[str, Any]:
+def health_record(client: Connection) -> dict[str, Any]:
     answer = client.get("/v1/health/")  # an unreachable server raises here: a one-line error, exit 1
     return {
         "server": client.base_url,

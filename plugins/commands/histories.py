@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lettafleet.core import LettaAPIError, LettaClient, LettaError
+from lettafleet.core import Connection, LettaAPIError, LettaError
 from lettafleet.plugins.commands.agent_lookup import NotFoundError
 
 COUNT_PAGE = 1000
@@ -17,7 +17,7 @@ COUNT_WORKERS = 8
 SYSTEM = "system_message"
 
 
-def get_conversation(client: LettaClient, conversation_id: str) -> dict[str, Any]:
+def get_conversation(client: Connection, conversation_id: str) -> dict[str, Any]:
     try:
         return client.get(f"/v1/conversations/{conversation_id}")
     except LettaAPIError as error:
@@ -30,7 +30,7 @@ def get_conversation(client: LettaClient, conversation_id: str) -> dict[str, Any
         raise
 
 
-def conversation_of(client: LettaClient, agent: Mapping[str, Any], conversation_id: str) -> dict[str, Any]:
+def conversation_of(client: Connection, agent: Mapping[str, Any], conversation_id: str) -> dict[str, Any]:
     """The conversation, checked to belong to `agent`: Letta would otherwise act on another agent's history."""
     conversation = get_conversation(client, conversation_id)
     if conversation.get("agent_id") != agent["id"]:
@@ -62,7 +62,7 @@ def conversation_history(conversation_id: str) -> History:
     return History(f"/v1/conversations/{conversation_id}/messages")
 
 
-def read_messages(client: LettaClient, history: History, *, newest_first: bool, page: int) -> Iterator[dict[str, Any]]:
+def read_messages(client: Connection, history: History, *, newest_first: bool, page: int) -> Iterator[dict[str, Any]]:
     """Messages page by page, oldest first or newest first, following Letta's message-id cursors."""
     cursor = None
     while True:
@@ -77,7 +77,7 @@ def read_messages(client: LettaClient, history: History, *, newest_first: bool, 
         cursor = batch[-1]["id"]
 
 
-def count_messages(client: LettaClient, conversation: Mapping[str, Any]) -> int:
+def count_messages(client: Connection, conversation: Mapping[str, Any]) -> int:
     """Messages in a conversation's history, system messages aside (what `get messages` lists by default).
 
     `in_context_message_ids` is no count: compaction shrinks it while the history keeps every message. A
@@ -90,7 +90,7 @@ def count_messages(client: LettaClient, conversation: Mapping[str, Any]) -> int:
     return sum(1 for message in messages if message.get("message_type") != SYSTEM)
 
 
-def count_all(client: LettaClient, conversations: list[dict[str, Any]]) -> list[int]:
+def count_all(client: Connection, conversations: list[dict[str, Any]]) -> list[int]:
     # One request per conversation that has messages (Letta has no message count); they run side by side.
     with ThreadPoolExecutor(max_workers=COUNT_WORKERS) as pool:
         return list(pool.map(lambda conversation: count_messages(client, conversation), conversations))

@@ -14,8 +14,8 @@ import rich_click as click
 
 from lettafleet.core import (
     Column,
+    Connection,
     LettaAPIError,
-    LettaClient,
     LettaError,
     PluginCommand,
     hookimpl,
@@ -42,7 +42,7 @@ class UnsupportedByServer(LettaError):
     """The server refused a whole kind of resource (400, 404 or 405 on its collection)."""
 
 
-def read_collection(client: LettaClient, what: str, read: Callable[[], Any], hint: str = "") -> Any:
+def read_collection(client: Connection, what: str, read: Callable[[], Any], hint: str = "") -> Any:
     """`read()`, with a refusal of the whole collection said in one line: which server, what it answered."""
     try:
         return read()
@@ -81,7 +81,7 @@ def tag_list(tags: str | None) -> list[str]:
 
 
 def agents_in_scope(
-    client: LettaClient, agents: Sequence[Mapping[str, Any]], agent: str | None, tags: str | None
+    client: Connection, agents: Sequence[Mapping[str, Any]], agent: str | None, tags: str | None
 ) -> list[Mapping[str, Any]] | None:
     """The agents whose resources are listed, out of `agents` (all of them, read once); None means no filter."""
     if agent:
@@ -108,7 +108,7 @@ def kept_by_usage(users: int, holders: int, shared: bool, orphaned: bool) -> boo
 
 
 def attached_items(
-    client: LettaClient, relation: str, agent: str | None, tags: str | None
+    client: Connection, relation: str, agent: str | None, tags: str | None
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """The `relation` items ("blocks" or "tools") in scope, and for each item id the names of the agents using it.
 

@@ -14,7 +14,7 @@ import rich_click as click
 from lettafleet.core import (
     AGENTS,
     Column,
-    LettaClient,
+    Connection,
     PluginCommand,
     context_threshold_option,
     estimated_tokens,
@@ -114,7 +114,7 @@ COLUMNS = (
 
 
 def chosen_agents(
-    client: LettaClient, agent: str | None, everything: bool, match: str | None, tags: Sequence[str]
+    client: Connection, agent: str | None, everything: bool, match: str | None, tags: Sequence[str]
 ) -> list[dict[str, Any]]:
     """The agents asked for, each with its blocks: one by name or id, or every agent whose name matches and
     that carries every tag, from one paged listing."""

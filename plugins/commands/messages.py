@@ -24,6 +24,7 @@ from lettafleet.core import (
     server_options,
     short_date,
 )
+from lettafleet.plugins.backends.letta_v1 import v1_client
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
 from lettafleet.plugins.commands.bulk_send import DEFAULT_CONCURRENCY, agents_matching, send_to_all
 from lettafleet.plugins.commands.histories import (
@@ -164,7 +165,7 @@ def send(
             path = f"/v1/agents/{found['id']}/messages/stream"
         printer = ReplyPrinter(as_json=output == "json", verbose=verbose)
         try:
-            for event in client.stream_events("POST", path, json=body):
+            for event in v1_client(client, "a streamed reply").stream_events("POST", path, json=body):
                 printer.show(event)
         finally:
             printer.finish()  # ends the reply's line before any error is printed
@@ -175,7 +176,8 @@ def send(
 
 
 def send_matching(pattern: str, message: str, concurrency: int, base_url: str, output: str) -> None:
-    with make_client(base_url) as client:
+    with make_client(base_url) as connection:
+        client = v1_client(connection, "sending to every matching agent")
         results = send_to_all(client, agents_matching(client, pattern), message, concurrency)
     failed = [r for r in results if not r["ok"]]
     summary = {"pattern": pattern, "agents": len(results), "replied": len(results) - len(failed), "failed": len(failed)}

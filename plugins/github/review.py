@@ -17,12 +17,12 @@ from lettafleet.core import (
     ApplyReport,
     Change,
     ChangeResult,
+    Connection,
     EitherStop,
     FleetError,
     FleetLock,
     FleetPlugins,
     HeldLock,
-    LettaClient,
     LettaError,
     LockError,
     Plan,
@@ -37,6 +37,7 @@ from lettafleet.core import (
     held_lock,
     inline_code,
     load_fleet,
+    lock_store,
     plan_fleet,
     release_at_once,
     render_apply_json,
@@ -90,9 +91,9 @@ class LettaPlanner:
 
     def __init__(
         self,
-        client: LettaClient,
+        client: Connection,
         manager: FleetPlugins,
-        lock_client: LettaClient | None = None,
+        lock_client: Connection | None = None,
         lock_timeout: float = 0.0,
         echo: Callable[[str], None] = print,
         stopping: Stopping | None = None,
@@ -126,7 +127,7 @@ class LettaPlanner:
             self.echo(annotation("warning", f"{fleet}: {message}"))
 
         with held_lock(
-            self.lock_client,
+            lock_store(self.manager.backend_for(self.lock_client.base_url), self.lock_client),
             lock_id,
             timeout=self.lock_timeout,
             on_wait=waiting,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lettafleet.core import LettaAPIError, LettaClient, is_managed
+from lettafleet.core import Connection, LettaAPIError, is_managed
 
 LIGHT_AGENT = ["agent.tags"]  # the lightest agent rows: a block's other users are only counted and named
 
@@ -47,7 +47,7 @@ def every_block(block: Mapping[str, Any]) -> str | None:
     return None
 
 
-def plan_agent_removal(client: LettaClient, agent: Mapping[str, Any], keeps: KeptBlock = every_block) -> AgentRemoval:
+def plan_agent_removal(client: Connection, agent: Mapping[str, Any], keeps: KeptBlock = every_block) -> AgentRemoval:
     """What deleting `agent` (a row with its blocks) removes: its conversations, their isolated copies, and the
     blocks attached to it that no other agent has, are no fleet's shared block, and `keeps` does not keep."""
     conversations = client.list_all("/v1/conversations/", agent_id=agent["id"], order="asc")
@@ -66,7 +66,7 @@ def plan_agent_removal(client: LettaClient, agent: Mapping[str, Any], keeps: Kep
     return AgentRemoval(agent, conversations, doomed, kept)
 
 
-def remove_agent(client: LettaClient, removal: AgentRemoval) -> None:
+def remove_agent(client: Connection, removal: AgentRemoval) -> None:
     """Delete the doomed blocks, then the agent (Letta deletes its conversations). Blocks go first: an apply
     stopped or failing half-way leaves the agent, which the next plan deletes again, never blocks nothing links.
     What is gone already (404) counts as deleted; any other failure raises before the agent is deleted."""
@@ -81,13 +81,13 @@ def _shared(block: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _used_elsewhere(client: LettaClient, agent: Mapping[str, Any], block_id: str) -> str | None:
+def _used_elsewhere(client: Connection, agent: Mapping[str, Any], block_id: str) -> str | None:
     users = client.get(f"/v1/blocks/{block_id}/agents", include=LIGHT_AGENT, limit=10)
     others = sorted({user.get("name") or user["id"] for user in users if user["id"] != agent["id"]})
     return f"also used by {', '.join(others)}" if others else None
 
 
-def _delete(client: LettaClient, path: str) -> None:
+def _delete(client: Connection, path: str) -> None:
     try:
         client.delete(path)
     except LettaAPIError as error:

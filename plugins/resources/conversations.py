@@ -39,9 +39,9 @@ from lettafleet.core import (
     hookimpl,
     mapping_list,
     read_record,
-    remove_half_created,
     string,
 )
+from lettafleet.plugins.backends.letta_v1.conversations import remove_half_created
 from lettafleet.plugins.commands.histories import count_messages
 from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 

@@ -41,6 +41,7 @@ from lettafleet.core import (
     string,
     string_list,
 )
+from lettafleet.plugins.backends.letta_v1 import v1_client
 from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 
 FOLDER = "folder"
@@ -378,7 +379,7 @@ def _apply_file(change: Change, session: ApplySession) -> Mapping[str, Any] | No
     if "content" not in after:
         raise ApplyError(f"{change.address}: the plan holds no content for this file")
     media_type = mimetypes.guess_type(change.name)[0] or "text/plain"
-    answer: Mapping[str, Any] = session.client.upload(
+    answer: Mapping[str, Any] = v1_client(session.client, "uploading a folder's file").upload(
         f"/v1/folders/{folder_id}/upload",
         change.name,
         str(after["content"]).encode(),

@@ -15,8 +15,6 @@ from typing import Any
 from lettafleet.core import (
     AGENTS,
     CONVERSATIONS,
-    ISOLATED_BLOCKS_REMOVED,
-    ISOLATED_LABELS,
     Action,
     ApplyError,
     ApplySession,
@@ -34,11 +32,11 @@ from lettafleet.core import (
     compare,
     conversations_by_agent,
     hookimpl,
-    isolated_blocks_missing,
     labelled,
-    lacks_isolated_copies,
     string_list,
 )
+from lettafleet.plugins.backends.letta_v1.conversations import ISOLATED_LABELS, lacks_isolated_copies
+from lettafleet.plugins.backends.letta_v1.server import ISOLATED_BLOCKS_REMOVED, isolated_blocks_missing
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 from lettafleet.plugins.resources.conversations import (
     CONVERSATION,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.devserver import app_server, supervisor
 from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome

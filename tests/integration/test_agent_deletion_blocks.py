@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Hold
 from tests.integration.cli import cli, ok, planned_changes
 from tests.integration.test_interrupted_applies import killed_at

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import Result
 
-from lettafleet.core import LettaAPIError, LettaClient
+from lettafleet.core import LettaAPIError
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, LockHeld, default_lock_id, find_lock, held_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.engine.locking import LockHeld, default_lock_id, find_lock, held_lock
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.locks import IDENTITIES, KEY_PREFIX, IdentityLocks
 from tests.fakes.fault_proxy import FaultProxy, Faults
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
@@ -116,7 +117,7 @@ def race_for_the_lock(base_url: str, lock_id: str, takers: int) -> tuple[int, in
         with LettaClient(base_url) as own:
             start.wait()
             try:
-                with held_lock(own, lock_id, timeout=0):
+                with held_lock(IdentityLocks(own), lock_id, timeout=0):
                     won.append(1)
                     attempted.wait(60)
             except LockHeld:
@@ -147,7 +148,7 @@ def test_of_many_racing_takers_exactly_one_gets_the_lock(letta_server: str, clie
     lock_id = f"lettafleet-test-race-{uuid.uuid4().hex[:8]}"
     for _round in range(3):
         assert race_for_the_lock(letta_server, lock_id, takers=8) == (1, 7)
-        assert find_lock(client, lock_id) is None  # the winner released it
+        assert find_lock(IdentityLocks(client), lock_id) is None  # the winner released it
 
 
 def test_two_applies_started_together_create_each_agent_once_and_the_loser_says_who_holds_the_lock(
@@ -166,14 +167,14 @@ def test_two_applies_started_together_create_each_agent_once_and_the_loser_says_
     assert "Traceback" not in refused
     assert fleet.agents() == Counter({f"{fleet.prefix}-{index:03d}": 1 for index in range(20)})
     assert fleet.shared_copies() == 1
-    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is None
 
 
 def test_an_apply_with_a_lock_timeout_waits_while_the_lock_is_held_then_applies(
     make_fleet: Callable[[int], Fleet],
 ) -> None:
     fleet = make_fleet(5)
-    with LettaClient(fleet.base_url) as own, held_lock(own, fleet.lock_id) as lock:
+    with LettaClient(fleet.base_url) as own, held_lock(IdentityLocks(own), fleet.lock_id) as lock:
         waiting = fleet.start("--lock-timeout", "2m")
         assert waiting.stderr is not None
         message = waiting.stderr.readline()
@@ -193,7 +194,7 @@ def test_the_lock_of_a_killed_apply_blocks_until_it_expires_then_is_taken_over(
     read_until_created(killed, 2)
     killed.kill()
     killed.wait(30)
-    stale = find_lock(fleet.client, fleet.lock_id)
+    stale = find_lock(IdentityLocks(fleet.client), fleet.lock_id)
     assert stale is not None and f"pid {killed.pid}" in stale.holder
 
     refused = fleet.run()
@@ -206,21 +207,21 @@ def test_the_lock_of_a_killed_apply_blocks_until_it_expires_then_is_taken_over(
 
     assert resumed.returncode == 0, resumed.stderr
     assert set(fleet.agents().values()) == {1} and len(fleet.agents()) == 10
-    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is None
     assert fleet.run("--detailed-exitcode", command="plan").returncode == 0
 
 
 def test_force_unlock_asks_first_then_releases_exactly_the_lock_shown(make_fleet: Callable[[int], Fleet]) -> None:
     fleet = make_fleet(1)
-    with LettaClient(fleet.base_url) as own, held_lock(own, fleet.lock_id) as lock:
+    with LettaClient(fleet.base_url) as own, held_lock(IdentityLocks(own), fleet.lock_id) as lock:
         declined = fleet.run(fleet.lock_id, command="force-unlock", input="n\n")
         assert declined.returncode == 1
         assert lock.held.holder in declined.stdout
-        assert find_lock(fleet.client, fleet.lock_id) is not None
+        assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is not None
 
         confirmed = fleet.run(fleet.lock_id, command="force-unlock", input="y\n")
         assert confirmed.returncode == 0 and f"Released the lock {fleet.lock_id!r}" in confirmed.stdout
-        assert find_lock(fleet.client, fleet.lock_id) is None
+        assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is None
 
         assert fleet.run().returncode == 0  # the fleet can be applied again at once
 
@@ -246,7 +247,7 @@ def test_ctrl_c_stops_starting_changes_reports_what_is_left_and_the_next_apply_c
     assert "Apply interrupted:" in out and "Not attempted (" in out and "Applied (" in out
     assert "Run `lettafleet apply` again to finish: it picks up what is left." in out
     assert "Aborted" not in out + err and "Traceback" not in err
-    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is None
 
     finished = fleet.run()
     assert finished.returncode == 0, finished.stderr
@@ -276,7 +277,7 @@ def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_lock(
     assert time.monotonic() - signalled < 3  # not waiting for the 4 s create in flight
     _, err = applying.communicate()
     assert "Interrupted again: stopping at once." in err and "Traceback" not in err
-    assert find_lock(fleet.client, fleet.lock_id) is None
+    assert find_lock(IdentityLocks(fleet.client), fleet.lock_id) is None
     assert len(fleet.agents()) < 20
     assert "may land in the next seconds: wait a little before applying again" in err
     # As the message asks: the create abandoned in flight reaches the server (after the proxy's 4 s), then resume.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults
 from tests.integration.cli import cli
 from tests.integration.test_apply_lock import Fleet, make_fleet, read_until_created  # noqa: F401  (a fixture)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults, Refusal
 from tests.integration.cli import cli, ok
 from tests.integration.test_server_faults import fleet_writes, landed, light_fleet  # noqa: F401  (a fixture)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lettafleet.core import LettaAPIError, LettaClient
+from lettafleet.core import LettaAPIError
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:

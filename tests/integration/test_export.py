@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 SECRET_VALUE = "export-test-value-9f1c"
 

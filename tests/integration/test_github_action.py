@@ -18,8 +18,8 @@ import yaml
 from click.testing import CliRunner
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.markdown import COMMENT_LIMIT
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.github.comments import PlanMarker
 from tests.fakes.actions_runner import workflow_commands
 from tests.fakes.github_api import MALLORY, FakeGitHub, running_github_api

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.letta.connection import LettaAPIError
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.hosted_letta import HOSTED_VERSION, PAGE_CAP, HostedLettaStandIn, running_hosted_letta
 
 FLEET = """\

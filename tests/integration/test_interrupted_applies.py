@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from lettafleet.core.engine.locking import default_lock_id, find_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.locks import IdentityLocks
 from tests.fakes.fault_proxy import FaultProxy, Faults, Hold
 from tests.integration.cli import cli, ok
 
@@ -346,7 +347,7 @@ def test_ctrl_c_stops_github_apply_as_it_stops_apply_and_the_fleets_after_it_are
         assert "Apply interrupted" in out and "Traceback" not in err
         assert "b.yaml: not applied: Ctrl-C stopped the job first" in out + err
         assert not client.list_all("/v1/agents/", name=second.name)
-        assert find_lock(client, default_lock_id(first.path)) is None
+        assert find_lock(IdentityLocks(client), default_lock_id(first.path)) is None
         assert detailed_exitcode(letta_server, first.path) == 0  # what was in flight landed, and is recorded
     finally:
         for agent in (first, second):

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from lettafleet.core import LettaAPIError, LettaClient
+from lettafleet.core import LettaAPIError
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.cli import ok, planned_changes
 

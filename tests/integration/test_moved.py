@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lettafleet.core import LettaClient
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli, ok
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.engine.locking import IDENTITIES, KEY_PREFIX, find_lock
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.core.engine.locking import find_lock
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.locks import IDENTITIES, KEY_PREFIX, IdentityLocks
 
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 SIZE = 12
@@ -61,7 +62,7 @@ class NamedFleet:
             f"/v1/agents/{a['id']}" for a in self.client.list_all("/v1/agents/") if a["name"].startswith(self.prefix)
         ]
         doomed += [f"/v1/blocks/{block['id']}" for block in self.client.list_all("/v1/blocks/", label=self.shared)]
-        lock = find_lock(self.client, f"fleet:{self.name}")
+        lock = find_lock(IdentityLocks(self.client), f"fleet:{self.name}")
         doomed += [f"{IDENTITIES}{lock.server_id}"] if lock else []
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(self.client.delete, doomed))

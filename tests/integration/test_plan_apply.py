@@ -15,7 +15,7 @@ from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

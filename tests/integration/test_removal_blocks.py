@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.letta.connection import LettaAPIError
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 @pytest.fixture

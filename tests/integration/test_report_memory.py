@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.integration.cli import cli, ok
 
 SENTENCE = "The customer prefers short answers and writes from Lisbon about invoices and refunds. "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from lettafleet.core import LettaClient
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.integration.cli import cli
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 FIRST_VALUE = f"first-{uuid.uuid4().hex}"
 SECOND_VALUE = f"second-{uuid.uuid4().hex}"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.tampering_proxy import TamperingProxy, refuse_with_echo
 
 TOKEN = uuid.uuid4().hex[:8]

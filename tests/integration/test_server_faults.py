@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.letta.connection import LettaAPIError
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Faults
 from tests.integration.cli import cli
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core import LettaClient
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from tests.fakes.fault_proxy import FaultProxy, Hold
 from tests.integration.cli import cli, ok
 from tests.integration.test_interrupted_applies import killed_at

@@ -1,1 +1,1 @@
-"""The Letta App Server backend: its Protocol V2 client over one WebSocket."""
+"""Letta Code's App Server (Protocol V2 over one WebSocket), over ws:// and wss://."""

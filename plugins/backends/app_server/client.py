@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from lettafleet.core import LettaError, SecretMasker, public_url, refuse_credential_in_the_clear
+from lettafleet.core import LettaError, SecretMasker, public_url
+from lettafleet.plugins.backends.letta_v1.client import refuse_credential_in_the_clear
 from lettafleet.plugins.backends.app_server.connection import (
     CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,

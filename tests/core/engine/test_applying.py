@@ -13,7 +13,8 @@ from lettafleet.core import ApplyError, Recorded, ResourceHandler, ResourceKind,
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core.letta.connection import LettaAPIError
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 class KindsOf:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import respx
 
 from lettafleet.core.engine.live import LiveReader
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.reads import AGENTS
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "https://letta.test"
 BLOCK = {"id": "block-1", "label": "persona", "value": "Kind.", "limit": 2000, "metadata": {}, "is_template": False}

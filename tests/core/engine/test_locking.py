@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from lettafleet.core.cli.app import main
 from lettafleet.core.cli.options import Duration
 from lettafleet.core.engine.locking import FleetLock, LockHeld, acquire, default_lock_id
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.locks import IdentityLocks
 
 
 def test_two_checkouts_of_one_repository_name_the_same_lock(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def identities() -> Iterator[tuple[IdentityServer, LettaClient]]:
 
 
 def take(client: LettaClient) -> FleetLock:
-    return acquire(client, "fleet.yaml", timeout=0, operation="apply", on_wait=print, on_lost=print)
+    return acquire(IdentityLocks(client), "fleet.yaml", timeout=0, operation="apply", on_wait=print, on_lost=print)
 
 
 def test_a_lock_whose_create_answer_was_lost_but_landed_is_recognised_as_ours(identities) -> None:

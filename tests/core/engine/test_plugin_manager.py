@@ -6,6 +6,7 @@ import pytest
 import respx
 
 from lettafleet.core import (
+    Backend,
     PluginCommand,
     Resource,
     ResourceHandler,
@@ -19,8 +20,8 @@ from lettafleet.core import (
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.render.text import render_plan
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "http://letta.test"
 
@@ -132,6 +133,25 @@ def test_a_kind_claimed_twice_fails_when_the_manager_is_made():
 
     with pytest.raises(PluginError, match="resource kind 'conversation' is declared by two plugins"):
         get_plugin_manager(extra_plugins=[Again()])
+
+
+def test_a_url_scheme_claimed_by_two_backends_fails_when_the_manager_is_made():
+    class Rival:
+        @hookimpl
+        def lettafleet_backends(self):
+            return [Backend("Rival Letta", ("HTTPS",), connect=lambda settings: None)]
+
+    with pytest.raises(PluginError, match=r"URL scheme https:// is claimed by two backends \(Letta V1 REST and Rival"):
+        get_plugin_manager(extra_plugins=[Rival()])
+
+
+def test_the_built_in_backends_claim_http_for_v1_rest_and_ws_for_the_app_server(manager):
+    assert {scheme: str(backend) for scheme, backend in manager.backends.items()} == {
+        "http": "Letta V1 REST",
+        "https": "Letta V1 REST",
+        "ws": "Letta App Server",
+        "wss": "Letta App Server",
+    }
 
 
 def test_a_kind_without_a_handler_fails_when_the_manager_is_made():

@@ -7,11 +7,11 @@ from __future__ import annotations
 import httpx
 import respx
 
-from lettafleet.core import ApplyError, ResourceHandler, ResourceKind, hookimpl
+from lettafleet.core import ApplyError, Backend, ConversationRecompile, ResourceHandler, ResourceKind, hookimpl
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 BASE = "http://letta.test"
 
@@ -112,3 +112,43 @@ def test_a_conversation_with_isolated_copies_is_left_as_it_was_and_reported():
         ("bot.a", 1, ("conv-2",), "")
     ]
     assert report.ok
+
+
+class StandInConnection(LettaClient):
+    """A client of a third-party backend: V1 requests to the stand-in, under a URL of the backend's own scheme."""
+
+    def __init__(self) -> None:
+        super().__init__(BASE, retries=0)
+        self.base_url = "standin://fleet-host"
+
+
+class RecordingRecompiler:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, object]] = []
+
+    def every_conversation(self, connection):
+        return [{"id": "c1", "agent_id": "agent-a"}, {"id": "c2", "agent_id": "agent-b"}]
+
+    def recompile(self, connection, agent_id, conversations):
+        self.asked.append((agent_id, conversations))
+        return [ConversationRecompile(conversation["id"]) for conversation in conversations]
+
+
+def test_a_third_party_backends_recompiler_rebuilds_the_conversations_and_core_sends_no_request_of_its_own():
+    recompiler = RecordingRecompiler()
+
+    class StandInBackend:
+        @hookimpl
+        def lettafleet_backends(self):
+            return [Backend("Stand-in", ("standin",), lambda settings: StandInConnection(), recompiler=recompiler)]
+
+    manager = get_plugin_manager(extra_plugins=[Plugin(), StandInBackend()])
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock, StandInConnection() as client:
+        report = apply_plan(Plan.build("f", client.base_url, [bot("a", "o", "n"), bot("b", "o", "n")]), client, manager)
+
+    assert sorted(recompiler.asked) == [
+        ("agent-a", [{"id": "c1", "agent_id": "agent-a"}]),
+        ("agent-b", [{"id": "c2", "agent_id": "agent-b"}]),
+    ]
+    assert [(r.address, r.conversations) for r in report.recompiled] == [("bot.a", 1), ("bot.b", 1)]
+    assert mock.calls.call_count == 0

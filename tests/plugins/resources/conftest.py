@@ -16,7 +16,7 @@ from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.model import Plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.letta_api import BASE_URL, FakeLetta
 
 

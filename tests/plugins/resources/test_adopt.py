@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.letta_api import BASE_URL, FakeLetta
 from tests.plugins.resources.test_export import LOOKUP
 

@@ -12,7 +12,7 @@ from lettafleet.core import ExportedFleet, ExportError, LiveReader, export_fleet
 from lettafleet.core.engine.model import Plan
 from lettafleet.core.engine.planning import desired_resources, plan_fleet
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.commands.export import chosen_agents
 from lettafleet.plugins.resources.agents import agents_named
 from tests.fakes.letta_api import BASE_URL

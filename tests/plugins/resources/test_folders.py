@@ -6,9 +6,10 @@ import httpx
 import pytest
 import respx
 
-from lettafleet.core import FleetError, LettaClient, LiveReader
+from lettafleet.core import FleetError, LiveReader
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 from lettafleet.plugins.resources.folders import ATTACHMENT, FILE, FOLDER, FolderHandler
 from tests.fakes.letta_api import BASE_URL
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lettafleet.core.engine.diagnostics import FleetError
-from lettafleet.core.letta.client import LettaAPIError
+from lettafleet.core.letta.connection import LettaAPIError
 
 FLEET = """
 agents:

@@ -13,7 +13,7 @@ from lettafleet.core.cli.app import main
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.validation import load_fleet
-from lettafleet.core.letta.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.resources.template_rollout import rollout_order
 from tests.fakes.letta_api import BASE_URL
 from tests.plugins.resources.test_templates import runtime_agents

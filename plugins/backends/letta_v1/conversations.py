@@ -6,17 +6,16 @@ command that does these uses them, so each workaround lives in one place."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient
+from lettafleet.core import Connection, ConversationRecompile, LettaAPIError
 
 # What a server that makes no isolated copies ignores, and which servers make them. Hosted Letta dropped isolated
 # blocks on 2026-04-23: it accepts the labels and makes no copies.
 ISOLATED_LABELS = "isolated_block_labels (Letta 0.16.4 to 0.16.x supports them)"
 
 
-def remove_half_created(client: LettaClient, agent_id: str, summary: str | None, keep: Collection[str] = ()) -> None:
+def remove_half_created(client: Connection, agent_id: str, summary: str | None, keep: Collection[str] = ()) -> None:
     """Letta 0.16.8 answers 400 to a conversation create it partly refused (an unknown isolated label) and keeps
     the conversation all the same, without what it refused. Delete the agent's conversations with this summary
     but those in `keep` (the ones there before the create), so the next try makes it whole."""
@@ -39,26 +38,7 @@ LEGACY_HISTORY = "default"
 ISOLATED_SKIP = "skipped: it has isolated block copies, which Letta's recompile would replace by the agent's blocks"
 
 
-@dataclass(frozen=True)
-class ConversationRecompile:
-    """The recompile of one history: done, failed (`error`, the server's answer) or left as it was (`skipped`)."""
-
-    conversation_id: str
-    error: str = ""
-    skipped: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    @property
-    def done(self) -> bool:
-        return not self.error and not self.skipped
-
-
-def recompile_conversation(
-    client: LettaClient, agent_id: str, conversation: Mapping[str, Any]
-) -> ConversationRecompile:
+def recompile_conversation(client: Connection, agent_id: str, conversation: Mapping[str, Any]) -> ConversationRecompile:
     """Rebuild one history's system message from the agent's prompt and blocks as they are now; the agent's own
     history when the conversation id is LEGACY_HISTORY. A conversation with isolated copies is left as it was."""
     conversation_id = conversation["id"]
@@ -77,7 +57,7 @@ def recompile_conversation(
 
 
 def recompile_conversations(
-    client: LettaClient,
+    client: Connection,
     agent_id: str,
     *,
     legacy: bool = False,
@@ -92,3 +72,15 @@ def recompile_conversations(
         conversations = client.list_all("/v1/conversations/", agent_id=agent_id, order="asc")
     targets = [{"id": LEGACY_HISTORY}, *conversations] if legacy else conversations
     return [recompile_conversation(client, agent_id, conversation) for conversation in targets]
+
+
+class V1Recompiler:
+    """How the V1 backend rebuilds running conversations for core's apply (`Backend.recompiler`)."""
+
+    def every_conversation(self, connection: Connection) -> list[dict[str, Any]]:
+        return connection.list_all("/v1/conversations/", order="asc")
+
+    def recompile(
+        self, connection: Connection, agent_id: str, conversations: Sequence[Mapping[str, Any]] | None
+    ) -> list[ConversationRecompile]:
+        return recompile_conversations(connection, agent_id, conversations=conversations)

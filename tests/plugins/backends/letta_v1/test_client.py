@@ -12,8 +12,9 @@ import httpx
 import pytest
 import respx
 
-from lettafleet.core.letta.client import LettaAPIError, LettaClient, LettaConnectionError, LettaError
+from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.pacer_time import FakeTime
 
 BASE = "https://letta.test"

@@ -1,4 +1,5 @@
-"""The one way lettafleet talks to a Letta server: httpx with timeouts, retries, pagination and counting.
+"""The V1 REST client, the one way lettafleet talks to a V1 Letta server: httpx with timeouts, retries, pagination
+and counting.
 
 The API key is sent as a bearer token and never appears in messages: errors mask it wherever it shows up. A user
 name and password written into the base URL are sent as basic auth and never shown; no credential is sent over
@@ -12,7 +13,6 @@ import ipaddress
 import os
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -21,52 +21,17 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError, RequestStats
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
-from lettafleet.core.letta.paging import CursorGone, read_every_page
 from lettafleet.core.letta.retries import RETRY_BUDGET, RetryPolicy
 from lettafleet.core.letta.server import ServerInfo
+from lettafleet.plugins.backends.letta_v1.paging import CursorGone, read_every_page
 
 DEFAULT_BASE_URL = "http://localhost:8283"
 PAGE_SIZE = 1000
 MAX_CONNECTIONS = 32
 ERROR_DETAIL_LIMIT = 1000  # characters of a server's error message shown, counted after masking
-
-
-class LettaError(Exception):
-    """Any failure talking to the server, with a message that says what to do."""
-
-
-class LettaConnectionError(LettaError):
-    pass
-
-
-class LettaAPIError(LettaError):
-    """The server answered with an error status."""
-
-    def __init__(self, method: str, path: str, status: int, detail: str):
-        self.method, self.path, self.status, self.detail = method, path, status, detail
-        super().__init__(f"{method} {path} answered {status}: {detail}")
-
-
-class RequestStats:
-    """Requests sent, by method (retries included): what the benchmark and `-v` report."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_method: Counter[str] = Counter()
-
-    def count(self, method: str) -> None:
-        with self._lock:
-            self.by_method[method] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_method.values())
-
-    @property
-    def writes(self) -> int:
-        return sum(count for method, count in self.by_method.items() if method not in ("GET", "HEAD"))
 
 
 class LettaClient:
@@ -229,10 +194,10 @@ class LettaClient:
         trim: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         **params: Any,
     ) -> list[dict[str, Any]]:
-        """Every item of a collection, page by page until a page comes back empty (core/letta/paging.py: a list
-        in an `order` that is longer than a page is read from both ends at once). `limit` is the page size asked
-        for (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the
-        work sooner. `short_page_ends`: a first page of fewer than paging.SMALLEST_CAP items is the end. `trim`
+        """Every item of a collection, page by page until a page comes back empty (paging.py: a list in an
+        `order` that is longer than a page is read from both ends at once). `limit` is the page size asked for
+        (PAGE_SIZE unless given): a smaller one for a collection of large items lets the two ends share the work
+        sooner. `short_page_ends`: a first page of fewer than paging.SMALLEST_CAP items is the end. `trim`
         makes what is kept of each item as its page arrives (the rest of the page is freed at once)."""
         limit = int(params.pop("limit", PAGE_SIZE))
 

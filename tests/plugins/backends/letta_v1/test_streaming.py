@@ -9,7 +9,8 @@ import httpx
 import pytest
 import respx
 
-from lettafleet.core import LettaClient, LettaError
+from lettafleet.core import LettaError
+from lettafleet.plugins.backends.letta_v1 import LettaClient
 
 BASE = "https://letta.test"
 PATH = "/v1/agents/agent-1/messages/stream"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import respx
 
-from lettafleet.core.letta.client import LettaClient
 from lettafleet.core.letta.server import ServerInfo
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.server import makes_isolated_blocks
 
 BASE = "https://letta.test"
 
@@ -51,4 +52,4 @@ def test_a_server_without_a_health_endpoint_has_an_unknown_version():
     [("0.16.8", True), ("0.16.4", True), ("0.16.3", False), ("0.15.1", False), ("1.12.1", False), (None, None)],
 )
 def test_only_self_hosted_0_16_4_and_later_make_isolated_blocks(version, expected):
-    assert ServerInfo("https://letta.test", version).has_isolated_blocks is expected
+    assert makes_isolated_blocks(ServerInfo("https://letta.test", version)) is expected

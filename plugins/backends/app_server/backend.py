@@ -1,0 +1,63 @@
+"""The App Server backend as core sees it: the ws:// and wss:// URLs it claims and its capability table, what a
+fleet may declare there and what it may not (docs/app-server.md). Its client and handlers come in this folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lettafleet.core import (
+    Backend,
+    BackendError,
+    Capabilities,
+    Connection,
+    Lacks,
+    NoEffect,
+    ServerSettings,
+    hookimpl,
+    public_url,
+)
+
+NAME = "Letta App Server"
+
+ISOLATE = (
+    "one agent per conversation is the way to isolate: give the conversation that needs blocks of its own an agent "
+    "of its own, or remove `isolated_blocks`"
+)
+NO_FOLDERS = Lacks("has no folders", "remove `folders` and `shared_folders`, or put the files' text in memory blocks")
+LACKS_KINDS = {
+    "isolated_block": Lacks("has no isolated blocks: all conversations of an agent share its memory", ISOLATE),
+    "tool": Lacks(
+        "cannot define tools from source: its agents run the tools of Letta Code",
+        "remove the tool's `source_code`/`from_file` (and the entry), or keep this agent on a V1 server",
+        when_set="source_code",
+    ),
+    "folder": NO_FOLDERS,
+    "folder_attachment": NO_FOLDERS,
+    "archive": Lacks("has no archives", "remove `archives`, or keep this agent on a V1 server"),
+    "archive_attachment": Lacks("has no archives", "remove the agent's `archives`, or keep it on a V1 server"),
+    "mcp_server": Lacks("cannot register MCP servers over its protocol", "remove `mcp_servers`"),
+    "mcp_tools": Lacks("cannot register MCP servers over its protocol", "remove the agent's `mcp_tools`"),
+}
+# Not a key lettafleet reads today (validate refuses it as unknown); listed so that a plugin adding it is refused.
+LACKS_KEYS = {"agents.identities": Lacks("has no identities", "remove `identities`")}
+NO_EMBEDDINGS = NoEffect("it keeps no embeddings (memory is files)", "the key is accepted so a lettactl file applies")
+NO_EFFECT_KEYS = {
+    "agents.embedding": NO_EMBEDDINGS,
+    "agents.embedding_config": NO_EMBEDDINGS,
+    "agents.include_base_tools": NoEffect("its agents have Letta Code's tools", "the key is accepted and ignored"),
+    "agents.reasoning": NoEffect("the model's settings decide", "the key is accepted and ignored"),
+}
+CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS)
+
+
+def connect(settings: ServerSettings) -> Connection:
+    """Not there yet: the App Server client and its handlers come next (issue 17). Stops with a clear error."""
+    raise BackendError(
+        f"App Server backend: planning not implemented yet; nothing was sent to {public_url(settings.base_url)}. "
+        "Use an http:// or https:// Letta V1 server meanwhile (the fleet file passed the App Server's checks)."
+    )
+
+
+@hookimpl
+def lettafleet_backends() -> Iterable[Backend]:
+    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES)]
