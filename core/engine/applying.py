@@ -204,6 +204,8 @@ def apply_plan(
     of the agents whose prompt or blocks changed, as `backend` does (default: the one claiming the client's URL)."""
     stop = stop or threading.Event()
     paced = _paced(client, parallelism, stop)
+    backend = backend or manager.backend_for(client.base_url)
+    manager = manager.serving(backend)  # each kind routed to the handler of the backend it is applied on
     session = ApplySession(plan, client, manager, backend)
     run = _Run(plan, session, manager, on_result, recompile=recompile)
     run.write_intents(parallelism)

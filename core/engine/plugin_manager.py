@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import pluggy
 
 from lettafleet.core import hookspecs
 from lettafleet.core.engine.backends import Backend, backend_for
+from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, mapping_list, string
+from lettafleet.core.engine.model import Resource
 
 # The keys of a fleet file that are the fleet's own, not any kind's: its name, whether removals that delete
 # data apply without `--prune` (docs/fleet-file.md, "Removing"), and the renames that keep a resource (`moved`).
@@ -45,6 +48,24 @@ class FleetPlugins(pluggy.PluginManager):
         """The backend that claims `base_url`'s scheme (BackendError if none does)."""
         return backend_for(self.backends, base_url)
 
+    def serving(self, backend: Backend) -> FleetPlugins:
+        """This manager as a plan or an apply on `backend` uses it: each kind the backend brings a handler for is
+        routed to that handler. Other kinds keep theirs, which a backend with handlers of its own only ever asks
+        for `desired` (its `lacks` refuses them before anything is read)."""
+        if backend.handlers is None:
+            return self
+        view = copy.copy(self)
+        declared_only: dict[int, ResourceHandler] = {}  # one stand-in per handler, as kinds share handlers
+        view.kinds = {}
+        for name, kind in self.kinds.items():
+            if name in backend.handlers:
+                view.kinds[name] = replace(kind, handler=backend.handlers[name])
+            else:
+                handler = self.handler(name)
+                stand_in = declared_only.setdefault(id(handler), DeclaredOnly(handler))
+                view.kinds[name] = replace(kind, handler=stand_in)
+        return view
+
     def handler(self, kind: str) -> ResourceHandler:
         """The handler of one kind. Every resource and change a plan holds is of a declared kind."""
         declared = self.kinds.get(kind)
@@ -59,6 +80,17 @@ class FleetPlugins(pluggy.PluginManager):
             handler = self.handler(kind.name)
             found.setdefault(id(handler), (handler, set()))[1].add(kind.name)
         return [(handler, frozenset(names)) for handler, names in found.values()]
+
+
+class DeclaredOnly(ResourceHandler):
+    """A kind's handler on a backend that brings no handler for the kind: it says what the fleet declares (for the
+    backend to refuse at its line) and nothing else, so the handler never reads or writes that backend."""
+
+    def __init__(self, declaring: ResourceHandler) -> None:
+        self._declaring = declaring
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        return self._declaring.desired(fleet)
 
 
 def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:
