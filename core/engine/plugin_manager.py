@@ -55,15 +55,14 @@ class FleetPlugins(pluggy.PluginManager):
         if backend.handlers is None:
             return self
         view = copy.copy(self)
-        declared_only: dict[int, ResourceHandler] = {}  # one stand-in per handler, as kinds share handlers
-        view.kinds = {}
-        for name, kind in self.kinds.items():
-            if name in backend.handlers:
-                view.kinds[name] = replace(kind, handler=backend.handlers[name])
-            else:
-                handler = self.handler(name)
-                stand_in = declared_only.setdefault(id(handler), DeclaredOnly(handler))
-                view.kinds[name] = replace(kind, handler=stand_in)
+        unserved = frozenset(self.kinds) - frozenset(backend.handlers)
+        stand_ins = {id(handler): DeclaredOnly(handler, unserved & kinds) for handler, kinds in self.handlers()}
+        view.kinds = {
+            name: replace(
+                kind, handler=backend.handlers[name] if name in backend.handlers else stand_ins[id(kind.handler)]
+            )
+            for name, kind in self.kinds.items()
+        }
         return view
 
     def handler(self, kind: str) -> ResourceHandler:
@@ -86,11 +85,11 @@ class DeclaredOnly(ResourceHandler):
     """A kind's handler on a backend that brings no handler for the kind: it says what the fleet declares (for the
     backend to refuse at its line) and nothing else, so the handler never reads or writes that backend."""
 
-    def __init__(self, declaring: ResourceHandler) -> None:
-        self._declaring = declaring
+    def __init__(self, declaring: ResourceHandler, kinds: frozenset[str]) -> None:
+        self._declaring, self._kinds = declaring, kinds
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
-        return self._declaring.desired(fleet)
+        return (resource for resource in self._declaring.desired(fleet) if resource.kind in self._kinds)
 
 
 def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:

@@ -3,6 +3,7 @@ backend's own handlers: what lands, what a second plan says, updates, `--prune`,
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,19 @@ def agent_yaml(name: str, description: str = "helps", tags: str = "[team-a]", ex
     )
 
 
+def blocks_yaml(*blocks: tuple[str, str, bool]) -> str:
+    """`memory_blocks:` with (name, value, agent_owned) each."""
+    return "    memory_blocks:\n" + "".join(
+        f"      - name: {name}\n        description: the {name}\n        value: {json.dumps(value)}\n"
+        f"        agent_owned: {str(owned).lower()}\n"
+        for name, value, owned in blocks
+    )
+
+
+def files_of(client: AppServerClient, agent: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(entry["relative_path"]): entry for entry in client.list_memory(agent["id"])}
+
+
 def fleet_file(tmp_path: Path, fleet: str, *agents: str) -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(f"fleet: {fleet}\nagents:\n" + "".join(agents))
@@ -64,12 +78,13 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
     names = [f"as-{role}-{suffix}" for role in ("triage", "billing", "refunds")]
-    fleet = fleet_file(tmp_path, f"as-{suffix}", *(agent_yaml(name) for name in names))
+    blocks = blocks_yaml(("persona", "I route tickets.", True), ("policies", "Refunds: 30 days: ask first.", False))
+    fleet = fleet_file(tmp_path, f"as-{suffix}", *(agent_yaml(name, extra=blocks) for name in names))
 
     applied = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
     assert applied.exit_code == 0, applied.output
     assert "Letta App Server 0.34.12 (local backend, protocol 1)" in applied.output
-    assert "Apply complete: 3 created, 0 updated, 0 deleted." in applied.output
+    assert "Apply complete: 9 created, 0 updated, 0 deleted." in applied.output
 
     live = by_name(app_server_client, suffix)
     assert sorted(live) == sorted(names)
@@ -80,9 +95,42 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
         made["tags"]
     )
 
+    # Memory blocks are memory files in the v2 layout 0.34.x makes: `<label>.md` with name and description.
+    files = files_of(app_server_client, made)
+    assert files["persona.md"]["content"] == "I route tickets." and files["persona.md"]["description"] == "the persona"
+    assert files["policies.md"]["content"] == "Refunds: 30 days: ask first."
+    assert app_server_client.read_memory_file(made["id"], "policies.md").startswith(
+        "---\nname: policies\ndescription: the policies\n---\n"
+    )
+
     replanned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
     assert replanned.exit_code == 0, replanned.output
     assert "No changes." in replanned.output
+
+
+def test_a_changed_block_value_reaches_the_file_and_an_agent_owned_file_the_agent_edited_is_left(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-mem-{suffix}"
+    first = blocks_yaml(("persona", "Seeded.", True), ("policies", "Old policy.", False))
+    assert cli(
+        app_server, "apply", "-f", str(fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=first))), "--no-lock"
+    )
+    agent = by_name(app_server_client, suffix)[name]
+    app_server_client.write_memory_file(
+        agent["id"], "persona.md", "---\nname: persona\ndescription: the persona\n---\nMine now."
+    )
+    second = blocks_yaml(("persona", "Seeded again.", True), ("policies", "New policy.", False))
+    changed = fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=second))
+
+    applied = cli(app_server, "apply", "-f", str(changed), "--no-lock")
+
+    assert applied.exit_code == 0, applied.output
+    assert "Apply complete: 0 created, 1 updated, 0 deleted." in applied.output
+    files = files_of(app_server_client, agent)
+    assert files["policies.md"]["content"] == "New policy."
+    assert files["persona.md"]["content"] == "Mine now."  # seeded once: the agent's edit is its own
+    assert "No changes." in cli(app_server, "plan", "-f", str(changed)).output
 
 
 def test_a_changed_description_and_tags_update_the_agent_keeping_the_servers_own_tag(

@@ -19,6 +19,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.resources.agents import AGENT
 
 NAME = "Letta App Server"
@@ -64,7 +65,7 @@ def connect(settings: ServerSettings) -> Connection:
 
 
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
-HANDLERS = {AGENT: AppServerAgentHandler()}
+HANDLERS = {AGENT: AppServerAgentHandler(), BLOCK: MemoryFileHandler()}
 
 
 @hookimpl
