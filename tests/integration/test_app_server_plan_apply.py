@@ -193,3 +193,31 @@ def test_a_fleet_with_isolated_blocks_stops_at_that_line_with_nothing_written(
     assert "fleet.yaml:17:27: isolated_blocks" in applied.output, applied.output
     assert "one agent per conversation is the way to isolate" in applied.output
     assert by_name(app_server_client, suffix) == {}
+
+
+def test_a_block_taken_out_of_the_file_is_removed_with_prune_by_the_agents_record_and_a_hand_made_file_stays(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-rec-{suffix}"
+    both = blocks_yaml(("persona", "Me.", True), ("scratch", "Notes.", True))
+    assert cli(
+        app_server, "apply", "-f", str(fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=both))), "--no-lock"
+    )
+    agent = by_name(app_server_client, suffix)[name]
+    # The record of what the apply made lives in the agent's secret, not in its memory (its context).
+    record = json.loads(app_server_client.secret_values(agent["id"])["LETTAFLEET_RECORD"])
+    assert [(entry["address"], entry["id"]) for entry in record["lettafleet_applied"]] == [
+        ("block.persona", "persona.md"),
+        ("block.scratch", "scratch.md"),
+    ]
+    assert not any("lettafleet" in path.lower() for path in files_of(app_server_client, agent))
+    app_server_client.write_memory_file(agent["id"], "by-hand.md", "---\nname: by-hand\ndescription: mine\n---\nKeep.")
+    one = fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=blocks_yaml(("persona", "Me.", True))))
+
+    held = cli(app_server, "plan", "-f", str(one))
+    pruned = cli(app_server, "apply", "-f", str(one), "--prune", "--no-lock")
+
+    assert "scratch" in held.output and "--prune" in held.output and "by-hand" not in held.output, held.output
+    assert pruned.exit_code == 0, pruned.output
+    assert sorted(files_of(app_server_client, agent)) == ["MEMORY.md", "by-hand.md", "persona.md"]
+    assert "No changes." in cli(app_server, "plan", "-f", str(one)).output

@@ -3,7 +3,9 @@ and tags. Ownership is carried by tags (the server drops `metadata`); the server
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -15,15 +17,18 @@ from lettafleet.core import (
     Fleet,
     LiveReader,
     Problem,
+    Recorded,
     Resource,
     ResourceHandler,
     attributes,
     compare,
     fleet_tagged,
     is_tagged_managed,
+    read_record,
+    with_record,
 )
 from lettafleet.core.letta.ownership import is_ownership_tag
-from lettafleet.plugins.backends.app_server.client import SERVER_OWNED_TAGS
+from lettafleet.plugins.backends.app_server.client import SERVER_OWNED_TAGS, AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
@@ -34,7 +39,10 @@ REQUEST_KEYS = {
     "model": "model",
     "context_window": "context_window_limit",
 }
+# The agent's secret that holds the record of what the fleet made under it (docs/removing.md, "On the App Server").
+RECORD_SECRET = "LETTAFLEET_RECORD"
 AGENTS_READ = ("app_server", "agents")  # the key of the one read of every agent a plan shares
+RECORD_READS = 8  # records read at once (one request each, pipelined on the one socket)
 
 
 def every_agent(reader: LiveReader) -> list[dict[str, Any]]:
@@ -87,7 +95,26 @@ def _declarable_tags(tags: Iterable[str]) -> list[str]:
     return sorted(tag for tag in tags if not is_ownership_tag(tag) and tag not in SERVER_OWNED_TAGS)
 
 
-def _live_agent(agent: Mapping[str, Any]) -> Resource:
+def read_app_record(reader: LiveReader, agent_id: str) -> tuple[Recorded, ...] | None:
+    """The record the agent's `LETTAFLEET_RECORD` secret holds (None: it has none), read once per plan."""
+
+    def read() -> tuple[Recorded, ...] | None:
+        value = app_of(reader.client).secret_values(agent_id).get(RECORD_SECRET)
+        try:
+            return read_record({"metadata": json.loads(value)}) if value else None
+        except ValueError:  # edited by hand into something else: as if there were none
+            return None
+
+    found: tuple[Recorded, ...] | None = reader.derived(("app_server", "record", agent_id), read)
+    return found
+
+
+def write_app_record(app: AppServerClient, agent_id: str, record: Sequence[Recorded]) -> None:
+    """Keep the record in the agent's secret: on the server, out of the agent's context, across restarts."""
+    app.apply_secrets(agent_id, set_values={RECORD_SECRET: json.dumps(with_record({}, record), sort_keys=True)})
+
+
+def _live_agent(agent: Mapping[str, Any], record: tuple[Recorded, ...] | None) -> Resource:
     tags = agent.get("tags") or []
     return Resource(
         address=agent_address(str(agent["name"])),
@@ -98,12 +125,15 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         state={"tags": list(tags)},
         tags=frozenset(_declarable_tags(tags)),
         marked_by=fleet_tagged(tags) if is_tagged_managed(tags) else None,
+        record=record,
     )
 
 
 class AppServerAgentHandler(ResourceHandler):
     """Agents on the App Server. One the fleet made (by its tags) and no longer declares is removed only with
-    `--prune`, and only by a named fleet."""
+    `--prune`, and only by a named fleet. Each keeps the record of what the fleet made under it in a secret."""
+
+    records_children = True
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
@@ -140,13 +170,18 @@ class AppServerAgentHandler(ResourceHandler):
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         wanted = {resource.name for resource in desired}
-        for name, agents in agents_by_name(reader).items():
-            if name in wanted:
-                yield _live_agent(agents[0])
-                if len(agents) > 1:
-                    yield _same_name(name, agents)
-            elif reader.owner.named and reader.owner.owns_tagged(agents[0].get("tags")):
-                yield _live_agent(agents[0])  # the fleet made it and declares it no more: a removal
+        owner = reader.owner
+        chosen = [
+            (name, agents)
+            for name, agents in agents_by_name(reader).items()
+            if name in wanted or (owner.named and owner.owns_tagged(agents[0].get("tags")))
+        ]  # declared, or made by the fleet and declared no more: a removal
+        with ThreadPoolExecutor(max_workers=RECORD_READS) as pool:
+            records = list(pool.map(lambda found: read_app_record(reader, str(found[1][0]["id"])), chosen))
+        for (name, agents), record in zip(chosen, records, strict=True):
+            yield _live_agent(agents[0], record)
+            if name in wanted and len(agents) > 1:
+                yield _same_name(name, agents)
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is None and live is not None:
@@ -163,6 +198,9 @@ class AppServerAgentHandler(ResourceHandler):
             body = {"name": change.name, **_request_fields(after), "tags": _tags(after, [], session)}
             created = app.create_agent(body)
             session.record_id(change.address, str(created["id"]))
+            intended = session.intended_record(change.address)
+            if intended:  # a kill before the record after is written still leaves what was to be made known
+                write_app_record(app, str(created["id"]), intended)
             return created
         changed = {key: after.get(key) for key in change.changed_fields()}
         fields = _request_fields(changed)
@@ -170,6 +208,9 @@ class AppServerAgentHandler(ResourceHandler):
         if {"fleet", "tags"} & set(changed):
             fields["tags"] = _tags(after, current, session)
         return app.update_agent(str(change.id), fields, current_tags=current)
+
+    def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
+        write_app_record(app_of(session.client), str(session.id_of(change.address)), record)
 
 
 def _request_fields(values: Mapping[str, Any]) -> dict[str, Any]:

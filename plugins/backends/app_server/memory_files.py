@@ -5,6 +5,7 @@ out as the agent's memory already is: v2 `<label>.md` with `name`/`description` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
@@ -25,7 +26,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import agents_by_name
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
-from lettafleet.plugins.resources.agents import declared_agents
+from lettafleet.plugins.resources.agents import agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
 V1, V2 = "v1", "v2"
@@ -134,7 +135,27 @@ class MemoryFileHandler(ResourceHandler):
                         state={"agent_id": agent_id, "layout": layout},
                     )
 
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """The files the agents' records list and the fleet declares no more, as the agents have them now."""
+        agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
+        for placeholder in recorded:
+            agent = agents.get(str(placeholder.parent))
+            if agent is None or placeholder.id is None:
+                continue
+            files = memory_of(reader, str(agent["id"]))
+            entry = next((e for e in files if e.get("relative_path") == placeholder.id), None)
+            if entry is not None:
+                yield replace(
+                    placeholder,
+                    attributes={"value": entry.get("content") or "", "description": entry.get("description")},
+                    state={"agent_id": str(agent["id"]), "layout": layout_of(files)},
+                )
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None:
+            size = len(str(live.attributes.get("value") or ""))
+            holds = f"a memory file of {size} characters the agent may have written"
+            return replace(compare(None, live), sensitive=frozenset({"value"}), held="prune", detail=holds)
         if desired is None or live is None:
             return compare(desired, live)
         synced = [] if desired.attributes["agent_owned"] else ["value", "description"]
@@ -148,9 +169,10 @@ class MemoryFileHandler(ResourceHandler):
         if change.action is Action.DELETE:
             app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: remove {change.name}")
             return None
-        layout = change.state.get("layout") or layout_of(app.list_memory(str(agent_id)))
+        layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id))))
         values = {**(change.before or {}), **(change.after or {})}
-        _write(app, str(agent_id), change.name, values, str(layout))
+        _write(app, str(agent_id), change.name, values, layout)
+        session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
         return None
 
 
