@@ -99,9 +99,8 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
     files = files_of(app_server_client, made)
     assert files["persona.md"]["content"] == "I route tickets." and files["persona.md"]["description"] == "the persona"
     assert files["policies.md"]["content"] == "Refunds: 30 days: ask first."
-    assert app_server_client.read_memory_file(made["id"], "policies.md").startswith(
-        "---\nname: policies\ndescription: the policies\n---\n"
-    )
+    # Made by the server inside the agent's create request, in the layout it makes (it names the file itself).
+    assert app_server_client.read_memory_file(made["id"], "policies.md").startswith("---\nname: ")
 
     replanned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
     assert replanned.exit_code == 0, replanned.output
@@ -221,3 +220,27 @@ def test_a_block_taken_out_of_the_file_is_removed_with_prune_by_the_agents_recor
     assert pruned.exit_code == 0, pruned.output
     assert sorted(files_of(app_server_client, agent)) == ["MEMORY.md", "by-hand.md", "persona.md"]
     assert "No changes." in cli(app_server, "plan", "-f", str(one)).output
+
+
+def test_an_agent_made_by_0_32_gets_its_blocks_as_v1_memory_files_and_replans_no_changes(
+    app_server_v1_layout_url: str, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    url, suffix = app_server_v1_layout_url, uuid.uuid4().hex[:8]
+    name = f"as-v1-{suffix}"
+    fleet = fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=blocks_yaml(("policies", "Be kind.", False))))
+    with AppServerClient(url) as client:
+        client.connect_provider("openai-compatible", {"baseUrl": fake_llm.base_url, "apiKey": "sk-stand-in"})
+        try:
+            applied = cli(url, "apply", "-f", str(fleet), "--no-lock")
+            assert applied.exit_code == 0, applied.output
+            agent = by_name(client, suffix)[name]
+            files = files_of(client, agent)
+            assert files["system/policies.md"]["content"] == "Be kind."
+            assert "policies.md" not in files
+            assert client.read_memory_file(agent["id"], "system/policies.md").startswith(
+                "---\ndescription: the policies\n---\n"
+            )
+            assert "No changes." in cli(url, "plan", "-f", str(fleet)).output
+        finally:
+            for agent in by_name(client, suffix).values():
+                client.delete_agent(agent["id"])

@@ -196,8 +196,7 @@ class AppServerAgentHandler(ResourceHandler):
         after = change.after or {}
         if change.action is Action.CREATE:
             body = {"name": change.name, **_request_fields(after), "tags": _tags(after, [], session)}
-            created = app.create_agent(body)
-            session.record_id(change.address, str(created["id"]))
+            created = session.create_by(change, body, app.create_agent)  # new memory files ride along
             intended = session.intended_record(change.address)
             if intended:  # a kill before the record after is written still leaves what was to be made known
                 write_app_record(app, str(created["id"]), intended)

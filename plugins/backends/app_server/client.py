@@ -7,7 +7,9 @@ Types are those of Letta Code's `dist/types/types/protocol_v2.d.ts` (letta 0.34.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -97,6 +99,12 @@ class AppServerClient:
     def server_info(self) -> Frame:
         """Version, protocol version, backend and capabilities."""
         return self.call("app_server_info")
+
+    @functools.cached_property
+    def made_by(self) -> tuple[int, ...]:
+        """The server's Letta Code version as numbers, `(0, 34, 12)`: what it makes (a memory layout) hangs on it."""
+        said = str(self.server_info().get("letta_code_version") or "")
+        return tuple(int(part) for part in re.findall(r"\d+", said)[:3])
 
     # Agents ---------------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from lettafleet.core import (
     Problem,
     Resource,
     ResourceHandler,
+    RideAlongCheck,
     address_of,
     attributes,
     compare,
@@ -26,21 +27,25 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import agents_by_name
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
-from lettafleet.plugins.resources.agents import agent_address, declared_agents
+from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
 V1, V2 = "v1", "v2"
 INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
 SYSTEM_FOLDER = "system/"
 FILE_LIMIT = 20_000  # characters a v2 memory file may hold
+FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
 
 
-def layout_of(entries: Iterable[Mapping[str, Any]]) -> str:
-    """The agent's MemFS layout, from its files: v1 keeps blocks under `system/` and has no root index."""
+def layout_of(entries: Iterable[Mapping[str, Any]], made_by: tuple[int, ...]) -> str:
+    """The agent's MemFS layout, from its files: v1 keeps blocks under `system/` and has no root index. An agent
+    with no file at all says nothing: the layout is the one the server (Letta Code `made_by`) makes."""
     paths = {str(entry.get("relative_path")) for entry in entries}
-    if INDEX not in paths and any(path.startswith(SYSTEM_FOLDER) for path in paths):
+    if INDEX in paths:
+        return V2
+    if any(path.startswith(SYSTEM_FOLDER) for path in paths):
         return V1
-    return V2
+    return V1 if made_by < FIRST_V2 else V2
 
 
 def file_path(label: str, layout: str) -> str:
@@ -120,7 +125,7 @@ class MemoryFileHandler(ResourceHandler):
                 continue  # the agent is created by this plan: so are its files
             agent_id = str(found[0]["id"])
             files = memory_of(reader, agent_id)
-            layout = layout_of(files)
+            layout = layout_of(files, app_of(reader.client).made_by)
             by_path = {str(entry.get("relative_path")): entry for entry in files}
             for block in (block for block in desired if block.parent == parent):
                 entry = by_path.get(file_path(block.name, layout))
@@ -148,7 +153,7 @@ class MemoryFileHandler(ResourceHandler):
                 yield replace(
                     placeholder,
                     attributes={"value": entry.get("content") or "", "description": entry.get("description")},
-                    state={"agent_id": str(agent["id"]), "layout": layout_of(files)},
+                    state={"agent_id": str(agent["id"]), "layout": layout_of(files, app_of(reader.client).made_by)},
                 )
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
@@ -161,6 +166,30 @@ class MemoryFileHandler(ResourceHandler):
         synced = [] if desired.attributes["agent_owned"] else ["value", "description"]
         return compare(desired, live, synced)
 
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """A new agent's new blocks go in its `agent_create` (`memory_blocks`): the server writes each file in the
+        layout it makes, in the one commit that makes the agent."""
+        if parent.kind != AGENT or child.action is not Action.CREATE:
+            return None
+        after = child.after or {}
+        block = {"label": child.name, "value": after.get("value") or ""}
+        if after.get("description") is not None:
+            block["description"] = after["description"]
+        request.setdefault("memory_blocks", []).append(block)
+        app = app_of(session.client)
+
+        def landed(answer: Mapping[str, Any]) -> str | None:
+            files = app.list_memory(str(answer["id"]))
+            path = file_path(child.name, layout_of(files, app.made_by))
+            if not any(entry.get("relative_path") == path for entry in files):
+                return f"agent {parent.name} was created without its memory file {path}"
+            session.record_id(child.address, path)
+            return None
+
+        return landed
+
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app = app_of(session.client)
         agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
@@ -169,7 +198,7 @@ class MemoryFileHandler(ResourceHandler):
         if change.action is Action.DELETE:
             app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: remove {change.name}")
             return None
-        layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id))))
+        layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
         values = {**(change.before or {}), **(change.after or {})}
         _write(app, str(agent_id), change.name, values, layout)
         session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
