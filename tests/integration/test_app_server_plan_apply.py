@@ -79,6 +79,7 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
 ) -> None:
     names = [f"as-{role}-{suffix}" for role in ("triage", "billing", "refunds")]
     blocks = blocks_yaml(("persona", "I route tickets.", True), ("policies", "Refunds: 30 days: ask first.", False))
+    blocks += "    compaction_settings:\n      mode: sliding_window\n"
     fleet = fleet_file(tmp_path, f"as-{suffix}", *(agent_yaml(name, extra=blocks) for name in names))
 
     applied = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
@@ -90,6 +91,8 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
     assert sorted(live) == sorted(names)
     made = live[names[0]]
     assert made["system"] == f"You are {names[0]}." and made["model"] == MODEL and made["description"] == "helps"
+    assert made["compaction_settings"]["mode"] == "sliding_window"
+    assert made["model_settings"]["context_window_limit"] == 16000
     # Ownership rides on tags (the server drops metadata); the server's own tag stays.
     assert {"team-a", "managed_by:lettafleet", f"lettafleet-fleet:as-{suffix}", "git-memory-enabled"} <= set(
         made["tags"]

@@ -38,6 +38,7 @@ REQUEST_KEYS = {
     "system": "system",
     "model": "model",
     "context_window": "context_window_limit",
+    "compaction_settings": "compaction_settings",
 }
 # The agent's secret that holds the record of what the fleet made under it (docs/removing.md, "On the App Server").
 RECORD_SECRET = "LETTAFLEET_RECORD"
@@ -75,6 +76,7 @@ def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, 
         tags=sorted(agent.get("tags", [])) if "tags" in agent else None,
         model=llm["model"],
         context_window=llm.get("context_window"),
+        compaction_settings=dict(agent["compaction_settings"]) if "compaction_settings" in agent else None,
     )
 
 
@@ -87,6 +89,7 @@ def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
         "tags": _declarable_tags(tags),
         "model": agent.get("model"),
         "context_window": (agent.get("model_settings") or {}).get("context_window_limit"),
+        "compaction_settings": dict(agent.get("compaction_settings") or {}),
     }
 
 
@@ -186,7 +189,12 @@ class AppServerAgentHandler(ResourceHandler):
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is None and live is not None:
             return replace(compare(None, live), held="prune", detail="an agent holds its memory and messages")
-        return compare(desired, live)
+        if desired is None or live is None or "compaction_settings" not in desired.attributes:
+            return compare(desired, live)
+        # Of the compaction settings, only the keys the file names are compared: the server fills in the rest.
+        declared, held = desired.attributes["compaction_settings"], live.attributes.get("compaction_settings") or {}
+        seen = {**live.attributes, "compaction_settings": {key: held.get(key) for key in declared}}
+        return compare(desired, replace(live, attributes=seen))
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app = app_of(session.client)
@@ -214,13 +222,7 @@ class AppServerAgentHandler(ResourceHandler):
 
 def _request_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     """The `agent_create`/`agent_update` body fields for some agent attributes."""
-    names = {
-        "description": "description",
-        "system": "system",
-        "model": "model",
-        "context_window": "context_window_limit",
-    }
-    return {names[key]: value for key, value in values.items() if key in names and value is not None}
+    return {REQUEST_KEYS[key]: value for key, value in values.items() if key in REQUEST_KEYS and value is not None}
 
 
 def _tags(after: Mapping[str, Any], current: Sequence[str], session: ApplySession) -> list[str]:
