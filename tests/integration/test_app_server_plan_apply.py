@@ -4,6 +4,7 @@ backend's own handlers: what lands, what a second plan says, updates, `--prune`,
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,11 @@ def test_a_fleet_of_agents_applies_then_plans_no_changes_with_the_server_named(
     replanned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
     assert replanned.exit_code == 0, replanned.output
     assert "No changes." in replanned.output
+    again = cli(app_server, "apply", "-f", str(fleet), "--no-lock", "-v")
+    assert "No changes." in again.output
+    assert "Requests: " in again.stderr and all(
+        method == "GET" for method in re.findall(r"(\w+) \d+", again.stderr.split("Requests: ")[1].split("\n")[0])
+    ), again.stderr  # zero writes
 
 
 def test_a_changed_block_value_reaches_the_file_and_an_agent_owned_file_the_agent_edited_is_left(

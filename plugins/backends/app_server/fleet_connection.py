@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Self
 
 from lettafleet.core import Connection, LettaError, ServerInfo
-from lettafleet.core.letta.connection import RequestStats
 from lettafleet.core.letta.pacing import Pacer
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 
@@ -18,7 +17,7 @@ class AppServerConnection:
     def __init__(self, app: AppServerClient) -> None:
         self.app = app
         self.base_url = app.base_url
-        self.stats = RequestStats()
+        self.stats = app.stats
         self.pacer = Pacer()
         self._info: ServerInfo | None = None
 
