@@ -7,11 +7,9 @@ from collections.abc import Iterable
 
 from lettafleet.core import (
     Backend,
-    BackendError,
     Capabilities,
     Connection,
     Lacks,
-    LettaError,
     NoEffect,
     ServerSettings,
     hookimpl,
@@ -56,12 +54,9 @@ CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS)
 
 
 def connect(settings: ServerSettings) -> Connection:
-    """The App Server's client for the server the settings name: one WebSocket, opened here."""
-    try:
-        app = AppServerClient(settings.base_url, allow_insecure=settings.allow_insecure_http)
-    except LettaError as error:
-        raise BackendError(f"{error}; start it (`lettafleet dev-server up --app-server`) or check --base-url") from None
-    return AppServerConnection(app)
+    """The App Server's client for the server the settings name: one WebSocket, opened here (a server that is not
+    there is a LettaError saying so)."""
+    return AppServerConnection(AppServerClient(settings.base_url, allow_insecure=settings.allow_insecure_http))
 
 
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
