@@ -34,8 +34,8 @@ from pathlib import Path
 from fleet_benchmark import LETTAFLEET, REQUESTS, cleanup, cpu_seconds, server_processes, write_fleet
 
 from lettafleet.core.letta.connection import LettaAPIError
-from lettafleet.core.letta.reads import AGENTS, CONVERSATIONS
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS, CONVERSATIONS
 from lettafleet.plugins.devserver import supervisor
 from lettafleet.plugins.devserver.home import LETTA_VERSION
 

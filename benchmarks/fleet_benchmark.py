@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lettafleet.core.letta.connection import LettaAPIError
-from lettafleet.core.letta.reads import AGENTS, CONVERSATIONS
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS, CONVERSATIONS
 from lettafleet.plugins.devserver import supervisor
 from lettafleet.plugins.devserver.home import LETTA_VERSION, SERVER_TUNING
 

@@ -16,8 +16,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fleet_benchmark  # the server CPU counter
 
-from lettafleet.core.letta.reads import AGENT_PAGE, AGENTS, CONVERSATIONS, labelled
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from lettafleet.plugins.backends.letta_v1.reads import AGENT_PAGE, AGENTS, CONVERSATIONS, labelled
 from lettafleet.plugins.devserver import supervisor
 
 READS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -54,7 +54,7 @@ from lettafleet.core.engine.kinds import (
     string_list,
     text_source,
 )
-from lettafleet.core.engine.live import LiveReader
+from lettafleet.core.engine.live import AgentScope, LiveReader, PlainReads, PlanReads, Read
 from lettafleet.core.engine.locking import (
     FleetLock,
     HeldLock,
@@ -70,7 +70,7 @@ from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import FleetPlugins, PluginError, get_plugin_manager, resource_kinds
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.hookspecs import hookimpl
-from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError
+from lettafleet.core.letta.connection import Connection, LettaAPIError, LettaError, refuse_credential_in_the_clear
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.ownership import (
     FLEET_TAG,
@@ -88,19 +88,6 @@ from lettafleet.core.letta.ownership import (
     owner_named,
     read_record,
     with_record,
-)
-from lettafleet.core.letta.reads import (
-    AGENT_PAGE,
-    AGENT_RELATIONS,
-    AGENTS,
-    AGENTS_WITH_SECRETS,
-    AGENTS_WITH_TOOLS,
-    CONVERSATIONS,
-    Read,
-    blocks_labelled,
-    conversations_by_agent,
-    has_messages,
-    labelled,
 )
 from lettafleet.core.letta.retries import RetryPolicy
 from lettafleet.core.letta.server import ServerInfo
@@ -176,14 +163,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AGENTS",
-    "AGENTS_WITH_SECRETS",
-    "AGENTS_WITH_TOOLS",
-    "AGENT_PAGE",
-    "AGENT_RELATIONS",
     "COMMENT_BUDGET",
     "COMMENT_LIMIT",
-    "CONVERSATIONS",
     "DEFAULT_CONTEXT_THRESHOLD",
     "FLEET_TAG",
     "INTERRUPTED_EXIT",
@@ -195,6 +176,7 @@ __all__ = [
     "SUMMARY_BUDGET",
     "Action",
     "Adoption",
+    "AgentScope",
     "Ambiguity",
     "ApplyError",
     "ApplyReport",
@@ -229,8 +211,10 @@ __all__ = [
     "Note",
     "Owner",
     "PendingWrite",
+    "PlainReads",
     "Plan",
     "PlanOption",
+    "PlanReads",
     "PluginCommand",
     "PluginError",
     "Problem",
@@ -255,12 +239,10 @@ __all__ = [
     "applied_line",
     "apply_plan",
     "attributes",
-    "blocks_labelled",
     "boolean",
     "code_block",
     "compare",
     "context_threshold_option",
-    "conversations_by_agent",
     "created_with",
     "ctrl_c_stops",
     "default_lock_id",
@@ -273,7 +255,6 @@ __all__ = [
     "fleet_tagged",
     "from_bucket",
     "get_plugin_manager",
-    "has_messages",
     "held_lock",
     "hookimpl",
     "inline_code",
@@ -281,7 +262,6 @@ __all__ = [
     "is_managed",
     "is_ownership_tag",
     "is_tagged_managed",
-    "labelled",
     "load_fleet",
     "lock_store",
     "make_client",
@@ -298,6 +278,7 @@ __all__ = [
     "print_table",
     "public_url",
     "read_record",
+    "refuse_credential_in_the_clear",
     "refused",
     "release_at_once",
     "render_apply_json",

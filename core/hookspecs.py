@@ -63,7 +63,9 @@ def lettafleet_commands() -> Iterable[PluginCommand]:
 def lettafleet_plan_options() -> Iterable[PlanOption]:
     """Called when the CLI starts. Returns the options this plugin adds to `plan` and/or `apply` (each a click
     option, such as `--sample N`). Core parses them with the command's own and hands their values to every plugin
-    as `Fleet.options` (by the option's name); what they mean is the plugin's alone.
+    as `Fleet.options` (by the option's name); what they mean is the plugin's alone. An option may also refuse
+    combinations with the command's other options (`PlanOption.refuses`: a usage error) and shape the plan the
+    command makes (`PlanOption.reshapes`: a part of it, or changes held), as `--canary` does.
     """
 
 

@@ -33,7 +33,7 @@ from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.context_budget import with_context_warnings
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.fleet import Fleet
-from lettafleet.core.engine.kinds import ResourceKind
+from lettafleet.core.engine.kinds import PlanOption, ResourceKind
 from lettafleet.core.engine.live import EarlyReads
 from lettafleet.core.engine.model import Change, Plan
 from lettafleet.core.engine.planning import check_moves, desired_resources, plan_fleet, start_reading
@@ -231,18 +231,19 @@ def plan(
 ) -> None:
     """Show what apply would change on the server. Writes nothing."""
     manager = get_plugin_manager()
+    reshape = _plugin_options(manager, "plan")
     path = fleet_file or default_fleet_file()
     backend = manager.backend_for(base_url)
     with contextlib.ExitStack() as stack:
         if backend.holds_everything:  # nothing to refuse: the server works while the file is parsed
             client = stack.enter_context(make_client(base_url, manager))
-            early = start_reading(client, _text_of(path))
+            early = start_reading(client, _text_of(path), backend)
             fleet = load_fleet(path, manager, match=match, options=plugin_options)
         else:  # the file is checked against the backend before any connection
             fleet = _loaded_for(backend, path, manager, match, plugin_options)
             client, early = stack.enter_context(make_client(base_url, manager)), None
         the_plan = _planned(
-            fleet, client, manager, targets, scope, prune, context_threshold, backend=backend, early=early
+            fleet, client, manager, targets, scope, prune, context_threshold, reshape, backend=backend, early=early
         )
     _show_plan(the_plan, output, verbose, manager)
     if verbose:
@@ -324,6 +325,7 @@ def apply(
     it between changes (exit 130); a second Ctrl-C stops it at once.
     """
     manager = get_plugin_manager()
+    reshape = _plugin_options(manager, "apply")
     path = fleet_file or default_fleet_file()
     backend = manager.backend_for(base_url)
     fleet = _loaded_for(backend, path, manager, match, plugin_options)
@@ -338,7 +340,9 @@ def apply(
             lock = None
             if use_lock and not dry_run:
                 lock = stack.enter_context(apply_lock(base_url, fleet, lock_id, lock_timeout, stopping, manager))
-            the_plan = _planned(fleet, client, manager, targets, scope, prune, context_threshold, backend=backend)
+            the_plan = _planned(
+                fleet, client, manager, targets, scope, prune, context_threshold, reshape, backend=backend
+            )
             if reviewed_plan is not None:
                 _require_reviewed(the_plan, reviewed_plan)
             if dry_run or not the_plan.has_changes:
@@ -445,14 +449,16 @@ def _planned(
     scope: tuple[str, ...],
     prune: bool,
     context_threshold: float,
+    reshape: Callable[[Plan], Plan],
     *,
     backend: Backend,
     early: EarlyReads | None = None,
 ) -> Plan:
-    """The fleet's plan, narrowed to `scope` and then to `targets` when given (and said so on stderr), naming the
-    server's version and the project it was read in, with a warning for each agent whose memory and prompt it
-    would make take more than `context_threshold` percent of its context window."""
-    whole = plan_fleet(fleet, client, manager, prune=prune, early=early, backend=backend)
+    """The fleet's plan as plugins' options shape it (`reshape`), narrowed to `scope` and then to `targets` when
+    given (and said so on stderr), naming the server's version and the project it was read in, with a warning for
+    each agent whose memory and prompt it would make take more than `context_threshold` percent of its context
+    window."""
+    whole = reshape(plan_fleet(fleet, client, manager, prune=prune, early=early, backend=backend))
     server = client.server_info()
     whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
     part = whole.scoped(scope) if scope else whole
@@ -466,6 +472,27 @@ def _planned(
             err=True,
         )
     return with_context_warnings(part, manager.serving(backend), context_threshold / 100)
+
+
+def _plugin_options(manager: FleetPlugins, command: str) -> Callable[[Plan], Plan]:
+    """Check the options plugins add to `command` against the command's other parameters (a combination one
+    refuses is a usage error), and return how they shape its plan (`PlanOption.reshapes`)."""
+    context = click.get_current_context(silent=True)
+    params = dict(context.params) if context else {}
+    options: list[PlanOption] = [
+        option for group in manager.hook.lettafleet_plan_options() for option in group if command in option.commands
+    ]
+    for option in options:
+        reason = option.refuses(params) if option.refuses else None
+        if reason:
+            raise click.UsageError(reason)
+
+    def reshape(whole: Plan) -> Plan:
+        for option in options:
+            whole = option.reshapes(whole, params) if option.reshapes else whole
+        return whole
+
+    return reshape
 
 
 def _require_reviewed(the_plan: Plan, reviewed: Path) -> None:

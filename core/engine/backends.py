@@ -18,6 +18,7 @@ from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 
 if TYPE_CHECKING:
     from lettafleet.core.engine.handlers import ResourceHandler
+    from lettafleet.core.engine.live import PlanReads
     from lettafleet.core.engine.locking import LockStore
 
 
@@ -107,8 +108,8 @@ class Recompiler(Protocol):
 class Backend:
     """One way of talking to Letta servers, registered by a plugin (`lettafleet_backends`): its name as messages
     give it, the URL schemes it claims, how to open its client from the settings, its capability table, how it
-    recompiles conversations after an apply, where it keeps the apply lock, and the handlers it brings.
-    `connect` may raise `BackendError` for a backend whose commands are not there yet.
+    recompiles conversations after an apply, where it keeps the apply lock, how plans read its server, and the
+    handlers it brings. `connect` may raise `BackendError` for a backend whose commands are not there yet.
 
     `handlers`: None, the backend is planned with the handlers the kinds' plugins register (`lettafleet_kinds`:
     V1 REST's); a mapping, with its own handler for each kind it names and no other: a kind it does not name is
@@ -121,6 +122,7 @@ class Backend:
     capabilities: Capabilities = field(default_factory=Capabilities)
     recompiler: Recompiler | None = None  # None: its conversations need no recompile
     locks: Callable[[Connection], LockStore] | None = None  # where it keeps apply locks; None: it cannot
+    plan_reads: PlanReads | None = None  # how plans read its server at scale; None: each list as the client gives it
     handlers: Mapping[str, ResourceHandler] | None = None
 
     def __str__(self) -> str:

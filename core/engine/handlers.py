@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lettafleet.core.engine.live import Read
 from lettafleet.core.engine.model import Ambiguity, Change, Plan, Resource, compare
 from lettafleet.core.letta.ownership import Recorded
-from lettafleet.core.letta.reads import Read
 
 if TYPE_CHECKING:
     from lettafleet.core.engine.adopting import Adoption
@@ -56,7 +56,7 @@ class ResourceHandler:
     def agent_names(self, desired: Sequence[Resource]) -> Iterable[str]:
         """The names of the server's agents these desired resources are: the agent kind answers its declared
         agents' names. On a server holding many more agents than the fleet names, a plan reads only the agents
-        of these names and those carrying the fleet's ownership tag (core/letta/reads.py `AgentScope`)."""
+        of these names and those carrying the fleet's ownership tag (`AgentScope`)."""
         return ()
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:

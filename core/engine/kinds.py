@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lettafleet.core.engine.handlers import ResourceHandler
+    from lettafleet.core.engine.model import Plan
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,17 @@ class PluginCommand:
 @dataclass(frozen=True)
 class PlanOption:
     """A click option a plugin adds to the fleet commands named in `commands` (`plan`, `apply`). Its value reaches
-    plugins as `Fleet.options[option.name]`; an option not given has its default there."""
+    plugins as `Fleet.options[option.name]`; an option not given has its default there.
+
+    `refuses`, given every parameter of the command by name (core's, such as `scope`, `targets`, `match` and
+    `prune`, and every plugin's), says why this option cannot go with the others: a usage error, before the file is
+    read. `reshapes`, given the fleet's whole plan and those parameters, returns the plan this run makes of it (a
+    part of it, some changes held), before `--scope` and `--target` narrow it further."""
 
     option: Any
     commands: tuple[str, ...] = ("plan", "apply")
+    refuses: Callable[[Mapping[str, Any]], str | None] | None = None
+    reshapes: Callable[[Plan, Mapping[str, Any]], Plan] | None = None
 
 
 # Rules plugins combine into their schema fragments. strictyaml leaves every scalar a string, so numbers and

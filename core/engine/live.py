@@ -1,27 +1,66 @@
 """Reading the live server while planning: list calls shared between plugins, each sent once per plan, and, on a
-server holding many more agents than the fleet, narrowed to the fleet's agents (`AgentScope`)."""
+server holding many more agents than the fleet, narrowed to the fleet's agents (`AgentScope`), as the backend's
+`PlanReads` says how."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.ownership import Owner
-from lettafleet.core.letta.reads import (
-    AGENTS,
-    AGENTS_PATH,
-    CONVERSATIONS_PATH,
-    AgentScope,
-    Read,
-    compared,
-    oldest_first,
-    reads_every_agent,
-    whole,
-)
+
+# A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
+# the page size.
+Read = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AgentScope:
+    """The agents a plan reads instead of every agent on the server: those with the names the fleet declares
+    (whoever made them: duplicates and other fleets' agents of those names are still seen), and those carrying the
+    fleet's ownership tag, whatever their name (the agents a named fleet made and no longer declares)."""
+
+    names: frozenset[str]
+    tag: str | None = None
+
+
+class PlanReads(Protocol):
+    """How a backend's plans read its server (`Backend.plan_reads`): one list as a plan keeps it, the reads that
+    replace a whole collection's under a scope, whether a plan reads every agent, and that read."""
+
+    every_agent: Read  # read early, while the file is parsed, when the plan reads every agent
+
+    def read(self, connection: Connection, read: Read, *, short_page_ends: bool) -> list[dict[str, Any]]:
+        """Every item of the collection, each as a plan keeps it. `short_page_ends`: a short first page is all."""
+        ...
+
+    def narrowed(self, read: Read, scope: AgentScope, reader: LiveReader) -> list[Read] | None:
+        """The narrow reads that replace `read` under `scope` (None: `read` is not narrowed)."""
+        ...
+
+    def reads_every_agent(self, connection: Connection, agents_at_most: int) -> bool:
+        """Whether a plan of at most `agents_at_most` agents reads every agent rather than its scope's."""
+        ...
+
+
+class PlainReads:
+    """Reads for a backend that says nothing of them: each list as its client gives it, never narrowed."""
+
+    every_agent: Read = ("", {})
+
+    def read(self, connection: Connection, read: Read, *, short_page_ends: bool) -> list[dict[str, Any]]:
+        return connection.list_all(read[0], **read[1])
+
+    def narrowed(self, read: Read, scope: AgentScope, reader: LiveReader) -> list[Read] | None:
+        return None
+
+    def reads_every_agent(self, connection: Connection, agents_at_most: int) -> bool:
+        return True
 
 
 class LiveReader:
@@ -37,10 +76,12 @@ class LiveReader:
         *,
         owner: Owner | None = None,
         scope: AgentScope | None = None,
+        reads: PlanReads | None = None,
     ) -> None:
         self.client = client
         self.owner = owner or Owner()
         self.scope = scope
+        self.reads: PlanReads = reads or PlainReads()
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -71,17 +112,12 @@ class LiveReader:
         return rows
 
     def _listed(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        if self.scope is not None and whole((path, params), AGENTS_PATH):
-            return self._narrowly(self.scope.agent_reads(params), params)
-        if self.scope is not None and whole((path, params), CONVERSATIONS_PATH):
-            agents = self.list_all(AGENTS[0], **AGENTS[1])
-            return self._narrowly([(path, {**params, "agent_id": agent["id"]}) for agent in agents], params)
-        return self._read(path, params)
+        narrow = None if self.scope is None else self.reads.narrowed((path, params), self.scope, self)
+        return self._read(path, params) if narrow is None else self._narrowly(narrow, params)
 
     def _read(self, path: str, params: dict[str, Any], *, short_page_ends: bool = False) -> list[dict[str, Any]]:
-        """One list, its agents kept as a plan compares them (core/letta/reads.py `compared`)."""
-        trim = compared if path == AGENTS_PATH else None
-        return self.client.list_all(path, short_page_ends=short_page_ends, trim=trim, **params)
+        """One list, each item kept as a plan compares it (the backend's `PlanReads.read`)."""
+        return self.reads.read(self.client, (path, params), short_page_ends=short_page_ends)
 
     def _narrowly(self, reads: list[Read], params: dict[str, Any]) -> list[dict[str, Any]]:
         """The items of several narrow reads, sent together, each item once, in the order `params` asks for."""
@@ -105,6 +141,13 @@ class LiveReader:
             return self._cache[key]
 
 
+def oldest_first(items: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Items gathered by several reads, each once, in the order `params` asks (Letta's: created_at, then id)."""
+    unique = {item["id"]: item for item in items}
+    ordered = sorted(unique.values(), key=lambda item: (str(item.get("created_at") or ""), item["id"]))
+    return ordered[::-1] if params.get("order") == "desc" else ordered
+
+
 def _frozen(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((key, tuple(value) if isinstance(value, list) else value) for key, value in params.items()))
 
@@ -115,8 +158,8 @@ class EarlyReads:
     (`agents_at_most`, an upper bound of its agents), every agent. Threads that never hold a process open: a file
     that turns out invalid exits at once."""
 
-    def __init__(self, client: Connection, agents_at_most: int) -> None:
-        self.reader = LiveReader(client)
+    def __init__(self, client: Connection, agents_at_most: int, reads: PlanReads | None = None) -> None:
+        self.reader = LiveReader(client, reads=reads)
         self.every_agent = True
         self._decided = threading.Event()
         threading.Thread(target=self._start, args=(agents_at_most,), name="lettafleet-early", daemon=True).start()
@@ -132,13 +175,14 @@ class EarlyReads:
 
     def _start(self, agents_at_most: int) -> None:
         try:
-            self.every_agent = reads_every_agent(self.reader.client, agents_at_most)
+            self.every_agent = self.reader.reads.reads_every_agent(self.reader.client, agents_at_most)
         except Exception:  # the client closed under it (the file was invalid): nothing to read for
             self.every_agent = True
         finally:
             self._decided.set()
-        if self.every_agent:
+        path, params = self.reader.reads.every_agent
+        if self.every_agent and path:
             # Whatever goes wrong here, the plan reads it again and reports what the server says; a file found
             # invalid closes the client under this read.
             with contextlib.suppress(Exception):
-                self.reader.list_all(AGENTS[0], **AGENTS[1])
+                self.reader.list_all(path, **params)

@@ -332,7 +332,7 @@ class Plan:
                 f"like {', '.join(c.address for c in self.changes[:3]) or '(none: the fleet is empty)'}; "
                 "`lettafleet plan -v -o json` lists them all."
             )
-        return self._narrowed(
+        return self.narrowed(
             change.address
             for change in self.changes
             if any(fnmatch.fnmatchcase(change.address, pattern) for pattern in patterns)
@@ -354,9 +354,9 @@ class Plan:
                 f"The tags its agents have: {', '.join(known) or '(none)'}. Name tags they all carry (AND)."
             )
         fleet_level = [c.address for c in self.changes if c.parent is None and c.tags is None and not c.removes]
-        return self._narrowed([*matched, *fleet_level])
+        return self.narrowed([*matched, *fleet_level])
 
-    def _narrowed(self, addresses: Iterable[str]) -> Plan:
+    def narrowed(self, addresses: Iterable[str]) -> Plan:
         """The plan of the changes at `addresses`, everything inside them, and what those need (parents,
         dependencies), each with its own changes and ambiguities."""
         by_address = self.by_address()
@@ -368,11 +368,18 @@ class Plan:
                 if needed in by_address and needed not in chosen:
                     chosen.add(needed)
                     pending.append(needed)
+        return self.with_changes(
+            (c for c in self.changes if c.address in chosen), (a for a in self.ambiguities if a.address in chosen)
+        )
+
+    def with_changes(self, changes: Iterable[Change], ambiguities: Iterable[Ambiguity] | None = None) -> Plan:
+        """The same fleet's plan on the same server with these changes (and these ambiguities, else its own):
+        what a plugin's option makes of the plan (`PlanOption.reshapes`)."""
         return Plan.build(
             self.fleet,
             self.server,
-            (c for c in self.changes if c.address in chosen),
-            (a for a in self.ambiguities if a.address in chosen),
+            changes,
+            self.ambiguities if ambiguities is None else ambiguities,
             hash_key=self.hash_key,
             owner=self.owner,
         )

@@ -65,7 +65,7 @@ def plan_fleet(
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)
     names = frozenset(_agent_names(fleet, desired, manager))
-    reader = (early or EarlyReads(client, len(names))).scoped(Owner(fleet.name), names)
+    reader = (early or EarlyReads(client, len(names), backend.plan_reads)).scoped(Owner(fleet.name), names)
     reader.prefetch(
         *{
             (path, _frozen_params(params)): (path, params)
@@ -100,10 +100,11 @@ def plan_fleet(
     )
 
 
-def start_reading(client: Connection, fleet_text: str) -> EarlyReads:
-    """Start a plan's first reads before its fleet file is parsed. Every agent has a `name:` key, so their count in
-    the file's text bounds the agents it declares. Only for a plan: an apply reads after it holds its lock."""
-    return EarlyReads(client, len(NAME_KEY.findall(fleet_text)))
+def start_reading(client: Connection, fleet_text: str, backend: Backend) -> EarlyReads:
+    """Start a plan's first reads before its fleet file is parsed, as `backend` reads. Every agent has a `name:`
+    key, so their count in the file's text bounds the agents it declares. Only for a plan: an apply reads after
+    it holds its lock."""
+    return EarlyReads(client, len(NAME_KEY.findall(fleet_text)), backend.plan_reads)
 
 
 def _agent_names(fleet: Fleet, desired: Sequence[Resource], manager: FleetPlugins) -> list[str]:

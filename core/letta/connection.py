@@ -1,11 +1,14 @@
-"""What core asks of a backend's client, whatever protocol it speaks (`Connection`), the requests it counts, and the
-errors every backend raises: a failure talking to a Letta server, and the server's refusal of one request."""
+"""What core asks of a backend's client, whatever protocol it speaks (`Connection`), the requests it counts, the
+errors every backend raises (a failure talking to a Letta server, the server's refusal of one request), and the
+rule every client applies before it sends a credential."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections import Counter
 from typing import Any, Protocol, Self
+from urllib.parse import urlsplit
 
 from lettafleet.core.letta.pacing import Pacer
 from lettafleet.core.letta.server import ServerInfo
@@ -81,3 +84,33 @@ class Connection(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+# Each scheme that carries a credential unencrypted, with the one that would encrypt it.
+_ENCRYPTED_SCHEME = {"http": "https", "ws": "wss"}
+
+
+def refuse_credential_in_the_clear(url: str, credential: str, allow_insecure: bool) -> None:
+    """Stop before `credential` travels unencrypted (http://, ws://) to a host that is not this machine: the one
+    rule every client of lettafleet's, whatever its protocol, applies before it sends a key."""
+    parts = urlsplit(url)
+    encrypted = _ENCRYPTED_SCHEME.get(parts.scheme)
+    if encrypted is None or allow_insecure or _is_loopback(parts.hostname):
+        return
+    raise LettaError(
+        f"refusing to send {credential} over plain {parts.scheme} to {parts.hostname}: anyone on the way can read "
+        f"it. Use {'an' if encrypted == 'https' else 'a'} {encrypted}:// URL, or, on a network you trust, pass "
+        "--allow-insecure-http (env LETTA_ALLOW_INSECURE_HTTP=1)."
+    )
+
+
+def _is_loopback(host: str | None) -> bool:
+    """This machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

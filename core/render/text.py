@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,11 +124,7 @@ def closing_line(plan: Plan, kinds: Mapping[str, ResourceKind]) -> str:
         text += f"\nDrift: {drift} difference(s) apply cannot fix in place (marked [!] above)."
     held = [change for change in plan.changes if change.held]
     if held:
-        pruned = sum(1 for change in held if change.held == "prune")
-        text += (
-            f"\nHeld: {len(held)} removal(s) planned and not applied (marked held above): "
-            f"{pruned} need --prune (or `prune: true`), {len(held) - pruned} are protected."
-        )
+        text += "\n" + _held_line(held)
     if plan.ambiguities:
         text += (
             f"\nAmbiguous: {len(plan.ambiguities)} resource(s) match more than one on the server (marked "
@@ -156,6 +153,17 @@ def _what_next(report: ApplyReport) -> str:
     if report.failed:
         return "Fix the cause and run apply again: it picks up where this one stopped."
     return "Run apply again: it recompiles them (their records say a recompile is owed)."
+
+
+def _held_line(held: list[Change]) -> str:
+    """`Held: 2 removal(s) planned and not applied ...: 1 need --prune (or `prune: true`), 1 are protected`; a
+    change held for another reason a plugin gave (`Change.held`) is counted with that reason."""
+    reasons = Counter(change.held for change in held)
+    pruned, protected = reasons.pop("prune", 0), reasons.pop("protect", 0)
+    parts = [f"{pruned} need --prune (or `prune: true`)", f"{protected} are protected"] if pruned or protected else []
+    parts += [f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda item: str(item[0]))]
+    noun = "change(s)" if reasons else "removal(s)"
+    return f"Held: {len(held)} {noun} planned and not applied (marked held above): {', '.join(parts)}."
 
 
 def _tally(

@@ -74,8 +74,9 @@ def adopt(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file, manager)
     declared = {agent.name for agent in declared_agents(fleet)}
-    with make_client(base_url) as client:
-        reader = LiveReader(client, owner=Owner(fleet.name))  # the marks carry the fleet's name, as apply's do
+    with make_client(base_url, manager) as client:
+        # the marks carry the fleet's name, as apply's do
+        reader = LiveReader(client, owner=Owner(fleet.name), reads=manager.backend_for(base_url).plan_reads)
         try:
             live = agents_named(reader)
             chosen = chosen_agents(live, names, wanted)

@@ -10,7 +10,6 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
-    AGENT_RELATIONS,
     PREVIEW_WIDTH,
     Column,
     LettaAPIError,
@@ -29,8 +28,10 @@ from lettafleet.core import (
     short_date,
     to_yaml,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENT_RELATIONS
 from lettafleet.plugins.commands.agent_lookup import find_agent
 from lettafleet.plugins.resources.agent_removal import AgentRemoval, plan_agent_removal, remove_agent
+from lettafleet.plugins.resources.canary import DEFAULT_PREFIX, copy_of
 
 # ---------------------------------------------------------------------------------------------- agent records
 
@@ -55,6 +56,7 @@ def agent_summary(agent: Mapping[str, Any]) -> dict[str, Any]:
         "tags": sorted(agent.get("tags") or []),
         "blocks": [block.get("label") for block in agent.get("blocks") or []],
         "managed_by_lettafleet": is_managed(agent),
+        "canary_of": copy_of(agent),  # the agent this is a canary copy of (`apply --canary`), or None
         "created_at": agent.get("created_at"),
     }
 
@@ -70,32 +72,39 @@ AGENT_COLUMNS = (
 
 
 @click.command("agents")
+@click.option("--canary", is_flag=True, help="Only the canary copies `apply --canary` made (docs/canary.md).")
 @server_options
 @output_option("table", "json", "yaml")
 @reports_errors
-def get_agents(base_url: str, output: str) -> None:
+def get_agents(canary: bool, base_url: str, output: str) -> None:
     """List every agent on the server: name, id, model, number of blocks, tags, creation date."""
     with make_client(base_url) as client:
         agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
+    if canary:
+        agents = [agent for agent in agents if copy_of(agent)]
+    none = "No canary copies" if canary else "No agents"
     print_records(
         [agent_summary(agent) for agent in agents],
         AGENT_COLUMNS,
         output,
-        empty=f"No agents on {client.base_url}. Create some with `lettafleet apply -f fleet.yaml`.",
+        empty=f"{none} on {client.base_url}. Create some with `lettafleet apply -f fleet.yaml{' --canary' * canary}`.",
     )
 
 
 @click.command("agent")
 @click.argument("agent")
+@click.option("--canary", is_flag=True, help="Describe AGENT's canary copy (`apply --canary`), CANARY-AGENT.")
+@click.option("--canary-prefix", metavar="PREFIX", default=DEFAULT_PREFIX, help="With --canary: the copies' prefix.")
 @server_options
 @output_option("text", "json", "yaml")
 @reports_errors
-def describe_agent(agent: str, base_url: str, output: str) -> None:
+def describe_agent(agent: str, canary: bool, canary_prefix: str, base_url: str, output: str) -> None:
     """Show one agent in detail: model, system prompt, memory blocks, tools, secret names (never their values) and
     its number of conversations.
 
     AGENT is the agent's name or id (agent-...).
     """
+    agent = f"{canary_prefix}{agent}" if canary else agent
     with make_client(base_url) as client:
         found = find_agent(client, agent)  # no `include`: Letta returns every relation (blocks and tools)
         conversations = client.list_all("/v1/conversations/", agent_id=found["id"])
@@ -130,6 +139,7 @@ def describe_agent(agent: str, base_url: str, output: str) -> None:
             ("Agent type", record["agent_type"]),
             ("Tags", record["tags"]),
             ("Managed by lettafleet", "yes" if record["managed_by_lettafleet"] else "no"),
+            *([("Canary copy of", record["canary_of"])] if record["canary_of"] else []),
             ("Created", short_date(record["created_at"])),
             ("Updated", short_date(record["updated_at"])),
             ("Conversations", record["conversations"]),

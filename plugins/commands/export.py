@@ -76,8 +76,8 @@ def export(
     if not names and not wanted:
         raise ExportError("name the agents to export (globs allowed, '*' for every agent), or give --tags")
     manager = get_plugin_manager()
-    with make_client(base_url) as client:
-        reader = LiveReader(client)
+    with make_client(base_url, manager) as client:
+        reader = LiveReader(client, reads=manager.backend_for(base_url).plan_reads)
         try:
             live = agents_named(reader)
             chosen = chosen_agents(live, names, wanted)

@@ -12,7 +12,6 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
-    AGENTS,
     Column,
     Connection,
     PluginCommand,
@@ -25,6 +24,7 @@ from lettafleet.core import (
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.commands.agent_lookup import NotFoundError, find_agent
 from lettafleet.plugins.commands.export import wanted_tags
 from lettafleet.plugins.resources.compiled_memory import compiled_memory_characters

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     PROTECT_KEY,
     Action,
     Adoption,
@@ -54,7 +53,9 @@ from lettafleet.core import (
     text_source,
     with_record,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_removal, remove_agent
+from lettafleet.plugins.resources.canary import CANARY_KEY, Canary, copy_of
 from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
 
 AGENT = "agent"
@@ -110,6 +111,7 @@ class DeclaredAgent:
 
     index: int
     data: Mapping[str, Any]
+    canary_of: str | None = None  # with `--canary`: the name of the agent this is a copy of
 
     @property
     def name(self) -> str:
@@ -127,11 +129,25 @@ class DeclaredAgent:
 
 def declared_agents(fleet: Fleet) -> Iterator[DeclaredAgent]:
     """Every agent the fleet declares, in file order. In lettactl's template mode (`--match`, `Fleet.match`) the
-    first agent of the file is a template (plugins/resources/templates.py), not an agent."""
+    first agent of the file is a template (plugins/resources/templates.py), not an agent. A canary deploy
+    (`--canary`) declares each as its copy, `CANARY-NAME`, with all it holds: its first message is not sent."""
+    canary = Canary.from_options(fleet.options)
     for index, agent in enumerate(fleet.data.get("agents") or ()):
         if index == 0 and fleet.match is not None:
             continue
-        yield DeclaredAgent(index, agent)
+        if canary.deploys:
+            yield DeclaredAgent(index, _canary_copy(agent, canary), canary_of=agent["name"])
+        else:
+            yield DeclaredAgent(index, agent)
+
+
+def _canary_copy(agent: Mapping[str, Any], canary: Canary) -> dict[str, Any]:
+    """A declared agent as its canary copy: named with the prefix, never protected (nor its blocks: `--cleanup`
+    deletes it whole), and no first message sent."""
+    copy = {key: value for key, value in agent.items() if key not in ("first_message", "protect")}
+    if "memory_blocks" in agent:
+        copy["memory_blocks"] = [{**block, "protect": False} for block in agent["memory_blocks"]]
+    return {**copy, "name": canary.copy_name(agent["name"])}
 
 
 def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict[str, Any]]]:
@@ -409,13 +425,15 @@ class AgentHandler(ResourceHandler):
     records_children = True
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        canary = Canary.from_options(fleet.options)
         for agent in declared_agents(fleet):
             yield Resource(
                 address=agent.address,
                 kind=AGENT,
                 name=agent.name,
-                attributes=_desired_attributes(fleet, agent.data),
+                attributes={**_desired_attributes(fleet, agent.data), **attributes(canary_of=agent.canary_of)},
                 source=agent.at,
+                state={"canary": canary},
                 sensitive=frozenset({"system"}) if agent.data["system_prompt"].get("sensitive") else frozenset(),
                 protected=bool(agent.data.get("protect")),
                 tags=frozenset(agent.data.get("tags", [])),
@@ -446,25 +464,39 @@ class AgentHandler(ResourceHandler):
         return [AGENTS]  # also with nothing declared: a named fleet's agents may all have been removed
 
     def agent_names(self, desired: Sequence[Resource]) -> Iterable[str]:
-        return [resource.name for resource in desired]
+        """The declared agents' names, and with `--cleanup` their copies' too."""
+        canary = _canary_of_run(desired)
+        return [
+            name
+            for resource in desired
+            for name in (resource.name, *([canary.copy_name(resource.name)] if canary.cleans else []))
+        ]
 
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         wanted = {resource.name for resource in desired}
+        canary = _canary_of_run(desired)
         named = agents_named(reader)
         for name, agents in named.items():
             if name in wanted:
                 yield _live_agent(agents[0])
                 yield from _copies(reader, name, agents)
-            elif reader.owner.named and reader.owner.owns(agents[0]):
+            elif not reader.owner.owns(agents[0]):
+                continue
+            elif copy_of(agents[0]) is not None:
+                if _cleaned_up(agents[0], canary, reader.owner, wanted):
+                    yield _live_agent(agents[0])  # a canary copy `--cleanup` deletes
+            elif reader.owner.named and not canary.deploys:
                 yield _live_agent(agents[0])  # the fleet made it and declares it no more: a removal
-        if reader.scope is not None and _marked_before_tags(reader, named):
+        if reader.scope is not None and not canary.deploys and _marked_before_tags(reader, named):
             yield from _untagged_removals(reader, set(named))
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if live is not None and COPY_MARK in live.address:
             return _copy_removal(live)
+        if desired is None and live is not None and CANARY_KEY in live.state:
+            return compare(None, live, detail=f"a canary copy of agent {live.state[CANARY_KEY]} (--cleanup)")
         if desired is None and live is not None:
             return replace(compare(None, live), held="prune", detail="an agent holds its memory and messages")
         if desired is None or live is None:
@@ -498,7 +530,7 @@ class AgentHandler(ResourceHandler):
             return created
         changed = {key: after.get(key) for key in change.changed_fields()}
         fields = _request_fields(changed, context=after)
-        if {"fleet", "protect"} & set(changed):
+        if {"fleet", "protect", CANARY_KEY} & set(changed):
             fields["metadata"] = _marks(change, session)
         if {"fleet", "tags"} & set(changed):
             fields["tags"] = _tags(change, session)
@@ -664,11 +696,12 @@ def _same_name(name: str, agents: list[dict[str, Any]]) -> Ambiguity:
 def _live_agent(agent: Mapping[str, Any]) -> Resource:
     """An agent as plans compare it, with its record, its protection and its metadata (kept by every write)."""
     name = str(agent["name"])
+    original = copy_of(agent)
     return Resource(
         agent_address(name),
         AGENT,
         name,
-        _live_attributes(agent),
+        {**_live_attributes(agent), **attributes(canary_of=original)},
         id=agent["id"],
         protected=_protected(agent),
         record=read_record(agent),
@@ -676,9 +709,27 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
             "metadata": dict(agent.get("metadata") or {}),
             "tags": _own_tags(agent),
             "memory_characters": compiled_memory_characters(agent.get("blocks") or []),
+            **({CANARY_KEY: original} if original else {}),
         },
         tags=frozenset(_own_tags(agent)),
         marked_by=fleet_of(agent),
+    )
+
+
+def _canary_of_run(desired: Sequence[Resource]) -> Canary:
+    """What this run does with canary copies, as the declared agents carry it (none declared: a plain run)."""
+    return next((resource.state["canary"] for resource in desired if "canary" in resource.state), Canary())
+
+
+def _cleaned_up(agent: Mapping[str, Any], canary: Canary, owner: Owner, declared: set[str]) -> bool:
+    """Whether `--cleanup` deletes this canary copy the fleet made: one named with the run's prefix, of any agent
+    for a named fleet, of an agent it declares for a fleet without a name (whose marks another such fleet shares)."""
+    original = copy_of(agent)
+    return (
+        canary.cleans
+        and original is not None
+        and agent["name"] == canary.copy_name(original)
+        and (owner.named or original in declared)
     )
 
 
@@ -692,7 +743,11 @@ def _marks(change: Change, session: ApplySession) -> dict[str, Any]:
     created = session.created_metadata(change.address)
     metadata = dict(created or change.state.get("metadata") or {})
     metadata.pop(PROTECT_KEY, None)
-    marks = session.owner.metadata(**({PROTECT_KEY: True} if (change.after or {}).get("protect") else {}))
+    after = change.after or {}
+    marks = session.owner.metadata(
+        **({PROTECT_KEY: True} if after.get("protect") else {}),
+        **({CANARY_KEY: after[CANARY_KEY]} if after.get(CANARY_KEY) else {}),
+    )
     return {**metadata, **marks}
 
 
@@ -715,7 +770,7 @@ def _untagged_removals(reader: LiveReader, seen: set[str]) -> Iterator[Resource]
             found.setdefault(agent["name"], []).append(agent)
     for agents in found.values():
         first = meant_first(agents, reader.owner)[0]
-        if reader.owner.owns(first):
+        if reader.owner.owns(first) and copy_of(first) is None:
             yield _live_agent(first)
 
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     Action,
     ApplySession,
     Change,
@@ -35,6 +34,7 @@ from lettafleet.core import (
     read_record,
     string,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.resources.agents import EMBEDDING_CONFIG, agent_address, declared_agents, live_agents
 
 ARCHIVE = "archive"

@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     PROTECT_KEY,
     Action,
     Adoption,
@@ -35,22 +34,20 @@ from lettafleet.core import (
     SchemaFragment,
     address_of,
     attributes,
-    blocks_labelled,
     boolean,
     compare,
-    conversations_by_agent,
     created_with,
     exported_text_source,
     fleet_of,
     hookimpl,
     integer,
     is_managed,
-    labelled,
     mapping_list,
     string,
     string_list,
     text_source,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS, blocks_labelled, conversations_by_agent, labelled
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, described, live_agents
 from lettafleet.plugins.resources.compiled_memory import compiled_block_characters
 

@@ -11,8 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
-    CONVERSATIONS,
     Action,
     Ambiguity,
     ApplyError,
@@ -31,17 +29,21 @@ from lettafleet.core import (
     ResourceKind,
     SchemaFragment,
     address_of,
-    blocks_labelled,
     boolean,
     compare,
-    conversations_by_agent,
-    has_messages,
     hookimpl,
     mapping_list,
     read_record,
     string,
 )
 from lettafleet.plugins.backends.letta_v1.conversations import remove_half_created
+from lettafleet.plugins.backends.letta_v1.reads import (
+    AGENTS,
+    CONVERSATIONS,
+    blocks_labelled,
+    conversations_by_agent,
+    has_messages,
+)
 from lettafleet.plugins.commands.histories import count_messages
 from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 

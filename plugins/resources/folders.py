@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENT_PAGE,
     Action,
     ApplyError,
     ApplySession,
@@ -42,6 +41,7 @@ from lettafleet.core import (
     string_list,
 )
 from lettafleet.plugins.backends.letta_v1 import v1_client
+from lettafleet.plugins.backends.letta_v1.reads import AGENT_PAGE
 from lettafleet.plugins.resources.agents import DeclaredAgent, agent_address, declared_agents, live_agents
 
 FOLDER = "folder"

@@ -13,8 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
-    CONVERSATIONS,
     Action,
     ApplyError,
     ApplySession,
@@ -30,12 +28,11 @@ from lettafleet.core import (
     SchemaFragment,
     address_of,
     compare,
-    conversations_by_agent,
     hookimpl,
-    labelled,
     string_list,
 )
 from lettafleet.plugins.backends.letta_v1.conversations import ISOLATED_LABELS, lacks_isolated_copies
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS, CONVERSATIONS, conversations_by_agent, labelled
 from lettafleet.plugins.backends.letta_v1.server import ISOLATED_BLOCKS_REMOVED, isolated_blocks_missing
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 from lettafleet.plugins.resources.conversations import (

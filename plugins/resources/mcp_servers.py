@@ -20,7 +20,6 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS_WITH_TOOLS,
     Action,
     ApplyError,
     ApplySession,
@@ -42,6 +41,7 @@ from lettafleet.core import (
     string,
     string_list,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS_WITH_TOOLS
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 
 SERVER = "mcp_server"

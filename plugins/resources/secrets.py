@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS_WITH_SECRETS,
     ApplyError,
     ApplySession,
     Change,
@@ -40,6 +39,7 @@ from lettafleet.core import (
     string,
 )
 from lettafleet.core import secret as holding_secrets  # `secret` names a declared secret here
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS_WITH_SECRETS
 from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
 
 KIND = "secret"

@@ -21,6 +21,7 @@ from lettafleet.core import PlanOption, Problem
 
 SAMPLE_OPTION = "sample"
 PROMOTE_OPTION = "promote"
+CANARY_OPTION = "canary"  # `--canary --promote` promotes canary copies (plugins/resources/canary.py), no template
 BATCH_OPTION = "batch_size"
 DEFAULT_BATCH_SIZE = 100
 SHOWN_SAMPLE = 50  # sampled agents named in the text plan; the JSON plan names every one
@@ -40,7 +41,7 @@ class Rollout:
     def from_options(cls, options: Mapping[str, Any]) -> Rollout:
         return cls(
             options.get(SAMPLE_OPTION),
-            bool(options.get(PROMOTE_OPTION)),
+            bool(options.get(PROMOTE_OPTION)) and not options.get(CANARY_OPTION),
             int(options.get(BATCH_OPTION) or DEFAULT_BATCH_SIZE),
         )
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS,
     Action,
     ApplySession,
     Change,
@@ -47,6 +46,7 @@ from lettafleet.core import (
     string_list,
     text_source,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.resources.agents import AGENT, ENDPOINT_FIELDS, NAME_PATTERN
 from lettafleet.plugins.resources.blocks import SHARED, shared_by
 from lettafleet.plugins.resources.template_rollout import (

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lettafleet.core import (
-    AGENTS_WITH_TOOLS,
     FLEET_TAG,
     MANAGED_TAG,
     MAX_REFERENCED_FILE_BYTES,
@@ -53,6 +52,7 @@ from lettafleet.core import (
     read_record,
     string,
 )
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS_WITH_TOOLS
 from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
 
 KIND = "tool"

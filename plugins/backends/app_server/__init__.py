@@ -1,1 +1,2 @@
-"""Letta Code's App Server (Protocol V2 over one WebSocket), over ws:// and wss://."""
+"""The Letta App Server backend (ws://, wss://): its Protocol V2 client over one WebSocket, its capability table
+and the handlers of the kinds it holds."""

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from lettafleet.core import LettaError, SecretMasker, public_url
+from lettafleet.core import LettaError, SecretMasker, public_url, refuse_credential_in_the_clear
 from lettafleet.core.letta.connection import RequestStats
 from lettafleet.plugins.backends.app_server.connection import (
     CONNECT_TIMEOUT_S,
@@ -26,7 +26,6 @@ from lettafleet.plugins.backends.app_server.connection import (
     Connection,
     Frame,
 )
-from lettafleet.plugins.backends.letta_v1.client import refuse_credential_in_the_clear
 
 AGENT_PAGE = 20  # the server's page size; asking for more is not promised to work
 CONVERSATION_PAGE = 50

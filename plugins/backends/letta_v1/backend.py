@@ -9,6 +9,7 @@ from lettafleet.core import Backend, ServerSettings, hookimpl
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.backends.letta_v1.conversations import V1Recompiler
 from lettafleet.plugins.backends.letta_v1.locks import IdentityLocks
+from lettafleet.plugins.backends.letta_v1.reads import V1PlanReads
 
 NAME = "Letta V1 REST"
 
@@ -26,4 +27,8 @@ def connect(settings: ServerSettings) -> LettaClient:
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("http", "https"), connect, recompiler=V1Recompiler(), locks=IdentityLocks)]
+    return [
+        Backend(
+            NAME, ("http", "https"), connect, recompiler=V1Recompiler(), locks=IdentityLocks, plan_reads=V1PlanReads()
+        )
+    ]

@@ -9,7 +9,6 @@ plain http to a host that is not this machine unless the caller allows it.
 from __future__ import annotations
 
 import ast
-import ipaddress
 import os
 import re
 import threading
@@ -21,7 +20,13 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from lettafleet.core.letta.connection import LettaAPIError, LettaConnectionError, LettaError, RequestStats
+from lettafleet.core.letta.connection import (
+    LettaAPIError,
+    LettaConnectionError,
+    LettaError,
+    RequestStats,
+    refuse_credential_in_the_clear,
+)
 from lettafleet.core.letta.masking import SecretMasker, public_url
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE, Pacer, PacingGaveUp
 from lettafleet.core.letta.retries import RETRY_BUDGET, RetryPolicy
@@ -291,36 +296,6 @@ def _check_base_url(url: str, api_key: str | None, url_auth: tuple[str, str] | N
     if api_key or url_auth:
         credential = "LETTA_API_KEY" if api_key else "the password in the base URL"
         refuse_credential_in_the_clear(url, credential, allow_insecure_http)
-
-
-# Each scheme that carries a credential unencrypted, with the one that would encrypt it.
-_ENCRYPTED_SCHEME = {"http": "https", "ws": "wss"}
-
-
-def refuse_credential_in_the_clear(url: str, credential: str, allow_insecure: bool) -> None:
-    """Stop before `credential` travels unencrypted (http://, ws://) to a host that is not this machine: the one
-    rule every client of lettafleet's, whatever its protocol, applies before it sends a key."""
-    parts = urlsplit(url)
-    encrypted = _ENCRYPTED_SCHEME.get(parts.scheme)
-    if encrypted is None or allow_insecure or _is_loopback(parts.hostname):
-        return
-    raise LettaError(
-        f"refusing to send {credential} over plain {parts.scheme} to {parts.hostname}: anyone on the way can read "
-        f"it. Use {'an' if encrypted == 'https' else 'a'} {encrypted}:// URL, or, on a network you trust, pass "
-        "--allow-insecure-http (env LETTA_ALLOW_INSECURE_HTTP=1)."
-    )
-
-
-def _is_loopback(host: str | None) -> bool:
-    """This machine: localhost, 127.0.0.0/8 or ::1."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _error_detail(response: httpx.Response) -> str:

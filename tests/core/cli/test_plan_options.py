@@ -51,3 +51,56 @@ def test_a_plugins_option_is_parsed_by_plan_and_apply_and_reaches_the_plugins(ca
     assert "--careful" in helped.output and "Be careful." in helped.output
     assert given.exit_code == 1
     assert f"{tmp_path / 'fleet.yaml'}:1:1: careful is True" in given.stderr
+
+
+class Quiet:
+    """A throwaway plugin: `--quiet-plan` empties the plan (`reshapes`) and refuses to go with --scope (`refuses`)."""
+
+    @hookimpl
+    def lettafleet_plan_options(self):
+        def refuses(params):
+            return "--quiet-plan cannot go with --scope" if params["quiet_plan"] and params["scope"] else None
+
+        def reshapes(plan, params):
+            return plan.with_changes([]) if params["quiet_plan"] else plan
+
+        option = click.Option(["--quiet-plan"], is_flag=True, help="Plan nothing.")
+        return [PlanOption(option, refuses=refuses, reshapes=reshapes)]
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """The CLI with the throwaway plugin loaded; plan's and apply's options as they were afterwards."""
+    with_quiet = lambda: get_plugin_manager(extra_plugins=[Quiet()])  # noqa: E731
+    monkeypatch.setattr(app, "get_plugin_manager", with_quiet)
+    monkeypatch.setattr(fleet_commands, "get_plugin_manager", with_quiet)
+    monkeypatch.setattr(app.main, "_plugins_joined", False)
+    for command in (app.plan, app.apply):
+        monkeypatch.setattr(command, "params", list(command.params))
+
+
+@respx.mock
+def test_a_plugins_option_shapes_the_plan_that_plan_shows(quiet, tmp_path):
+    respx.route(path__regex=r"/v1/models/.*").respond(json=[{"handle": "m"}])
+    respx.route().respond(json=[])
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+    fleet = str(tmp_path / "fleet.yaml")
+
+    planned = CliRunner().invoke(app.main, ["plan", "-f", fleet])
+    reshaped = CliRunner().invoke(app.main, ["plan", "-f", fleet, "--quiet-plan"])
+
+    assert "[+] a (CREATE)" in planned.stdout, planned.output
+    assert "No changes" in reshaped.stdout and "[+] a" not in reshaped.stdout, reshaped.output
+
+
+@respx.mock
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_combination_a_plugins_option_refuses_is_a_usage_error_before_the_server_is_asked(quiet, command, tmp_path):
+    route = respx.route().respond(json=[])
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+
+    given = CliRunner().invoke(app.main, [command, "-f", str(tmp_path / "fleet.yaml"), "--quiet-plan", "--scope", "x"])
+
+    assert given.exit_code == 1
+    assert "--quiet-plan cannot go with --scope" in given.output
+    assert not route.called

@@ -368,3 +368,13 @@ def test_children_of_a_kind_not_listed_are_summed_up_by_their_parents_detail_not
         "",
         "Plan: 0 to create, 3 to update, 0 to delete.",
     ]
+
+
+def test_a_change_a_plugin_holds_for_its_own_reason_is_counted_with_that_reason(kinds: dict[str, ResourceKind]) -> None:
+    shared = Change("agent.shared", "agent", "shared", Action.UPDATE, {"v": 1}, {"v": 2}, held="left by --x", drift="x")
+    plan = Plan.build("fleet.yaml", "http://127.0.0.1:8283", [shared])
+
+    lines = closing_line(plan, kinds).splitlines()
+
+    assert lines[0] == "Plan: 0 to create, 0 to update, 0 to delete, 1 held."
+    assert lines[1] == "Held: 1 change(s) planned and not applied (marked held above): 1 left by --x."

@@ -219,3 +219,29 @@ def test_describe_agent_names_the_secrets_and_never_shows_their_values(letta):
         assert result.exit_code == 0, result.stderr
         assert "ORDERS_API_KEY" in result.stdout
         assert "sk-orders-999" not in result.stdout
+
+
+def test_get_agents_canary_lists_only_the_canary_copies_with_the_agent_each_copies(letta):
+    copy = agent(
+        OTHER_ID, name="CANARY-support-agent", metadata={"managed_by": "lettafleet", "canary_of": "support-agent"}
+    )
+    letta.get("/v1/agents/").respond(json=[agent(), copy])
+
+    listed = json.loads(run("get", "agents", "--canary", "-o", "json").stdout)
+
+    assert [(found["name"], found["canary_of"]) for found in listed] == [("CANARY-support-agent", "support-agent")]
+
+
+def test_describe_agent_canary_describes_the_copy_of_the_agent_named(letta):
+    copy = agent(
+        OTHER_ID, name="CANARY-support-agent", metadata={"managed_by": "lettafleet", "canary_of": "support-agent"}
+    )
+    letta.get("/v1/agents/", params={"name": "CANARY-support-agent"}).respond(json=[copy])
+    letta.get(f"/v1/agents/{OTHER_ID}").respond(json=copy)
+    letta.get("/v1/conversations/").respond(json=[])
+
+    result = run("describe", "agent", "support-agent", "--canary")
+
+    assert result.exit_code == 0, result.stderr
+    assert "Name:" in result.stdout and "CANARY-support-agent" in result.stdout
+    assert "Canary copy of:        support-agent" in result.stdout

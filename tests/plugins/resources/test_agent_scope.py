@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 import lettafleet.core.cli.fleet as commands
 from lettafleet.core import (
-    AGENTS,
     Resource,
     ResourceHandler,
     ResourceKind,
@@ -24,6 +23,7 @@ from lettafleet.core import (
 from lettafleet.core.cli.app import main
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
+from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from tests.fakes.letta_api import BASE_URL
 from tests.plugins.resources.conftest import FleetRun
 

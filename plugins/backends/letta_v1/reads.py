@@ -1,18 +1,14 @@
-"""The fleet-wide reads of Letta's collections, shared by every plugin: a few paginated list calls for a whole
+"""The fleet-wide reads of Letta's V1 collections, shared by every V1 plugin: a few paginated list calls for a whole
 fleet, whatever its size. Plugins read through these (with a plan's `LiveReader`, which memoizes), so two plugins asking
 for one collection cost one read."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lettafleet.core.letta.connection import LettaError
-
-# A collection to list: (path, query parameters), e.g. ("/v1/agents/", {"order": "asc"}); a `limit` among them is
-# the page size (see Connection.list_all).
-Read = tuple[str, dict[str, Any]]
+from lettafleet.core import AgentScope, Connection, LettaError, LiveReader, Read
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 class Reader(Protocol):
@@ -66,23 +62,6 @@ SCOPE_FACTOR = 4
 NARROWING = frozenset({"name", "tags", "query_text", "identity_id", "identifier_keys", "agent_id", "project_id"})
 
 
-@dataclass(frozen=True)
-class AgentScope:
-    """The agents a plan reads instead of every agent on the server: those with the names the fleet declares
-    (whoever made them: duplicates and other fleets' agents of those names are still seen), and those carrying the
-    fleet's ownership tag, whatever their name (the agents a named fleet made and no longer declares)."""
-
-    names: frozenset[str]
-    tag: str | None = None
-
-    def agent_reads(self, params: Mapping[str, Any]) -> list[Read]:
-        """The reads that replace one whole-collection read of agents with `params` (its relations and order)."""
-        reads: list[Read] = [(AGENTS_PATH, {**params, "name": name}) for name in sorted(self.names)]
-        if self.tag:
-            reads.append((AGENTS_PATH, {**params, "tags": [self.tag]}))
-        return reads
-
-
 def reads_every_agent(reader: Reader, agents_at_most: int) -> bool:
     """Whether a plan of at most `agents_at_most` agents reads every agent on the server rather than only its own
     (`AgentScope`): when the server holds few more, or cannot count them (one request)."""
@@ -96,13 +75,6 @@ def reads_every_agent(reader: Reader, agents_at_most: int) -> bool:
 def whole(read: Read, path: str) -> bool:
     """Whether `read` lists the whole collection at `path` (no parameter narrows it)."""
     return read[0] == path and not NARROWING & read[1].keys()
-
-
-def oldest_first(items: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Items gathered by several reads, each once, in the order `params` asks (Letta's: created_at, then id)."""
-    unique = {item["id"]: item for item in items}
-    ordered = sorted(unique.values(), key=lambda item: (str(item.get("created_at") or ""), item["id"]))
-    return ordered[::-1] if params.get("order") == "desc" else ordered
 
 
 def labelled(label: str) -> Read:
@@ -146,3 +118,37 @@ def compared(agent: dict[str, Any]) -> dict[str, Any]:
             for block in kept["blocks"]
         ]
     return kept
+
+
+def agent_reads(scope: AgentScope, params: Mapping[str, Any]) -> list[Read]:
+    """The reads that replace one whole-collection read of agents with `params` (its relations and order)."""
+    reads: list[Read] = [(AGENTS_PATH, {**params, "name": name}) for name in sorted(scope.names)]
+    if scope.tag:
+        reads.append((AGENTS_PATH, {**params, "tags": [scope.tag]}))
+    return reads
+
+
+class V1PlanReads:
+    """How a plan reads a V1 server (`Backend.plan_reads`): agents kept as the kinds compare them, and under a
+    scope, agents by name and by the fleet's tag, conversations by agent."""
+
+    every_agent: Read = AGENTS
+
+    def read(self, connection: Connection, read: Read, *, short_page_ends: bool) -> list[dict[str, Any]]:
+        path, params = read
+        trim = compared if path == AGENTS_PATH else None
+        if isinstance(connection, LettaClient):
+            return connection.list_all(path, short_page_ends=short_page_ends, trim=trim, **params)
+        return [trim(item) if trim else item for item in connection.list_all(path, **params)]
+
+    def narrowed(self, read: Read, scope: AgentScope, reader: LiveReader) -> list[Read] | None:
+        path, params = read
+        if whole(read, AGENTS_PATH):
+            return agent_reads(scope, params)
+        if whole(read, CONVERSATIONS_PATH):
+            agents = reader.list_all(AGENTS[0], **AGENTS[1])
+            return [(path, {**params, "agent_id": agent["id"]}) for agent in agents]
+        return None
+
+    def reads_every_agent(self, connection: Connection, agents_at_most: int) -> bool:
+        return reads_every_agent(connection, agents_at_most)
