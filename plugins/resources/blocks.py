@@ -72,7 +72,8 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
     ]
 
 
-def _block_fields() -> dict[str, Any]:
+def block_fields() -> dict[str, Any]:
+    """The keys of a block in a fleet file. Public, for kinds that declare blocks too (templates)."""
     return {
         "name": string(required=True, regex=LABEL_PATTERN),
         "description": string(),
@@ -88,10 +89,8 @@ def _block_fields() -> dict[str, Any]:
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
     return [
-        SchemaFragment({"shared_blocks": mapping_list(_block_fields())}),
-        SchemaFragment(
-            {"memory_blocks": mapping_list(_block_fields()), "shared_blocks": string_list()}, at=("agents",)
-        ),
+        SchemaFragment({"shared_blocks": mapping_list(block_fields())}),
+        SchemaFragment({"memory_blocks": mapping_list(block_fields()), "shared_blocks": string_list()}, at=("agents",)),
     ]
 
 
@@ -110,7 +109,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 )
             )
         shared_names.add(block["name"])
-        problems.extend(_block_problems(fleet, block, at))
+        problems.extend(block_problems(fleet, block, at))
     for declared in declared_agents(fleet):
         agent, agent_index = declared.data, declared.index
         labels: set[str] = set()
@@ -125,7 +124,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                     )
                 )
             labels.add(block["name"])
-            problems.extend(_block_problems(fleet, block, at))
+            problems.extend(block_problems(fleet, block, at))
         for index, name in enumerate(agent.get("shared_blocks", [])):
             at = ("agents", agent_index, "shared_blocks", index)
             if name not in shared_names:
@@ -162,7 +161,8 @@ def _version_note(block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem
     ]
 
 
-def _block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
+def block_problems(fleet: Fleet, block: Mapping[str, Any], at: tuple[Any, ...]) -> list[Problem]:
+    """A declared block's text that cannot be read, or is over its limit. Public, for templates' blocks too."""
     problems = fleet.text_problems(block, at) + _version_note(block, at)
     if problems or "limit" not in block:
         return problems

@@ -82,6 +82,16 @@ def lettafleet_kinds() -> Iterable[ResourceKind]:
 
 @hookimpl
 def lettafleet_schema() -> Iterable[SchemaFragment]:
+    secrets = secrets_schema()
+    preserved = {"type": "list", "schema": string(empty=False, regex=NAME_PATTERN)}
+    return [
+        SchemaFragment({GLOBAL: secrets, PRESERVED: preserved}),
+        SchemaFragment({"secrets": secrets}, at=("agents",)),
+    ]
+
+
+def secrets_schema() -> dict[str, Any]:
+    """The rules of a `secrets:` map. Public, for kinds that set secrets too (templates)."""
     source = {
         "type": "dict",
         "schema": {
@@ -92,12 +102,8 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         },
     }
     names = {"type": "string", "regex": NAME_PATTERN}
-    secrets = holding_secrets({"type": "dict", "keysrules": names, "valuesrules": source})
-    preserved = {"type": "list", "schema": string(empty=False, regex=NAME_PATTERN)}
-    return [
-        SchemaFragment({GLOBAL: secrets, PRESERVED: preserved}),
-        SchemaFragment({"secrets": secrets}, at=("agents",)),
-    ]
+    found: dict[str, Any] = holding_secrets({"type": "dict", "keysrules": names, "valuesrules": source})
+    return found
 
 
 @hookimpl
@@ -124,8 +130,8 @@ def secret_address(agent: str, name: str) -> str:
 
 def declared_secrets(fleet: Fleet, agent: DeclaredAgent) -> dict[str, Declared]:
     """The agent's secrets by upper-cased name: the fleet-wide ones, with the agent's own over them."""
-    fleet_wide = _resolved(fleet.data.get(GLOBAL, {}), (GLOBAL,))
-    return {**fleet_wide, **_resolved(agent.data.get("secrets", {}), (*agent.at, "secrets"))}
+    fleet_wide = resolved(fleet.data.get(GLOBAL, {}), (GLOBAL,))
+    return {**fleet_wide, **resolved(agent.data.get("secrets", {}), (*agent.at, "secrets"))}
 
 
 @dataclass
@@ -294,8 +300,9 @@ def _live(agent: str, name: str, value: Any) -> Resource:
     return Resource(secret_address(agent, name), KIND, name, {VALUE: value}, parent=agent, sensitive=frozenset({VALUE}))
 
 
-def _resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...]) -> dict[str, Declared]:
-    """Each secret's value: its `value`, or its environment variable's, or Unset when that is not set."""
+def resolved(declared: Mapping[str, Mapping[str, Any]], place: tuple[Any, ...]) -> dict[str, Declared]:
+    """Each secret's value by upper-cased name: its `value`, or its environment variable's, or Unset when that is
+    not set. Public, for templates' secrets too."""
     values: dict[str, Declared] = {}
     for name, source in declared.items():
         at, protect = (*place, name), bool(source.get("protect"))

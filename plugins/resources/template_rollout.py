@@ -107,7 +107,8 @@ def option_problems(options: Mapping[str, Any], templates: int) -> list[Problem]
 def settings_digest(settings: Mapping[str, Any]) -> str:
     """The digest a sampled agent's record keeps of the change it got (never the settings: a prompt may be
     sensitive); promote compares it with the template's settings now."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+    # `default=repr`: a secret whose variable is unset (refused before anything is written) still has a digest.
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
 
 
 def rollout_order(key: str, agent_ids: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from lettafleet.core import (
     FLEET_TAG,
@@ -53,7 +53,7 @@ from lettafleet.core import (
     string,
 )
 from lettafleet.plugins.backends.letta_v1.reads import AGENTS_WITH_TOOLS
-from lettafleet.plugins.resources.agents import AGENT, DeclaredAgent, agent_address, declared_agents, live_agents
+from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, live_agents
 
 KIND = "tool"
 ATTACHMENT = "tool_attachment"
@@ -104,18 +104,20 @@ def lettafleet_schema() -> Iterable[SchemaFragment]:
         "protect": boolean(),
     }
     entry = {"type": ["string", "dict"], "empty": False, "schema": definition}
-    return [SchemaFragment({"tools": {"type": "list", "schema": entry}}, at=("agents",))]
+    tools = {"tools": {"type": "list", "schema": entry}}
+    return [SchemaFragment(tools, at=("agents",)), SchemaFragment(tools, at=("templates",))]
 
 
 @hookimpl
 def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     problems: list[Problem] = []
-    defined: dict[str, tuple[str, int]] = {}  # tool name -> (its source, the agent that defined it first)
-    for declared in declared_agents(fleet):
-        agent, agent_index = declared.data, declared.index
+    defined: dict[str, tuple[str, tuple[Any, ...]]] = {}  # tool name -> (its source, where it was defined first)
+    lists: list[ToolList] = [*declared_agents(fleet), *template_tool_lists(fleet)]
+    for declared in lists:
+        agent = declared.data
         seen: set[str] = set()
         for entry_index, entry in enumerate(agent.get("tools", [])):
-            at = ("agents", agent_index, "tools", entry_index)
+            at = (*declared.at, "tools", entry_index)
             if isinstance(entry, Mapping):
                 problems.extend(fleet.text_problems(entry, at))
             elif entry == EVERY_FILE:
@@ -130,7 +132,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 )
             elif fleet.has_file(_tool_file(entry)):
                 problems.extend(filter(None, [fleet.file_problem(_tool_file(entry), at, TOOL_FILE)]))
-        if any(problem.path[:2] == ("agents", agent_index) for problem in problems):
+        if any(problem.path[:2] == declared.at for problem in problems):
             continue  # a file that cannot be read has no source to check
         for tool in declared_tools(fleet, declared):
             if tool.name in seen:
@@ -139,7 +141,7 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
             if tool.source is None:
                 continue
             if tool.name not in defined:
-                defined[tool.name] = (tool.source, agent_index)
+                defined[tool.name] = (tool.source, declared.at)
                 problems.extend(_source_problems(tool))  # once per tool, where it is first defined
                 continue
             first = defined[tool.name]
@@ -147,11 +149,16 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
                 problems.append(
                     Problem(
                         tool.at,
-                        f"tool '{tool.name}' has another source than the one agents[{first[1]}] gives it",
+                        f"tool '{tool.name}' has another source than the one {_place(first[1])} gives it",
                         "a tool is one thing on the server: give every agent the same source",
                     )
                 )
     return problems
+
+
+def _place(at: tuple[Any, ...]) -> str:
+    """`agents[2]`, `templates[0]`: where a file lists tools, as messages name it."""
+    return f"{at[0]}[{at[1]}]"
 
 
 def _every_file_problems(fleet: Fleet, at: tuple[Any, ...]) -> list[Problem]:
@@ -228,8 +235,38 @@ _NOT_IN_PYTHON = re.compile("[\0\ud800-\udfff]")
 _FIX_PYTHON = "fix the Python there: `python -m py_compile FILE` reports the same"
 
 
-def declared_tools(fleet: Fleet, agent: DeclaredAgent) -> Iterator[DeclaredTool]:
-    """An agent's `tools:` entries, with `tools/*` expanded and bare names resolved against the tools folder."""
+class ToolList(Protocol):
+    """Where a fleet file lists tools: an agent (`DeclaredAgent`), or a template (`TemplateTools`)."""
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+    @property
+    def at(self) -> tuple[Any, ...]: ...
+
+
+@dataclass(frozen=True)
+class TemplateTools:
+    """A template's `tools:` (plugins/resources/templates.py attaches them): this plugin defines the tools there,
+    as it does an agent's, and checks those it only names are on the server."""
+
+    data: Mapping[str, Any]
+    at: tuple[Any, ...]
+
+
+def template_tool_lists(fleet: Fleet) -> Iterator[TemplateTools]:
+    """The templates' `tools:`, under `templates:` and, in lettactl's template mode (`--match`), the first agent's."""
+    for index, template in enumerate(fleet.data.get("templates") or ()):
+        if template.get("tools"):
+            yield TemplateTools(template, ("templates", index))
+    agents = fleet.data.get("agents") or ()
+    if fleet.match is not None and agents and agents[0].get("tools"):
+        yield TemplateTools(agents[0], ("agents", 0))
+
+
+def declared_tools(fleet: Fleet, agent: ToolList) -> Iterator[DeclaredTool]:
+    """An agent's (or template's) `tools:` entries, with `tools/*` expanded and bare names resolved against the
+    tools folder."""
     for entry_index, entry in enumerate(agent.data.get("tools", [])):
         at = (*agent.at, "tools", entry_index)
         if isinstance(entry, Mapping):
@@ -272,11 +309,7 @@ class ToolHandler(ResourceHandler):
                 tool_address = address_of(KIND, tool.name)
                 # A definition wins over a bare reference to the same tool elsewhere in the file.
                 if tool_address not in tools or tool.source is not None:
-                    protect = tool.protect if tool.source is not None else None  # only what the fleet defines
-                    values = attributes(source_code=tool.source, description=tool.description, protect=protect)
-                    tools[tool_address] = Resource(
-                        tool_address, KIND, tool.name, values, source=tool.at, protected=tool.protect
-                    )
+                    tools[tool_address] = _declared_tool(tool)
                 attachments.append(
                     Resource(
                         address_of(KIND, tool.name, agent.address),
@@ -289,6 +322,10 @@ class ToolHandler(ResourceHandler):
                         protected=tool.protect,
                     )
                 )
+        for listed in template_tool_lists(fleet):  # a template attaches its tools itself
+            for tool in declared_tools(fleet, listed):
+                if address_of(KIND, tool.name) not in tools or tool.source is not None:
+                    tools[address_of(KIND, tool.name)] = _declared_tool(tool)
         return [*tools.values(), *attachments]
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
@@ -446,6 +483,13 @@ class ToolHandler(ResourceHandler):
                 marked.add(tool["id"])
                 what = f"tool {tool['name']} ({tool['id']})"
                 yield Adoption(what, f"/v1/tools/{tool['id']}", {"tags": _marks(tags, reader.owner, False)})
+
+
+def _declared_tool(tool: DeclaredTool) -> Resource:
+    """A tool as the file declares it: defined (its source), or only named (the server is to have it)."""
+    protect = tool.protect if tool.source is not None else None  # only what the fleet defines
+    values = attributes(source_code=tool.source, description=tool.description, protect=protect)
+    return Resource(address_of(KIND, tool.name), KIND, tool.name, values, source=tool.at, protected=tool.protect)
 
 
 def _letta_tools_redefined(defined: Sequence[Resource], server_tools: Sequence[Mapping[str, Any]]) -> list[Problem]:

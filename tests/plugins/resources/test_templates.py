@@ -216,13 +216,13 @@ def test_match_makes_a_lettactl_files_first_agent_the_template_and_does_not_crea
 
 
 def test_match_refuses_the_first_agents_keys_templates_do_not_apply_yet(fleet):
-    with_blocks = LETTACTL.replace("    tags: [support]\n", "    tags: [support]\n    memory_blocks: []\n", 1)
+    with_blocks = LETTACTL.replace("    tags: [support]\n", "    tags: [support]\n    folders: []\n", 1)
 
     with pytest.raises(FleetError) as raised:
         fleet.load(with_blocks, match="user-*")
 
     [error] = [str(d) for d in raised.value.diagnostics]
-    assert ":11:5:" in error and "memory_blocks is not applied by templates yet" in error
+    assert ":11:5:" in error and "folders is not applied by templates yet" in error
 
 
 OVERLAPPING = """
