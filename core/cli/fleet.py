@@ -235,7 +235,7 @@ def plan(
     path = fleet_file or default_fleet_file()
     backend = manager.backend_for(base_url)
     with contextlib.ExitStack() as stack:
-        if backend.capabilities.holds_everything:  # nothing to refuse: the server works while the file is parsed
+        if backend.holds_everything:  # nothing to refuse: the server works while the file is parsed
             client = stack.enter_context(make_client(base_url, manager))
             early = start_reading(client, _text_of(path), backend)
             fleet = load_fleet(path, manager, match=match, options=plugin_options)
@@ -471,7 +471,7 @@ def _planned(
             "the rest is left out of this plan.",
             err=True,
         )
-    return with_context_warnings(part, manager, context_threshold / 100)
+    return with_context_warnings(part, manager.serving(backend), context_threshold / 100)
 
 
 def _plugin_options(manager: FleetPlugins, command: str) -> Callable[[Plan], Plan]:

@@ -136,6 +136,13 @@ class ApplySession:
     def create(self, change: Change, path: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
         """POST a new resource, letting its changing children ride along in the same request where their handler
         can (a child's handler may write what the request refers to first, such as a block to attach by id)."""
+        return self.create_by(change, body, lambda request: self.client.post(path, json=request, **params))
+
+    def create_by(
+        self, change: Change, body: dict[str, Any], send: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`create`, with the request made by `send` (given the body, once the children rode along): for a backend
+        whose client is not addressed by paths."""
         checks: list[tuple[Change, RideAlongCheck]] = []
         for child in self.plan.children(change.address):
             if not child.changes_something:
@@ -143,7 +150,7 @@ class ApplySession:
             check = self._manager.handler(child.kind).ride_along(change, child, body, self)
             if check is not None:
                 checks.append((child, check))
-        answer: dict[str, Any] = self.client.post(path, json=body, **params)
+        answer = send(body)
         if isinstance(answer, dict) and answer.get("id"):
             self.record_id(change.address, answer["id"])
             with self._lock:
@@ -204,6 +211,8 @@ def apply_plan(
     of the agents whose prompt or blocks changed, as `backend` does (default: the one claiming the client's URL)."""
     stop = stop or threading.Event()
     paced = _paced(client, parallelism, stop)
+    backend = backend or manager.backend_for(client.base_url)
+    manager = manager.serving(backend)  # each kind routed to the handler of the backend it is applied on
     session = ApplySession(plan, client, manager, backend)
     run = _Run(plan, session, manager, on_result, recompile=recompile)
     run.write_intents(parallelism)

@@ -17,6 +17,7 @@ from lettafleet.core.letta.connection import Connection
 from lettafleet.core.letta.pacing import DEFAULT_PATIENCE
 
 if TYPE_CHECKING:
+    from lettafleet.core.engine.handlers import ResourceHandler
     from lettafleet.core.engine.live import PlanReads
     from lettafleet.core.engine.locking import LockStore
 
@@ -107,8 +108,13 @@ class Recompiler(Protocol):
 class Backend:
     """One way of talking to Letta servers, registered by a plugin (`lettafleet_backends`): its name as messages
     give it, the URL schemes it claims, how to open its client from the settings, its capability table, how it
-    recompiles conversations after an apply, where it keeps the apply lock, and how plans read its server.
-    `connect` may raise `BackendError` for a backend whose commands are not there yet."""
+    recompiles conversations after an apply, where it keeps the apply lock, how plans read its server, and the
+    handlers it brings. `connect` may raise `BackendError` for a backend whose commands are not there yet.
+
+    `handlers`: None, the backend is planned with the handlers the kinds' plugins register (`lettafleet_kinds`:
+    V1 REST's); a mapping, with its own handler for each kind it names and no other: a kind it does not name is
+    refused at its line, like a kind it lacks. Core routes each kind to the backend's handler, so no handler
+    ever sees another backend's client."""
 
     name: str
     schemes: tuple[str, ...]
@@ -117,9 +123,26 @@ class Backend:
     recompiler: Recompiler | None = None  # None: its conversations need no recompile
     locks: Callable[[Connection], LockStore] | None = None  # where it keeps apply locks; None: it cannot
     plan_reads: PlanReads | None = None  # how plans read its server at scale; None: each list as the client gives it
+    handlers: Mapping[str, ResourceHandler] | None = None
 
     def __str__(self) -> str:
         return self.name
+
+    def lacks(self, kind: str) -> Lacks | None:
+        """Why this backend cannot hold resources of `kind` (its table's reason, or no handler of its own for
+        it), or None when it can."""
+        lacking = self.capabilities.lacks_kinds.get(kind)
+        if lacking is None and self.handlers is not None and kind not in self.handlers:
+            return Lacks(
+                f"has no handler for {kind} resources in lettafleet yet",
+                "remove the entry, or plan it on a server another backend speaks",
+            )
+        return lacking
+
+    @property
+    def holds_everything(self) -> bool:
+        """Whether nothing a fleet declares could be refused or noted: then no check need come first."""
+        return self.handlers is None and self.capabilities.holds_everything
 
 
 def backend_for(backends: Mapping[str, Backend], base_url: str) -> Backend:

@@ -16,7 +16,7 @@ from lettafleet.core.engine.plugin_manager import FleetPlugins
 def check_capabilities(fleet: Fleet, manager: FleetPlugins, backend: Backend) -> tuple[Diagnostic, ...]:
     """Raise FleetError, every refusal at its line, if the fleet declares what `backend` lacks; else the notes
     for what it ignores, located, for the command to show."""
-    if backend.capabilities.holds_everything:
+    if backend.holds_everything:
         return ()
     found = refuse_lacking(fleet, _declared_of_lacking_kinds(fleet, manager, backend), backend)
     notes = {fleet.document.diagnostic(note.path, f"note: {note.message}", note.hint) for note in found}
@@ -26,7 +26,7 @@ def check_capabilities(fleet: Fleet, manager: FleetPlugins, backend: Backend) ->
 def refuse_lacking(fleet: Fleet, resources: Iterable[Resource], backend: Backend) -> list[Problem]:
     """Raise FleetError, every refusal at its line, if `resources` (or the file's keys) hold what `backend` lacks;
     else the notes for what it ignores, not yet located."""
-    if backend.capabilities.holds_everything:
+    if backend.holds_everything:
         return []
     found = capability_problems(fleet, resources, backend)
     refused = [problem for problem in found if not isinstance(problem, Note)]
@@ -42,7 +42,7 @@ def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Ba
     table = backend.capabilities
     found: list[Problem] = []
     for resource in resources:
-        lacking = table.lacks_kinds.get(resource.kind)
+        lacking = backend.lacks(resource.kind)
         if lacking is not None and lacking.refuses(resource) and resource.source is not None:
             found.append(_refusal(backend, resource.source, lacking))
     written = fleet.document.data  # what the file says, before the schema filled in defaults
@@ -58,9 +58,9 @@ def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Ba
 
 def _declared_of_lacking_kinds(fleet: Fleet, manager: FleetPlugins, backend: Backend) -> Iterator[Resource]:
     """The declared resources of the kinds the backend lacks, asked only of the handlers of those kinds."""
-    lacking = set(backend.capabilities.lacks_kinds)
     for handler, kinds in manager.handlers():
-        if kinds & lacking:
+        lacking = {kind for kind in kinds if backend.lacks(kind) is not None}
+        if lacking:
             yield from (resource for resource in handler.desired(fleet) if resource.kind in lacking)
 
 

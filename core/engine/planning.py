@@ -58,8 +58,9 @@ def plan_fleet(
     `prune: true`) lets removals that delete data apply; without it they are planned as held. `early`: reads
     started before the fleet file was parsed (`start_reading`). What `backend` (default: the one claiming the
     client's URL) lacks stops the plan at its line before any read (FleetError)."""
-    desired = desired_resources(fleet, manager)
     backend = backend or manager.backend_for(client.base_url)
+    manager = manager.serving(backend)
+    desired = desired_resources(fleet, manager)
     refuse_lacking(fleet, desired, backend)
     check_moves(fleet, desired, manager)
     mine = _by_handler(desired, manager)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import pluggy
 
 from lettafleet.core import hookspecs
 from lettafleet.core.engine.backends import Backend, backend_for
+from lettafleet.core.engine.fleet import Fleet
 from lettafleet.core.engine.handlers import ResourceHandler
 from lettafleet.core.engine.kinds import ResourceKind, SchemaFragment, boolean, mapping_list, string
+from lettafleet.core.engine.model import Resource
 
 # The keys of a fleet file that are the fleet's own, not any kind's: its name, whether removals that delete
 # data apply without `--prune` (docs/fleet-file.md, "Removing"), and the renames that keep a resource (`moved`).
@@ -45,6 +48,23 @@ class FleetPlugins(pluggy.PluginManager):
         """The backend that claims `base_url`'s scheme (BackendError if none does)."""
         return backend_for(self.backends, base_url)
 
+    def serving(self, backend: Backend) -> FleetPlugins:
+        """This manager as a plan or an apply on `backend` uses it: each kind the backend brings a handler for is
+        routed to that handler. Other kinds keep theirs, which a backend with handlers of its own only ever asks
+        for `desired` (its `lacks` refuses them before anything is read)."""
+        if backend.handlers is None:
+            return self
+        view = copy.copy(self)
+        unserved = frozenset(self.kinds) - frozenset(backend.handlers)
+        stand_ins = {id(handler): DeclaredOnly(handler, unserved & kinds) for handler, kinds in self.handlers()}
+        view.kinds = {
+            name: replace(
+                kind, handler=backend.handlers[name] if name in backend.handlers else stand_ins[id(kind.handler)]
+            )
+            for name, kind in self.kinds.items()
+        }
+        return view
+
     def handler(self, kind: str) -> ResourceHandler:
         """The handler of one kind. Every resource and change a plan holds is of a declared kind."""
         declared = self.kinds.get(kind)
@@ -59,6 +79,17 @@ class FleetPlugins(pluggy.PluginManager):
             handler = self.handler(kind.name)
             found.setdefault(id(handler), (handler, set()))[1].add(kind.name)
         return [(handler, frozenset(names)) for handler, names in found.values()]
+
+
+class DeclaredOnly(ResourceHandler):
+    """A kind's handler on a backend that brings no handler for the kind: it says what the fleet declares (for the
+    backend to refuse at its line) and nothing else, so the handler never reads or writes that backend."""
+
+    def __init__(self, declaring: ResourceHandler, kinds: frozenset[str]) -> None:
+        self._declaring, self._kinds = declaring, kinds
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        return (resource for resource in self._declaring.desired(fleet) if resource.kind in self._kinds)
 
 
 def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:

@@ -1,5 +1,5 @@
 """The App Server backend as core sees it: the ws:// and wss:// URLs it claims and its capability table, what a
-fleet may declare there and what it may not (docs/app-server.md). Its client and handlers come in this folder."""
+fleet may declare there and what it may not (docs/app-server.md), its client and the handlers of its kinds."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ from collections.abc import Iterable
 
 from lettafleet.core import (
     Backend,
-    BackendError,
     Capabilities,
     Connection,
     Lacks,
     NoEffect,
     ServerSettings,
     hookimpl,
-    public_url,
 )
+from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
+from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
+from lettafleet.plugins.resources.agents import AGENT
 
 NAME = "Letta App Server"
 
@@ -51,13 +54,15 @@ CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS)
 
 
 def connect(settings: ServerSettings) -> Connection:
-    """Not there yet: the App Server client and its handlers come next (issue 17). Stops with a clear error."""
-    raise BackendError(
-        f"App Server backend: planning not implemented yet; nothing was sent to {public_url(settings.base_url)}. "
-        "Use an http:// or https:// Letta V1 server meanwhile (the fleet file passed the App Server's checks)."
-    )
+    """The App Server's client for the server the settings name: one WebSocket, opened here (a server that is not
+    there is a LettaError saying so)."""
+    return AppServerConnection(AppServerClient(settings.base_url, allow_insecure=settings.allow_insecure_http))
+
+
+# The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
+HANDLERS = {AGENT: AppServerAgentHandler(), BLOCK: MemoryFileHandler()}
 
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES)]
+    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES, handlers=HANDLERS)]

@@ -7,7 +7,9 @@ Types are those of Letta Code's `dist/types/types/protocol_v2.d.ts` (letta 0.34.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lettafleet.core import LettaError, SecretMasker, public_url, refuse_credential_in_the_clear
+from lettafleet.core.letta.connection import RequestStats
 from lettafleet.plugins.backends.app_server.connection import (
     CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
@@ -28,6 +31,21 @@ AGENT_PAGE = 20  # the server's page size; asking for more is not promised to wo
 CONVERSATION_PAGE = 50
 # Tags the server adds and owns: an update that names tags replaces them all, so these are carried over.
 SERVER_OWNED_TAGS = frozenset({"git-memory-enabled"})
+# The requests that change nothing on the server.
+READS = frozenset(
+    {
+        "app_server_info",
+        "agent_list",
+        "agent_retrieve",
+        "list_memory",
+        "read_memory_file",
+        "memory_history",
+        "conversation_list",
+        "conversation_messages_list",
+        "secret_list",
+        "list_models",
+    }
+)
 
 
 class AppServerClient:
@@ -60,6 +78,7 @@ class AppServerClient:
             connect_timeout=connect_timeout,
         )
         self._agent_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.stats = RequestStats()  # requests sent, reads counted as GET (what `-v` and benchmarks report)
         self._agent_locks_lock = threading.Lock()
 
     def __enter__(self) -> AppServerClient:
@@ -80,10 +99,12 @@ class AppServerClient:
 
     def call(self, request_type: str, **fields: Any) -> Frame:
         """One request, one answer; a refusal raises AppServerError with the server's words, secrets masked."""
+        self.stats.count(_counted_as(request_type))
         return self._checked(request_type, self._connection.request(request_type, fields))[-1]
 
     def call_until_done(self, request_type: str, **fields: Any) -> list[Frame]:
         """One request answered in several frames, up to the one that says `done: true`."""
+        self.stats.count(_counted_as(request_type))
         return self._checked(request_type, self._connection.request(request_type, fields, until_done=True))
 
     def _checked(self, request_type: str, frames: list[Frame]) -> list[Frame]:
@@ -96,6 +117,12 @@ class AppServerClient:
     def server_info(self) -> Frame:
         """Version, protocol version, backend and capabilities."""
         return self.call("app_server_info")
+
+    @functools.cached_property
+    def made_by(self) -> tuple[int, ...]:
+        """The server's Letta Code version as numbers, `(0, 34, 12)`: what it makes (a memory layout) hangs on it."""
+        said = str(self.server_info().get("letta_code_version") or "")
+        return tuple(int(part) for part in re.findall(r"\d+", said)[:3])
 
     # Agents ---------------------------------------------------------------------------------------------------
 
@@ -252,6 +279,11 @@ class AppServerClient:
     def list_models(self, *, refresh: bool = True) -> list[Frame]:
         """The models of every connected provider (`handle` is `provider/model`); `refresh` skips its cache."""
         return list(self.call("list_models", force=refresh)["entries"])
+
+
+def _counted_as(request_type: str) -> str:
+    """`GET` for a request that only reads, else its own type: writes are what is not a GET."""
+    return "GET" if request_type in READS else request_type
 
 
 def with_server_owned_tags(wanted: Iterable[str], current: Iterable[str]) -> list[str]:

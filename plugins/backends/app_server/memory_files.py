@@ -1,0 +1,210 @@
+"""`memory_blocks` on the App Server: each block is a memory file in the agent's git-backed memory (MemFS), laid
+out as the agent's memory already is: v2 `<label>.md` with `name`/`description` (agents made by 0.34.x), v1
+`system/<label>.md` with `description` (agents made by 0.32.x, kept after an upgrade)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from lettafleet.core import (
+    Action,
+    Ambiguity,
+    ApplyError,
+    ApplySession,
+    Change,
+    Fleet,
+    LiveReader,
+    Problem,
+    Resource,
+    ResourceHandler,
+    RideAlongCheck,
+    address_of,
+    attributes,
+    compare,
+)
+from lettafleet.plugins.backends.app_server.agents import agents_by_name
+from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
+
+BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
+V1, V2 = "v1", "v2"
+INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
+SYSTEM_FOLDER = "system/"
+FILE_LIMIT = 20_000  # characters a v2 memory file may hold
+FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
+
+
+def layout_of(entries: Iterable[Mapping[str, Any]], made_by: tuple[int, ...]) -> str:
+    """The agent's MemFS layout, from its files: v1 keeps blocks under `system/` and has no root index. An agent
+    with no file at all says nothing: the layout is the one the server (Letta Code `made_by`) makes."""
+    paths = {str(entry.get("relative_path")) for entry in entries}
+    if INDEX in paths:
+        return V2
+    if any(path.startswith(SYSTEM_FOLDER) for path in paths):
+        return V1
+    return V1 if made_by < FIRST_V2 else V2
+
+
+def file_path(label: str, layout: str) -> str:
+    return f"{SYSTEM_FOLDER}{label}.md" if layout == V1 else f"{label}.md"
+
+
+def file_text(label: str, description: str | None, value: str, layout: str) -> str:
+    """The file as MemFS checks it: frontmatter of the keys its layout allows (v2 refuses any other), then the
+    value. The server reads frontmatter values verbatim (quotes stay), so they are written plain, on one line."""
+    keys = [f"name: {label}"] if layout == V2 else []
+    if description is not None:
+        keys.append(f"description: {description}")
+    return "---\n" + "".join(f"{key}\n" for key in keys) + "---\n" + value
+
+
+def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
+    """The agent's memory files, read once per plan."""
+    files: list[dict[str, Any]] = reader.derived(
+        ("app_server", "memory", agent_id), lambda: app_of(reader.client).list_memory(agent_id)
+    )
+    return files
+
+
+class MemoryFileHandler(ResourceHandler):
+    """An agent's memory blocks as its memory files. `agent_owned` (the default): written once, when missing,
+    and never again (the agent's edits are its own); `agent_owned: false`: the file's value and description
+    follow the fleet file. `limit` is checked here: the server does not enforce it."""
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for agent in declared_agents(fleet):
+            for index, block in enumerate(agent.data.get("memory_blocks", [])):
+                yield Resource(
+                    address_of(BLOCK, block["name"], agent.address),
+                    BLOCK,
+                    block["name"],
+                    attributes(
+                        value=fleet.text(block),
+                        description=block.get("description"),
+                        agent_owned=block["agent_owned"],
+                    ),
+                    parent=agent.address,
+                    source=(*agent.at, "memory_blocks", index),
+                    sensitive=frozenset({"value"}) if block.get("sensitive") else frozenset(),
+                    protected=block["protect"],
+                    state={"limit": block.get("limit")},
+                )
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """A value longer than its `limit` (or than a memory file holds) is refused before anything is written."""
+        for block in desired:
+            yield from self._one_line(block)
+            limit = block.state.get("limit") or FILE_LIMIT
+            size = len(block.attributes["value"])
+            if size > min(limit, FILE_LIMIT):
+                yield Problem(
+                    block.source,
+                    f"memory block {block.name} holds {size} characters, over its limit of {min(limit, FILE_LIMIT)}",
+                    "shorten the value, or raise `limit` (an App Server memory file holds at most 20,000)",
+                )
+
+    def _one_line(self, block: Resource) -> Iterable[Problem]:
+        if "\n" in (block.attributes.get("description") or ""):
+            yield Problem(
+                (*block.source, "description"),
+                "a memory file's description is one line of its frontmatter on the App Server",
+                "write the description on one line",
+            )
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        named = agents_by_name(reader)
+        agents = {resource.address: resource for resource in fleet if resource.parent is None}
+        for parent in sorted({block.parent for block in desired if block.parent}):
+            found = named.get(agents[parent].name) if parent in agents else None
+            if not found:
+                continue  # the agent is created by this plan: so are its files
+            agent_id = str(found[0]["id"])
+            files = memory_of(reader, agent_id)
+            layout = layout_of(files, app_of(reader.client).made_by)
+            by_path = {str(entry.get("relative_path")): entry for entry in files}
+            for block in (block for block in desired if block.parent == parent):
+                entry = by_path.get(file_path(block.name, layout))
+                if entry is not None:
+                    yield Resource(
+                        block.address,
+                        BLOCK,
+                        block.name,
+                        {"value": entry.get("content") or "", "description": entry.get("description")},
+                        parent=parent,
+                        id=file_path(block.name, layout),
+                        state={"agent_id": agent_id, "layout": layout},
+                    )
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """The files the agents' records list and the fleet declares no more, as the agents have them now."""
+        agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
+        for placeholder in recorded:
+            agent = agents.get(str(placeholder.parent))
+            if agent is None or placeholder.id is None:
+                continue
+            files = memory_of(reader, str(agent["id"]))
+            entry = next((e for e in files if e.get("relative_path") == placeholder.id), None)
+            if entry is not None:
+                yield replace(
+                    placeholder,
+                    attributes={"value": entry.get("content") or "", "description": entry.get("description")},
+                    state={"agent_id": str(agent["id"]), "layout": layout_of(files, app_of(reader.client).made_by)},
+                )
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None:
+            size = len(str(live.attributes.get("value") or ""))
+            holds = f"a memory file of {size} characters the agent may have written"
+            return replace(compare(None, live), sensitive=frozenset({"value"}), held="prune", detail=holds)
+        if desired is None or live is None:
+            return compare(desired, live)
+        synced = [] if desired.attributes["agent_owned"] else ["value", "description"]
+        return compare(desired, live, synced)
+
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """A new agent's new blocks go in its `agent_create` (`memory_blocks`): the server writes each file in the
+        layout it makes, in the one commit that makes the agent."""
+        if parent.kind != AGENT or child.action is not Action.CREATE:
+            return None
+        after = child.after or {}
+        block = {"label": child.name, "value": after.get("value") or ""}
+        if after.get("description") is not None:
+            block["description"] = after["description"]
+        request.setdefault("memory_blocks", []).append(block)
+        app = app_of(session.client)
+
+        def landed(answer: Mapping[str, Any]) -> str | None:
+            files = app.list_memory(str(answer["id"]))
+            path = file_path(child.name, layout_of(files, app.made_by))
+            if not any(entry.get("relative_path") == path for entry in files):
+                return f"agent {parent.name} was created without its memory file {path}"
+            session.record_id(child.address, path)
+            return None
+
+        return landed
+
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        app = app_of(session.client)
+        agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
+        if agent_id is None:
+            raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is the file")
+        if change.action is Action.DELETE:
+            app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: remove {change.name}")
+            return None
+        layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
+        values = {**(change.before or {}), **(change.after or {})}
+        _write(app, str(agent_id), change.name, values, layout)
+        session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
+        return None
+
+
+def _write(app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str) -> None:
+    text = file_text(label, values.get("description"), str(values.get("value") or ""), layout)
+    app.write_memory_file(agent_id, file_path(label, layout), text, message=f"lettafleet: {label}")
