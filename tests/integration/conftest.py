@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,45 +20,106 @@ _HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely."""
+    """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely, and run them
+    after the unit tests, while which the servers they need are installed and started (`_Servers`)."""
     for item in items:
         # This hook sees the whole session's items, not only those below this folder.
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.path.is_relative_to(_HERE))  # stable: each group keeps its order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the tests to run are known, start the servers they need in the background."""
+    _SERVERS.start_for(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the servers this session started, however it ended (also when no test used them)."""
+    _SERVERS.stop_all()
+
+
+class _Servers:
+    """The dev servers a session needs, each reused when already running and otherwise installed and started in
+    the background as soon as the session knows it needs it (so the installs overlap the unit tests), then
+    stopped at the session's end: only those it started."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="dev-server")
+        self._starting: dict[str, Future[tuple[str, Callable[[], object] | None]]] = {}
+
+    def start_for(self, items: list[pytest.Item]) -> None:
+        needed = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _STARTS}
+        for name in sorted(needed):
+            self._starting.setdefault(name, self._pool.submit(_STARTS[name]))
+
+    def url(self, name: str) -> str:
+        """The server's URL, waiting for its start (begun now when the session did not foresee the need)."""
+        url, _ = self._starting.setdefault(name, self._pool.submit(_STARTS[name])).result()
+        return url
+
+    def stop_all(self) -> None:
+        for future in self._starting.values():
+            try:
+                _, stop = future.result()
+            except Exception:  # a server that failed to start has nothing to stop
+                continue
+            if stop is not None:
+                stop()
+        self._starting.clear()
+        self._pool.shutdown()
+
+
+def _letta() -> tuple[str, Callable[[], object] | None]:
+    home = DevServerHome.default()
+    running = supervisor.status(home=home)
+    if running.running and running.base_url:
+        return running.base_url, None
+    started = supervisor.up(0, home=home, progress=PlainProgress())
+    assert started.base_url is not None
+    return started.base_url, lambda: supervisor.down(home=home, progress=SilentProgress())
+
+
+def _app_server(version: str) -> tuple[str, Callable[[], object] | None]:
+    home = DevServerHome.default()
+    running = app_server.status(version=version, home=home)
+    if running.running and running.base_url:
+        return running.base_url, None
+    started = app_server.up(0, version=version, home=home, progress=PlainProgress())
+    assert started.base_url is not None
+    return started.base_url, lambda: app_server.down(version=version, home=home, progress=SilentProgress())
+
+
+_STARTS: dict[str, Callable[[], tuple[str, Callable[[], object] | None]]] = {
+    "letta_server": _letta,
+    "app_server_url": lambda: _app_server(APP_SERVER_VERSION),
+    "app_server_v1_layout_url": lambda: _app_server(V1_LAYOUT_VERSION),
+}
+_SERVERS = _Servers()
 
 
 @pytest.fixture(scope="session")
-def letta_server() -> Iterator[str]:
+def letta_server() -> str:
     """The base URL of a running dev server.
 
     A dev server that is already running (`lettafleet dev-server up`) is reused and left running; otherwise one
     is started on a free port for this session and stopped at its end. The first start installs Letta (1-2 min).
     """
-    home = DevServerHome.default()
-    running = supervisor.status(home=home)
-    if running.running and running.base_url:
-        yield running.base_url
-        return
-    started = supervisor.up(0, home=home, progress=PlainProgress())
-    assert started.base_url is not None
-    try:
-        yield started.base_url
-    finally:
-        supervisor.down(home=home, progress=SilentProgress())
+    return _SERVERS.url("letta_server")
 
 
 @pytest.fixture(scope="session")
-def app_server_url() -> Iterator[str]:
+def app_server_url() -> str:
     """The ws:// URL of a running dev App Server (Letta Code 0.34.12), reused or started as `letta_server` is.
 
     The first start installs Letta Code into its own venv under the dev-server home (about 15 s)."""
-    yield from _running_app_server(APP_SERVER_VERSION)
+    return _SERVERS.url("app_server_url")
 
 
 @pytest.fixture(scope="session")
-def app_server_v1_layout_url() -> Iterator[str]:
+def app_server_v1_layout_url() -> str:
     """The ws:// URL of a dev App Server 0.32.18, whose agents get the MemFS v1 layout (`system/<label>.md`)."""
-    yield from _running_app_server(V1_LAYOUT_VERSION)
+    return _SERVERS.url("app_server_v1_layout_url")
 
 
 @pytest.fixture
@@ -71,20 +133,6 @@ def app_server_client(app_server_url: str) -> Iterator[AppServerClient]:
 def app_server_data_dir(app_server_url: str) -> Path:
     """Where the dev App Server keeps all its state as files (its LETTA_LOCAL_BACKEND_DIR)."""
     return AppServerHome(DevServerHome.default()).backend_dir
-
-
-def _running_app_server(version: str) -> Iterator[str]:
-    home = DevServerHome.default()
-    running = app_server.status(version=version, home=home)
-    if running.running and running.base_url:
-        yield running.base_url
-        return
-    started = app_server.up(0, version=version, home=home, progress=PlainProgress())
-    assert started.base_url is not None
-    try:
-        yield started.base_url
-    finally:
-        app_server.down(version=version, home=home, progress=SilentProgress())
 
 
 @pytest.fixture(scope="session")
