@@ -250,7 +250,9 @@ def test_secrets_apply_replan_update_and_prune_and_no_value_ever_shows(
     env = {"API_TOKEN": SECRET, "REGION": "eu-west-7"}
     fleet = fleet_file(tmp_path, "", agent_yaml(name, secrets_yaml(api_token="", region="")))
 
-    runs = [cli(app_server, "plan", "-f", str(fleet), *o, env=env) for o in ([], ["-o", "json"], ["-o", "markdown"])]
+    saved = tmp_path / "plan.json"
+    outputs = ([], ["-o", "json"], ["-o", "markdown"], ["--out", str(saved)])
+    runs = [cli(app_server, "plan", "-f", str(fleet), *o, env=env) for o in outputs]
     applied = apply(app_server, fleet, "-v", env=env)
 
     assert applied.exit_code == 0, applied.output
@@ -272,7 +274,7 @@ def test_secrets_apply_replan_update_and_prune_and_no_value_ever_shows(
     assert values["API_TOKEN"] == SECRET  # the server's changed value is put back
     assert "REGION" not in values and values["BY_HAND"] == "h1"  # only what the record lists is removed
     assert "LETTAFLEET_RECORD" in values
-    shown = "".join(run.stdout + run.stderr for run in [*runs, applied, replanned, drift, pruned])
+    shown = "".join(run.stdout + run.stderr for run in [*runs, applied, replanned, drift, pruned]) + saved.read_text()
     assert [form for form in shown_forms(SECRET) | shown_forms(SECRET + "-x") if form in shown] == []
     assert "Traceback" not in shown
 
@@ -290,6 +292,19 @@ def test_a_secret_named_as_the_record_is_refused_at_its_line_with_nothing_writte
     assert by_name(app_server_client, suffix) == {}
 
 
+def test_two_secrets_equal_once_upper_cased_are_refused_at_the_line_with_nothing_written(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    extra = "    secrets:\n      api_key: {value: one}\n      API_KEY: {value: two}\n"
+    fleet = fleet_file(tmp_path, "", agent_yaml(f"sec-case-{suffix}", extra))
+
+    applied = apply(app_server, fleet)
+
+    assert applied.exit_code == 1
+    assert "fleet.yaml:12:7: secret 'API_KEY' is 'api_key' again: names are upper-cased" in applied.output
+    assert by_name(app_server_client, suffix) == {}
+
+
 # Named tools ------------------------------------------------------------------------------------------------------
 
 
@@ -304,3 +319,23 @@ def test_a_named_tool_is_refused_at_its_line_with_letta_codes_tools(
     assert "fleet.yaml:10:13: tools: the Letta App Server backend has no per-agent choice of tools" in applied.output
     assert "Bash, Edit" in applied.output and "remove the agent's `tools:`" in applied.output, applied.output
     assert by_name(app_server_client, suffix) == {}
+
+
+def test_pruning_an_agent_with_copies_and_secrets_deletes_it_and_leaves_the_others_copies(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    kept, dropped = f"sh-kept-{suffix}", f"sh-drop-{suffix}"
+    extra = ATTACHES + secrets_yaml(api_token="")
+    env = {"API_TOKEN": SECRET}
+    both = fleet_file(tmp_path, shared_yaml("Rule.", owned=False), agent_yaml(kept, extra), agent_yaml(dropped, extra))
+    assert apply(app_server, both, env=env).exit_code == 0
+    one = fleet_file(tmp_path, shared_yaml("Rule.", owned=False), agent_yaml(kept, extra))
+
+    pruned = apply(app_server, one, "--prune", env=env)
+
+    assert pruned.exit_code == 0, pruned.output
+    live = by_name(app_server_client, suffix)
+    assert sorted(live) == [kept]
+    assert files_of(app_server_client, live[kept])["policy.md"]["content"] == "Rule."
+    assert app_server_client.secret_values(live[kept]["id"])["API_TOKEN"] == SECRET
+    assert "No changes." in cli(app_server, "plan", "-f", str(one), env=env).output
