@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,12 @@ def files_of(client: AppServerClient, agent: dict[str, Any]) -> dict[str, dict[s
 ATTACHES = "    shared_blocks: [policy]\n"
 
 
+def only_reads(run: Result) -> bool:
+    """Whether `-v`'s request count lists reads only (no write was sent)."""
+    counted = run.stderr.split("Requests: ")[1].split("\n")[0]
+    return all(method == "GET" for method in re.findall(r"(\w+) \d+", counted))
+
+
 # Shared blocks ----------------------------------------------------------------------------------------------------
 
 
@@ -112,7 +119,8 @@ def test_a_shared_block_is_a_copy_in_every_agent_and_a_change_reaches_each_copy(
     live = by_name(app_server_client, suffix)
     for name in names:
         assert files_of(app_server_client, live[name])["policy.md"]["content"] == "Refunds: 30 days."
-    assert "No changes." in cli(app_server, "plan", "-f", str(fleet)).output
+    again = apply(app_server, fleet, "-v")
+    assert "No changes." in again.output and only_reads(again), again.stderr
 
     changed = fleet_file(
         tmp_path, shared_yaml("Refunds: 14 days.", owned=False), *(agent_yaml(n, ATTACHES) for n in names)
@@ -262,6 +270,7 @@ def test_secrets_apply_replan_update_and_prune_and_no_value_ever_shows(
     replanned = cli(app_server, "plan", "-f", str(fleet), "-v", env=env)
     assert "No changes." in replanned.output, replanned.output
     assert "LETTAFLEET_RECORD" not in replanned.output
+    assert only_reads(replanned), replanned.stderr
 
     app_server_client.apply_secrets(agent["id"], set_values={"API_TOKEN": SECRET + "-x", "BY_HAND": "h1"})
     drift = cli(app_server, "plan", "-f", str(fleet), env=env)
