@@ -348,3 +348,24 @@ def test_pruning_an_agent_with_copies_and_secrets_deletes_it_and_leaves_the_othe
     assert files_of(app_server_client, live[kept])["policy.md"]["content"] == "Rule."
     assert app_server_client.secret_values(live[kept]["id"])["API_TOKEN"] == SECRET
     assert "No changes." in cli(app_server, "plan", "-f", str(one), env=env).output
+
+
+def test_a_shared_block_and_a_memory_block_without_description_update_and_replan_no_changes(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"sh-nodesc-{suffix}"
+
+    def fleet(value: str) -> Path:
+        shared = f"shared_blocks:\n  - name: policy\n    value: {value}\n    agent_owned: false\n"
+        own = f"    memory_blocks:\n      - name: notes\n        value: {value}\n        agent_owned: false\n"
+        return fleet_file(tmp_path, shared, agent_yaml(name, ATTACHES + own))
+
+    assert apply(app_server, fleet("One.")).exit_code == 0
+    assert "No changes." in cli(app_server, "plan", "-f", str(fleet("One."))).output
+
+    updated = apply(app_server, fleet("Two."))
+
+    assert updated.exit_code == 0 and "0 created, 2 updated" in updated.output, updated.output
+    files = files_of(app_server_client, by_name(app_server_client, suffix)[name])
+    assert files["policy.md"]["content"] == "Two." and files["notes.md"]["content"] == "Two."
+    assert "No changes." in cli(app_server, "plan", "-f", str(fleet("Two."))).output

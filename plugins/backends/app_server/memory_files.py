@@ -34,6 +34,7 @@ V1, V2 = "v1", "v2"
 INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
 SYSTEM_FOLDER = "system/"
 FILE_LIMIT = 20_000  # characters a v2 memory file may hold
+DEFAULT_DESCRIPTION = "Memory block {label}"  # what the server writes for a block made without a description
 FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
 
 
@@ -59,6 +60,12 @@ def file_text(label: str, description: str | None, value: str, layout: str) -> s
     if description is not None:
         keys.append(f"description: {description}")
     return "---\n" + "".join(f"{key}\n" for key in keys) + "---\n" + value
+
+
+def synced_fields(desired: Resource) -> list[str]:
+    """What a file that follows the fleet file is compared by: its value, and its description where the file
+    gives one (else the server writes its own, `Memory block <label>`)."""
+    return ["value", "description"] if "description" in desired.attributes else ["value"]
 
 
 def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
@@ -163,8 +170,7 @@ class MemoryFileHandler(ResourceHandler):
             return replace(compare(None, live), sensitive=frozenset({"value"}), held="prune", detail=holds)
         if desired is None or live is None:
             return compare(desired, live)
-        synced = [] if desired.attributes["agent_owned"] else ["value", "description"]
-        return compare(desired, live, synced)
+        return compare(desired, live, [] if desired.attributes["agent_owned"] else synced_fields(desired))
 
     def ride_along(
         self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
@@ -191,14 +197,12 @@ class MemoryFileHandler(ResourceHandler):
 def write_file(
     app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str, *, message: str
 ) -> str:
-    """Write and commit the block `label` (its `value` and `description`) as the agent's layout has it; its path."""
+    """Write and commit the block `label` (its `value` and `description`) as the agent's layout has it; its path.
+    A block the fleet file gives no description gets the one the server gives such a block (v2 requires one)."""
     path = file_path(label, layout)
-    app.write_memory_file(
-        agent_id,
-        path,
-        file_text(label, values.get("description"), str(values.get("value") or ""), layout),
-        message=message,
-    )
+    description = values.get("description") or DEFAULT_DESCRIPTION.format(label=label)
+    text = file_text(label, description, str(values.get("value") or ""), layout)
+    app.write_memory_file(agent_id, path, text, message=message)
     return path
 
 

@@ -9,7 +9,6 @@ only a copy the record names."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,6 +38,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     file_path,
     layout_of,
     memory_of,
+    synced_fields,
     write_file,
 )
 from lettafleet.plugins.resources.agents import agent_address, declared_agents
@@ -50,9 +50,9 @@ NO_SHARED_MEMORY = "the App Server has no shared memory: each agent that attache
 
 
 def digest(values: Mapping[str, Any]) -> str:
-    """A short fingerprint of a copy's text as the server lists it (value and description)."""
-    text = json.dumps([values.get("description"), str(values.get("value") or "")])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short fingerprint of a copy's value: what an agent edits (a description left out of the file is one the
+    server fills in, so it is not part of it)."""
+    return hashlib.sha256(str(values.get("value") or "").encode()).hexdigest()[:16]
 
 
 def copy_id(path: str, values: Mapping[str, Any]) -> str:
@@ -161,6 +161,7 @@ class SharedFileHandler(ResourceHandler):
             "agent": str(agent["name"]),
             "layout": layout,
             "path": path,
+            "description": values["description"],  # kept when the fleet file gives none
             "edited": written is not None and written != copy_id(path, values),
         }
         return Resource(
@@ -176,7 +177,7 @@ class SharedFileHandler(ResourceHandler):
             return compare(desired, live, detail=detail)
         assert desired is not None
         owned = desired.attributes["agent_owned"]
-        change = compare(desired, live, [] if owned else ["value", "description"])
+        change = compare(desired, live, [] if owned else synced_fields(desired))
         agent, path = live.state["agent"], live.state["path"]
         edited = f"agent {agent} edited its copy ({path}) since lettafleet wrote it"
         if change.action is Action.UPDATE:
@@ -207,7 +208,7 @@ class SharedFileHandler(ResourceHandler):
             app.delete_memory_file(str(agent_id), str(change.state["path"]), message=message)
             return None
         layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
-        values = {**(change.before or {}), **(change.after or {})}
+        values = {"description": change.state.get("description"), **(change.before or {}), **(change.after or {})}
         message = f"lettafleet: shared block {change.name}"
         path = write_file(app, str(agent_id), change.name, values, layout, message=message)
         session.record_id(change.address, copy_id(path, values))  # the record holds what was written

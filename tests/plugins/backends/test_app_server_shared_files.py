@@ -71,12 +71,12 @@ def test_detaching_deletes_a_copy_as_written_and_holds_an_edited_one_for_prune()
     assert edited.action is Action.DELETE and edited.held == "prune" and "edited its copy" in edited.detail
 
 
-def test_a_copys_id_names_its_path_and_changes_with_its_text():
+def test_a_copys_id_names_its_path_and_changes_with_its_value_not_a_description_the_server_filled_in():
     one = copy_id("system/policy.md", {"value": "A", "description": "d"})
 
     assert path_in(one) == "system/policy.md"
     assert one != copy_id("system/policy.md", {"value": "B", "description": "d"})
-    assert one != copy_id("system/policy.md", {"value": "A", "description": "e"})
+    assert one == copy_id("system/policy.md", {"value": "A", "description": "Memory block policy"})
 
 
 def test_a_secret_changed_on_the_server_is_an_update_that_shows_no_value():
