@@ -46,7 +46,7 @@ from lettafleet.plugins.resources.agents import agent_address, declared_agents
 SHARED = "shared_block"  # the kinds the blocks plugin names: the same addresses on every backend
 ATTACHMENT = "shared_block_attachment"
 DIGEST_MARK = "#"
-NO_SHARED_MEMORY = "the App Server has no shared memory: each agent that attaches it gets a memory file of its own"
+NO_SHARED_MEMORY = "the App Server has no shared memory: each agent that attaches a shared block gets a file of its own"
 
 
 def digest(values: Mapping[str, Any]) -> str:
@@ -173,7 +173,7 @@ class SharedFileHandler(ResourceHandler):
             return _removal(live)
         if live is None:
             assert desired is not None
-            detail = f"agent {desired.state['agent']}'s own copy: {NO_SHARED_MEMORY}"
+            detail = f"agent {desired.state['agent']}'s own copy ({NO_SHARED_MEMORY})"
             return compare(desired, live, detail=detail)
         assert desired is not None
         owned = desired.attributes["agent_owned"]
