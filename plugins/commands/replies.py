@@ -22,6 +22,17 @@ def stream_error(event: Mapping[str, Any]) -> str:
     )
 
 
+def approval_note(event: Mapping[str, Any]) -> str:
+    """What `send` says about a tool the agent asked to run on the App Server's host, and what it decided."""
+    call = f"{event.get('tool_name')}({event.get('arguments')})"
+    if event.get("approved"):
+        return f"note: approved (--approve-tools): the agent ran {call} on the App Server's host."
+    return (
+        f"note: refused: the agent asked to run {call} on the App Server's host; it did not run. "
+        "Pass --approve-tools to let it."
+    )
+
+
 @dataclass
 class ReplyStep:
     """One non-text step of a reply (reasoning, a tool call, its result), gathered from its streamed pieces."""
@@ -52,6 +63,11 @@ class ReplyPrinter:
             self.errors.append(stream_error(event))
         if self.as_json:
             click.echo(json.dumps(event))
+            return
+        if kind == "approval_decision":  # an App Server agent asked to run a tool on the server's host
+            self._flush_step()
+            self._end_line()
+            click.echo(approval_note(event), err=True)
             return
         if kind == "assistant_message":
             self._flush_step()
