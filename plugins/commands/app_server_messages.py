@@ -4,11 +4,15 @@ the reply (approving or refusing the tools the agent asks to run), compact older
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lettafleet.core import LettaError
+import rich_click as click
+
+from lettafleet.core import INTERRUPTED_EXIT, LettaError
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.connection import AppServerError
 from lettafleet.plugins.backends.app_server.turns import run_turn
@@ -82,9 +86,15 @@ def send(
 ) -> None:
     """Send `text` and show the reply as it streams; every tool the agent asks to run is refused unless
     `approve_tools`, and each decision is shown."""
+    turn = run_turn(app, agent["id"], conversation_id, text, approve_tools=approve_tools)
     try:
-        for event in run_turn(app, agent["id"], conversation_id, text, approve_tools=approve_tools):
-            printer.show(event)
+        with contextlib.closing(turn):  # closed early (Ctrl-C), the turn is stopped on the server
+            for event in turn:
+                printer.show(event)
+    except KeyboardInterrupt:
+        printer.finish()
+        click.echo(f"Interrupted: the agent's turn in {where(agent, conversation_id)} was stopped.", err=True)
+        sys.exit(INTERRUPTED_EXIT)
     finally:
         printer.finish()  # ends the reply's line before any error is printed
 

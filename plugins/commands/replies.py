@@ -15,7 +15,8 @@ from lettafleet.plugins.commands.histories import message_text, tool_calls
 
 def stream_error(event: Mapping[str, Any]) -> str:
     """What an `error_message` event of a reply stream says, and what to check."""
-    detail = f" ({event['detail']})" if event.get("detail") else ""
+    said = event.get("detail")
+    detail = f" ({said})" if said and said != event.get("message") else ""
     return (
         f"{event.get('error_type', 'error')}: {event.get('message')}{detail}. Check the "
         "agent's model settings (`lettafleet describe agent`)."

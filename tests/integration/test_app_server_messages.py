@@ -5,6 +5,11 @@ host, refused unless `--approve-tools`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +25,10 @@ from tests.fakes.llm_server import RUN_PREFIX, FakeLLM
 pytest_plugins = ["tests.fakes.llm_server"]
 
 MODEL = "openai-compatible/fake-echo-model"
+LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
+SLOW_SECONDS = 8
+# The server's shell tool refuses a foreground `sleep`; a Python one is a command like any other.
+SLOW_COMMAND = f"python3 -c 'import time; time.sleep({SLOW_SECONDS})'"
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +97,32 @@ def test_send_with_conversation_id_reaches_that_conversation_only(
     assert messages_of(app_server, agent) == []  # the agent's own conversation got nothing
 
 
-def test_send_json_prints_one_letta_streaming_message_per_line(app_server: str, agent: dict[str, Any]) -> None:
-    sent = cli(app_server, "send", agent["name"], "as json", "-o", "json")
+def test_send_json_prints_the_reply_in_pieces_as_it_streams(app_server: str, agent: dict[str, Any]) -> None:
+    words = "a message long enough to come back in several pieces"
+
+    sent = cli(app_server, "send", agent["name"], words, "-o", "json")
 
     assert sent.exit_code == 0, sent.output
     events = [json.loads(line) for line in sent.stdout.splitlines()]
-    kinds = [event["message_type"] for event in events]
-    assert "assistant_message" in kinds and kinds[-1] == "stop_reason"
-    reply = "".join(part["text"] for e in events if e["message_type"] == "assistant_message" for part in e["content"])
-    assert reply == "Echo: as json"
+    pieces = [part["text"] for e in events if e["message_type"] == "assistant_message" for part in e["content"]]
+    assert len(pieces) > 1  # the stand-in streams 16 characters at a time, and each piece is printed as it comes
+    assert "".join(pieces) == f"Echo: {words}"
+    assert events[-1]["message_type"] == "stop_reason"
+
+
+def test_a_model_that_fails_is_one_error_and_exit_1(app_server: str, app_server_client: AppServerClient) -> None:
+    broken = app_server_client.create_agent(
+        {"name": f"as-send-broken-{uuid.uuid4().hex[:8]}", "model": "anthropic/no-such-model"}
+    )
+    try:
+        sent = cli(app_server, "send", broken["name"], "hi")
+    finally:
+        app_server_client.delete_agent(broken["id"])
+
+    assert sent.exit_code == 1
+    errors = [line for line in sent.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-model" in errors[0], sent.stderr
+    assert "Traceback" not in sent.output
 
 
 def test_a_conversation_of_another_agent_is_refused_before_anything_is_sent(
@@ -174,3 +200,35 @@ def test_compact_messages_summarizes_a_conversation(
     assert "first words" in compacted.stdout  # the summary's start (the stand-in repeats what the user said)
     kinds = [m["message_type"] for m in messages_of(app_server, agent, "--conversation-id", conversation["id"])]
     assert kinds == ["summary_message"]
+
+
+def test_ctrl_c_while_an_approved_tool_runs_stops_the_turn_on_the_server(
+    app_server: str, agent: dict[str, Any], tmp_path: Path
+) -> None:
+    target = tmp_path / "made-after-the-wait"
+    started = time.monotonic()
+    sending = subprocess.Popen(
+        [LETTAFLEET, "send", agent["name"], f"{RUN_PREFIX}{SLOW_COMMAND}; touch {target}", "--approve-tools"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LETTA_BASE_URL": app_server, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert sending.stderr is not None
+        approved = sending.stderr.readline()  # the tool starts on the server's host as this line is written
+        assert "approved" in approved, approved
+        sending.send_signal(signal.SIGINT)
+        _, said = sending.communicate(timeout=30)
+    finally:
+        sending.kill()
+
+    assert sending.returncode == 130
+    assert "Interrupted: the agent's turn" in said and "Traceback" not in said
+    # The conversation takes the next message at once (the server queues it after the stopped turn) ...
+    again = cli(app_server, "send", agent["name"], "still there?")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "Echo: still there?\n"
+    # ... and the stopped tool never got to its second command.
+    time.sleep(max(0.0, started + SLOW_SECONDS + 2 - time.monotonic()))
+    assert not target.exists()
