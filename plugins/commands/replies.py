@@ -82,7 +82,8 @@ class ReplyPrinter:
         elif kind == "usage_statistics" and self.verbose:
             self._flush_step()
             self._end_line()
-            click.echo(f"[usage] {event.get('total_tokens')} tokens in {event.get('step_count')} step(s)", err=True)
+            steps = f" in {event['step_count']} step(s)" if event.get("step_count") is not None else ""
+            click.echo(f"[usage] {event.get('total_tokens')} tokens{steps}", err=True)  # App Servers count no steps
         elif self.verbose and kind in ("reasoning_message", "tool_call_message", "tool_return_message"):
             self._add_to_step(event)
 
