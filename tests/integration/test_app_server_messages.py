@@ -232,3 +232,21 @@ def test_ctrl_c_while_an_approved_tool_runs_stops_the_turn_on_the_server(
     # ... and the stopped tool never got to its second command.
     time.sleep(max(0.0, started + SLOW_SECONDS + 2 - time.monotonic()))
     assert not target.exists()
+
+
+def test_send_streams_and_refuses_tools_on_0_32_18_too(
+    app_server_v1_layout_url: str, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    target = tmp_path / "made-by-the-agent"
+    with AppServerClient(app_server_v1_layout_url) as client:
+        client.connect_provider("openai-compatible", {"baseUrl": fake_llm.base_url, "apiKey": "sk-stand-in"})
+        made = client.create_agent({"name": f"as-send-032-{uuid.uuid4().hex[:8]}", "model": MODEL})
+        try:
+            hello = cli(app_server_v1_layout_url, "send", made["name"], "hello")
+            asked = cli(app_server_v1_layout_url, "send", made["name"], f"{RUN_PREFIX}touch {target}")
+        finally:
+            client.delete_agent(made["id"])
+
+    assert hello.exit_code == 0 and hello.stdout == "Echo: hello\n", hello.output
+    assert asked.exit_code == 0 and "refused" in asked.stderr, asked.output
+    assert not target.exists()
