@@ -12,6 +12,7 @@ import rich_click as click
 
 from lettafleet.core import (
     Column,
+    Connection,
     LettaAPIError,
     LettaError,
     PluginCommand,
@@ -25,7 +26,9 @@ from lettafleet.core import (
     short_date,
 )
 from lettafleet.plugins.backends.letta_v1 import v1_client
+from lettafleet.plugins.commands import app_server_messages as on_app_server
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of
 from lettafleet.plugins.commands.bulk_send import DEFAULT_CONCURRENCY, agents_matching, send_to_all
 from lettafleet.plugins.commands.histories import (
     COUNT_PAGE,
@@ -39,7 +42,10 @@ from lettafleet.plugins.commands.histories import (
 )
 from lettafleet.plugins.commands.replies import ReplyPrinter
 
-CONVERSATION_OPTION_HELP = "A conversation of AGENT (conv-...). Without it: the agent's own (legacy) history."
+CONVERSATION_OPTION_HELP = (
+    "A conversation of AGENT (conv-..., on an App Server local-conv-...). Without it: the agent's own (legacy) "
+    "history (on an App Server: its own conversation, `default`)."
+)
 
 
 @click.command("messages")
@@ -67,6 +73,14 @@ def get_messages(
     AGENT is the agent's name or id (agent-...).
     """
     with make_client(base_url) as client:
+        app = app_server_of(client)
+        if app is not None:
+            found, conversation = on_app_server.conversation_for(app, agent, conversation_id)
+            messages = on_app_server.read_messages(
+                app, found["id"], conversation, with_system=with_system, limit=None if everything else limit
+            )
+            show_messages(messages, output, on_app_server.where(found, conversation), with_system)
+            return
         found = find_agent(client, agent, include=LIGHT_AGENT)
         if conversation_id:
             conversation_of(client, found, conversation_id)
@@ -92,15 +106,23 @@ def get_messages(
                 if len(messages) == limit:
                     break
             messages.reverse()
+    where = f"conversation {conversation_id}" if conversation_id else f"the legacy history of {found['name']}"
+    show_messages(messages, output, where, with_system)
+
+
+def show_messages(messages: list[dict[str, Any]], output: str, where: str, with_system: bool) -> None:
+    """The messages as JSON, or a table (oldest first)."""
     if output == "json":
         click.echo(json.dumps(messages, indent=2))
         return
-    where = f"conversation {conversation_id}" if conversation_id else f"the legacy history of {found['name']}"
     if not messages:
         click.echo(f"No messages in {where}." + ("" if with_system else " (--system also lists system messages.)"))
         return
     print_table(
-        [[short_date(m.get("date")), short_type(m), preview(message_text(m), 500)] for m in messages],
+        [
+            [short_date(m.get("date")), short_type(m), preview(on_app_server.shown_text(m, message_text(m)), 500)]
+            for m in messages
+        ],
         [Column("DATE"), Column("TYPE"), Column("CONTENT", width=100)],
     )
 
@@ -123,6 +145,12 @@ def get_messages(
 )
 @click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also show reasoning, tool calls and token usage (on stderr).")
+@click.option(
+    "--approve-tools",
+    is_flag=True,
+    help="App Server only: let the agent run the tools it asks for (a shell, file edits) on the server's host. "
+    "Without it every such request is refused, and each refusal is shown.",
+)
 @server_options
 @output_option("text", "json")
 @reports_errors
@@ -132,6 +160,7 @@ def send(
     concurrency: int,
     conversation_id: str | None,
     verbose: bool,
+    approve_tools: bool,
     base_url: str,
     output: str,
 ) -> None:
@@ -142,6 +171,9 @@ def send(
 
     With --all GLOB (and no AGENT), MESSAGE goes to the legacy history of every agent whose name matches, a few
     at a time; each reply is printed whole, then a summary. Exits 1 if any agent failed.
+
+    On an App Server (ws://), an agent may ask to run tools on the server's host: each request is refused, and
+    said so, unless --approve-tools is given.
     """
     if pattern is not None:
         if len(words) != 1 or conversation_id:
@@ -151,28 +183,40 @@ def send(
     if len(words) != 2:
         raise click.UsageError("give AGENT and MESSAGE (or --all GLOB MESSAGE).")
     agent, message = words
+    printer = ReplyPrinter(as_json=output == "json", verbose=verbose)
+    with make_client(base_url) as client:
+        app = app_server_of(client)
+        if app is not None:
+            found, conversation = on_app_server.conversation_for(app, agent, conversation_id)
+            on_app_server.send(app, found, conversation, message, printer, approve_tools=approve_tools)
+        else:
+            send_over_rest(client, agent, message, conversation_id, printer)
+    if printer.errors:
+        for line in printer.errors:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def send_over_rest(
+    client: Connection, agent: str, message: str, conversation_id: str | None, printer: ReplyPrinter
+) -> None:
+    """A V1 server: the message goes to the conversation, or to the agent's own history, and the reply streams."""
     body: dict[str, Any] = {
         "messages": [{"role": "user", "content": message}],
         "streaming": True,
         "stream_tokens": True,
     }
-    with make_client(base_url) as client:
-        found = find_agent(client, agent, include=LIGHT_AGENT)
-        if conversation_id:
-            conversation_of(client, found, conversation_id)
-            path = f"/v1/conversations/{conversation_id}/messages"
-        else:
-            path = f"/v1/agents/{found['id']}/messages/stream"
-        printer = ReplyPrinter(as_json=output == "json", verbose=verbose)
-        try:
-            for event in v1_client(client, "a streamed reply").stream_events("POST", path, json=body):
-                printer.show(event)
-        finally:
-            printer.finish()  # ends the reply's line before any error is printed
-    if printer.errors:
-        for line in printer.errors:
-            click.echo(f"error: {line}", err=True)
-        sys.exit(1)
+    found = find_agent(client, agent, include=LIGHT_AGENT)
+    if conversation_id:
+        conversation_of(client, found, conversation_id)
+        path = f"/v1/conversations/{conversation_id}/messages"
+    else:
+        path = f"/v1/agents/{found['id']}/messages/stream"
+    try:
+        for event in v1_client(client, "a streamed reply").stream_events("POST", path, json=body):
+            printer.show(event)
+    finally:
+        printer.finish()  # ends the reply's line before any error is printed
 
 
 def send_matching(pattern: str, message: str, concurrency: int, base_url: str, output: str) -> None:
@@ -221,6 +265,12 @@ def compact_messages(
     AGENT is the agent's name or id (agent-...).
     """
     with make_client(base_url) as client:
+        app = app_server_of(client)
+        if app is not None:
+            found, conversation = on_app_server.conversation_for(app, agent, conversation_id)
+            result, used = on_app_server.compact(app, found, conversation, model, mode)
+            show_compaction(result, output, on_app_server.where(found, conversation), used)
+            return
         found = find_agent(client, agent, include=LIGHT_AGENT)
         llm = found.get("llm_config") or {}
         # An agent configured by endpoint has no handle; Letta then falls back from the unknown handle to the
@@ -241,6 +291,11 @@ def compact_messages(
                     f"nothing to compact in {where}: {error.detail} Try --mode all, or send more messages first."
                 ) from None
             raise
+    show_compaction(result, output, where, settings["model"])
+
+
+def show_compaction(result: dict[str, Any], output: str, where: str, model: str) -> None:
+    """What a compaction did: the server's answer as JSON, or the counts and the summary's start."""
     if output == "json":
         click.echo(json.dumps(result, indent=2))
         return
@@ -248,7 +303,7 @@ def compact_messages(
     if before == after:
         click.echo(f"Nothing to compact in {where}: {before} message(s) in context.")
         return
-    click.echo(f"Compacted {where}: {before} -> {after} messages in context (model {settings['model']}).")
+    click.echo(f"Compacted {where}: {before} -> {after} messages in context (model {model}).")
     if result.get("summary"):
         click.echo(f"Summary: {preview(result['summary'], 200)}")
 

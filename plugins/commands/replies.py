@@ -15,10 +15,22 @@ from lettafleet.plugins.commands.histories import message_text, tool_calls
 
 def stream_error(event: Mapping[str, Any]) -> str:
     """What an `error_message` event of a reply stream says, and what to check."""
-    detail = f" ({event['detail']})" if event.get("detail") else ""
+    said = event.get("detail")
+    detail = f" ({said})" if said and said != event.get("message") else ""
     return (
         f"{event.get('error_type', 'error')}: {event.get('message')}{detail}. Check the "
         "agent's model settings (`lettafleet describe agent`)."
+    )
+
+
+def approval_note(event: Mapping[str, Any]) -> str:
+    """What `send` says about a tool the agent asked to run on the App Server's host, and what it decided."""
+    call = f"{event.get('tool_name')}({event.get('arguments')})"
+    if event.get("approved"):
+        return f"note: approved (--approve-tools): the agent ran {call} on the App Server's host."
+    return (
+        f"note: refused: the agent asked to run {call} on the App Server's host; it did not run. "
+        "Pass --approve-tools to let it."
     )
 
 
@@ -53,6 +65,11 @@ class ReplyPrinter:
         if self.as_json:
             click.echo(json.dumps(event))
             return
+        if kind == "approval_decision":  # an App Server agent asked to run a tool on the server's host
+            self._flush_step()
+            self._end_line()
+            click.echo(approval_note(event), err=True)
+            return
         if kind == "assistant_message":
             self._flush_step()
             click.echo(message_text(event), nl=False)
@@ -65,7 +82,8 @@ class ReplyPrinter:
         elif kind == "usage_statistics" and self.verbose:
             self._flush_step()
             self._end_line()
-            click.echo(f"[usage] {event.get('total_tokens')} tokens in {event.get('step_count')} step(s)", err=True)
+            steps = f" in {event['step_count']} step(s)" if event.get("step_count") is not None else ""
+            click.echo(f"[usage] {event.get('total_tokens')} tokens{steps}", err=True)  # App Servers count no steps
         elif self.verbose and kind in ("reasoning_message", "tool_call_message", "tool_return_message"):
             self._add_to_step(event)
 

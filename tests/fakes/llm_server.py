@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -36,6 +37,12 @@ EMBEDDING_DIM = 32
 REPLY_PREFIX = "Echo: "
 SUMMARY_PREFIX = "Summary of the conversation so far: "
 SEND_MESSAGE = "send_message"
+# A user message "run: COMMAND" makes the stand-in ask to run COMMAND with the App Server's shell tool (Letta Code
+# offers it as `Bash`), so that tests can see what the server does with a tool call on its host.
+RUN_PREFIX = "run: "
+SHELL_TOOL = "Bash"
+# Letta Code wraps what the user typed in system reminders (device, agent); they are not the user's words.
+SYSTEM_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,9 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
 
 
 def user_words(text: str) -> str:
-    """What the user typed: older Letta agent types wrap it as JSON {"type": "user_message", "message": ...}."""
+    """What the user typed: older Letta agent types wrap it as JSON {"type": "user_message", "message": ...};
+    Letta Code puts system reminders around it."""
+    text = SYSTEM_REMINDER.sub("", text)
     try:
         wrapped = json.loads(text)
     except ValueError:
@@ -91,7 +100,10 @@ def plan_reply(body: dict[str, Any]) -> dict[str, Any]:
         return {"role": "assistant", "content": SUMMARY_PREFIX + " | ".join(said)[-500:]}
     if messages and messages[-1].get("role") == "tool":
         return {"role": "assistant", "content": "Done."}
-    reply = FakeLLM.reply_to(last_user_text(messages))
+    said = last_user_text(messages)
+    if said.startswith(RUN_PREFIX) and SHELL_TOOL in tools:
+        return tool_call_reply(SHELL_TOOL, {"command": said.removeprefix(RUN_PREFIX), "description": "as asked"})
+    reply = FakeLLM.reply_to(said)
     if SEND_MESSAGE not in tools:
         return {"role": "assistant", "content": reply}
     # memgpt agents put their inner thoughts in a `thinking` argument that comes first; Letta's token streaming
@@ -99,10 +111,15 @@ def plan_reply(body: dict[str, Any]) -> dict[str, Any]:
     properties = (tools[SEND_MESSAGE].get("parameters") or {}).get("properties") or {}
     arguments = {key: "Echoing the user." for key in properties if key != "message"}
     arguments["message"] = reply
+    return tool_call_reply(SEND_MESSAGE, arguments)
+
+
+def tool_call_reply(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message that calls one tool."""
     call = {
         "id": f"call_{uuid.uuid4().hex[:24]}",
         "type": "function",
-        "function": {"name": SEND_MESSAGE, "arguments": json.dumps(arguments)},
+        "function": {"name": tool, "arguments": json.dumps(arguments)},
     }
     return {"role": "assistant", "content": None, "tool_calls": [call]}
 

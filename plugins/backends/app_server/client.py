@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +43,7 @@ READS = frozenset(
         "memory_history",
         "conversation_list",
         "conversation_messages_list",
+        "conversation_retrieve",
         "secret_list",
         "list_models",
     }
@@ -281,6 +283,41 @@ class AppServerClient:
     def list_models(self, *, refresh: bool = True) -> list[Frame]:
         """The models of every connected provider (`handle` is `provider/model`); `refresh` skips its cache."""
         return list(self.call("list_models", force=refresh)["entries"])
+
+    # Turns and messages (turns.py runs a turn) -------------------------------------------------------------------
+
+    def listening(self) -> AbstractContextManager[queue.SimpleQueue[Frame]]:
+        """Every event from now until the block ends (stream deltas, approval requests, turn_finished, ...)."""
+        return self._connection.listening()
+
+    def start_runtime(self, agent_id: str, conversation_id: str, *, mode: str) -> Frame:
+        """`runtime_start` of one conversation (`default`: the agent's own), in permission `mode` (`strict`: every
+        tool call asks first)."""
+        return self.call("runtime_start", agent_id=agent_id, conversation_id=conversation_id, mode=mode)
+
+    def send_input(self, runtime: Mapping[str, Any], payload: Mapping[str, Any]) -> Frame:
+        """An `input` (a message, an approval response) to a started runtime; answered `input_accepted`."""
+        self.stats.count("input")
+        answer = self._connection.request("input", {"runtime": dict(runtime), "payload": dict(payload)})[-1]
+        if answer.get("type") != "input_accepted" or not answer.get("accepted"):
+            said = answer.get("error") or f"an answer of type {answer.get('type')!r}, not accepted"
+            raise AppServerError("input", self.masker(str(said)))
+        return answer
+
+    def abort_turn(self, runtime: Mapping[str, Any]) -> None:
+        """Stop the turn running in `runtime` (Ctrl-C during `send`); the answer is not waited for."""
+        self._connection.send_only("abort_message", {"runtime": dict(runtime)})
+
+    def retrieve_conversation(self, conversation_id: str) -> Frame:
+        return self.call("conversation_retrieve", conversation_id=conversation_id)["conversation"]
+
+    def list_messages(self, conversation_id: str, **query: Any) -> Frame:
+        """One page of a conversation's messages: `messages`, `next_before`, `has_more`."""
+        return self.call("conversation_messages_list", conversation_id=conversation_id, query=query)
+
+    def compact_conversation(self, conversation_id: str, body: Mapping[str, Any]) -> Frame:
+        """Summarize older messages: `num_messages_before`, `num_messages_after`, `summary`."""
+        return self.call("conversation_compact", conversation_id=conversation_id, body=dict(body))["compaction"]
 
 
 def _counted_as(request_type: str) -> str:

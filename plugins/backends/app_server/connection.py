@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -29,6 +29,8 @@ EVENTS_KEPT = 1000
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 Frame = dict[str, Any]
+# The event a listener gets when the socket closes (no frame of the server's has this type).
+CONNECTION_CLOSED = "lettafleet_connection_closed"
 _GONE = object()  # put in a waiting request's inbox when the connection closes
 
 
@@ -67,6 +69,7 @@ class Connection:
         self._waiting: dict[str, queue.SimpleQueue[object]] = {}
         self._closed_because: str | None = None
         self.events: deque[Frame] = deque(maxlen=EVENTS_KEPT)
+        self._listeners: list[queue.SimpleQueue[Frame]] = []
         self._socket = self._open(dict(headers), connect_timeout)
         self._reader = threading.Thread(target=self._read, name="app-server-reader", daemon=True)
         self._reader.start()
@@ -104,6 +107,10 @@ class Connection:
         finally:
             with self._lock:
                 self._waiting.pop(request_id, None)
+
+    def send_only(self, frame_type: str, fields: Mapping[str, Any]) -> None:
+        """Send one request and wait for nothing: its answer, if any, goes to `events`."""
+        self._send({"type": frame_type, "request_id": f"lettafleet-{next(self._ids)}", **fields}, frame_type)
 
     def _send(self, frame: Frame, frame_type: str) -> None:
         try:
@@ -143,8 +150,11 @@ class Connection:
             with self._lock:
                 self._closed_because = reason
                 waiting = list(self._waiting.values())
+                listeners = list(self._listeners)
             for inbox in waiting:
                 inbox.put(_GONE)
+            for listener in listeners:
+                listener.put({"type": CONNECTION_CLOSED, "error": reason})
 
     def _route(self, message: str | bytes) -> None:
         try:
@@ -155,10 +165,25 @@ class Connection:
             return
         with self._lock:
             inbox = self._waiting.get(str(frame.get("request_id")))
+            listeners = list(self._listeners) if inbox is None else []
         if inbox is not None:
             inbox.put(frame)
         else:
             self.events.append(frame)
+            for listener in listeners:
+                listener.put(frame)
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[queue.SimpleQueue[Frame]]:
+        """Every event (a frame that answers no request of ours) from now until the block ends, in order."""
+        listener: queue.SimpleQueue[Frame] = queue.SimpleQueue()
+        with self._lock:
+            self._listeners.append(listener)
+        try:
+            yield listener
+        finally:
+            with self._lock:
+                self._listeners.remove(listener)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
