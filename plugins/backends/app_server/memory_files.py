@@ -4,6 +4,7 @@ out as the agent's memory already is: v2 `<label>.md` with `name`/`description` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -23,17 +25,20 @@ from lettafleet.core import (
     address_of,
     attributes,
     compare,
+    exported_text_source,
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
+from lettafleet.plugins.resources.blocks import LABEL_PATTERN
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
 V1, V2 = "v1", "v2"
 INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
 SYSTEM_FOLDER = "system/"
 FILE_LIMIT = 20_000  # characters a v2 memory file may hold
+LABEL = re.compile(LABEL_PATTERN)
 FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
 
 
@@ -156,6 +161,17 @@ class MemoryFileHandler(ResourceHandler):
                     state={"agent_id": str(agent["id"]), "layout": layout_of(files, app_of(reader.client).made_by)},
                 )
 
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each memory file that is a block (v2 `<label>.md`, v1 `system/<label>.md`, indexes aside) as one of the
+        agent's `memory_blocks`, its value and description, `agent_owned` (the default) as V1's export makes them."""
+        made_by = app_of(reader.client).made_by
+        for agent in agents:
+            name, files = str(agent["name"]), memory_of(reader, str(agent["id"]))
+            layout = layout_of(files, made_by)
+            blocks = [_exported_block(name, entry, layout) for entry in files if _label(entry, layout)]
+            for declared, written in sorted(blocks, key=lambda block: str(block[0]["name"])):
+                yield Exported("memory_blocks", [declared], name, written)
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is None and live is not None:
             size = len(str(live.attributes.get("value") or ""))
@@ -203,6 +219,22 @@ class MemoryFileHandler(ResourceHandler):
         _write(app, str(agent_id), change.name, values, layout)
         session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
         return None
+
+
+def _label(entry: Mapping[str, Any], layout: str) -> str | None:
+    """The block label a memory file stands for in `layout` (None: an index, or a file no block maps to)."""
+    path = str(entry.get("relative_path") or "")
+    folder = SYSTEM_FOLDER if layout == V1 else ""
+    label = path.removeprefix(folder).removesuffix(".md")
+    fits = path.startswith(folder) and path.endswith(".md") and path != INDEX
+    return label if fits and file_path(label, layout) == path and LABEL.match(label) else None
+
+
+def _exported_block(agent: str, entry: Mapping[str, Any], layout: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A memory file as a declared block (its value inline, or in blocks/AGENT/LABEL.md when long)."""
+    label = str(_label(entry, layout))
+    source, files = exported_text_source(str(entry.get("content") or ""), f"blocks/{agent}/{label}.md")
+    return {"name": label, **attributes(description=entry.get("description")), **source}, files
 
 
 def _write(app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str) -> None:
