@@ -11,9 +11,11 @@ from typing import Any
 
 from lettafleet.core import (
     Action,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,
+    Connection,
     Exported,
     Fleet,
     LiveReader,
@@ -225,6 +227,18 @@ class AppServerAgentHandler(ResourceHandler):
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
         write_app_record(app_of(session.client), str(session.id_of(change.address)), record)
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """The tags lettafleet puts on the agents it makes (the server keeps no metadata), the agent's others kept."""
+        tags = list(agent.get("tags") or [])
+        if is_tagged_managed(tags):
+            return []
+        agent_id, marked = str(agent["id"]), [*_declarable_tags(tags), *reader.owner.tags()]
+
+        def write(connection: Connection) -> object:
+            return app_of(connection).update_agent(agent_id, {"tags": marked}, current_tags=tags)
+
+        return [Adoption(f"agent {agent['name']} ({agent_id})", write=write)]
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         """The keys the App Server has, as the plan compares them; tags without lettafleet's marks or the server's."""
