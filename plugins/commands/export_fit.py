@@ -7,7 +7,7 @@ import copy
 import re
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lettafleet.core import (
@@ -30,14 +30,17 @@ def fitted_for(exported: ExportedFleet, manager: FleetPlugins, backend: Backend)
         written = Path(folder) / "fleet.yaml"
         write_export(exported, written)
         problems = backend_problems(load_fleet(written, manager), manager, backend)
+    reasons: dict[KeyPath, list[str]] = {}
+    for problem in problems:  # an entry may be refused for several reasons (a tool, and its attachment)
+        reasons.setdefault(problem.path, []).append(_reason(problem))
     document = copy.deepcopy(exported.document)
-    said: list[str] = []
-    for path, message in sorted({(p.path, _reason(p)) for p in problems}, reverse=True):  # items last to first
+    said, dropped = [], set()
+    for path in sorted(reasons, reverse=True):  # list items last to first, so the earlier ones keep their places
         if _holds(document, path):
-            said.append(f"left out {_described(document, path)}: {message}")
-            _remove(document, path)
-    kept = {str(value) for value in _from_files(document)}
-    files = {relative: text for relative, text in exported.files.items() if relative in kept}
+            said.append(f"left out {_described(document, path)}: {'; '.join(dict.fromkeys(reasons[path]))}")
+            dropped |= _files_of(_remove(document, path))
+    named = _from_files(document)
+    files = {path: text for path, text in exported.files.items() if path in named or not _only_for(path, dropped)}
     return ExportedFleet(document, files), sorted(said)
 
 
@@ -72,21 +75,36 @@ def _described(document: Any, path: KeyPath) -> str:
     return ": ".join(parts)
 
 
-def _remove(document: Any, path: KeyPath) -> None:
-    """Take the entry at `path` out, and the lists and mappings that held only it."""
+def _remove(document: Any, path: KeyPath) -> Any:
+    """Take the entry at `path` out, and the lists and mappings that held only it; return the entry."""
     parent = document
     for key in path[:-1]:
         parent = parent[key]
+    entry = parent[path[-1]]
     del parent[path[-1]]
     if not parent and len(path) > 1:
         _remove(document, path[:-1])
+    return entry
 
 
-def _from_files(data: Any) -> list[Any]:
+def _files_of(entry: Any) -> set[str]:
+    """What a left-out entry named that may be a file beside the fleet file: its `from_file`s, and a name that
+    stands for a file (a tool's name means tools/NAME.py)."""
+    if isinstance(entry, Mapping):
+        return {str(entry["from_file"])} if "from_file" in entry else set().union(*map(_files_of, entry.values()))
+    if isinstance(entry, list):
+        return set().union(*map(_files_of, entry))
+    return {str(entry)}
+
+
+def _only_for(relative: str, dropped: set[str]) -> bool:
+    """Whether the exported file `relative` served only entries that were left out."""
+    return relative in dropped or PurePosixPath(relative).stem in dropped
+
+
+def _from_files(data: Any) -> set[str]:
     """Every `from_file` the document still names."""
     if isinstance(data, Mapping):
-        own = [data["from_file"]] if "from_file" in data else []
-        return own + [found for value in data.values() for found in _from_files(value)]
-    if isinstance(data, list):
-        return [found for item in data for found in _from_files(item)]
-    return []
+        own = {str(data["from_file"])} if "from_file" in data else set()
+        return own.union(*map(_from_files, data.values()))
+    return set().union(*map(_from_files, data)) if isinstance(data, list) else set()
