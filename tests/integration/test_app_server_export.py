@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from lettafleet.core import Recorded
+from lettafleet.plugins.backends.app_server.agents import write_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.test_app_server_plan_apply import (
@@ -114,3 +116,24 @@ def test_import_on_the_app_server_marks_an_agent_made_by_hand_and_the_file_plans
     assert entry["memory_blocks"] == [{"name": "notes", "description": "the notes", "value": "Hand notes."}]
     replanned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
     assert replanned.exit_code == 0, replanned.output
+
+
+def test_a_file_the_agents_record_lists_as_another_kinds_is_not_exported_as_a_memory_block(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-exp-copy-{suffix}"
+    fleet = fleet_file(tmp_path, f"as-exp-{suffix}", agent_yaml(name, extra=blocks_yaml(("persona", "Me.", True))))
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    agent = by_name(app_server_client, suffix)[name]
+    # A shared block's copy, as the App Server's shared blocks handler writes and records it.
+    app_server_client.write_memory_file(agent["id"], "team.md", "---\nname: team\ndescription: the team\n---\nUs.")
+    record = [
+        Recorded("block.persona", "block", "persona.md"),
+        Recorded("shared_block_attachment.team", "shared_block_attachment", "team.md#0f1e2d"),
+    ]
+    write_app_record(app_server_client, agent["id"], record)
+
+    exported = cli(app_server, "export", name)
+    assert exported.exit_code == 0, exported.output
+    (entry,) = yaml.safe_load(exported.stdout)["agents"]
+    assert [block["name"] for block in entry["memory_blocks"]] == ["persona"]

@@ -27,7 +27,7 @@ from lettafleet.core import (
     compare,
     exported_text_source,
 )
-from lettafleet.plugins.backends.app_server.agents import agents_by_name
+from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
@@ -167,8 +167,12 @@ class MemoryFileHandler(ResourceHandler):
         made_by = app_of(reader.client).made_by
         for agent in agents:
             name, files = str(agent["name"]), memory_of(reader, str(agent["id"]))
-            layout = layout_of(files, made_by)
-            blocks = [_exported_block(name, entry, layout) for entry in files if _label(entry, layout)]
+            layout, others = layout_of(files, made_by), _of_other_kinds(reader, str(agent["id"]))
+            blocks = [
+                _exported_block(name, entry, layout)
+                for entry in files
+                if _label(entry, layout) and entry.get("relative_path") not in others
+            ]
             for declared, written in sorted(blocks, key=lambda block: str(block[0]["name"])):
                 yield Exported("memory_blocks", [declared], name, written)
 
@@ -219,6 +223,13 @@ class MemoryFileHandler(ResourceHandler):
         _write(app, str(agent_id), change.name, values, layout)
         session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
         return None
+
+
+def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
+    """The files the agent's record lists as another kind's (a shared block's copy): that kind exports them. Such an
+    id is the file's path, maybe followed by `#` and what the copy held."""
+    recorded = read_app_record(reader, agent_id) or ()
+    return {str(entry.id).split("#", 1)[0] for entry in recorded if entry.kind != BLOCK and entry.id}
 
 
 def _label(entry: Mapping[str, Any], layout: str) -> str | None:
