@@ -14,6 +14,8 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    Backend,
+    BackendError,
     ExportedFleet,
     ExportError,
     FleetPlugins,
@@ -92,6 +94,7 @@ def export(
     if not names and not wanted:
         raise ExportError("name the agents to export (globs allowed, '*' for every agent), or give --tags")
     manager = get_plugin_manager()
+    target = _target_backend(manager, for_url) if for_url else None  # a mistyped URL fails before any read
     backend = manager.backend_for(base_url)
     serving = manager.serving(backend)  # each kind read by the handler of the backend the server speaks
     with make_client(base_url, manager) as client:
@@ -104,8 +107,8 @@ def export(
             exported = export_fleet(serving, reader, chosen, with_runtime=conversations)
         finally:
             reader.close()
-    if for_url:
-        exported = _fitted(exported, manager, for_url, client.base_url)
+    if target:
+        exported = _fitted(exported, manager, target, client.base_url)
     if out is None:
         if exported.files:
             raise ExportError(
@@ -118,9 +121,20 @@ def export(
     click.echo(f"Exported {len(chosen)} agent{'s' if len(chosen) != 1 else ''} to {out} ({len(written)} files).")
 
 
-def _fitted(exported: ExportedFleet, manager: FleetPlugins, for_url: str, source: str) -> ExportedFleet:
-    """The export without what the backend of `for_url` lacks or ignores, each entry left out said on stderr."""
-    backend = manager.backend_for(for_url)
+def _target_backend(manager: FleetPlugins, for_url: str) -> Backend:
+    """The backend `--for URL` names by its scheme."""
+    try:
+        return manager.backend_for(for_url)
+    except BackendError:
+        known = ", ".join(f"{scheme}://" for scheme in sorted(manager.backends))
+        raise ExportError(
+            f"--for {for_url}: no backend speaks that URL's scheme (known: {known}); give the URL of the server the "
+            "file is for, e.g. ws://127.0.0.1:4617 for an App Server"
+        ) from None
+
+
+def _fitted(exported: ExportedFleet, manager: FleetPlugins, backend: Backend, source: str) -> ExportedFleet:
+    """The export without what `backend` lacks or ignores, each entry left out said on stderr."""
     fitted, left_out = fitted_for(exported, manager, backend)
     for line in left_out:
         click.echo(f"note: {line}", err=True)

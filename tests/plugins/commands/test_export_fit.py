@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from lettafleet.core import ExportedFleet, FleetPlugins, backend_problems, get_plugin_manager, load_fleet, write_export
+from lettafleet.core.cli.app import main
 from lettafleet.plugins.commands.export_fit import fitted_for
 
 APP_SERVER = "ws://127.0.0.1:4617"
@@ -79,3 +81,12 @@ def test_an_export_for_a_backend_that_holds_everything_is_left_as_it_is(manager:
 
     assert said == []
     assert fitted == v1_export()
+
+
+def test_a_for_url_no_backend_speaks_is_refused_before_the_server_is_read() -> None:
+    result = CliRunner().invoke(main, ["export", "support", "--for", "htp://typo", "--base-url", "http://127.0.0.1:9"])
+
+    assert result.exit_code == 1
+    assert "--for htp://typo: no backend speaks that URL's scheme (known: http://, https://, ws://, wss://)" in (
+        result.output
+    )
