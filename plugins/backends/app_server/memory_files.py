@@ -4,7 +4,6 @@ out as the agent's memory already is: v2 `<label>.md` with `name`/`description` 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -31,14 +30,12 @@ from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_a
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
-from lettafleet.plugins.resources.blocks import LABEL_PATTERN
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
 V1, V2 = "v1", "v2"
 INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
 SYSTEM_FOLDER = "system/"
 FILE_LIMIT = 20_000  # characters a v2 memory file may hold
-LABEL = re.compile(LABEL_PATTERN)
 FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
 
 
@@ -72,6 +69,34 @@ def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
         ("app_server", "memory", agent_id), lambda: app_of(reader.client).list_memory(agent_id)
     )
     return files
+
+
+def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
+    """The files the agent's record lists as another kind's (a shared block's copy): that kind exports them. Such an
+    id is the file's path, maybe followed by `#` and what the copy held."""
+    recorded = read_app_record(reader, agent_id) or ()
+    return {str(entry.id).split("#", 1)[0] for entry in recorded if entry.kind != BLOCK and entry.id}
+
+
+def _label(entry: Mapping[str, Any], layout: str) -> str | None:
+    """The block label a memory file stands for in `layout` (None: an index, or a file no block maps to)."""
+    path = str(entry.get("relative_path") or "")
+    folder = SYSTEM_FOLDER if layout == V1 else ""
+    label = path.removeprefix(folder).removesuffix(".md")
+    fits = path.startswith(folder) and path.endswith(".md") and path != INDEX
+    return label if fits and file_path(label, layout) == path and _is_label(label) else None
+
+
+def _exported_block(agent: str, entry: Mapping[str, Any], layout: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A memory file as a declared block (its value inline, or in blocks/AGENT/LABEL.md when long)."""
+    label = str(_label(entry, layout))
+    source, files = exported_text_source(str(entry.get("content") or ""), f"blocks/{agent}/{label}.md")
+    return {"name": label, **attributes(description=entry.get("description")), **source}, files
+
+
+def _is_label(text: str) -> bool:
+    """Whether a fleet file may name a block so (the blocks plugin's LABEL_PATTERN: letters, digits, _ and -)."""
+    return bool(text) and all(char.isascii() and (char.isalnum() or char in "_-") for char in text)
 
 
 class MemoryFileHandler(ResourceHandler):
@@ -223,29 +248,6 @@ class MemoryFileHandler(ResourceHandler):
         _write(app, str(agent_id), change.name, values, layout)
         session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
         return None
-
-
-def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
-    """The files the agent's record lists as another kind's (a shared block's copy): that kind exports them. Such an
-    id is the file's path, maybe followed by `#` and what the copy held."""
-    recorded = read_app_record(reader, agent_id) or ()
-    return {str(entry.id).split("#", 1)[0] for entry in recorded if entry.kind != BLOCK and entry.id}
-
-
-def _label(entry: Mapping[str, Any], layout: str) -> str | None:
-    """The block label a memory file stands for in `layout` (None: an index, or a file no block maps to)."""
-    path = str(entry.get("relative_path") or "")
-    folder = SYSTEM_FOLDER if layout == V1 else ""
-    label = path.removeprefix(folder).removesuffix(".md")
-    fits = path.startswith(folder) and path.endswith(".md") and path != INDEX
-    return label if fits and file_path(label, layout) == path and LABEL.match(label) else None
-
-
-def _exported_block(agent: str, entry: Mapping[str, Any], layout: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """A memory file as a declared block (its value inline, or in blocks/AGENT/LABEL.md when long)."""
-    label = str(_label(entry, layout))
-    source, files = exported_text_source(str(entry.get("content") or ""), f"blocks/{agent}/{label}.md")
-    return {"name": label, **attributes(description=entry.get("description")), **source}, files
 
 
 def _write(app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str) -> None:
