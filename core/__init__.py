@@ -27,6 +27,7 @@ from lettafleet.core.engine.backends import (
     Recompiler,
     ServerSettings,
 )
+from lettafleet.core.engine.capabilities import backend_problems
 from lettafleet.core.engine.context_budget import (
     DEFAULT_CONTEXT_THRESHOLD,
     ContextUse,
@@ -241,6 +242,7 @@ __all__ = [
     "applied_line",
     "apply_plan",
     "attributes",
+    "backend_problems",
     "boolean",
     "code_block",
     "compare",

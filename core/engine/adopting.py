@@ -4,7 +4,7 @@ that plans treat them (and what they hold) as its own. Every handler says which 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,17 +16,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Adoption:
-    """One step of adopting an agent: `body` PATCHed to `path` marks `what` as lettafleet's. Without a `path`, it
-    is a note: `what` is left as it is, and `why` says why."""
+    """One step of adopting an agent: `body` PATCHed to `path` marks `what` as lettafleet's (or, on a backend that
+    speaks no REST, `write` called with the command's connection does). Without either, it is a note: `what` is
+    left as it is, and `why` says why."""
 
     what: str
     path: str | None = None
     body: Mapping[str, Any] = field(default_factory=dict)
     why: str = ""
+    write: Callable[[Connection], object] | None = None
 
     @property
     def marks(self) -> bool:
-        return self.path is not None
+        return self.path is not None or self.write is not None
 
     def line(self) -> str:
         """How the step is shown to a user."""
@@ -41,5 +43,7 @@ def adoptions(manager: FleetPlugins, reader: LiveReader, agents: Sequence[Mappin
 def mark_adopted(client: Connection, steps: Sequence[Adoption]) -> None:
     """Make the marking writes, one by one (a failure stops here; marking again later is harmless)."""
     for step in steps:
-        if step.path is not None:
+        if step.write is not None:
+            step.write(client)
+        elif step.path is not None:
             client.patch(step.path, json=dict(step.body))

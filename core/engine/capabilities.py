@@ -23,6 +23,14 @@ def check_capabilities(fleet: Fleet, manager: FleetPlugins, backend: Backend) ->
     return tuple(sorted(notes))
 
 
+def backend_problems(fleet: Fleet, manager: FleetPlugins, backend: Backend) -> list[Problem]:
+    """What the fleet declares that `backend` lacks (problems) or ignores (notes), at their paths, raising
+    nothing: for a command that fits a file to the backend (`export --for`) rather than refusing it."""
+    if backend.holds_everything:
+        return []
+    return capability_problems(fleet, _declared_of_lacking_kinds(fleet, manager, backend), backend)
+
+
 def refuse_lacking(fleet: Fleet, resources: Iterable[Resource], backend: Backend) -> list[Problem]:
     """Raise FleetError, every refusal at its line, if `resources` (or the file's keys) hold what `backend` lacks;
     else the notes for what it ignores, not yet located."""

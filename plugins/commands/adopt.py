@@ -34,7 +34,7 @@ from lettafleet.core import (
     server_options,
 )
 from lettafleet.plugins.commands.export import RUNTIME_KINDS, chosen_agents, nothing_matched, wanted_tags
-from lettafleet.plugins.resources.agents import agent_address, agents_named, declared_agents
+from lettafleet.plugins.resources.agents import agent_address, agents_by_name_on, declared_agents
 
 
 @click.command(name="import")
@@ -74,17 +74,19 @@ def adopt(
     manager = get_plugin_manager()
     fleet = load_fleet(fleet_file, manager)
     declared = {agent.name for agent in declared_agents(fleet)}
+    backend = manager.backend_for(base_url)
+    serving = manager.serving(backend)  # each kind read and marked by the handler of the backend the server speaks
     with make_client(base_url, manager) as client:
         # the marks carry the fleet's name, as apply's do
-        reader = LiveReader(client, owner=Owner(fleet.name), reads=manager.backend_for(base_url).plan_reads)
+        reader = LiveReader(client, owner=Owner(fleet.name), reads=backend.plan_reads)
         try:
-            live = agents_named(reader)
+            live = agents_by_name_on(serving, reader)
             chosen = chosen_agents(live, names, wanted)
             _refuse_unclear(
                 chosen, live, declared, fleet_file, nothing=nothing_matched(live, names, wanted, client.base_url)
             )
-            exported = export_fleet(manager, reader, chosen, leave_out=RUNTIME_KINDS)
-            steps = adoptions(manager, reader, chosen)
+            exported = export_fleet(serving, reader, chosen, leave_out=RUNTIME_KINDS)
+            steps = adoptions(serving, reader, chosen)
         finally:
             reader.close()
         pending = appended_export(exported, fleet_file, force=force)  # refused here, before anything is marked

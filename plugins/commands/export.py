@@ -14,7 +14,11 @@ from typing import Any
 import rich_click as click
 
 from lettafleet.core import (
+    Backend,
+    BackendError,
+    ExportedFleet,
     ExportError,
+    FleetPlugins,
     LiveReader,
     PluginCommand,
     export_fleet,
@@ -26,7 +30,8 @@ from lettafleet.core import (
     to_yaml,
     write_export,
 )
-from lettafleet.plugins.resources.agents import agents_named
+from lettafleet.plugins.commands.export_fit import fitted_for
+from lettafleet.plugins.resources.agents import agents_by_name_on
 from lettafleet.plugins.resources.conversations import CONVERSATION
 
 SHOWN_NAMES = 10  # names listed when nothing matched
@@ -58,10 +63,23 @@ RUNTIME_KINDS = (CONVERSATION,)
     "those a fleet declared are always exported. Applying the file then manages them: a conversation later removed "
     "from it is deleted (with its messages on --prune).",
 )
+@click.option(
+    "--for",
+    "for_url",
+    metavar="URL",
+    help="Fit the file to the server at URL (e.g. ws://127.0.0.1:4617, an App Server): leave out what its backend "
+    "cannot hold or ignores, saying each entry and why. Nothing is read from URL: its scheme names the backend.",
+)
 @server_options
 @reports_errors
 def export(
-    names: tuple[str, ...], tags: tuple[str, ...], out: Path | None, force: bool, conversations: bool, base_url: str
+    names: tuple[str, ...],
+    tags: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    conversations: bool,
+    for_url: str | None,
+    base_url: str,
 ) -> None:
     """Write a fleet file from agents on the server, so that `lettafleet apply -f FILE` at once plans "No changes".
 
@@ -76,16 +94,21 @@ def export(
     if not names and not wanted:
         raise ExportError("name the agents to export (globs allowed, '*' for every agent), or give --tags")
     manager = get_plugin_manager()
+    target = _target_backend(manager, for_url) if for_url else None  # a mistyped URL fails before any read
+    backend = manager.backend_for(base_url)
+    serving = manager.serving(backend)  # each kind read by the handler of the backend the server speaks
     with make_client(base_url, manager) as client:
-        reader = LiveReader(client, reads=manager.backend_for(base_url).plan_reads)
+        reader = LiveReader(client, reads=backend.plan_reads)
         try:
-            live = agents_named(reader)
+            live = agents_by_name_on(serving, reader)
             chosen = chosen_agents(live, names, wanted)
             if not chosen:
                 raise ExportError(nothing_matched(live, names, wanted, client.base_url))
-            exported = export_fleet(manager, reader, chosen, with_runtime=conversations)
+            exported = export_fleet(serving, reader, chosen, with_runtime=conversations)
         finally:
             reader.close()
+    if target:
+        exported = _fitted(exported, manager, target, client.base_url)
     if out is None:
         if exported.files:
             raise ExportError(
@@ -96,6 +119,27 @@ def export(
         return
     written = write_export(exported, out, force=force)
     click.echo(f"Exported {len(chosen)} agent{'s' if len(chosen) != 1 else ''} to {out} ({len(written)} files).")
+
+
+def _target_backend(manager: FleetPlugins, for_url: str) -> Backend:
+    """The backend `--for URL` names by its scheme."""
+    try:
+        return manager.backend_for(for_url)
+    except BackendError:
+        known = ", ".join(f"{scheme}://" for scheme in sorted(manager.backends))
+        raise ExportError(
+            f"--for {for_url}: no backend speaks that URL's scheme (known: {known}); give the URL of the server the "
+            "file is for, e.g. ws://127.0.0.1:4617 for an App Server"
+        ) from None
+
+
+def _fitted(exported: ExportedFleet, manager: FleetPlugins, backend: Backend, source: str) -> ExportedFleet:
+    """The export without what `backend` lacks or ignores, each entry left out said on stderr."""
+    fitted, left_out = fitted_for(exported, manager, backend)
+    for line in left_out:
+        click.echo(f"note: {line}", err=True)
+    click.echo(f"note: messages are not part of a fleet file: they stay on {source}", err=True)
+    return fitted
 
 
 def chosen_agents(

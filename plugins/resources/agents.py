@@ -8,9 +8,9 @@ plugin whose kind is nested under agents (docs/plugins.md): `agent_address`, `de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lettafleet.core import (
     PROTECT_KEY,
@@ -23,6 +23,7 @@ from lettafleet.core import (
     Exported,
     ExportError,
     Fleet,
+    FleetPlugins,
     LettaAPIError,
     LiveReader,
     Note,
@@ -165,6 +166,22 @@ def agents_named(reader: LiveReader, read: Read = AGENTS) -> dict[str, list[dict
 
     named: dict[str, list[dict[str, Any]]] = reader.derived(("agents_named", repr(read)), grouped)
     return named
+
+
+@runtime_checkable
+class ListsAgentsByName(Protocol):
+    """An agent handler that lists a backend's live agents by name, the one meant first: how commands that choose
+    agents by name (`export`, `import`) read them on whatever backend they talk to."""
+
+    def live_by_name(self, reader: LiveReader) -> dict[str, list[dict[str, Any]]]: ...
+
+
+def agents_by_name_on(manager: FleetPlugins, reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+    """The live agents by name, as the agent handler of `manager` (serving the reader's backend) lists them."""
+    handler = manager.handler(AGENT)
+    if not isinstance(handler, ListsAgentsByName):
+        raise ExportError(f"the agents plugin of {reader.client.base_url} cannot list agents by name")
+    return handler.live_by_name(reader)
 
 
 def live_agents(reader: LiveReader, read: Read = AGENTS) -> dict[str, dict[str, Any]]:
@@ -425,6 +442,9 @@ class AgentHandler(ResourceHandler):
 
     records_children = True
 
+    def live_by_name(self, reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+        return agents_named(reader)
+
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         canary = Canary.from_options(fleet.options)
         for agent in declared_agents(fleet):
@@ -563,7 +583,7 @@ class AgentHandler(ResourceHandler):
         session.client.patch(f"/v1/agents/{agent_id}", json={"metadata": with_record(_marks(change, session), record)})
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
-        fleet = _one_fleet(agents)
+        fleet = one_fleet(agents)
         if fleet:
             yield Exported("fleet", fleet)  # its agents, shared blocks and tools carry its name: the plan finds them
         for agent in agents:
@@ -607,9 +627,12 @@ def _not_made_for(agent: Mapping[str, Any], owner: Owner) -> KeptBlock:
     return keeps
 
 
-def _one_fleet(agents: Sequence[Mapping[str, Any]]) -> str | None:
-    """The named fleet every exported agent belongs to (None: none of them carries a fleet name). A fleet file is
-    one fleet: agents of several fleets (or of one and of none) could not plan "No changes" from one file."""
+def one_fleet(
+    agents: Sequence[Mapping[str, Any]], fleet_of: Callable[[Mapping[str, Any]], str | None] = fleet_of
+) -> str | None:
+    """The named fleet every exported agent belongs to (None: none of them carries a fleet name), as `fleet_of`
+    reads an agent's. A fleet file is one fleet: agents of several fleets (or of one and of none) could not plan
+    "No changes" from one file."""
     fleets: dict[str | None, list[str]] = {}
     for agent in agents:
         fleets.setdefault(fleet_of(agent), []).append(str(agent["name"]))

@@ -4,16 +4,19 @@ and tags. Ownership is carried by tags (the server drops `metadata`); the server
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
     Action,
+    Adoption,
     Ambiguity,
     ApplySession,
     Change,
+    Connection,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -22,6 +25,7 @@ from lettafleet.core import (
     ResourceHandler,
     attributes,
     compare,
+    exported_text_source,
     fleet_tagged,
     is_tagged_managed,
     read_record,
@@ -30,7 +34,7 @@ from lettafleet.core import (
 from lettafleet.core.letta.ownership import is_ownership_tag
 from lettafleet.plugins.backends.app_server.client import SERVER_OWNED_TAGS, AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
-from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
+from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, one_fleet
 
 # attribute -> the field of `agent_create` / `agent_update` that sets it
 REQUEST_KEYS = {
@@ -42,6 +46,8 @@ REQUEST_KEYS = {
 }
 # The agent's secret that holds the record of what the fleet made under it (docs/removing.md, "On the App Server").
 RECORD_SECRET = "LETTAFLEET_RECORD"
+# The compaction settings a fleet file declares (its schema's keys the server keeps); the server adds others.
+COMPACTION_KEYS = ("mode", "clip_chars", "sliding_window_percentage", "prompt", "prompt_acknowledgement", "model")
 AGENTS_READ = ("app_server", "agents")  # the key of the one read of every agent a plan shares
 RECORD_READS = 8  # records read at once (one request each, pipelined on the one socket)
 
@@ -146,6 +152,9 @@ class AppServerAgentHandler(ResourceHandler):
 
     records_children = True
 
+    def live_by_name(self, reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
+        return agents_by_name(reader)
+
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
         for agent in declared_agents(fleet):
             yield Resource(
@@ -226,6 +235,40 @@ class AppServerAgentHandler(ResourceHandler):
 
     def remember(self, change: Change, record: Sequence[Recorded], session: ApplySession) -> None:
         write_app_record(app_of(session.client), str(session.id_of(change.address)), record)
+
+    def adopt(self, reader: LiveReader, agent: Mapping[str, Any]) -> Iterable[Adoption]:
+        """The tags lettafleet puts on the agents it makes (the server keeps no metadata), the agent's others kept."""
+        tags = list(agent.get("tags") or [])
+        if is_tagged_managed(tags):
+            return []
+        agent_id, marked = str(agent["id"]), [*_declarable_tags(tags), *reader.owner.tags()]
+
+        def write(connection: Connection) -> object:
+            return app_of(connection).update_agent(agent_id, {"tags": marked}, current_tags=tags)
+
+        return [Adoption(f"agent {agent['name']} ({agent_id})", write=write)]
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """The keys the App Server has, as the plan compares them; tags without lettafleet's marks or the server's."""
+        fleet = one_fleet(agents, lambda agent: fleet_tagged(agent.get("tags") or []))
+        if fleet:
+            yield Exported("fleet", fleet)
+        for agent in agents:
+            yield from _exported_agent(agent)
+
+
+def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
+    name, live = str(agent["name"]), _live_attributes(agent)
+    if live["description"] is not None:
+        yield Exported("description", live["description"], name)
+    prompt, files = exported_text_source(live["system"], f"prompts/{name}.md")
+    yield Exported("system_prompt", prompt, name, files)
+    yield Exported("llm_config", attributes(model=live["model"], context_window=live["context_window"]), name)
+    if live["tags"]:
+        yield Exported("tags", live["tags"], name)
+    compaction = {key: value for key, value in live["compaction_settings"].items() if key in COMPACTION_KEYS}
+    if compaction:
+        yield Exported("compaction_settings", compaction, name)
 
 
 def _request_fields(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -23,8 +24,9 @@ from lettafleet.core import (
     address_of,
     attributes,
     compare,
+    exported_text_source,
 )
-from lettafleet.plugins.backends.app_server.agents import agents_by_name
+from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
@@ -74,6 +76,34 @@ def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
         ("app_server", "memory", agent_id), lambda: app_of(reader.client).list_memory(agent_id)
     )
     return files
+
+
+def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
+    """The files the agent's record lists as another kind's (a shared block's copy): that kind exports them. Such an
+    id is the file's path, maybe followed by `#` and what the copy held."""
+    recorded = read_app_record(reader, agent_id) or ()
+    return {str(entry.id).split("#", 1)[0] for entry in recorded if entry.kind != BLOCK and entry.id}
+
+
+def _label(entry: Mapping[str, Any], layout: str) -> str | None:
+    """The block label a memory file stands for in `layout` (None: an index, or a file no block maps to)."""
+    path = str(entry.get("relative_path") or "")
+    folder = SYSTEM_FOLDER if layout == V1 else ""
+    label = path.removeprefix(folder).removesuffix(".md")
+    fits = path.startswith(folder) and path.endswith(".md") and path != INDEX
+    return label if fits and file_path(label, layout) == path and _is_label(label) else None
+
+
+def _exported_block(agent: str, entry: Mapping[str, Any], layout: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A memory file as a declared block (its value inline, or in blocks/AGENT/LABEL.md when long)."""
+    label = str(_label(entry, layout))
+    source, files = exported_text_source(str(entry.get("content") or ""), f"blocks/{agent}/{label}.md")
+    return {"name": label, **attributes(description=entry.get("description")), **source}, files
+
+
+def _is_label(text: str) -> bool:
+    """Whether a fleet file may name a block so (the blocks plugin's LABEL_PATTERN: letters, digits, _ and -)."""
+    return bool(text) and all(char.isascii() and (char.isalnum() or char in "_-") for char in text)
 
 
 class MemoryFileHandler(ResourceHandler):
@@ -162,6 +192,21 @@ class MemoryFileHandler(ResourceHandler):
                     attributes={"value": entry.get("content") or "", "description": entry.get("description")},
                     state={"agent_id": str(agent["id"]), "layout": layout_of(files, app_of(reader.client).made_by)},
                 )
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each memory file that is a block (v2 `<label>.md`, v1 `system/<label>.md`, indexes aside) as one of the
+        agent's `memory_blocks`, its value and description, `agent_owned` (the default) as V1's export makes them."""
+        made_by = app_of(reader.client).made_by
+        for agent in agents:
+            name, files = str(agent["name"]), memory_of(reader, str(agent["id"]))
+            layout, others = layout_of(files, made_by), _of_other_kinds(reader, str(agent["id"]))
+            blocks = [
+                _exported_block(name, entry, layout)
+                for entry in files
+                if _label(entry, layout) and entry.get("relative_path") not in others
+            ]
+            for declared, written in sorted(blocks, key=lambda block: str(block[0]["name"])):
+                yield Exported("memory_blocks", [declared], name, written)
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is None and live is not None:
