@@ -16,9 +16,11 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.conversations import AppServerConversationHandler
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.resources.agents import AGENT
+from lettafleet.plugins.resources.conversations import CONVERSATION
 
 NAME = "Letta App Server"
 
@@ -60,7 +62,11 @@ def connect(settings: ServerSettings) -> Connection:
 
 
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
-HANDLERS = {AGENT: AppServerAgentHandler(), BLOCK: MemoryFileHandler()}
+HANDLERS = {
+    AGENT: AppServerAgentHandler(),
+    BLOCK: MemoryFileHandler(),
+    CONVERSATION: AppServerConversationHandler(),
+}
 
 
 @hookimpl
