@@ -42,6 +42,7 @@ READS = frozenset(
         "memory_history",
         "conversation_list",
         "conversation_messages_list",
+        "conversation_retrieve",
         "secret_list",
         "list_models",
     }
@@ -279,6 +280,9 @@ class AppServerClient:
     def list_models(self, *, refresh: bool = True) -> list[Frame]:
         """The models of every connected provider (`handle` is `provider/model`); `refresh` skips its cache."""
         return list(self.call("list_models", force=refresh)["entries"])
+
+    def retrieve_conversation(self, conversation_id: str) -> Frame:
+        return self.call("conversation_retrieve", conversation_id=conversation_id)["conversation"]
 
 
 def _counted_as(request_type: str) -> str:
