@@ -187,3 +187,50 @@ def test_a_conversation_id_the_server_reuses_after_a_restart_is_never_taken_for_
     assert pruned.exit_code == 0, pruned.output
     with AppServerClient(url) as client:
         assert [c["archived"] for c in conversations(client, agent)["Chat from the app"]] == [False]
+
+
+def test_a_moved_conversation_is_renamed_in_place_keeping_its_id(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-mv-{suffix}"
+    assert (
+        cli(
+            app_server,
+            "apply",
+            "-f",
+            str(fleet_file(tmp_path, f"as-{suffix}", with_conversations(name, "Ticket 1"))),
+            "--no-lock",
+        ).exit_code
+        == 0
+    )
+    agent = by_name(app_server_client, suffix)[name]
+    before = conversations(app_server_client, agent)["Ticket 1"][0]
+    old, new = f'agent.{name}.conversation["Ticket 1"]', f'agent.{name}.conversation["Ticket 1 (billing)"]'
+    renamed = fleet_file(tmp_path, f"as-{suffix}", with_conversations(name, "Ticket 1 (billing)"))
+    renamed.write_text(renamed.read_text() + f"moved:\n  - from: '{old}'\n    to: '{new}'\n")
+
+    applied = cli(app_server, "apply", "-f", str(renamed), "--no-lock")
+
+    assert applied.exit_code == 0, applied.output
+    after = conversations(app_server_client, agent)
+    assert sorted(after) == ["Ticket 1 (billing)"] and after["Ticket 1 (billing)"][0]["id"] == before["id"]
+    assert record_of(app_server_client, agent)['conversation["Ticket 1 (billing)"]'] == (
+        f"{before['id']}@{before['created_at']}"
+    )
+    assert "No changes." in cli(app_server, "plan", "-f", str(renamed)).output
+
+
+def test_a_protected_conversation_taken_out_of_the_file_is_not_archived_even_with_prune(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-prot-{suffix}"
+    protected = agent_yaml(name, extra="    conversations:\n      - summary: Keep\n        protect: true\n")
+    assert cli(app_server, "apply", "-f", str(fleet_file(tmp_path, f"as-{suffix}", protected)), "--no-lock")
+    agent = by_name(app_server_client, suffix)[name]
+    taken_out = fleet_file(tmp_path, f"as-{suffix}", with_conversations(name))
+
+    pruned = cli(app_server, "apply", "-f", str(taken_out), "--prune", "--no-lock")
+
+    assert pruned.exit_code == 0, pruned.output
+    assert "protected" in pruned.output, pruned.output
+    assert [c["archived"] for c in conversations(app_server_client, agent)["Keep"]] == [False]
