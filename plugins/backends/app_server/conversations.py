@@ -30,6 +30,7 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.backends.app_server.agents import RECORD_READS, agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.connection import AppServerError
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.resources.agents import agent_address
 from lettafleet.plugins.resources.conversations import CONVERSATION, conversation_address, desired_conversations
@@ -66,6 +67,18 @@ def has_messages(app: AppServerClient, conversation_id: str) -> bool:
     """Whether anybody has talked in the conversation (the server's `last_message_at` is set at creation)."""
     answer = app.call("conversation_messages_list", conversation_id=conversation_id, query={"limit": 1})
     return bool(answer.get("messages"))
+
+
+def still_the_planned(app: AppServerClient, recorded: str) -> dict[str, Any] | None:
+    """The conversation a plan named (`recorded_id`), if the server still has it: its id alone may name a newer
+    conversation by the time a saved plan is applied."""
+    try:
+        live = app.retrieve_conversation(server_id(recorded))
+    except AppServerError as error:
+        if "not found" in error.detail:
+            return None
+        raise
+    return live if recorded_id(live) == recorded else None
 
 
 class AppServerConversationHandler(ResourceHandler):
@@ -119,21 +132,33 @@ class AppServerConversationHandler(ResourceHandler):
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app = app_of(session.client)
+        if change.action is Action.CREATE:
+            created = app.create_conversation(session.id_of(str(change.parent)), change.name)
+            session.record_id(change.address, recorded_id(created))
+            return created
         if change.action is Action.DELETE:
-            return app.archive_conversation(server_id(str(change.id)))
-        if change.action is Action.UPDATE and "summary" in change.changed_fields():  # renamed (`moved`)
-            body = {"summary": change.name}
-            answer: Mapping[str, Any] = app.call(
-                "conversation_update", conversation_id=server_id(str(change.id)), body=body
-            )
-            return answer
+            return _archive(app, str(change.id))
+        if change.action is Action.UPDATE and "summary" in change.changed_fields():  # renamed (`moved:`)
+            return _rename(app, change)
         if change.action is Action.UPDATE:
             return None  # only its protection changed: the agent's record carries it
-        if change.action is not Action.CREATE:
-            raise ApplyError(f"{change.address}: the App Server backend cannot {change.action} a conversation")
-        created = app.create_conversation(session.id_of(str(change.parent)), change.name)
-        session.record_id(change.address, recorded_id(created))
-        return created
+        raise ApplyError(f"{change.address}: the App Server backend cannot {change.action} a conversation")
+
+
+def _archive(app: AppServerClient, recorded: str) -> Mapping[str, Any] | None:
+    """Archive the planned conversation (the server has no delete); one gone since the plan is done, even when
+    its id names a newer conversation now."""
+    if still_the_planned(app, recorded) is None:
+        return None
+    return app.archive_conversation(server_id(recorded))
+
+
+def _rename(app: AppServerClient, change: Change) -> Mapping[str, Any]:
+    if still_the_planned(app, str(change.id)) is None:
+        raise ApplyError(f"{change.address}: conversation {change.id} is no longer on the server; plan again")
+    body = {"summary": change.name}
+    answer: Mapping[str, Any] = app.call("conversation_update", conversation_id=server_id(str(change.id)), body=body)
+    return answer
 
 
 def _agent_reads(reader: LiveReader, agent_id: str) -> tuple[list[dict[str, Any]], tuple[Recorded, ...] | None]:

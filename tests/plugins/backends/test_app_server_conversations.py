@@ -3,6 +3,7 @@ record names a conversation by id and creation time, duplicates pick the recorde
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,12 +11,14 @@ import pytest
 from lettafleet.core import Action, Recorded, Resource
 from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.validation import load_fleet
+from lettafleet.core.letta.connection import RequestStats
 from lettafleet.plugins.backends.app_server.conversations import (
     AppServerConversationHandler,
     match_declared,
     recorded_id,
     server_id,
 )
+from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
 from lettafleet.plugins.resources.conversations import CONVERSATION, conversation_address
 
 AGENT = "agent.support"
@@ -32,7 +35,7 @@ agents:
 
 
 def conversation(number: int, created_at: str, summary: str = "Ticket 1", **extra: Any) -> dict[str, Any]:
-    return {"id": f"local-conv-{number}", "summary": summary, "created_at": created_at, **extra}
+    return {"id": f"local-conv-{number}", "summary": summary, "created_at": created_at} | extra
 
 
 def test_declared_conversations_pass_the_app_servers_checks(manager, write_fleet):
@@ -102,3 +105,39 @@ def test_a_declared_conversation_archived_on_the_server_is_drift_never_a_create(
 
     assert change.action is Action.NO_OP
     assert change.drift is not None and change.drift.startswith("archived on the App Server")
+
+
+class OneConversation:
+    """An App Server client stand-in holding one conversation, `local-conv-1` made at `created_at`."""
+
+    base_url = "ws://127.0.0.1:4617"
+
+    def __init__(self, created_at: str) -> None:
+        self.created_at = created_at
+        self.stats = RequestStats()
+        self.archived: list[str] = []
+
+    def retrieve_conversation(self, conversation_id: str) -> dict[str, Any]:
+        return conversation(1, self.created_at, id=conversation_id)
+
+    def archive_conversation(self, conversation_id: str) -> dict[str, Any]:
+        self.archived.append(conversation_id)
+        return {"id": conversation_id, "archived": True}
+
+
+@pytest.mark.parametrize(("now", "archived"), [("2026-12-07T10:00:00.000Z", ["local-conv-1"]), ("2026-12-08", [])])
+def test_a_saved_plans_archive_reaches_only_the_conversation_it_planned_not_a_newer_one_with_its_id(now, archived):
+    planned = Resource(
+        conversation_address("Ticket 1", AGENT),
+        CONVERSATION,
+        "Ticket 1",
+        {"summary": "Ticket 1", "messages": False},
+        parent=AGENT,
+        id="local-conv-1@2026-12-07T10:00:00.000Z",
+    )
+    change = AppServerConversationHandler().diff(None, planned)
+    server = OneConversation(created_at=now)  # the same conversation, or a newer one the server gave its id
+
+    AppServerConversationHandler().apply(change, SimpleNamespace(client=AppServerConnection(server)))  # type: ignore[arg-type]
+
+    assert server.archived == archived
