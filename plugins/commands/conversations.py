@@ -33,6 +33,15 @@ from lettafleet.plugins.backends.letta_v1.conversations import (
     remove_half_created,
 )
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
+from lettafleet.plugins.commands.app_server_conversations import (
+    NO_ISOLATED_BLOCKS,
+    agent_conversations,
+    conversation_with_agent,
+    count_messages_of,
+    create_on_app_server,
+    refuse_delete,
+)
+from lettafleet.plugins.commands.app_server_lookup import app_server_of
 from lettafleet.plugins.commands.histories import count_all, count_messages, get_conversation
 
 
@@ -71,11 +80,15 @@ def get_conversations(agent: str, base_url: str, output: str) -> None:
     AGENT is the agent's name or id (agent-...).
     """
     with make_client(base_url) as client:
-        found = find_agent(client, agent, include=LIGHT_AGENT)
-        # Archived ones too (hosted Letta hides them unless asked; 0.16.8 has none and ignores the parameter).
-        conversations = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc", archive_status="all")
-        counts = count_all(client, conversations)
-    records = [conversation_record(c, n) for c, n in zip(conversations, counts, strict=True)]
+        app = app_server_of(client)
+        if app is not None:
+            found, counted = agent_conversations(app, agent)
+        else:
+            found = find_agent(client, agent, include=LIGHT_AGENT)
+            # Archived ones too (hosted Letta hides them unless asked; 0.16.8 has none and ignores the parameter).
+            listed = client.list_all("/v1/conversations/", agent_id=found["id"], order="asc", archive_status="all")
+            counted = list(zip(listed, count_all(client, listed), strict=True))
+    records = [conversation_record(c, n) for c, n in counted]
     print_records(
         records,
         CONVERSATION_COLUMNS,
@@ -92,11 +105,15 @@ def get_conversations(agent: str, base_url: str, output: str) -> None:
 @reports_errors
 def describe_conversation(conversation_id: str, base_url: str, output: str) -> None:
     """Show one conversation: its agent, summary, number of messages, dates and isolated blocks."""
+    no_blocks = "(none: every block is the agent's, shared with its other conversations)"
     with make_client(base_url) as client:
-        conversation = get_conversation(client, conversation_id)
-        agent = find_agent(client, conversation["agent_id"], include=LIGHT_AGENT)
-        count = count_messages(client, conversation)
-        blocks = [client.get(f"/v1/blocks/{block_id}") for block_id in conversation.get("isolated_block_ids") or []]
+        app = app_server_of(client)
+        if app is not None:
+            conversation, agent = conversation_with_agent(app, conversation_id)
+            blocks: list[dict[str, Any]] = []
+            count, no_blocks = count_messages_of(app, conversation_id), f"(none: {NO_ISOLATED_BLOCKS})"
+        else:
+            conversation, agent, count, blocks = _described(client, conversation_id)
     record = {
         **conversation_record(conversation, count),
         "agent_name": agent.get("name"),
@@ -122,12 +139,22 @@ def describe_conversation(conversation_id: str, base_url: str, output: str) -> N
     click.echo("")
     click.echo("Isolated blocks:")
     if not blocks:
-        click.echo("  (none: every block is the agent's, shared with its other conversations)")
+        click.echo(f"  {no_blocks}")
         return
     print_table(
         [[b["label"] or "-", b["id"], preview(b["value"])] for b in record["isolated_blocks"]],
         [Column("LABEL"), Column("ID"), Column("VALUE", width=60)],
     )
+
+
+def _described(
+    client: Connection, conversation_id: str
+) -> tuple[dict[str, Any], dict[str, Any], int, list[dict[str, Any]]]:
+    """A V1 conversation, its agent, its message count and its isolated blocks."""
+    conversation = get_conversation(client, conversation_id)
+    agent = find_agent(client, conversation["agent_id"], include=LIGHT_AGENT)
+    blocks = [client.get(f"/v1/blocks/{block_id}") for block_id in conversation.get("isolated_block_ids") or []]
+    return conversation, agent, count_messages(client, conversation), blocks
 
 
 @click.command("conversation")
@@ -152,9 +179,13 @@ def create_conversation(agent: str, summary: str | None, isolated: tuple[str, ..
     """
     labels = list(dict.fromkeys(isolated))
     with make_client(base_url) as client:
-        found = find_agent(client, agent, include=["agent.blocks"] if labels else LIGHT_AGENT)
-        _check_labels(found, labels)
-        conversation = _create(client, found, summary, labels)
+        app = app_server_of(client)
+        if app is not None:
+            found, conversation = create_on_app_server(app, agent, summary, labels)
+        else:
+            found = find_agent(client, agent, include=["agent.blocks"] if labels else LIGHT_AGENT)
+            _check_labels(found, labels)
+            conversation = _create(client, found, summary, labels)
     if output == "json":
         click.echo(json.dumps(conversation, indent=2))
         return
@@ -211,6 +242,8 @@ def delete_conversation(conversation_id: str, force: bool, base_url: str) -> Non
     command is the way to delete any other. Without --force, shows what would go and exits 1.
     """
     with make_client(base_url) as client:
+        if app_server_of(client) is not None:
+            raise refuse_delete(conversation_id, client.base_url)
         conversation = get_conversation(client, conversation_id)
         agent = find_agent(client, conversation["agent_id"], include=LIGHT_AGENT)
         copies = len(conversation.get("isolated_block_ids") or [])

@@ -163,20 +163,25 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     return problems
 
 
+def desired_conversations(fleet: Fleet) -> Iterator[Resource]:
+    """Every agent's declared conversations, by summary, as every backend's conversation handler declares them."""
+    for agent in declared_agents(fleet):
+        for index, conversation in declared_conversations(agent):
+            summary, protect = conversation["summary"], bool(conversation.get("protect"))
+            yield Resource(
+                conversation_address(summary, agent.address),
+                CONVERSATION,
+                summary,
+                {"summary": summary, "protect": protect},
+                parent=agent.address,
+                source=(*agent.at, "conversations", index),
+                protected=protect,
+            )
+
+
 class ConversationHandler(ResourceHandler):
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
-        for agent in declared_agents(fleet):
-            for index, conversation in declared_conversations(agent):
-                summary, protect = conversation["summary"], bool(conversation.get("protect"))
-                yield Resource(
-                    conversation_address(summary, agent.address),
-                    CONVERSATION,
-                    summary,
-                    {"summary": summary, "protect": protect},
-                    parent=agent.address,
-                    source=(*agent.at, "conversations", index),
-                    protected=protect,
-                )
+        return desired_conversations(fleet)
 
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
         return [AGENTS, CONVERSATIONS] if desired else []
