@@ -43,7 +43,7 @@ REQUEST_KEYS = {
 # The agent's secret that holds the record of what the fleet made under it (docs/removing.md, "On the App Server").
 RECORD_SECRET = "LETTAFLEET_RECORD"
 AGENTS_READ = ("app_server", "agents")  # the key of the one read of every agent a plan shares
-RECORD_READS = 8  # records read at once (one request each, pipelined on the one socket)
+RECORD_READS = 32  # records read at once (one request each, pipelined on the one socket)
 
 
 def every_agent(reader: LiveReader) -> list[dict[str, Any]]:

@@ -24,9 +24,11 @@ from lettafleet.core import (
     attributes,
     compare,
 )
-from lettafleet.plugins.backends.app_server.agents import agents_by_name
+from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.connection import AppServerError
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.backends.app_server.memory_reads import memories_of
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
@@ -59,6 +61,14 @@ def file_text(label: str, description: str | None, value: str, layout: str) -> s
     if description is not None:
         keys.append(f"description: {description}")
     return "---\n" + "".join(f"{key}\n" for key in keys) + "---\n" + value
+
+
+def recorded_layout(reader: LiveReader, agent_id: str, labels: Sequence[str]) -> str | None:
+    """The layout in which the agent's record names the file of every block in `labels`: what a plan compares can
+    then be read file by file (memory_reads.py). None: not known without listing the agent's memory."""
+    recorded = {entry.address: entry.id for entry in read_app_record(reader, agent_id) or () if entry.kind == BLOCK}
+    paths = [recorded.get(address_of(BLOCK, label)) for label in labels]
+    return next((layout for layout in (V1, V2) if paths == [file_path(label, layout) for label in labels]), None)
 
 
 def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
@@ -119,13 +129,22 @@ class MemoryFileHandler(ResourceHandler):
     ) -> Iterable[Resource | Ambiguity]:
         named = agents_by_name(reader)
         agents = {resource.address: resource for resource in fleet if resource.parent is None}
+        ids: dict[str, str] = {}  # the agent's address -> its id on the server
         for parent in sorted({block.parent for block in desired if block.parent}):
             found = named.get(agents[parent].name) if parent in agents else None
-            if not found:
-                continue  # the agent is created by this plan: so are its files
-            agent_id = str(found[0]["id"])
-            files = memory_of(reader, agent_id)
-            layout = layout_of(files, app_of(reader.client).made_by)
+            if found:  # else the agent is created by this plan: so are its files
+                ids[parent] = str(found[0]["id"])
+        labels = {ids[parent]: [block.name for block in desired if block.parent == parent] for parent in ids}
+
+        def known_paths(agent_id: str) -> list[str] | None:
+            layout = recorded_layout(reader, agent_id, labels[agent_id])
+            return [file_path(label, layout) for label in labels[agent_id]] if layout else None
+
+        memories = memories_of(reader, list(labels), known_paths, lambda agent_id: memory_of(reader, agent_id))
+        for parent, agent_id in ids.items():
+            files = memories[agent_id]
+            made_by = app_of(reader.client).made_by
+            layout = recorded_layout(reader, agent_id, labels[agent_id]) or layout_of(files, made_by)
             by_path = {str(entry.get("relative_path")): entry for entry in files}
             for block in (block for block in desired if block.parent == parent):
                 entry = by_path.get(file_path(block.name, layout))
@@ -181,10 +200,9 @@ class MemoryFileHandler(ResourceHandler):
         app = app_of(session.client)
 
         def landed(answer: Mapping[str, Any]) -> str | None:
-            files = app.list_memory(str(answer["id"]))
-            path = file_path(child.name, layout_of(files, app.made_by))
-            if not any(entry.get("relative_path") == path for entry in files):
-                return f"agent {parent.name} was created without its memory file {path}"
+            path = _made_file(app, str(answer["id"]), child.name)
+            if path is None:
+                return f"agent {parent.name} was created without its memory file for {child.name}"
             session.record_id(child.address, path)
             return None
 
@@ -203,6 +221,19 @@ class MemoryFileHandler(ResourceHandler):
         _write(app, str(agent_id), change.name, values, layout)
         session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
         return None
+
+
+def _made_file(app: AppServerClient, agent_id: str, label: str) -> str | None:
+    """The file a new agent's server made for block `label`: read where the server's own layout puts it (one
+    file read; listing the memory runs git on the server), else looked for in the listing; None if it is not there."""
+    path = file_path(label, layout_of((), app.made_by))
+    try:
+        app.read_memory_file(agent_id, path)
+        return path
+    except AppServerError:
+        files = app.list_memory(agent_id)
+    path = file_path(label, layout_of(files, app.made_by))
+    return path if any(entry.get("relative_path") == path for entry in files) else None
 
 
 def _write(app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str) -> None:
