@@ -170,7 +170,7 @@ class SecretHandler(ResourceHandler):
         unset = [resource for resource in desired if isinstance(resource.attributes[VALUE], Unset)]
         if not unset:
             return []
-        on_server = _on_server(reader)
+        on_server = self.secrets_on_server(reader, {resource.parent or "" for resource in unset})
         problems = []
         for resource in unset:
             value: Unset = resource.attributes[VALUE]
@@ -191,6 +191,11 @@ class SecretHandler(ResourceHandler):
             )
         return problems
 
+    def secrets_on_server(self, reader: LiveReader, agents: set[str]) -> dict[str, dict[str, Any]]:
+        """The live agents' secrets (name -> value), by the agent's address (at least those of `agents`): what a
+        backend's own handler reads its way."""
+        return _on_server(reader)
+
     def live_reads(self, desired: Sequence[Resource]) -> Iterable[Read]:
         return [AGENTS_WITH_SECRETS] if desired else []
 
@@ -200,7 +205,7 @@ class SecretHandler(ResourceHandler):
         """The declared secrets the agents have; the others on the server are nobody's business here."""
         if not desired:
             return []
-        on_server = _on_server(reader)
+        on_server = self.secrets_on_server(reader, {resource.parent or "" for resource in desired})
         return [
             _live(resource.parent or "", resource.name, on_server[resource.parent or ""][resource.name])
             for resource in desired
@@ -209,7 +214,7 @@ class SecretHandler(ResourceHandler):
 
     def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource]:
         """Recorded secrets no longer declared, where the agent still has them (one deleted by hand is gone)."""
-        on_server = _on_server(reader)
+        on_server = self.secrets_on_server(reader, {secret.parent or "" for secret in recorded})
         return [
             replace(
                 _live(secret.parent or "", secret.name, on_server[secret.parent or ""][secret.name]),
@@ -252,12 +257,16 @@ class SecretHandler(ResourceHandler):
             if not write.done:
                 write.done = True
                 try:
-                    _write_set(agent, session)
+                    self.write_agent_secrets(agent, session)
                 except (ApplyError, LettaError) as error:
                     write.error = session.client.mask(str(error))
         if write.error:
             raise ApplyError(write.error)
         return None  # the answer holds every secret's value: none of it is kept
+
+    def write_agent_secrets(self, agent: str, session: ApplySession) -> None:
+        """Write this plan's secret changes of `agent` (an address), all in one request."""
+        _write_set(agent, session)
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         """Names only, never values: each secret is read from the environment variable of its name, and the

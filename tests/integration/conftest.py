@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -10,10 +13,8 @@ import pytest
 
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
-from lettafleet.plugins.devserver import app_server, supervisor
 from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
-from lettafleet.plugins.devserver.progress import PlainProgress, SilentProgress
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent
@@ -51,12 +52,18 @@ class _Servers:
     def start_for(self, items: list[pytest.Item]) -> None:
         needed = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _STARTS}
         for name in sorted(needed):
-            self._starting.setdefault(name, self._pool.submit(_STARTS[name]))
+            self._start(name)
 
     def url(self, name: str) -> str:
         """The server's URL, waiting for its start (begun now when the session did not foresee the need)."""
-        url, _ = self._starting.setdefault(name, self._pool.submit(_STARTS[name])).result()
+        url, _ = self._start(name).result()
         return url
+
+    def _start(self, name: str) -> Future[tuple[str, Callable[[], object] | None]]:
+        """The start of the server, begun once per session."""
+        if name not in self._starting:
+            self._starting[name] = self._pool.submit(_STARTS[name])
+        return self._starting[name]
 
     def stop_all(self) -> None:
         for future in self._starting.values():
@@ -70,30 +77,28 @@ class _Servers:
         self._pool.shutdown()
 
 
-def _letta() -> tuple[str, Callable[[], object] | None]:
-    home = DevServerHome.default()
-    running = supervisor.status(home=home)
-    if running.running and running.base_url:
-        return running.base_url, None
-    started = supervisor.up(0, home=home, progress=PlainProgress())
-    assert started.base_url is not None
-    return started.base_url, lambda: supervisor.down(home=home, progress=SilentProgress())
+def _dev_server(*flags: str) -> tuple[str, Callable[[], object] | None]:
+    """Reuse the dev server the flags name when it runs, else start it; the stop when this session started it.
+
+    Each runs as its own `lettafleet dev-server` process, never in this one: a unit test's respx mock patches
+    httpx in the whole process, and would answer (and refuse) the start's own health checks."""
+    running = json.loads(_lettafleet("dev-server", "status", "--json", *flags))
+    if running.get("running") and running.get("base_url"):
+        return running["base_url"], None
+    started = json.loads(_lettafleet("dev-server", "up", "--port", "0", "--json", *flags))
+    return started["base_url"], lambda: _lettafleet("dev-server", "down", *flags)
 
 
-def _app_server(version: str) -> tuple[str, Callable[[], object] | None]:
-    home = DevServerHome.default()
-    running = app_server.status(version=version, home=home)
-    if running.running and running.base_url:
-        return running.base_url, None
-    started = app_server.up(0, version=version, home=home, progress=PlainProgress())
-    assert started.base_url is not None
-    return started.base_url, lambda: app_server.down(version=version, home=home, progress=SilentProgress())
+def _lettafleet(*args: str) -> str:
+    """Run this checkout's `lettafleet` command line (its progress goes to the terminal); its standard output."""
+    command = [sys.executable, "-c", "from lettafleet.core.cli.app import main; main()", *args]
+    return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
 
 
 _STARTS: dict[str, Callable[[], tuple[str, Callable[[], object] | None]]] = {
-    "letta_server": _letta,
-    "app_server_url": lambda: _app_server(APP_SERVER_VERSION),
-    "app_server_v1_layout_url": lambda: _app_server(V1_LAYOUT_VERSION),
+    "letta_server": _dev_server,
+    "app_server_url": lambda: _dev_server("--app-server-version", APP_SERVER_VERSION),
+    "app_server_v1_layout_url": lambda: _dev_server("--app-server-version", V1_LAYOUT_VERSION),
 }
 _SERVERS = _Servers()
 

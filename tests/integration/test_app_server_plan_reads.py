@@ -64,6 +64,29 @@ def test_a_no_change_plan_reads_each_declared_file_once_and_lists_no_agents_memo
     assert sum(frames.values()) <= 3 * len(agents) + 2 + frames["agent_list"] + frames["list_models"]
 
 
+def test_a_no_change_plan_reads_each_agents_copy_of_a_shared_block_alone(
+    app_server: str,  # noqa: F811
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+    frames: Counter[str],
+) -> None:
+    agents = [f"as-copies-{index}-{suffix}" for index in range(3)]
+    shared = "shared_blocks:\n  - name: policy\n    description: the policy\n    value: Be kind.\n"
+    fleet = fleet_file(
+        tmp_path, f"as-{suffix}", *(agent_yaml(name, extra="    shared_blocks: [policy]\n") for name in agents)
+    )
+    fleet.write_text(fleet.read_text().replace("agents:\n", shared + "agents:\n", 1))
+    applied = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
+    assert applied.exit_code == 0, applied.output
+    frames.clear()
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    assert frames["list_memory"] == 0
+    assert frames["read_memory_file"] == len(agents)  # each agent's own copy, once
+
+
 def test_a_recorded_file_the_agent_deleted_is_planned_again_from_the_agents_listing(
     app_server: str,  # noqa: F811
     app_server_client: AppServerClient,

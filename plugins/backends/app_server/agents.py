@@ -98,11 +98,19 @@ def _declarable_tags(tags: Iterable[str]) -> list[str]:
     return sorted(tag for tag in tags if not is_ownership_tag(tag) and tag not in SERVER_OWNED_TAGS)
 
 
+def secrets_of(reader: LiveReader, agent_id: str) -> dict[str, str]:
+    """The agent's secrets with their values (its record among them), read once per plan by whoever asks first."""
+    found: dict[str, str] = reader.derived(
+        ("app_server", "secrets", agent_id), lambda: app_of(reader.client).secret_values(agent_id)
+    )
+    return found
+
+
 def read_app_record(reader: LiveReader, agent_id: str) -> tuple[Recorded, ...] | None:
     """The record the agent's `LETTAFLEET_RECORD` secret holds (None: it has none), read once per plan."""
 
     def read() -> tuple[Recorded, ...] | None:
-        value = app_of(reader.client).secret_values(agent_id).get(RECORD_SECRET)
+        value = secrets_of(reader, agent_id).get(RECORD_SECRET)
         try:
             return read_record({"metadata": json.loads(value)}) if value else None
         except ValueError:  # edited by hand into something else: as if there were none

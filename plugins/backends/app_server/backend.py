@@ -18,7 +18,11 @@ from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
+from lettafleet.plugins.backends.app_server.secrets import AppServerSecretHandler
+from lettafleet.plugins.backends.app_server.shared_files import ATTACHMENT, SHARED, SharedFileHandler
+from lettafleet.plugins.backends.app_server.tool_choice import NO_TOOL_CHOICE
 from lettafleet.plugins.resources.agents import AGENT
+from lettafleet.plugins.resources.secrets import KIND as SECRET
 
 NAME = "Letta App Server"
 
@@ -34,6 +38,7 @@ LACKS_KINDS = {
         "remove the tool's `source_code`/`from_file` (and the entry), or keep this agent on a V1 server",
         when_set="source_code",
     ),
+    "tool_attachment": NO_TOOL_CHOICE,
     "folder": NO_FOLDERS,
     "folder_attachment": NO_FOLDERS,
     "archive": Lacks("has no archives", "remove `archives`, or keep this agent on a V1 server"),
@@ -60,7 +65,14 @@ def connect(settings: ServerSettings) -> Connection:
 
 
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
-HANDLERS = {AGENT: AppServerAgentHandler(), BLOCK: MemoryFileHandler()}
+SHARED_FILES = SharedFileHandler()  # one handler for both kinds: a shared block is its copies here
+HANDLERS = {
+    AGENT: AppServerAgentHandler(),
+    BLOCK: MemoryFileHandler(),
+    SHARED: SHARED_FILES,
+    ATTACHMENT: SHARED_FILES,
+    SECRET: AppServerSecretHandler(),
+}
 
 
 @hookimpl

@@ -253,10 +253,12 @@ class AppServerClient:
     def apply_secrets(
         self, agent_id: str, *, set_values: Mapping[str, str] | None = None, unset: Iterable[str] = ()
     ) -> list[str]:
-        """Set and unset in one atomic request; returns the names the agent has afterwards."""
+        """Set and unset in one request; returns the names the agent has afterwards. One at a time per agent: the
+        server reads the agent's list of names, then writes it back."""
         values = dict(set_values or {})
         self.masker.add(*values.values())
-        return list(self.call("secret_apply", agent_id=agent_id, set=values, unset=list(unset))["names"])
+        with self._one_writer(agent_id):
+            return list(self.call("secret_apply", agent_id=agent_id, set=values, unset=list(unset))["names"])
 
     def secret_values(self, agent_id: str) -> dict[str, str]:
         """The agent's secrets with their values (the server sends them); every value is masked from then on."""

@@ -4,7 +4,7 @@ out as the agent's memory already is: v2 `<label>.md` with `name`/`description` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,9 +26,8 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.connection import AppServerError
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
-from lettafleet.plugins.backends.app_server.memory_reads import memories_of
+from lettafleet.plugins.backends.app_server.memory_reads import memories_of, read_each
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
@@ -36,6 +35,7 @@ V1, V2 = "v1", "v2"
 INDEX = "MEMORY.md"  # v2 keeps one in every folder; v1 has none
 SYSTEM_FOLDER = "system/"
 FILE_LIMIT = 20_000  # characters a v2 memory file may hold
+DEFAULT_DESCRIPTION = "Memory block {label}"  # what the server writes for a block made without a description
 FIRST_V2 = (0, 34)  # the Letta Code release lettafleet saw make the v2 layout first (0.32.18 makes v1)
 
 
@@ -69,6 +69,12 @@ def recorded_layout(reader: LiveReader, agent_id: str, labels: Sequence[str]) ->
     recorded = {entry.address: entry.id for entry in read_app_record(reader, agent_id) or () if entry.kind == BLOCK}
     paths = [recorded.get(address_of(BLOCK, label)) for label in labels]
     return next((layout for layout in (V1, V2) if paths == [file_path(label, layout) for label in labels]), None)
+
+
+def synced_fields(desired: Resource) -> list[str]:
+    """What a file that follows the fleet file is compared by: its value, and its description where the file
+    gives one (else the server writes its own, `Memory block <label>`)."""
+    return ["value", "description"] if "description" in desired.attributes else ["value"]
 
 
 def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
@@ -182,31 +188,14 @@ class MemoryFileHandler(ResourceHandler):
             return replace(compare(None, live), sensitive=frozenset({"value"}), held="prune", detail=holds)
         if desired is None or live is None:
             return compare(desired, live)
-        synced = [] if desired.attributes["agent_owned"] else ["value", "description"]
-        return compare(desired, live, synced)
+        return compare(desired, live, [] if desired.attributes["agent_owned"] else synced_fields(desired))
 
     def ride_along(
         self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
     ) -> RideAlongCheck | None:
         """A new agent's new blocks go in its `agent_create` (`memory_blocks`): the server writes each file in the
         layout it makes, in the one commit that makes the agent."""
-        if parent.kind != AGENT or child.action is not Action.CREATE:
-            return None
-        after = child.after or {}
-        block = {"label": child.name, "value": after.get("value") or ""}
-        if after.get("description") is not None:
-            block["description"] = after["description"]
-        request.setdefault("memory_blocks", []).append(block)
-        app = app_of(session.client)
-
-        def landed(answer: Mapping[str, Any]) -> str | None:
-            path = _made_file(app, str(answer["id"]), child.name)
-            if path is None:
-                return f"agent {parent.name} was created without its memory file for {child.name}"
-            session.record_id(child.address, path)
-            return None
-
-        return landed
+        return file_in_create(parent, child, request, session, lambda path, entry: path)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app = app_of(session.client)
@@ -218,24 +207,58 @@ class MemoryFileHandler(ResourceHandler):
             return None
         layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
         values = {**(change.before or {}), **(change.after or {})}
-        _write(app, str(agent_id), change.name, values, layout)
-        session.record_id(change.address, file_path(change.name, layout))  # what the agent's record names it by
+        path = write_file(app, str(agent_id), change.name, values, layout, message=f"lettafleet: {change.name}")
+        session.record_id(change.address, path)  # what the agent's record names it by
         return None
 
 
-def _made_file(app: AppServerClient, agent_id: str, label: str) -> str | None:
-    """The file a new agent's server made for block `label`: read where the server's own layout puts it (one
-    file read; listing the memory runs git on the server), else looked for in the listing; None if it is not there."""
+def write_file(
+    app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str, *, message: str
+) -> str:
+    """Write and commit the block `label` (its `value` and `description`) as the agent's layout has it; its path.
+    A block the fleet file gives no description gets the one the server gives such a block (v2 requires one)."""
+    path = file_path(label, layout)
+    description = values.get("description") or DEFAULT_DESCRIPTION.format(label=label)
+    text = file_text(label, description, str(values.get("value") or ""), layout)
+    app.write_memory_file(agent_id, path, text, message=message)
+    return path
+
+
+def file_in_create(
+    parent: Change,
+    child: Change,
+    request: dict[str, Any],
+    session: ApplySession,
+    record_as: Callable[[str, Mapping[str, Any]], str],
+) -> RideAlongCheck | None:
+    """A new agent's new file, put in its `agent_create` (`memory_blocks`) for the server to write in its own
+    layout; once made, the file must be there, and the agent's record names it `record_as(path, listed entry)`."""
+    if parent.kind != AGENT or child.action is not Action.CREATE:
+        return None
+    after = child.after or {}
+    block = {"label": child.name, "value": after.get("value") or ""}
+    if after.get("description") is not None:
+        block["description"] = after["description"]
+    request.setdefault("memory_blocks", []).append(block)
+    app = app_of(session.client)
+
+    def landed(answer: Mapping[str, Any]) -> str | None:
+        entry = _made_file(app, str(answer["id"]), child.name)
+        if entry is None:
+            return f"agent {parent.name} was created without its memory file for {child.name}"
+        session.record_id(child.address, record_as(str(entry["relative_path"]), entry))
+        return None
+
+    return landed
+
+
+def _made_file(app: AppServerClient, agent_id: str, label: str) -> dict[str, Any] | None:
+    """The file a new agent's server made for block `label`, as `list_memory` lists it: read where the server's
+    own layout puts it (one file read; listing runs git on the server), else found in the listing; None if absent."""
     path = file_path(label, layout_of((), app.made_by))
-    try:
-        app.read_memory_file(agent_id, path)
-        return path
-    except AppServerError:
-        files = app.list_memory(agent_id)
+    made = read_each(app, agent_id, [path])
+    if made:
+        return made[0]
+    files = app.list_memory(agent_id)
     path = file_path(label, layout_of(files, app.made_by))
-    return path if any(entry.get("relative_path") == path for entry in files) else None
-
-
-def _write(app: AppServerClient, agent_id: str, label: str, values: Mapping[str, Any], layout: str) -> None:
-    text = file_text(label, values.get("description"), str(values.get("value") or ""), layout)
-    app.write_memory_file(agent_id, file_path(label, layout), text, message=f"lettafleet: {label}")
+    return next((entry for entry in files if entry.get("relative_path") == path), None)

@@ -49,6 +49,18 @@ def memories_of(
         return dict(zip(agent_ids, pool.map(one, agent_ids), strict=True))
 
 
+def file_alone(reader: LiveReader, agent_id: str, path: str) -> Entry | None:
+    """The file at `path` as `list_memory` would give it, read alone once per plan; None when it is not there or
+    is more than this reads (the caller lists the agent's memory then)."""
+
+    def read() -> Entry | None:
+        found = read_each(app_of(reader.client), agent_id, [path])
+        return found[0] if found else None
+
+    entry: Entry | None = reader.derived(("app_server", "memory file", agent_id, path), read)
+    return entry
+
+
 def read_each(app: AppServerClient, agent_id: str, paths: Sequence[str]) -> list[Entry] | None:
     """The files at `paths`, one read each, as `list_memory` would give them; None when one is missing or its
     frontmatter is more than this reads (the caller lists the agent's memory then)."""

@@ -75,15 +75,22 @@ def test_what_the_app_server_lacks_is_refused_at_its_line_with_what_to_do(
     assert all("(" in line and line.endswith(")") for line in lines)  # each says what to do
 
 
-def test_a_tool_the_app_server_is_only_named_is_not_refused_as_one_defined_from_source(
+def test_a_named_tool_is_refused_at_its_line_as_the_app_server_has_no_per_agent_choice_of_tools(
     manager, app_server, write_fleet
 ):
     with pytest.raises(FleetError) as refused:
         checked(manager, app_server, write_fleet, AGENT + "    tools: [web_search]\n")
 
-    # Refused only because lettafleet has no App Server handler for attaching tools yet.
     [line] = [str(diagnostic) for diagnostic in refused.value.diagnostics]
-    assert "has no handler for tool_attachment resources in lettafleet yet" in line
+    assert "fleet.yaml:5:13: tools: the Letta App Server backend has no per-agent choice of tools" in line
+    assert "Letta Code's tools are ApplyPatch, Bash, Edit" in line and "remove the agent's `tools:`" in line
+
+
+def test_shared_blocks_and_secrets_pass_the_app_servers_checks(manager, app_server, write_fleet):
+    fleet = "shared_blocks:\n  - {name: policy, description: p, value: Be kind.}\n" + AGENT.lstrip("\n")
+    fleet += "    shared_blocks: [policy]\n    secrets: {api_key: {value: s3cret}}\n"
+
+    assert checked(manager, app_server, write_fleet, fleet) == ()
 
 
 def test_an_agent_alone_passes_the_app_servers_checks(manager, app_server, write_fleet):

@@ -1,0 +1,248 @@
+"""`shared_blocks` on the App Server, which has no shared memory: every agent that attaches a shared block gets
+its own copy, a memory file in its own layout (as memory_files.py writes them). A change to the shared block
+reaches every copy that follows the file; a copy its agent edited is drift, named by its agent.
+
+What lettafleet last wrote into each copy is in the agent's record: the entry's id is the file's path and a
+digest of what was written (`system/policy.md#3f2a...`), so an edit by the agent shows, and a detach deletes
+only a copy the record names."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from lettafleet.core import (
+    Action,
+    Ambiguity,
+    ApplyError,
+    ApplySession,
+    Change,
+    Fleet,
+    LiveReader,
+    Problem,
+    Recorded,
+    Resource,
+    ResourceHandler,
+    RideAlongCheck,
+    address_of,
+    attributes,
+    compare,
+)
+from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
+from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.backends.app_server.memory_files import (
+    BLOCK,
+    FILE_LIMIT,
+    SYSTEM_FOLDER,
+    V1,
+    V2,
+    file_in_create,
+    file_path,
+    layout_of,
+    memory_of,
+    synced_fields,
+    write_file,
+)
+from lettafleet.plugins.backends.app_server.memory_reads import file_alone
+from lettafleet.plugins.resources.agents import agent_address, declared_agents
+
+SHARED = "shared_block"  # the kinds the blocks plugin names: the same addresses on every backend
+ATTACHMENT = "shared_block_attachment"
+DIGEST_MARK = "#"
+NO_SHARED_MEMORY = "the App Server has no shared memory: each agent that attaches a shared block gets a file of its own"
+
+
+def digest(values: Mapping[str, Any]) -> str:
+    """A short fingerprint of a copy's value: what an agent edits (a description left out of the file is one the
+    server fills in, so it is not part of it)."""
+    return hashlib.sha256(str(values.get("value") or "").encode()).hexdigest()[:16]
+
+
+def copy_id(path: str, values: Mapping[str, Any]) -> str:
+    """`system/policy.md#3f2a...`: where the copy is, and what it held when last written or seen."""
+    return f"{path}{DIGEST_MARK}{digest(values)}"
+
+
+def path_in(copy: str) -> str:
+    return copy.split(DIGEST_MARK, 1)[0]
+
+
+def _as_listed(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"value": entry.get("content") or "", "description": entry.get("description")}
+
+
+class SharedFileHandler(ResourceHandler):
+    """Shared blocks as one memory file per attaching agent. `agent_owned: false` (the fleet is the truth, as
+    on V1): every copy follows the file, and a copy its agent edited is overwritten, the plan saying so.
+    `agent_owned: true` (the default; seeded once, as on V1): each copy is written once; a copy its agent
+    edited is drift the plan shows, left as it is (on V1 the other agents would see the edit: here none does)."""
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        """One copy per agent that attaches a shared block (the fleet-level block itself is nothing on the
+        server: it has no resource here)."""
+        shared = {block["name"]: (index, block) for index, block in enumerate(fleet.data.get("shared_blocks", []))}
+        for agent in declared_agents(fleet):
+            for index, name in enumerate(agent.data.get("shared_blocks", [])):
+                if name not in shared:
+                    continue  # validate refuses it at its line
+                at, block = shared[name]
+                yield Resource(
+                    address_of(SHARED, name, agent.address),
+                    ATTACHMENT,
+                    name,
+                    attributes(
+                        value=fleet.text(block), description=block.get("description"), agent_owned=block["agent_owned"]
+                    ),
+                    parent=agent.address,
+                    source=(*agent.at, "shared_blocks", index),
+                    sensitive=frozenset({"value"}) if block.get("sensitive") else frozenset(),
+                    protected=block["protect"],
+                    state={"agent": agent.name, "limit": block.get("limit"), "declared_at": ("shared_blocks", at)},
+                )
+
+    def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
+        """Each shared block once, at its declaration: over its `limit` (the server enforces none) or over what a
+        memory file holds, or a description of more than one line (frontmatter is one line)."""
+        checked = {copy.name: copy for copy in desired}
+        for copy in checked.values():
+            at = copy.state["declared_at"]
+            limit = min(copy.state.get("limit") or FILE_LIMIT, FILE_LIMIT)
+            size = len(copy.attributes["value"])
+            if size > limit:
+                yield Problem(
+                    at,
+                    f"shared block {copy.name} holds {size} characters, over its limit of {limit}",
+                    "shorten the value, or raise `limit` (an App Server memory file holds at most 20,000)",
+                )
+            if "\n" in (copy.attributes.get("description") or ""):
+                yield Problem(
+                    (*at, "description"),
+                    "a memory file's description is one line of its frontmatter on the App Server",
+                    "write the description on one line",
+                )
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        named = agents_by_name(reader)
+        for copy in desired:
+            found = named.get(str(copy.state["agent"]))
+            if not found:
+                continue  # the agent is created by this plan: so is its copy
+            live = self._copy(reader, found[0], copy)
+            if live is not None:
+                yield live
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """The copies the agents' records list and the fleet attaches no more, where the file is still there."""
+        agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
+        for placeholder in recorded:
+            agent = agents.get(str(placeholder.parent))
+            if agent is None or placeholder.id is None or placeholder.kind != ATTACHMENT:
+                continue
+            live = self._copy(reader, agent, placeholder, path_in(placeholder.id))
+            if live is not None:
+                yield replace(live, protected=placeholder.protected)
+
+    def _copy(
+        self, reader: LiveReader, agent: Mapping[str, Any], copy: Resource, path: str | None = None
+    ) -> Resource | None:
+        """The agent's copy as the server has it, with whether its agent edited it since lettafleet last wrote
+        (or saw) it, by the digest the agent's record holds."""
+        agent_id = str(agent["id"])
+        layout = _recorded_layout(read_app_record(reader, agent_id))
+        path = path or (file_path(copy.name, layout) if layout else None)
+        entry = file_alone(reader, agent_id, path) if layout and path else None
+        if entry is None:  # the layout or the file is not known without listing the agent's memory
+            files = memory_of(reader, agent_id)
+            layout = layout_of(files, app_of(reader.client).made_by)
+            path = path or file_path(copy.name, layout)
+            entry = next((e for e in files if e.get("relative_path") == path), None)
+        if entry is None:
+            return None
+        values = _as_listed(entry)
+        own = copy.address.removeprefix(f"{copy.parent}.")
+        written = _recorded_id(read_app_record(reader, agent_id), own)
+        state = {
+            "agent_id": agent_id,
+            "agent": str(agent["name"]),
+            "layout": layout,
+            "path": path,
+            "description": values["description"],  # kept when the fleet file gives none
+            "edited": written is not None and written != copy_id(path, values),
+        }
+        return Resource(
+            copy.address, ATTACHMENT, copy.name, values, parent=copy.parent, id=copy_id(path, values), state=state
+        )
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None:
+            return _removal(live)
+        if live is None:
+            assert desired is not None
+            detail = f"agent {desired.state['agent']}'s own copy ({NO_SHARED_MEMORY})"
+            return compare(desired, live, detail=detail)
+        assert desired is not None
+        owned = desired.attributes["agent_owned"]
+        change = compare(desired, live, [] if owned else synced_fields(desired))
+        agent, path = live.state["agent"], live.state["path"]
+        edited = f"agent {agent} edited its copy ({path}) since lettafleet wrote it"
+        if change.action is Action.UPDATE:
+            overwrite = f"drift: {edited}; apply overwrites it with the file's (agent_owned: false)"
+            follows = f"agent {agent}'s copy ({path}) follows the shared block: every attaching agent has its own"
+            return replace(change, detail=overwrite if live.state["edited"] else follows)
+        if owned and live.state["edited"]:
+            kept = (
+                f"{edited}: no other agent sees the edit ({NO_SHARED_MEMORY}); kept (agent_owned: true), and apply "
+                "records the copy as it is now. To give every agent the file's text again: agent_owned: false"
+            )
+            return replace(change, drift=kept)
+        return change
+
+    def ride_along(
+        self, parent: Change, child: Change, request: dict[str, Any], session: ApplySession
+    ) -> RideAlongCheck | None:
+        """A new agent's copies go in its `agent_create` (`memory_blocks`), written by the server in its layout."""
+        return file_in_create(parent, child, request, session, lambda path, entry: copy_id(path, _as_listed(entry)))
+
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        app = app_of(session.client)
+        agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
+        if agent_id is None:
+            raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is its copy")
+        if change.action is Action.DELETE:
+            message = f"lettafleet: detach shared block {change.name}"
+            app.delete_memory_file(str(agent_id), str(change.state["path"]), message=message)
+            return None
+        layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
+        values = {"description": change.state.get("description"), **(change.before or {}), **(change.after or {})}
+        message = f"lettafleet: shared block {change.name}"
+        path = write_file(app, str(agent_id), change.name, values, layout, message=message)
+        session.record_id(change.address, copy_id(path, values))  # the record holds what was written
+        return None
+
+
+def _recorded_layout(record: Sequence[Recorded] | None) -> str | None:
+    """The agent's memory layout, as the files its record names show it (None: it names none)."""
+    paths = [path_in(entry.id) for entry in record or () if entry.id and entry.kind in (BLOCK, ATTACHMENT)]
+    if paths and all(path.startswith(SYSTEM_FOLDER) for path in paths):
+        return V1
+    if paths and not any(path.startswith(SYSTEM_FOLDER) for path in paths):
+        return V2
+    return None
+
+
+def _recorded_id(record: Sequence[Recorded] | None, own_address: str) -> str | None:
+    return next((entry.id for entry in record or () if entry.address == own_address and entry.kind == ATTACHMENT), None)
+
+
+def _removal(live: Resource) -> Change:
+    """Detaching deletes the agent's copy, which the record says lettafleet wrote; a copy its agent edited since
+    waits for `--prune` (the edit would be lost)."""
+    change = replace(compare(None, live), sensitive=frozenset({"value"}))
+    agent, path = live.state["agent"], live.state["path"]
+    if live.state["edited"]:
+        return replace(change, held="prune", detail=f"agent {agent} edited its copy ({path}) since lettafleet wrote it")
+    return replace(change, detail=f"detached: agent {agent}'s copy ({path}) is deleted")
