@@ -160,7 +160,7 @@ class SharedFileHandler(ResourceHandler):
             layout = layout_of(files, app_of(reader.client).made_by)
             path = path or file_path(copy.name, layout)
             entry = next((e for e in files if e.get("relative_path") == path), None)
-        if entry is None:
+        if entry is None or path is None:
             return None
         values = _as_listed(entry)
         own = copy.address.removeprefix(f"{copy.parent}.")
