@@ -11,6 +11,7 @@ connected to it as an `openai-compatible` provider, so the fleet's model is one 
 - a one-field update of every agent (its `description`), and the plan after it.
 
     python benchmarks/app_server_fleet.py --agents 200 --repeat 3 --json results.json
+    python benchmarks/app_server_fleet.py --repeat 3 --create-rounds 1 --base-url ws://127.0.0.1:PORT --server-pid PID
 """
 
 from __future__ import annotations
