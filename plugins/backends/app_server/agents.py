@@ -49,7 +49,7 @@ RECORD_SECRET = "LETTAFLEET_RECORD"
 # The compaction settings a fleet file declares (its schema's keys the server keeps); the server adds others.
 COMPACTION_KEYS = ("mode", "clip_chars", "sliding_window_percentage", "prompt", "prompt_acknowledgement", "model")
 AGENTS_READ = ("app_server", "agents")  # the key of the one read of every agent a plan shares
-RECORD_READS = 8  # records read at once (one request each, pipelined on the one socket)
+RECORD_READS = 32  # records read at once (one request each, pipelined on the one socket)
 
 
 def every_agent(reader: LiveReader) -> list[dict[str, Any]]:

@@ -28,7 +28,10 @@ from lettafleet.plugins.backends.app_server.connection import (
     Frame,
 )
 
-AGENT_PAGE = 20  # the server's page size; asking for more is not promised to work
+# Asked for per page of `agent_list` (the server's default is 20; the local backend has no cap, and pages are
+# followed until one is empty, so a server that caps lower still lists every agent). Each page costs the server
+# a re-read of every agent's record from disk: fewer pages, less work (200 agents: 3 pages, not 11).
+AGENT_PAGE = 100
 CONVERSATION_PAGE = 50
 # Tags the server adds and owns: an update that names tags replaces them all, so these are carried over.
 SERVER_OWNED_TAGS = frozenset({"git-memory-enabled"})

@@ -29,6 +29,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.backends.app_server.memory_reads import memories_of, read_each
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
@@ -62,6 +63,14 @@ def file_text(label: str, description: str | None, value: str, layout: str) -> s
     if description is not None:
         keys.append(f"description: {description}")
     return "---\n" + "".join(f"{key}\n" for key in keys) + "---\n" + value
+
+
+def recorded_layout(reader: LiveReader, agent_id: str, labels: Sequence[str]) -> str | None:
+    """The layout in which the agent's record names the file of every block in `labels`: what a plan compares can
+    then be read file by file (memory_reads.py). None: not known without listing the agent's memory."""
+    recorded = {entry.address: entry.id for entry in read_app_record(reader, agent_id) or () if entry.kind == BLOCK}
+    paths = [recorded.get(address_of(BLOCK, label)) for label in labels]
+    return next((layout for layout in (V1, V2) if paths == [file_path(label, layout) for label in labels]), None)
 
 
 def synced_fields(desired: Resource) -> list[str]:
@@ -156,13 +165,22 @@ class MemoryFileHandler(ResourceHandler):
     ) -> Iterable[Resource | Ambiguity]:
         named = agents_by_name(reader)
         agents = {resource.address: resource for resource in fleet if resource.parent is None}
+        ids: dict[str, str] = {}  # the agent's address -> its id on the server
         for parent in sorted({block.parent for block in desired if block.parent}):
             found = named.get(agents[parent].name) if parent in agents else None
-            if not found:
-                continue  # the agent is created by this plan: so are its files
-            agent_id = str(found[0]["id"])
-            files = memory_of(reader, agent_id)
-            layout = layout_of(files, app_of(reader.client).made_by)
+            if found:  # else the agent is created by this plan: so are its files
+                ids[parent] = str(found[0]["id"])
+        labels = {ids[parent]: [block.name for block in desired if block.parent == parent] for parent in ids}
+
+        def known_paths(agent_id: str) -> list[str] | None:
+            layout = recorded_layout(reader, agent_id, labels[agent_id])
+            return [file_path(label, layout) for label in labels[agent_id]] if layout else None
+
+        memories = memories_of(reader, list(labels), known_paths, lambda agent_id: memory_of(reader, agent_id))
+        for parent, agent_id in ids.items():
+            files = memories[agent_id]
+            made_by = app_of(reader.client).made_by
+            layout = recorded_layout(reader, agent_id, labels[agent_id]) or layout_of(files, made_by)
             by_path = {str(entry.get("relative_path")): entry for entry in files}
             for block in (block for block in desired if block.parent == parent):
                 entry = by_path.get(file_path(block.name, layout))
@@ -270,12 +288,22 @@ def file_in_create(
     app = app_of(session.client)
 
     def landed(answer: Mapping[str, Any]) -> str | None:
-        files = app.list_memory(str(answer["id"]))
-        path = file_path(child.name, layout_of(files, app.made_by))
-        entry = next((entry for entry in files if entry.get("relative_path") == path), None)
+        entry = _made_file(app, str(answer["id"]), child.name)
         if entry is None:
-            return f"agent {parent.name} was created without its memory file {path}"
-        session.record_id(child.address, record_as(path, entry))
+            return f"agent {parent.name} was created without its memory file for {child.name}"
+        session.record_id(child.address, record_as(str(entry["relative_path"]), entry))
         return None
 
     return landed
+
+
+def _made_file(app: AppServerClient, agent_id: str, label: str) -> dict[str, Any] | None:
+    """The file a new agent's server made for block `label`, as `list_memory` lists it: read where the server's
+    own layout puts it (one file read; listing runs git on the server), else found in the listing; None if absent."""
+    path = file_path(label, layout_of((), app.made_by))
+    made = read_each(app, agent_id, [path])
+    if made:
+        return made[0]
+    files = app.list_memory(agent_id)
+    path = file_path(label, layout_of(files, app.made_by))
+    return next((entry for entry in files if entry.get("relative_path") == path), None)

@@ -33,7 +33,11 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.backends.app_server.memory_files import (
+    BLOCK,
     FILE_LIMIT,
+    SYSTEM_FOLDER,
+    V1,
+    V2,
     file_in_create,
     file_path,
     layout_of,
@@ -41,6 +45,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     synced_fields,
     write_file,
 )
+from lettafleet.plugins.backends.app_server.memory_reads import file_alone
 from lettafleet.plugins.resources.agents import agent_address, declared_agents
 
 SHARED = "shared_block"  # the kinds the blocks plugin names: the same addresses on every backend
@@ -147,11 +152,15 @@ class SharedFileHandler(ResourceHandler):
         """The agent's copy as the server has it, with whether its agent edited it since lettafleet last wrote
         (or saw) it, by the digest the agent's record holds."""
         agent_id = str(agent["id"])
-        files = memory_of(reader, agent_id)
-        layout = layout_of(files, app_of(reader.client).made_by)
-        path = path or file_path(copy.name, layout)
-        entry = next((e for e in files if e.get("relative_path") == path), None)
-        if entry is None:
+        layout = _recorded_layout(read_app_record(reader, agent_id))
+        path = path or (file_path(copy.name, layout) if layout else None)
+        entry = file_alone(reader, agent_id, path) if layout and path else None
+        if entry is None:  # the layout or the file is not known without listing the agent's memory
+            files = memory_of(reader, agent_id)
+            layout = layout_of(files, app_of(reader.client).made_by)
+            path = path or file_path(copy.name, layout)
+            entry = next((e for e in files if e.get("relative_path") == path), None)
+        if entry is None or path is None:
             return None
         values = _as_listed(entry)
         own = copy.address.removeprefix(f"{copy.parent}.")
@@ -213,6 +222,16 @@ class SharedFileHandler(ResourceHandler):
         path = write_file(app, str(agent_id), change.name, values, layout, message=message)
         session.record_id(change.address, copy_id(path, values))  # the record holds what was written
         return None
+
+
+def _recorded_layout(record: Sequence[Recorded] | None) -> str | None:
+    """The agent's memory layout, as the files its record names show it (None: it names none)."""
+    paths = [path_in(entry.id) for entry in record or () if entry.id and entry.kind in (BLOCK, ATTACHMENT)]
+    if paths and all(path.startswith(SYSTEM_FOLDER) for path in paths):
+        return V1
+    if paths and not any(path.startswith(SYSTEM_FOLDER) for path in paths):
+        return V2
+    return None
 
 
 def _recorded_id(record: Sequence[Recorded] | None, own_address: str) -> str | None:

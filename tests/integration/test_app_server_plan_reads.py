@@ -1,0 +1,137 @@
+"""What a plan of agents with memory files costs a real App Server: a no-change plan reads each declared file
+once (`read_memory_file`, a file read) and lists no agent's memory (`list_memory` runs git on the server,
+about 90 ms of its CPU an agent); files read one by one parse as the server's own listing parses them."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.connection import AppServerError, Connection
+from lettafleet.plugins.backends.app_server.memory_reads import parsed_memory_file
+from tests.integration.test_app_server_plan_apply import (
+    agent_yaml,
+    app_server,  # noqa: F401 (a fixture: the dev App Server with the LLM stand-in connected)
+    blocks_yaml,
+    cli,
+    fleet_file,
+    suffix,  # noqa: F401 (a fixture: a unique suffix, its agents deleted afterwards)
+)
+
+pytest_plugins = ["tests.fakes.llm_server"]
+
+
+@pytest.fixture
+def frames(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """The requests every App Server client of this process sends from now on, by type."""
+    sent: Counter[str] = Counter()
+    request = Connection.request
+
+    def counted(self: Connection, frame_type: str, fields: Mapping[str, Any], **kwargs: Any) -> Any:
+        sent[frame_type] += 1
+        return request(self, frame_type, fields, **kwargs)
+
+    monkeypatch.setattr(Connection, "request", counted)
+    return sent
+
+
+def test_a_no_change_plan_reads_each_declared_file_once_and_lists_no_agents_memory(
+    app_server: str,  # noqa: F811
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+    frames: Counter[str],
+) -> None:
+    agents = [f"as-reads-{index}-{suffix}" for index in range(4)]
+    blocks = blocks_yaml(("persona", "I help.", True), ("policies", "Refunds: 30 days.", False))
+    fleet = fleet_file(tmp_path, f"as-{suffix}", *(agent_yaml(name, extra=blocks) for name in agents))
+    applied = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
+    assert applied.exit_code == 0, applied.output
+    frames.clear()
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    assert "No changes." in planned.output
+    assert frames["list_memory"] == 0
+    assert frames["read_memory_file"] == 2 * len(agents)  # one read per declared file
+    assert frames["secret_list"] == len(agents)  # each agent's record, once
+    assert sum(frames.values()) <= 3 * len(agents) + 2 + frames["agent_list"] + frames["list_models"]
+
+
+def test_a_no_change_plan_reads_each_agents_copy_of_a_shared_block_alone(
+    app_server: str,  # noqa: F811
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+    frames: Counter[str],
+) -> None:
+    agents = [f"as-copies-{index}-{suffix}" for index in range(3)]
+    shared = "shared_blocks:\n  - name: policy\n    description: the policy\n    value: Be kind.\n"
+    fleet = fleet_file(
+        tmp_path, f"as-{suffix}", *(agent_yaml(name, extra="    shared_blocks: [policy]\n") for name in agents)
+    )
+    fleet.write_text(fleet.read_text().replace("agents:\n", shared + "agents:\n", 1))
+    applied = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
+    assert applied.exit_code == 0, applied.output
+    frames.clear()
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    assert frames["list_memory"] == 0
+    assert frames["read_memory_file"] == len(agents)  # each agent's own copy, once
+
+
+def test_a_recorded_file_the_agent_deleted_is_planned_again_from_the_agents_listing(
+    app_server: str,  # noqa: F811
+    app_server_client: AppServerClient,
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    name = f"as-gone-{suffix}"
+    fleet = fleet_file(tmp_path, f"as-{suffix}", agent_yaml(name, extra=blocks_yaml(("policies", "Be kind.", False))))
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    agent = next(a for a in app_server_client.list_agents() if a["name"] == name)
+    app_server_client.delete_memory_file(agent["id"], "policies.md")
+
+    planned = cli(app_server, "plan", "-f", str(fleet))
+
+    assert "+ block policies" in planned.output and "Plan: 1 to create, 0 to update" in planned.output, planned.output
+
+
+# Memory files as a user or an agent may leave them: each must read back as `list_memory` gives it.
+FILES = {
+    "plain.md": "---\nname: plain\ndescription: the plain one\n---\nA value.",
+    "spaced.md": "---\nname: spaced\ndescription:   padded  \n---\n\n  Value with blank lines around.  \n\n",
+    "quoted.md": '---\nname: quoted\ndescription: "in quotes": and a colon\n---\nValue: with a colon.',
+    "crlf.md": "---\r\nname: crlf\r\ndescription: written on Windows\r\n---\r\nLine one.\r\nLine two.\r\n",
+    "dashes.md": "---\nname: dashes\ndescription: d\n---\n---\nA value that starts with a rule.\n---",
+    "unicode.md": "---\nname: unicode\ndescription: café, déjà\n---\n\u00a0Non-breaking edges\u00a0",
+}
+
+
+def test_a_file_read_alone_parses_as_the_servers_listing_parses_it(
+    app_server_client: AppServerClient,
+) -> None:
+    agent = app_server_client.create_agent({"name": f"as-parse-{uuid.uuid4().hex[:8]}", "model": "none/none"})
+    try:
+        written = []
+        for path, text in FILES.items():
+            try:
+                app_server_client.write_memory_file(agent["id"], path, text)
+                written.append(path)
+            except AppServerError:
+                continue  # refused by the server's own frontmatter check: no agent can have it either
+        listed = {entry["relative_path"]: entry for entry in app_server_client.list_memory(agent["id"])}
+
+        assert len(written) >= 4, written
+        for path in written:
+            parsed = parsed_memory_file(app_server_client.read_memory_file(agent["id"], path))
+            assert parsed == (listed[path]["description"], listed[path]["content"]), path
+    finally:
+        app_server_client.delete_agent(agent["id"])
