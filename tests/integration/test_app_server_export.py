@@ -184,6 +184,10 @@ def test_an_export_gives_shared_block_copies_as_one_shared_block_and_secrets_by_
         + agent_yaml(names[1], extra=attach)
     )
     assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    billing = by_name(app_server_client, suffix)[names[1]]  # exported first (by name): its copy is edited
+    app_server_client.write_memory_file(
+        billing["id"], "rules.md", "---\nname: rules\ndescription: the rules\n---\nMine."
+    )
 
     exported = cli(app_server, "export", f"as-exp-sh-*-{suffix}")
     assert exported.exit_code == 0, exported.output
@@ -196,5 +200,8 @@ def test_an_export_gives_shared_block_copies_as_one_shared_block_and_secrets_by_
     assert "exp-secret-9d2f" not in exported.output
     out = tmp_path / "exported.yaml"
     out.write_text(exported.stdout)
-    replanned = cli(app_server, "plan", "-f", str(out), "--detailed-exitcode")
+    # The edited copy stays what it is, drift shown once (agent_owned: true); the other agent's copy is no change.
+    replanned = cli(app_server, "plan", "-f", str(out))
     assert replanned.exit_code == 0, replanned.output
+    assert f"agent {names[1]} edited its copy (rules.md)" in replanned.output and "kept" in replanned.output
+    assert names[0] not in replanned.output

@@ -128,7 +128,7 @@ class AppServerConversationHandler(ResourceHandler):
         with ThreadPoolExecutor(max_workers=RECORD_READS) as pool:
             reads = list(pool.map(lambda agent: _agent_reads(reader, str(agent["id"])), agents))
         for agent, (conversations, record) in zip(agents, reads, strict=True):
-            entries = _exported_conversations(conversations, {entry.address: entry for entry in record or ()})
+            entries = exported_conversations(conversations, {entry.address: entry for entry in record or ()})
             for runtime in (False, True):
                 part = [declared for declared, recorded in entries if recorded is not runtime]
                 if part:
@@ -176,7 +176,7 @@ def _rename(app: AppServerClient, change: Change) -> Mapping[str, Any]:
     return answer
 
 
-def _exported_conversations(
+def exported_conversations(
     conversations: Sequence[dict[str, Any]], recorded: Mapping[str, Recorded]
 ) -> list[tuple[dict[str, Any], bool]]:
     """The `conversations:` entries of one agent (its conversations oldest first), each with whether the agent's
