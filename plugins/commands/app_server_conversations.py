@@ -8,9 +8,7 @@ from typing import Any
 
 from lettafleet.core import LettaError
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.connection import AppServerError
-from lettafleet.plugins.commands.agent_lookup import NotFoundError
-from lettafleet.plugins.commands.app_server_lookup import find_app_agent
+from lettafleet.plugins.commands.app_server_lookup import find_app_agent, find_app_conversation
 
 MESSAGE_PAGE = 100
 COUNT_WORKERS = 8
@@ -47,13 +45,7 @@ def agent_conversations(app: AppServerClient, name_or_id: str) -> tuple[dict[str
 
 def conversation_with_agent(app: AppServerClient, conversation_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One conversation by id, with its agent."""
-    try:
-        conversation = app.retrieve_conversation(conversation_id)
-    except AppServerError as error:
-        raise NotFoundError(
-            f"no conversation with id '{conversation_id}' on {app.base_url} ({error.detail}). List an agent's "
-            "conversations with `lettafleet get conversations AGENT`."
-        ) from None
+    conversation = find_app_conversation(app, conversation_id)
     return conversation, app.retrieve_agent(str(conversation["agent_id"]))
 
 

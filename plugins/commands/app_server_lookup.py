@@ -53,15 +53,20 @@ def find_app_agent(app: AppServerClient, name_or_id: str) -> dict[str, Any]:
     return matches[0]
 
 
-def app_conversation_of(app: AppServerClient, agent: Mapping[str, Any], conversation_id: str) -> dict[str, Any]:
-    """The conversation, checked to belong to `agent` (the server would act on another agent's history)."""
+def find_app_conversation(app: AppServerClient, conversation_id: str) -> dict[str, Any]:
+    """The conversation of that id; one the server does not have is a NotFoundError saying how to list them."""
     try:
-        conversation = app.retrieve_conversation(conversation_id)
+        return app.retrieve_conversation(conversation_id)
     except AppServerError as error:
         raise NotFoundError(
             f"no conversation with id '{conversation_id}' on {app.base_url} ({error.detail}). List an agent's "
             "conversations with `lettafleet get conversations AGENT`."
         ) from None
+
+
+def app_conversation_of(app: AppServerClient, agent: Mapping[str, Any], conversation_id: str) -> dict[str, Any]:
+    """The conversation, checked to belong to `agent` (the server would act on another agent's history)."""
+    conversation = find_app_conversation(app, conversation_id)
     if conversation.get("agent_id") != agent["id"]:
         raise LettaError(
             f"conversation {conversation_id} belongs to agent {conversation.get('agent_id')}, not to "

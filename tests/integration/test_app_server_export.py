@@ -137,3 +137,71 @@ def test_a_file_the_agents_record_lists_as_another_kinds_is_not_exported_as_a_me
     assert exported.exit_code == 0, exported.output
     (entry,) = yaml.safe_load(exported.stdout)["agents"]
     assert [block["name"] for block in entry["memory_blocks"]] == ["persona"]
+
+
+def test_an_export_keeps_declared_conversations_so_applying_it_archives_none_and_runtime_ones_need_the_flag(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"as-exp-conv-{suffix}"
+    conversations = (
+        "    conversations:\n      - summary: onboarding\n      - summary: escalations\n        protect: true\n"
+    )
+    fleet = fleet_file(tmp_path, f"as-exp-{suffix}", agent_yaml(name, extra=conversations))
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    agent = by_name(app_server_client, suffix)[name]
+    app_server_client.create_conversation(agent["id"], "a customer's chat")  # made at runtime
+
+    out = tmp_path / "exported" / "fleet.yaml"
+    assert cli(app_server, "export", name, "-o", str(out)).exit_code == 0
+    (entry,) = yaml.safe_load(out.read_text())["agents"]
+    assert sorted(entry["conversations"], key=lambda c: c["summary"]) == [
+        {"summary": "escalations", "protect": True},
+        {"summary": "onboarding"},
+    ]
+    replanned = cli(app_server, "plan", "-f", str(out), "--detailed-exitcode")
+    assert replanned.exit_code == 0, replanned.output
+    assert cli(app_server, "apply", "-f", str(out), "--no-lock", "--prune").exit_code == 0
+    live = app_server_client.list_conversations(agent["id"])
+    assert not [c["summary"] for c in live if c.get("archived")]  # an export missing them would archive them
+
+    with_runtime = cli(app_server, "export", name, "--conversations")
+    assert with_runtime.exit_code == 0, with_runtime.output
+    (entry,) = yaml.safe_load(with_runtime.stdout)["agents"]
+    assert {"summary": "a customer's chat"} in entry["conversations"]
+
+
+def test_an_export_gives_shared_block_copies_as_one_shared_block_and_secrets_by_name(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    names = [f"as-exp-sh-{role}-{suffix}" for role in ("triage", "billing")]
+    secret = f"EXP_KEY_{suffix.upper()}"
+    attach = "    shared_blocks: [rules]\n"
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        f"fleet: as-exp-{suffix}\nshared_blocks:\n  - name: rules\n    description: the rules\n    value: Be kind.\n"
+        "    agent_owned: false\nagents:\n"
+        + agent_yaml(names[0], extra=attach + f"    secrets:\n      {secret}: {{value: exp-secret-9d2f}}\n")
+        + agent_yaml(names[1], extra=attach)
+    )
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    billing = by_name(app_server_client, suffix)[names[1]]  # exported first (by name): its copy is edited
+    app_server_client.write_memory_file(
+        billing["id"], "rules.md", "---\nname: rules\ndescription: the rules\n---\nMine."
+    )
+
+    exported = cli(app_server, "export", f"as-exp-sh-*-{suffix}")
+    assert exported.exit_code == 0, exported.output
+    document = yaml.safe_load(exported.stdout)
+    assert document["shared_blocks"] == [{"name": "rules", "description": "the rules", "value": "Be kind."}]
+    entries = {entry["name"]: entry for entry in document["agents"]}
+    for name in names:
+        assert entries[name]["shared_blocks"] == ["rules"] and "memory_blocks" not in entries[name]
+    assert entries[names[0]]["secrets"] == {secret: {"from_env": secret, "preserve_existing": True}}
+    assert "exp-secret-9d2f" not in exported.output
+    out = tmp_path / "exported.yaml"
+    out.write_text(exported.stdout)
+    # The edited copy stays what it is, drift shown once (agent_owned: true); the other agent's copy is no change.
+    replanned = cli(app_server, "plan", "-f", str(out))
+    assert replanned.exit_code == 0, replanned.output
+    assert f"agent {names[1]} edited its copy (rules.md)" in replanned.output and "kept" in replanned.output
+    assert names[0] not in replanned.output

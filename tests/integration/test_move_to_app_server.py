@@ -1,6 +1,7 @@
 """Moving a fleet off V1, as docs/app-server.md ("Moving off V1") tells it, between the two real dev servers:
-agents made on V1 (blocks, tags, a secret, a conversation, a tool from source) are exported for the App Server,
-applied there, checked over the protocol, and plan "No changes"; what cannot move is said at its line."""
+agents made on V1 (blocks, a shared block, tags, a secret, a conversation, a tool from source) are exported for
+the App Server, applied there, checked over the protocol, and plan "No changes"; what cannot move is said at its
+line."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def names(client: LettaClient, app_server_client: AppServerClient) -> Iterator[d
         "billing": f"move-billing-{suffix}",
         "persona": f"persona_{suffix}",
         "policies": f"policies_{suffix}",
+        "rules": f"rules_{suffix}",
         "tool": f"lookup_{suffix}",
         "secret": f"MOVE_KEY_{suffix.upper()}",
     }
@@ -44,7 +46,7 @@ def names(client: LettaClient, app_server_client: AppServerClient) -> Iterator[d
             client.delete(f"/v1/agents/{agent['id']}")
     for tool in client.get("/v1/tools/", name=chosen["tool"]):
         client.delete(f"/v1/tools/{tool['id']}")
-    for label in (chosen["persona"], chosen["policies"]):
+    for label in (chosen["persona"], chosen["policies"], chosen["rules"]):
         for block in client.list_all("/v1/blocks/", label=label):
             client.delete(f"/v1/blocks/{block['id']}")
     for agent in by_name(app_server_client, suffix).values():
@@ -56,7 +58,8 @@ def cli(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
 
 
 def v1_fleet(folder: Path, names: dict[str, str]) -> Path:
-    """Two agents on V1: one with blocks, tags, a secret and a conversation; one with a tool from source."""
+    """Two agents on V1: one with blocks, a shared block, tags, a secret and a conversation; one with a tool from
+    source."""
     (folder / "tools").mkdir(parents=True)
     (folder / "tools" / f"{names['tool']}.py").write_text(
         f'def {names["tool"]}(order_id: str) -> str:\n    """Look up an order.\n\n    Args:\n'
@@ -65,6 +68,10 @@ def v1_fleet(folder: Path, names: dict[str, str]) -> Path:
     path = folder / "fleet.yaml"
     path.write_text(
         f"""fleet: move-{names["suffix"]}
+shared_blocks:
+  - name: {names["rules"]}
+    description: the house rules
+    value: Be kind.
 agents:
   - name: {names["support"]}
     description: Answers customers
@@ -79,6 +86,7 @@ agents:
       - name: {names["policies"]}
         description: the shop's policies
         value: {yaml.safe_dump(POLICIES, default_style='"').strip()}
+    shared_blocks: [{names["rules"]}]
     secrets:
       {names["secret"]}: {{value: {SECRET_VALUE}}}
     conversations:
@@ -125,10 +133,13 @@ def test_a_v1_fleet_moves_to_the_app_server_as_documented(
     text = moved.read_text()
     assert names["tool"] not in text and "embedding" not in text and SECRET_VALUE not in text
     assert not (moved.parent / "tools").exists()  # the tool's source stays behind with it
-    # Secrets (by name) and conversations carry once the App Server has their handlers; until then, said.
-    carried = {key: key in text for key in ("secrets", "conversations")}
-    for key, kept in carried.items():
-        assert kept or f"note: left out agent {support}: {key}: " in exported.stderr
+    # Secrets (by name) and conversations carry: the App Server has both.
+    document = yaml.safe_load(text)
+    entry = next(agent for agent in document["agents"] if agent["name"] == support)
+    assert entry["secrets"] == {names["secret"]: {"from_env": names["secret"], "preserve_existing": True}}
+    assert entry["conversations"] == [{"summary": "onboarding"}]
+    assert f"note: left out agent {support}: secrets" not in exported.stderr
+    assert f"note: left out agent {support}: conversations" not in exported.stderr
 
     # Step 2: the plan says which model handles the App Server offers, at the line of each agent's model.
     planned = cli(app_server, "plan", "-f", str(moved))
@@ -156,11 +167,10 @@ def test_a_v1_fleet_moves_to_the_app_server_as_documented(
     assert files[f"{names['persona']}.md"]["content"] == "I answer tickets."
     assert files[f"{names['persona']}.md"]["description"] == "who I am"
     assert files[f"{names['policies']}.md"]["content"] == POLICIES
-    if carried["secrets"]:
-        assert app_server_client.secret_values(agent["id"])[names["secret"]] == SECRET_VALUE
-    if carried["conversations"]:
-        summaries = [c.get("summary") for c in app_server_client.list_conversations(agent["id"])]
-        assert summaries.count("onboarding") == 1
+    assert files[f"{names['rules']}.md"]["content"] == "Be kind."  # the shared block, as the agent's own copy
+    assert app_server_client.secret_values(agent["id"])[names["secret"]] == SECRET_VALUE
+    summaries = [c.get("summary") for c in app_server_client.list_conversations(agent["id"])]
+    assert summaries.count("onboarding") == 1
 
 
 def _line_of(path: Path, text: str) -> int:

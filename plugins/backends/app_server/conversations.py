@@ -21,11 +21,13 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Recorded,
     Resource,
     ResourceHandler,
+    address_of,
     compare,
 )
 from lettafleet.plugins.backends.app_server.agents import RECORD_READS, agents_by_name, read_app_record
@@ -119,6 +121,19 @@ class AppServerConversationHandler(ResourceHandler):
             talked = has_messages(app, str(live["id"]))
             yield replace(placeholder, attributes={"summary": live.get("summary"), "messages": talked})
 
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each agent's conversations with a summary, one per summary (as a plan matches them), with their
+        protection; archived ones never. Those the agent's record lists are the fleet's, always exported (else a
+        plan of the export would archive them); the others only with `export --conversations` (made at runtime)."""
+        with ThreadPoolExecutor(max_workers=RECORD_READS) as pool:
+            reads = list(pool.map(lambda agent: _agent_reads(reader, str(agent["id"])), agents))
+        for agent, (conversations, record) in zip(agents, reads, strict=True):
+            entries = exported_conversations(conversations, {entry.address: entry for entry in record or ()})
+            for runtime in (False, True):
+                part = [declared for declared, recorded in entries if recorded is not runtime]
+                if part:
+                    yield Exported("conversations", part, str(agent["name"]), runtime=runtime)
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         change = compare(desired, live)
         if desired is None and live is not None:
@@ -159,6 +174,29 @@ def _rename(app: AppServerClient, change: Change) -> Mapping[str, Any]:
     body = {"summary": change.name}
     answer: Mapping[str, Any] = app.call("conversation_update", conversation_id=server_id(str(change.id)), body=body)
     return answer
+
+
+def exported_conversations(
+    conversations: Sequence[dict[str, Any]], recorded: Mapping[str, Recorded]
+) -> list[tuple[dict[str, Any], bool]]:
+    """The `conversations:` entries of one agent (its conversations oldest first), each with whether the agent's
+    record lists it: per summary the one a plan would match (the one the last apply made, else the oldest),
+    left out when that one is archived (a plan of the export would show it as drift)."""
+    by_summary: dict[str, list[dict[str, Any]]] = {}
+    for conversation in conversations:
+        if conversation.get("summary"):
+            by_summary.setdefault(str(conversation["summary"]), []).append(conversation)
+    entries = []
+    for summary, same in by_summary.items():
+        entry = recorded.get(address_of(CONVERSATION, summary))
+        chosen = next((c for c in same if entry is not None and recorded_id(c) == entry.id), same[0])
+        if chosen.get("archived"):
+            continue
+        declared: dict[str, Any] = {"summary": summary}
+        if entry is not None and entry.protect:
+            declared["protect"] = True
+        entries.append((declared, entry is not None))
+    return entries
 
 
 def _agent_reads(reader: LiveReader, agent_id: str) -> tuple[list[dict[str, Any]], tuple[Recorded, ...] | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from lettafleet.core import (
@@ -19,6 +20,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -29,6 +31,7 @@ from lettafleet.core import (
     address_of,
     attributes,
     compare,
+    exported_text_source,
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
@@ -177,6 +180,23 @@ class SharedFileHandler(ResourceHandler):
             copy.address, ATTACHMENT, copy.name, values, parent=copy.parent, id=copy_id(path, values), state=state
         )
 
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """The copies the agents' records list, as what they are in a fleet file: one shared block per name (its
+        value and description from a copy no agent edited, where there is one) and each agent's attachment."""
+        chosen: dict[str, tuple[dict[str, Any], bool]] = {}
+        for agent in agents:
+            for name, values, edited in _recorded_copies(reader, str(agent["id"])):
+                if name not in chosen or (chosen[name][1] and not edited):
+                    chosen[name] = (values, edited)
+                yield Exported("shared_blocks", [name], str(agent["name"]))
+        for name, (values, _edited) in sorted(chosen.items()):
+            source, files = exported_text_source(str(values["value"]), f"blocks/shared/{name}.md")
+            yield Exported(
+                "shared_blocks",
+                [{"name": name, **attributes(description=values["description"]), **source}],
+                files=files,
+            )
+
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if desired is None and live is not None:
             return _removal(live)
@@ -232,6 +252,17 @@ def _recorded_layout(record: Sequence[Recorded] | None) -> str | None:
     if paths and not any(path.startswith(SYSTEM_FOLDER) for path in paths):
         return V2
     return None
+
+
+def _recorded_copies(reader: LiveReader, agent_id: str) -> Iterable[tuple[str, dict[str, Any], bool]]:
+    """The shared-block copies the agent's record lists that it still has: each block's name (the file's label),
+    the copy's value and description, and whether the agent edited it since lettafleet wrote it."""
+    files = {str(entry.get("relative_path")): entry for entry in memory_of(reader, agent_id)}
+    for recorded in read_app_record(reader, agent_id) or ():
+        path = path_in(str(recorded.id or ""))
+        if recorded.kind == ATTACHMENT and path in files:
+            values = _as_listed(files[path])
+            yield PurePosixPath(path).stem, values, recorded.id != copy_id(path, values)
 
 
 def _recorded_id(record: Sequence[Recorded] | None, own_address: str) -> str | None:

@@ -14,6 +14,7 @@ from lettafleet.core.engine.validation import load_fleet
 from lettafleet.core.letta.connection import RequestStats
 from lettafleet.plugins.backends.app_server.conversations import (
     AppServerConversationHandler,
+    exported_conversations,
     match_declared,
     recorded_id,
     server_id,
@@ -141,3 +142,18 @@ def test_a_saved_plans_archive_reaches_only_the_conversation_it_planned_not_a_ne
     AppServerConversationHandler().apply(change, SimpleNamespace(client=AppServerConnection(server)))  # type: ignore[arg-type]
 
     assert server.archived == archived
+
+
+def test_an_export_names_each_summary_once_as_a_plan_matches_it_and_says_which_the_record_lists():
+    first, made = conversation(1, "2026-12-07T10:00:00Z"), conversation(2, "2026-12-07T11:00:00Z")
+    gone = conversation(3, "2026-12-07T12:00:00Z", "Ticket 2", archived=True)
+    chat = conversation(4, "2026-12-07T13:00:00Z", "a customer's chat")
+    record = {
+        'conversation["Ticket 1"]': Recorded('conversation["Ticket 1"]', CONVERSATION, recorded_id(made), protect=True),
+        'conversation["Ticket 2"]': Recorded('conversation["Ticket 2"]', CONVERSATION, recorded_id(gone)),
+    }
+
+    entries = exported_conversations([first, made, gone, chat], record)
+
+    # Ticket 2 is archived: a plan of the export leaves it alone, so it is not declared.
+    assert entries == [({"summary": "Ticket 1", "protect": True}, True), ({"summary": "a customer's chat"}, False)]
