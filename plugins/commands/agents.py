@@ -13,6 +13,7 @@ from lettafleet.core import (
     PREVIEW_WIDTH,
     Column,
     LettaAPIError,
+    LettaError,
     PluginCommand,
     hookimpl,
     is_managed,
@@ -28,8 +29,11 @@ from lettafleet.core import (
     short_date,
     to_yaml,
 )
+from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.letta_v1.reads import AGENT_RELATIONS
+from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import find_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
 from lettafleet.plugins.resources.agent_removal import AgentRemoval, plan_agent_removal, remove_agent
 from lettafleet.plugins.resources.canary import DEFAULT_PREFIX, copy_of
 
@@ -79,7 +83,11 @@ AGENT_COLUMNS = (
 def get_agents(canary: bool, base_url: str, output: str) -> None:
     """List every agent on the server: name, id, model, number of blocks, tags, creation date."""
     with make_client(base_url) as client:
-        agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
+        app = app_server_of(client)
+        if app is not None:
+            agents = on_app_server.agents_with_memory(app, app.list_agents())
+        else:
+            agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
     if canary:
         agents = [agent for agent in agents if copy_of(agent)]
     none = "No canary copies" if canary else "No agents"
@@ -106,8 +114,12 @@ def describe_agent(agent: str, canary: bool, canary_prefix: str, base_url: str, 
     """
     agent = f"{canary_prefix}{agent}" if canary else agent
     with make_client(base_url) as client:
-        found = find_agent(client, agent)  # no `include`: Letta returns every relation (blocks and tools)
-        conversations = client.list_all("/v1/conversations/", agent_id=found["id"])
+        app = app_server_of(client)
+        if app is not None:
+            found, conversations = on_app_server.described_agent(app, agent)
+        else:
+            found = find_agent(client, agent)  # no `include`: Letta returns every relation (blocks and tools)
+            conversations = client.list_all("/v1/conversations/", agent_id=found["id"])
     llm = found.get("llm_config") or {}
     record = {
         **agent_summary(found),
@@ -191,6 +203,10 @@ def delete_agent(agent: str, force: bool, base_url: str) -> None:
     AGENT is the agent's name or id (agent-...).
     """
     with make_client(base_url) as client:
+        app = app_server_of(client)
+        if app is not None:
+            delete_on_app_server(app, agent, force)
+            return
         found = find_agent(client, agent, include=["agent.blocks"], unique=True)
         removal = plan_agent_removal(client, found)
         if not force:
@@ -209,6 +225,30 @@ def delete_agent(agent: str, force: bool, base_url: str) -> None:
             sys.exit(1)
     for line in describe_removal(removal, done=True):
         click.echo(line)
+
+
+def delete_on_app_server(app: AppServerClient, name_or_id: str, force: bool) -> None:
+    """`delete agent` on an App Server: the agent goes with its conversations, its memory files and its secrets
+    (unset first: the server would leave them on disk). A name several agents share is refused."""
+    if not name_or_id.startswith("agent-") and len(app.agents_named(name_or_id)) > 1:
+        raise LettaError(f"several agents are named '{name_or_id}' on {app.base_url}: name the one to delete by its id")
+    found = find_app_agent(app, name_or_id)
+    count = len(app.list_conversations(found["id"]))
+    files = on_app_server.memory_blocks(app.list_memory(found["id"]))
+
+    def said(verb: str) -> None:
+        click.echo(f"{verb} agent {found.get('name')} ({found['id']})")
+        click.echo(
+            f"  {count} conversation{'s' if count != 1 else ''} and every message in {'them' if count != 1 else 'it'}"
+        )
+        click.echo(f"  its {len(files)} memory file{'s' if len(files) != 1 else ''} and its secrets")
+
+    if not force:
+        said("Would delete")
+        click.echo("Nothing was deleted. Run again with --force to delete.", err=True)
+        sys.exit(1)
+    app.delete_agent(found["id"])
+    said("Deleted")
 
 
 @hookimpl

@@ -1,10 +1,11 @@
-"""`send --all GLOB`: one message to every agent whose name matches, a few at a time, each reply gathered whole."""
+"""`send --all GLOB`: one message to every agent whose name matches, a few at a time, each reply gathered whole
+(over V1 REST here; an App Server's turns are in app_server_bulk_send)."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from lettafleet.core import LettaError
@@ -18,11 +19,15 @@ DEFAULT_CONCURRENCY = 4  # agents answered at once: each holds an LLM call on th
 
 def agents_matching(client: LettaClient, pattern: str) -> list[dict[str, Any]]:
     """Every agent whose name matches the shell-style `pattern` (`support-*`, `bot-?`), oldest first."""
-    agents = client.list_all("/v1/agents/", include=LIGHT_AGENT, order="asc")
+    return named_like(client.list_all("/v1/agents/", include=LIGHT_AGENT, order="asc"), pattern, client.base_url)
+
+
+def named_like(agents: list[dict[str, Any]], pattern: str, base_url: str) -> list[dict[str, Any]]:
+    """The agents of one listing whose name matches `pattern`; none is an error that says how many there are."""
     matching = [agent for agent in agents if fnmatch.fnmatchcase(agent.get("name") or "", pattern)]
     if not matching:
         raise NotFoundError(
-            f"no agent name on {client.base_url} matches '{pattern}' ({len(agents)} agents there). "
+            f"no agent name on {base_url} matches '{pattern}' ({len(agents)} agents there). "
             "List them with `lettafleet get agents`; quote the pattern so the shell leaves it alone."
         )
     return matching
@@ -51,8 +56,15 @@ def send_one(client: LettaClient, agent: Mapping[str, Any], message: str) -> dic
 
 
 def send_to_all(
-    client: LettaClient, agents: list[dict[str, Any]], message: str, concurrency: int
+    send: Callable[[dict[str, Any]], dict[str, Any]],
+    agents: list[dict[str, Any]],
+    concurrency: int,
+    progress: Callable[[int, dict[str, Any]], None] = lambda done, result: None,
 ) -> list[dict[str, Any]]:
-    """One result per agent, in the agents' order, at most `concurrency` sends at once."""
+    """`send` to every agent, at most `concurrency` at once; `progress` hears of each result as it comes (with how
+    many are done), and the results come back in the agents' order."""
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(lambda agent: send_one(client, agent, message), agents))
+        futures = [pool.submit(send, agent) for agent in agents]
+        for done, future in enumerate(as_completed(futures), start=1):
+            progress(done, future.result())
+    return [future.result() for future in futures]

@@ -24,6 +24,7 @@ from lettafleet.core import (
     server_options,
 )
 from lettafleet.plugins.backends.letta_v1.conversations import recompile_conversation, recompile_conversations
+from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
 from lettafleet.plugins.commands.histories import conversation_of
 from lettafleet.plugins.commands.messages import CONVERSATION_OPTION_HELP
@@ -56,6 +57,7 @@ def reset_messages(agent: str, conversation_id: str | None, add_default: bool, b
     """
     body = {"add_default_initial_messages": add_default}
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "reset-messages")
         found = find_agent(client, agent, include=LIGHT_AGENT)
         if conversation_id:
             conversation_of(client, found, conversation_id)
@@ -121,6 +123,7 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
     if conversation_id and everything:
         raise click.UsageError("--conversation-id and --all exclude each other: name one.")
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "recompile")
         found = find_agent(client, agent, include=LIGHT_AGENT)
         if conversation_id:
             conversation = conversation_of(client, found, conversation_id)
@@ -184,6 +187,7 @@ def cancel_messages(agent: str, run_ids: str | None, base_url: str, output: str)
     """
     wanted = [run_id.strip() for run_id in (run_ids or "").split(",") if run_id.strip()]
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "cancel-messages")
         found = find_agent(client, agent, include=LIGHT_AGENT)
         check_runs(client, found, wanted)
         body = {"run_ids": wanted} if wanted else {}

@@ -20,6 +20,8 @@ from lettafleet.core import (
     reports_errors,
     server_options,
 )
+from lettafleet.plugins.commands import app_server_reads as on_app_server
+from lettafleet.plugins.commands.app_server_lookup import app_server_of
 
 # Each is one request to Letta's count endpoint; a server without one (hosted Letta's folders) shows no count.
 COUNTED = ("agents", "blocks", "tools", "folders")
@@ -49,9 +51,10 @@ def health_record(client: Connection) -> dict[str, Any]:
 @reports_errors
 def health(base_url: str, output: str) -> None:
     """Check the server: status and version (`GET /v1/health/`), then its numbers of agents, blocks, tools and
-    folders. Exits 1 when the server is unreachable or not ok."""
+    folders (an App Server: its version and number of agents). Exits 1 when the server is unreachable or not ok."""
     with make_client(base_url) as client:
-        record = health_record(client)
+        app = app_server_of(client)
+        record = on_app_server.health_record(app) if app is not None else health_record(client)
     healthy = record["status"] == "ok"
     if output == "json":
         click.echo(json.dumps(record, indent=2))

@@ -30,8 +30,10 @@ from lettafleet.core import (
     server_options,
     short_date,
 )
+from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import find_agent
 from lettafleet.plugins.commands.agents import embedding_of
+from lettafleet.plugins.commands.app_server_lookup import app_server_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Hosted Letta's folders answer 400 since 2026-07-17 (letta-ai/agent-v1-to-v2-migration-guide, filesystem/README.md).
@@ -176,6 +178,7 @@ def get_blocks(agent: str | None, tags: str | None, shared: bool, orphaned: bool
     """
     check_usage_filters(shared, orphaned)
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get blocks")
         blocks, users = attached_items(client, "blocks", agent, tags)
         copies: dict[str, list[str]] = {}
         for conversation in client.list_all("/v1/conversations/", order="asc"):
@@ -220,6 +223,7 @@ def get_tools(agent: str | None, tags: str | None, shared: bool, orphaned: bool,
     """List tools: name, id, type, number of agents using each, description (never the source code)."""
     check_usage_filters(shared, orphaned)
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get tools")
         tools, users = attached_items(client, "tools", agent, tags)
     records = [tool_record(t, users.get(t["id"], [])) for t in tools]
     records = [r for r in records if kept_by_usage(len(r["agents"]), 0, shared, orphaned)]
@@ -261,6 +265,7 @@ def get_folders(agent: str | None, base_url: str, output: str) -> None:
     A server without folders (hosted Letta since 2026-07-17) gets a one-line error, exit 1.
     """
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get folders")
         path = f"/v1/agents/{find_agent(client, agent, include=['agent.tags'])['id']}/folders" if agent else ""
         folders = read_collection(
             client, "folders", lambda: client.list_all(path or "/v1/folders/", order="asc"), FOLDERS_GONE
@@ -278,6 +283,7 @@ def get_folders(agent: str | None, base_url: str, output: str) -> None:
 def get_archives(agent: str | None, base_url: str, output: str) -> None:
     """List archives (archival memory stores): name, id, embedding, description, creation date."""
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get archives")
         params = {"agent_id": find_agent(client, agent, include=["agent.tags"])["id"]} if agent else {}
         archives = read_collection(client, "archives", lambda: client.list_all("/v1/archives/", order="asc", **params))
     print_records(
@@ -316,6 +322,7 @@ def get_mcp_servers(base_url: str, output: str) -> None:
     """List the MCP servers registered on the Letta server: name, id, type, URL or command (never tokens,
     headers or environment)."""
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get mcp-servers")
         servers = read_collection(client, "MCP servers", lambda: client.get("/v1/mcp-servers/"))
     print_records([mcp_server_record(s) for s in servers], MCP_COLUMNS, output, empty="No MCP servers.")
 
@@ -353,6 +360,7 @@ def get_providers(base_url: str, output: str) -> None:
     The server's built-in providers (from its environment) are not listed; `get models` shows their models.
     """
     with make_client(base_url) as client:
+        on_app_server.refuse_v1_only(client, "get providers")
         providers = read_collection(client, "providers", lambda: client.list_all("/v1/providers/", order="asc"))
     print_records(
         [provider_record(p) for p in providers],
@@ -392,8 +400,11 @@ def get_models(query: str | None, base_url: str, output: str) -> None:
     """List the LLM models the server offers: handle (what a fleet file's `model:` names), provider, context
     window, endpoint."""
     with make_client(base_url) as client:
-        models = read_collection(client, "models", lambda: client.get("/v1/models/"))
-    records = [model_record(m) for m in models]
+        app = app_server_of(client)
+        if app is not None:
+            records = on_app_server.model_records(app)
+        else:
+            records = [model_record(m) for m in read_collection(client, "models", lambda: client.get("/v1/models/"))]
     if query:
         records = [r for r in records if query.lower() in (r["handle"] or "").lower()]
     print_records(records, MODEL_COLUMNS, output, empty="No models" + (f" matching '{query}'." if query else "."))

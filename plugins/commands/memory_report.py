@@ -25,7 +25,9 @@ from lettafleet.core import (
     server_options,
 )
 from lettafleet.plugins.backends.letta_v1.reads import AGENTS
+from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import NotFoundError, find_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
 from lettafleet.plugins.commands.export import wanted_tags
 from lettafleet.plugins.resources.compiled_memory import compiled_memory_characters
 
@@ -118,10 +120,24 @@ def chosen_agents(
 ) -> list[dict[str, Any]]:
     """The agents asked for, each with its blocks: one by name or id, or every agent whose name matches and
     that carries every tag, from one paged listing."""
+    app = app_server_of(client)
+    if app is not None:  # memory is the agents' files, read for the chosen agents only
+        return on_app_server.agents_with_memory(
+            app,
+            [find_app_agent(app, agent)]
+            if agent
+            else matching(app.list_agents(), client.base_url, everything, match, tags),
+        )
     if agent:
         return [find_agent(client, agent, include=WITH_BLOCKS)]
     path, params = AGENTS
-    agents = client.list_all(path, **params)
+    return matching(client.list_all(path, **params), client.base_url, everything, match, tags)
+
+
+def matching(
+    agents: list[dict[str, Any]], base_url: str, everything: bool, match: str | None, tags: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The agents whose name matches `match` and that carry every tag; none is an error unless `--all`."""
     chosen = [
         found
         for found in agents
@@ -130,7 +146,7 @@ def chosen_agents(
     if not chosen and not everything:
         asked = " and ".join([f"--match '{match}'"] * bool(match) + [f"--tags {','.join(tags)}"] * bool(tags))
         raise NotFoundError(
-            f"no agent on {client.base_url} matches {asked} ({len(agents)} agent{'s' if len(agents) != 1 else ''} "
+            f"no agent on {base_url} matches {asked} ({len(agents)} agent{'s' if len(agents) != 1 else ''} "
             "there). "
             "List them with `lettafleet get agents`; quote a pattern so the shell leaves it alone."
         )

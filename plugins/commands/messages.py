@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import rich_click as click
@@ -26,10 +27,17 @@ from lettafleet.core import (
     short_date,
 )
 from lettafleet.plugins.backends.letta_v1 import v1_client
+from lettafleet.plugins.commands import app_server_bulk_send as on_app_server_bulk
 from lettafleet.plugins.commands import app_server_messages as on_app_server
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
 from lettafleet.plugins.commands.app_server_lookup import app_server_of
-from lettafleet.plugins.commands.bulk_send import DEFAULT_CONCURRENCY, agents_matching, send_to_all
+from lettafleet.plugins.commands.bulk_send import (
+    DEFAULT_CONCURRENCY,
+    agents_matching,
+    named_like,
+    send_one,
+    send_to_all,
+)
 from lettafleet.plugins.commands.histories import (
     COUNT_PAGE,
     SYSTEM,
@@ -40,7 +48,7 @@ from lettafleet.plugins.commands.histories import (
     read_messages,
     short_type,
 )
-from lettafleet.plugins.commands.replies import ReplyPrinter
+from lettafleet.plugins.commands.replies import ReplyPrinter, approval_note
 
 CONVERSATION_OPTION_HELP = (
     "A conversation of AGENT (conv-..., on an App Server local-conv-...). Without it: the agent's own (legacy) "
@@ -141,7 +149,7 @@ def show_messages(messages: list[dict[str, Any]], output: str, where: str, with_
     type=click.IntRange(1, 32),
     default=DEFAULT_CONCURRENCY,
     show_default=True,
-    help="With --all: how many agents are sent to at once.",
+    help="With --all: how many agents are sent to at once (on an App Server: one, see docs/app-server.md).",
 )
 @click.option("--conversation-id", help=CONVERSATION_OPTION_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also show reasoning, tool calls and token usage (on stderr).")
@@ -178,7 +186,7 @@ def send(
     if pattern is not None:
         if len(words) != 1 or conversation_id:
             raise click.UsageError("with --all GLOB, give MESSAGE only (no AGENT, no --conversation-id).")
-        send_matching(pattern, words[0], concurrency, base_url, output)
+        send_matching(pattern, words[0], concurrency, base_url, output, approve_tools=approve_tools)
         return
     if len(words) != 2:
         raise click.UsageError("give AGENT and MESSAGE (or --all GLOB MESSAGE).")
@@ -219,16 +227,28 @@ def send_over_rest(
         printer.finish()  # ends the reply's line before any error is printed
 
 
-def send_matching(pattern: str, message: str, concurrency: int, base_url: str, output: str) -> None:
+def send_matching(
+    pattern: str, message: str, concurrency: int, base_url: str, output: str, *, approve_tools: bool
+) -> None:
     with make_client(base_url) as connection:
-        client = v1_client(connection, "sending to every matching agent")
-        results = send_to_all(client, agents_matching(client, pattern), message, concurrency)
+        app = app_server_of(connection)
+        if app is not None:
+            agents = named_like(app.list_agents(), pattern, connection.base_url)
+            send = partial(on_app_server_bulk.send_one, app, message=message, approve_tools=approve_tools)
+            concurrency = on_app_server_bulk.OWN_CONVERSATION_TURNS_AT_ONCE
+        else:
+            client = v1_client(connection, "sending to every matching agent")
+            agents = agents_matching(client, pattern)
+            send = partial(send_one, client, message=message)
+        results = send_to_all(send, agents, concurrency, partial(show_progress, len(agents)))
     failed = [r for r in results if not r["ok"]]
     summary = {"pattern": pattern, "agents": len(results), "replied": len(results) - len(failed), "failed": len(failed)}
     if output == "json":
         click.echo(json.dumps({"summary": summary, "results": results}, indent=2))
     else:
         for result in results:
+            for decision in result.get("tools") or ():
+                click.echo(f"{result['agent']}: {approval_note(decision)}", err=True)
             if result["ok"]:
                 click.echo(f"{result['agent']}: {result['reply']}")
             else:
@@ -239,6 +259,11 @@ def send_matching(pattern: str, message: str, concurrency: int, base_url: str, o
         )
     if failed:
         sys.exit(1)
+
+
+def show_progress(total: int, done: int, result: dict[str, Any]) -> None:
+    """One line on stderr as each agent's reply is in, so a long run shows it moves."""
+    click.echo(f"[{done}/{total}] {result['agent']}: {'replied' if result['ok'] else 'failed'}", err=True)
 
 
 @click.command("compact-messages")

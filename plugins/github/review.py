@@ -3,6 +3,7 @@ only if it is still the one that was reviewed, and on a schedule report drift of
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -145,8 +146,11 @@ class LettaPlanner:
         release_at_once(self.lock)
 
     def plan(self, fleet: str) -> Plan:
-        """The fleet's plan, warning of context windows it would fill (as `lettafleet plan` does)."""
+        """The fleet's plan, naming the server (its version, as `lettafleet plan` does: "Letta App Server 0.34.12")
+        and warning of context windows it would fill."""
         whole = plan_fleet(load_fleet(Path(fleet), self.manager), self.client, self.manager)
+        server = self.client.server_info()
+        whole = dataclasses.replace(whole, server_version=server.version, project=server.project)
         return with_context_warnings(whole, self.manager)
 
     def apply(self, plan: Plan, parallelism: int, on_result: ResultCallback) -> ApplyReport:

@@ -56,7 +56,10 @@ class AppServerConnection:
         raise self._no_rest("GET", path)
 
     def _no_rest(self, method: str, path: str) -> LettaError:
-        return LettaError(f"{method} {path}: the App Server at {self.base_url} speaks Protocol V2, not REST paths")
+        return LettaError(
+            f"{method} {path}: the Letta App Server at {self.base_url} has no V1 REST API (it speaks Protocol V2); "
+            "run this against a V1 server (--base-url http://...), docs/app-server.md lists what works on an App Server"
+        )
 
     def close(self) -> None:
         self.app.close()
