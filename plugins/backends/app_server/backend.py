@@ -17,6 +17,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.locks import AppServerLocks
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.resources.agents import AGENT
 
@@ -65,4 +66,4 @@ HANDLERS = {AGENT: AppServerAgentHandler(), BLOCK: MemoryFileHandler()}
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES, handlers=HANDLERS)]
+    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES, handlers=HANDLERS, locks=AppServerLocks)]
