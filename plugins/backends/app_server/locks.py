@@ -34,6 +34,7 @@ GENERATION = re.compile(r"^lock/g(\d+)\.md$")
 GENERATION_TEXT = "---\nname: generation\ndescription: a generation of a lettafleet apply lock\n---\n"
 # Two takers that both found no lock agent each make one; after this long each sees both and picks the same.
 SETTLE_S = 3.0
+READY_WAIT_S = 60.0  # how long a taker waits for another taker to finish making the lock's agent
 WRITE_ATTEMPTS = 12  # a write that fails on git's index lock (another writer) is tried again
 GENERATIONS_KEPT = 2
 
@@ -46,7 +47,8 @@ class AppServerLocks:
         self.settle = settle
 
     def create(self, lock_id: str, name: str, properties: Mapping[str, str]) -> LockRecord | None:
-        agent_id = self._lock_agent(lock_id) or self._make_lock_agent(lock_id)
+        agent_id = self._lock_agent(lock_id)
+        agent_id = self._make_lock_agent(lock_id) if agent_id is None else self._ready_lock_agent(lock_id)
         current = self._generation(agent_id)
         if current % 2 == 1 or not self._commit_once(agent_id, _generation_path(current + 1)):
             return None
@@ -93,7 +95,7 @@ class AppServerLocks:
 
     def _make_lock_agent(self, lock_id: str) -> str:
         """Make the lock's agent, wait for other takers' to show, and agree on one (the lowest id): a taker that
-        made another deletes its own."""
+        made another deletes its own. The chosen one's maker writes its index; the others wait for it."""
         made = self.app.create_agent(
             {
                 "name": NAME_PREFIX + lock_id,
@@ -106,8 +108,24 @@ class AppServerLocks:
         chosen = self._lock_agent(lock_id) or made
         if chosen != made:
             self.app.delete_agent(made)
+            return self._ready_lock_agent(lock_id)
         self._commit_once(chosen, INDEX, INDEX_TEXT)
         return chosen
+
+    def _ready_lock_agent(self, lock_id: str) -> str:
+        """The lock's agent once its maker has finished making it (its memory and index are committed): an agent
+        is listed before its memory repository exists, and a write then would race the server's own setup."""
+        deadline = time.monotonic() + READY_WAIT_S
+        while True:
+            chosen = self._lock_agent(lock_id)
+            if chosen is not None and self._committed(chosen, INDEX):
+                return chosen
+            if time.monotonic() > deadline:
+                raise LettaError(
+                    f"the lock agent of {lock_id!r} was not ready after {READY_WAIT_S:.0f} s (another apply is "
+                    "making it): run apply again"
+                )
+            time.sleep(0.5)
 
     # Generations ---------------------------------------------------------------------------------------------
 
