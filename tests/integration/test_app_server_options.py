@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -15,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from lettafleet.core.engine.locking import find_lock
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.locks import LOCK_TAG, NAME_PREFIX
+from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.locks import LOCK_TAG, NAME_PREFIX, AppServerLocks
 from tests.integration import test_app_server_plan_apply as plan_apply
 from tests.integration.test_app_server_plan_apply import agent_yaml, cli
 
@@ -36,6 +39,10 @@ def no_lock_agents_left(app_server_client: AppServerClient, suffix: str) -> Iter
     for agent in app_server_client.list_agents(tags=[LOCK_TAG]):
         if suffix in str(agent.get("name")) and str(agent.get("name")).startswith(NAME_PREFIX):
             app_server_client.delete_agent(agent["id"])
+
+
+def locks_of(url: str) -> AppServerLocks:
+    return AppServerLocks(AppServerConnection(AppServerClient(url)))
 
 
 def by_name(client: AppServerClient, suffix: str) -> dict[str, dict[str, Any]]:
@@ -146,38 +153,75 @@ def test_detailed_exitcode_json_and_markdown_name_the_app_server(
     assert cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode").exit_code == 0
 
 
+class Applying:
+    """`lettafleet apply` of a fleet file as a process against the App Server, read line by line."""
+
+    def __init__(self, url: str, fleet: Path) -> None:
+        self.environment = {**os.environ, "LETTA_BASE_URL": url, "PYTHONUNBUFFERED": "1"}
+        self.fleet = fleet
+        self.process = subprocess.Popen(
+            [LETTAFLEET, "apply", "-f", str(fleet), "--parallelism", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environment,
+        )
+
+    def until_first_agent_created(self) -> None:
+        """Read until the first `agent.NAME: created`: the first agent_create has answered."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if re.fullmatch(r"agent\.k\d-\w+: created", line.strip()):
+                return
+        raise AssertionError("the apply ended before it created an agent")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LETTAFLEET, *args], capture_output=True, text=True, timeout=600, env=self.environment)
+
+    def converges(self, client: AppServerClient, names: list[str]) -> None:
+        """The next apply makes what is missing, each agent once, and a plan after it has nothing to do."""
+        resumed = self.run("apply", "-f", str(self.fleet))
+        assert resumed.returncode == 0, resumed.stderr
+        assert agents_made(client, names) == Counter(names)
+        assert self.run("plan", "-f", str(self.fleet), "--detailed-exitcode").returncode == 0
+
+
+def four_agents_applying(url: str, suffix: str, tmp_path: Path) -> tuple[list[str], Applying]:
+    """An apply of four agents, one at a time, read up to its first agent created."""
+    names = [f"k{index}-{suffix}" for index in range(4)]
+    applying = Applying(url, write_fleet(tmp_path, suffix, *(agent_yaml(name) for name in names)))
+    applying.until_first_agent_created()
+    return names, applying
+
+
+def agents_made(client: AppServerClient, names: list[str]) -> Counter[str]:
+    return Counter(str(agent["name"]) for agent in client.list_agents() if agent["name"] in names)
+
+
 def test_an_apply_killed_after_its_first_agent_was_created_converges_without_duplicates(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
-    names = [f"k{index}-{suffix}" for index in range(4)]
-    fleet = write_fleet(tmp_path, suffix, *(agent_yaml(name) for name in names))
-    environment = {**os.environ, "LETTA_BASE_URL": app_server, "PYTHONUNBUFFERED": "1"}
-    killed = subprocess.Popen(
-        [LETTAFLEET, "apply", "-f", str(fleet), "--parallelism", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment,
-    )
-    assert killed.stdout is not None
-    for line in killed.stdout:  # the apply prints each result as it lands: the first agent_create has answered
-        if re.fullmatch(r"agent\.k\d-\w+: created", line.strip()):
-            break
-    killed.kill()
-    killed.wait(30)
-    assert 1 <= len(by_name(app_server_client, suffix)) < 4
+    names, applying = four_agents_applying(app_server, suffix, tmp_path)
+    applying.process.kill()
+    applying.process.wait(30)
+    assert 1 <= sum(agents_made(app_server_client, names).values()) < 4
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([LETTAFLEET, *args], capture_output=True, text=True, timeout=600, env=environment)
+    refused = applying.run("apply", "-f", str(applying.fleet))  # the killed apply's lock is still there
+    assert refused.returncode == 1 and f"pid {applying.process.pid}" in refused.stderr
+    assert applying.run("force-unlock", f"fleet:opt-{suffix}", "--force").returncode == 0
+    applying.converges(app_server_client, names)
 
-    refused = run("apply", "-f", str(fleet))  # the killed apply's lock is still there, naming it
-    assert refused.returncode == 1 and f"pid {killed.pid}" in refused.stderr
-    assert run("force-unlock", f"fleet:opt-{suffix}", "--force").returncode == 0
-    resumed = run("apply", "-f", str(fleet))
 
-    assert resumed.returncode == 0, resumed.stderr
-    every = app_server_client.list_agents()
-    assert Counter(
-        a["name"] for a in every if a["name"].endswith(suffix) and a["name"] != f"{NAME_PREFIX}fleet:opt-{suffix}"
-    ) == Counter(names)
-    assert run("plan", "-f", str(fleet), "--detailed-exitcode").returncode == 0
+def test_ctrl_c_after_the_first_agent_was_created_stops_releases_the_lock_and_the_next_apply_converges(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    names, applying = four_agents_applying(app_server, suffix, tmp_path)
+    applying.process.send_signal(signal.SIGINT)
+    code = applying.process.wait(120)
+    out, err = applying.process.communicate()
+
+    assert code == 130, err
+    assert "Apply interrupted:" in out and "Run `lettafleet apply` again to finish" in out
+    assert "Traceback" not in err
+    assert find_lock(locks_of(app_server), f"fleet:opt-{suffix}") is None  # released on the way out
+    applying.converges(app_server_client, names)
