@@ -37,6 +37,7 @@ SETTLE_S = 3.0
 READY_WAIT_S = 60.0  # how long a taker waits for another taker to finish making the lock's agent
 WRITE_ATTEMPTS = 12  # a write that fails on git's index lock (another writer) is tried again
 GENERATIONS_KEPT = 2
+TIDY_AT = 10  # generation files there before a taker deletes the old ones
 
 
 class AppServerLocks:
@@ -48,13 +49,17 @@ class AppServerLocks:
 
     def create(self, lock_id: str, name: str, properties: Mapping[str, str]) -> LockRecord | None:
         agent_id = self._lock_agent(lock_id)
-        agent_id = self._make_lock_agent(lock_id) if agent_id is None else self._ready_lock_agent(lock_id)
-        current = self._generation(agent_id)
+        if agent_id is None:
+            agent_id = self._make_lock_agent(lock_id)
+        elif not self._committed(agent_id, INDEX):
+            agent_id = self._ready_lock_agent(lock_id)
+        current, files = self._generations(agent_id)
         if current % 2 == 1 or not self._commit_once(agent_id, _generation_path(current + 1)):
             return None
         taken = current + 1
         self._write_holder(agent_id, taken, properties)
-        self._forget_before(agent_id, taken)
+        if len(files) >= TIDY_AT:
+            self._forget_before(agent_id, files, taken)
         return LockRecord(lock_id, _server_id(agent_id, taken), dict(properties))
 
     def find(self, lock_id: str) -> LockRecord | None:
@@ -130,16 +135,18 @@ class AppServerLocks:
     # Generations ---------------------------------------------------------------------------------------------
 
     def _generation(self, agent_id: str) -> int:
-        """The highest generation the lock agent's last commit has (0: never taken). The memory list shows the
-        working tree, where a write that failed may have left a file git never committed: those are skipped."""
+        return self._generations(agent_id)[0]
+
+    def _generations(self, agent_id: str) -> tuple[int, list[int]]:
+        """The highest generation the lock agent's last commit has (0: never taken), and every generation file
+        there. The memory list shows the working tree, where a write that failed may have left a file git never
+        committed: those are skipped."""
         numbers = sorted(
             (int(match[1]) for entry in self.app.list_memory(agent_id) if (match := GENERATION.match(_path(entry)))),
             reverse=True,
         )
-        for number in numbers:
-            if self._committed(agent_id, _generation_path(number)):
-                return number
-        return 0
+        current = next((n for n in numbers if self._committed(agent_id, _generation_path(n))), 0)
+        return current, numbers
 
     def _committed(self, agent_id: str, path: str) -> bool:
         try:
@@ -162,13 +169,13 @@ class AppServerLocks:
             return bool(answer.get("committed"))
         raise LettaError(f"the lock agent {agent_id} refused {WRITE_ATTEMPTS} writes of {path}: {error}")
 
-    def _forget_before(self, agent_id: str, generation: int) -> None:
-        """Delete generation files older than the last few, so the lock's memory stays small."""
-        for entry in self.app.list_memory(agent_id):
-            match = GENERATION.match(_path(entry))
-            if match and int(match[1]) <= generation - GENERATIONS_KEPT:
+    def _forget_before(self, agent_id: str, numbers: list[int], generation: int) -> None:
+        """Delete the generation files older than the last few, so the lock's memory stays small (every few
+        takes: each delete is a commit)."""
+        for number in numbers:
+            if number <= generation - GENERATIONS_KEPT:
                 with contextlib.suppress(AppServerError):  # another commit ran at once: a later taker tidies up
-                    self.app.delete_memory_file(agent_id, _path(entry))
+                    self.app.delete_memory_file(agent_id, _generation_path(number))
 
     def _still_held(self, agent_id: str, generation: int, server_id: str) -> int:
         current = self._generation(agent_id)
