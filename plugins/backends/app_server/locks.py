@@ -85,10 +85,13 @@ class AppServerLocks:
 
     # The lock's agent ----------------------------------------------------------------------------------------
 
-    def _lock_agents(self) -> dict[str, str]:
-        """Each lock id's agent: of several made by takers racing for a new lock id, the one with the lowest id."""
+    def _lock_agents(self, lock_id: str | None = None) -> dict[str, str]:
+        """Each lock id's agent (or `lock_id`'s alone): of several made by takers racing for a new lock id, the
+        one with the lowest id. One lock id's agents fit in one page of the server's list, which a concurrent
+        create cannot shift under the reader."""
         found: dict[str, str] = {}
-        for agent in self.app.list_agents(tags=[LOCK_TAG]):
+        wanted = NAME_PREFIX + lock_id if lock_id is not None else None
+        for agent in self.app.list_agents(tags=[LOCK_TAG], query_text=wanted):
             name = str(agent.get("name") or "")
             if name.startswith(NAME_PREFIX):
                 lock_id = name.removeprefix(NAME_PREFIX)
@@ -96,7 +99,7 @@ class AppServerLocks:
         return found
 
     def _lock_agent(self, lock_id: str) -> str | None:
-        return self._lock_agents().get(lock_id)
+        return self._lock_agents(lock_id).get(lock_id)
 
     def _make_lock_agent(self, lock_id: str) -> str:
         """Make the lock's agent, wait for other takers' to show, and agree on one (the lowest id): a taker that
