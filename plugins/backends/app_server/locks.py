@@ -15,6 +15,7 @@ import contextlib
 import json
 import random
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ SETTLE_S = 3.0
 READY_WAIT_S = 60.0  # how long a taker waits for another taker to finish making the lock's agent
 WRITE_ATTEMPTS = 12  # a write that fails on git's index lock (another writer) is tried again
 GENERATIONS_KEPT = 2
+TAKEN_BY = "lettafleet lock taken by "  # a generation commit's message: the taker's token follows
+HISTORY_LIMIT = 20  # commits of one generation file read back (its create, a torn copy's, its delete)
 TIDY_AT = 10  # generation files there before a taker deletes the old ones
 
 
@@ -54,9 +57,9 @@ class AppServerLocks:
         elif not self._committed(agent_id, INDEX):
             agent_id = self._ready_lock_agent(lock_id)
         current, files = self._generations(agent_id)
-        if current % 2 == 1 or not self._commit_once(agent_id, _generation_path(current + 1)):
+        taken, token = current + 1, properties.get("token") or secrets.token_hex(8)
+        if current % 2 == 1 or not self._won(agent_id, _generation_path(taken), token):
             return None
-        taken = current + 1
         self._write_holder(agent_id, taken, properties)
         if len(files) >= TIDY_AT:
             self._forget_before(agent_id, files, taken)
@@ -158,13 +161,23 @@ class AppServerLocks:
             return False
         return True
 
-    def _commit_once(self, agent_id: str, path: str, text: str = GENERATION_TEXT) -> bool:
+    def _won(self, agent_id: str, path: str, token: str) -> bool:
+        """Commit generation `path` and check that this taker's commit is the first that touched it. Writers of
+        one file truncate it before writing, and the server's check of a commit does not always run, so a racer
+        may commit a torn copy after which another commits the whole one: the first commit decides."""
+        if not self._commit_once(agent_id, path, message=f"{TAKEN_BY}{token}"):
+            return False
+        commits = self.app.call("memory_history", agent_id=agent_id, file_path=path, limit=HISTORY_LIMIT)["commits"]
+        return bool(commits) and str(commits[-1].get("message", "")).endswith(token)
+
+    def _commit_once(self, agent_id: str, path: str, text: str = GENERATION_TEXT, *, message: str = "") -> bool:
         """Write `path` and report whether this write committed it: False when the last commit has it already.
         A write refused because another commit to the agent ran at once (git's index lock) is made again."""
         error: AppServerError | None = None
         for _ in range(WRITE_ATTEMPTS):
             try:
-                answer = self.app.call("write_memory_file", agent_id=agent_id, path=path, content=text)
+                fields = {"commit_message": message} if message else {}
+                answer = self.app.call("write_memory_file", agent_id=agent_id, path=path, content=text, **fields)
             except AppServerError as refused:
                 error = refused
                 time.sleep(random.uniform(0.05, 0.3))
