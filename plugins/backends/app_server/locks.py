@@ -3,9 +3,10 @@ refuses a duplicate, but a memory write commits only when the file differs from 
 
 Each lock id has an agent of its own (named `lettafleet-lock:<lock id>`, tagged `lettafleet-lock`) whose memory
 holds the lock's generations, `lock/g<N>.md`, every one with the same text. Writing generation N+1 is "create if
-absent": of writers racing for it git commits exactly one (the others find nothing to commit), so exactly one
-taker wins. Odd generations are held, even ones free; a file is never rewritten, so a writer that looked at a
-stale generation writes a file that exists already and changes nothing. Who holds generation N, and until when,
+absent": the taker whose commit is the first to touch the file (its history says, by the token in the commit
+message) wins; the others find nothing to commit, or a first commit that is not theirs. Odd generations are
+held, even ones free; a file is never rewritten, so a writer that looked at a stale generation writes a file
+that exists already and changes nothing. Who holds generation N, and until when,
 is `lock/holder.md`, written by the winner and by each renewal. docs/locking.md says what this does not close.
 """
 
