@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core.engine.locking import LockHeld, default_lock_id, find_lock, held_lock
+from lettafleet.core.engine.locking import LockHeld, LockStore, default_lock_id, find_lock, held_lock
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.backends.letta_v1.locks import IDENTITIES, KEY_PREFIX, IdentityLocks
 from tests.fakes.fault_proxy import FaultProxy, Faults
@@ -107,28 +107,28 @@ def wait_until(condition: Callable[[], bool], seconds: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def race_for_the_lock(base_url: str, lock_id: str, takers: int) -> tuple[int, int]:
-    """`takers` threads, each with its own client, try to take one lock at the same moment. A winner holds it
-    until every taker has tried. Returns how many won and how many were refused."""
+def race_for_the_lock(open_store: Callable[[], LockStore], lock_id: str, takers: int) -> tuple[int, int]:
+    """`takers` threads, each with its own store (and client), try to take one lock at the same moment. A winner
+    holds it until every taker has tried. Returns how many won and how many were refused."""
     start, attempted = threading.Barrier(takers), threading.Barrier(takers)
     won, refused = [], []
 
     def take() -> None:
-        with LettaClient(base_url) as own:
-            start.wait()
-            try:
-                with held_lock(IdentityLocks(own), lock_id, timeout=0):
-                    won.append(1)
-                    attempted.wait(60)
-            except LockHeld:
-                refused.append(1)
-                attempted.wait(60)
+        store = open_store()
+        start.wait()
+        try:
+            with held_lock(store, lock_id, timeout=0):
+                won.append(1)
+                attempted.wait(300)
+        except LockHeld:
+            refused.append(1)
+            attempted.wait(300)
 
     threads = [threading.Thread(target=take) for _ in range(takers)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(90)
+        thread.join(400)
     return len(won), len(refused)
 
 
@@ -147,7 +147,7 @@ def read_until_created(process: subprocess.Popen[str], count: int) -> list[str]:
 def test_of_many_racing_takers_exactly_one_gets_the_lock(letta_server: str, client: LettaClient) -> None:
     lock_id = f"lettafleet-test-race-{uuid.uuid4().hex[:8]}"
     for _round in range(3):
-        assert race_for_the_lock(letta_server, lock_id, takers=8) == (1, 7)
+        assert race_for_the_lock(lambda: IdentityLocks(LettaClient(letta_server)), lock_id, takers=8) == (1, 7)
         assert find_lock(IdentityLocks(client), lock_id) is None  # the winner released it
 
 

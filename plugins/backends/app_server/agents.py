@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from lettafleet.core import (
+    MARK_PREFIX,
     Action,
     Adoption,
     Ambiguity,
@@ -38,12 +39,14 @@ from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_a
 
 # attribute -> the field of `agent_create` / `agent_update` that sets it
 REQUEST_KEYS = {
+    "name": "name",  # only a rename (`moved:`) changes it
     "description": "description",
     "system": "system",
     "model": "model",
     "context_window": "context_window_limit",
     "compaction_settings": "compaction_settings",
 }
+PROTECT_TAG = f"{MARK_PREFIX}protect"  # an agent applied with `protect: true`, as a protected tool is marked
 # The agent's secret that holds the record of what the fleet made under it (docs/removing.md, "On the App Server").
 RECORD_SECRET = "LETTAFLEET_RECORD"
 # The compaction settings a fleet file declares (its schema's keys the server keeps); the server adds others.
@@ -77,6 +80,7 @@ def _desired_attributes(fleet: Fleet, agent: Mapping[str, Any]) -> Mapping[str, 
     llm = agent["llm_config"]
     return attributes(
         fleet=fleet.name,
+        protect=bool(agent.get("protect")),
         description=agent.get("description"),
         system=fleet.text(agent["system_prompt"]).strip(),
         tags=sorted(agent.get("tags", [])) if "tags" in agent else None,
@@ -90,6 +94,7 @@ def _live_attributes(agent: Mapping[str, Any]) -> Mapping[str, Any]:
     tags = agent.get("tags") or []
     return {
         "fleet": fleet_tagged(tags) if is_tagged_managed(tags) else None,
+        "protect": PROTECT_TAG in tags,
         "description": agent.get("description"),
         "system": (agent.get("system") or "").strip(),
         "tags": _declarable_tags(tags),
@@ -143,6 +148,7 @@ def _live_agent(agent: Mapping[str, Any], record: tuple[Recorded, ...] | None) -
         tags=frozenset(_declarable_tags(tags)),
         marked_by=fleet_tagged(tags) if is_tagged_managed(tags) else None,
         record=record,
+        protected=PROTECT_TAG in tags,
     )
 
 
@@ -229,7 +235,7 @@ class AppServerAgentHandler(ResourceHandler):
         changed = {key: after.get(key) for key in change.changed_fields()}
         fields = _request_fields(changed)
         current = list(change.state.get("tags") or [])
-        if {"fleet", "tags"} & set(changed):
+        if {"fleet", "tags", "protect"} & set(changed):
             fields["tags"] = _tags(after, current, session)
         return app.update_agent(str(change.id), fields, current_tags=current)
 
@@ -277,9 +283,10 @@ def _request_fields(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _tags(after: Mapping[str, Any], current: Sequence[str], session: ApplySession) -> list[str]:
-    """The declared tags (else the agent's own), with the applying fleet's ownership tags."""
+    """The declared tags (else the agent's own), with the applying fleet's ownership tags and its protection (the
+    server drops `metadata`, where V1 keeps it)."""
     own = list(after["tags"]) if after.get("tags") is not None else _declarable_tags(current)
-    return [*own, *session.owner.tags()]
+    return [*own, *session.owner.tags(), *([PROTECT_TAG] if after.get("protect") else [])]
 
 
 def _same_name(name: str, agents: Sequence[Mapping[str, Any]]) -> Ambiguity:

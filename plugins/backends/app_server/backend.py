@@ -18,6 +18,7 @@ from lettafleet.plugins.backends.app_server.agents import AppServerAgentHandler
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.conversations import AppServerConversationHandler
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.locks import AppServerLocks
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.backends.app_server.secrets import AppServerSecretHandler
 from lettafleet.plugins.backends.app_server.shared_files import ATTACHMENT, SHARED, SharedFileHandler
@@ -80,4 +81,4 @@ HANDLERS = {
 
 @hookimpl
 def lettafleet_backends() -> Iterable[Backend]:
-    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES, handlers=HANDLERS)]
+    return [Backend(NAME, ("ws", "wss"), connect, CAPABILITIES, handlers=HANDLERS, locks=AppServerLocks)]

@@ -149,11 +149,16 @@ class AppServerClient:
             body["tags"] = with_server_owned_tags(body["tags"], current_tags)
         return self.call("agent_update", agent_id=agent_id, body=body)["agent"]
 
-    def list_agents(self, *, tags: Iterable[str] = (), page_size: int = AGENT_PAGE) -> list[Frame]:
-        """Every agent (with all of `tags`), page by page after the last id, until a page comes back empty."""
+    def list_agents(
+        self, *, tags: Iterable[str] = (), query_text: str | None = None, page_size: int = AGENT_PAGE
+    ) -> list[Frame]:
+        """Every agent (with all of `tags`, and `query_text` in its name, description, id or model, ignoring
+        case), page by page after the last id, until a page comes back empty."""
         query: dict[str, Any] = {"limit": page_size}
         if tags:
             query["tags"] = list(tags)
+        if query_text:
+            query["query_text"] = query_text
         return self._every_page("agent_list", query, "agents")
 
     def agents_named(self, name: str, *, tags: Iterable[str] = ()) -> list[Frame]:
