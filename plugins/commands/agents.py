@@ -33,7 +33,7 @@ from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.letta_v1.reads import AGENT_RELATIONS
 from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import find_agent
-from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent, users_agents
 from lettafleet.plugins.resources.agent_removal import AgentRemoval, plan_agent_removal, remove_agent
 from lettafleet.plugins.resources.canary import DEFAULT_PREFIX, copy_of
 
@@ -85,7 +85,7 @@ def get_agents(canary: bool, base_url: str, output: str) -> None:
     with make_client(base_url) as client:
         app = app_server_of(client)
         if app is not None:
-            agents = on_app_server.agents_with_memory(app, app.list_agents())
+            agents = on_app_server.agents_with_memory(app, users_agents(app))
         else:
             agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
     if canary:

@@ -13,6 +13,7 @@ from lettafleet.core import Connection, LettaError
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.connection import AppServerError
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
+from lettafleet.plugins.backends.app_server.locks import LOCK_TAG
 from lettafleet.plugins.commands.agent_lookup import NotFoundError
 from lettafleet.plugins.resources.agents import described, meant_first
 
@@ -25,6 +26,11 @@ def app_server_of(connection: Connection) -> AppServerClient | None:
     return connection.app if isinstance(connection, AppServerConnection) else None
 
 
+def users_agents(app: AppServerClient) -> list[dict[str, Any]]:
+    """Every agent on the server but the apply lock's own (docs/locking.md): what listings, counts and globs see."""
+    return [agent for agent in app.list_agents() if LOCK_TAG not in (agent.get("tags") or ())]
+
+
 def find_app_agent(app: AppServerClient, name_or_id: str) -> dict[str, Any]:
     """The agent called `name_or_id` (a name, or an id `agent-...`); of several with one name, the one a plan
     would mean (lettafleet's own, then the oldest), with a note."""
@@ -33,7 +39,7 @@ def find_app_agent(app: AppServerClient, name_or_id: str) -> dict[str, Any]:
             return app.retrieve_agent(name_or_id)
         except AppServerError:
             pass  # a name may start with "agent-" too
-    agents = app.list_agents()
+    agents = users_agents(app)
     matches = meant_first([agent for agent in agents if agent.get("name") == name_or_id])
     if not matches:
         names = sorted({str(agent.get("name") or "") for agent in agents} - {""})

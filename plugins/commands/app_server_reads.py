@@ -11,7 +11,7 @@ from lettafleet.core import Connection, LettaError
 from lettafleet.plugins.backends.app_server.agents import RECORD_SECRET
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.memory_files import FILE_LIMIT, INDEX
-from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent, users_agents
 
 APP_SERVER = "the Letta App Server"
 
@@ -76,7 +76,7 @@ def health_record(app: AppServerClient) -> dict[str, Any]:
         "status": "ok" if info.get("success", True) else "error",
         "version": f"App Server {info.get('letta_code_version')} ({info.get('backend')} backend, protocol "
         f"{info.get('protocol_version')})",
-        "counts": {"agents": len(app.list_agents()), "blocks": None, "tools": None, "folders": None},
+        "counts": {"agents": len(users_agents(app)), "blocks": None, "tools": None, "folders": None},
     }
 
 

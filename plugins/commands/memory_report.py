@@ -27,7 +27,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.letta_v1.reads import AGENTS
 from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import NotFoundError, find_agent
-from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent, users_agents
 from lettafleet.plugins.commands.export import wanted_tags
 from lettafleet.plugins.resources.compiled_memory import compiled_memory_characters
 
@@ -126,7 +126,7 @@ def chosen_agents(
             app,
             [find_app_agent(app, agent)]
             if agent
-            else matching(app.list_agents(), client.base_url, everything, match, tags),
+            else matching(users_agents(app), client.base_url, everything, match, tags),
         )
     if agent:
         return [find_agent(client, agent, include=WITH_BLOCKS)]

@@ -30,7 +30,7 @@ from lettafleet.plugins.backends.letta_v1 import v1_client
 from lettafleet.plugins.commands import app_server_bulk_send as on_app_server_bulk
 from lettafleet.plugins.commands import app_server_messages as on_app_server
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, find_agent
-from lettafleet.plugins.commands.app_server_lookup import app_server_of
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, users_agents
 from lettafleet.plugins.commands.bulk_send import (
     DEFAULT_CONCURRENCY,
     agents_matching,
@@ -233,7 +233,7 @@ def send_matching(
     with make_client(base_url) as connection:
         app = app_server_of(connection)
         if app is not None:
-            agents = named_like(app.list_agents(), pattern, connection.base_url)
+            agents = named_like(users_agents(app), pattern, connection.base_url)
             send = partial(on_app_server_bulk.send_one, app, message=message, approve_tools=approve_tools)
             concurrency = on_app_server_bulk.OWN_CONVERSATION_TURNS_AT_ONCE
         else:

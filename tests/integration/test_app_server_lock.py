@@ -3,6 +3,7 @@ expired lock taken over, force-unlock, and a lost lock noticed by its holder's r
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,8 @@ def test_an_apply_is_refused_while_another_holds_the_lock_and_the_lock_agent_sta
             assert "the fleet is locked: another apply is running" in refused.output
             assert lock.held.holder in refused.output and f"force-unlock {lock_id}" in refused.output
             assert by_name(app_server_client, suffix) == {}
+            listed = json.loads(cli(app_server, "get", "agents", "-o", "json").stdout)
+            assert not [agent for agent in listed if agent["name"].startswith("lettafleet-lock:")]
 
         applied = cli(app_server, "apply", "-f", str(fleet))
         assert applied.exit_code == 0, applied.output
