@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	@# setuptools warns on every editable install of a package-dir mapping (core/ -> lettafleet.core): a
 	@# screenful of notice that is not about this project, so that one warning category is silenced here.
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -e '.[test]'
+	@# An editable install leaves lettafleet's own modules uncompiled, and with PYTHONDONTWRITEBYTECODE set Python
+	@# compiles them again on every run: 0.2 to 0.5 s of every command (docs/benchmarks.md). pip compiles a wheel's.
+	$(BIN)/python -m compileall -q core plugins > /dev/null
 	touch $(STAMP)
 
 demo: install

@@ -18,6 +18,7 @@ from typing import Any, cast
 import cerberus
 from cerberus import errors as cerberus_errors
 
+from lettafleet.core.engine.checked_schemas import checked_validator
 from lettafleet.core.engine.compiled_schema import CompiledSchema, UnsupportedSchema, compile_schema
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Note, Path, Problem
 from lettafleet.core.engine.document import FleetDocument, load_document
@@ -150,7 +151,7 @@ def compiled_schema(manager: FleetPlugins) -> CompiledSchema | None:
     cached = _COMPILED.get(manager)
     if cached is not None and cached[0] is schema:
         return cached[1]
-    validator = FleetValidator(schema)  # cerberus checks the schema itself here
+    validator = checked_validator(FleetValidator, schema)  # cerberus checks the schema itself here (once)
     try:
         compiled: CompiledSchema | None = compile_schema(schema, validator)
     except UnsupportedSchema:
@@ -169,7 +170,7 @@ def validate_schema(
     normalised = compiled(data) if compiled is not None else None
     if normalised is not None:
         return normalised, []
-    validator = FleetValidator(fleet_schema(manager))
+    validator = checked_validator(FleetValidator, fleet_schema(manager))
     if validator.validate(data):
         return validator.document, []
     errors = reported_errors(validator._errors)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
@@ -49,21 +50,33 @@ class SecretMasker:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: frozenset[str] = frozenset()
         self._long: tuple[str, ...] = ()
+        self._short_forms: tuple[str, ...] = ()
         self._short: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
-        """Hide these values too (empty ones and None are ignored)."""
-        known = self._secrets | {secret for secret in secrets if secret}
-        if known == self._secrets:
-            return
-        forms = {form for secret in known for form in encoded_forms(secret)}
-        long_forms = tuple(sorted((f for f in forms if len(f) >= SHORT), key=len, reverse=True))
-        short_forms = sorted((f for f in forms if len(f) < SHORT), key=len, reverse=True)
-        # Whole: between quotes ('ab', "ab", \"ab\") or as a query value (=ab&), never inside a longer word.
-        alternatives = "|".join(map(re.escape, short_forms))
-        short = re.compile(rf"(?<=['\"=])(?:{alternatives})(?=\\?['\"&]|\s|$)") if short_forms else None
-        self._secrets, self._long, self._short = known, long_forms, short
+        """Hide these values too (empty ones and None are ignored). Only the new values' forms are worked out: a
+        plan reads one record per agent, each a secret, and encoding them all again on every read was quadratic."""
+        with self._lock:
+            new = {secret for secret in secrets if secret} - self._secrets
+            if not new:
+                return
+            forms = {form for secret in new for form in encoded_forms(secret)}
+            known_long, known_short = set(self._long), set(self._short_forms)
+            long_forms = _longest_first(self._long, (f for f in forms if len(f) >= SHORT and f not in known_long))
+            short_forms = _longest_first(
+                self._short_forms, (f for f in forms if len(f) < SHORT and f not in known_short)
+            )
+            # Whole: between quotes ('ab', "ab", \"ab\") or as a query value (=ab&), never inside a longer word.
+            alternatives = "|".join(map(re.escape, short_forms))
+            short = re.compile(rf"(?<=['\"=])(?:{alternatives})(?=\\?['\"&]|\s|$)") if short_forms else None
+            self._secrets, self._long, self._short_forms, self._short = (
+                self._secrets | new,
+                long_forms,
+                short_forms,
+                short,
+            )
 
     def __call__(self, text: str) -> str:
         long_forms, short = self._long, self._short  # one consistent snapshot, whatever another thread adds
@@ -78,6 +91,12 @@ class SecretMasker:
         """At most `limit` characters of `text`, masked before it is cut so no cut can reveal part of a secret."""
         masked = self(text[:_MASKED_AT_MOST])  # a cut there is a cut like any other: its end is masked too
         return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+
+
+def _longest_first(known: tuple[str, ...], new: Iterable[str]) -> tuple[str, ...]:
+    """`known` (already longest first) with `new` merged in, longest first: a longer form is replaced before a
+    shorter one it contains."""
+    return tuple(sorted((*known, *new), key=len, reverse=True))  # nearly sorted already: timsort merges in one pass
 
 
 def _mask_cut_ends(text: str, forms: Iterable[str]) -> str:

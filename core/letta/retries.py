@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from lettafleet.core.letta.pacing import Pacer
+
+if TYPE_CHECKING:
+    import httpx  # loaded by the HTTP clients that send through this policy, not by every command
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # The server refused the request without doing it (too many requests, not available): any request, a create
@@ -76,6 +78,8 @@ class RetryPolicy:
         """Call `request` again and again, as this policy allows, until it is answered without an error status.
         Returns the last answer; raises the last `httpx.TransportError` when no answer came. With a `pacer`, every
         attempt waits its turn, and a refusal is the pacer's to judge (`PacingGaveUp` when it stops waiting)."""
+        import httpx
+
         started = time.monotonic()
         attempt = 0
         while True:
@@ -119,6 +123,8 @@ class RetryPolicy:
         return response, sent_at
 
     def _may_retry(self, failure: int | httpx.TransportError, attempt: int, repeatable: bool) -> bool:
+        import httpx
+
         if isinstance(failure, httpx.ConnectError):
             return attempt <= self.retries  # nothing reached the server, so any method may be sent again
         if isinstance(failure, httpx.TransportError):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lettafleet.core import LettaError
-from lettafleet.plugins.backends.letta_v1 import LettaClient
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError
 from lettafleet.plugins.commands.histories import message_text
 from lettafleet.plugins.commands.replies import stream_error
+
+if TYPE_CHECKING:
+    from lettafleet.plugins.backends.letta_v1 import LettaClient
 
 DEFAULT_CONCURRENCY = 4  # agents answered at once: each holds an LLM call on the server
 

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from lettafleet.plugins.devserver import app_server_parent, supervisor
 from lettafleet.plugins.devserver.app_server_home import (
     APP_SERVER_DEFAULT_PORT,
@@ -99,6 +97,8 @@ def down(
 
 def app_server_info(port: int) -> dict[str, Any] | None:
     """What `GET /app-server-info` says (version, protocol, backend), or None when it does not answer."""
+    import httpx  # loaded by the dev-server commands only, not by every command
+
     try:
         response = httpx.get(f"http://{HOST}:{port}{INFO_PATH}", timeout=2.0)
         body = response.json()
@@ -210,6 +210,8 @@ def _wait_until_ready(process: subprocess.Popen[bytes], server: AppServerHome, p
 
 
 def _is_ready(port: int) -> bool:
+    import httpx  # loaded by the dev-server commands only, not by every command
+
     try:
         return httpx.get(f"http://{HOST}:{port}{READY_PATH}", timeout=2.0).status_code == 200
     except httpx.HTTPError:

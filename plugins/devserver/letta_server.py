@@ -7,8 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
-
 from lettafleet.plugins.devserver import tcp_nodelay_launcher
 from lettafleet.plugins.devserver.home import (
     HEALTH_PATH,
@@ -103,6 +101,8 @@ def wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, home: De
 
 def health(base_url: str) -> str | None:
     """The version a healthy Letta server reports, or None."""
+    import httpx  # loaded by the dev-server commands only, not by every command
+
     try:
         response = httpx.get(base_url + HEALTH_PATH, timeout=2.0)
         body = response.json()

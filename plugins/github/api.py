@@ -4,11 +4,12 @@ drift issue."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from lettafleet.core import RetryPolicy, SecretMasker, public_url
+
+if TYPE_CHECKING:
+    import httpx  # loaded when a GitHub client is made, not by every command that registers this plugin
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE_SIZE = 100  # GitHub's largest page
@@ -49,6 +50,8 @@ class GitHubAPI:
         self.repository = repository
         self.mask = SecretMasker([token])
         self._retry = RetryPolicy(retries=retries, backoff=0.5)
+        import httpx
+
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
             headers={
@@ -122,6 +125,8 @@ class GitHubAPI:
         json: Any = None,
         permission: str = PULL_REQUESTS_WRITE,
     ) -> httpx.Response:
+        import httpx
+
         repeatable = self._retry.repeatable(method)
         try:
             sent = self._retry.send(

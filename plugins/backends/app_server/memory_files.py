@@ -170,7 +170,10 @@ class MemoryFileHandler(ResourceHandler):
             found = named.get(agents[parent].name) if parent in agents else None
             if found:  # else the agent is created by this plan: so are its files
                 ids[parent] = str(found[0]["id"])
-        labels = {ids[parent]: [block.name for block in desired if block.parent == parent] for parent in ids}
+        declared: dict[str, list[Resource]] = {}  # the agent's address -> its declared files, read in one pass
+        for block in desired:
+            declared.setdefault(block.parent or "", []).append(block)
+        labels = {ids[parent]: [block.name for block in declared[parent]] for parent in ids}
 
         def known_paths(agent_id: str) -> list[str] | None:
             layout = recorded_layout(reader, agent_id, labels[agent_id])
@@ -182,7 +185,7 @@ class MemoryFileHandler(ResourceHandler):
             made_by = app_of(reader.client).made_by
             layout = recorded_layout(reader, agent_id, labels[agent_id]) or layout_of(files, made_by)
             by_path = {str(entry.get("relative_path")): entry for entry in files}
-            for block in (block for block in desired if block.parent == parent):
+            for block in declared[parent]:
                 entry = by_path.get(file_path(block.name, layout))
                 if entry is not None:
                     yield Resource(

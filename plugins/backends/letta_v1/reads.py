@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from lettafleet.core import AgentScope, Connection, LettaError, LiveReader, Read
-from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
 
 class Reader(Protocol):
@@ -135,6 +134,8 @@ class V1PlanReads:
     every_agent: Read = AGENTS
 
     def read(self, connection: Connection, read: Read, *, short_page_ends: bool) -> list[dict[str, Any]]:
+        from lettafleet.plugins.backends.letta_v1.client import LettaClient  # its HTTP library only when used
+
         path, params = read
         trim = compared if path == AGENTS_PATH else None
         if isinstance(connection, LettaClient):

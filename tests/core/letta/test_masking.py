@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from lettafleet.core.letta.masking import SecretMasker, public_url
+from lettafleet.core.letta.masking import MASK, SecretMasker, public_url
 
 TRICKY = [
     'quo"te-1234',
@@ -81,3 +82,22 @@ def test_values_added_later_are_hidden_too():
 )
 def test_a_url_is_shown_without_credentials(url, shown):
     assert public_url(url) == shown
+
+
+def test_secrets_added_from_many_threads_at_once_are_all_masked() -> None:
+    """A plan reads every agent's record (a secret) 32 at a time: no value added meanwhile may be lost."""
+    masker = SecretMasker()
+    records = [f'{{"agent": "agent-{index:04d}", "made": "2026-12-07T18:{index % 60:02d}"}}' for index in range(160)]
+    barrier = threading.Barrier(32)
+
+    def add_five(first: int) -> None:
+        barrier.wait()
+        for record in records[first : first + 5]:
+            masker.add(record)
+
+    threads = [threading.Thread(target=add_five, args=(first,)) for first in range(0, 160, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [record for record in records if masker(f"said {record}") != f"said {MASK}"] == []
