@@ -301,8 +301,8 @@ class _Run:
 
     def finish(self, address: str, result: ChangeResult) -> None:
         self.results[address] = result
-        if self.on_result:
-            self.on_result(self.todo[address], result)
+        if self.on_result:  # a record that failed may be that of a parent nothing else changed (not in `todo`)
+            self.on_result(self.todo.get(address) or self.by_address[address], result)
         for keeper in self.member_of.get(address, []):
             waiting = self.unfinished[keeper]
             if address in waiting:

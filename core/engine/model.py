@@ -92,7 +92,10 @@ class Change:
     because it deletes data and the user did not ask for removals (`"prune"`), or because the resource is
     protected (`"protect"`); `drift` then says why and what to do.
 
-    `tags`: the resource's (`Resource.tags`), for `--scope`; not part of the plan document.
+    `tags`: the resource's (`Resource.tags`), for `--scope`; not part of the plan document. `forgotten`: the
+    entries of a record-keeping parent's record (own addresses) whose resources are gone from the server: the
+    record written next drops them, so that a resource made later with the same id is not taken for one the
+    fleet made.
     """
 
     address: str
@@ -112,6 +115,7 @@ class Change:
     record: tuple[Recorded, ...] | None = field(default=None, compare=False, repr=False)
     state: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     tags: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    forgotten: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def changes_something(self) -> bool:

@@ -82,14 +82,15 @@ def plan_fleet(
         found_live, renamed, unmatched_moves = _moved(reader, manager, desired, declared_moves(fleet), found_live)
         problems += unmatched_moves
         wanted = _by_address(desired, "desired")
-        found_live += _recorded_removals(reader, manager, wanted, found_live)
+        removals, gone = _recorded_removals(reader, manager, wanted, found_live)
+        found_live += removals
     reader.close()
     live = _by_address((found for found in found_live if isinstance(found, Resource)), "live")
     problems += claimed_by_other_fleets(wanted, live, reader.owner, manager.kinds, client.base_url)
     if problems:
         raise FleetError(locate(fleet.document, problems))
     ambiguities = [found for found in found_live if isinstance(found, Ambiguity)]
-    changes = _changes(wanted, live, manager, renamed, prune=prune or fleet.prunes)
+    changes = _changes(wanted, live, manager, renamed, gone, prune=prune or fleet.prunes)
     return Plan.build(
         str(fleet.path),
         client.base_url,
@@ -158,6 +159,7 @@ def _changes(
     live: Mapping[str, Resource],
     manager: FleetPlugins,
     renamed: Mapping[str, str],
+    gone: Mapping[str, frozenset[str]],
     *,
     prune: bool,
 ) -> list[Change]:
@@ -170,17 +172,22 @@ def _changes(
             change = _renamed(change, found.name, declared.name, renamed[address], manager.kinds[kind])
         changes[address] = _held(change, prune)
     kept = _with_move_hints(_without_removals_under_kept(changes), manager.kinds)
-    return _with_record_repairs(kept, manager)
+    return _with_record_repairs(kept, manager, gone)
 
 
-def _with_record_repairs(changes: list[Change], manager: FleetPlugins) -> list[Change]:
-    """Each record-keeping parent whose record is missing, stale or owes a recompile, made an update of it."""
+def _with_record_repairs(
+    changes: list[Change], manager: FleetPlugins, gone: Mapping[str, frozenset[str]]
+) -> list[Change]:
+    """Each record-keeping parent whose record is missing, stale, names what is `gone` (own addresses, by
+    parent) or owes a recompile, made an update of it."""
     children: dict[str, list[Change]] = {}
     for change in changes:
         if change.parent:
             children.setdefault(change.parent, []).append(change)
     return [
-        with_record_repair(change, children.get(change.address, []))
+        with_record_repair(
+            replace(change, forgotten=gone.get(change.address, frozenset())), children.get(change.address, [])
+        )
         if manager.handler(change.kind).records_children
         else change
         for change in changes
@@ -307,8 +314,9 @@ def _recorded_removals(
     manager: FleetPlugins,
     wanted: Mapping[str, Resource],
     found_live: Sequence[Resource | Ambiguity],
-) -> list[Resource | Ambiguity]:
-    """What live parents' records list and the fleet no longer declares, as each kind's handler finds it."""
+) -> tuple[list[Resource | Ambiguity], dict[str, frozenset[str]]]:
+    """What live parents' records list and the fleet no longer declares, as each kind's handler finds it; and
+    what the handlers found gone of it (own addresses, by parent): the records are to forget those."""
     live_addresses = {found.address for found in found_live if isinstance(found, Resource)}
     # Identity is the id: an entry whose id is live under its parent at another address (a rename that landed
     # before its record was written) is that resource, not a removal.
@@ -341,7 +349,17 @@ def _recorded_removals(
         recorded = [resource for kind in kinds for resource in by_kind.get(kind, [])]
         if recorded:
             found.extend(handler.removed(reader, recorded))
-    return found
+    return found, _gone([r for asked in by_kind.values() for r in asked], found)
+
+
+def _gone(asked: Sequence[Resource], found: Sequence[Resource | Ambiguity]) -> dict[str, frozenset[str]]:
+    """The recorded resources a handler looked for and did not find, by parent: their own addresses."""
+    seen = {each.address for each in found}
+    gone: dict[str, set[str]] = {}
+    for resource in asked:
+        if resource.address not in seen and resource.parent:
+            gone.setdefault(resource.parent, set()).add(resource.address.removeprefix(resource.parent + "."))
+    return {parent: frozenset(addresses) for parent, addresses in gone.items()}
 
 
 def _by_handler(resources: Sequence[Resource], manager: FleetPlugins) -> list[tuple[ResourceHandler, list[Resource]]]:

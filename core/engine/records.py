@@ -42,9 +42,10 @@ def record_after(
     *,
     owed: bool,
 ) -> list[Recorded]:
-    """What `parent`'s record says once its children's changes are made: what it said, less what was removed and
-    what is now recorded under another address with the same id, plus the declared children that exist.
-    `outcome(child)` is "applied", "failed" or "skipped"; `owed`: whether a recompile is still owed."""
+    """What `parent`'s record says once its children's changes are made: what it said, less what was removed (or
+    is gone: `parent.forgotten`) and what is now recorded under another address with the same id, plus the
+    declared children that exist. `outcome(child)` is "applied", "failed" or "skipped"; `owed`: whether a
+    recompile is still owed."""
     made: dict[str, Recorded] = {}
     removed: set[str] = set()
     for child in children:
@@ -61,7 +62,9 @@ def record_after(
     kept = {
         entry.address: entry
         for entry in parent.record or ()
-        if entry.address not in removed and entry != RECOMPILE_OWED and (entry.kind, entry.id) not in ids
+        if entry.address not in removed | parent.forgotten
+        and entry != RECOMPILE_OWED
+        and (entry.kind, entry.id) not in ids
     }
     entries = {**kept, **made, **({RECOMPILE_OWED.address: RECOMPILE_OWED} if owed else {})}
     return sorted(entries.values(), key=lambda entry: entry.address)
@@ -69,13 +72,14 @@ def record_after(
 
 def with_record_repair(parent: Change, children: Sequence[Change]) -> Change:
     """`parent`'s change, made an update of its record when the record it carries misses a declared child that
-    exists, names one under an old address, or says a recompile is owed: apply then writes it (and recompiles)."""
+    exists, names one under an old address or one that is gone, or says a recompile is owed: apply then writes it
+    (and recompiles)."""
     if parent.removes or parent.id is None:
         return parent
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     unchanged = [child for child in children if child.action is Action.NO_OP and not child.removes]
-    if _stale(parent.record, unchanged, parent.address):
+    if _stale(parent.record, unchanged, parent.address) or parent.forgotten:
         planned = record_after(parent, children, _as_planned, lambda child: child.id, owed=False)
         before[RECORD_FIELD] = _shown(parent.record) if parent.record is not None else "none"
         after[RECORD_FIELD] = _shown(planned)

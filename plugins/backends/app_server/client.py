@@ -23,7 +23,9 @@ from lettafleet.core.letta.connection import RequestStats
 from lettafleet.plugins.backends.app_server.connection import (
     CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
+    AppServerConnectionError,
     AppServerError,
+    AppServerTimeout,
     Connection,
     Frame,
 )
@@ -194,6 +196,8 @@ class AppServerClient:
         with self._one_writer(agent_id):
             try:
                 answer = self.call("write_memory_file", **fields)
+            except (AppServerTimeout, AppServerConnectionError):
+                raise  # unanswered, not refused: the write may have landed, and a lost socket cannot restore
             except AppServerError:
                 self._restore_committed(agent_id, path)
                 raise

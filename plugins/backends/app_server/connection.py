@@ -38,17 +38,29 @@ class AppServerError(LettaError):
     """The App Server refused a request, in its own words (free text: the protocol has no error codes), with
     every secret masked."""
 
+    SAID = "the App Server refused {}"
+
     def __init__(self, request_type: str, detail: str) -> None:
         self.request_type, self.detail = request_type, detail
-        super().__init__(f"the App Server refused {request_type}: {detail}")
+        super().__init__(f"{self.SAID.format(request_type)}: {detail}")
 
 
 class AppServerTimeout(AppServerError):
     """No answer in time: the server drops frames it does not understand, and a busy one may be slow."""
 
+    SAID = "the App Server did not answer {}"
+
 
 class AppServerConnectionError(AppServerError):
-    """The WebSocket could not be opened, or closed while a request waited."""
+    """The WebSocket could not be opened, or closed while a request waited (every waiting request fails at once)."""
+
+    SAID = "the App Server did not answer {}"
+
+
+class AppServerUnreachable(AppServerConnectionError):
+    """The WebSocket could not be opened."""
+
+    SAID = "the App Server refused {}"
 
 
 class Connection:
@@ -88,7 +100,7 @@ class Connection:
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
             detail = self._masker(f"{error}") or type(error).__name__
-            raise AppServerConnectionError(
+            raise AppServerUnreachable(
                 "the connection", f"could not open {self.url} ({detail}). Is the App Server running there?"
             ) from error
 
@@ -99,7 +111,7 @@ class Connection:
         inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         with self._lock:
             if self._closed_because is not None:
-                raise AppServerConnectionError(frame_type, self._closed_because)
+                raise AppServerConnectionError(frame_type, f"{self._closed_because}: not sent")
             self._waiting[request_id] = inbox
         try:
             self._send({"type": frame_type, "request_id": request_id, **fields}, frame_type)
@@ -116,7 +128,14 @@ class Connection:
         try:
             self._socket.send(json.dumps(frame))
         except (ConnectionClosed, OSError) as error:
-            raise AppServerConnectionError(frame_type, f"the connection to {self.url} closed ({error})") from error
+            raise AppServerConnectionError(
+                frame_type, self._lost(f"the connection to {self.url} closed ({error})")
+            ) from error
+
+    @staticmethod
+    def _lost(why: str) -> str:
+        """Why a sent request got no answer, and what to do: it may have been carried out all the same."""
+        return f"{why}. It may have landed: `lettafleet plan` shows what the server has now"
 
     def _collect(self, inbox: queue.SimpleQueue[object], frame_type: str, until_done: bool) -> list[Frame]:
         frames: list[Frame] = []
@@ -127,10 +146,11 @@ class Connection:
                 raise AppServerTimeout(
                     frame_type,
                     f"no answer within {self.timeout:g} s (the server does not answer a request it does not "
-                    "understand; a busy one may need a longer timeout)",
+                    "understand; a busy one may need a longer timeout). It may have landed: `lettafleet plan` shows "
+                    "what the server has now",
                 ) from None
             if frame is _GONE:
-                raise AppServerConnectionError(frame_type, self._closed_because or "the connection closed")
+                raise AppServerConnectionError(frame_type, self._lost(self._closed_because or "the connection closed"))
             assert isinstance(frame, dict)
             frames.append(frame)
             if not until_done or frame.get("done") or frame.get("success") is False:

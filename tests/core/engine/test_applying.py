@@ -13,6 +13,7 @@ from lettafleet.core import ApplyError, Recorded, ResourceHandler, ResourceKind,
 from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.model import Action, Change, Plan
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
+from lettafleet.core.engine.records import with_record_repair
 from lettafleet.core.letta.connection import LettaAPIError
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 
@@ -275,6 +276,38 @@ def test_removals_run_children_first_and_a_held_one_is_not_applied_yet_stays_rec
     assert report.ok and {r.address for r in report.results} == {"s.thing.a", "t", "t.thing.c"}
     assert shelf.order.index("t.thing.c") < shelf.order.index("t")
     assert shelf.records == {"s": [("thing.b", "id-b")]}  # the removed child left the record, the held one stayed
+
+
+class ForgetfulShelf(Shelf):
+    """A shelf whose records cannot be written (the server refused, or the connection was lost)."""
+
+    def remember(self, change, record, session):
+        raise ApplyError("the server did not answer the record's write")
+
+
+def test_a_record_that_fails_for_a_parent_nothing_else_changed_is_its_failure_not_a_crash(client):
+    parent = Change("s", "thing", "s", Action.NO_OP, {"n": 1}, {"n": 1}, id="id-s", record=())
+    child = thing("s.thing.a", parent="s")
+    seen = []
+    manager = get_plugin_manager(extra_plugins=[KindsOf(ForgetfulShelf())])
+
+    report = apply_plan(Plan.build("f", "s", [parent, child]), client, manager, on_result=lambda c, r: seen.append(r))
+
+    assert [(r.address, r.status) for r in report.failed] == [("s", "failed")]
+    assert "did not answer the record's write" in report.failed[0].message
+    assert ("s", "failed") in [(r.address, r.status) for r in seen]
+
+
+def test_a_record_forgets_what_the_plan_found_gone_and_keeps_the_rest(client):
+    shelf = Shelf()
+    recorded = (Recorded("thing.a", "thing", "id-a"), Recorded("thing.b", "thing", "id-b"))
+    parent = Change("s", "thing", "s", Action.NO_OP, {"n": 1}, {"n": 1}, id="id-s", record=recorded)
+    repaired = with_record_repair(replace(parent, forgotten=frozenset({"thing.b"})), [])
+
+    report = run([repaired], shelf, client)
+
+    assert repaired.action is Action.UPDATE and "out of date" in repaired.detail
+    assert report.ok and shelf.records == {"s": [("thing.a", "id-a")]}
 
 
 class Waves(Recorder):

@@ -288,14 +288,18 @@ def test_the_conversation_the_last_apply_made_is_the_declared_one_among_equal_su
     assert "the plan uses the one the last apply made" in ambiguity.message
 
 
-def test_a_conversation_already_gone_is_not_planned_for_removal(fleet, letta):
+def test_a_conversation_already_gone_is_not_planned_for_removal_and_the_record_forgets_it(fleet, letta):
     _, made = applied_support(fleet, letta)
     letta.conversations.pop(made["Ticket 1"]["id"])
+    without = FLEET.replace("      - summary: Ticket 1\n", "")
 
-    plan = fleet.plan(FLEET.replace("      - summary: Ticket 1\n", ""))
+    plan = fleet.plan(without)
 
     assert TICKET_1 not in plan.by_address()
-    assert not plan.has_changes
+    [repair] = [change for change in plan.changes if change.changes_something]
+    assert repair.kind == "agent" and repair.changed_fields() == ["record"]  # it names the one gone no more
+    assert fleet.apply(plan).ok
+    assert not fleet.plan(without).has_changes
 
 
 def test_a_protected_conversation_is_not_removed_even_with_prune(fleet, letta):
