@@ -118,14 +118,6 @@ LACKS = {
         "start a new conversation (`lettafleet create conversation AGENT`), or compact this one "
         "(`lettafleet compact-messages AGENT`)",
     ),
-    "recompile": (
-        "is not asked to recompile by lettafleet yet (its protocol's `conversation_recompile` is not sent)",
-        "a new conversation (`lettafleet create conversation AGENT`) starts from the agent's memory as it is now",
-    ),
-    "cancel-messages": (
-        "has no runs to cancel by id",
-        "a turn `lettafleet send` runs stops with Ctrl-C (on the server too)",
-    ),
 }
 
 
