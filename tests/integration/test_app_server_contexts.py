@@ -93,12 +93,15 @@ def test_cancel_messages_stops_a_turn_running_on_the_server(
     try:
         cancelled = cli(private_url, "cancel-messages", agent["name"], "-o", "json")
 
-        sending.communicate(timeout=30)
+        _, said = sending.communicate(timeout=30)
     finally:
         sending.kill()
     assert cancelled.exit_code == 0, cancelled.output
     assert json.loads(cancelled.stdout)["runs"] == {"default": "cancelled"}
+    assert "note: the agent stopped: cancelled" in said  # `send` says why its reply ended, as on V1
     time.sleep(max(0.0, started + SLOW_SECONDS + 2 - time.monotonic()))
     assert not target.exists()  # the stopped tool never got to its second command
     nothing = cli(private_url, "cancel-messages", agent["name"])
     assert nothing.stdout == f"Nothing to cancel: agent {agent['name']} has no active run.\n"
+    unknown = cli(private_url, "cancel-messages", agent["name"], "--run-ids", "run-unknown", "-o", "json")
+    assert unknown.exit_code == 0 and json.loads(unknown.stdout)["runs"] == {}
