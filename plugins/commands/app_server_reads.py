@@ -10,7 +10,14 @@ from typing import Any
 from lettafleet.core import Connection, LettaError
 from lettafleet.plugins.backends.app_server.agents import RECORD_SECRET
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.memory_files import FILE_LIMIT, INDEX
+from lettafleet.plugins.backends.app_server.memory_files import (
+    FILE_LIMIT,
+    FIRST_V2,
+    INDEX,
+    SYSTEM_FOLDER,
+    V1,
+    layout_of,
+)
 from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent, users_agents
 
 APP_SERVER = "the Letta App Server"
@@ -18,10 +25,12 @@ APP_SERVER = "the Letta App Server"
 
 def memory_blocks(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """An agent's memory files as V1's blocks: the path is the label's place and the block's id, the 20,000
-    characters a file may hold its limit (the `MEMORY.md` indexes are the server's, not memory)."""
+    characters a file may hold its limit (the `MEMORY.md` indexes are the server's, not memory). Under MemFS v1
+    (`system/<label>.md`, as 0.32.x makes) the label is the file's name without its folder."""
+    folder = SYSTEM_FOLDER if layout_of(files, FIRST_V2) == V1 else ""
     return [
         {
-            "label": str(entry.get("relative_path") or "").removesuffix(".md"),
+            "label": str(entry.get("relative_path") or "").removeprefix(folder).removesuffix(".md"),
             "id": entry.get("relative_path"),
             "value": str(entry.get("content") or ""),
             "limit": FILE_LIMIT,
@@ -117,14 +126,6 @@ LACKS = {
         "has no reset of a conversation's context",
         "start a new conversation (`lettafleet create conversation AGENT`), or compact this one "
         "(`lettafleet compact-messages AGENT`)",
-    ),
-    "recompile": (
-        "is not asked to recompile by lettafleet yet (its protocol's `conversation_recompile` is not sent)",
-        "a new conversation (`lettafleet create conversation AGENT`) starts from the agent's memory as it is now",
-    ),
-    "cancel-messages": (
-        "has no runs to cancel by id",
-        "a turn `lettafleet send` runs stops with Ctrl-C (on the server too)",
     ),
 }
 

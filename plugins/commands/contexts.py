@@ -24,8 +24,10 @@ from lettafleet.core import (
     server_options,
 )
 from lettafleet.plugins.backends.letta_v1.conversations import recompile_conversation, recompile_conversations
+from lettafleet.plugins.commands import app_server_contexts as app_server_contexts
 from lettafleet.plugins.commands import app_server_reads as on_app_server
 from lettafleet.plugins.commands.agent_lookup import LIGHT_AGENT, NotFoundError, find_agent
+from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent
 from lettafleet.plugins.commands.histories import conversation_of
 from lettafleet.plugins.commands.messages import CONVERSATION_OPTION_HELP
 
@@ -118,17 +120,22 @@ def recompile(agent: str, conversation_id: str | None, everything: bool, base_ur
 
     Without options (or with --all): the agent's own (legacy) history and every conversation. With
     --conversation-id: that conversation only. A conversation with isolated block copies is skipped (Letta
-    0.16.8 would compile the agent's blocks in place of its copies). AGENT is the agent's name or id.
+    0.16.8 would compile the agent's blocks in place of its copies). AGENT is the agent's name or id. On an App
+    Server (ws://) the agent's own conversation (`default`) stands for the legacy history.
     """
     if conversation_id and everything:
         raise click.UsageError("--conversation-id and --all exclude each other: name one.")
     with make_client(base_url) as client:
-        on_app_server.refuse_v1_only(client, "recompile")
-        found = find_agent(client, agent, include=LIGHT_AGENT)
-        if conversation_id:
+        app = app_server_of(client)
+        if app is not None:  # its own conversation (`default`) stands for the legacy history
+            found = find_app_agent(app, agent)
+            results = app_server_contexts.recompile_histories(app, found, conversation_id)
+        elif conversation_id:
+            found = find_agent(client, agent, include=LIGHT_AGENT)
             conversation = conversation_of(client, found, conversation_id)
             results = [recompile_conversation(client, found["id"], conversation)]
         else:
+            found = find_agent(client, agent, include=LIGHT_AGENT)
             results = recompile_conversations(client, found["id"], legacy=True)
     failed = [result for result in results if result.error]
     skipped = [result for result in results if result.skipped]
@@ -170,6 +177,20 @@ def check_runs(client: Connection, agent: Mapping[str, Any], run_ids: list[str])
             )
 
 
+def cancel_v1_runs(client: Connection, agent: str, wanted: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The agent, and its runs cancelled on a V1 server (each checked first to be the agent's): {run id: status}."""
+    found = find_agent(client, agent, include=LIGHT_AGENT)
+    check_runs(client, found, wanted)
+    body = {"run_ids": wanted} if wanted else {}
+    try:
+        cancelled: dict[str, str] = client.post(f"/v1/agents/{found['id']}/messages/cancel", json=body)
+    except LettaAPIError as error:
+        if error.status != 409:  # 409: nothing running
+            raise
+        cancelled = {}
+    return found, cancelled
+
+
 @click.command("cancel-messages")
 @click.argument("agent")
 @click.option(
@@ -183,20 +204,18 @@ def check_runs(client: Connection, agent: Mapping[str, Any], run_ids: list[str])
 def cancel_messages(agent: str, run_ids: str | None, base_url: str, output: str) -> None:
     """Cancel the messages an agent is processing (its active runs), or only the runs named.
 
-    Nothing running is no error: the command says so and exits 0. AGENT is the agent's name or id.
+    Nothing running is no error: the command says so and exits 0. AGENT is the agent's name or id. On an App
+    Server (ws://) the turn running in each of the agent's conversations stops; the server names no run, so the
+    result is per conversation, and a run id it does not know cancels nothing (it cannot be checked first).
     """
     wanted = [run_id.strip() for run_id in (run_ids or "").split(",") if run_id.strip()]
     with make_client(base_url) as client:
-        on_app_server.refuse_v1_only(client, "cancel-messages")
-        found = find_agent(client, agent, include=LIGHT_AGENT)
-        check_runs(client, found, wanted)
-        body = {"run_ids": wanted} if wanted else {}
-        try:
-            cancelled = client.post(f"/v1/agents/{found['id']}/messages/cancel", json=body)
-        except LettaAPIError as error:
-            if error.status != 409:  # 409: nothing running
-                raise
-            cancelled = {}
+        app = app_server_of(client)
+        if app is not None:
+            found = find_app_agent(app, agent)
+            cancelled = app_server_contexts.cancel_turns(app, found, wanted)
+        else:
+            found, cancelled = cancel_v1_runs(client, agent, wanted)
     if output == "json":
         echo_json({"agent": found["name"], "agent_id": found["id"], "runs": cancelled})
         return

@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.backends.app_server.memory_files import V1, file_path, file_text
 from lettafleet.plugins.devserver import app_server as dev_app_server
 from lettafleet.plugins.devserver.app_server_home import AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
@@ -246,6 +247,23 @@ def test_report_memory_weighs_the_memory_files_against_the_context_window(
     assert record["context_window"] == 128000
     assert [(b["label"], b["characters"]) for b in record["blocks"]] == [("persona", len("I help."))]
     assert record["memory_characters"] > len("I help.")
+
+
+def test_the_read_commands_show_mfs_v1_files_by_their_label_on_0_32_18(app_server_v1_layout_url: str) -> None:
+    url = app_server_v1_layout_url
+    with AppServerClient(url) as client:
+        agent = client.create_agent({"name": f"surf-v1-{uuid.uuid4().hex[:6]}", "model": MODEL})
+        client.write_memory_file(agent["id"], file_path("persona", V1), file_text("persona", "who", "I help.", V1))
+        try:
+            listed = {a["name"]: a for a in json.loads(cli(url, "get", "agents", "-o", "json").stdout)}
+            described = json.loads(cli(url, "describe", "agent", agent["name"], "-o", "json").stdout)
+            [reported] = json.loads(cli(url, "report", "memory", agent["name"], "-o", "json").stdout)["agents"]
+        finally:
+            client.delete_agent(agent["id"])
+
+    assert listed[agent["name"]]["blocks"] == ["persona"]  # `system/persona.md`, as on 0.34.12 `persona.md`
+    assert [(b["label"], b["value"]) for b in described["blocks"]] == [("persona", "I help.")]
+    assert [(b["label"], b["characters"]) for b in reported["blocks"]] == [("persona", len("I help."))]
 
 
 def test_health_names_the_app_server_and_counts_its_agents(private_url: str, walk: dict[str, str]) -> None:

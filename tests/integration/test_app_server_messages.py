@@ -202,22 +202,29 @@ def test_compact_messages_summarizes_a_conversation(
     assert kinds == ["summary_message"]
 
 
-def test_ctrl_c_while_an_approved_tool_runs_stops_the_turn_on_the_server(
-    app_server: str, agent: dict[str, Any], tmp_path: Path
-) -> None:
-    target = tmp_path / "made-after-the-wait"
-    started = time.monotonic()
+def send_a_slow_tool(url: str, agent: dict[str, Any], target: Path) -> subprocess.Popen[str]:
+    """`send` in a process of its own, once the agent's approved shell tool runs on the server's host: it sleeps
+    SLOW_SECONDS, then makes `target`."""
     sending = subprocess.Popen(
         [LETTAFLEET, "send", agent["name"], f"{RUN_PREFIX}{SLOW_COMMAND}; touch {target}", "--approve-tools"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "LETTA_BASE_URL": app_server, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "LETTA_BASE_URL": url, "PYTHONUNBUFFERED": "1"},
     )
+    assert sending.stderr is not None
+    approved = sending.stderr.readline()  # the tool starts on the server's host as this line is written
+    assert "approved" in approved, approved
+    return sending
+
+
+def test_ctrl_c_while_an_approved_tool_runs_stops_the_turn_on_the_server(
+    app_server: str, agent: dict[str, Any], tmp_path: Path
+) -> None:
+    target = tmp_path / "made-after-the-wait"
+    started = time.monotonic()
+    sending = send_a_slow_tool(app_server, agent, target)
     try:
-        assert sending.stderr is not None
-        approved = sending.stderr.readline()  # the tool starts on the server's host as this line is written
-        assert "approved" in approved, approved
         sending.send_signal(signal.SIGINT)
         _, said = sending.communicate(timeout=30)
     finally:

@@ -320,6 +320,18 @@ class AppServerClient:
         """Stop the turn running in `runtime` (Ctrl-C during `send`); the answer is not waited for."""
         self._connection.send_only("abort_message", {"runtime": dict(runtime)})
 
+    def abort(self, runtime: Mapping[str, Any], *, run_id: str | None = None) -> bool:
+        """Stop the turn running in `runtime` (only run `run_id`'s, when named), from any socket; True if one was
+        running (a pending approval counts), False if nothing was."""
+        fields: dict[str, Any] = {"runtime": dict(runtime)} | ({"run_id": run_id} if run_id else {})
+        return bool(self.call("abort_message", **fields).get("aborted"))
+
+    def recompile_conversation(self, agent_id: str, conversation_id: str) -> str:
+        """Compile the agent's system prompt and memory files anew into the conversation (`default`: the agent's
+        own); the server answers the compiled system prompt."""
+        body = {"agent_id": agent_id}
+        return str(self.call("conversation_recompile", conversation_id=conversation_id, body=body)["result"] or "")
+
     def retrieve_conversation(self, conversation_id: str) -> Frame:
         return self.call("conversation_retrieve", conversation_id=conversation_id)["conversation"]
 

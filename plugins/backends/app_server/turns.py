@@ -34,6 +34,7 @@ REFUSAL = (
 # Events of ours in the stream (lettafleet's, not the server's): one per approval request, and a failed turn.
 APPROVAL_DECISION = "approval_decision"
 ERROR = "error_message"
+CANCELLED = "cancelled"  # the stop reason of a turn `abort_message` stopped
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ def _reply(app: AppServerClient, runtime: Mapping[str, Any], frames: Iterator[Fr
         elif kind == "turn_finished":
             if frame.get("error") and not failed:
                 yield _error(str(frame.get("stop_reason")), frame["error"])
+            elif frame.get("stop_reason") == CANCELLED:  # stopped from elsewhere (`cancel-messages`), said as V1 does
+                yield {"message_type": "stop_reason", "stop_reason": CANCELLED}
             return
 
 
