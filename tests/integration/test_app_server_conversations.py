@@ -183,10 +183,13 @@ def test_a_conversation_id_the_server_reuses_after_a_restart_is_never_taken_for_
     planned = cli(url, "plan", "-f", str(taken_out), "--prune")
     pruned = cli(url, "apply", "-f", str(taken_out), "--prune", "--no-lock")
 
-    assert "No changes." in planned.output, planned.output
+    # The plan sees the recorded conversation gone and has the record forget it; the reused id is another's.
+    assert "Chat from the app" not in planned.output and "archive" not in planned.output.lower(), planned.output
+    assert "Plan: 0 to create, 1 to update, 0 to delete." in planned.output, planned.output
     assert pruned.exit_code == 0, pruned.output
     with AppServerClient(url) as client:
         assert [c["archived"] for c in conversations(client, agent)["Chat from the app"]] == [False]
+    assert cli(url, "plan", "-f", str(taken_out), "--prune", "--detailed-exitcode").exit_code == 0
 
 
 def test_a_moved_conversation_is_renamed_in_place_keeping_its_id(

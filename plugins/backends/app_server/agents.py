@@ -275,6 +275,8 @@ def _exported_agent(agent: Mapping[str, Any]) -> Iterator[Exported]:
     compaction = {key: value for key, value in live["compaction_settings"].items() if key in COMPACTION_KEYS}
     if compaction:
         yield Exported("compaction_settings", compaction, name)
+    if live["protect"]:
+        yield Exported("protect", True, name)
 
 
 def _request_fields(values: Mapping[str, Any]) -> dict[str, Any]:
