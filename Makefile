@@ -35,9 +35,7 @@ demo: install
 	  echo "stop it with: $(BIN)/lettafleet dev-server down"
 
 test: install
-	@# Two workers: the unit tests spread over both, then the V1 and the App Server integration tests side by side,
-	@# each group in one worker (tests/integration/conftest.py). The dev servers start once, in the main process.
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest -m "not integration"

@@ -20,44 +20,19 @@ from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 _HERE = Path(__file__).parent
 
 
-# Under pytest-xdist (`make test` runs `pytest -n 2`) the integration tests go to the workers in two groups, one per
-# kind of server, so that the V1 tests and the App Server tests run side by side while each group keeps the order
-# and the one-test-at-a-time use of its server that the tests were written for (the App Server takes a single
-# LLM stand-in provider, for instance). A module's tests stay together: module fixtures are made once.
-APP_SERVER_FIXTURES = {"app_server_url", "app_server_v1_layout_url"}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    _SERVERS.in_worker = hasattr(config, "workerinput")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely, group them by
-    the server they use (for xdist), and run them after the unit tests, while which the servers they need are
-    installed and started (`_Servers`)."""
-    ours = [item for item in items if item.path.is_relative_to(_HERE)]  # the hook sees the whole session's items
-    on_app_server = {item.path for item in ours if APP_SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))}
-    for item in ours:
-        item.add_marker(pytest.mark.integration)
-        on_app = item.path in on_app_server or "app_server" in item.path.name
-        item.add_marker(pytest.mark.xdist_group("app-server" if on_app else "letta-v1"))
+    """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely, and run them
+    after the unit tests, while which the servers they need are installed and started (`_Servers`)."""
+    for item in items:
+        # This hook sees the whole session's items, not only those below this folder.
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
     items.sort(key=lambda item: item.path.is_relative_to(_HERE))  # stable: each group keeps its order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Once the tests to run are known, start the servers they need in the background (xdist's workers leave
-    that to the process that runs them, see below)."""
-    if not _SERVERS.in_worker:
-        _SERVERS.start_for(session.items)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
-    """Under xdist: as soon as a worker has collected integration tests, start every dev server in the background,
-    here in the process that outlives the workers (it collects nothing itself, so it cannot tell which)."""
-    if any(test_id.startswith("tests/integration/") for test_id in ids):
-        for name in sorted(_FLAGS):
-            _SERVERS.begin(name)
+    """Once the tests to run are known, start the servers they need in the background."""
+    _SERVERS.start_for(session.items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -73,31 +48,21 @@ class _Servers:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="dev-server")
         self._starting: dict[str, Future[tuple[str, Callable[[], object] | None]]] = {}
-        self.in_worker = False  # an xdist worker: it waits for the servers the controller starts, and stops none
 
     def start_for(self, items: list[pytest.Item]) -> None:
-        needed = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _FLAGS}
+        needed = {name for item in items for name in getattr(item, "fixturenames", ()) if name in _STARTS}
         for name in sorted(needed):
-            self.begin(name)
+            self._start(name)
 
     def url(self, name: str) -> str:
         """The server's URL, waiting for its start (begun now when the session did not foresee the need)."""
-        url, _ = self.begin(name).result()
+        url, _ = self._start(name).result()
         return url
 
-    def begin(self, name: str) -> Future[tuple[str, Callable[[], object] | None]]:
-        """The start of the server, begun once per session: reused when it runs (asked here and now, so that no
-        xdist worker can start it first), else `up` in the background, and `down` at the end. In an xdist worker:
-        `up` only, which waits on the server folder's lock for the start the controller has begun."""
+    def _start(self, name: str) -> Future[tuple[str, Callable[[], object] | None]]:
+        """The start of the server, begun once per session."""
         if name not in self._starting:
-            flags = _FLAGS[name]
-            running = None if self.in_worker else _running_url(flags)
-            if running is not None:
-                self._starting[name] = Future()
-                self._starting[name].set_result((running, None))
-            else:
-                stop = None if self.in_worker else (lambda: _lettafleet("dev-server", "down", *flags))
-                self._starting[name] = self._pool.submit(lambda: (_up(flags), stop))
+            self._starting[name] = self._pool.submit(_STARTS[name])
         return self._starting[name]
 
     def stop_all(self) -> None:
@@ -112,18 +77,16 @@ class _Servers:
         self._pool.shutdown()
 
 
-def _running_url(flags: tuple[str, ...]) -> str | None:
-    """The URL of the dev server the flags name when it runs (it is then reused and left running)."""
-    status = json.loads(_lettafleet("dev-server", "status", "--json", *flags))
-    return str(status["base_url"]) if status.get("running") and status.get("base_url") else None
-
-
-def _up(flags: tuple[str, ...]) -> str:
-    """Start the dev server the flags name (installing it the first time), or find it started; its URL.
+def _dev_server(*flags: str) -> tuple[str, Callable[[], object] | None]:
+    """Reuse the dev server the flags name when it runs, else start it; the stop when this session started it.
 
     Each runs as its own `lettafleet dev-server` process, never in this one: a unit test's respx mock patches
     httpx in the whole process, and would answer (and refuse) the start's own health checks."""
-    return str(json.loads(_lettafleet("dev-server", "up", "--port", "0", "--json", *flags))["base_url"])
+    running = json.loads(_lettafleet("dev-server", "status", "--json", *flags))
+    if running.get("running") and running.get("base_url"):
+        return running["base_url"], None
+    started = json.loads(_lettafleet("dev-server", "up", "--port", "0", "--json", *flags))
+    return started["base_url"], lambda: _lettafleet("dev-server", "down", *flags)
 
 
 def _lettafleet(*args: str) -> str:
@@ -132,10 +95,10 @@ def _lettafleet(*args: str) -> str:
     return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
 
 
-_FLAGS: dict[str, tuple[str, ...]] = {  # each fixture's server, as `lettafleet dev-server` names it
-    "letta_server": (),
-    "app_server_url": ("--app-server-version", APP_SERVER_VERSION),
-    "app_server_v1_layout_url": ("--app-server-version", V1_LAYOUT_VERSION),
+_STARTS: dict[str, Callable[[], tuple[str, Callable[[], object] | None]]] = {
+    "letta_server": _dev_server,
+    "app_server_url": lambda: _dev_server("--app-server-version", APP_SERVER_VERSION),
+    "app_server_v1_layout_url": lambda: _dev_server("--app-server-version", V1_LAYOUT_VERSION),
 }
 _SERVERS = _Servers()
 
