@@ -141,10 +141,18 @@ class HostedGitMemoryStandIn:
                 return
             for block in blocks:
                 if not block["label"].startswith("system/"):
-                    block["label"] = f"system/{block['label']}"
-                    self._rest.patch(f"/v1/blocks/{block['id']}", json={"label": block["label"]}).raise_for_status()
+                    self.relabel(agent_id, block, f"system/{block['label']}")
             _create_repository(repository, {f"{b['label']}.md": _block_file(b) for b in blocks})
             self.seen["repository made"] += 1
+
+    def relabel(self, agent_id: str, block: dict[str, Any], label: str) -> None:
+        """Give a block of the agent another label (hosted moves them under `system/` when git memory starts)."""
+        self._rest.patch(f"/v1/blocks/{block['id']}", json={"label": label}).raise_for_status()
+        block["label"] = label
+
+    def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        """The dev server's answer to a request that is not a git one."""
+        return self._rest.request(method, target, headers=headers, content=body)
 
     def after_forward(self, method: str, path: str, body: bytes, response: httpx.Response) -> bytes:
         """Enable git memory when a create or update this server forwarded asked for the tag; the answer as the
@@ -198,13 +206,15 @@ class HostedGitMemoryStandIn:
             labels = {label: path for path in files if (label := block_label(path)) is not None}
             for label, path in sorted(labels.items()):
                 fields = parse_block_file(files[path])
-                self._write_block(agent_id, label, fields, blocks.get(label))
+                self.write_block(agent_id, label, fields, blocks.get(label))
             if labels:
                 for label in sorted(set(blocks) - set(labels)):
-                    detach = f"/v1/agents/{agent_id}/core-memory/blocks/detach/{blocks[label]['id']}"
-                    self._rest.patch(detach).raise_for_status()
+                    self.detach(agent_id, blocks[label])
 
-    def _write_block(self, agent_id: str, label: str, fields: dict[str, Any], block: dict[str, Any] | None) -> None:
+    def detach(self, agent_id: str, block: dict[str, Any]) -> None:
+        self._rest.patch(f"/v1/agents/{agent_id}/core-memory/blocks/detach/{block['id']}").raise_for_status()
+
+    def write_block(self, agent_id: str, label: str, fields: dict[str, Any], block: dict[str, Any] | None) -> None:
         value = fields["value"]
         body = {key: fields[key] for key in ("description", "limit", "read_only", "metadata") if key in fields}
         if block is None:
@@ -351,7 +361,7 @@ def _handler_for(stand_in: HostedGitMemoryStandIn) -> type[BaseHTTPRequestHandle
                 self._serve_git(git["agent"], git["rest"] or "/", body)
                 return
             headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
-            response = stand_in._rest.request(self.command, self.path, headers=headers, content=body)
+            response = stand_in.forward(self.command, self.path, headers, body)
             payload = stand_in.after_forward(self.command, path, body, response)
             kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS | {"date", "server"}}
             self._answer(response.status_code, payload, kept)
@@ -438,6 +448,60 @@ def _http_backend(
 
 def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+class OfflineGitMemory(HostedGitMemoryStandIn):
+    """The stand-in's git side without a dev server, for unit tests: the agents are data given by the test
+    (`{agent_id: {"tags": [...], "blocks": [{"id", "label", "value", "description"}]}}`), their blocks answer
+    `GET /v1/agents/<id>/core-memory/blocks`, and a push's write-back changes them."""
+
+    def __init__(self, agents: dict[str, dict[str, Any]], api_key: str, sync_delay: float = 0.0) -> None:
+        super().__init__("http://127.0.0.1:9", api_key, sync_delay)
+        self.agents = agents
+
+    def agent(self, agent_id: str) -> httpx.Response:
+        request = httpx.Request("GET", f"{self.url}/v1/agents/{agent_id}")
+        if agent_id not in self.agents:
+            return httpx.Response(404, json={"detail": f"Agent with ID {agent_id} not found"}, request=request)
+        return httpx.Response(200, json={"id": agent_id, **self.agents[agent_id]}, request=request)
+
+    def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        request = httpx.Request(method, f"{self.url}{target}")
+        blocks = re.match(r"^/v1/agents/([^/]+)/core-memory/blocks/?$", urlsplit(target).path)
+        if method == "GET" and blocks and blocks[1] in self.agents:
+            return httpx.Response(200, json=self.agents[blocks[1]].get("blocks") or [], request=request)
+        return httpx.Response(404, json={"detail": "not served by the offline stand-in"}, request=request)
+
+    def relabel(self, agent_id: str, block: dict[str, Any], label: str) -> None:
+        block["label"] = label
+        for kept in self.agents[agent_id].get("blocks") or []:
+            if kept.get("id") == block.get("id"):
+                kept["label"] = label
+
+    def write_block(self, agent_id: str, label: str, fields: dict[str, Any], block: dict[str, Any] | None) -> None:
+        blocks = self.agents[agent_id].setdefault("blocks", [])
+        kept = next((b for b in blocks if b["label"] == label), None)
+        if kept is None:
+            kept = {"id": f"block-{len(blocks)}-{label}", "label": label, "description": f"{label} block"}
+            blocks.append(kept)
+        kept.update(fields)
+
+    def detach(self, agent_id: str, block: dict[str, Any]) -> None:
+        blocks = self.agents[agent_id]["blocks"]
+        blocks[:] = [kept for kept in blocks if kept["label"] != block["label"]]
+
+
+@contextmanager
+def running_offline_git_memory(
+    agents: dict[str, dict[str, Any]], api_key: str, sync_delay: float = 0.0
+) -> Iterator[OfflineGitMemory]:
+    """The offline stand-in on a free port of 127.0.0.1, stopped (its repositories deleted) when the block ends."""
+    stand_in = OfflineGitMemory(agents, api_key, sync_delay)
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
 
 
 @contextmanager

@@ -101,7 +101,7 @@ class LettaClient:
         if not password:
             return None
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.masker.add(token)
+        self.masker.add(token, base64.b64encode(password.encode()).decode())
         return f"Basic {token}"
 
     def server_info(self) -> ServerInfo:

@@ -32,6 +32,8 @@ NO_MEMFS_SERVICE = "git HTTP requires memfs service"
 # What git says when the server answered 401: it wanted a credential git had no way to ask for.
 _REFUSED_CREDENTIAL = ("could not read Username", "Authentication failed", "returned error: 401")
 _REJECTED_AS_STALE = ("non-fast-forward", "fetch first", "stale info")
+_STALE_ADVICE = "Someone else keeps pushing to it: run the apply again once they are done"
+_REFUSED_ADVICE = "The server refused the commit for the reason above: fix what it names and run the apply again"
 _AGENT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _AGENT_LOCKS_GUARD = threading.Lock()
 
@@ -94,11 +96,14 @@ class GitMemory:
                     refusal = self._push(tree)
                     if refusal is None:
                         return
-                    if attempt == 2 or not any(reason in refusal for reason in _REJECTED_AS_STALE):
-                        raise GitMemoryError(
-                            f"pushing agent {agent_id}'s memory to {self.repository_url(agent_id)} was refused: "
-                            f"{refusal}. Someone else is writing it too: run the apply again once they are done"
-                        )
+                    stale = any(reason in refusal for reason in _REJECTED_AS_STALE)
+                    if attempt == 1 and stale:
+                        continue
+                    advice = _STALE_ADVICE if stale else _REFUSED_ADVICE
+                    raise GitMemoryError(
+                        f"pushing agent {agent_id}'s memory to {self.repository_url(agent_id)} was refused: "
+                        f"{refusal}. {advice}"
+                    )
 
     def wait_synced(self, agent_id: str, files: Mapping[str, str], timeout: float) -> None:
         """Return once the agent's blocks hold the pushed `system/*.md` files (the server copies them in a few
@@ -157,8 +162,10 @@ class GitMemory:
         done = self._run(tree, "push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}", check=False)
         if done.returncode == 0:
             return None
-        refused = [line for line in done.stdout.splitlines() if line.startswith("!")]
-        return self._mask(" ".join(refused) or done.stderr.strip() or f"git push exited {done.returncode}")
+        refused = [line.strip() for line in done.stdout.splitlines() if line.startswith("!")]
+        remote = [line.strip() for line in done.stderr.splitlines() if line.startswith("remote:")]
+        said = "; ".join([*refused, *remote]) or done.stderr.strip() or f"git push exited {done.returncode}"
+        return self._mask(said)
 
     def _has_head(self, tree: Path) -> bool:
         return self._git_status(tree, "rev-parse", "--verify", "--quiet", "HEAD") == 0
