@@ -55,6 +55,7 @@ GIT_TIMEOUT = 60.0
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailers", "upgrade", "host", "content-length"}
 _GIT_PATH = re.compile(r"^/v1/git/(?P<agent>[^/]+)/state\.git(?P<rest>/.*)?$")
 _AGENT_PATH = re.compile(r"^/v1/agents/(?P<agent>agent-[^/]+)/?$")
+_BLOCK_WRITE = re.compile(r"^/v1/(blocks/block-[^/]+|agents/agent-[^/]+/core-memory/blocks/[^/]+)/?$")
 UNAUTHORIZED = "Unauthorized: send the API key as `Authorization: Bearer KEY` (or as the password of basic auth)."
 _AUTHOR = {
     "GIT_AUTHOR_NAME": "hosted-git-standin",
@@ -159,6 +160,9 @@ class HostedGitMemoryStandIn:
         client gets it."""
         if response.status_code >= 300 or method not in ("POST", "PATCH"):
             return response.content
+        if method == "PATCH" and _BLOCK_WRITE.match(path) and not path.endswith(("/attach", "/detach")):
+            self.commit_block(response.json())
+            return response.content
         creating = method == "POST" and path.rstrip("/") == "/v1/agents"
         updating = method == "PATCH" and _AGENT_PATH.match(path) is not None
         if not (creating or updating):
@@ -175,6 +179,18 @@ class HostedGitMemoryStandIn:
         self.enable(answer["id"])
         answer["tags"] = asked
         return json.dumps(answer).encode()
+
+    def commit_block(self, block: dict[str, Any]) -> None:
+        """What hosted does with a block written over the API: commit it to the repository of each git-enabled
+        agent holding it ("Bidirectional sync: API <-> Git")."""
+        for agent in self._rest.get(f"/v1/blocks/{block['id']}/agents").raise_for_status().json():
+            repository = self.repository(agent["id"])
+            if repository.exists() and GIT_MEMORY_TAG in (self.agent(agent["id"]).json().get("tags") or []):
+                with self.agent_lock(agent["id"]):
+                    _commit(
+                        repository, {f"{block['label']}.md": _block_file(block)}, [], f"Update {block['label']} block"
+                    )
+                self.seen["block committed"] += 1
 
     # -- after a push -------------------------------------------------------------------------------------------
 
@@ -269,7 +285,12 @@ def block_label(path: str) -> str | None:
 
 def _block_file(block: dict[str, Any]) -> str:
     """A block as hosted writes it into the repository: a `description` front matter, then the value."""
-    front = yaml.safe_dump({"description": block.get("description")}, sort_keys=False, allow_unicode=True)
+    fields = {"description": block.get("description")}
+    if block.get("read_only"):
+        fields["read_only"] = True
+    if block.get("metadata"):
+        fields["metadata"] = block["metadata"]
+    front = yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n{block.get('value') or ''}"
 
 

@@ -173,3 +173,16 @@ def test_every_request_without_the_key_is_refused(hosted, make_agent, tmp_path):
     )
     assert bearer.returncode == 0, bearer.stderr
     assert hosted.seen["unauthorized"] >= 4
+
+
+def test_a_block_written_over_the_api_is_committed_to_the_repository(hosted, make_agent, rest, client, tmp_path):
+    agent = make_agent([GIT_MEMORY_TAG])
+    persona = blocks_of(client, agent["id"])["system/persona"]
+
+    rest.patch(f"/v1/blocks/{persona['id']}", json={"value": "Edited over the API."}).raise_for_status()
+
+    assert hosted.files_at_head(agent["id"])["system/persona.md"] == (
+        "---\ndescription: who I am\n---\nEdited over the API."
+    )
+    tree = clone(hosted, agent["id"], tmp_path / "memory")
+    assert (tree / "system" / "persona.md").read_text().endswith("Edited over the API.")
