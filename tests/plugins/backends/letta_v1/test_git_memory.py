@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 
+from lettafleet.core import LettaError
 from lettafleet.plugins.backends.letta_v1 import git_memory
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.backends.letta_v1.git_memory import GitMemory, GitMemoryError, memory_file_value
@@ -311,3 +312,20 @@ def test_the_offline_stand_in_refuses_git_without_the_key(hosted: OfflineGitMemo
         timeout=30,
     )
     assert done.returncode != 0 and "could not read Username" in done.stderr
+
+
+def test_git_is_given_the_key_as_letta_code_sends_it_or_the_urls_own_user_and_password():
+    with LettaClient("http://127.0.0.1:8283", api_key=KEY) as keyed:
+        assert keyed.git_authorization() == "Basic " + base64.b64encode(f"letta:{KEY}".encode()).decode()
+    with LettaClient("http://ann:s3cret@127.0.0.1:8283", api_key="") as in_url:
+        assert in_url.git_authorization() == "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    with LettaClient("http://127.0.0.1:8283", api_key="") as anonymous:
+        assert anonymous.git_authorization() is None
+
+
+def test_git_backed_memory_on_another_backend_is_a_clear_error():
+    class AppServerLike:
+        base_url = "ws://127.0.0.1:9999"
+
+    with pytest.raises(LettaError, match=r"git-backed memory needs Letta's V1 REST API, which ws://127.0.0.1:9999"):
+        GitMemory(AppServerLike())  # type: ignore[arg-type]
