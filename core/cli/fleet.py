@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 import rich_click as click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lettafleet.core.cli.interrupts import INTERRUPTED_EXIT, RESUME_HINT, Stopping, ctrl_c_stops, exit_code
 from lettafleet.core.cli.locks import apply_lock, release_at_once
@@ -529,6 +527,9 @@ def _run_apply(
     recompile: bool,
     backend: Backend,
 ) -> ApplyReport:
+    from rich.console import Console  # loaded by an apply alone: a tenth of a second of every other command
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     total = sum(1 for change in the_plan.changes if change.changes_something)
     console = Console(stderr=True)
     run = functools.partial(

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import rich_click as click
-from rich.console import Console
-from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
 PREVIEW_WIDTH = 60
@@ -57,6 +55,9 @@ def print_records(
 
 
 def print_table(rows: Sequence[Sequence[str]], columns: Sequence[Column]) -> None:
+    from rich.console import Console  # loaded by the commands that print a table alone
+    from rich.table import Table
+
     console = Console()
     if console.is_terminal:
         table = Table(box=None, header_style="bold", pad_edge=False)

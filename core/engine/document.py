@@ -14,12 +14,7 @@ from functools import cached_property
 from pathlib import Path as FilePath
 from typing import Any
 
-import strictyaml
 import yaml
-from strictyaml import ruamel
-from strictyaml.parser import StrictYAMLLoader
-from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
-from strictyaml.ruamel.nodes import MappingNode
 
 from lettafleet.core.engine.diagnostics import Diagnostic, FleetError, Path
 from lettafleet.core.engine.files import MAX_FLEET_FILE_BYTES, UnreadableFile, read_text_file
@@ -76,36 +71,6 @@ def load_document(path: FilePath | str) -> FleetDocument:
     return parse_document(text, path)
 
 
-class _FleetLoader(StrictYAMLLoader):
-    """strictyaml's parser (no anchors, tags or duplicate keys), with flow style allowed as lettactl files use it
-    (`isolated_blocks: [faq]`). strictyaml's typed representation is skipped: the schema does that job here, and
-    building it costs ten times the parse on a large fleet."""
-
-    label = "fleet"
-    allow_flow_style = True
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        """Each node, refused when nested deeper than a fleet needs (before Python's recursion limit is
-        reached), or when it is a mapping with a merge key (`<<`), which ruamel would merge or drop silently."""
-        self._depth += 1
-        try:
-            if self._depth > MAX_NESTING:
-                raise _refused(self.parser.peek_event().start_mark, f"nested more than {MAX_NESTING} levels deep")
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if isinstance(node, MappingNode):
-            for key, _ in node.value:
-                if key.tag == MERGE_TAG:
-                    raise _refused(key.start_mark, "merge keys (`<<`) are not supported")
-        return node
-
-
-def _refused(mark: Any, problem: str) -> ruamel.error.MarkedYAMLError:
-    return ruamel.error.MarkedYAMLError(problem=problem, problem_mark=mark)
-
-
 def parse_document(text: str, path: FilePath) -> FleetDocument:
     if not text.strip():
         raise FleetError([Diagnostic(str(path), 1, 1, "the file is empty", "a fleet file needs an `agents:` list")])
@@ -116,13 +81,11 @@ def parse_document(text: str, path: FilePath) -> FleetDocument:
 
 
 def strict_parse(text: str, path: FilePath) -> FleetDocument:
-    """strictyaml's parse: the reference, and the one that explains what is wrong with a file."""
-    try:
-        parsed = ruamel.load(text, Loader=_FleetLoader)
-    except (strictyaml.YAMLError, ruamel.YAMLError) as error:
-        raise FleetError([_yaml_error_diagnostic(error, path)]) from None
-    positions: dict[Path, tuple[int, int]] = {(): (1, 1)}
-    data = _plain(parsed, (), positions)
+    """strictyaml's parse: the reference, and the one that explains what is wrong with a file. Loaded only for
+    such a file (strictyaml is a tenth of a second of every command's start-up otherwise)."""
+    from lettafleet.core.engine.strict_document import strict_data
+
+    data, positions = strict_data(text, path)
     return FleetDocument(path=path, data=data, text=text, known_positions=positions)
 
 
@@ -203,26 +166,7 @@ def _untagged(event: Any) -> bool:
     return event.tag is None or bool(event.implicit)
 
 
-def _plain(node: Any, path: Path, positions: dict[Path, tuple[int, int]]) -> Any:
-    """Turn ruamel's commented containers into dicts and lists, recording positions on the way down."""
-    if isinstance(node, CommentedMap):
-        result = {}
-        for key, value in node.items():
-            key_line, key_col, *_ = node.lc.data[key]
-            positions[(*path, str(key))] = (key_line + 1, key_col + 1)
-            result[str(key)] = _plain(value, (*path, str(key)), positions)
-        return result
-    if isinstance(node, CommentedSeq):
-        result_list = []
-        for index, value in enumerate(node):
-            line, col = node.lc.data[index]
-            positions[(*path, index)] = (line + 1, col + 1)
-            result_list.append(_plain(value, (*path, index), positions))
-        return result_list
-    return node if node is None else str(node)
-
-
-def _yaml_error_diagnostic(error: Exception, path: FilePath) -> Diagnostic:
+def yaml_error_diagnostic(error: Exception, path: FilePath) -> Diagnostic:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]

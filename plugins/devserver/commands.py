@@ -7,10 +7,9 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import rich_click as click
-from rich.console import Console
-from rich.markup import escape
 
 from lettafleet.core import PluginCommand, hookimpl
 from lettafleet.plugins.devserver import app_server as app_servers
@@ -20,7 +19,15 @@ from lettafleet.plugins.devserver.home import SERVER_TUNING, DevServerError, Dev
 from lettafleet.plugins.devserver.progress import PlainProgress
 
 # Progress and notes go to stderr so that `--json` output on stdout stays machine-readable.
-_stderr = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _stderr() -> Console:
+    """The console the dev-server commands report on; rich's console loads here, not in every command's start-up."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 class _ConsoleProgress:
@@ -36,6 +43,8 @@ class _ConsoleProgress:
             with self._plain.step(message):
                 yield
             return
+        from rich.markup import escape
+
         started = time.monotonic()
         with self._console.status(escape(message)):
             yield
@@ -169,11 +178,11 @@ def up(port: int | None, as_json: bool, app_server: bool, app_server_version: st
     version = _wanted_app_server(app_server, app_server_version)
     if version is not None:
         with _one_line_errors():
-            started = app_servers.up(port, version=version, progress=_ConsoleProgress(_stderr))
+            started = app_servers.up(port, version=version, progress=_ConsoleProgress(_stderr()))
         _print_app_server_status(started, as_json)
         return
     with _one_line_errors():
-        result = supervisor.up(port, progress=_ConsoleProgress(_stderr))
+        result = supervisor.up(port, progress=_ConsoleProgress(_stderr()))
     _print_status(result, as_json)
 
 
@@ -188,12 +197,12 @@ def down(app_server: bool, app_server_version: str | None) -> None:
     version = _wanted_app_server(app_server, app_server_version)
     if version is not None:
         with _one_line_errors():
-            stopped = app_servers.down(version=version, progress=_ConsoleProgress(_stderr))
+            stopped = app_servers.down(version=version, progress=_ConsoleProgress(_stderr()))
         if stopped:
             click.echo("Stopped " + ", ".join(stopped) + ".")
         return
     with _one_line_errors():
-        stopped = supervisor.down(progress=_ConsoleProgress(_stderr))
+        stopped = supervisor.down(progress=_ConsoleProgress(_stderr()))
     if stopped:
         click.echo("Stopped " + ", ".join(stopped) + ".")
 
