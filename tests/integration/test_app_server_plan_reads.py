@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lettafleet.plugins.backends.app_server import agents as agents_module
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.connection import AppServerError, Connection
 from lettafleet.plugins.backends.app_server.memory_reads import parsed_memory_file
@@ -61,7 +62,41 @@ def test_a_no_change_plan_reads_each_declared_file_once_and_lists_no_agents_memo
     assert frames["list_memory"] == 0
     assert frames["read_memory_file"] == 2 * len(agents)  # one read per declared file
     assert frames["secret_list"] == len(agents)  # each agent's record, once
+    assert frames["app_server_info"] == 1  # the plan's header and the memory layout share one answer
     assert sum(frames.values()) <= 3 * len(agents) + 2 + frames["agent_list"] + frames["list_models"]
+
+
+def test_an_agents_files_are_read_as_soon_as_its_record_is_not_after_every_record(
+    app_server: str,  # noqa: F811
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agents = [f"as-ahead-{index}-{suffix}" for index in range(3)]
+    blocks = blocks_yaml(("persona", "I help.", True))
+    shared = "shared_blocks:\n  - name: policy\n    description: the policy\n    value: Be kind.\n"
+    extra = blocks + "    shared_blocks: [policy]\n"
+    fleet = fleet_file(tmp_path, f"as-{suffix}", *(agent_yaml(name, extra=extra) for name in agents))
+    fleet.write_text(fleet.read_text().replace("agents:\n", shared + "agents:\n", 1))
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    sent: list[tuple[str, str]] = []
+    request = Connection.request
+
+    def in_order(self: Connection, frame_type: str, fields: Mapping[str, Any], **kwargs: Any) -> Any:
+        sent.append((frame_type, str(fields.get("agent_id"))))
+        return request(self, frame_type, fields, **kwargs)
+
+    monkeypatch.setattr(Connection, "request", in_order)
+    monkeypatch.setattr(agents_module, "RECORD_READS", 1)  # one agent at a time: the order shows what waits
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    per_agent = [(kind, agent) for kind, agent in sent if kind in ("secret_list", "read_memory_file")]
+    first = per_agent[0][1]
+    # The first agent's record, then its own file and its copy of the shared block, before the next agent's record.
+    assert per_agent[:3] == [("secret_list", first), ("read_memory_file", first), ("read_memory_file", first)]
+    assert len(per_agent) == 3 * len(agents)
 
 
 def test_a_no_change_plan_reads_each_agents_copy_of_a_shared_block_alone(

@@ -3,11 +3,12 @@ and tags. Ownership is carried by tags (the server drops `metadata`); the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from lettafleet.core import (
     MARK_PREFIX,
@@ -19,6 +20,7 @@ from lettafleet.core import (
     Connection,
     Exported,
     Fleet,
+    LettaError,
     LiveReader,
     Problem,
     Recorded,
@@ -152,11 +154,24 @@ def _live_agent(agent: Mapping[str, Any], record: tuple[Recorded, ...] | None) -
     )
 
 
+class ReadsAhead(Protocol):
+    """A handler of this backend whose reads of one agent can start once the agent's record is read."""
+
+    def read_ahead(
+        self, reader: LiveReader, address: str, agent: Mapping[str, Any], fleet: Sequence[Resource]
+    ) -> None: ...
+
+
 class AppServerAgentHandler(ResourceHandler):
     """Agents on the App Server. One the fleet made (by its tags) and no longer declares is removed only with
-    `--prune`, and only by a named fleet. Each keeps the record of what the fleet made under it in a secret."""
+    `--prune`, and only by a named fleet. Each keeps the record of what the fleet made under it in a secret.
+    `ahead`: the handlers whose reads of an agent start as soon as its record is read (its memory files), so a
+    plan's reads of many agents flow on the socket without waiting for every record first."""
 
     records_children = True
+
+    def __init__(self, ahead: Sequence[ReadsAhead] = ()) -> None:
+        self._ahead = tuple(ahead)
 
     def live_by_name(self, reader: LiveReader) -> dict[str, list[dict[str, Any]]]:
         return agents_by_name(reader)
@@ -181,6 +196,7 @@ class AppServerAgentHandler(ResourceHandler):
         """Every model handle must be one the server lists: the server itself accepts any."""
         if not desired:
             return []
+        app_of(reader.client).ask_server_info_ahead()  # the plan's header names the server: asked alongside
         offered = sorted(str(m["handle"]) for m in app_of(reader.client).list_models() if m.get("handle"))
         return [
             Problem(
@@ -202,8 +218,16 @@ class AppServerAgentHandler(ResourceHandler):
             for name, agents in agents_by_name(reader).items()
             if name in wanted or (owner.named and owner.owns_tagged(agents[0].get("tags")))
         ]  # declared, or made by the fleet and declared no more: a removal
+
+        def read(found: tuple[str, list[dict[str, Any]]]) -> tuple[Recorded, ...] | None:
+            record = read_app_record(reader, str(found[1][0]["id"]))
+            for handler in self._ahead:
+                with contextlib.suppress(LettaError):  # read again by its handler, which reports what failed
+                    handler.read_ahead(reader, agent_address(found[0]), found[1][0], fleet)
+            return record
+
         with ThreadPoolExecutor(max_workers=RECORD_READS) as pool:
-            records = list(pool.map(lambda found: read_app_record(reader, str(found[1][0]["id"])), chosen))
+            records = list(pool.map(read, chosen))
         for (name, agents), record in zip(chosen, records, strict=True):
             yield _live_agent(agents[0], record)
             if name in wanted and len(agents) > 1:

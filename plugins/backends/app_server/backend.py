@@ -69,9 +69,10 @@ def connect(settings: ServerSettings) -> Connection:
 
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
 SHARED_FILES = SharedFileHandler()  # one handler for both kinds: a shared block is its copies here
+MEMORY_FILES = MemoryFileHandler()
 HANDLERS = {
-    AGENT: AppServerAgentHandler(),
-    BLOCK: MemoryFileHandler(),
+    AGENT: AppServerAgentHandler(ahead=(MEMORY_FILES, SHARED_FILES)),
+    BLOCK: MEMORY_FILES,
     SHARED: SHARED_FILES,
     ATTACHMENT: SHARED_FILES,
     SECRET: AppServerSecretHandler(),

@@ -7,6 +7,7 @@ Types are those of Letta Code's `dist/types/types/protocol_v2.d.ts` (letta 0.34.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -32,8 +33,9 @@ from lettafleet.plugins.backends.app_server.connection import (
 
 # Asked for per page of `agent_list` (the server's default is 20; the local backend has no cap, and pages are
 # followed until one is empty, so a server that caps lower still lists every agent). Each page costs the server
-# a re-read of every agent's record from disk: fewer pages, less work (200 agents: 3 pages, not 11).
-AGENT_PAGE = 100
+# a re-read of every agent's record from disk: fewer pages, less work (200 agents: 2 pages, where 20 a page
+# takes 11).
+AGENT_PAGE = 500
 CONVERSATION_PAGE = 50
 # Tags the server adds and owns: an update that names tags replaces them all, so these are carried over.
 SERVER_OWNED_TAGS = frozenset({"git-memory-enabled"})
@@ -87,6 +89,8 @@ class AppServerClient:
         self._agent_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self.stats = RequestStats()  # requests sent, reads counted as GET (what `-v` and benchmarks report)
         self._agent_locks_lock = threading.Lock()
+        self._info: Frame | None = None
+        self._info_lock = threading.Lock()
 
     def __enter__(self) -> AppServerClient:
         return self
@@ -122,8 +126,20 @@ class AppServerClient:
         return frames
 
     def server_info(self) -> Frame:
-        """Version, protocol version, backend and capabilities."""
-        return self.call("app_server_info")
+        """Version, protocol version, backend and capabilities, asked once per client (a caller meanwhile waits for
+        that answer)."""
+        with self._info_lock:
+            if self._info is None:
+                self._info = self.call("app_server_info")
+            return self._info
+
+    def ask_server_info_ahead(self) -> None:
+        """Ask `server_info` now, in the background, for those who will need it later (a plan's header)."""
+        threading.Thread(target=self._info_or_nothing, name="app-server-info", daemon=True).start()
+
+    def _info_or_nothing(self) -> None:
+        with contextlib.suppress(LettaError):  # asked again, and reported, by whoever needs it
+            self.server_info()
 
     @functools.cached_property
     def made_by(self) -> tuple[int, ...]:

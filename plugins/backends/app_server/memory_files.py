@@ -5,6 +5,7 @@ out as the agent's memory already is: v2 `<label>.md` with `name`/`description` 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ from lettafleet.core import (
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
-from lettafleet.plugins.backends.app_server.memory_reads import memories_of, read_each
+from lettafleet.plugins.backends.app_server.memory_reads import MEMORY_READS, read_each
 from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents
 
 BLOCK = "block"  # the kind the blocks plugin names; the same address on every backend
@@ -85,6 +86,28 @@ def memory_of(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
         ("app_server", "memory", agent_id), lambda: app_of(reader.client).list_memory(agent_id)
     )
     return files
+
+
+def declared_files(reader: LiveReader, agent_id: str, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The agent's files of the blocks `labels` name, read once per plan: one by one where its record names each
+    file (memory_reads.py), else by listing its memory."""
+
+    def read() -> list[dict[str, Any]]:
+        layout = recorded_layout(reader, agent_id, labels)
+        paths = [file_path(label, layout) for label in labels] if layout else None
+        found = read_each(app_of(reader.client), agent_id, paths) if paths else None
+        return found if found is not None else memory_of(reader, agent_id)
+
+    files: list[dict[str, Any]] = reader.derived(("app_server", "declared memory", agent_id, tuple(labels)), read)
+    return files
+
+
+def _by_agent(blocks: Iterable[Resource]) -> dict[str, list[Resource]]:
+    """Declared blocks by their agent's address, in the file's order."""
+    declared: dict[str, list[Resource]] = {}
+    for block in blocks:
+        declared.setdefault(block.parent or "", []).append(block)
+    return declared
 
 
 def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
@@ -170,16 +193,10 @@ class MemoryFileHandler(ResourceHandler):
             found = named.get(agents[parent].name) if parent in agents else None
             if found:  # else the agent is created by this plan: so are its files
                 ids[parent] = str(found[0]["id"])
-        declared: dict[str, list[Resource]] = {}  # the agent's address -> its declared files, read in one pass
-        for block in desired:
-            declared.setdefault(block.parent or "", []).append(block)
+        declared = _by_agent(desired)
         labels = {ids[parent]: [block.name for block in declared[parent]] for parent in ids}
-
-        def known_paths(agent_id: str) -> list[str] | None:
-            layout = recorded_layout(reader, agent_id, labels[agent_id])
-            return [file_path(label, layout) for label in labels[agent_id]] if layout else None
-
-        memories = memories_of(reader, list(labels), known_paths, lambda agent_id: memory_of(reader, agent_id))
+        with ThreadPoolExecutor(max_workers=MEMORY_READS) as pool:
+            memories = dict(zip(labels, pool.map(lambda i: declared_files(reader, i, labels[i]), labels), strict=True))
         for parent, agent_id in ids.items():
             files = memories[agent_id]
             made_by = app_of(reader.client).made_by
@@ -197,6 +214,15 @@ class MemoryFileHandler(ResourceHandler):
                         id=file_path(block.name, layout),
                         state={"agent_id": agent_id, "layout": layout},
                     )
+
+    def read_ahead(self, reader: LiveReader, address: str, agent: Mapping[str, Any], fleet: Sequence[Resource]) -> None:
+        """The agent's declared files, read as soon as its record is (the agent handler calls this), so that the
+        plan's reads of one agent need not wait for every other agent's record."""
+        declared: dict[str, list[Resource]] = reader.derived(
+            ("app_server", "blocks by agent"), lambda: _by_agent(r for r in fleet if r.kind == BLOCK)
+        )
+        if address in declared:
+            declared_files(reader, str(agent["id"]), [block.name for block in declared[address]])
 
     def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
         """The files the agents' records list and the fleet declares no more, as the agents have them now."""

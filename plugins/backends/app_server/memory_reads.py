@@ -6,8 +6,7 @@ not, or one cannot be parsed here exactly as `list_memory` parses it, the agent'
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 from lettafleet.core import LiveReader
@@ -25,28 +24,6 @@ FRONTMATTER = re.compile(r"\A---\n([\s\S]*?)\n---(?:\n([\s\S]*))?\Z")  # the ser
 BLOCK_SCALAR = re.compile(r"[|>][+-]?")
 
 Entry = dict[str, Any]  # as `list_memory` gives one: relative_path, description, content
-
-
-def memories_of(
-    reader: LiveReader,
-    agent_ids: Sequence[str],
-    known_paths: Callable[[str], Sequence[str] | None],
-    list_all: Callable[[str], list[Entry]],
-) -> dict[str, list[Entry]]:
-    """Per agent id, the entries of the files `known_paths` names for it (None: not known, so every file, by
-    `list_all`), each agent's read once per plan, many agents at once."""
-    app = app_of(reader.client)
-
-    def read(agent_id: str) -> list[Entry]:
-        paths = known_paths(agent_id)
-        return (read_each(app, agent_id, paths) if paths else None) or list_all(agent_id)
-
-    def one(agent_id: str) -> list[Entry]:
-        found: list[Entry] = reader.derived(("app_server", "declared memory", agent_id), lambda: read(agent_id))
-        return found
-
-    with ThreadPoolExecutor(max_workers=MEMORY_READS) as pool:
-        return dict(zip(agent_ids, pool.map(one, agent_ids), strict=True))
 
 
 def file_alone(reader: LiveReader, agent_id: str, path: str) -> Entry | None:

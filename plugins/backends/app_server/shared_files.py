@@ -72,6 +72,19 @@ def path_in(copy: str) -> str:
     return copy.split(DIGEST_MARK, 1)[0]
 
 
+def _copies_by_agent(reader: LiveReader, fleet: Sequence[Resource]) -> dict[str, list[Resource]]:
+    """The fleet's copies of shared blocks by their agent's address, grouped once per plan."""
+
+    def grouped() -> dict[str, list[Resource]]:
+        copies: dict[str, list[Resource]] = {}
+        for copy in (resource for resource in fleet if resource.kind == ATTACHMENT):
+            copies.setdefault(str(copy.parent), []).append(copy)
+        return copies
+
+    found: dict[str, list[Resource]] = reader.derived(("app_server", "copies by agent"), grouped)
+    return found
+
+
 def _as_listed(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {"value": entry.get("content") or "", "description": entry.get("description")}
 
@@ -137,6 +150,11 @@ class SharedFileHandler(ResourceHandler):
             live = self._copy(reader, found[0], copy)
             if live is not None:
                 yield live
+
+    def read_ahead(self, reader: LiveReader, address: str, agent: Mapping[str, Any], fleet: Sequence[Resource]) -> None:
+        """The agent's copies, read as soon as its record is (the agent handler calls this)."""
+        for copy in _copies_by_agent(reader, fleet).get(address, ()):
+            self._copy(reader, agent, copy)
 
     def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
         """The copies the agents' records list and the fleet attaches no more, where the file is still there."""
