@@ -4,6 +4,7 @@ what they declare: resource kinds and the fleet schema."""
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -95,7 +96,18 @@ class DeclaredOnly(ResourceHandler):
 def get_plugin_manager(extra_plugins: Iterable[object] = ()) -> FleetPlugins:
     """The plugin manager with every installed plugin loaded, plus `extra_plugins` (for tests), all checked at
     once: a misspelled hook, a kind or schema key declared twice, a kind without a handler fail here, whatever
-    command runs."""
+    command runs. Without extra plugins it is made once per process: the CLI's group (which joins plugins'
+    commands) and the command itself share it. Treat it as read-only (`serving` makes a view)."""
+    extra = tuple(extra_plugins)
+    return _made(extra) if extra else _installed()
+
+
+@functools.cache
+def _installed() -> FleetPlugins:
+    return _made(())
+
+
+def _made(extra_plugins: tuple[object, ...]) -> FleetPlugins:
     manager = FleetPlugins(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)

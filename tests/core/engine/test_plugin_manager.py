@@ -216,3 +216,13 @@ def test_a_plugin_giving_two_resources_at_one_address_is_a_clear_plugin_error(wr
     path = write_fleet("agents:\n  - {name: a, llm_config: {model: m}, system_prompt: {value: hi}}\n")
     with LettaClient(BASE) as client, pytest.raises(PluginError, match=r"gave two desired resources at note\.a"):
         plan_fleet(load_fleet(path, manager), client, manager)
+
+
+def test_the_installed_plugins_are_loaded_once_per_process_and_extra_plugins_get_a_manager_of_their_own() -> None:
+    # The CLI's group (joining plugins' commands) and the command both ask: loading them twice cost every command.
+    assert get_plugin_manager() is get_plugin_manager()
+
+    class Extra:
+        pass
+
+    assert get_plugin_manager(extra_plugins=[Extra()]) is not get_plugin_manager()
