@@ -56,8 +56,8 @@ class V1MemfsHandler(MemoryFileHandler):
     """`memory_file`s on a V1 server. Planning refuses a server with no git memory; reading and writing the
     repository is left to the git memory client and is not wired here yet (apply refuses, saying so)."""
 
-    def __init__(self, git_memory: GitMemoryFactory = installed_git_memory):
-        self.git_memory = git_memory
+    def __init__(self, git_memory: GitMemoryFactory | None = None):
+        self.git_memory = git_memory  # None: the V1 backend's own, found when asked
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """Each agent that declares memory files must have git memory on the server, asked once per agent."""
@@ -65,7 +65,7 @@ class V1MemfsHandler(MemoryFileHandler):
             return []
         mode_lines = {resource.parent: (*resource.source[:3], "mode") for resource in desired}
         try:
-            git = self.git_memory(reader.client)
+            git = (self.git_memory or installed_git_memory)(reader.client)
         except ImportError:
             return [
                 Problem(at, "this lettafleet has no git memory client for V1 servers", "remove `memory:`")
