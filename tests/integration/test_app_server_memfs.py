@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -199,3 +199,58 @@ def test_a_file_the_agents_layout_refuses_stops_the_plan_at_its_line_before_any_
         planned.output
     )
     assert app_server_client.agents_named(name) == []
+
+
+def small_fleet(tmp_path: Path, name: str, *, identity: str, overwrite: bool = False) -> Path:
+    """An agent with an index, a preserved identity, notes, and a file to prune."""
+
+    def entry(path: str, body: str) -> str:
+        text = frontmatter(PurePosixPath(path).stem, f"the {PurePosixPath(path).stem}", "v2") + body + "\n"
+        return f"        - to: {path}\n          value: {json.dumps(text)}\n"
+
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        f"agents:\n  - name: {name}\n    system_prompt: {{value: You help.}}\n"
+        f"    llm_config: {{model: {MODEL}, context_window: 16000}}\n"
+        "    memory:\n      mode: memfs\n      preserve_existing_paths: [system/identity.md]\n"
+        f"      prune_paths: [system/retired.md]\n      overwrite_agent_edits: {str(overwrite).lower()}\n"
+        "      files:\n"
+        f"        - to: system/MEMORY.md\n          value: {json.dumps('# System' + chr(10))}\n"
+        + entry("system/identity.md", identity)
+        + entry("system/notes.md", "Notes from the fleet.")
+    )
+    return path
+
+
+@pytest.mark.app_server
+def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_edits_writes_over_an_edit(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-keys-{suffix}"
+    fleet = small_fleet(tmp_path, name, identity="I am the fleet's.")
+    applied(app_server, fleet)
+    agent_id = str(client.agents_named(name)[0]["id"])
+    retired = frontmatter("retired", "old", "v2") + "From before lettafleet.\n"
+    client.write_memory_file(agent_id, "system/retired.md", retired, message="a file lettactl once pushed")
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert '- memory file "system/retired.md": prune_paths names it' in planned.output
+    applied(app_server, fleet)
+    assert texts(client, agent_id, "system/retired.md")["system/retired.md"] is None
+
+    # A preserved file is the agent's once it exists: its edit is no drift, a new text in the file no update.
+    own = frontmatter("identity", "the identity", "v2") + "I am the agent's own.\n"
+    client.write_memory_file(agent_id, "system/identity.md", own, message="the agent's own edit")
+    replans_no_changes(app_server, small_fleet(tmp_path, name, identity="A new text in the file."))
+
+    # overwrite_agent_edits: true writes the file's text over the agent's edit, the plan saying so.
+    notes = str(texts(client, agent_id, "system/notes.md")["system/notes.md"])
+    client.write_memory_file(agent_id, "system/notes.md", notes + "The agent's line.\n", message="the agent's edit")
+    fleet = small_fleet(tmp_path, name, identity="I am the fleet's.", overwrite=True)
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert f"drift: agent {name} edited system/notes.md since lettafleet wrote it; apply overwrites it" in (
+        planned.output
+    )
+    applied(app_server, fleet)
+    assert texts(client, agent_id, "system/notes.md")["system/notes.md"] == notes
+    assert texts(client, agent_id, "system/identity.md")["system/identity.md"] == own
+    replans_no_changes(app_server, fleet)
