@@ -254,3 +254,35 @@ def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_
     assert texts(client, agent_id, "system/notes.md")["system/notes.md"] == notes
     assert texts(client, agent_id, "system/identity.md")["system/identity.md"] == own
     replans_no_changes(app_server, fleet)
+
+
+@pytest.mark.app_server
+def test_flipping_to_blocks_removes_only_the_sections_files_keeping_every_block_and_back_writes_them_again(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-flip-{suffix}"
+    memfs = memfs_fleet(tmp_path, name, "v2")
+    applied(app_server, memfs)
+    agent_id = str(client.agents_named(name)[0]["id"])
+    handbook = str(texts(client, agent_id, "handbook.md")["handbook.md"]) + "The agent's own line.\n"
+    client.write_memory_file(agent_id, "handbook.md", handbook, message="the agent's edit of its block")
+
+    blocks = tmp_path / "blocks.yaml"
+    blocks.write_text(memfs.read_text().replace("      mode: memfs\n", "      mode: blocks\n"))
+    planned = cli(app_server, "plan", "-f", str(blocks), "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    changes = {c["address"]: c["action"] for c in json.loads(planned.stdout)["changes"] if c["action"] != "no-op"}
+    section = ["system/MEMORY.md", "system/escalation.md", "system/policies.md", "system/tone.md", "system/refunds.md"]
+    section += ["skills/triage/SKILL.md", "skills/triage/triage.sh"]
+    assert changes == {f'agent.{name}.memory_file["{path}"]': "delete" for path in section}, changes
+    applied(app_server, blocks)
+    assert all(found is None for found in texts(client, agent_id, *section).values())
+    assert texts(client, agent_id, "handbook.md")["handbook.md"] == handbook  # no flip loses a block's value
+    replans_no_changes(app_server, blocks)
+
+    applied(app_server, memfs)  # and back: the files again, the section from the block as the agent has it now
+    assert str(texts(client, agent_id, "system/policies.md")["system/policies.md"]).endswith(
+        "No refunds for billing.\n"
+    )
+    assert texts(client, agent_id, "handbook.md")["handbook.md"] == handbook
+    replans_no_changes(app_server, memfs)
