@@ -8,8 +8,6 @@ import json
 import uuid
 from pathlib import Path, PurePosixPath
 
-import pytest
-
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.test_app_server_plan_apply import MODEL, app_server, cli, suffix
@@ -163,14 +161,12 @@ def run_memfs_lifecycle(url: str, client: AppServerClient, name: str, layout: st
     assert after["system/escalation.md"] is not None
 
 
-@pytest.mark.app_server
 def test_a_memfs_memory_section_applies_updates_keeps_agent_edits_and_removes_only_its_files_v2(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
     run_memfs_lifecycle(app_server, app_server_client, f"memfs-v2-{suffix}", "v2", tmp_path)
 
 
-@pytest.mark.app_server
 def test_a_memfs_memory_section_follows_the_v1_layout_of_an_agent_made_by_0_32(
     app_server_v1_layout_url: str, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
@@ -184,7 +180,6 @@ def test_a_memfs_memory_section_follows_the_v1_layout_of_an_agent_made_by_0_32(
                 client.delete_agent(agent["id"])
 
 
-@pytest.mark.app_server
 def test_a_file_the_agents_layout_refuses_stops_the_plan_at_its_line_before_any_write(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
@@ -222,7 +217,6 @@ def small_fleet(tmp_path: Path, name: str, *, identity: str, overwrite: bool = F
     return path
 
 
-@pytest.mark.app_server
 def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_edits_writes_over_an_edit(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
@@ -256,7 +250,6 @@ def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_
     replans_no_changes(app_server, fleet)
 
 
-@pytest.mark.app_server
 def test_flipping_to_blocks_removes_only_the_sections_files_keeping_every_block_and_back_writes_them_again(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:

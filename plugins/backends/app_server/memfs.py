@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -23,10 +22,7 @@ from lettafleet.core import (
     Change,
     LiveReader,
     Problem,
-    Recorded,
     Resource,
-    address_of,
-    compare,
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
@@ -43,16 +39,20 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     memory_of,
 )
 from lettafleet.plugins.backends.app_server.memory_reads import FRONTMATTER, MEMORY_READS, parsed_memory_file
-from lettafleet.plugins.backends.app_server.shared_files import copy_id, path_in
 from lettafleet.plugins.resources.agents import agent_address
-from lettafleet.plugins.resources.memfs import INDEX, MEMORY_FILE, MemoryFileHandler, extracted_section
+from lettafleet.plugins.resources.memfs import (
+    INDEX,
+    MemoryFileHandler,
+    extracted_section,
+    fingerprinted,
+    fingerprinted_path,
+    live_file,
+    pruned_file,
+    recorded_file,
+    recorded_files,
+)
 
 SKILLS = "skills/"
-
-
-def fingerprinted(path: str, text: str) -> str:
-    """`system/policies.md#3f2a...`: the file and what it held when an apply wrote (or last saw) it."""
-    return copy_id(path, {"value": text})
 
 
 def frontmatter_keys(text: str) -> set[str] | None:
@@ -187,37 +187,27 @@ class AppServerMemfsHandler(MemoryFileHandler):
     def _agent_files(self, reader: LiveReader, agent_id: str, files: Sequence[Resource]) -> Iterable[Resource]:
         """The declared files the agent has, and those its `prune_paths` names (a removal the file asks for)."""
         app = app_of(reader.client)
-        recorded = _recorded_ids(read_app_record(reader, agent_id))
+        recorded = recorded_files(read_app_record(reader, agent_id))
         for resource in files:
             text = _read_raw(app, agent_id, resource.name)
             if text is not None:
-                yield self._live(reader, resource, agent_id, text, recorded.get(resource.name))
-        parent = files[0].parent
+                expected = self._expected(reader, resource, agent_id)
+                yield live_file(resource, text, recorded.get(resource.name), expected, agent_id)
         for path in files[0].state.get("prune_paths") or ():
             text = _read_raw(app, agent_id, path)
             if text is not None:
-                address = address_of(MEMORY_FILE, path, parent)
-                state = {"agent_id": agent_id, "agent": files[0].state["agent"], "pruned": True, "edited": False}
-                yield Resource(address, MEMORY_FILE, path, {"text": text}, parent=parent, id=path, state=state)
+                yield pruned_file(files[0], path, text, agent_id)
 
-    def _live(self, reader: LiveReader, resource: Resource, agent_id: str, text: str, written: str | None) -> Resource:
-        now = fingerprinted(resource.name, text)
-        edited = written is not None and written != now
-        expected = None
+    def _expected(self, reader: LiveReader, resource: Resource, agent_id: str) -> str | None:
+        """What a file from a block should hold now (None: it is no block's, or the block is gone)."""
         label = resource.attributes.get("from_block")
-        if label is not None:
-            block = _block_file(reader, agent_id, str(label))
-            section = resource.attributes.get("extract_section")
-            expected = from_block_text(resource.name, str(label), section, block) if block else None
-        state = {"agent_id": agent_id, "agent": resource.state["agent"], "edited": edited, "expected": expected}
-        return Resource(
-            resource.address,
-            MEMORY_FILE,
-            resource.name,
-            {**resource.attributes, "text": text},
-            parent=resource.parent,
-            id=written if edited else now,  # an edit stays unrecorded: the plan shows it until it is resolved
-            state=state,
+        if label is None:
+            return None
+        block = _block_file(reader, agent_id, str(label))
+        return (
+            from_block_text(resource.name, str(label), resource.attributes.get("extract_section"), block)
+            if block
+            else None
         )
 
     def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
@@ -227,35 +217,10 @@ class AppServerMemfsHandler(MemoryFileHandler):
             agent = agents.get(str(placeholder.parent))
             if agent is None or not placeholder.id:
                 continue
-            agent_id, path = str(agent["id"]), path_in(placeholder.id)
-            text = _read_raw(app_of(reader.client), agent_id, path)
+            agent_id = str(agent["id"])
+            text = _read_raw(app_of(reader.client), agent_id, fingerprinted_path(placeholder.id))
             if text is not None:
-                edited = placeholder.id != fingerprinted(path, text)
-                state = {"agent_id": agent_id, "agent": str(agent["name"]), "edited": edited}
-                yield replace(placeholder, attributes={"text": text}, state=state)
-
-    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
-        if desired is None:
-            assert live is not None
-            return _removal(live)
-        if live is None:
-            return compare(desired, live, detail=_origin(desired))
-        expected = live.state.get("expected")
-        if desired.attributes.get("from_block") is not None and expected is not None:
-            desired = replace(desired, attributes={**desired.attributes, "text": expected})
-        if desired.state["preserve"]:
-            return compare(desired, replace(live, attributes=desired.attributes))  # seeded once: the agent's now
-        change = compare(desired, live, ["text"])
-        if change.action is Action.NO_OP or not live.state["edited"]:
-            return replace(change, detail=_origin(desired)) if change.action is Action.UPDATE else change
-        edited = f"agent {live.state['agent']} edited {live.name} since lettafleet wrote it"
-        if desired.state["overwrite_agent_edits"]:
-            return replace(change, detail=f"drift: {edited}; apply overwrites it (overwrite_agent_edits: true)")
-        kept = (
-            f"{edited}: kept as the agent wrote it. To keep it so, put its text in the fleet file or list it in "
-            "preserve_existing_paths; to write the file's text over it, set overwrite_agent_edits: true"
-        )
-        return replace(compare(desired, live, []), drift=kept)
+                yield recorded_file(placeholder, text, str(agent["name"]), agent_id)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app, agent_id = app_of(session.client), agent_of(change, session, "the file")
@@ -282,28 +247,6 @@ def _text_from_block(app: AppServerClient, agent_id: str, change: Change) -> str
     if text is None:
         raise ApplyError(f"{change.address}: agent {change.parent} has no block {label} (or not its section)")
     return text
-
-
-def _recorded_ids(record: Sequence[Recorded] | None) -> dict[str, str]:
-    """The files the record says an apply wrote, by path: their fingerprinted ids."""
-    return {path_in(entry.id): entry.id for entry in record or () if entry.kind == MEMORY_FILE and entry.id}
-
-
-def _origin(desired: Resource) -> str:
-    label = desired.attributes.get("from_block")
-    return f"from memory block {label}" if label else ""
-
-
-def _removal(live: Resource) -> Change:
-    """A file `prune_paths` names is deleted; one the record lists and the file no longer declares is deleted
-    unless its agent edited it since (then it waits for `--prune`)."""
-    change = compare(None, live)
-    if live.state.get("pruned"):
-        return replace(change, detail="prune_paths names it")
-    if live.state.get("edited"):
-        edited = f"agent {live.state['agent']} edited it since lettafleet wrote it"
-        return replace(change, held="prune", detail=edited)
-    return replace(change, detail="taken out of the memory section: lettafleet wrote it (the agent's record)")
 
 
 __all__ = ["V1", "V2", "AppServerMemfsHandler", "layout_problem"]
