@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from lettafleet.core import (
+    Action,
+    Ambiguity,
     ApplyError,
     ApplySession,
     Change,
@@ -20,14 +22,27 @@ from lettafleet.core import (
     Resource,
     ResourceKind,
     hookimpl,
+    read_record,
 )
 from lettafleet.plugins.resources.agents import agent_address, live_agents
-from lettafleet.plugins.resources.memfs import MEMORY_FILE, MemoryFileHandler
+from lettafleet.plugins.resources.memfs import (
+    MEMORY_FILE,
+    MemoryFileHandler,
+    extracted_section,
+    fingerprinted,
+    fingerprinted_path,
+    live_file,
+    pruned_file,
+    recorded_file,
+    recorded_files,
+)
 
 # Asked when no agent of the fleet exists yet: whether the server serves git memory at all (an unknown agent's
 # repository is refused by a server that has git memory, and answered 501 by one that has none).
 PROBE_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 GIT_MEMORY_MODULE = "lettafleet.plugins.backends.letta_v1.git_memory"
+SYNC_TIMEOUT = 60.0  # seconds the server may take to write pushed system/*.md files back into the agent's blocks
+SYNCED_FOLDER = "system/"
 
 
 class GitMemoryClient(Protocol):
@@ -53,8 +68,9 @@ def installed_git_memory(connection: Connection) -> GitMemoryClient:
 
 
 class V1MemfsHandler(MemoryFileHandler):
-    """`memory_file`s on a V1 server. Planning refuses a server with no git memory; reading and writing the
-    repository is left to the git memory client and is not wired here yet (apply refuses, saying so)."""
+    """`memory_file`s on a V1 server, in the agent's git repository through the git memory client: read once per
+    agent and plan, written one commit per change (the client serializes pushes per agent), a pushed `system/`
+    file waited for until the server's blocks show it. Planning refuses a server with no git memory."""
 
     def __init__(self, git_memory: GitMemoryFactory | None = None):
         self.git_memory = git_memory  # None: the V1 backend's own, found when asked
@@ -87,8 +103,78 @@ class V1MemfsHandler(MemoryFileHandler):
                 )
         return problems
 
+    def _git(self, connection: Connection) -> GitMemoryClient:
+        return (self.git_memory or installed_git_memory)(connection)
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        agents = {agent_address(name): agent for name, agent in live_agents(reader).items()}
+        by_agent: dict[str, list[Resource]] = {}
+        for resource in desired:
+            if str(resource.parent) in agents:  # else the agent is made by this plan: so are its files
+                by_agent.setdefault(str(resource.parent), []).append(resource)
+        for parent, files in by_agent.items():
+            agent = agents[parent]
+            repository = self._repository(reader, str(agent["id"]))
+            recorded = recorded_files(read_record(agent))
+            for resource in files:
+                text = repository.get(resource.name)
+                if text is not None:
+                    expected = _from_block(resource, agent.get("blocks") or [])
+                    yield live_file(resource, text, recorded.get(resource.name), expected, str(agent["id"]))
+            for path in files[0].state.get("prune_paths") or ():
+                if path in repository:
+                    yield pruned_file(files[0], path, repository[path], str(agent["id"]))
+
+    def _repository(self, reader: LiveReader, agent_id: str) -> dict[str, str]:
+        """Every file of the agent's repository at HEAD, read once per plan."""
+        found: dict[str, str] = reader.derived(("memfs v1", agent_id), lambda: self._git(reader.client).read(agent_id))
+        return found
+
+    def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
+        """The files the agents' records list and the fleet declares no more, where they are still there."""
+        agents = {agent_address(name): agent for name, agent in live_agents(reader).items()}
+        for placeholder in recorded:
+            agent = agents.get(str(placeholder.parent))
+            if agent is None or not placeholder.id:
+                continue
+            text = self._repository(reader, str(agent["id"])).get(fingerprinted_path(placeholder.id))
+            if text is not None:
+                yield recorded_file(placeholder, text, str(agent["name"]), str(agent["id"]))
+
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-        raise ApplyError(f"{change.address}: writing git memory on a V1 server is not wired in this lettafleet yet")
+        agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
+        if agent_id is None:
+            raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is the file")
+        git = self._git(session.client)
+        if change.action is Action.DELETE:
+            git.write(str(agent_id), {}, [change.name], f"lettafleet: remove {change.name}")
+            return None
+        text = (change.after or {}).get("text")
+        if text is None:  # from a block of an agent this apply made: read it now
+            blocks = session.client.get(f"/v1/agents/{agent_id}/core-memory/blocks")
+            text = _from_block(change, blocks or [])
+            if text is None:
+                raise ApplyError(f"{change.address}: agent {change.parent} has no block to write it from")
+        git.write(str(agent_id), {change.name: text}, [], f"lettafleet: {change.name}")
+        if change.name.startswith(SYNCED_FOLDER):
+            git.wait_synced(str(agent_id), {change.name: text}, SYNC_TIMEOUT)
+        session.record_id(change.address, fingerprinted(change.name, text))
+        return None
+
+
+def _from_block(resource: Resource | Change, blocks: Sequence[Mapping[str, Any]]) -> str | None:
+    """What a file from one of the agent's blocks holds (as lettactl writes it: the value, or one section of it);
+    None when it is no block's, or the block (or section) is not there."""
+    values = resource.attributes if isinstance(resource, Resource) else (resource.after or {})
+    label = values.get("from_block")
+    block = next((b for b in blocks if b.get("label") == label), None) if label else None
+    if block is None:
+        return None
+    value = str(block.get("value") or "")
+    section = values.get("extract_section")
+    return extracted_section(value, str(section)) if section else value
 
 
 @hookimpl

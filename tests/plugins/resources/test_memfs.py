@@ -239,3 +239,72 @@ def test_a_v1_server_with_git_memory_plans_the_files_under_their_agent(fleet, mo
     )
     plan = fleet.plan(V1_MEMFS)
     assert fleet.actions(plan)['agent.support.memory_file["system/policies.md"]'] == "create"
+
+
+class FakeRepositories(FakeGitMemory):
+    """The git memory client with a repository per agent, kept in memory: what was pushed is what is read, and
+    every push and wait is counted."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.files: dict[str, dict[str, str]] = {}
+        self.pushes: list[tuple[str, dict[str, str], list[str]]] = []
+        self.waited: list[tuple[str, dict[str, str]]] = []
+
+    def read(self, agent_id: str) -> dict[str, str]:
+        return dict(self.files.get(agent_id, {}))
+
+    def write(self, agent_id, writes, deletes, message) -> None:
+        self.pushes.append((agent_id, dict(writes), list(deletes)))
+        repository = self.files.setdefault(agent_id, {})
+        repository.update(writes)
+        for path in deletes:
+            repository.pop(path, None)
+
+    def wait_synced(self, agent_id, files, timeout) -> None:
+        self.waited.append((agent_id, dict(files)))
+
+
+def v1_fleet(*entries: str) -> str:
+    return (
+        HEAD
+        + "    memory_blocks:\n"
+        + '      - {name: handbook, value: "# H\\n## Refunds\\n30 days.\\n", agent_owned: true, limit: 900}\n'
+        + "    memory:\n      mode: memfs\n"
+        + "      from_blocks: [{block: handbook, to: notes/refunds.md, extract_section: Refunds}]\n"
+        + ("      files:\n" + "".join(entries) if entries else "")
+    )
+
+
+POLICIES = "        - {to: system/policies.md, value: No refunds.}\n"
+TONE = "        - {to: notes/tone.md, value: Short sentences.}\n"
+
+
+def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_edit_is_drift(fleet, monkeypatch):
+    git = FakeRepositories()
+    monkeypatch.setattr("lettafleet.plugins.resources.memfs_v1.installed_git_memory", lambda connection: git)
+    report = fleet.apply(fleet.plan(v1_fleet(POLICIES, TONE)))
+    assert all(status == "applied" for status, _ in fleet.results(report).values()), fleet.results(report)
+    (agent_id,) = git.files
+    assert git.files[agent_id] == {
+        "system/policies.md": "No refunds.",
+        "notes/tone.md": "Short sentences.",
+        "notes/refunds.md": "30 days.\n",
+    }
+    assert [path for _, files in git.waited for path in files] == ["system/policies.md"]  # only system/ syncs
+    assert not fleet.plan(v1_fleet(POLICIES, TONE)).has_changes
+
+    git.files[agent_id]["notes/tone.md"] = "The agent's own words."
+    plan = fleet.plan(v1_fleet(POLICIES.replace("No refunds.", "Refunds in 30 days."), TONE))
+    changes = {change.name: change for change in plan.changes if change.kind == "memory_file"}
+    assert changes["system/policies.md"].action.value == "update"
+    assert "edited notes/tone.md since lettafleet wrote it" in str(changes["notes/tone.md"].drift)
+    fleet.apply(plan)
+    assert git.files[agent_id]["notes/tone.md"] == "The agent's own words."
+
+    plan = fleet.plan(v1_fleet(TONE))  # policies taken out: deleted; the edited tone stays declared
+    assert {c.name: c.action.value for c in plan.changes if c.kind == "memory_file" and c.changes_something} == {
+        "system/policies.md": "delete"
+    }
+    fleet.apply(plan)
+    assert "system/policies.md" not in git.files[agent_id] and "notes/tone.md" in git.files[agent_id]
