@@ -247,10 +247,12 @@ def expand(fleet: Fleet, agent: DeclaredAgent) -> Expansion:
 
 def _check_paths(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:
     for key in ("preserve_existing_paths", "prune_paths"):
+        seen: set[str] = set()
         for index, path in enumerate(memory.get(key) or ()):
-            reason = memory_path_problem(path, markdown=False)
+            reason = memory_path_problem(path, markdown=False) or ("is listed twice" if path in seen else None)
             if reason:
                 expansion.problems.append(Problem((*at, key, index), f"{key} entry {path!r} {reason}", "fix the path"))
+            seen.add(path)
 
 
 def _template_dir(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:

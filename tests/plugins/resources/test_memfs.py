@@ -115,6 +115,12 @@ def test_the_fixture_declares_memory_files_under_their_agent_with_preserved_path
         ("skills: [{from_dir: empty-skill}]", "8:17", "has no SKILL.md in empty-skill", "add one"),
         ("from_blocks: [{block: b, to: ../x.md}]", "8:32", "must be a path inside the agent's memory", "fix"),
         ("prune_paths: [../x.md]", "8:21", "prune_paths entry '../x.md' must be a path inside", "fix the path"),
+        (
+            "preserve_existing_paths: [a.md, a.md]",
+            "8:38",
+            "preserve_existing_paths entry 'a.md' is listed twice",
+            "fix",
+        ),
         ("preserve_existing_paths: [/x.md]", "8:33", "preserve_existing_paths entry '/x.md' must be", "fix"),
         ("capability_index_file: MEMORY.md", "8:7", "capability_index_file needs template_dir", "set template_dir"),
         ("bare_repo: manual", "8:7", "bare_repo 'manual' is not one of auto", "use one of"),
