@@ -117,7 +117,7 @@ def test_the_fixture_declares_memory_files_under_their_agent_with_preserved_path
         ("prune_paths: [../x.md]", "8:21", "prune_paths entry '../x.md' must be a path inside", "fix the path"),
         (
             "preserve_existing_paths: [a.md, a.md]",
-            "8:38",
+            "8:39",
             "preserve_existing_paths entry 'a.md' is listed twice",
             "fix",
         ),
