@@ -13,7 +13,7 @@ from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.plugins.resources.agents import declared_agents
-from lettafleet.plugins.resources.memfs import (
+from lettafleet.plugins.resources.memfs_expansion import (
     declared_files,
     extracted_section,
     rendered,
