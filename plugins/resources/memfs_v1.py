@@ -92,11 +92,12 @@ class V1MemfsHandler(MemoryFileHandler):
         for parent, at in sorted(mode_lines.items(), key=lambda item: str(item[0])):
             reason = git.available(ids.get(str(parent), PROBE_AGENT))
             if reason is not None:
+                server = reader.client.base_url
+                named = reason if server in reason else f"{server} does not serve it: {reason}"
                 problems.append(
                     Problem(
                         at,
-                        f"memory mode 'memfs' needs git-backed memory, which {reader.client.base_url} does not "
-                        f"serve: {reason}",
+                        f"memory mode 'memfs' needs git-backed memory: {named}",
                         "apply this agent on hosted Letta or an App Server (ws://), or write `mode: blocks` and "
                         "declare memory_blocks",
                     )

@@ -233,7 +233,8 @@ def test_a_v1_server_without_git_memory_stops_the_plan_at_the_memory_mode_line_b
         fleet.plan(V1_MEMFS)
     (error,) = caught.value.diagnostics
     assert (error.line, error.column) == (7, 7)
-    assert "memory mode 'memfs' needs git-backed memory, which http://" in error.message
+    assert "memory mode 'memfs' needs git-backed memory: http://" in error.message
+    assert "does not serve it: HTTP 501" in error.message
     assert "LETTA_MEMFS_SERVICE_URL not configured" in error.message
     assert "hosted Letta or an App Server" in error.hint
     assert git.asked and fleet.letta.writes == []
