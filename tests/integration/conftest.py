@@ -20,19 +20,24 @@ from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 _HERE = Path(__file__).parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely, and run them
-    after the unit tests, while which the servers they need are installed and started (`_Servers`)."""
+    after the unit tests, while which the servers they need are installed and started (`_Servers`). Those that use
+    the V1 dev server are marked `v1_server` too: `make test` runs them apart from the others (tests/run.py)."""
     for item in items:
         # This hook sees the whole session's items, not only those below this folder.
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+            if "letta_server" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.v1_server)
     items.sort(key=lambda item: item.path.is_relative_to(_HERE))  # stable: each group keeps its order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Once the tests to run are known, start the servers they need in the background."""
-    _SERVERS.start_for(session.items)
+    """Once the tests to run are known, start the servers they need in the background (none for --collect-only)."""
+    if not session.config.option.collectonly:
+        _SERVERS.start_for(session.items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -9,6 +9,7 @@ plain http to a host that is not this machine unless the caller allows it.
 from __future__ import annotations
 
 import ast
+import base64
 import os
 import re
 import threading
@@ -58,6 +59,7 @@ class LettaClient:
         given_url = (base_url or os.environ.get("LETTA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("LETTA_API_KEY") or None
         url_auth = _url_credentials(given_url)
+        self._url_auth = url_auth
         self.masker = SecretMasker([self._api_key, *(url_auth or ())])
         self.base_url = public_url(given_url)  # what every message and plan shows
         _check_base_url(self.base_url, self._api_key, url_auth, allow_insecure_http)
@@ -90,6 +92,17 @@ class LettaClient:
         """The key a plan's hash takes its sensitive values with (docs/plan-json.md): the API key, so that only
         someone holding it could test a guess of a secret against a published hash."""
         return (self._api_key or "").encode()
+
+    def git_authorization(self) -> str | None:
+        """The Authorization header git's smart HTTP sends to this server's `/v1/git` (git-backed memory): basic
+        auth with the API key as the password and `letta` as the user, as Letta Code sends it, or the base URL's own
+        user and password; None without a credential. Hidden from every message this client masks."""
+        user, password = ("letta", self._api_key) if self._api_key else self._url_auth or ("", "")
+        if not password:
+            return None
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.masker.add(token, base64.b64encode(password.encode()).decode())
+        return f"Basic {token}"
 
     def server_info(self) -> ServerInfo:
         """The server's URL, version and project, its version read once (`GET /v1/health/`) for this client's

@@ -1,0 +1,158 @@
+"""`make test`: every test, in three pytest processes side by side, against dev servers started once for all.
+
+The unit tests need no server and run at once, while the three dev servers (Letta 0.16.8, App Server 0.34.12 and
+0.32.18) install and start. When the servers are up, the integration tests run as two processes: those of the V1
+server (with the one test that moves a fleet from it to the App Server) and those of the App Server only. Each group
+keeps to its own server, so a test that lists a whole server never sees another group's agents appear.
+
+Each process's lines are printed as they come, behind its name. Servers this run started are stopped at its end,
+also on Ctrl-C; servers that were already running are used and left running. Arguments are passed to every pytest.
+
+    python -m tests.run [pytest arguments]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION
+
+# (name shown, `lettafleet dev-server` flags selecting it)
+SERVERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Letta 0.16.8", ()),
+    (f"App Server {APP_SERVER_VERSION}", ("--app-server-version", APP_SERVER_VERSION)),
+    (f"App Server {V1_LAYOUT_VERSION}", ("--app-server-version", V1_LAYOUT_VERSION)),
+)
+# (name shown, pytest -m expression); the markers are set in tests/integration/conftest.py.
+UNIT = ("unit", "not integration")
+INTEGRATION = (("v1", "v1_server"), ("app-server", "integration and not v1_server"))
+
+_print_lock = threading.Lock()
+
+
+def say(prefix: str, line: str) -> None:
+    with _print_lock:
+        print(f"{prefix:>10} | {line}", flush=True)
+
+
+@dataclass
+class Group:
+    name: str
+    marks: str
+    process: subprocess.Popen[str] | None = None
+    last_lines: list[str] = field(default_factory=list)
+    started_at: float = 0.0
+    seconds: float = 0.0
+
+    def start(self, pytest_args: Sequence[str]) -> threading.Thread:
+        command = [sys.executable, "-m", "pytest", "-m", self.marks, "--durations=5", *pytest_args]
+        if sys.stdout.isatty():
+            command.append("--color=yes")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches it through this runner, which waits for its report
+        )
+        reader = threading.Thread(target=self._relay, name=f"relay-{self.name}", daemon=True)
+        reader.start()
+        return reader
+
+    def _relay(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.rstrip("\n")
+            say(self.name, line)
+            self.last_lines = [*self.last_lines[-2:], line]
+        self.process.wait()
+        self.seconds = time.monotonic() - self.started_at
+
+    def interrupt(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+
+    @property
+    def returncode(self) -> int:
+        if self.process is None:
+            return 1  # never ran: its servers did not start
+        return self.process.wait()
+
+
+def lettafleet(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from lettafleet.core.cli.app import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def start_server(name: str, flags: tuple[str, ...]) -> bool:
+    """Start the dev server unless it runs; True when this run started it (and so must stop it)."""
+    status = lettafleet("dev-server", "status", "--json", *flags)
+    if status.returncode == 0 and json.loads(status.stdout).get("running"):
+        say("servers", f"{name}: already running, used and left running")
+        return False
+    say("servers", f"{name}: installing (first time only) and starting")
+    began = time.monotonic()
+    started = lettafleet("dev-server", "up", "--port", "0", "--json", *flags)
+    if started.returncode != 0:
+        for line in started.stderr.splitlines()[-15:]:
+            say("servers", line)
+        raise RuntimeError(f"{name} did not start")
+    url = json.loads(started.stdout)["base_url"]
+    say("servers", f"{name}: up at {url} after {time.monotonic() - began:.0f} s")
+    return True
+
+
+def stop_servers(started: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+    for name, flags in started:
+        result = lettafleet("dev-server", "down", *flags)
+        say("servers", f"{name}: stopped" if result.returncode == 0 else f"{name}: stop failed: {result.stderr}")
+
+
+def main(pytest_args: Sequence[str]) -> int:
+    began = time.monotonic()
+    unit = Group(*UNIT)
+    integration = [Group(*group) for group in INTEGRATION]
+    started: list[tuple[str, tuple[str, ...]]] = []
+    relays = [unit.start(pytest_args)]
+    try:
+        with ThreadPoolExecutor(max_workers=len(SERVERS)) as pool:
+            starts = {pool.submit(start_server, name, flags): (name, flags) for name, flags in SERVERS}
+            servers_ok = True
+            for future, server in starts.items():
+                try:
+                    if future.result():
+                        started.append(server)
+                except Exception as error:  # said above with the server's own last lines
+                    say("servers", str(error))
+                    servers_ok = False
+        if servers_ok:
+            relays += [group.start(pytest_args) for group in integration]
+        for relay in relays:
+            relay.join()
+    except KeyboardInterrupt:
+        say("run", "interrupted: stopping the tests, then the servers this run started")
+        for group in (unit, *integration):
+            group.interrupt()
+        for relay in relays:
+            relay.join()
+    finally:
+        stop_servers(started)
+    say("run", f"done in {time.monotonic() - began:.0f} s")
+    for group in (unit, *integration):
+        summary = group.last_lines[-1] if group.last_lines else "did not run (a server did not start)"
+        say(group.name, f"{summary} ({group.seconds:.0f} s)")
+    return max(group.returncode for group in (unit, *integration))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
