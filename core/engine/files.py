@@ -115,6 +115,26 @@ def list_folder_inside(root: Path, folder: str) -> list[str]:
         raise _unreadable(error, resolved) from None
 
 
+def files_under_inside(root: Path, folder: str) -> list[str]:
+    """Every regular file under `folder` (relative to `root`, which it must resolve inside), as paths relative to
+    `folder` with `/`, sorted. Symbolic links inside it are skipped, never followed (so none leads out)."""
+    resolved = resolve_inside(root, folder)
+    if not resolved.is_dir():
+        raise UnreadableFile("is not a folder", "name a folder")
+    found: list[str] = []
+    for current, folders, names in os.walk(resolved, onerror=_raise_unreadable):
+        folders[:] = [name for name in folders if not os.path.islink(os.path.join(current, name))]
+        for name in names:
+            path = os.path.join(current, name)
+            if not os.path.islink(path) and os.path.isfile(path):
+                found.append(os.path.relpath(path, resolved).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _raise_unreadable(error: OSError) -> None:
+    raise _unreadable(error, Path(error.filename or ""))
+
+
 def _check_regular(status: os.stat_result, limit: int) -> None:
     if stat.S_ISDIR(status.st_mode):
         raise UnreadableFile("is a directory, not a regular file", "name a file")

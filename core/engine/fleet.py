@@ -10,7 +10,7 @@ from typing import Any
 
 from lettafleet.core.engine.diagnostics import Diagnostic, Path, Problem
 from lettafleet.core.engine.document import FleetDocument
-from lettafleet.core.engine.files import UnreadableFile, list_folder_inside, read_file_inside
+from lettafleet.core.engine.files import UnreadableFile, files_under_inside, list_folder_inside, read_file_inside
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,13 @@ class Fleet:
         """The paths (`folder/name`) of what `folder` holds, which must be inside the fleet's directory.
         Raises UnreadableFile when the folder leads out of it."""
         return [f"{folder}/{name}" for name in list_folder_inside(self.folder, self._from_folder(folder))]
+
+    def files_under(self, folder: str) -> list[str]:
+        """Every regular file under `folder` (links inside it skipped), as paths the fleet can `read`
+        (`folder/a/b.md`), sorted. Raises UnreadableFile when the folder leads out of the fleet's directory, is
+        missing or is not a folder."""
+        base = folder.rstrip("/")
+        return [f"{base}/{path}" for path in files_under_inside(self.folder, self._from_folder(base))]
 
     def _from_folder(self, relative: str) -> str:
         """A path the fleet gives (relative to `root_path`) as a path from the fleet file's directory."""

@@ -308,14 +308,12 @@ def _lettactl_agent_keys() -> dict[str, Any]:
         "model": string(empty=False),
         "model_settings": not_supported_yet("name the summarizing model by its handle, with `model:`"),
     }
-    memory = {"mode": string(required=True, allowed=["blocks", "memfs"])}
     return {
         "include_base_tools": boolean(),
         "include_base_tool_rules": boolean(),
         "first_message": string(empty=False),
         "reasoning": boolean(),
         "compaction_settings": {"type": "dict", "schema": compaction},
-        "memory": {"type": "dict", "schema": memory},
         "disable_base_prompt": boolean(),  # lettactl drops it too; a note says so
         "lettabot": refused(
             "is not supported: LettaBot was deprecated by Letta in April 2026",
@@ -325,8 +323,8 @@ def _lettactl_agent_keys() -> dict[str, Any]:
 
 
 def _lettactl_notes(agent: DeclaredAgent) -> list[Problem]:
-    """Where lettafleet reads a lettactl key differently (create-only keys, an ignored key), and the one `memory`
-    mode a Letta server cannot serve."""
+    """Where lettafleet reads a lettactl key differently (create-only keys, an ignored key); `memory:` is the
+    memfs plugin's (plugins/resources/memfs.py)."""
     data, at = agent.data, agent.at
     found: list[Problem] = [
         Note((*at, key), f"{key} is used only when lettafleet creates the agent: {why}", CREATE_ONLY_HINT[key])
@@ -339,15 +337,6 @@ def _lettactl_notes(agent: DeclaredAgent) -> list[Problem]:
                 (*at, "disable_base_prompt"),
                 "disable_base_prompt is ignored: the system prompt is sent as written",
                 "remove the key, or keep it for lettactl",
-            )
-        )
-    if (data.get("memory") or {}).get("mode") == "memfs":
-        found.append(
-            Problem(
-                (*at, "memory", "mode"),
-                "memory mode 'memfs' is not supported: it needs Letta Code's git-backed memory, which a Letta server "
-                "does not have",
-                "declare memory_blocks and write `mode: blocks`, or remove `memory:`",
             )
         )
     return found

@@ -272,10 +272,7 @@ class MemoryFileHandler(ResourceHandler):
         return file_in_create(parent, child, request, session, lambda path, entry: path)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-        app = app_of(session.client)
-        agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
-        if agent_id is None:
-            raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is the file")
+        app, agent_id = app_of(session.client), agent_of(change, session, "the file")
         if change.action is Action.DELETE:
             app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: remove {change.name}")
             return None
@@ -284,6 +281,14 @@ class MemoryFileHandler(ResourceHandler):
         path = write_file(app, str(agent_id), change.name, values, layout, message=f"lettafleet: {change.name}")
         session.record_id(change.address, path)  # what the agent's record names it by
         return None
+
+
+def agent_of(change: Change, session: ApplySession, what: str) -> str:
+    """The id of the agent a memory file's change is under (one made earlier in this apply included)."""
+    agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
+    if agent_id is None:
+        raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is {what}")
+    return str(agent_id)
 
 
 def write_file(

@@ -17,7 +17,6 @@ from typing import Any
 from lettafleet.core import (
     Action,
     Ambiguity,
-    ApplyError,
     ApplySession,
     Change,
     Exported,
@@ -41,6 +40,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     SYSTEM_FOLDER,
     V1,
     V2,
+    agent_of,
     file_in_create,
     file_path,
     layout_of,
@@ -246,10 +246,7 @@ class SharedFileHandler(ResourceHandler):
         return file_in_create(parent, child, request, session, lambda path, entry: copy_id(path, _as_listed(entry)))
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
-        app = app_of(session.client)
-        agent_id = change.state.get("agent_id") or session.id_of(str(change.parent))
-        if agent_id is None:
-            raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is its copy")
+        app, agent_id = app_of(session.client), agent_of(change, session, "its copy")
         if change.action is Action.DELETE:
             message = f"lettafleet: detach shared block {change.name}"
             app.delete_memory_file(str(agent_id), str(change.state["path"]), message=message)

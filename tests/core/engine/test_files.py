@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from lettafleet.core.cli.app import main
-from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES
+from lettafleet.core.engine.files import MAX_REFERENCED_FILE_BYTES, UnreadableFile, files_under_inside
 
 SECRET = "OUTSIDE-THE-FLEET-FOLDER"
 TOOL = 'def x(text: str) -> str:\n    """Echo.\n\n    Args:\n        text: what to echo.\n    """\n    return text\n'
@@ -201,3 +201,20 @@ def test_a_fleet_file_path_too_long_for_the_system_is_an_error(tmp_path):
 
     assert code == 1
     assert f"{fleet}:1:1: file has a path too long for this system" in output
+
+
+def test_files_under_a_folder_are_every_regular_file_below_it_links_skipped_and_none_out_of_the_fleet(tmp_path):
+    inside, outside = tmp_path / "fleet", tmp_path / "outside"
+    (inside / "tpl" / "deep").mkdir(parents=True)
+    outside.mkdir()
+    (inside / "tpl" / "a.md").write_text("a")
+    (inside / "tpl" / "deep" / "b.md").write_text("b")
+    (outside / "secret.md").write_text("s")
+    os.symlink(outside / "secret.md", inside / "tpl" / "link.md")
+    os.symlink(outside, inside / "tpl" / "linked-folder")
+    os.symlink(outside, inside / "out")
+    assert files_under_inside(inside, "tpl") == ["a.md", "deep/b.md"]
+    with pytest.raises(UnreadableFile, match="leaves the fleet file's directory"):
+        files_under_inside(inside, "out")
+    with pytest.raises(UnreadableFile, match="is not a folder"):
+        files_under_inside(inside, "tpl/a.md")

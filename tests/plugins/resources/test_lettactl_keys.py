@@ -34,9 +34,9 @@ def test_lettabot_is_refused_at_its_line_saying_it_is_deprecated(write_fleet, ma
     assert "remove `lettabot:`" in error
 
 
-def test_memfs_memory_is_refused_at_its_mode_and_blocks_mode_is_accepted(write_fleet, manager):
-    (error,) = errors_of(write_fleet, manager, "    memory: {mode: memfs}\n")
-    assert error.startswith("6:14: memory mode 'memfs' is not supported: it needs Letta Code's git-backed memory")
+def test_memfs_memory_is_accepted_by_validate_and_blocks_mode_has_no_note(write_fleet, manager):
+    files = "    memory:\n      mode: memfs\n      files: [{to: system/a.md, value: hi}]\n"
+    assert load_fleet(write_fleet(HEAD + files), manager).notes == ()
     assert load_fleet(write_fleet(HEAD + "    memory: {mode: blocks}\n"), manager).notes == ()
 
 

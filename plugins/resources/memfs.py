@@ -1,0 +1,228 @@
+"""lettactl's `memory:` section (Letta Code's git-backed memory, "MemFS"): its schema key by key, its checks, and
+the `memory_file` kind: one resource per file the section gives an agent (memfs_expansion.py), and how every
+backend compares them, the agent's record fingerprinting what each apply wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import Any
+
+from lettafleet.core import (
+    Action,
+    Change,
+    Fleet,
+    Problem,
+    Recorded,
+    Resource,
+    ResourceHandler,
+    SchemaFragment,
+    address_of,
+    attributes,
+    boolean,
+    compare,
+    hookimpl,
+    mapping_list,
+    string,
+    string_list,
+    text_source,
+)
+from lettafleet.plugins.resources.agents import DeclaredAgent, declared_agents
+from lettafleet.plugins.resources.memfs_expansion import (
+    BLOCKS,
+    INDEX,
+    MEMFS,
+    TEMPLATE_VAR,
+    declared_files,
+    expand,
+    extracted_section,
+    memory_notes,
+    preserved,
+)
+
+MEMORY_FILE = "memory_file"
+__all__ = ["INDEX", "MEMORY_FILE", "MemoryFileHandler", "extracted_section"]
+
+
+# ---- the schema -------------------------------------------------------------------------------------------------
+
+
+def memory_schema() -> dict[str, Any]:
+    """The `memory:` section as lettactl v1.1.2 reads it (its config-validators.ts), key by key."""
+    file_entry = {
+        "to": string(required=True, empty=False),
+        **text_source(),
+        "template_vars": {"type": "dict", "keysrules": string(regex=TEMPLATE_VAR), "valuesrules": string()},
+    }
+    return {
+        "mode": string(required=True, allowed=[BLOCKS, MEMFS]),
+        "bare_repo": string(allowed=["auto"]),
+        "template_dir": string(empty=False),
+        "preserve_existing_paths": string_list(),
+        "prune_missing_skills": boolean(),
+        "prune_paths": string_list(),
+        "files": mapping_list(file_entry),
+        "skills": mapping_list({"name": string(empty=False), "from_dir": string(required=True, empty=False)}),
+        "from_blocks": mapping_list(
+            {
+                "block": string(required=True, empty=False),
+                "to": string(required=True, empty=False),
+                "extract_section": string(empty=False),
+            }
+        ),
+        "capability_index_file": string(empty=False),
+        "overwrite_agent_edits": boolean(),  # lettafleet's own: lettactl always overwrites
+        "verify": {
+            "type": "dict",
+            "schema": {"require_core_memory_empty": boolean(), "smoke_prompt": string(empty=False)},
+        },
+    }
+
+
+# ---- what every backend compares: the agent's record fingerprints what each apply wrote ----------------------------
+
+FINGERPRINT_MARK = "#"
+
+
+def fingerprinted(path: str, text: str) -> str:
+    """`system/policies.md#3f2a...`: the file and what it held when an apply wrote (or last saw) it, as the agent's
+    record names it."""
+    return f"{path}{FINGERPRINT_MARK}{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def fingerprinted_path(recorded_id: str) -> str:
+    return recorded_id.split(FINGERPRINT_MARK, 1)[0]
+
+
+def recorded_files(record: Sequence[Recorded] | None) -> dict[str, str]:
+    """The files the agent's record says an apply wrote, by path: their fingerprinted ids."""
+    return {fingerprinted_path(e.id): e.id for e in record or () if e.kind == MEMORY_FILE and e.id}
+
+
+def live_file(desired: Resource, text: str, written: str | None, expected: str | None, agent_id: str) -> Resource:
+    """A declared file as the agent has it: edited when the record fingerprints another text than it holds now (an
+    edit stays out of the record, so the plan shows it until it is resolved). `expected`: what a file from a block
+    should hold now."""
+    now = fingerprinted(desired.name, text)
+    edited = written is not None and written != now
+    state = {"agent_id": agent_id, "agent": desired.state["agent"], "edited": edited, "expected": expected}
+    return Resource(
+        desired.address,
+        MEMORY_FILE,
+        desired.name,
+        {**desired.attributes, "text": text},
+        parent=desired.parent,
+        id=written if edited else now,
+        state=state,
+    )
+
+
+def pruned_file(desired: Resource, path: str, text: str, agent_id: str) -> Resource:
+    """A file the agent has at a path its `prune_paths` names: a removal the fleet file asks for."""
+    state = {"agent_id": agent_id, "agent": desired.state["agent"], "pruned": True, "edited": False}
+    address = address_of(MEMORY_FILE, path, desired.parent)
+    return Resource(address, MEMORY_FILE, path, {"text": text}, parent=desired.parent, id=path, state=state)
+
+
+def recorded_file(placeholder: Resource, text: str, agent: str, agent_id: str) -> Resource:
+    """A file the record lists and the fleet declares no more, as the agent has it now."""
+    edited = placeholder.id != fingerprinted(placeholder.name, text)
+    return replace(
+        placeholder, attributes={"text": text}, state={"agent_id": agent_id, "agent": agent, "edited": edited}
+    )
+
+
+class MemoryFileHandler(ResourceHandler):
+    """What every backend's memory-file handler declares and compares: one `memory_file` per path of the expansion,
+    under its agent, by address `agent.NAME.memory_file["system/policies.md"]`. Backends subclass it to read (with
+    `live_file`, `pruned_file`, `recorded_file`) and write (recording `fingerprinted(path, text)`)."""
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for agent in declared_agents(fleet):
+            memory = agent.data.get("memory") or {}
+            files = declared_files(fleet, agent)
+            paths = {declared.path for declared in files}
+            for declared in files:
+                index = folder_index(declared.path)
+                yield Resource(
+                    address_of(MEMORY_FILE, declared.path, agent.address),
+                    MEMORY_FILE,
+                    declared.path,
+                    attributes(text=declared.text, from_block=declared.block, extract_section=declared.section),
+                    parent=agent.address,
+                    depends_on=(address_of(MEMORY_FILE, index, agent.address),) if index in paths else (),
+                    source=declared.at,
+                    state={
+                        "preserve": preserved(memory, declared.path),
+                        "agent": agent.name,
+                        "prune_paths": [path for path in memory.get("prune_paths") or () if path not in paths],
+                        "overwrite_agent_edits": bool(memory.get("overwrite_agent_edits")),
+                    },
+                )
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None:
+            assert live is not None
+            return _removal(live)
+        if live is None:
+            return compare(desired, live, detail=_origin(desired))
+        expected = live.state.get("expected")
+        if desired.attributes.get("from_block") is not None and expected is not None:
+            desired = replace(desired, attributes={**desired.attributes, "text": expected})
+        if desired.state["preserve"]:
+            return compare(desired, replace(live, attributes=desired.attributes))  # seeded once: the agent's now
+        change = compare(desired, live, ["text"])
+        if change.action is Action.NO_OP or not live.state["edited"]:
+            return replace(change, detail=_origin(desired)) if change.action is Action.UPDATE else change
+        edited = f"agent {live.state['agent']} edited {live.name} since lettafleet wrote it"
+        if desired.state["overwrite_agent_edits"]:
+            return replace(change, detail=f"drift: {edited}; apply overwrites it (overwrite_agent_edits: true)")
+        kept = (
+            f"{edited}: kept as the agent wrote it. To keep it so, put its text in the fleet file or list it in "
+            "preserve_existing_paths; to write the file's text over it, set overwrite_agent_edits: true"
+        )
+        return replace(compare(desired, live, []), drift=kept)
+
+
+def _origin(desired: Resource) -> str:
+    label = desired.attributes.get("from_block")
+    return f"from memory block {label}" if label else ""
+
+
+def _removal(live: Resource) -> Change:
+    """A file `prune_paths` names is deleted; one the record lists and the file no longer declares is deleted
+    unless its agent edited it since (then it waits for `--prune`)."""
+    change = compare(None, live)
+    if live.state.get("pruned"):
+        return replace(change, detail="prune_paths names it")
+    if live.state.get("edited"):
+        edited = f"agent {live.state['agent']} edited it since lettafleet wrote it"
+        return replace(change, held="prune", detail=edited)
+    return replace(change, detail="taken out of the memory section: lettafleet wrote it (the agent's record)")
+
+
+def folder_index(path: str) -> str:
+    """The index a file's top folder keeps under Letta Code's MemFS (`system/MEMORY.md` for `system/a/b.md`), written
+    before the files it indexes."""
+    parts = PurePosixPath(path).parts
+    return f"{parts[0]}/{INDEX}" if len(parts) > 1 and parts[-1] != INDEX else ""
+
+
+def each_memory_section(fleet: Fleet) -> Iterator[DeclaredAgent]:
+    """The agents that have a `memory:` section."""
+    return (agent for agent in declared_agents(fleet) if agent.data.get("memory"))
+
+
+@hookimpl
+def lettafleet_schema() -> Iterable[SchemaFragment]:
+    return [SchemaFragment({"memory": {"type": "dict", "schema": memory_schema()}}, at=("agents",))]
+
+
+@hookimpl
+def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
+    for agent in each_memory_section(fleet):
+        yield from expand(fleet, agent).problems
+        yield from memory_notes(agent)

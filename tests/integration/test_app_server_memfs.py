@@ -1,0 +1,281 @@
+"""lettactl's `memory:` section (`mode: memfs`) against the real dev App Servers (0.34.12, v2 layout; 0.32.18, v1):
+files from values, from files, a template folder, skills and a block apply; a second plan has no changes; a
+changed file is an update; the agent's own edit is drift and left alone; a line taken out deletes only its file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path, PurePosixPath
+
+from lettafleet.plugins.backends.app_server.client import AppServerClient
+from tests.fakes.llm_server import FakeLLM
+from tests.integration.test_app_server_plan_apply import MODEL, app_server, cli, suffix
+
+pytest_plugins = ["tests.fakes.llm_server"]
+__all__ = ["app_server", "suffix"]  # fixtures, shared with the plan/apply tests
+
+HANDBOOK = (
+    "# Handbook\nRead every ticket twice.\n## Refunds\nWithin 30 days, with the receipt.\n## Shipping\nTwo days.\n"
+)
+
+
+def frontmatter(name: str, description: str, layout: str) -> str:
+    """What the layout wants atop a memory file in system/: v2 a name and a description, v1 a description."""
+    return f"---\n{f'name: {name}' + chr(10) if layout == 'v2' else ''}description: {description}\n---\n"
+
+
+def memfs_fleet(
+    tmp_path: Path, name: str, layout: str, *, policies: str | None = "No refunds for {{TEAM}}.", tone: bool = True
+) -> Path:
+    """A fleet of one agent whose memory is declared with every source: a value with template_vars, a file, a
+    template folder, a skill and a section of one of its blocks."""
+    (tmp_path / "memory" / "system").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "skills" / "triage").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "texts").mkdir(exist_ok=True)
+    if layout == "v2":  # v2 wants an index in every folder (v1 none, and no frontmatter-less file in system/)
+        (tmp_path / "memory" / "system" / "MEMORY.md").write_text("# System\n- escalation.md\n")
+    (tmp_path / "memory" / "system" / "escalation.md").write_text(
+        frontmatter("escalation", "when to escalate", layout) + "Escalate when money is involved.\n"
+    )
+    (tmp_path / "memory" / "README.md").write_text("not shipped\n")
+    (tmp_path / "skills" / "triage" / "SKILL.md").write_text(
+        "---\nname: triage\ndescription: sort tickets\n---\nPick urgent, soon or whenever.\n"
+    )
+    (tmp_path / "skills" / "triage" / "triage.sh").write_text("#!/bin/sh\necho triaged\n")
+    (tmp_path / "texts" / "tone.md").write_text(frontmatter("tone", "how we write", layout) + "Short sentences.\n")
+    policy_text = frontmatter("policies", "the policies", layout) + str(policies) + "\n"
+    policy_entry = (
+        f"        - to: system/policies.md\n          value: {json.dumps(policy_text)}\n"
+        "          template_vars: {TEAM: billing}\n"
+    )
+    tone_entry = "        - to: system/tone.md\n          from_file: texts/tone.md\n"
+    entries = (policy_entry if policies is not None else "") + (tone_entry if tone else "")
+    files = f"      files:\n{entries}" if entries else "      files: []\n"
+    fleet = f"""\
+fleet: memfs-{name}
+agents:
+  - name: {name}
+    system_prompt: {{value: You answer tickets.}}
+    llm_config: {{model: {MODEL}, context_window: 16000}}
+    memory_blocks:
+      - name: handbook
+        description: the handbook
+        agent_owned: true
+        limit: 4000
+        value: {json.dumps(HANDBOOK)}
+    memory:
+      mode: memfs
+      template_dir: memory
+{files}      skills:
+        - from_dir: skills/triage
+      from_blocks:
+        - {{block: handbook, to: system/refunds.md, extract_section: Refunds}}
+"""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet)
+    return path
+
+
+def texts(client: AppServerClient, agent_id: str, *paths: str) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            found[path] = client.read_memory_file(agent_id, path)
+        except Exception:
+            found[path] = None
+    return found
+
+
+def applied(url: str, fleet: Path) -> str:
+    result = cli(url, "apply", "-f", str(fleet), "--no-lock")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def replans_no_changes(url: str, fleet: Path) -> None:
+    result = cli(url, "plan", "-f", str(fleet), "--detailed-exitcode")
+    assert result.exit_code == 0, result.output
+    assert "No changes." in result.output
+
+
+def run_memfs_lifecycle(url: str, client: AppServerClient, name: str, layout: str, tmp_path: Path) -> None:
+    fleet = memfs_fleet(tmp_path, name, layout)
+    planned = cli(url, "plan", "-f", str(fleet))
+    assert planned.exit_code == 0, planned.output
+    assert '+ memory file "system/policies.md"' in planned.output
+    assert '+ memory file "system/refunds.md": from memory block handbook' in planned.output
+    applied(url, fleet)
+    agent_id = str(client.agents_named(name)[0]["id"])
+    files = texts(
+        client, agent_id, "system/policies.md", "system/tone.md", "system/escalation.md", "skills/triage/triage.sh"
+    )
+    assert files["system/policies.md"] == frontmatter("policies", "the policies", layout) + "No refunds for billing.\n"
+    assert str(files["system/tone.md"]).endswith("Short sentences.\n")
+    assert str(files["system/escalation.md"]).endswith("Escalate when money is involved.\n")
+    assert files["skills/triage/triage.sh"] == "#!/bin/sh\necho triaged\n"
+    assert texts(client, agent_id, "README.md")["README.md"] is None  # the template's own README stays out
+    refunds = str(texts(client, agent_id, "system/refunds.md")["system/refunds.md"])
+    assert refunds.endswith("\n---\nWithin 30 days, with the receipt.\n")
+    replans_no_changes(url, fleet)
+
+    # A changed file is an update showing the differing line; apply writes it.
+    fleet = memfs_fleet(tmp_path, name, layout, policies="Refunds within 30 days for {{TEAM}}.")
+    planned = cli(url, "plan", "-f", str(fleet))
+    assert '~ memory file "system/policies.md"' in planned.output
+    assert "- No refunds for billing." in planned.output and "+ Refunds within 30 days for billing." in planned.output
+    applied(url, fleet)
+    assert str(texts(client, agent_id, "system/policies.md")["system/policies.md"]).endswith("30 days for billing.\n")
+    replans_no_changes(url, fleet)
+
+    # The agent's own edit is drift, shown and left alone by apply.
+    edited = str(texts(client, agent_id, "system/tone.md")["system/tone.md"]) + "The agent added this.\n"
+    client.write_memory_file(agent_id, "system/tone.md", edited, message="the agent's own edit")
+    client.write_memory_file(agent_id, "skills/own/SKILL.md", "---\nname: own\ndescription: mine\n---\nMine.\n")
+    drift = cli(url, "plan", "-f", str(fleet), "-o", "json")
+    tone = next(c for c in json.loads(drift.stdout)["changes"] if c["address"].endswith('["system/tone.md"]'))
+    assert tone["action"] == "no-op" and f"agent {name} edited system/tone.md" in tone["drift"]
+    applied(url, fleet)
+    assert texts(client, agent_id, "system/tone.md")["system/tone.md"] == edited
+
+    # A line taken out deletes that file only where lettafleet wrote it as it is: the agent's edit waits for
+    # --prune, the agent's own file is not touched.
+    fleet = memfs_fleet(tmp_path, name, layout, policies=None, tone=False)
+    planned = cli(url, "plan", "-f", str(fleet), "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    changes = {
+        c["address"]: (c["action"], c.get("held"))
+        for c in json.loads(planned.stdout)["changes"]
+        if c["action"] != "no-op"
+    }
+    assert changes == {
+        f'agent.{name}.memory_file["system/policies.md"]': ("delete", None),
+        f'agent.{name}.memory_file["system/tone.md"]': ("delete", "prune"),  # the agent edited it
+    }, planned.stdout
+    applied(url, fleet)
+    after = texts(
+        client, agent_id, "system/policies.md", "system/tone.md", "skills/own/SKILL.md", "system/escalation.md"
+    )
+    assert after["system/policies.md"] is None
+    assert after["system/tone.md"] == edited and after["skills/own/SKILL.md"] is not None
+    assert after["system/escalation.md"] is not None
+
+
+def test_a_memfs_memory_section_applies_updates_keeps_agent_edits_and_removes_only_its_files_v2(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    run_memfs_lifecycle(app_server, app_server_client, f"memfs-v2-{suffix}", "v2", tmp_path)
+
+
+def test_a_memfs_memory_section_follows_the_v1_layout_of_an_agent_made_by_0_32(
+    app_server_v1_layout_url: str, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    url, name = app_server_v1_layout_url, f"memfs-v1-{uuid.uuid4().hex[:8]}"
+    with AppServerClient(url) as client:
+        client.connect_provider("openai-compatible", {"baseUrl": fake_llm.base_url, "apiKey": "sk-stand-in"})
+        try:
+            run_memfs_lifecycle(url, client, name, "v1", tmp_path)
+        finally:
+            for agent in client.agents_named(name):
+                client.delete_agent(agent["id"])
+
+
+def test_a_file_the_agents_layout_refuses_stops_the_plan_at_its_line_before_any_write(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    name = f"memfs-bad-{suffix}"
+    fleet = memfs_fleet(tmp_path, name, "v2")
+    fleet.write_text(
+        fleet.read_text().replace("          from_file: texts/tone.md\n", "          value: no frontmatter\n")
+    )
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert planned.exit_code == 1
+    assert "fleet.yaml:19:11: system/tone.md: the v2 layout wants frontmatter with name and description" in (
+        planned.output
+    )
+    assert app_server_client.agents_named(name) == []
+
+
+def small_fleet(tmp_path: Path, name: str, *, identity: str, overwrite: bool = False) -> Path:
+    """An agent with an index, a preserved identity, notes, and a file to prune."""
+
+    def entry(path: str, body: str) -> str:
+        text = frontmatter(PurePosixPath(path).stem, f"the {PurePosixPath(path).stem}", "v2") + body + "\n"
+        return f"        - to: {path}\n          value: {json.dumps(text)}\n"
+
+    path = tmp_path / "small.yaml"
+    path.write_text(
+        f"agents:\n  - name: {name}\n    system_prompt: {{value: You help.}}\n"
+        f"    llm_config: {{model: {MODEL}, context_window: 16000}}\n"
+        "    memory:\n      mode: memfs\n      preserve_existing_paths: [system/identity.md]\n"
+        f"      prune_paths: [system/retired.md]\n      overwrite_agent_edits: {str(overwrite).lower()}\n"
+        "      files:\n"
+        f"        - to: system/MEMORY.md\n          value: {json.dumps('# System' + chr(10))}\n"
+        + entry("system/identity.md", identity)
+        + entry("system/notes.md", "Notes from the fleet.")
+    )
+    return path
+
+
+def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_edits_writes_over_an_edit(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-keys-{suffix}"
+    fleet = small_fleet(tmp_path, name, identity="I am the fleet's.")
+    applied(app_server, fleet)
+    agent_id = str(client.agents_named(name)[0]["id"])
+    retired = frontmatter("retired", "old", "v2") + "From before lettafleet.\n"
+    client.write_memory_file(agent_id, "system/retired.md", retired, message="a file lettactl once pushed")
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert '- memory file "system/retired.md": prune_paths names it' in planned.output
+    applied(app_server, fleet)
+    assert texts(client, agent_id, "system/retired.md")["system/retired.md"] is None
+
+    # A preserved file is the agent's once it exists: its edit is no drift, a new text in the file no update.
+    own = frontmatter("identity", "the identity", "v2") + "I am the agent's own.\n"
+    client.write_memory_file(agent_id, "system/identity.md", own, message="the agent's own edit")
+    replans_no_changes(app_server, small_fleet(tmp_path, name, identity="A new text in the file."))
+
+    # overwrite_agent_edits: true writes the file's text over the agent's edit, the plan saying so.
+    notes = str(texts(client, agent_id, "system/notes.md")["system/notes.md"])
+    client.write_memory_file(agent_id, "system/notes.md", notes + "The agent's line.\n", message="the agent's edit")
+    fleet = small_fleet(tmp_path, name, identity="I am the fleet's.", overwrite=True)
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert f"drift: agent {name} edited system/notes.md since lettafleet wrote it; apply overwrites it" in (
+        planned.output
+    )
+    applied(app_server, fleet)
+    assert texts(client, agent_id, "system/notes.md")["system/notes.md"] == notes
+    assert texts(client, agent_id, "system/identity.md")["system/identity.md"] == own
+    replans_no_changes(app_server, fleet)
+
+
+def test_flipping_to_blocks_removes_only_the_sections_files_keeping_every_block_and_back_writes_them_again(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-flip-{suffix}"
+    memfs = memfs_fleet(tmp_path, name, "v2")
+    applied(app_server, memfs)
+    agent_id = str(client.agents_named(name)[0]["id"])
+    handbook = str(texts(client, agent_id, "handbook.md")["handbook.md"]) + "The agent's own line.\n"
+    client.write_memory_file(agent_id, "handbook.md", handbook, message="the agent's edit of its block")
+
+    blocks = tmp_path / "blocks.yaml"
+    blocks.write_text(memfs.read_text().replace("      mode: memfs\n", "      mode: blocks\n"))
+    planned = cli(app_server, "plan", "-f", str(blocks), "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    changes = {c["address"]: c["action"] for c in json.loads(planned.stdout)["changes"] if c["action"] != "no-op"}
+    section = ["system/MEMORY.md", "system/escalation.md", "system/policies.md", "system/tone.md", "system/refunds.md"]
+    section += ["skills/triage/SKILL.md", "skills/triage/triage.sh"]
+    assert changes == {f'agent.{name}.memory_file["{path}"]': "delete" for path in section}, changes
+    applied(app_server, blocks)
+    assert all(found is None for found in texts(client, agent_id, *section).values())
+    assert texts(client, agent_id, "handbook.md")["handbook.md"] == handbook  # no flip loses a block's value
+    replans_no_changes(app_server, blocks)
+
+    applied(app_server, memfs)  # and back: the files again, the section from the block as the agent has it now
+    assert str(texts(client, agent_id, "system/policies.md")["system/policies.md"]).endswith(
+        "No refunds for billing.\n"
+    )
+    assert texts(client, agent_id, "handbook.md")["handbook.md"] == handbook
+    replans_no_changes(app_server, memfs)
