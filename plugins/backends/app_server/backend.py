@@ -72,14 +72,15 @@ def connect(settings: ServerSettings) -> Connection:
 # The kinds this backend plans, each with its own handler: no V1 handler ever sees an App Server connection.
 SHARED_FILES = SharedFileHandler()  # one handler for both kinds: a shared block is its copies here
 MEMORY_FILES = MemoryFileHandler()
+MEMFS = AppServerMemfsHandler()
 HANDLERS = {
-    AGENT: AppServerAgentHandler(ahead=(MEMORY_FILES, SHARED_FILES)),
+    AGENT: AppServerAgentHandler(ahead=(MEMORY_FILES, SHARED_FILES, MEMFS)),
     BLOCK: MEMORY_FILES,
     SHARED: SHARED_FILES,
     ATTACHMENT: SHARED_FILES,
     SECRET: AppServerSecretHandler(),
     CONVERSATION: AppServerConversationHandler(),
-    MEMORY_FILE: AppServerMemfsHandler(),
+    MEMORY_FILE: MEMFS,
 }
 
 

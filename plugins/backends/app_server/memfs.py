@@ -42,6 +42,7 @@ from lettafleet.plugins.backends.app_server.memory_reads import FRONTMATTER, MEM
 from lettafleet.plugins.resources.agents import agent_address
 from lettafleet.plugins.resources.memfs import (
     INDEX,
+    MEMORY_FILE,
     MemoryFileHandler,
     extracted_section,
     fingerprinted,
@@ -177,12 +178,28 @@ class AppServerMemfsHandler(MemoryFileHandler):
             if found:  # else the agent is made by this plan: so are its files
                 wanted.setdefault(str(found[0]["id"]), []).append(resource)
 
-        def one(agent_id: str) -> list[Resource]:
-            return list(self._agent_files(reader, agent_id, wanted[agent_id]))
-
         with ThreadPoolExecutor(max_workers=MEMORY_READS) as pool:
-            for found_files in pool.map(one, list(wanted)):
+            for found_files in pool.map(lambda agent_id: self._files_of(reader, agent_id, wanted[agent_id]), wanted):
                 yield from found_files
+
+    def read_ahead(self, reader: LiveReader, address: str, agent: Mapping[str, Any], fleet: Sequence[Resource]) -> None:
+        """The agent's declared files, read as soon as its record is (the agent handler calls this)."""
+
+        def grouped() -> dict[str, list[Resource]]:
+            by_agent: dict[str, list[Resource]] = {}
+            for resource in (resource for resource in fleet if resource.kind == MEMORY_FILE):
+                by_agent.setdefault(str(resource.state["agent"]), []).append(resource)
+            return by_agent
+
+        files = reader.derived(("app_server", "memfs files by agent"), grouped).get(str(agent["name"]))
+        if files:
+            self._files_of(reader, str(agent["id"]), files)
+
+    def _files_of(self, reader: LiveReader, agent_id: str, files: Sequence[Resource]) -> list[Resource]:
+        """`_agent_files`, read once per plan for the same files of the same agent."""
+        key = ("app_server", "memfs files", agent_id, tuple(resource.address for resource in files))
+        found: list[Resource] = reader.derived(key, lambda: list(self._agent_files(reader, agent_id, files)))
+        return found
 
     def _agent_files(self, reader: LiveReader, agent_id: str, files: Sequence[Resource]) -> Iterable[Resource]:
         """The declared files the agent has, and those its `prune_paths` names (a removal the file asks for)."""
