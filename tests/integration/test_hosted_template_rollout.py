@@ -19,7 +19,7 @@ from tests.integration.cli import ok
 from tests.integration.test_hosted_standin import cli
 from tests.integration.test_templates_rollout import labels, made_by_the_application, prefix  # noqa: F401
 
-AGENTS = 40  # on the paid plan: the template's
+AGENTS = 20  # on the paid plan: the template's
 FREE = 5  # named alike, on the free plan: not the template's
 PAGE = 5  # far below any page lettafleet asks for: every list the rollout reads takes many pages
 TOO_MANY = (Refusal(429, "1"), Refusal(429), Refusal(429, "0"))
