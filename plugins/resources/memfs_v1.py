@@ -49,6 +49,7 @@ from lettafleet.plugins.resources.memfs_expansion import BLOCKS, MEMFS, declared
 GIT_MEMORY_MODULE = "lettafleet.plugins.backends.letta_v1.git_memory"
 SYNC_TIMEOUT = 60.0  # seconds the server may take to write pushed system/*.md files back into the agent's blocks
 SYNCED_FOLDER = "system/"
+SKILLS_FOLDER = "skills/"
 MODE_NAME = "git-backed memory"
 ENABLE_TIMEOUT = 60.0  # seconds the server may take to make the repository from the blocks once the tag is on
 BLOCKS_MODE_AGENTS = ("memfs v1", "agents declared mode blocks")
@@ -165,8 +166,11 @@ class V1MemfsHandler(MemoryFileHandler):
                 by_agent.setdefault(str(resource.parent), []).append(resource)
         for parent, files in by_agent.items():
             agent = agents[parent]
-            repository = self._repository(reader, str(agent["id"])) if git_memory_on(agent) else {}
             recorded = recorded_files(read_record(agent))
+            if not git_memory_on(agent):  # its repository cannot be read until the switch is on again
+                yield from (_unread_file(r, recorded[r.name], str(agent["id"])) for r in files if r.name in recorded)
+                continue
+            repository = self._repository(reader, str(agent["id"]))
             for resource in files:
                 text = repository.get(resource.name)
                 if text is not None:
@@ -202,7 +206,10 @@ class V1MemfsHandler(MemoryFileHandler):
             if agent is None or not placeholder.id or placeholder.kind != MEMORY_FILE:
                 continue
             if not git_memory_on(agent) or str(placeholder.parent) in rolled_back:
-                continue  # its files stay: as blocks under system/ (rolled back), or in a repository switched off
+                # Its files stay, as blocks (rolled back) or in a repository switched off; so does the record, so
+                # the agent's own edits are still told from lettafleet's when the memory is switched on again.
+                yield replace(placeholder, state={"kept": True})
+                continue
             text = self._repository(reader, str(agent["id"])).get(fingerprinted_path(placeholder.id))
             if text is not None:
                 yield recorded_file(placeholder, text, str(agent["name"]), str(agent["id"]))
@@ -210,6 +217,14 @@ class V1MemfsHandler(MemoryFileHandler):
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         if (desired or live) is not None and (desired or live).kind == MEMORY_MODE:  # type: ignore[union-attr]
             return _mode_change(desired, live)
+        if desired is None and live is not None and live.state.get("kept"):
+            return compare(live, live)
+        if desired is not None and live is not None and live.state.get("unread"):
+            change = compare(
+                desired, replace(live, attributes=desired.attributes) if desired.state["preserve"] else live
+            )
+            said = "written once the agent's git-backed memory is on again, unless the agent edited it since"
+            return replace(change, detail=said) if change.action is Action.UPDATE else change
         return super().diff(desired, live)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
@@ -225,6 +240,9 @@ class V1MemfsHandler(MemoryFileHandler):
             return None
         if change.action is Action.DELETE:
             git.write(str(agent_id), {}, [change.name], f"lettafleet: remove {change.name}")
+            return None
+        if change.state.get("unread") and _edited_since(change, git.read(str(agent_id)).get(change.name)):
+            session.record_id(change.address, str(change.id))  # the agent's edit stays, and stays told apart
             return None
         text = (change.after or {}).get("text")
         if text is None:  # from a block of an agent this apply made: read it now
@@ -250,6 +268,27 @@ def _from_block(resource: Resource | Change, blocks: Sequence[Mapping[str, Any]]
     value = str(block.get("value") or "")
     section = values.get("extract_section")
     return extracted_section(value, str(section)) if section else value
+
+
+def _unread_file(desired: Resource, written: str, agent_id: str) -> Resource:
+    """A declared file lettafleet wrote before the agent's memory was switched off: not readable until it is on."""
+    state = {
+        "agent_id": agent_id,
+        "agent": desired.state["agent"],
+        "edited": False,
+        "unread": True,
+        "overwrite": desired.state["overwrite_agent_edits"],
+    }
+    attributes = {**desired.attributes, "text": None}
+    return Resource(
+        desired.address, MEMORY_FILE, desired.name, attributes, parent=desired.parent, id=written, state=state
+    )
+
+
+def _edited_since(change: Change, text: str | None) -> bool:
+    """Whether the agent edited the file since lettafleet wrote it (its record's fingerprint), and the fleet file
+    does not ask to write over such an edit."""
+    return text is not None and fingerprinted(change.name, text) != change.id and not change.state.get("overwrite")
 
 
 def mode_address(agent: str) -> str:
@@ -324,7 +363,7 @@ def _switch_on(agent_id: str, client: Connection, git: GitMemoryClient) -> None:
     repository to hold every block, and make each block file hold the block's value now (one commit), synced."""
     agent = client.get(f"/v1/agents/{agent_id}", include=["agent.tags", "agent.blocks"])
     for block in agent.get("blocks") or []:
-        if not str(block.get("label")).startswith(SYNCED_FOLDER):
+        if not str(block.get("label")).startswith((SYNCED_FOLDER, SKILLS_FOLDER)):  # a skill's block is its SKILL.md
             client.patch(f"/v1/blocks/{block['id']}", json={"label": f"{SYNCED_FOLDER}{block['label']}"})
     if not git_memory_on(agent):
         client.patch(f"/v1/agents/{agent_id}", json={"tags": [*(agent.get("tags") or []), GIT_MEMORY_TAG]})
@@ -333,8 +372,8 @@ def _switch_on(agent_id: str, client: Connection, git: GitMemoryClient) -> None:
     writes = {
         f"{block['label']}.md": _block_file(block)
         for block in blocks
-        if value_of(repository.get(f"{block['label']}.md", "")) != str(block.get("value") or "")
-        or f"{block['label']}.md" not in repository
+        if str(block["label"]).startswith(SYNCED_FOLDER)
+        and value_of(repository.get(f"{block['label']}.md", "")) != str(block.get("value") or "")
     }
     if writes:
         git.write(agent_id, writes, [], "lettafleet: the blocks' values as the agent held them")
@@ -351,7 +390,7 @@ def _wait_for_repository(
         blocks = list(client.get(f"/v1/agents/{agent_id}/core-memory/blocks") or [])
         reason = git.available(agent_id)
         repository = git.read(agent_id) if reason is None else {}
-        missing = [f"{b['label']}.md" for b in blocks if f"{b['label']}.md" not in repository]
+        missing = [_block_path(str(b["label"])) for b in blocks if _block_path(str(b["label"])) not in repository]
         if reason is None and not missing:
             return blocks, repository
         if time.monotonic() >= deadline:
@@ -362,6 +401,11 @@ def _wait_for_repository(
             )
         time.sleep(pause)
         pause = min(pause * 1.5, 2.0)
+
+
+def _block_path(label: str) -> str:
+    """The file of the repository a block of the agent is kept as: `skills/<name>/SKILL.md` or `<label>.md`."""
+    return f"{label}/SKILL.md" if label.startswith(SKILLS_FOLDER) else f"{label}.md"
 
 
 def _block_file(block: Mapping[str, Any]) -> str:
