@@ -22,6 +22,7 @@ from lettafleet.core import (
     Change,
     Connection,
     Fleet,
+    LettaError,
     LiveReader,
     Problem,
     Resource,
@@ -51,6 +52,7 @@ SYNC_TIMEOUT = 60.0  # seconds the server may take to write pushed system/*.md f
 SYNCED_FOLDER = "system/"
 SKILLS_FOLDER = "skills/"
 MODE_NAME = "git-backed memory"
+VERIFY = "verify"  # the check after the switch (`memory.verify`), a second resource of the kind
 ENABLE_TIMEOUT = 60.0  # seconds the server may take to make the repository from the blocks once the tag is on
 BLOCKS_MODE_AGENTS = ("memfs v1", "agents declared mode blocks")
 
@@ -148,17 +150,22 @@ class V1MemfsHandler(MemoryFileHandler):
                     "blocks": [str(block["name"]) for block in agent.data.get("memory_blocks") or ()],
                 },
             )
+            if memory["mode"] == MEMFS and memory.get("verify"):
+                yield _verify_resource(agent.address, agent.name, memory, declared_files(fleet, agent))
 
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
         agents = {agent_address(name): agent for name, agent in live_agents(reader).items()}
         modes = [resource for resource in desired if resource.kind == MEMORY_MODE]
-        rolled_back = {str(r.parent) for r in modes if r.attributes["mode"] == BLOCKS}
+        rolled_back = {str(r.parent) for r in modes if r.attributes.get("mode") == BLOCKS}
         reader.derived(BLOCKS_MODE_AGENTS, lambda: rolled_back)
         for mode in modes:
             agent = agents.get(str(mode.parent))
-            if agent is not None:
+            if agent is not None and mode.name == VERIFY:
+                if git_memory_on(agent):  # switched on already: nothing flips, nothing to verify
+                    yield replace(mode, state={**mode.state, "agent_id": str(agent["id"])})
+            elif agent is not None:
                 yield self._live_mode(reader, mode, agent)
         by_agent: dict[str, list[Resource]] = {}
         for resource in desired:
@@ -232,6 +239,11 @@ class V1MemfsHandler(MemoryFileHandler):
         if agent_id is None:
             raise ApplyError(f"{change.address}: its agent {change.parent} was not made, so neither is the file")
         git = self._git(session.client)
+        if change.kind == MEMORY_MODE and change.name == VERIFY:
+            after = change.after or {}
+            named = str(change.parent).removeprefix("agent.")
+            _verify(str(agent_id), {**after["verify"], "files": after["files"], "agent": named}, session.client, git)
+            return None
         if change.kind == MEMORY_MODE:
             if (change.after or {}).get("mode") == MEMFS:
                 _switch_on(str(agent_id), session.client, git)
@@ -268,6 +280,60 @@ def _from_block(resource: Resource | Change, blocks: Sequence[Mapping[str, Any]]
     value = str(block.get("value") or "")
     section = values.get("extract_section")
     return extracted_section(value, str(section)) if section else value
+
+
+def _verify_resource(agent: str, name: str, memory: Mapping[str, Any], files: Sequence[Any]) -> Resource:
+    """`memory.verify`: checked after the apply that switches the agent's git-backed memory on, once its files are
+    written (it depends on each)."""
+    checks = dict(memory["verify"])
+    paths = [declared.path for declared in files]
+    return Resource(
+        address_of(MEMORY_MODE, VERIFY, agent),
+        MEMORY_MODE,
+        VERIFY,
+        {"verify": checks, "files": paths},
+        parent=agent,
+        depends_on=(mode_address(agent), *(address_of(MEMORY_FILE, path, agent) for path in paths)),
+        state={"agent": name, "files": paths, **checks},
+    )
+
+
+def _verify(agent_id: str, checks: Mapping[str, Any], client: Connection, git: GitMemoryClient) -> None:
+    """`memory.verify` after a flip, as lettactl means it: the tag on, every declared file in the repository and the
+    blocks holding the `system/` files, core memory empty if asked, and a reply to the smoke prompt if given."""
+    agent = client.get(f"/v1/agents/{agent_id}", include=["agent.tags"])
+    failed = [] if git_memory_on(agent) else [f"it lacks the tag {GIT_MEMORY_TAG}"]
+    repository = git.read(agent_id) if not failed else {}
+    missing = [path for path in checks.get("files") or () if path not in repository]
+    failed += [f"its repository lacks {', '.join(missing)}"] if missing else []
+    if not failed:
+        try:
+            git.wait_synced(agent_id, {p: t for p, t in repository.items() if _is_block_file(p)}, SYNC_TIMEOUT)
+        except LettaError as error:
+            failed.append(str(error))
+    if checks.get("require_core_memory_empty"):
+        tokens = (client.get(f"/v1/agents/{agent_id}/context") or {}).get("num_tokens_core_memory")
+        if tokens != 0:
+            failed.append(f"require_core_memory_empty: its core memory holds {tokens} tokens")
+    if checks.get("smoke_prompt") and not failed:
+        failed += _smoke(agent_id, str(checks["smoke_prompt"]), client)
+    if failed:
+        raise ApplyError(
+            f"agent {checks.get('agent') or agent_id}: memory.verify failed after the switch to git-backed memory: "
+            f"{'; '.join(failed)}. Look at the agent, fix what is named, and run the apply again"
+        )
+
+
+def _smoke(agent_id: str, prompt: str, client: Connection) -> list[str]:
+    """Send the smoke prompt through the agent; what went wrong when no reply came back."""
+    try:
+        answer = client.post(
+            f"/v1/agents/{agent_id}/messages", json={"messages": [{"role": "user", "content": prompt}]}
+        )
+    except LettaError as error:
+        return [f"smoke_prompt got no reply: {error}"]
+    replies = [m for m in (answer or {}).get("messages") or [] if m.get("message_type") == "assistant_message"]
+    return [] if replies else ["smoke_prompt got no reply from the agent"]
 
 
 def _unread_file(desired: Resource, written: str, agent_id: str) -> Resource:
@@ -316,6 +382,11 @@ def _mode_change(desired: Resource | None, live: Resource | None) -> Change:
     if desired is None:
         assert live is not None
         return compare(live, live)  # a `memory:` section taken out leaves the agent's memory as it is
+    if desired.name == VERIFY:
+        change = compare(desired, live)
+        checks = ", ".join(sorted(desired.attributes["verify"]))
+        said = f"memory.verify ({checks}) checked once the switch to git-backed memory and its files are written"
+        return replace(change, detail=said) if change.changes_something else change
     if live is None and desired.attributes["mode"] == BLOCKS:
         return compare(desired, desired)
     change = compare(desired, live)

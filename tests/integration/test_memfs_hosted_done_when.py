@@ -18,6 +18,9 @@ from click.testing import CliRunner, Result
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.hosted_git_memory import GIT_MEMORY_TAG, HostedGitMemoryStandIn, running_hosted_git_memory
+from tests.fakes.llm_server import FakeLLM
+
+pytest_plugins = ["tests.fakes.llm_server"]
 
 KEY = "sk-let-donewhen-51f0"
 HANDBOOK = "# Handbook\nRead every ticket twice.\n## Refunds\nWithin 30 days, with the receipt.\n"
@@ -129,6 +132,10 @@ def push_as_the_agent(hosted: HostedGitMemoryStandIn, agent_id: str, path: str, 
 
 MODE = 'agent.{}.memory_mode["git-backed memory"]'
 TONE = 'agent.{}.memory_file["system/tone.md"]'
+DEAD_MODEL = (  # a provider nobody answers at: the agent cannot reply
+    "    llm_config: {model: gone, model_endpoint_type: openai, model_endpoint: 'http://127.0.0.1:9/v1', "
+    "context_window: 16000}\n"
+)
 FILES = {
     "system/policies.md",
     "system/tone.md",
@@ -208,3 +215,43 @@ def test_memfs_through_the_hosted_standin_applies_flips_back_without_loss_and_fo
     again = json.loads(ok(run(hosted, "plan", "-f", str(memfs), "-o", "json")))["changes"]
     assert not [change for change in again if change["action"] != "no-op"]  # nothing to do but the edit, kept
     assert [change["address"] for change in again if change.get("drift")] == [TONE.format(old)]
+
+
+def verified_agent(name: str, verify: str, model: str) -> str:
+    return (
+        f"  - name: {name}\n    system_prompt: {{value: You answer tickets.}}\n{model}    tools: []\n"
+        "    memory_blocks:\n      - {name: persona, value: I answer tickets., agent_owned: true, limit: 500}\n"
+        "    memory:\n      mode: memfs\n      files: [{to: system/policies.md, value: No refunds.}]\n"
+        f"      verify: {verify}\n"
+    )
+
+
+def test_verify_after_the_flip_fails_the_apply_for_that_agent_only_and_a_smoke_prompt_gets_its_reply(
+    hosted, client, names, tmp_path, fake_llm: FakeLLM
+):
+    smoked, emptied = names  # the second agent's model answers nobody
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "agents:\n"
+        + verified_agent(smoked, "{smoke_prompt: Say hello.}", fake_llm.fleet_yaml())
+        + verified_agent(emptied, "{smoke_prompt: Say hello.}", DEAD_MODEL)
+    )
+    planned = plan_json(hosted, fleet)
+    assert (
+        "memory.verify (smoke_prompt) checked once the switch"
+        in planned[f"agent.{smoked}.memory_mode.verify"]["detail"]
+    )
+
+    applied = run(hosted, "apply", "--no-lock", "-f", str(fleet))
+
+    assert applied.exit_code == 1, applied.output
+    assert f"agent {emptied}: memory.verify failed after the switch to git-backed memory" in applied.output
+    assert "smoke_prompt got no reply" in applied.output
+    assert f"agent {smoked}: memory.verify failed" not in applied.output and "Traceback" not in applied.output
+    for name in (smoked, emptied):  # the flip itself took for both; only the check of one failed
+        agent = agent_named(client, name)
+        assert GIT_MEMORY_TAG in agent["tags"]
+        assert "system/policies.md" in hosted.files_at_head(agent["id"])
+    messages = client.get(f"/v1/agents/{agent_named(client, smoked)['id']}/messages", limit=50)
+    assert [m for m in messages if m.get("message_type") == "user_message" and "Say hello." in str(m.get("content"))]
+    assert [m for m in messages if m.get("message_type") == "assistant_message"]
