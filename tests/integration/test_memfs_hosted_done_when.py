@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from tests.fakes.fault_proxy import Faults, Hold, running_fault_proxy
 from tests.fakes.hosted_git_memory import GIT_MEMORY_TAG, HostedGitMemoryStandIn, running_hosted_git_memory
 from tests.fakes.llm_server import FakeLLM
 
@@ -255,3 +257,39 @@ def test_verify_after_the_flip_fails_the_apply_for_that_agent_only_and_a_smoke_p
     messages = client.get(f"/v1/agents/{agent_named(client, smoked)['id']}/messages", limit=50)
     assert [m for m in messages if m.get("message_type") == "user_message" and "Say hello." in str(m.get("content"))]
     assert [m for m in messages if m.get("message_type") == "assistant_message"]
+
+
+def test_an_apply_killed_after_the_tag_and_before_any_push_is_finished_by_the_next_with_nothing_doubled_or_lost(
+    hosted, client, names, tmp_path
+):
+    old, _ = names
+    ok(run(hosted, "apply", "--no-lock", "-f", str(write_fleet(tmp_path, [(old, "blocks")]))))
+    memfs = write_fleet(tmp_path, [(old, "memfs")], "memfs.yaml")
+    with running_fault_proxy(hosted.url) as proxy:
+        proxy.faults = Faults(hold=Hold(method="PATCH", path=r"^/v1/agents/agent-[^/]+/?$", body=GIT_MEMORY_TAG))
+        applying = subprocess.Popen(
+            [str(Path(sys.executable).with_name("lettafleet")), "apply", "-f", str(memfs), "--no-lock"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LETTA_BASE_URL": proxy.url, "LETTA_API_KEY": KEY},
+        )
+        try:
+            proxy.wait_until_held()
+            applying.kill()  # SIGKILL while the tag is on its way: it lands, nothing is pushed
+            applying.wait(30)
+        finally:
+            proxy.release()
+            applying.communicate()
+        assert proxy.hold_done.wait(60)
+    agent = agent_named(client, old)
+    assert GIT_MEMORY_TAG in agent["tags"] and "system/policies.md" not in hosted.files_at_head(agent["id"])
+
+    left = plan_json(hosted, memfs)
+    assert f'agent.{old}.memory_file["system/policies.md"]' in left and MODE.format(old) not in left
+    ok(run(hosted, "apply", "--no-lock", "-f", str(memfs)))
+
+    assert set(hosted.files_at_head(agent["id"])) >= FILES
+    labels = [block["label"] for block in client.get(f"/v1/agents/{agent['id']}/core-memory/blocks")]
+    assert len(labels) == len(set(labels)) and blocks_of(client, agent["id"])["system/handbook"] == HANDBOOK
+    assert_no_changes(hosted, memfs)
