@@ -1,8 +1,10 @@
 """The `memory:` section on a V1 server (hosted Letta): the agent's git-backed memory at `/v1/git/<agent>/state.git`,
 reached through the V1 git memory client (`GitMemory`, plugins/backends/letta_v1/git_memory.py) and nothing else.
 
-A server without git memory (the self-hosted 0.16.8 server answers 501: "git HTTP requires memfs service") stops
-the plan at the agent's `memory.mode` line, before anything is written."""
+Two kinds: `memory_file` (each declared file) and `memory_mode` (the switch, the tag `git-memory-enabled`, flipped
+both ways with the block labels moved under `system/` and back; and `memory.verify`, checked after a switch on). A
+server without git memory (the self-hosted 0.16.8 server answers 501: "git HTTP requires memfs service") stops the
+plan at the agent's `memory.mode` line, before anything is written."""
 
 from __future__ import annotations
 
