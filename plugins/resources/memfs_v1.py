@@ -224,7 +224,8 @@ class V1MemfsHandler(MemoryFileHandler):
                 yield recorded_file(placeholder, text, str(agent["name"]), str(agent["id"]))
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
-        if (desired or live) is not None and (desired or live).kind == MEMORY_MODE:  # type: ignore[union-attr]
+        model = desired or live
+        if model is not None and model.kind == MEMORY_MODE:
             return _mode_change(desired, live)
         if desired is None and live is not None and live.state.get("kept"):
             return compare(live, live)
@@ -404,9 +405,8 @@ def _flip_on_detail(state: Mapping[str, Any]) -> str:
     blocks = state.get("live_blocks", state["blocks"])
     moves = [f"block {label} -> {_file_of(label)}" for label in blocks]
     moves += [f"from_blocks {entry['block']} -> {entry['path']}" for entry in state["from_blocks"]]
-    added = [path for path in state["files"]]
     said = "memory blocks -> git-backed memory files (tag git-memory-enabled): " + (", ".join(moves) or "no block")
-    return said + (f"; files added: {', '.join(added)}" if added else "")
+    return said + (f"; files added: {', '.join(state['files'])}" if state["files"] else "")
 
 
 def _flip_off_detail(state: Mapping[str, Any]) -> str:
