@@ -59,6 +59,10 @@ from lettafleet.plugins.resources.agent_removal import KeptBlock, plan_agent_rem
 from lettafleet.plugins.resources.canary import CANARY_KEY, Canary, copy_of
 from lettafleet.plugins.resources.compiled_memory import MEMORY_CLOSING, MEMORY_OPENING, compiled_memory_characters
 
+# The tag that switches an agent's git-backed memory on (hosted Letta's `git-memory-enabled`): the memfs plugin's
+# (`memory.mode`), never declared, compared or removed with the agent's own tags.
+GIT_MEMORY_TAG = "git-memory-enabled"
+
 AGENT = "agent"
 SYSTEM = "system_message"  # the message Letta puts first in every history; nobody wrote it
 COPY_MARK = "~"  # `agent.support~agent-1234`: the address of a copy of agent support the plan deletes
@@ -721,6 +725,7 @@ def _live_agent(agent: Mapping[str, Any]) -> Resource:
         state={
             "metadata": dict(agent.get("metadata") or {}),
             "tags": _own_tags(agent),
+            "git_memory": GIT_MEMORY_TAG in (agent.get("tags") or []),
             "memory_characters": compiled_memory_characters(agent.get("blocks") or []),
             **({CANARY_KEY: original} if original else {}),
         },
@@ -792,12 +797,14 @@ def _tags(change: Change, session: ApplySession) -> list[str]:
     the applying fleet when it has a name: how a later plan finds the agent among thousands (core/letta/reads.py)."""
     after = change.after or {}
     tags = list(after["tags"]) if "tags" in after else list(change.state.get("tags") or [])
-    return [*tags, *([session.owner.tag] if session.owner.tag else [])]
+    switched = [GIT_MEMORY_TAG] if change.state.get("git_memory") else []  # the memfs plugin's, kept as it is
+    return [*tags, *switched, *([session.owner.tag] if session.owner.tag else [])]
 
 
 def _own_tags(agent: Mapping[str, Any]) -> list[str]:
-    """The agent's tags without lettafleet's ownership mark: those a fleet file declares, exports and scopes by."""
-    return sorted(tag for tag in agent.get("tags") or [] if not is_ownership_tag(tag))
+    """The agent's tags without lettafleet's ownership mark and the git memory switch (the memfs plugin's, set
+    and taken off by `memory.mode`): those a fleet file declares, exports and scopes by."""
+    return sorted(tag for tag in agent.get("tags") or [] if not is_ownership_tag(tag) and tag != GIT_MEMORY_TAG)
 
 
 def _marked_fleet(agent: Mapping[str, Any]) -> str | None:

@@ -48,7 +48,14 @@ from lettafleet.core import (
     text_source,
 )
 from lettafleet.plugins.backends.letta_v1.reads import AGENTS, blocks_labelled, conversations_by_agent, labelled
-from lettafleet.plugins.resources.agents import AGENT, agent_address, declared_agents, described, live_agents
+from lettafleet.plugins.resources.agents import (
+    AGENT,
+    GIT_MEMORY_TAG,
+    agent_address,
+    declared_agents,
+    described,
+    live_agents,
+)
 from lettafleet.plugins.resources.compiled_memory import compiled_block_characters
 
 BLOCK = "block"
@@ -238,7 +245,7 @@ class BlockHandler(ResourceHandler):
         for name, agent in agents.items():
             parent = agent_address(name)
             for block in agent.get("blocks") or []:
-                label = block.get("label") or ""
+                label = declared_label(agent, block)
                 own = address_of(BLOCK, label, parent)
                 link = address_of(SHARED, label, parent)
                 if own in wanted:  # another named fleet's block attached here (its shared one, say) is refused
@@ -518,6 +525,15 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
                 id=block["id"],
             )
     return list(found.values())
+
+
+def declared_label(agent: Mapping[str, Any], block: Mapping[str, Any]) -> str:
+    """The label a fleet file gives the agent's block: with git memory on (V1), the server keeps a block as the
+    file `system/<label>.md` and labels it `system/<label>`; the fleet still declares `<label>`."""
+    label = str(block.get("label") or "")
+    if GIT_MEMORY_TAG in (agent.get("tags") or []) and label.startswith("system/"):
+        return label.removeprefix("system/")
+    return label
 
 
 def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:

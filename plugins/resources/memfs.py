@@ -44,7 +44,8 @@ from lettafleet.plugins.resources.memfs_expansion import (
 )
 
 MEMORY_FILE = "memory_file"
-__all__ = ["INDEX", "MEMORY_FILE", "MemoryFileHandler", "extracted_section"]
+MEMORY_MODE = "memory_mode"  # an agent's switch between blocks and git-backed memory files, where a server has one
+__all__ = ["INDEX", "MEMORY_FILE", "MEMORY_MODE", "MemoryFileHandler", "extracted_section"]
 
 
 # ---- the schema -------------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.conversations import AppServerConversationHandler
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
 from lettafleet.plugins.backends.app_server.locks import AppServerLocks
-from lettafleet.plugins.backends.app_server.memfs import AppServerMemfsHandler
+from lettafleet.plugins.backends.app_server.memfs import AppServerMemfsHandler, NoMemorySwitch
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.backends.app_server.secrets import AppServerSecretHandler
 from lettafleet.plugins.backends.app_server.shared_files import ATTACHMENT, SHARED, SharedFileHandler
 from lettafleet.plugins.backends.app_server.tool_choice import NO_TOOL_CHOICE
 from lettafleet.plugins.resources.agents import AGENT
 from lettafleet.plugins.resources.conversations import CONVERSATION
-from lettafleet.plugins.resources.memfs import MEMORY_FILE
+from lettafleet.plugins.resources.memfs import MEMORY_FILE, MEMORY_MODE
 from lettafleet.plugins.resources.secrets import KIND as SECRET
 
 NAME = "Letta App Server"
@@ -81,6 +81,7 @@ HANDLERS = {
     SECRET: AppServerSecretHandler(),
     CONVERSATION: AppServerConversationHandler(),
     MEMORY_FILE: MEMFS,
+    MEMORY_MODE: NoMemorySwitch(),
 }
 
 

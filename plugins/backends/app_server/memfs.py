@@ -23,6 +23,7 @@ from lettafleet.core import (
     LiveReader,
     Problem,
     Resource,
+    ResourceHandler,
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
@@ -267,3 +268,8 @@ def _text_from_block(app: AppServerClient, agent_id: str, change: Change) -> str
 
 
 __all__ = ["V1", "V2", "AppServerMemfsHandler", "layout_problem"]
+
+
+class NoMemorySwitch(ResourceHandler):
+    """`memory.mode` on the App Server: its agents keep their memory as files always, so there is no switch to
+    flip (`mode: blocks` / `memfs` decide only which files the section writes); nothing is planned for it."""

@@ -27,6 +27,7 @@ from lettafleet.plugins.backends.letta_v1 import v1_client
 
 GIT_TIMEOUT = 120.0  # seconds for one git command (a clone or a push)
 PROBE_TIMEOUT = 30.0  # seconds for `available`'s one request
+PROBE_AGENT = "agent-00000000-0000-4000-8000-000000000000"  # no agent's id: asks the server, not an agent
 # What Letta 0.16.x answers (501) on every /v1/git request: it proxies them to a memfs service it does not ship.
 NO_MEMFS_SERVICE = "git HTTP requires memfs service"
 # What git says when the server answered 401: it wanted a credential git had no way to ask for.
@@ -74,6 +75,15 @@ class GitMemory:
             f"{self._client.base_url} does not serve git-backed memory for agent {agent_id}: it answered "
             f"{answer.status_code} ({detail})"
         )
+
+    def served(self) -> str | None:
+        """None when the server has git-backed memory at all; otherwise why not. Asked with a made-up agent: a server
+        with git memory refuses an unknown (or untagged) agent its own way, one without it answers every /v1/git
+        request 501, so one agent's answer never decides for the server."""
+        reason = self.available(PROBE_AGENT)
+        if reason is None or NO_MEMFS_SERVICE in reason or "could not be asked" in reason:
+            return reason
+        return None
 
     def read(self, agent_id: str) -> dict[str, str]:
         """Every file of the agent's repository at HEAD, by its path in the repository."""

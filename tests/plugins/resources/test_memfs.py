@@ -21,6 +21,7 @@ from lettafleet.plugins.resources.memfs_expansion import (
     skill_name,
     template_files,
 )
+from tests.fakes.letta_api import FakeLetta
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "memfs"
 
@@ -89,7 +90,11 @@ def test_the_fixture_declares_memory_files_under_their_agent_with_preserved_path
     escalation = resources['agent.support-desk.memory_file["system/escalation.md"]']
     assert identity.parent == "agent.support-desk"
     assert identity.state["preserve"] and not escalation.state["preserve"]
-    assert escalation.depends_on == ('agent.support-desk.memory_file["system/MEMORY.md"]',)
+    assert escalation.depends_on == (  # the index first, and (V1) the agent's switch to git-backed memory
+        'agent.support-desk.memory_file["system/MEMORY.md"]',
+        'agent.support-desk.memory_mode["git-backed memory"]',
+    )
+    assert resources['agent.support-desk.memory_mode["git-backed memory"]'].attributes == {"mode": "memfs"}
     assert escalation.state["prune_paths"] == ["system/retired.md"]
 
 
@@ -212,6 +217,10 @@ class FakeGitMemory:
         self.asked.append(agent_id)
         return self.reason
 
+    def served(self) -> str | None:
+        self.asked.append("(the server)")
+        return self.reason
+
     def read(self, agent_id: str) -> dict[str, str]:
         raise AssertionError("planning a refused fleet reads no repository")
 
@@ -252,13 +261,19 @@ class FakeRepositories(FakeGitMemory):
     """The git memory client with a repository per agent, kept in memory: what was pushed is what is read, and
     every push and wait is counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, letta: FakeLetta) -> None:
         super().__init__(None)
+        self.letta = letta
         self.files: dict[str, dict[str, str]] = {}
         self.pushes: list[tuple[str, dict[str, str], list[str]]] = []
         self.waited: list[tuple[str, dict[str, str]]] = []
 
     def read(self, agent_id: str) -> dict[str, str]:
+        """The repository; made from the agent's blocks when it is first read with the tag on, as hosted does."""
+        agent = self.letta.agents[agent_id]
+        if agent_id not in self.files and "git-memory-enabled" in agent["tags"]:
+            blocks = [self.letta.blocks[block_id] for block_id in agent["block_ids"]]
+            self.files[agent_id] = {f"{block['label']}.md": block["value"] for block in blocks}
         return dict(self.files.get(agent_id, {}))
 
     def write(self, agent_id, writes, deletes, message) -> None:
@@ -288,12 +303,13 @@ TONE = "        - {to: notes/tone.md, value: Short sentences.}\n"
 
 
 def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_edit_is_drift(fleet, monkeypatch):
-    git = FakeRepositories()
+    git = FakeRepositories(fleet.letta)
     monkeypatch.setattr("lettafleet.plugins.resources.memfs_v1.installed_git_memory", lambda connection: git)
     report = fleet.apply(fleet.plan(v1_fleet(POLICIES, TONE)))
     assert all(status == "applied" for status, _ in fleet.results(report).values()), fleet.results(report)
     (agent_id,) = git.files
     assert git.files[agent_id] == {
+        "system/handbook.md": "# H\n## Refunds\n30 days.\n",  # the block, moved under system/ by the flip
         "system/policies.md": "No refunds.",
         "notes/tone.md": "Short sentences.",
         "notes/refunds.md": "30 days.\n",

@@ -256,6 +256,19 @@ def test_available_recognizes_self_hosted_0_16_8s_answer():
     assert "memfs service it does not ship" in reason
 
 
+def test_served_asks_the_server_not_an_agent_an_unknown_agents_refusal_means_it_has_git_memory(memory):
+    assert memory.served() is None  # the stand-in refuses the made-up agent with a 404: it has git memory
+
+
+@respx.mock
+def test_served_says_why_on_self_hosted_0_16_8():
+    detail = "git HTTP requires memfs service (LETTA_MEMFS_SERVICE_URL not configured)"
+    respx.get(url__regex=r"http://127.0.0.1:8283/v1/git/agent-0{8}-.*/info/refs").respond(501, json={"detail": detail})
+    with LettaClient("http://127.0.0.1:8283", api_key=KEY) as client:
+        reason = GitMemory(client).served()
+    assert reason is not None and reason.startswith("http://127.0.0.1:8283 has no git-backed memory: it answered 501")
+
+
 def test_wait_synced_returns_once_the_blocks_hold_the_pushed_system_files():
     agents_now = agents()
     files = {"system/persona.md": "---\ndescription: who I am\n---\nI help more.", "reference/x.md": "x"}

@@ -1,0 +1,295 @@
+"""Issue 18's Done-when on hosted Letta, through the stand-in for its git-backed memory (tests/fakes/
+hosted_git_memory.py) in front of the real dev server: a fleet with `mode: memfs` (files from a value, a file, a
+template folder, a skill and a block) applies to an agent that had blocks and to a new one, re-plans no changes,
+flips back to blocks without losing a value and forward again; an agent's own edit pushed with git is drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lettafleet.core.cli.app import main
+from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from tests.fakes.fault_proxy import Faults, Hold, running_fault_proxy
+from tests.fakes.hosted_git_memory import GIT_MEMORY_TAG, HostedGitMemoryStandIn, running_hosted_git_memory
+from tests.fakes.llm_server import FakeLLM
+
+pytest_plugins = ["tests.fakes.llm_server"]
+
+KEY = "sk-let-donewhen-51f0"
+HANDBOOK = "# Handbook\nRead every ticket twice.\n## Refunds\nWithin 30 days, with the receipt.\n"
+
+
+@pytest.fixture
+def hosted(letta_server: str) -> Iterator[HostedGitMemoryStandIn]:
+    with running_hosted_git_memory(letta_server, KEY, sync_delay=1.0) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def names(client: LettaClient) -> Iterator[tuple[str, str]]:
+    """Two unique agent names; their agents and blocks are deleted afterwards (straight on the dev server)."""
+    tail = uuid.uuid4().hex[:8]
+    made = (f"memv1-old-{tail}", f"memv1-new-{tail}")
+    yield made
+    for name in made:
+        for agent in client.list_all("/v1/agents/", name=name):
+            blocks = client.get(f"/v1/agents/{agent['id']}/core-memory/blocks")
+            client.delete(f"/v1/agents/{agent['id']}")
+            for block in blocks:
+                client.delete(f"/v1/blocks/{block['id']}")
+
+
+def run(hosted: HostedGitMemoryStandIn, *args: str) -> Result:
+    env = {"LETTA_BASE_URL": hosted.url, "LETTA_API_KEY": KEY}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    assert KEY not in result.output and "Traceback" not in result.output
+    return result.output
+
+
+def agent_entry(name: str, mode: str) -> str:
+    memory = f"    memory:\n      mode: {mode}\n"
+    if mode == "memfs":
+        memory += (
+            "      template_dir: memory\n"
+            "      files:\n"
+            "        - to: system/policies.md\n"
+            '          value: "---\\ndescription: the policies\\n---\\nNo refunds for {{TEAM}}.\\n"\n'
+            "          template_vars: {TEAM: billing}\n"
+            "        - {to: system/tone.md, from_file: texts/tone.md}\n"
+            "      skills:\n        - from_dir: skills/triage\n"
+            "      from_blocks:\n        - {block: handbook, to: system/refunds.md, extract_section: Refunds}\n"
+        )
+    return (
+        f"  - name: {name}\n    system_prompt: {{value: You answer tickets.}}\n"
+        "    llm_config: {model: letta/letta-free, context_window: 16000}\n    tools: []\n    tags: [support]\n"
+        f"    memory_blocks:\n      - {{name: handbook, value: {json.dumps(HANDBOOK)}, agent_owned: true, "
+        "limit: 4000}\n" + memory
+    )
+
+
+def write_fleet(tmp_path: Path, agents: list[tuple[str, str]], named: str = "fleet.yaml") -> Path:
+    (tmp_path / "memory" / "system").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "skills" / "triage").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "texts").mkdir(exist_ok=True)
+    (tmp_path / "memory" / "system" / "escalation.md").write_text(
+        "---\ndescription: when to escalate\n---\nEscalate when money is involved.\n"
+    )
+    (tmp_path / "skills" / "triage" / "SKILL.md").write_text(
+        "---\nname: triage\ndescription: sort tickets\n---\nPick urgent, soon or whenever.\n"
+    )
+    (tmp_path / "skills" / "triage" / "triage.sh").write_text("#!/bin/sh\necho triaged\n")
+    (tmp_path / "texts" / "tone.md").write_text("---\ndescription: how we write\n---\nShort sentences.\n")
+    path = tmp_path / named
+    path.write_text("agents:\n" + "".join(agent_entry(name, mode) for name, mode in agents))
+    return path
+
+
+def agent_named(client: LettaClient, name: str) -> dict:
+    (agent,) = [a for a in client.list_all("/v1/agents/", name=name) if a["name"] == name]
+    return client.get(f"/v1/agents/{agent['id']}", include=["agent.tags", "agent.blocks"])
+
+
+def blocks_of(client: LettaClient, agent_id: str) -> dict[str, str]:
+    return {b["label"]: b["value"] for b in client.get(f"/v1/agents/{agent_id}/core-memory/blocks")}
+
+
+def plan_json(hosted: HostedGitMemoryStandIn, fleet: Path) -> dict[str, dict]:
+    changes = json.loads(ok(run(hosted, "plan", "-f", str(fleet), "-o", "json")))["changes"]
+    return {change["address"]: change for change in changes if change["action"] != "no-op"}
+
+
+def assert_no_changes(hosted: HostedGitMemoryStandIn, fleet: Path) -> None:
+    assert "No changes" in ok(run(hosted, "plan", "-f", str(fleet))), plan_json(hosted, fleet)
+
+
+def push_as_the_agent(hosted: HostedGitMemoryStandIn, agent_id: str, path: str, text: str, into: Path) -> None:
+    """The agent's own edit: a clone, a commit and a push with git, the key in a header."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": "/nonexistent",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {KEY}",
+    }
+    subprocess.run(["git", "clone", "-q", hosted.git_url(agent_id), str(into)], env=env, check=True, timeout=60)
+    (into / path).write_text(text)
+    for args in (["add", "-A"], ["-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "mine"], ["push"]):
+        subprocess.run(["git", *args], cwd=into, env=env, check=True, timeout=60, capture_output=True)
+
+
+MODE = 'agent.{}.memory_mode["git-backed memory"]'
+TONE = 'agent.{}.memory_file["system/tone.md"]'
+DEAD_MODEL = (  # a provider nobody answers at: the agent cannot reply
+    "    llm_config: {model: gone, model_endpoint_type: openai, model_endpoint: 'http://127.0.0.1:9/v1', "
+    "context_window: 16000}\n"
+)
+FILES = {
+    "system/policies.md",
+    "system/tone.md",
+    "system/escalation.md",
+    "system/refunds.md",
+    "skills/triage/SKILL.md",
+    "skills/triage/triage.sh",
+}
+
+
+def test_memfs_through_the_hosted_standin_applies_flips_back_without_loss_and_forward_again(
+    hosted, client, names, tmp_path
+):
+    old, new = names
+    ok(run(hosted, "apply", "--no-lock", "-f", str(write_fleet(tmp_path, [(old, "blocks")]))))
+    memfs = write_fleet(tmp_path, [(old, "memfs"), (new, "memfs")])
+
+    planned = plan_json(hosted, memfs)  # a server with git memory: neither the untagged nor the new agent refused
+    flip = planned[MODE.format(old)]
+    assert flip["action"] == "update"
+    assert "memory blocks -> git-backed memory files" in flip["detail"]
+    assert "block handbook -> system/handbook.md" in flip["detail"]
+    assert "from_blocks handbook -> system/refunds.md" in flip["detail"]
+    assert "system/policies.md" in flip["detail"] and "skills/triage/SKILL.md" in flip["detail"]
+    assert planned[MODE.format(new)]["action"] == "create"
+    ok(run(hosted, "apply", "--no-lock", "-f", str(memfs)))
+
+    for name in (old, new):
+        agent = agent_named(client, name)
+        assert {GIT_MEMORY_TAG, "support"} <= set(agent["tags"])
+        repository = hosted.files_at_head(agent["id"])
+        assert FILES | {"system/handbook.md"} <= set(repository)
+        assert "No refunds for billing." in repository["system/policies.md"]
+        assert repository["system/refunds.md"] == "Within 30 days, with the receipt.\n"
+        blocks = blocks_of(client, agent["id"])
+        assert blocks["system/handbook"] == HANDBOOK  # the block kept its value under its new label
+        assert blocks["system/policies"] == "No refunds for billing.\n"  # the pushed file, synced into a block
+    assert_no_changes(hosted, memfs)
+
+    old_id = agent_named(client, old)["id"]
+    syncs = hosted.syncs[old_id]
+    push_as_the_agent(
+        hosted, old_id, "system/tone.md", "---\ndescription: how we write\n---\nMy own way.\n", tmp_path / "c"
+    )
+    hosted.wait_for_syncs(old_id, syncs + 1)
+    edited = json.loads(ok(run(hosted, "plan", "-f", str(memfs), "-o", "json")))["changes"]
+    drift = {change["address"]: change.get("drift") for change in edited if change.get("drift")}
+    assert list(drift) == [TONE.format(old)]
+    assert "edited system/tone.md since lettafleet wrote it: kept as the agent wrote it" in str(drift)
+    assert not [change for change in edited if change["action"] != "no-op"]
+    ok(run(hosted, "apply", "--no-lock", "-f", str(memfs)))
+    assert "My own way." in hosted.files_at_head(old_id)["system/tone.md"]  # drift, not overwritten
+
+    blocks = write_fleet(tmp_path, [(old, "blocks"), (new, "blocks")], "blocks.yaml")
+    back = plan_json(hosted, blocks)
+    assert set(back) == {MODE.format(old), MODE.format(new)}
+    detail = back[MODE.format(old)]["detail"]
+    assert "git-backed memory files -> memory blocks" in detail and "block system/handbook -> handbook" in detail
+    assert "block system/policies -> policies (no memory_blocks entry: kept as a block)" in detail
+    assert "skills/triage/triage.sh" in detail  # a file that is no block: said, left in the repository
+    ok(run(hosted, "apply", "--no-lock", "-f", str(blocks)))
+    agent = agent_named(client, old)
+    assert GIT_MEMORY_TAG not in agent["tags"] and "support" in agent["tags"]
+    values = blocks_of(client, old_id)
+    assert values["handbook"] == HANDBOOK and values["policies"] == "No refunds for billing.\n"
+    assert values["tone"] == "My own way.\n" and values["refunds"] == "Within 30 days, with the receipt.\n"
+    assert not [label for label in values if label.startswith("system/")]
+    assert_no_changes(hosted, blocks)
+
+    forward = plan_json(hosted, memfs)
+    assert forward[MODE.format(old)]["action"] == "update"
+    ok(run(hosted, "apply", "--no-lock", "-f", str(memfs)))
+    assert GIT_MEMORY_TAG in agent_named(client, old)["tags"]
+    values = blocks_of(client, old_id)
+    assert values["system/handbook"] == HANDBOOK and values["system/tone"] == "My own way.\n"
+    assert "My own way." in hosted.files_at_head(old_id)["system/tone.md"]
+    again = json.loads(ok(run(hosted, "plan", "-f", str(memfs), "-o", "json")))["changes"]
+    assert not [change for change in again if change["action"] != "no-op"]  # nothing to do but the edit, kept
+    assert [change["address"] for change in again if change.get("drift")] == [TONE.format(old)]
+
+
+def verified_agent(name: str, verify: str, model: str) -> str:
+    return (
+        f"  - name: {name}\n    system_prompt: {{value: You answer tickets.}}\n{model}    tools: []\n"
+        "    memory_blocks:\n      - {name: persona, value: I answer tickets., agent_owned: true, limit: 500}\n"
+        "    memory:\n      mode: memfs\n      files: [{to: system/policies.md, value: No refunds.}]\n"
+        f"      verify: {verify}\n"
+    )
+
+
+def test_verify_after_the_flip_fails_the_apply_for_that_agent_only_and_a_smoke_prompt_gets_its_reply(
+    hosted, client, names, tmp_path, fake_llm: FakeLLM
+):
+    smoked, emptied = names  # the second agent's model answers nobody
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "agents:\n"
+        + verified_agent(smoked, "{smoke_prompt: Say hello.}", fake_llm.fleet_yaml())
+        + verified_agent(emptied, "{smoke_prompt: Say hello.}", DEAD_MODEL)
+    )
+    planned = plan_json(hosted, fleet)
+    assert (
+        "memory.verify (smoke_prompt) checked once the switch"
+        in planned[f"agent.{smoked}.memory_mode.verify"]["detail"]
+    )
+
+    applied = run(hosted, "apply", "--no-lock", "-f", str(fleet))
+
+    assert applied.exit_code == 1, applied.output
+    assert f"agent {emptied}: memory.verify failed after the switch to git-backed memory" in applied.output
+    assert "smoke_prompt got no reply" in applied.output
+    assert f"agent {smoked}: memory.verify failed" not in applied.output and "Traceback" not in applied.output
+    for name in (smoked, emptied):  # the flip itself took for both; only the check of one failed
+        agent = agent_named(client, name)
+        assert GIT_MEMORY_TAG in agent["tags"]
+        assert "system/policies.md" in hosted.files_at_head(agent["id"])
+    messages = client.get(f"/v1/agents/{agent_named(client, smoked)['id']}/messages", limit=50)
+    assert [m for m in messages if m.get("message_type") == "user_message" and "Say hello." in str(m.get("content"))]
+    assert [m for m in messages if m.get("message_type") == "assistant_message"]
+
+
+def test_an_apply_killed_after_the_tag_and_before_any_push_is_finished_by_the_next_with_nothing_doubled_or_lost(
+    hosted, client, names, tmp_path
+):
+    old, _ = names
+    ok(run(hosted, "apply", "--no-lock", "-f", str(write_fleet(tmp_path, [(old, "blocks")]))))
+    memfs = write_fleet(tmp_path, [(old, "memfs")], "memfs.yaml")
+    with running_fault_proxy(hosted.url) as proxy:
+        proxy.faults = Faults(hold=Hold(method="PATCH", path=r"^/v1/agents/agent-[^/]+/?$", body=GIT_MEMORY_TAG))
+        applying = subprocess.Popen(
+            [str(Path(sys.executable).with_name("lettafleet")), "apply", "-f", str(memfs), "--no-lock"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LETTA_BASE_URL": proxy.url, "LETTA_API_KEY": KEY},
+        )
+        try:
+            proxy.wait_until_held()
+            applying.kill()  # SIGKILL while the tag is on its way: it lands, nothing is pushed
+            applying.wait(30)
+        finally:
+            proxy.release()
+            applying.communicate()
+        assert proxy.hold_done.wait(60)
+    agent = agent_named(client, old)
+    assert GIT_MEMORY_TAG in agent["tags"] and "system/policies.md" not in hosted.files_at_head(agent["id"])
+
+    left = plan_json(hosted, memfs)
+    assert f'agent.{old}.memory_file["system/policies.md"]' in left and MODE.format(old) not in left
+    ok(run(hosted, "apply", "--no-lock", "-f", str(memfs)))
+
+    assert set(hosted.files_at_head(agent["id"])) >= FILES
+    labels = [block["label"] for block in client.get(f"/v1/agents/{agent['id']}/core-memory/blocks")]
+    assert len(labels) == len(set(labels)) and blocks_of(client, agent["id"])["system/handbook"] == HANDBOOK
+    assert_no_changes(hosted, memfs)
