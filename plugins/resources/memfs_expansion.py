@@ -97,9 +97,18 @@ def skill_name(entry: Mapping[str, Any]) -> str:
 
 def memory_path_problem(path: str, markdown: bool) -> str | None:
     """Why `path` cannot name a file in an agent's memory (None: it can): it must be relative, stay inside the
-    memory (no `..`) and, where lettactl asks it, end in `.md`."""
-    if path.startswith("/") or ".." in PurePosixPath(path).parts or path.startswith("~"):
+    memory (no `..`) and out of its repository's own `.git`, be written as servers normalize it (no `./`, `//` or
+    trailing `/`: else two entries name one file), hold no control character and, where lettactl asks it, end in
+    `.md`."""
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or ".." in parts or path.startswith("~"):
         return "must be a path inside the agent's memory: relative, with no '..'"
+    if any(part.lower() == ".git" for part in parts):
+        return "must not be inside .git: that folder is the memory's git repository itself"
+    if any(ord(character) < 32 or ord(character) == 127 for character in path):
+        return "must not hold a control character (a newline, a tab...)"
+    if str(PurePosixPath(path)) != path or not parts:
+        return "must be written plainly: no './', '//' or '/' at the end"
     if markdown and not path.endswith(".md"):
         return "must end in .md: memory files are Markdown"
     return None
@@ -124,6 +133,10 @@ class Expansion:
     problems: list[Problem]
 
     def add(self, declared: DeclaredFile) -> None:
+        reason = memory_path_problem(declared.path, markdown=False)  # a folder's file names are the disk's
+        if reason:
+            self.problems.append(Problem(declared.at, f"{declared.path!r} {reason}", "rename the file"))
+            return
         first = self.files.get(declared.path)
         if first is None:
             self.files[declared.path] = declared

@@ -315,3 +315,37 @@ def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_ed
     }
     fleet.apply(plan)
     assert "system/policies.md" not in git.files[agent_id] and "notes/tone.md" in git.files[agent_id]
+
+
+@pytest.mark.parametrize(
+    ("memory", "says"),
+    [
+        ("files: [{to: .git/config.md, value: x}]", "to '.git/config.md' must not be inside .git"),
+        ("files: [{to: system/.GIT/a.md, value: x}]", "to 'system/.GIT/a.md' must not be inside .git"),
+        ("from_blocks: [{block: b, to: .git/b.md}]", "to '.git/b.md' must not be inside .git"),
+        ("prune_paths: [.git/config]", "prune_paths entry '.git/config' must not be inside .git"),
+        ("prune_paths: [.git]", "prune_paths entry '.git' must not be inside .git"),
+        ("preserve_existing_paths: [.git/HEAD]", "preserve_existing_paths entry '.git/HEAD' must not be inside"),
+        ("files: [{to: ./system/a.md, value: x}]", "to './system/a.md' must be written plainly"),
+        ("files: [{to: system//a.md, value: x}]", "to 'system//a.md' must be written plainly"),
+        ("prune_paths: [system/a.md/]", "prune_paths entry 'system/a.md/' must be written plainly"),
+        ("prune_paths: ['system/./a.md']", "prune_paths entry 'system/./a.md' must be written plainly"),
+        ("prune_paths: ['.']", "prune_paths entry '.' must be written plainly"),
+        ('files: [{to: "a\\nb.md", value: x}]', "must not hold a control character"),
+        ('prune_paths: ["a\\tb.md"]', "must not hold a control character"),
+    ],
+)
+def test_a_memory_path_into_the_repository_itself_or_not_written_plainly_is_refused_at_its_line(
+    write_fleet, manager, memory, says
+):
+    """The App Server writes and deletes any path inside the memory folder, its .git included (a prune_paths
+    entry `.git/config` would break the agent's repository), and reads `./a.md` as `a.md` (two entries, one file)."""
+    keep = "" if memory.startswith("files:") else "      files: [{to: keep.md, value: k}]\n"
+    errors = errors_of(write_fleet, manager, f"    memory:\n      mode: memfs\n      {memory}\n{keep}")
+    assert any(says in error and error.startswith("8:") for error in errors), errors
+
+
+def test_a_template_file_whose_name_holds_a_control_character_is_refused_at_template_dir(write_fleet, manager):
+    memory = "    memory:\n      mode: memfs\n      template_dir: tpl\n"
+    (error,) = errors_of(write_fleet, manager, memory, files={"tpl/a\nb.md": "x", "tpl/ok.md": "y"})
+    assert error.startswith("8:7: ") and "must not hold a control character" in error, error
