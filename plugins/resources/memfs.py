@@ -205,10 +205,11 @@ def _removal(live: Resource) -> Change:
 
 
 def folder_index(path: str) -> str:
-    """The index a file's top folder keeps under Letta Code's MemFS (`system/MEMORY.md` for `system/a/b.md`), written
-    before the files it indexes."""
+    """The index a file waits for under Letta Code's MemFS: its own folder's (`system/a/MEMORY.md` for
+    `system/a/b.md`), or for an index the folder above's; "" at the root (the server keeps that one)."""
     parts = PurePosixPath(path).parts
-    return f"{parts[0]}/{INDEX}" if len(parts) > 1 and parts[-1] != INDEX else ""
+    folder = parts[:-2] if parts[-1] == INDEX else parts[:-1]
+    return "/".join((*folder, INDEX)) if folder else ""
 
 
 def each_memory_section(fleet: Fleet) -> Iterator[DeclaredAgent]:

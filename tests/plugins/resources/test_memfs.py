@@ -349,3 +349,14 @@ def test_a_template_file_whose_name_holds_a_control_character_is_refused_at_temp
     memory = "    memory:\n      mode: memfs\n      template_dir: tpl\n"
     (error,) = errors_of(write_fleet, manager, memory, files={"tpl/a\nb.md": "x", "tpl/ok.md": "y"})
     assert error.startswith("8:7: ") and "must not hold a control character" in error, error
+
+
+def test_a_file_waits_for_the_index_of_its_own_folder_and_each_index_for_the_one_above(write_fleet, manager):
+    """v2 wants an index in every folder on the way: `a/b/c.md` is written after `a/b/MEMORY.md`, itself after
+    `a/MEMORY.md` (the server refuses a file whose folder has no index yet)."""
+    entries = "".join(f"        - {{to: {path}, value: x}}\n" for path in ("a/b/c.md", "a/b/MEMORY.md", "a/MEMORY.md"))
+    path = write_fleet(HEAD + "    memory:\n      mode: memfs\n      files:\n" + entries)
+    resources = {r.name: r for r in desired_resources(load_fleet(path, manager), manager) if r.kind == "memory_file"}
+    assert resources["a/b/c.md"].depends_on == ('agent.support.memory_file["a/b/MEMORY.md"]',)
+    assert resources["a/b/MEMORY.md"].depends_on == ('agent.support.memory_file["a/MEMORY.md"]',)
+    assert resources["a/MEMORY.md"].depends_on == ()
