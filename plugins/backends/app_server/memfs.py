@@ -26,7 +26,11 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.connection import AppServerError
+from lettafleet.plugins.backends.app_server.connection import (
+    AppServerConnectionError,
+    AppServerError,
+    AppServerTimeout,
+)
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.backends.app_server.memory_files import (
     DEFAULT_DESCRIPTION,
@@ -130,10 +134,14 @@ def frontmatter_problem(text: str, layout: str) -> str | None:
 
 
 def _read_raw(app: AppServerClient, agent_id: str, path: str) -> str | None:
+    """The file's text; None when the server refuses the read (not there: it names no other cause apart). A read
+    that timed out or lost its connection raises: taken for "not there", it would plan a write over the file."""
     try:
         return app.read_memory_file(agent_id, path)
+    except (AppServerTimeout, AppServerConnectionError):
+        raise
     except AppServerError:
-        return None  # not there (the server names no other cause apart)
+        return None
 
 
 def _block_file(reader: LiveReader, agent_id: str, label: str) -> tuple[str, str | None, str] | None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from lettafleet.core import Action, Resource
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.plugins.resources.agents import declared_agents
+from lettafleet.plugins.resources.memfs import MEMORY_FILE, MemoryFileHandler, fingerprinted, live_file
 from lettafleet.plugins.resources.memfs_expansion import (
     declared_files,
     extracted_section,
@@ -360,3 +362,24 @@ def test_a_file_waits_for_the_index_of_its_own_folder_and_each_index_for_the_one
     assert resources["a/b/c.md"].depends_on == ('agent.support.memory_file["a/b/MEMORY.md"]',)
     assert resources["a/b/MEMORY.md"].depends_on == ('agent.support.memory_file["a/MEMORY.md"]',)
     assert resources["a/MEMORY.md"].depends_on == ()
+
+
+def _declared_file(text: str) -> Resource:
+    state = {"agent": "support", "preserve": False, "overwrite_agent_edits": False, "prune_paths": []}
+    address = 'agent.support.memory_file["guide.md"]'
+    return Resource(address, MEMORY_FILE, "guide.md", {"text": text}, parent="agent.support", state=state)
+
+
+def test_a_file_holding_what_the_fleet_declares_is_no_agent_edit_and_the_record_catches_up():
+    """A write whose answer was lost landed, and the record still names the text before it: the file holds what the
+    fleet declares, so it is no edit (the record takes its fingerprint), and the next change to it applies."""
+    handler = MemoryFileHandler()
+    landed = live_file(
+        _declared_file("Greet warmly."), "Greet warmly.", fingerprinted("guide.md", "Greet."), None, "a1"
+    )
+    assert not landed.state["edited"] and landed.id == fingerprinted("guide.md", "Greet warmly.")
+    assert handler.diff(_declared_file("Greet warmly."), landed).action is Action.NO_OP
+    changed = handler.diff(_declared_file("Greet by name."), landed)
+    assert changed.action is Action.UPDATE and not changed.drift
+    edited = live_file(_declared_file("Greet."), "Greet loudly.", fingerprinted("guide.md", "Greet."), None, "a1")
+    assert edited.state["edited"] and handler.diff(_declared_file("Greet."), edited).drift  # a real edit stays one
