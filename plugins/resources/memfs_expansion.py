@@ -22,6 +22,7 @@ SKILL_SKIPS = frozenset({".git", "node_modules", "dist", "build", ".next"})  # f
 SKILL_FILE = "SKILL.md"
 INDEX = "MEMORY.md"  # a MemFS folder's index
 HEADING = re.compile(r"^(#{1,6})\s")
+RENDERED_LIMIT = 1_000_000  # characters a file may have once its template_vars are replaced, as a file it reads
 Path = tuple[Any, ...]
 
 
@@ -41,10 +42,14 @@ class DeclaredFile:
 # ---- pure pieces of the expansion, as lettactl's memfs-reconciler/plan.ts does them --------------------------------
 
 
-def rendered(text: str, template_vars: Mapping[str, str]) -> str:
-    """`{{KEY}}` replaced by each variable's value, one variable after another in the order given."""
+def rendered(text: str, template_vars: Mapping[str, str]) -> str | None:
+    """`{{KEY}}` replaced by each variable's value, one variable after another in the order given; None when that
+    would pass RENDERED_LIMIT (variables naming each other grow a text exponentially), known before it is built."""
     for key, value in template_vars.items():
-        text = text.replace("{{" + key + "}}", value)
+        placeholder = "{{" + key + "}}"
+        if len(text) + text.count(placeholder) * (len(value) - len(placeholder)) > RENDERED_LIMIT:
+            return None
+        text = text.replace(placeholder, value)
     return text
 
 
@@ -252,8 +257,19 @@ def _files(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:
         text = entry.get("value")
         if "from_file" in entry:
             text = expansion.read(entry["from_file"], (*where, "from_file"), "from_file")
-        if text is not None:
-            expansion.add(DeclaredFile(entry["to"], rendered(text, entry.get("template_vars") or {}), where, "files"))
+        if text is None:
+            continue
+        text = rendered(text, entry.get("template_vars") or {})
+        if text is None:
+            expansion.problems.append(
+                Problem(
+                    (*where, "template_vars"),
+                    f"template_vars make {entry['to']} more than {RENDERED_LIMIT} characters long",
+                    "make no variable's value name another variable, or shorten the values",
+                )
+            )
+            continue
+        expansion.add(DeclaredFile(entry["to"], text, where, "files"))
 
 
 def _skills(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:

@@ -3,6 +3,7 @@ section expands into the files the agent should have (as lettactl's memfs-reconc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -383,3 +384,14 @@ def test_a_file_holding_what_the_fleet_declares_is_no_agent_edit_and_the_record_
     assert changed.action is Action.UPDATE and not changed.drift
     edited = live_file(_declared_file("Greet."), "Greet loudly.", fingerprinted("guide.md", "Greet."), None, "a1")
     assert edited.state["edited"] and handler.diff(_declared_file("Greet."), edited).drift  # a real edit stays one
+
+
+def test_template_vars_that_would_grow_a_file_past_a_mebibyte_are_refused_at_their_line_before_it_is_built(
+    write_fleet, manager
+):
+    """Each variable is replaced in the text the ones before it made: a few lines of variables, each naming the next
+    many times, grow a file exponentially (eight such ran validate out of 2 GB of memory)."""
+    bomb = {f"V{i}": f"{{{{V{i + 1}}}}}" * 50 for i in range(3)}  # 37 MB once rendered
+    entry = {"to": "a.md", "value": "{{V0}}" * 50, "template_vars": bomb}
+    (error,) = errors_of(write_fleet, manager, f"    memory:\n      mode: memfs\n      files: [{json.dumps(entry)}]\n")
+    assert error.startswith("8:343: ") and "more than 1000000 characters" in error, error
