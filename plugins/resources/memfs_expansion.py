@@ -209,6 +209,8 @@ def _check_paths(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> N
         seen: set[str] = set()
         for index, path in enumerate(memory.get(key) or ()):
             reason = memory_path_problem(path, markdown=False) or ("is listed twice" if path in seen else None)
+            if not reason and key == "prune_paths" and PurePosixPath(path).name == INDEX:
+                reason = "is an index of the agent's memory (MEMORY.md): the layout needs it, so it is never pruned"
             if reason:
                 expansion.problems.append(Problem((*at, key, index), f"{key} entry {path!r} {reason}", "fix the path"))
             seen.add(path)

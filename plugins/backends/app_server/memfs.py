@@ -80,6 +80,8 @@ def layout_problem(path: str, text: str, layout: str, paths: set[str]) -> str | 
         return None
     if layout == V2:
         return _v2_problem(path, text, paths)
+    if path == INDEX:
+        return "a root MEMORY.md would turn the agent's memory into the v2 layout (Letta Code reads it so)"
     if V1_MEMORY.match(path):
         problem = frontmatter_problem(text, V1)
         return (

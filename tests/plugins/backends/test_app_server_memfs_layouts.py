@@ -98,3 +98,9 @@ def test_v1_checks_reference_as_system_and_allows_only_description_and_limit():
     )
     assert layout_problem("system/deep/x.md", FRONT_V1, "v1", set()) is None
     assert layout_problem("notes/plain.md", "plain", "v1", set()) is None
+
+
+def test_a_root_index_in_a_v1_agent_is_refused_it_would_turn_its_memory_into_the_v2_layout():
+    """0.32.18 accepts the write, and from then on Letta Code (and lettafleet) read the agent's memory as v2."""
+    assert "v2 layout" in str(layout_problem("MEMORY.md", "# Memory\n", "v1", set()))
+    assert layout_problem("notes/MEMORY.md", "# Notes\n", "v1", set()) is None

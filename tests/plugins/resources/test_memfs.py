@@ -334,6 +334,8 @@ def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_ed
         ("prune_paths: [system/a.md/]", "prune_paths entry 'system/a.md/' must be written plainly"),
         ("prune_paths: ['system/./a.md']", "prune_paths entry 'system/./a.md' must be written plainly"),
         ("prune_paths: ['.']", "prune_paths entry '.' must be written plainly"),
+        ("prune_paths: [MEMORY.md]", "prune_paths entry 'MEMORY.md' is an index of the agent's memory"),
+        ("prune_paths: [notes/MEMORY.md]", "prune_paths entry 'notes/MEMORY.md' is an index"),
         ('files: [{to: "a\\nb.md", value: x}]', "must not hold a control character"),
         ('prune_paths: ["a\\tb.md"]', "must not hold a control character"),
     ],
