@@ -105,10 +105,12 @@ def recorded_files(record: Sequence[Recorded] | None) -> dict[str, str]:
 
 def live_file(desired: Resource, text: str, written: str | None, expected: str | None, agent_id: str) -> Resource:
     """A declared file as the agent has it: edited when the record fingerprints another text than it holds now (an
-    edit stays out of the record, so the plan shows it until it is resolved). `expected`: what a file from a block
+    edit stays out of the record, so the plan shows it until it is resolved), unless it holds what the fleet
+    declares (a write whose answer was lost landed: the record catches up). `expected`: what a file from a block
     should hold now."""
     now = fingerprinted(desired.name, text)
-    edited = written is not None and written != now
+    declared = expected if desired.attributes.get("from_block") is not None else desired.attributes.get("text")
+    edited = written is not None and written != now and text != declared
     state = {"agent_id": agent_id, "agent": desired.state["agent"], "edited": edited, "expected": expected}
     return Resource(
         desired.address,
@@ -206,10 +208,11 @@ def _removal(live: Resource) -> Change:
 
 
 def folder_index(path: str) -> str:
-    """The index a file's top folder keeps under Letta Code's MemFS (`system/MEMORY.md` for `system/a/b.md`), written
-    before the files it indexes."""
+    """The index a file waits for under Letta Code's MemFS: its own folder's (`system/a/MEMORY.md` for
+    `system/a/b.md`), or for an index the folder above's; "" at the root (the server keeps that one)."""
     parts = PurePosixPath(path).parts
-    return f"{parts[0]}/{INDEX}" if len(parts) > 1 and parts[-1] != INDEX else ""
+    folder = parts[:-2] if parts[-1] == INDEX else parts[:-1]
+    return "/".join((*folder, INDEX)) if folder else ""
 
 
 def each_memory_section(fleet: Fleet) -> Iterator[DeclaredAgent]:

@@ -22,6 +22,7 @@ SKILL_SKIPS = frozenset({".git", "node_modules", "dist", "build", ".next"})  # f
 SKILL_FILE = "SKILL.md"
 INDEX = "MEMORY.md"  # a MemFS folder's index
 HEADING = re.compile(r"^(#{1,6})\s")
+RENDERED_LIMIT = 1_000_000  # characters a file may have once its template_vars are replaced, as a file it reads
 Path = tuple[Any, ...]
 
 
@@ -41,10 +42,14 @@ class DeclaredFile:
 # ---- pure pieces of the expansion, as lettactl's memfs-reconciler/plan.ts does them --------------------------------
 
 
-def rendered(text: str, template_vars: Mapping[str, str]) -> str:
-    """`{{KEY}}` replaced by each variable's value, one variable after another in the order given."""
+def rendered(text: str, template_vars: Mapping[str, str]) -> str | None:
+    """`{{KEY}}` replaced by each variable's value, one variable after another in the order given; None when that
+    would pass RENDERED_LIMIT (variables naming each other grow a text exponentially), known before it is built."""
     for key, value in template_vars.items():
-        text = text.replace("{{" + key + "}}", value)
+        placeholder = "{{" + key + "}}"
+        if len(text) + text.count(placeholder) * (len(value) - len(placeholder)) > RENDERED_LIMIT:
+            return None
+        text = text.replace(placeholder, value)
     return text
 
 
@@ -97,9 +102,18 @@ def skill_name(entry: Mapping[str, Any]) -> str:
 
 def memory_path_problem(path: str, markdown: bool) -> str | None:
     """Why `path` cannot name a file in an agent's memory (None: it can): it must be relative, stay inside the
-    memory (no `..`) and, where lettactl asks it, end in `.md`."""
-    if path.startswith("/") or ".." in PurePosixPath(path).parts or path.startswith("~"):
+    memory (no `..`) and out of its repository's own `.git`, be written as servers normalize it (no `./`, `//` or
+    trailing `/`: else two entries name one file), hold no control character and, where lettactl asks it, end in
+    `.md`."""
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or ".." in parts or path.startswith("~"):
         return "must be a path inside the agent's memory: relative, with no '..'"
+    if any(part.lower() == ".git" for part in parts):
+        return "must not be inside .git: that folder is the memory's git repository itself"
+    if any(ord(character) < 32 or ord(character) == 127 for character in path):
+        return "must not hold a control character (a newline, a tab...)"
+    if str(PurePosixPath(path)) != path or not parts:
+        return "must be written plainly: no './', '//' or '/' at the end"
     if markdown and not path.endswith(".md"):
         return "must end in .md: memory files are Markdown"
     return None
@@ -124,6 +138,10 @@ class Expansion:
     problems: list[Problem]
 
     def add(self, declared: DeclaredFile) -> None:
+        reason = memory_path_problem(declared.path, markdown=False)  # a folder's file names are the disk's
+        if reason:
+            self.problems.append(Problem(declared.at, f"{declared.path!r} {reason}", "rename the file"))
+            return
         first = self.files.get(declared.path)
         if first is None:
             self.files[declared.path] = declared
@@ -191,6 +209,8 @@ def _check_paths(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> N
         seen: set[str] = set()
         for index, path in enumerate(memory.get(key) or ()):
             reason = memory_path_problem(path, markdown=False) or ("is listed twice" if path in seen else None)
+            if not reason and key == "prune_paths" and PurePosixPath(path).name == INDEX:
+                reason = "is an index of the agent's memory (MEMORY.md): the layout needs it, so it is never pruned"
             if reason:
                 expansion.problems.append(Problem((*at, key, index), f"{key} entry {path!r} {reason}", "fix the path"))
             seen.add(path)
@@ -239,8 +259,19 @@ def _files(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:
         text = entry.get("value")
         if "from_file" in entry:
             text = expansion.read(entry["from_file"], (*where, "from_file"), "from_file")
-        if text is not None:
-            expansion.add(DeclaredFile(entry["to"], rendered(text, entry.get("template_vars") or {}), where, "files"))
+        if text is None:
+            continue
+        text = rendered(text, entry.get("template_vars") or {})
+        if text is None:
+            expansion.problems.append(
+                Problem(
+                    (*where, "template_vars"),
+                    f"template_vars make {entry['to']} more than {RENDERED_LIMIT} characters long",
+                    "make no variable's value name another variable, or shorten the values",
+                )
+            )
+            continue
+        expansion.add(DeclaredFile(entry["to"], text, where, "files"))
 
 
 def _skills(memory: Mapping[str, Any], at: Path, expansion: Expansion) -> None:

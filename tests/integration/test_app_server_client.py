@@ -134,6 +134,19 @@ def test_a_rejected_write_leaves_the_file_as_last_committed(
     assert app_server_client.write_memory_file(agent["id"], "after.md", memory_file("after", "fine"))
 
 
+def test_a_rejected_delete_leaves_the_file_as_last_committed(
+    app_server_client: AppServerClient, agent: dict[str, Any]
+) -> None:
+    """The server takes the file out of the working tree before its check refuses the commit: left so, the
+    deletion stays staged and blocks every later write to the agent."""
+    with pytest.raises(AppServerError, match="Memory validation"):
+        app_server_client.delete_memory_file(agent["id"], "MEMORY.md")  # v2 needs its root index
+
+    listed = {entry["relative_path"] for entry in app_server_client.list_memory(agent["id"])}
+    assert "MEMORY.md" in listed
+    assert app_server_client.write_memory_file(agent["id"], "after.md", memory_file("after", "fine"))
+
+
 def test_conversations_are_created_listed_by_summary_and_archived(
     app_server_client: AppServerClient, agent: dict[str, Any]
 ) -> None:

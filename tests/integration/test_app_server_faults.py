@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.app_server import backend
 from lettafleet.plugins.backends.app_server.client import AppServerClient
+from lettafleet.plugins.resources.memfs import fingerprinted
 from tests.fakes.ws_fault_proxy import ACTIONS, WsFault, running_ws_fault_proxy
 from tests.integration import test_app_server_plan_apply as plan_apply
 
@@ -53,6 +54,8 @@ class Fleet:
     scratch: bool = True
     notes: bool = False
     second: bool = False
+    guide: str | None = None  # a `memory:` section (mode memfs) with the file guide.md of this text, when given
+    tips: bool = False  # and the file tips.md
 
     @property
     def name(self) -> str:
@@ -88,7 +91,25 @@ class Fleet:
                 for label, value, owned in memory
             )
             + "    shared_blocks: [handbook]\n    secrets:\n      api_token: {from_env: FLT_API_TOKEN}\n"
+            + self._memory_section()
         )
+
+    def _memory_section(self) -> str:
+        if self.guide is None:
+            return ""
+        return "    memory:\n      mode: memfs\n      files:\n" + "".join(
+            f"        - to: {path}\n          value: {json.dumps(text)}\n" for path, text in self.memfs_files().items()
+        )
+
+    def memfs_files(self) -> dict[str, str]:
+        """The files the `memory:` section declares, by path, with their whole text (v2 frontmatter included)."""
+        if self.guide is None:
+            return {}
+        bodies = {"guide.md": self.guide} | ({"tips.md": "Listen first."} if self.tips else {})
+        return {
+            path: f"---\nname: {path[:-3]}\ndescription: the {path[:-3]}\n---\n{body}\n"
+            for path, body in bodies.items()
+        }
 
     def files(self) -> dict[str, str]:
         """The memory files the agent must hold, by path, with their values."""
@@ -123,6 +144,12 @@ WRITE_KINDS = {
     # The record once the new file is made (the intent written before names it without its path).
     "record-write": WriteKind({}, {"notes": True}, "secret_apply", "notes.md"),
     "prune-agent-delete": WriteKind({"second": True}, {}, "agent_delete", "", ("--prune",)),
+    # A `memory:` section's files: one changed, one taken out (the record lists it), and the record once one is made.
+    "memfs-write": WriteKind({"guide": "Greet."}, {"guide": "Greet warmly."}, "write_memory_file", "guide.md"),
+    "memfs-delete": WriteKind(
+        {"guide": "Greet.", "tips": True}, {"guide": "Greet.", "tips": False}, "delete_memory_file", "tips.md"
+    ),
+    "memfs-record-write": WriteKind({"guide": "Greet."}, {"guide": "Greet.", "tips": True}, "secret_apply", "tips.md#"),
 }
 
 
@@ -146,6 +173,12 @@ def converged(client: AppServerClient, fleet: Fleet, url: str, path: Path) -> No
         "lettafleet_applied"]}  # fmt: skip
     assert {address for address in recorded if address.startswith("block.")} == {
         f"block.{path.removesuffix('.md')}" for path in fleet.files() if path != "handbook.md"
+    }
+    memfs = fleet.memfs_files()
+    texts = {path: client.read_memory_file(agent["id"], path) for path in memfs}  # list_memory gives no frontmatter
+    assert texts == memfs and ("tips.md" in memfs) == ("tips.md" in files)
+    assert {address: recorded[address] for address in recorded if address.startswith("memory_file")} == {
+        f'memory_file["{path}"]': fingerprinted(path, text) for path, text in memfs.items()
     }
     replanned = cli(url, fleet.secret, "plan", "-f", str(path), "--detailed-exitcode")
     assert replanned.exit_code == 0 and "No changes." in replanned.output, replanned.output
@@ -183,3 +216,25 @@ def test_a_fault_at_each_write_ends_in_a_clear_error_and_the_next_apply_converge
 
     assert again.exit_code == 0, again.output
     converged(app_server_client, target, app_server, path)
+
+
+def test_a_memory_file_read_left_unanswered_stops_the_plan_instead_of_planning_a_write_over_the_agents_edit(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    """A read that times out is no answer: taken for "no such file", the plan would create the file, and the apply
+    would write over what the agent keeps there."""
+    fleet = Fleet(suffix, f"sk-first-{uuid.uuid4().hex}", guide="Greet.")
+    path = fleet.write(tmp_path / "fleet.yaml")
+    assert cli(app_server, fleet.secret, "apply", "-f", str(path), "--no-lock").exit_code == 0
+    (agent,) = app_server_client.agents_named(fleet.name)
+    edited = fleet.memfs_files()["guide.md"] + "The agent learned: greet by name.\n"
+    app_server_client.write_memory_file(agent["id"], "guide.md", edited)
+
+    fault = WsFault("read_memory_file", "swallow", contains="guide.md")
+    with running_ws_fault_proxy(app_server, fault) as proxy, short_timeout():
+        planned = cli(proxy.url, fleet.secret, "plan", "-f", str(path))
+        assert proxy.struck.is_set()
+
+    assert planned.exit_code == 1 and "read_memory_file" in planned.output, planned.output
+    assert "Traceback" not in planned.output and 'memory file "guide.md"' not in planned.output, planned.output
+    assert app_server_client.read_memory_file(agent["id"], "guide.md") == edited

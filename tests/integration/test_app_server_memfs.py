@@ -279,3 +279,28 @@ def test_flipping_to_blocks_removes_only_the_sections_files_keeping_every_block_
     )
     assert texts(client, agent_id, "handbook.md")["handbook.md"] == handbook
     replans_no_changes(app_server, memfs)
+
+
+def test_a_block_file_the_agents_layout_refuses_stops_the_plan_at_its_to_before_any_write(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    """`from_blocks` writes the block with the frontmatter its layout wants: at an index's path (v2: no
+    frontmatter) the server would refuse the commit, and keep it staged, blocking every later write."""
+    name = f"memfs-index-{suffix}"
+    head = (
+        f"agents:\n  - name: {name}\n    system_prompt: {{value: You help.}}\n"
+        f"    llm_config: {{model: {MODEL}, context_window: 16000}}\n"
+        "    memory_blocks:\n      - {name: handbook, description: the handbook, agent_owned: true, limit: 4000,"
+        f" value: {json.dumps(HANDBOOK)}}}\n"
+        "    memory:\n      mode: memfs\n"
+        f"      files: [{{to: notes.md, value: {json.dumps(frontmatter('notes', 'the notes', 'v2') + 'x')}}}]\n"
+    )
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(head)
+    assert cli(app_server, "apply", "-f", str(fleet), "--no-lock").exit_code == 0
+    fleet.write_text(head + "      from_blocks:\n        - {block: handbook, to: guide/MEMORY.md}\n")
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert planned.exit_code == 1, planned.output
+    assert "fleet.yaml:11:29: guide/MEMORY.md: an index (MEMORY.md) has no frontmatter" in planned.output
+    (agent,) = app_server_client.agents_named(name)
+    assert "guide/MEMORY.md" not in {e["relative_path"] for e in app_server_client.list_memory(agent["id"])}

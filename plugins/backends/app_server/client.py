@@ -220,11 +220,19 @@ class AppServerClient:
         return bool(answer.get("committed"))
 
     def delete_memory_file(self, agent_id: str, path: str, *, message: str | None = None) -> None:
+        """Delete and commit one file. A delete the server rejects (its check of the whole memory) is undone in the
+        working tree before the error is raised: the server unlinks the file first."""
         fields: dict[str, Any] = {"agent_id": agent_id, "path": path}
         if message:
             fields["commit_message"] = message
         with self._one_writer(agent_id):
-            self.call("delete_memory_file", **fields)
+            try:
+                self.call("delete_memory_file", **fields)
+            except (AppServerTimeout, AppServerConnectionError):
+                raise  # unanswered, not refused: the delete may have landed
+            except AppServerError:
+                self._restore_committed(agent_id, path)  # the server unlinked it before its check refused
+                raise
 
     @contextmanager
     def _one_writer(self, agent_id: str) -> Iterator[None]:

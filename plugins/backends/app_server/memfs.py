@@ -27,10 +27,15 @@ from lettafleet.core import (
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
-from lettafleet.plugins.backends.app_server.connection import AppServerError
+from lettafleet.plugins.backends.app_server.connection import (
+    AppServerConnectionError,
+    AppServerError,
+    AppServerTimeout,
+)
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.backends.app_server.memory_files import (
     DEFAULT_DESCRIPTION,
+    FILE_LIMIT,
     V1,
     V2,
     agent_of,
@@ -39,7 +44,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     layout_of,
     memory_of,
 )
-from lettafleet.plugins.backends.app_server.memory_reads import FRONTMATTER, MEMORY_READS, parsed_memory_file
+from lettafleet.plugins.backends.app_server.memory_reads import MEMORY_READS, parsed_memory_file
 from lettafleet.plugins.resources.agents import agent_address
 from lettafleet.plugins.resources.memfs import (
     INDEX,
@@ -57,41 +62,90 @@ from lettafleet.plugins.resources.memfs import (
 SKILLS = "skills/"
 
 
-def frontmatter_keys(text: str) -> set[str] | None:
-    """The keys of a Markdown file's frontmatter (None: it has none)."""
-    match = FRONTMATTER.match(text.removeprefix("\ufeff").replace("\r\n", "\n"))
-    if match is None:
-        return None
-    return {line.split(":", 1)[0].strip() for line in match.group(1).split("\n") if re.match(r"^[^\s:][^:]*:", line)}
+V1_MEMORY = re.compile(r"^(?:memory/)?(?:system|reference)/.*\.md$")  # the files Letta Code checks in v1
+FLAT_SKILL = re.compile(r"^skills/[^/]+\.md$")
+FRONTMATTER_KEYS = {V1: ("description", "read_only", "limit"), V2: ("name", "description")}
+REQUIRED_KEYS = {V1: ("description",), V2: ("name", "description")}
+EMPTY_VALUES = {V1: ("",), V2: ("", '""', "''")}
 
 
 def layout_problem(path: str, text: str, layout: str, paths: set[str]) -> str | None:
     """Why the App Server would refuse to commit `text` at `path` in an agent of `layout` (None: it would not),
-    as Letta Code checks memory: v2 wants frontmatter with `name` and `description` in every Markdown file outside
-    `skills/` (an index, MEMORY.md, has none) and an index in every folder holding one; v1 wants frontmatter with a
-    `description` in `system/`. `paths`: every file the agent will have."""
+    as Letta Code's pre-commit check reads memory: v2 wants an index (`MEMORY.md`, no frontmatter) in every folder
+    on the way, frontmatter of exactly `name` and `description` in every other Markdown file outside `skills/`, and
+    20,000 characters at most; v1 wants frontmatter with a `description` (and maybe a `limit`) in `system/` and
+    `reference/`. A Markdown file right under `skills/` is refused by both. `paths`: every file the agent will
+    have."""
+    if FLAT_SKILL.match(path):
+        return "a skill is a folder: write skills/<name>/SKILL.md"
     if not path.endswith(".md") or path.startswith(SKILLS):
         return None
-    keys = frontmatter_keys(text)
-    name = PurePosixPath(path).name
     if layout == V2:
-        if name == INDEX:
-            return "an index (MEMORY.md) has no frontmatter in the v2 layout" if keys is not None else None
-        folder = PurePosixPath(path).parts[0] if "/" in path else ""
-        if folder and f"{folder}/{INDEX}" not in paths:
-            return f"the v2 layout wants an index, {folder}/{INDEX}, beside it (no frontmatter)"
-        missing = [key for key in ("name", "description") if key not in (keys or set())]
-        return f"the v2 layout wants frontmatter with {' and '.join(missing)}" if missing else None
-    if path.startswith("system/") and "description" not in (keys or set()):
-        return "the v1 layout wants frontmatter with a description in system/"
+        return _v2_problem(path, text, paths)
+    if path == INDEX:
+        return "a root MEMORY.md would turn the agent's memory into the v2 layout (Letta Code reads it so)"
+    if V1_MEMORY.match(path):
+        problem = frontmatter_problem(text, V1)
+        return (
+            f"the v1 layout wants frontmatter with a description in system/ and reference/: {problem}"
+            if problem
+            else None
+        )
     return None
 
 
+def _v2_problem(path: str, text: str, paths: set[str]) -> str | None:
+    folders = PurePosixPath(path).parts[:-1]
+    for depth in range(1, len(folders) + 1):
+        index = "/".join((*folders[:depth], INDEX))
+        if index != path and index not in paths:
+            return f"the v2 layout wants an index, {index}, beside it (no frontmatter)"
+    if len(text) > FILE_LIMIT:
+        return f"the v2 layout holds {len(text)} characters, over the {FILE_LIMIT} characters a file may hold"
+    if PurePosixPath(path).name == INDEX:
+        return "an index (MEMORY.md) has no frontmatter in the v2 layout" if text.split("\n")[0] == "---" else None
+    problem = frontmatter_problem(text, V2)
+    return f"the v2 layout wants frontmatter with name and description: {problem}" if problem else None
+
+
+def frontmatter_problem(text: str, layout: str) -> str | None:
+    """What Letta Code's check finds wrong with a memory file's frontmatter (None: nothing), read as it reads it:
+    line by line, the first line exactly `---` (no BOM, no CR), the keys its layout allows, each once (v2) and
+    none empty; v1's `read_only` is the server's to set."""
+    lines = text.split("\n")
+    if lines[0] != "---":
+        return "the file must start with a line '---' (no byte-order mark, no CRLF line ends)"
+    if "---" not in lines[1:]:
+        return "its frontmatter is never closed by a line '---'"
+    seen: set[str] = set()
+    for line in lines[1 : lines.index("---", 1)]:
+        if not line or (layout == V1 and line[0] in " \t"):
+            continue
+        raw_key, _, value = line.partition(":")
+        key = raw_key.strip(" ") if layout == V2 else raw_key.replace(" ", "")
+        value = value.strip(" ")
+        if key not in FRONTMATTER_KEYS[layout]:
+            return f"unknown frontmatter key {key!r} (allowed: {' '.join(FRONTMATTER_KEYS[layout])})"
+        if key in seen and layout == V2:
+            return f"it gives {key!r} twice"
+        if key == "read_only":
+            return "'read_only' is a protected field: the server sets it, a write may not"
+        if (layout == V2 or key == "description") and value in EMPTY_VALUES[layout]:
+            return f"{key!r} must not be empty"
+        seen.add(key)
+    missing = [key for key in REQUIRED_KEYS[layout] if key not in seen]
+    return f"missing {' and '.join(missing)}" if missing else None
+
+
 def _read_raw(app: AppServerClient, agent_id: str, path: str) -> str | None:
+    """The file's text; None when the server refuses the read (not there: it names no other cause apart). A read
+    that timed out or lost its connection raises: taken for "not there", it would plan a write over the file."""
     try:
         return app.read_memory_file(agent_id, path)
+    except (AppServerTimeout, AppServerConnectionError):
+        raise
     except AppServerError:
-        return None  # not there (the server names no other cause apart)
+        return None
 
 
 def _block_file(reader: LiveReader, agent_id: str, label: str) -> tuple[str, str | None, str] | None:
@@ -162,11 +216,15 @@ class AppServerMemfsHandler(MemoryFileHandler):
                 f"agent {resource.state['agent']} has no memory block {label} to write {resource.name} from",
                 "name one of its memory blocks",
             )
-        elif from_block_text(resource.name, str(label), section, block) is None:
+        elif (text := from_block_text(resource.name, str(label), section, block)) is None:
             yield Problem(
                 (*resource.source, "extract_section"),
                 f"block {label} has no heading {section!r}",
                 "name a Markdown heading of the block (#, ## ...) as it is written",
+            )
+        elif problem := layout_problem(resource.name, text, layout, paths):
+            yield Problem(
+                (*resource.source, "to"), f"{resource.name}: {problem}", "write the block's file at another path"
             )
 
     def read_live(

@@ -3,16 +3,19 @@ section expands into the files the agent should have (as lettactl's memfs-reconc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from lettafleet.core import Action, Resource
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.plugins.resources.agents import declared_agents
+from lettafleet.plugins.resources.memfs import MEMORY_FILE, MemoryFileHandler, fingerprinted, live_file
 from lettafleet.plugins.resources.memfs_expansion import (
     declared_files,
     extracted_section,
@@ -331,3 +334,82 @@ def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_ed
     }
     fleet.apply(plan)
     assert "system/policies.md" not in git.files[agent_id] and "notes/tone.md" in git.files[agent_id]
+
+
+@pytest.mark.parametrize(
+    ("memory", "says"),
+    [
+        ("files: [{to: .git/config.md, value: x}]", "to '.git/config.md' must not be inside .git"),
+        ("files: [{to: system/.GIT/a.md, value: x}]", "to 'system/.GIT/a.md' must not be inside .git"),
+        ("from_blocks: [{block: b, to: .git/b.md}]", "to '.git/b.md' must not be inside .git"),
+        ("prune_paths: [.git/config]", "prune_paths entry '.git/config' must not be inside .git"),
+        ("prune_paths: [.git]", "prune_paths entry '.git' must not be inside .git"),
+        ("preserve_existing_paths: [.git/HEAD]", "preserve_existing_paths entry '.git/HEAD' must not be inside"),
+        ("files: [{to: ./system/a.md, value: x}]", "to './system/a.md' must be written plainly"),
+        ("files: [{to: system//a.md, value: x}]", "to 'system//a.md' must be written plainly"),
+        ("prune_paths: [system/a.md/]", "prune_paths entry 'system/a.md/' must be written plainly"),
+        ("prune_paths: ['system/./a.md']", "prune_paths entry 'system/./a.md' must be written plainly"),
+        ("prune_paths: ['.']", "prune_paths entry '.' must be written plainly"),
+        ("prune_paths: [MEMORY.md]", "prune_paths entry 'MEMORY.md' is an index of the agent's memory"),
+        ("prune_paths: [notes/MEMORY.md]", "prune_paths entry 'notes/MEMORY.md' is an index"),
+        ('files: [{to: "a\\nb.md", value: x}]', "must not hold a control character"),
+        ('prune_paths: ["a\\tb.md"]', "must not hold a control character"),
+    ],
+)
+def test_a_memory_path_into_the_repository_itself_or_not_written_plainly_is_refused_at_its_line(
+    write_fleet, manager, memory, says
+):
+    """The App Server writes and deletes any path inside the memory folder, its .git included (a prune_paths
+    entry `.git/config` would break the agent's repository), and reads `./a.md` as `a.md` (two entries, one file)."""
+    keep = "" if memory.startswith("files:") else "      files: [{to: keep.md, value: k}]\n"
+    errors = errors_of(write_fleet, manager, f"    memory:\n      mode: memfs\n      {memory}\n{keep}")
+    assert any(says in error and error.startswith("8:") for error in errors), errors
+
+
+def test_a_template_file_whose_name_holds_a_control_character_is_refused_at_template_dir(write_fleet, manager):
+    memory = "    memory:\n      mode: memfs\n      template_dir: tpl\n"
+    (error,) = errors_of(write_fleet, manager, memory, files={"tpl/a\nb.md": "x", "tpl/ok.md": "y"})
+    assert error.startswith("8:7: ") and "must not hold a control character" in error, error
+
+
+def test_a_file_waits_for_the_index_of_its_own_folder_and_each_index_for_the_one_above(write_fleet, manager):
+    """v2 wants an index in every folder on the way: `a/b/c.md` is written after `a/b/MEMORY.md`, itself after
+    `a/MEMORY.md` (the server refuses a file whose folder has no index yet)."""
+    entries = "".join(f"        - {{to: {path}, value: x}}\n" for path in ("a/b/c.md", "a/b/MEMORY.md", "a/MEMORY.md"))
+    path = write_fleet(HEAD + "    memory:\n      mode: memfs\n      files:\n" + entries)
+    resources = {r.name: r for r in desired_resources(load_fleet(path, manager), manager) if r.kind == "memory_file"}
+    assert resources["a/b/c.md"].depends_on == ('agent.support.memory_file["a/b/MEMORY.md"]',)
+    assert resources["a/b/MEMORY.md"].depends_on == ('agent.support.memory_file["a/MEMORY.md"]',)
+    assert resources["a/MEMORY.md"].depends_on == ()
+
+
+def _declared_file(text: str) -> Resource:
+    state = {"agent": "support", "preserve": False, "overwrite_agent_edits": False, "prune_paths": []}
+    address = 'agent.support.memory_file["guide.md"]'
+    return Resource(address, MEMORY_FILE, "guide.md", {"text": text}, parent="agent.support", state=state)
+
+
+def test_a_file_holding_what_the_fleet_declares_is_no_agent_edit_and_the_record_catches_up():
+    """A write whose answer was lost landed, and the record still names the text before it: the file holds what the
+    fleet declares, so it is no edit (the record takes its fingerprint), and the next change to it applies."""
+    handler = MemoryFileHandler()
+    landed = live_file(
+        _declared_file("Greet warmly."), "Greet warmly.", fingerprinted("guide.md", "Greet."), None, "a1"
+    )
+    assert not landed.state["edited"] and landed.id == fingerprinted("guide.md", "Greet warmly.")
+    assert handler.diff(_declared_file("Greet warmly."), landed).action is Action.NO_OP
+    changed = handler.diff(_declared_file("Greet by name."), landed)
+    assert changed.action is Action.UPDATE and not changed.drift
+    edited = live_file(_declared_file("Greet."), "Greet loudly.", fingerprinted("guide.md", "Greet."), None, "a1")
+    assert edited.state["edited"] and handler.diff(_declared_file("Greet."), edited).drift  # a real edit stays one
+
+
+def test_template_vars_that_would_grow_a_file_past_a_mebibyte_are_refused_at_their_line_before_it_is_built(
+    write_fleet, manager
+):
+    """Each variable is replaced in the text the ones before it made: a few lines of variables, each naming the next
+    many times, grow a file exponentially (eight such ran validate out of 2 GB of memory)."""
+    bomb = {f"V{i}": f"{{{{V{i + 1}}}}}" * 50 for i in range(3)}  # 37 MB once rendered
+    entry = {"to": "a.md", "value": "{{V0}}" * 50, "template_vars": bomb}
+    (error,) = errors_of(write_fleet, manager, f"    memory:\n      mode: memfs\n      files: [{json.dumps(entry)}]\n")
+    assert error.startswith("8:343: ") and "more than 1000000 characters" in error, error
