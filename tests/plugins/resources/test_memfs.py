@@ -378,9 +378,10 @@ def test_a_file_waits_for_the_index_of_its_own_folder_and_each_index_for_the_one
     entries = "".join(f"        - {{to: {path}, value: x}}\n" for path in ("a/b/c.md", "a/b/MEMORY.md", "a/MEMORY.md"))
     path = write_fleet(HEAD + "    memory:\n      mode: memfs\n      files:\n" + entries)
     resources = {r.name: r for r in desired_resources(load_fleet(path, manager), manager) if r.kind == "memory_file"}
-    assert resources["a/b/c.md"].depends_on == ('agent.support.memory_file["a/b/MEMORY.md"]',)
-    assert resources["a/b/MEMORY.md"].depends_on == ('agent.support.memory_file["a/MEMORY.md"]',)
-    assert resources["a/MEMORY.md"].depends_on == ()
+    mode = 'agent.support.memory_mode["git-backed memory"]'  # every file also waits for the switch to memfs
+    assert resources["a/b/c.md"].depends_on == ('agent.support.memory_file["a/b/MEMORY.md"]', mode)
+    assert resources["a/b/MEMORY.md"].depends_on == ('agent.support.memory_file["a/MEMORY.md"]', mode)
+    assert resources["a/MEMORY.md"].depends_on == (mode,)
 
 
 def _declared_file(text: str) -> Resource:
