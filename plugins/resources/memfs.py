@@ -6,7 +6,7 @@ backend compares them, the agent's record fingerprinting what each apply wrote.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -45,6 +45,8 @@ from lettafleet.plugins.resources.memfs_expansion import (
 
 MEMORY_FILE = "memory_file"
 MEMORY_MODE = "memory_mode"  # an agent's switch between blocks and git-backed memory files, where a server has one
+MODE_NAME = "git-backed memory"  # the switch's one resource under an agent
+VERIFY = "verify"  # the check after the switch (`memory.verify`), a second resource of the kind
 __all__ = ["INDEX", "MEMORY_FILE", "MEMORY_MODE", "MemoryFileHandler", "extracted_section"]
 
 
@@ -230,3 +232,23 @@ def lettafleet_check(fleet: Fleet) -> Iterable[Problem]:
     for agent in each_memory_section(fleet):
         yield from expand(fleet, agent).problems
         yield from memory_notes(agent)
+
+
+def mode_address(agent: str) -> str:
+    return address_of(MEMORY_MODE, MODE_NAME, agent)
+
+
+def verify_resource(agent: str, name: str, memory: Mapping[str, Any], files: Sequence[Any]) -> Resource:
+    """`memory.verify`: checked after the apply that switches the agent's memory to files (each backend says when
+    that is), once its files are written (it depends on each)."""
+    checks = dict(memory["verify"])
+    paths = [declared.path for declared in files]
+    return Resource(
+        address_of(MEMORY_MODE, VERIFY, agent),
+        MEMORY_MODE,
+        VERIFY,
+        {"verify": checks, "files": paths},
+        parent=agent,
+        depends_on=(mode_address(agent), *(address_of(MEMORY_FILE, path, agent) for path in paths)),
+        state={"agent": name, "files": paths, **checks},
+    )

@@ -29,7 +29,6 @@ from lettafleet.core import (
     Problem,
     Resource,
     ResourceKind,
-    address_of,
     compare,
     hookimpl,
     read_record,
@@ -38,14 +37,18 @@ from lettafleet.plugins.resources.agents import GIT_MEMORY_TAG, agent_address, d
 from lettafleet.plugins.resources.memfs import (
     MEMORY_FILE,
     MEMORY_MODE,
+    MODE_NAME,
+    VERIFY,
     MemoryFileHandler,
     extracted_section,
     fingerprinted,
     fingerprinted_path,
     live_file,
+    mode_address,
     pruned_file,
     recorded_file,
     recorded_files,
+    verify_resource,
 )
 from lettafleet.plugins.resources.memfs_expansion import BLOCKS, MEMFS, declared_files
 
@@ -53,8 +56,6 @@ GIT_MEMORY_MODULE = "lettafleet.plugins.backends.letta_v1.git_memory"
 SYNC_TIMEOUT = 60.0  # seconds the server may take to write pushed system/*.md files back into the agent's blocks
 SYNCED_FOLDER = "system/"
 SKILLS_FOLDER = "skills/"
-MODE_NAME = "git-backed memory"
-VERIFY = "verify"  # the check after the switch (`memory.verify`), a second resource of the kind
 ENABLE_TIMEOUT = 60.0  # seconds the server may take to make the repository from the blocks once the tag is on
 BLOCKS_MODE_AGENTS = ("memfs v1", "agents declared mode blocks")
 
@@ -153,7 +154,7 @@ class V1MemfsHandler(MemoryFileHandler):
                 },
             )
             if memory["mode"] == MEMFS and memory.get("verify"):
-                yield _verify_resource(agent.address, agent.name, memory, declared_files(fleet, agent))
+                yield verify_resource(agent.address, agent.name, memory, declared_files(fleet, agent))
 
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
@@ -285,22 +286,6 @@ def _from_block(resource: Resource | Change, blocks: Sequence[Mapping[str, Any]]
     return extracted_section(value, str(section)) if section else value
 
 
-def _verify_resource(agent: str, name: str, memory: Mapping[str, Any], files: Sequence[Any]) -> Resource:
-    """`memory.verify`: checked after the apply that switches the agent's git-backed memory on, once its files are
-    written (it depends on each)."""
-    checks = dict(memory["verify"])
-    paths = [declared.path for declared in files]
-    return Resource(
-        address_of(MEMORY_MODE, VERIFY, agent),
-        MEMORY_MODE,
-        VERIFY,
-        {"verify": checks, "files": paths},
-        parent=agent,
-        depends_on=(mode_address(agent), *(address_of(MEMORY_FILE, path, agent) for path in paths)),
-        state={"agent": name, "files": paths, **checks},
-    )
-
-
 def _verify(agent_id: str, checks: Mapping[str, Any], client: Connection, git: GitMemoryClient) -> None:
     """`memory.verify` after a flip, as lettactl means it: the tag on, every declared file in the repository and the
     blocks holding the `system/` files, core memory empty if asked, and a reply to the smoke prompt if given."""
@@ -358,10 +343,6 @@ def _edited_since(change: Change, text: str | None) -> bool:
     """Whether the agent edited the file since lettafleet wrote it (its record's fingerprint), and the fleet file
     does not ask to write over such an edit."""
     return text is not None and fingerprinted(change.name, text) != change.id and not change.state.get("overwrite")
-
-
-def mode_address(agent: str) -> str:
-    return address_of(MEMORY_MODE, MODE_NAME, agent)
 
 
 def git_memory_on(agent: Mapping[str, Any]) -> bool:

@@ -304,3 +304,40 @@ def test_a_block_file_the_agents_layout_refuses_stops_the_plan_at_its_to_before_
     assert "fleet.yaml:11:29: guide/MEMORY.md: an index (MEMORY.md) has no frontmatter" in planned.output
     (agent,) = app_server_client.agents_named(name)
     assert "guide/MEMORY.md" not in {e["relative_path"] for e in app_server_client.list_memory(agent["id"])}
+
+
+def test_verify_fails_the_apply_loudly_until_the_smoke_prompt_gets_a_reply_then_is_checked_no_more(
+    app_server: str, app_server_client: AppServerClient, fake_llm: FakeLLM, suffix: str, tmp_path: Path
+) -> None:
+    name = f"memfs-verify-{suffix}"
+    fleet = memfs_fleet(tmp_path, name, "v2")
+    prompt = f"smoke check {suffix}"
+    verify = f"      verify:\n        require_core_memory_empty: true\n        smoke_prompt: {prompt}\n"
+    fleet.write_text(fleet.read_text() + verify)
+
+    def smoke_prompts_asked() -> int:
+        return sum(prompt in request.last_user_text for request in fake_llm.chat_requests())
+
+    planned = cli(app_server, "plan", "-f", str(fleet))
+    assert planned.exit_code == 0, planned.output
+    assert "memory.verify (require_core_memory_empty, smoke_prompt) checked once the section's files are written" in (
+        planned.output
+    )
+    # A 16,000-token window is too small for Letta Code's prompt with these files: the server refuses the turn, so
+    # the check fails this agent's apply, naming why, with every file written.
+    failed = cli(app_server, "apply", "-f", str(fleet), "--no-lock")
+    assert failed.exit_code == 1, failed.output
+    assert f"agent.{name}: memory.verify failed after its memory files were written: smoke_prompt got no reply" in (
+        failed.output
+    )
+    assert "context window" in failed.output and "Traceback" not in failed.output
+    assert "+ memory mode verify" in cli(app_server, "plan", "-f", str(fleet)).output  # not passed: made again
+
+    fleet.write_text(fleet.read_text().replace("context_window: 16000", "context_window: 64000"))
+    asked_before = smoke_prompts_asked()
+    applied(app_server, fleet)
+    assert smoke_prompts_asked() == asked_before + 1  # through the agent to its model, once
+    # Passed once, the check is in the agent's record: the next plan has nothing left to do, and no turn is made.
+    replans_no_changes(app_server, fleet)
+    applied(app_server, fleet)
+    assert smoke_prompts_asked() == asked_before + 1

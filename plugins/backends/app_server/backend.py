@@ -19,7 +19,7 @@ from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.conversations import AppServerConversationHandler
 from lettafleet.plugins.backends.app_server.fleet_connection import AppServerConnection
 from lettafleet.plugins.backends.app_server.locks import AppServerLocks
-from lettafleet.plugins.backends.app_server.memfs import AppServerMemfsHandler, NoMemorySwitch
+from lettafleet.plugins.backends.app_server.memfs import AppServerMemfsHandler, AppServerMemorySwitch
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.backends.app_server.secrets import AppServerSecretHandler
 from lettafleet.plugins.backends.app_server.shared_files import ATTACHMENT, SHARED, SharedFileHandler
@@ -81,7 +81,7 @@ HANDLERS = {
     SECRET: AppServerSecretHandler(),
     CONVERSATION: AppServerConversationHandler(),
     MEMORY_FILE: MEMFS,
-    MEMORY_MODE: NoMemorySwitch(),
+    MEMORY_MODE: AppServerMemorySwitch(),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -20,10 +21,12 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Fleet,
     LiveReader,
     Problem,
     Resource,
     ResourceHandler,
+    compare,
 )
 from lettafleet.plugins.backends.app_server.agents import agents_by_name, read_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
@@ -45,10 +48,12 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     memory_of,
 )
 from lettafleet.plugins.backends.app_server.memory_reads import MEMORY_READS, parsed_memory_file
-from lettafleet.plugins.resources.agents import agent_address
+from lettafleet.plugins.backends.app_server.turns import ERROR, run_turn
+from lettafleet.plugins.resources.agents import agent_address, declared_agents
 from lettafleet.plugins.resources.memfs import (
     INDEX,
     MEMORY_FILE,
+    MEMORY_MODE,
     MemoryFileHandler,
     extracted_section,
     fingerprinted,
@@ -57,9 +62,13 @@ from lettafleet.plugins.resources.memfs import (
     pruned_file,
     recorded_file,
     recorded_files,
+    verify_resource,
 )
+from lettafleet.plugins.resources.memfs_expansion import MEMFS, declared_files
 
 SKILLS = "skills/"
+OWN_CONVERSATION = "default"  # the agent's own conversation, as the protocol names it
+PASSED = "passed"  # what the agent's record keeps for its `memory.verify` once it passed
 
 
 V1_MEMORY = re.compile(r"^(?:memory/)?(?:system|reference)/.*\.md$")  # the files Letta Code checks in v1
@@ -325,9 +334,71 @@ def _text_from_block(app: AppServerClient, agent_id: str, change: Change) -> str
     return text
 
 
-__all__ = ["V1", "V2", "AppServerMemfsHandler", "layout_problem"]
-
-
-class NoMemorySwitch(ResourceHandler):
+class AppServerMemorySwitch(ResourceHandler):
     """`memory.mode` on the App Server: its agents keep their memory as files always, so there is no switch to
-    flip (`mode: blocks` / `memfs` decide only which files the section writes); nothing is planned for it."""
+    flip (`mode: blocks` / `memfs` decide only which files the section writes). What stands for the switch is the
+    apply that first writes an agent's section files: `memory.verify` is checked after it, as on V1 after the
+    switch (docs/app-server.md)."""
+
+    def desired(self, fleet: Fleet) -> Iterable[Resource]:
+        for agent in declared_agents(fleet):
+            memory = agent.data.get("memory") or {}
+            if memory.get("mode") == MEMFS and memory.get("verify"):
+                yield verify_resource(agent.address, agent.name, memory, declared_files(fleet, agent))
+
+    def read_live(
+        self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
+    ) -> Iterable[Resource | Ambiguity]:
+        """A check stands as done where the agent's record says it passed; else it runs (again) after this apply
+        writes the files, so a check that failed is made by the next apply too."""
+        named = agents_by_name(reader)
+        for check in desired:
+            found = named.get(str(check.state["agent"]))
+            record = read_app_record(reader, str(found[0]["id"])) if found else None
+            if any(entry.kind == MEMORY_MODE and entry.id == PASSED for entry in record or ()):
+                yield replace(check, id=PASSED)
+
+    def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        change = compare(desired, live)  # a check taken out of the file leaves the record: nothing to undo
+        if desired is None or not change.changes_something:
+            return change
+        checks = desired.attributes["verify"]
+        said = [f"memory.verify ({', '.join(sorted(checks))}) checked once the section's files are written"]
+        if checks.get("require_core_memory_empty"):
+            said.append("require_core_memory_empty holds by design here: an App Server agent has no memory blocks")
+        return replace(change, detail="; ".join(said))
+
+    def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        if change.action is Action.DELETE:
+            return None
+        app, agent_id = app_of(session.client), agent_of(change, session, "memory.verify")
+        checks = change.after or {}
+        missing = [path for path in checks.get("files") or () if _read_raw(app, agent_id, str(path)) is None]
+        failed = [f"its memory lacks {', '.join(missing)}"] if missing else []
+        prompt = (checks.get("verify") or {}).get("smoke_prompt")
+        if prompt and not failed:
+            failed += smoke_failures(app, agent_id, str(prompt))
+        if failed:
+            raise ApplyError(
+                f"{change.parent}: memory.verify failed after its memory files were written: "
+                f"{'; '.join(reason.rstrip('.') for reason in failed)}. "
+                "Look at the agent, fix what is named, and run the apply again"
+            )
+        session.record_id(change.address, PASSED)
+        return None
+
+
+def smoke_failures(app: AppServerClient, agent_id: str, prompt: str) -> list[str]:
+    """Send the smoke prompt in the agent's own conversation (tools refused); what went wrong when no reply came."""
+    try:
+        events = list(run_turn(app, agent_id, OWN_CONVERSATION, prompt, approve_tools=False))
+    except AppServerError as error:
+        return [f"smoke_prompt got no reply: {error}"]
+    errors = [str(event.get("message")) for event in events if event.get("message_type") == ERROR]
+    if errors:
+        return [f"smoke_prompt got no reply: {errors[0]}"]
+    replies = [event for event in events if event.get("message_type") == "assistant_message"]
+    return [] if replies else ["smoke_prompt got no reply from the agent"]
+
+
+__all__ = ["V1", "V2", "AppServerMemfsHandler", "AppServerMemorySwitch", "layout_problem"]
