@@ -1,9 +1,11 @@
 """`make test`: every test, in three pytest processes side by side, against dev servers started once for all.
 
 The unit tests need no server and run at once, while the three dev servers (Letta 0.16.8, App Server 0.34.12 and
-0.32.18) install and start. When the servers are up, the integration tests run as two processes: those of the V1
-server (with the one test that moves a fleet from it to the App Server) and those of the App Server only. Each group
-keeps to its own server, so a test that lists a whole server never sees another group's agents appear.
+0.32.18) install and start. The integration tests run as two more processes: those that use the V1 server (the
+one test that moves a fleet from it to the App Server among them), once every server is up, and the others (the
+App Servers', those with private servers of their own, and those with none) as soon as the two App Servers are,
+while the V1 server installs. Each group keeps to its own server, so a test that lists a whole server never sees
+another group's agents appear.
 
 Each process's lines are printed as they come, behind its name. Servers this run started are stopped at its end,
 also on Ctrl-C; servers that were already running are used and left running. Arguments are passed to every pytest.
@@ -32,10 +34,15 @@ SERVERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (f"App Server {APP_SERVER_VERSION}", ("--app-server-version", APP_SERVER_VERSION)),
     (f"App Server {V1_LAYOUT_VERSION}", ("--app-server-version", V1_LAYOUT_VERSION)),
 )
-# (name shown, pytest -m expression); the markers are set in tests/integration/conftest.py.
-UNIT = ("unit", "not integration")
-INTEGRATION = (("v1", "v1_server"), ("app-server", "integration and not v1_server"))
+V1_SERVER, APP_SERVER, V1_LAYOUT_SERVER = (name for name, _ in SERVERS)
+# (name shown, pytest -m expression, the servers it waits for); the markers are set in tests/integration/conftest.py.
+UNIT = ("unit", "not integration", ())
+INTEGRATION = (
+    ("v1", "v1_server", (V1_SERVER, APP_SERVER, V1_LAYOUT_SERVER)),  # the move to the App Server among them
+    ("app-server", "integration and not v1_server", (APP_SERVER, V1_LAYOUT_SERVER)),  # under way while V1 installs
+)
 
+NOTHING_SELECTED = 5  # pytest's exit code when every test was deselected
 _print_lock = threading.Lock()
 
 
@@ -48,6 +55,7 @@ def say(prefix: str, line: str) -> None:
 class Group:
     name: str
     marks: str
+    needs: tuple[str, ...]
     process: subprocess.Popen[str] | None = None
     last_lines: list[str] = field(default_factory=list)
     started_at: float = 0.0
@@ -86,7 +94,8 @@ class Group:
     def returncode(self) -> int:
         if self.process is None:
             return 1  # never ran: its servers did not start
-        return self.process.wait()
+        code = self.process.wait()
+        return 0 if code == NOTHING_SELECTED else code  # `-k` may leave a group nothing to run: not a failure
 
 
 def lettafleet(*args: str) -> subprocess.CompletedProcess[str]:
@@ -122,34 +131,41 @@ def main(pytest_args: Sequence[str]) -> int:
     began = time.monotonic()
     unit = Group(*UNIT)
     integration = [Group(*group) for group in INTEGRATION]
-    started: list[tuple[str, tuple[str, ...]]] = []
-    relays = [unit.start(pytest_args)]
+    interrupted = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=len(SERVERS))
+    starts = {name: pool.submit(start_server, name, flags) for name, flags in SERVERS}
+
+    def run_when_up(group: Group) -> None:
+        """Start the group once every server it needs is up (never, if one did not start), then follow it."""
+        failed = [name for name in group.needs if starts[name].exception() is not None]
+        for name in failed:
+            say("servers", str(starts[name].exception()))
+        if not failed and not interrupted.is_set():
+            group.start(pytest_args).join()
+
+    followers = [unit.start(pytest_args)]
+    followers += [threading.Thread(target=run_when_up, args=(group,), daemon=True) for group in integration]
     try:
-        with ThreadPoolExecutor(max_workers=len(SERVERS)) as pool:
-            starts = {pool.submit(start_server, name, flags): (name, flags) for name, flags in SERVERS}
-            servers_ok = True
-            for future, server in starts.items():
-                try:
-                    if future.result():
-                        started.append(server)
-                except Exception as error:  # said above with the server's own last lines
-                    say("servers", str(error))
-                    servers_ok = False
-        if servers_ok:
-            relays += [group.start(pytest_args) for group in integration]
-        for relay in relays:
-            relay.join()
+        for follower in followers[1:]:
+            follower.start()
+        for follower in followers:
+            follower.join()
     except KeyboardInterrupt:
+        interrupted.set()
         say("run", "interrupted: stopping the tests, then the servers this run started")
         for group in (unit, *integration):
             group.interrupt()
-        for relay in relays:
-            relay.join()
+        for follower in followers:
+            follower.join()
     finally:
-        stop_servers(started)
+        pool.shutdown(wait=True)
+        stop_servers(
+            [(name, flags) for name, flags in SERVERS if starts[name].exception() is None and starts[name].result()]
+        )
     say("run", f"done in {time.monotonic() - began:.0f} s")
     for group in (unit, *integration):
-        summary = group.last_lines[-1] if group.last_lines else "did not run (a server did not start)"
+        not_run = "not run: interrupted" if interrupted.is_set() else "not run: a server it needs did not start"
+        summary = group.last_lines[-1] if group.last_lines else not_run
         say(group.name, f"{summary} ({group.seconds:.0f} s)")
     return max(group.returncode for group in (unit, *integration))
 

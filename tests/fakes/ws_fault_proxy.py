@@ -39,13 +39,14 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class WsFault:
-    """The `nth` request of type `request_type` whose JSON contains `contains` gets `action` (one of ACTIONS);
-    a refusal says `error`."""
+    """The `nth` request of type `request_type` whose JSON contains `contains` gets `action` (one of ACTIONS),
+    and with `every` each such request after it too; a refusal says `error`."""
 
     request_type: str
     action: str
     nth: int = 1
     contains: str = ""
+    every: bool = False
     error: str = "Internal error: the operation could not be completed"
 
     def __post_init__(self) -> None:
@@ -130,10 +131,10 @@ class WsFaultProxy:
         with self._lock:
             self.received[str(frame.get("type"))] += 1
             fault = self._fault
-            if fault is None or self.struck.is_set() or not fault.matches(frame, raw):
+            if fault is None or (self.struck.is_set() and not fault.every) or not fault.matches(frame, raw):
                 return None
             self._matches += 1
-            if self._matches != fault.nth:
+            if self._matches < fault.nth or (self._matches > fault.nth and not fault.every):
                 return None
             self.struck.set()
             return fault.action

@@ -218,11 +218,13 @@ def test_a_fault_at_each_write_ends_in_a_clear_error_and_the_next_apply_converge
     converged(app_server_client, target, app_server, path)
 
 
-def test_a_memory_file_read_left_unanswered_stops_the_plan_instead_of_planning_a_write_over_the_agents_edit(
-    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+@pytest.mark.parametrize("every", [False, True], ids=["once, then read again", "every time"])
+def test_a_memory_file_read_left_unanswered_never_plans_a_write_over_the_agents_edit(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path, every: bool
 ) -> None:
     """A read that times out is no answer: taken for "no such file", the plan would create the file, and the apply
-    would write over what the agent keeps there."""
+    would write over what the agent keeps there. The first read of an agent's files rides along with its record;
+    the file's handler reads it again when that one failed, and a plan whose reads all go unanswered stops."""
     fleet = Fleet(suffix, f"sk-first-{uuid.uuid4().hex}", guide="Greet.")
     path = fleet.write(tmp_path / "fleet.yaml")
     assert cli(app_server, fleet.secret, "apply", "-f", str(path), "--no-lock").exit_code == 0
@@ -230,11 +232,17 @@ def test_a_memory_file_read_left_unanswered_stops_the_plan_instead_of_planning_a
     edited = fleet.memfs_files()["guide.md"] + "The agent learned: greet by name.\n"
     app_server_client.write_memory_file(agent["id"], "guide.md", edited)
 
-    fault = WsFault("read_memory_file", "swallow", contains="guide.md")
+    fault = WsFault("read_memory_file", "swallow", contains="guide.md", every=every)
     with running_ws_fault_proxy(app_server, fault) as proxy, short_timeout():
         planned = cli(proxy.url, fleet.secret, "plan", "-f", str(path))
         assert proxy.struck.is_set()
 
-    assert planned.exit_code == 1 and "read_memory_file" in planned.output, planned.output
-    assert "Traceback" not in planned.output and 'memory file "guide.md"' not in planned.output, planned.output
+    if every:
+        assert planned.exit_code == 1 and "read_memory_file" in planned.output, planned.output
+        assert 'memory file "guide.md"' not in planned.output, planned.output
+    else:
+        assert planned.exit_code == 0, planned.output
+        assert f"agent {fleet.name} edited guide.md since lettafleet wrote it" in planned.output, planned.output
+        assert '+ memory file "guide.md"' not in planned.output and '~ memory file "guide.md"' not in planned.output
+    assert "Traceback" not in planned.output
     assert app_server_client.read_memory_file(agent["id"], "guide.md") == edited
