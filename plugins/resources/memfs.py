@@ -47,7 +47,7 @@ MEMORY_FILE = "memory_file"
 MEMORY_MODE = "memory_mode"  # an agent's switch between blocks and git-backed memory files, where a server has one
 MODE_NAME = "git-backed memory"  # the switch's one resource under an agent
 VERIFY = "verify"  # the check after the switch (`memory.verify`), a second resource of the kind
-__all__ = ["INDEX", "MEMORY_FILE", "MEMORY_MODE", "MemoryFileHandler", "extracted_section"]
+__all__ = ["INDEX", "INDEX_IN_USE", "MEMORY_FILE", "MEMORY_MODE", "MemoryFileHandler", "extracted_section"]
 
 
 # ---- the schema -------------------------------------------------------------------------------------------------
@@ -197,16 +197,61 @@ def _origin(desired: Resource) -> str:
     return f"from memory block {label}" if label else ""
 
 
+INDEX_IN_USE = "index in use"  # why a removal of an index is held: files stay in its folder (`Change.held`)
+
+
 def _removal(live: Resource) -> Change:
     """A file `prune_paths` names is deleted; one the record lists and the file no longer declares is deleted
-    unless its agent edited it since (then it waits for `--prune`)."""
+    unless its agent edited it since (then it waits for `--prune`). An index the layout wants while files stay in
+    its folder is kept (`indexes_in_use`). Every removal comes before that of its folder's index."""
+    index = folder_index(live.name)
     change = compare(None, live)
+    if index:
+        change = replace(change, depends_on=(address_of(MEMORY_FILE, index, live.parent),))
     if live.state.get("pruned"):
         return replace(change, detail="prune_paths names it")
+    if in_use_by := live.state.get("in_use_by"):
+        one = len(in_use_by) == 1
+        kept = (
+            f"kept while {', '.join(in_use_by)} {'stays' if one else 'stay'} in its folder (the agent's layout wants "
+            f"an index beside every file); the plan deletes it once {'that is' if one else 'they are'} gone"
+        )
+        return replace(change, held=INDEX_IN_USE, drift=kept)
+    if held_with := live.state.get("held_with"):
+        after = "it" if len(held_with) == 1 else "them"
+        return replace(change, held="prune", detail=f"the index of {', '.join(held_with)}, deleted after {after}")
     if live.state.get("edited"):
         edited = f"agent {live.state['agent']} edited it since lettafleet wrote it"
         return replace(change, held="prune", detail=edited)
     return replace(change, detail="taken out of the memory section: lettafleet wrote it (the agent's record)")
+
+
+def indexes_in_use(removals: Sequence[Resource], staying: Iterable[str]) -> list[Resource]:
+    """One agent's removals (`recorded_file`, `pruned_file`), each index among them with its fate where files stay
+    in its folder, for a layout that wants an index in every folder (Letta Code's v2): while only removals held for
+    `--prune` stay, the index is held with them (`held_with`); while any other file stays (the agent's own, a
+    declared one, one kept), it is kept (`in_use_by`). `staying`: every file the agent has or will have, removals
+    included. Deepest folders first, so a kept or held index keeps its parent folder's."""
+    going = {r.name for r in removals if r.state.get("pruned") or not r.state.get("edited")}
+    holding = {r.name for r in removals if r.name not in going}
+    files = set(staying) | going | holding
+    fates: dict[str, dict[str, Any]] = {}
+    for index in sorted((r.name for r in removals if PurePosixPath(r.name).name == INDEX), key=_depth, reverse=True):
+        folder = index.removesuffix(INDEX)
+        inside = sorted(path for path in files - going if path.startswith(folder) and path != index)
+        if not inside:
+            continue
+        going.discard(index)
+        if set(inside) <= holding:
+            holding.add(index)
+            fates[index] = {"held_with": inside}
+        else:
+            fates[index] = {"in_use_by": [path for path in inside if path not in holding]}
+    return [replace(r, state={**r.state, **fates[r.name]}) if r.name in fates else r for r in removals]
+
+
+def _depth(path: str) -> int:
+    return len(PurePosixPath(path).parts)
 
 
 def folder_index(path: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
+from tests.fakes.ws_fault_proxy import WsFault, running_ws_fault_proxy
 from tests.integration.test_app_server_plan_apply import MODEL, app_server, cli, suffix
 
 pytest_plugins = ["tests.fakes.llm_server"]
@@ -250,15 +251,26 @@ def test_preserved_files_are_seeded_once_prune_paths_delete_and_overwrite_agent_
     replans_no_changes(app_server, fleet)
 
 
+def applied_v2(url: str, client: AppServerClient, tmp_path: Path, name: str) -> tuple[Path, str]:
+    """`memfs_fleet` applied to a new v2 agent: the fleet file and the agent's id."""
+    fleet = memfs_fleet(tmp_path, name, "v2")
+    applied(url, fleet)
+    return fleet, str(client.agents_named(name)[0]["id"])
+
+
+def edited_by_the_agent(client: AppServerClient, agent_id: str, path: str, line: str) -> str:
+    """The agent adds `line` to its file `path`: what the file holds then."""
+    edited = str(texts(client, agent_id, path)[path]) + line
+    client.write_memory_file(agent_id, path, edited, message="the agent's own edit")
+    return edited
+
+
 def test_flipping_to_blocks_removes_only_the_sections_files_keeping_every_block_and_back_writes_them_again(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
     client, name = app_server_client, f"memfs-flip-{suffix}"
-    memfs = memfs_fleet(tmp_path, name, "v2")
-    applied(app_server, memfs)
-    agent_id = str(client.agents_named(name)[0]["id"])
-    handbook = str(texts(client, agent_id, "handbook.md")["handbook.md"]) + "The agent's own line.\n"
-    client.write_memory_file(agent_id, "handbook.md", handbook, message="the agent's edit of its block")
+    memfs, agent_id = applied_v2(app_server, client, tmp_path, name)
+    handbook = edited_by_the_agent(client, agent_id, "handbook.md", "The agent's own line.\n")
 
     blocks = tmp_path / "blocks.yaml"
     blocks.write_text(memfs.read_text().replace("      mode: memfs\n", "      mode: blocks\n"))
@@ -341,3 +353,101 @@ def test_verify_fails_the_apply_loudly_until_the_smoke_prompt_gets_a_reply_then_
     replans_no_changes(app_server, fleet)
     applied(app_server, fleet)
     assert smoke_prompts_asked() == asked_before + 1
+
+
+def removals(url: str, fleet: Path, *flags: str) -> dict[str, tuple[str, str | None]]:
+    """What a plan of `fleet` removes or holds, by file path: (action, why it is held)."""
+    planned = cli(url, "plan", "-f", str(fleet), "-o", "json", *flags)
+    assert planned.exit_code == 0, planned.output
+    return {
+        c["address"].split('memory_file["')[1].rstrip('"]'): (c["action"], c.get("held"))
+        for c in json.loads(planned.stdout)["changes"]
+        if c["kind"] == "memory_file" and c["action"] != "no-op"
+    }
+
+
+SECTION_FILES = [
+    "system/policies.md",
+    "system/escalation.md",
+    "system/refunds.md",
+    "skills/triage/SKILL.md",
+    "skills/triage/triage.sh",
+]
+
+
+def without_memory_section(fleet: Path) -> Path:
+    text = fleet.read_text()
+    fleet.write_text(text[: text.index("    memory:\n")])
+    return fleet
+
+
+def test_a_section_taken_out_holds_the_index_with_the_agents_edit_and_deletes_it_after_the_edit_with_prune(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-out-{suffix}"
+    fleet, agent_id = applied_v2(app_server, client, tmp_path, name)
+    edited = edited_by_the_agent(client, agent_id, "system/tone.md", "The agent added this.\n")
+
+    # The index stays with the edit it indexes: held for --prune too, not deleted from under it.
+    without_memory_section(fleet)
+    planned = removals(app_server, fleet)
+    assert planned == {
+        **{path: ("delete", None) for path in SECTION_FILES},
+        "system/tone.md": ("delete", "prune"),
+        "system/MEMORY.md": ("delete", "prune"),
+    }, planned
+    text = cli(app_server, "plan", "-f", str(fleet)).output
+    assert "the index of system/tone.md, deleted after it" in text
+    applied(app_server, fleet)
+    assert all(found is None for found in texts(client, agent_id, *SECTION_FILES).values())
+    assert texts(client, agent_id, "system/tone.md")["system/tone.md"] == edited
+    assert texts(client, agent_id, "system/MEMORY.md")["system/MEMORY.md"] is not None
+    assert texts(client, agent_id, "handbook.md")["handbook.md"] is not None  # a block's file is the agent's
+    assert removals(app_server, fleet) == {path: ("delete", "prune") for path in ("system/tone.md", "system/MEMORY.md")}
+
+    # --prune deletes both, the edit first: the server refuses an index taken from under a file. While the edit's
+    # delete is refused, the index's is not even sent (it waits for it); the next apply deletes both.
+    refused = WsFault("delete_memory_file", "refuse", contains='"system/tone.md"')
+    with running_ws_fault_proxy(app_server, refused) as proxy:
+        result = cli(proxy.url, "apply", "-f", str(fleet), "--no-lock", "--prune")
+        assert result.exit_code == 1, result.output
+        assert proxy.received["delete_memory_file"] == 1, result.output
+    assert texts(client, agent_id, "system/tone.md")["system/tone.md"] == edited
+    assert texts(client, agent_id, "system/MEMORY.md")["system/MEMORY.md"] is not None
+    result = cli(app_server, "apply", "-f", str(fleet), "--no-lock", "--prune")
+    assert result.exit_code == 0, result.output
+    assert texts(client, agent_id, "system/tone.md", "system/MEMORY.md") == {
+        "system/tone.md": None,
+        "system/MEMORY.md": None,
+    }
+    assert removals(app_server, fleet, "--prune") == {}
+
+
+def test_an_index_is_kept_while_a_file_of_the_agents_own_stays_in_its_folder_and_deleted_once_it_is_gone(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    client, name = app_server_client, f"memfs-own-{suffix}"
+    fleet, agent_id = applied_v2(app_server, client, tmp_path, name)
+    own = frontmatter("diary", "the agent's own", "v2") + "Mine.\n"
+    client.write_memory_file(agent_id, "system/diary.md", own, message="the agent's own file")
+
+    without_memory_section(fleet)
+    planned = removals(app_server, fleet, "--prune")
+    assert planned == {
+        **{path: ("delete", None) for path in [*SECTION_FILES, "system/tone.md"]},
+        "system/MEMORY.md": ("delete", "index in use"),
+    }, planned
+    text = cli(app_server, "plan", "-f", str(fleet)).output
+    assert "kept while system/diary.md stays in its folder" in text
+    result = cli(app_server, "apply", "-f", str(fleet), "--no-lock", "--prune")
+    assert result.exit_code == 0, result.output
+    assert texts(client, agent_id, "system/tone.md")["system/tone.md"] is None
+    assert texts(client, agent_id, "system/diary.md", "system/MEMORY.md")["system/diary.md"] == own
+    assert texts(client, agent_id, "system/MEMORY.md")["system/MEMORY.md"] is not None
+
+    # Once the agent's file is gone, the index the record lists is lettafleet's to delete.
+    client.delete_memory_file(agent_id, "system/diary.md", message="the agent lets it go")
+    assert removals(app_server, fleet) == {"system/MEMORY.md": ("delete", None)}
+    applied(app_server, fleet)
+    assert texts(client, agent_id, "system/MEMORY.md")["system/MEMORY.md"] is None
+    replans_no_changes(app_server, fleet)

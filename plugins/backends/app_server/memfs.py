@@ -58,6 +58,7 @@ from lettafleet.plugins.resources.memfs import (
     extracted_section,
     fingerprinted,
     fingerprinted_path,
+    indexes_in_use,
     live_file,
     pruned_file,
     recorded_file,
@@ -69,6 +70,7 @@ from lettafleet.plugins.resources.memfs_expansion import MEMFS, declared_files
 SKILLS = "skills/"
 OWN_CONVERSATION = "default"  # the agent's own conversation, as the protocol names it
 PASSED = "passed"  # what the agent's record keeps for its `memory.verify` once it passed
+DECLARED_PATHS = ("app_server", "memfs declared paths")  # the memory files the fleet declares, by agent address
 
 
 V1_MEMORY = re.compile(r"^(?:memory/)?(?:system|reference)/.*\.md$")  # the files Letta Code checks in v1
@@ -239,6 +241,7 @@ class AppServerMemfsHandler(MemoryFileHandler):
     def read_live(
         self, reader: LiveReader, desired: Sequence[Resource], fleet: Sequence[Resource]
     ) -> Iterable[Resource | Ambiguity]:
+        reader.derived(DECLARED_PATHS, lambda: _paths_by_agent(desired))  # for `removed`, which core calls next
         named = agents_by_name(reader)
         wanted: dict[str, list[Resource]] = {}
         for resource in desired:
@@ -296,8 +299,10 @@ class AppServerMemfsHandler(MemoryFileHandler):
         )
 
     def removed(self, reader: LiveReader, recorded: Sequence[Resource]) -> Iterable[Resource | Ambiguity]:
-        """The files the agents' records list and the fleet declares no more, where they are still there."""
+        """The files the agents' records list and the fleet declares no more, where they are still there; in the
+        v2 layout, an index among them is kept (or held) while files stay in its folder (`indexes_in_use`)."""
         agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
+        by_agent: dict[str, list[Resource]] = {}
         for placeholder in recorded:
             agent = agents.get(str(placeholder.parent))
             if agent is None or not placeholder.id:
@@ -305,7 +310,18 @@ class AppServerMemfsHandler(MemoryFileHandler):
             agent_id = str(agent["id"])
             text = _read_raw(app_of(reader.client), agent_id, fingerprinted_path(placeholder.id))
             if text is not None:
-                yield recorded_file(placeholder, text, str(agent["name"]), agent_id)
+                by_agent.setdefault(agent_id, []).append(recorded_file(placeholder, text, str(agent["name"]), agent_id))
+        for agent_id, removals in by_agent.items():
+            yield from self._with_indexes(reader, agent_id, removals)
+
+    def _with_indexes(self, reader: LiveReader, agent_id: str, removals: list[Resource]) -> Iterable[Resource]:
+        if not any(PurePosixPath(r.name).name == INDEX for r in removals):
+            return removals
+        files = memory_of(reader, agent_id)
+        if layout_of(files, app_of(reader.client).made_by) != V2:
+            return removals
+        declared, pruned = reader.derived(DECLARED_PATHS, dict).get(str(removals[0].parent), (set(), set()))
+        return indexes_in_use(removals, ({str(e.get("relative_path")) for e in files} | declared) - pruned)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app, agent_id = app_of(session.client), agent_of(change, session, "the file")
@@ -319,6 +335,16 @@ class AppServerMemfsHandler(MemoryFileHandler):
         app.write_memory_file(str(agent_id), change.name, str(text), message=f"lettafleet: {change.name}")
         session.record_id(change.address, fingerprinted(change.name, str(text)))
         return None
+
+
+def _paths_by_agent(desired: Sequence[Resource]) -> dict[str, tuple[set[str], set[str]]]:
+    """By agent address: the paths of the files the fleet declares, and those its `prune_paths` name."""
+    by_agent: dict[str, tuple[set[str], set[str]]] = {}
+    for resource in desired:
+        declared, pruned = by_agent.setdefault(str(resource.parent), (set(), set()))
+        declared.add(resource.name)
+        pruned.update(resource.state.get("prune_paths") or ())
+    return by_agent
 
 
 def _text_from_block(app: AppServerClient, agent_id: str, change: Change) -> str:

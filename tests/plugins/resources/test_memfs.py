@@ -15,7 +15,13 @@ from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
 from lettafleet.plugins.resources.agents import declared_agents
-from lettafleet.plugins.resources.memfs import MEMORY_FILE, MemoryFileHandler, fingerprinted, live_file
+from lettafleet.plugins.resources.memfs import (
+    MEMORY_FILE,
+    MemoryFileHandler,
+    fingerprinted,
+    indexes_in_use,
+    live_file,
+)
 from lettafleet.plugins.resources.memfs_expansion import (
     declared_files,
     extracted_section,
@@ -414,3 +420,55 @@ def test_template_vars_that_would_grow_a_file_past_a_mebibyte_are_refused_at_the
     entry = {"to": "a.md", "value": "{{V0}}" * 50, "template_vars": bomb}
     (error,) = errors_of(write_fleet, manager, f"    memory:\n      mode: memfs\n      files: [{json.dumps(entry)}]\n")
     assert error.startswith("8:343: ") and "more than 1000000 characters" in error, error
+
+
+def _removal(path: str, *, edited: bool = False, pruned: bool = False) -> Resource:
+    address = f'agent.support.memory_file["{path}"]'
+    state = {"agent": "support", "edited": edited, **({"pruned": True} if pruned else {})}
+    return Resource(address, MEMORY_FILE, path, {"text": "x"}, parent="agent.support", id=path, state=state)
+
+
+def _fates(removals: list[Resource], staying: set[str]) -> dict[str, tuple[str | None, str]]:
+    """What the plan makes of each removal: (why it is held, its reason's text)."""
+    changes = [MemoryFileHandler().diff(None, found) for found in indexes_in_use(removals, staying)]
+    return {change.name: (change.held, change.drift or change.detail) for change in changes}
+
+
+def test_an_index_is_kept_while_other_files_stay_in_its_folder_and_held_with_edits_that_wait_for_prune():
+    """Every way a file stays beside an index taken out of the file: the agent's own, a declared one (new or not),
+    an edit held for --prune, an index below that stays; files going (taken out, pruned) keep nothing."""
+    going = [_removal("system/MEMORY.md"), _removal("system/a.md"), _removal("system/old.md", pruned=True)]
+    assert _fates(going, {"system/MEMORY.md", "system/a.md", "system/old.md"})["system/MEMORY.md"][0] is None
+    for staying in ({"system/own.md"}, {"system/declared-new.md"}):  # the agent's own file; a declared one
+        fates = _fates(going, {"system/MEMORY.md", "system/a.md", *staying})
+        assert fates["system/MEMORY.md"] == ("index in use", _kept(*staying)), fates
+        assert fates["system/a.md"][0] is None  # what is taken out still goes
+    held = [_removal("system/MEMORY.md"), _removal("system/a.md", edited=True)]
+    fates = _fates(held, {"system/MEMORY.md", "system/a.md"})
+    assert fates["system/MEMORY.md"] == ("prune", "the index of system/a.md, deleted after it")
+    # Nested: the deeper index is decided first, and a parent index keeps to the fate of what stays below it.
+    nested = [_removal("s/MEMORY.md"), _removal("s/t/MEMORY.md"), _removal("s/t/x.md", edited=True)]
+    fates = _fates(nested, {"s/MEMORY.md", "s/t/MEMORY.md", "s/t/x.md"})
+    assert fates["s/t/MEMORY.md"][0] == "prune" and fates["s/MEMORY.md"] == (
+        "prune",
+        "the index of s/t/MEMORY.md, s/t/x.md, deleted after them",
+    )
+    fates = _fates(nested, {"s/MEMORY.md", "s/t/MEMORY.md", "s/t/x.md", "s/t/own.md"})
+    assert fates["s/t/MEMORY.md"][0] == "index in use" and fates["s/MEMORY.md"][0] == "index in use"
+
+
+def _kept(*paths: str) -> str:
+    return (
+        f"kept while {', '.join(paths)} stays in its folder (the agent's layout wants an index beside every file); "
+        "the plan deletes it once that is gone"
+    )
+
+
+def test_every_removal_waits_for_nothing_but_comes_before_its_folders_index():
+    """A removal names its folder's index among what it depends on, so the index's removal runs after it."""
+    change = MemoryFileHandler().diff(None, _removal("s/t/x.md"))
+    assert change.depends_on == ('agent.support.memory_file["s/t/MEMORY.md"]',)
+    assert MemoryFileHandler().diff(None, _removal("s/t/MEMORY.md")).depends_on == (
+        'agent.support.memory_file["s/MEMORY.md"]',
+    )
+    assert MemoryFileHandler().diff(None, _removal("top.md")).depends_on == ()
