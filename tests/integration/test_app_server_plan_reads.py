@@ -16,6 +16,7 @@ from lettafleet.plugins.backends.app_server import agents as agents_module
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.connection import AppServerError, Connection
 from lettafleet.plugins.backends.app_server.memory_reads import parsed_memory_file
+from tests.integration.test_app_server_memfs import applied_v2
 from tests.integration.test_app_server_plan_apply import (
     agent_yaml,
     app_server,  # noqa: F401 (a fixture: the dev App Server with the LLM stand-in connected)
@@ -170,3 +171,24 @@ def test_a_file_read_alone_parses_as_the_servers_listing_parses_it(
             assert parsed == (listed[path]["description"], listed[path]["content"]), path
     finally:
         app_server_client.delete_agent(agent["id"])
+
+
+def test_a_no_change_plan_of_a_memory_section_reads_its_files_and_the_root_index_and_lists_no_memory(
+    app_server: str,  # noqa: F811
+    app_server_client: AppServerClient,
+    suffix: str,  # noqa: F811
+    tmp_path: Path,
+    frames: Counter[str],
+) -> None:
+    """The layout comes from the root index, the folders' indexes from the files declared: no listing (which would
+    cost the server some 150 ms an agent)."""
+    fleet, _ = applied_v2(app_server, app_server_client, tmp_path, f"as-memfs-{suffix}")
+    frames.clear()
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "--detailed-exitcode")
+
+    assert planned.exit_code == 0, planned.output
+    assert frames["list_memory"] == 0
+    declared = 7  # policies, tone, the template's index and escalation, the skill's two files, refunds
+    # and the root index, for the layout; the block refunds comes from, read by its kind and by the memory section
+    assert frames["read_memory_file"] == declared + 1 + 2

@@ -39,6 +39,7 @@ from lettafleet.plugins.backends.app_server.fleet_connection import app_of
 from lettafleet.plugins.backends.app_server.memory_files import (
     DEFAULT_DESCRIPTION,
     FILE_LIMIT,
+    FIRST_V2,
     V1,
     V2,
     agent_of,
@@ -159,17 +160,56 @@ def _read_raw(app: AppServerClient, agent_id: str, path: str) -> str | None:
         return None
 
 
-def _block_file(reader: LiveReader, agent_id: str, label: str) -> tuple[str, str | None, str] | None:
-    """The agent's block `label` as a memory file: (layout, description, value); None when it has none."""
+def _has_file(reader: LiveReader, agent_id: str, path: str) -> bool:
+    """Whether the agent has the file `path`, read once per plan (a file read: listing the memory runs git on the
+    server, some 50 times the cost)."""
+    found: bool = reader.derived(
+        ("app_server", "memfs has", agent_id, path),
+        lambda: _read_raw(app_of(reader.client), agent_id, path) is not None,
+    )
+    return found
+
+
+def agent_layout(reader: LiveReader, agent_id: str) -> str:
+    """The agent's layout (`layout_of`), from its root index alone where that decides it: v2 has one; an agent of
+    a server older than v2 has none and is v1. Only an agent without one on a v2 server (made before an upgrade)
+    has its memory listed."""
     app = app_of(reader.client)
-    files = memory_of(reader, agent_id)
-    layout = layout_of(files, app.made_by)
-    raw = _read_raw(app, agent_id, file_path(label, layout))
-    parsed = parsed_memory_file(raw) if raw is not None else None
-    if parsed is None:
-        entry = next((e for e in files if e.get("relative_path") == file_path(label, layout)), None)
+    if _has_file(reader, agent_id, INDEX):
+        return V2
+    return V1 if app.made_by < FIRST_V2 else layout_of(memory_of(reader, agent_id), app.made_by)
+
+
+def _block_file(reader: LiveReader, agent_id: str, label: str) -> tuple[str, str | None, str] | None:
+    """The agent's block `label` as a memory file: (layout, description, value); None when it has none. Read
+    once per plan."""
+    found: tuple[str, str | None, str] | None = reader.derived(
+        ("app_server", "memfs block", agent_id, label), lambda: _read_block_file(reader, agent_id, label)
+    )
+    return found
+
+
+def _read_block_file(reader: LiveReader, agent_id: str, label: str) -> tuple[str, str | None, str] | None:
+    layout = agent_layout(reader, agent_id)
+    raw = _read_raw(app_of(reader.client), agent_id, file_path(label, layout))
+    if raw is None:
+        return None
+    parsed = parsed_memory_file(raw)
+    if parsed is None:  # frontmatter the reader does not take: the server's listing has it parsed
+        entries = memory_of(reader, agent_id)
+        entry = next((e for e in entries if e.get("relative_path") == file_path(label, layout)), None)
         return (layout, entry.get("description"), str(entry.get("content") or "")) if entry else None
     return layout, parsed[0], parsed[1]
+
+
+def _indexes_on_the_way(paths: Iterable[str]) -> set[str]:
+    """The indexes the v2 layout wants for these files (Markdown outside `skills/`): one in every folder on the
+    way."""
+    wanted: set[str] = set()
+    for path in (path for path in paths if path.endswith(".md") and not path.startswith(SKILLS)):
+        folders = PurePosixPath(path).parts[:-1]
+        wanted.update("/".join((*folders[:depth], INDEX)) for depth in range(1, len(folders) + 1))
+    return wanted
 
 
 def from_block_text(path: str, label: str, section: str | None, block: tuple[str, str | None, str]) -> str | None:
@@ -202,9 +242,10 @@ class AppServerMemfsHandler(MemoryFileHandler):
         for agent, files in by_agent.items():
             found = named.get(agent)
             agent_id = str(found[0]["id"]) if found else None
-            layout = layout_of(memory_of(reader, agent_id), app.made_by) if agent_id else layout_of((), app.made_by)
-            present = {str(e.get("relative_path")) for e in memory_of(reader, agent_id)} if agent_id else set()
-            paths = present | {resource.name for resource in files}
+            layout = agent_layout(reader, agent_id) if agent_id else layout_of((), app.made_by)
+            paths = {resource.name for resource in files}
+            if agent_id and layout == V2:  # the indexes the files want that the fleet does not declare
+                paths |= {i for i in _indexes_on_the_way(paths) - paths if _has_file(reader, agent_id, i)}
             for resource in files:
                 yield from self._fits(reader, resource, agent_id, layout, paths)
 
@@ -317,9 +358,9 @@ class AppServerMemfsHandler(MemoryFileHandler):
     def _with_indexes(self, reader: LiveReader, agent_id: str, removals: list[Resource]) -> Iterable[Resource]:
         if not any(PurePosixPath(r.name).name == INDEX for r in removals):
             return removals
-        files = memory_of(reader, agent_id)
-        if layout_of(files, app_of(reader.client).made_by) != V2:
+        if agent_layout(reader, agent_id) != V2:
             return removals
+        files = memory_of(reader, agent_id)
         declared, pruned = reader.derived(DECLARED_PATHS, dict).get(str(removals[0].parent), (set(), set()))
         return indexes_in_use(removals, ({str(e.get("relative_path")) for e in files} | declared) - pruned)
 
