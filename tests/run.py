@@ -15,7 +15,6 @@ also on Ctrl-C; servers that were already running are used and left running. Arg
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,14 +25,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION
+from tests.dev_servers import SERVERS, StartFailed, running_url, start, stop
 
-# (name shown, `lettafleet dev-server` flags selecting it)
-SERVERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Letta 0.16.8", ()),
-    (f"App Server {APP_SERVER_VERSION}", ("--app-server-version", APP_SERVER_VERSION)),
-    (f"App Server {V1_LAYOUT_VERSION}", ("--app-server-version", V1_LAYOUT_VERSION)),
-)
 V1_SERVER, APP_SERVER, V1_LAYOUT_SERVER = (name for name, _ in SERVERS)
 # (name shown, pytest -m expression, the servers it waits for); the markers are set in tests/integration/conftest.py.
 UNIT = ("unit", "not integration", ())
@@ -98,32 +91,26 @@ class Group:
         return 0 if code == NOTHING_SELECTED else code  # `-k` may leave a group nothing to run: not a failure
 
 
-def lettafleet(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from lettafleet.core.cli.app import main; main()", *args]
-    return subprocess.run(command, capture_output=True, text=True)
-
-
 def start_server(name: str, flags: tuple[str, ...]) -> bool:
     """Start the dev server unless it runs; True when this run started it (and so must stop it)."""
-    status = lettafleet("dev-server", "status", "--json", *flags)
-    if status.returncode == 0 and json.loads(status.stdout).get("running"):
+    if running_url(flags):
         say("servers", f"{name}: already running, used and left running")
         return False
     say("servers", f"{name}: installing (first time only) and starting")
     began = time.monotonic()
-    started = lettafleet("dev-server", "up", "--port", "0", "--json", *flags)
-    if started.returncode != 0:
-        for line in started.stderr.splitlines()[-15:]:
+    try:
+        url = start(name, flags)
+    except StartFailed as failed:
+        for line in str(failed).splitlines()[1:]:
             say("servers", line)
-        raise RuntimeError(f"{name} did not start")
-    url = json.loads(started.stdout)["base_url"]
+        raise
     say("servers", f"{name}: up at {url} after {time.monotonic() - began:.0f} s")
     return True
 
 
 def stop_servers(started: Sequence[tuple[str, tuple[str, ...]]]) -> None:
     for name, flags in started:
-        result = lettafleet("dev-server", "down", *flags)
+        result = stop(flags)
         say("servers", f"{name}: stopped" if result.returncode == 0 else f"{name}: stop failed: {result.stderr}")
 
 

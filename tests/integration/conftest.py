@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +12,7 @@ from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.devserver.app_server_home import APP_SERVER_VERSION, V1_LAYOUT_VERSION, AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
+from tests.dev_servers import SERVERS, running_url, start, stop
 from tests.fakes.fault_proxy import FaultProxy, running_fault_proxy
 
 _HERE = Path(__file__).parent
@@ -83,21 +81,13 @@ class _Servers:
 
 
 def _dev_server(*flags: str) -> tuple[str, Callable[[], object] | None]:
-    """Reuse the dev server the flags name when it runs, else start it; the stop when this session started it.
-
-    Each runs as its own `lettafleet dev-server` process, never in this one: a unit test's respx mock patches
-    httpx in the whole process, and would answer (and refuse) the start's own health checks."""
-    running = json.loads(_lettafleet("dev-server", "status", "--json", *flags))
-    if running.get("running") and running.get("base_url"):
-        return running["base_url"], None
-    started = json.loads(_lettafleet("dev-server", "up", "--port", "0", "--json", *flags))
-    return started["base_url"], lambda: _lettafleet("dev-server", "down", *flags)
-
-
-def _lettafleet(*args: str) -> str:
-    """Run this checkout's `lettafleet` command line (its progress goes to the terminal); its standard output."""
-    command = [sys.executable, "-c", "from lettafleet.core.cli.app import main; main()", *args]
-    return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    """Reuse the dev server the flags name when it runs, else start it (its progress shown); the stop when this
+    session started it."""
+    running = running_url(flags)
+    if running:
+        return running, None
+    name = next(name for name, selects in SERVERS if selects == flags)
+    return start(name, flags, quiet=False), lambda: stop(flags)
 
 
 _STARTS: dict[str, Callable[[], tuple[str, Callable[[], object] | None]]] = {
