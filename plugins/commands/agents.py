@@ -84,8 +84,9 @@ def get_agents(canary: bool, base_url: str, output: str) -> None:
     """List every agent on the server: name, id, model, number of blocks, tags, creation date."""
     with make_client(base_url) as client:
         app = app_server_of(client)
-        if app is not None:
-            agents = on_app_server.agents_with_memory(app, users_agents(app))
+        if app is not None:  # the canary copies chosen first: each agent's memory is one more request
+            agents = [agent for agent in users_agents(app) if copy_of(agent) or not canary]
+            agents = on_app_server.agents_with_memory(app, agents)
         else:
             agents = client.list_all("/v1/agents/", include=AGENT_RELATIONS, order="asc")
     if canary:

@@ -5,6 +5,7 @@ memory blocks, its `model` for the `llm_config.handle`. And the one line a comma
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lettafleet.core import Connection, LettaError
@@ -18,6 +19,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     V1,
     layout_of,
 )
+from lettafleet.plugins.backends.app_server.memory_reads import MEMORY_READS
 from lettafleet.plugins.commands.app_server_lookup import app_server_of, find_app_agent, users_agents
 
 APP_SERVER = "the Letta App Server"
@@ -52,8 +54,10 @@ def as_v1_agent(agent: Mapping[str, Any], files: list[dict[str, Any]] | None = N
 
 
 def agents_with_memory(app: AppServerClient, agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each agent V1-shaped with its memory files, read one agent after another over the one socket."""
-    return [as_v1_agent(agent, app.list_memory(agent["id"])) for agent in agents]
+    """Each agent V1-shaped with its memory files, in the order given: the listings pipelined on the one socket,
+    `MEMORY_READS` at once (each runs git on the server, some 150 ms of its time an agent)."""
+    with ThreadPoolExecutor(max_workers=MEMORY_READS, thread_name_prefix="lettafleet-memory") as pool:
+        return list(pool.map(lambda agent: as_v1_agent(agent, app.list_memory(agent["id"])), agents))
 
 
 def secret_names(app: AppServerClient, agent_id: str) -> list[str]:
