@@ -21,6 +21,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -36,6 +37,7 @@ from lettafleet.plugins.backends.app_server.connection import (
     AppServerTimeout,
 )
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.backends.app_server.memfs_export import exported_memory_sections
 from lettafleet.plugins.backends.app_server.memory_files import (
     DEFAULT_DESCRIPTION,
     FILE_LIMIT,
@@ -306,6 +308,10 @@ class AppServerMemfsHandler(MemoryFileHandler):
             text = _read_raw(app_of(reader.client), agent_id, fingerprinted_path(placeholder.id))
             if text is not None:
                 yield recorded_file(placeholder, text, str(agent["name"]), agent_id)
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each agent's memory files beyond its blocks as its `memory:` section (memfs_export.py)."""
+        return exported_memory_sections(reader, agents)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app, agent_id = app_of(session.client), agent_of(change, session, "the file")
