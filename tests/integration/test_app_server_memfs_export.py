@@ -15,7 +15,7 @@ from lettafleet.plugins.backends.app_server.agents import RECORD_SECRET, write_a
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.test_app_server_memfs import applied, memfs_fleet
-from tests.integration.test_app_server_plan_apply import app_server, cli, suffix
+from tests.integration.test_app_server_plan_apply import MODEL, app_server, cli, suffix
 
 pytest_plugins = ["tests.fakes.llm_server"]
 __all__ = ["app_server", "suffix"]  # fixtures, shared with the plan/apply tests
@@ -115,3 +115,26 @@ def test_paths_from_a_record_edited_by_hand_are_left_out_with_a_note_never_read_
     written = [p for p in tmp_path.rglob("*") if p.is_file() and "declared" not in p.parts]
     assert all(p.is_relative_to(out.parent) for p in written) and not (tmp_path / "outside.md").exists()
     assert not [p for p in written if "in .git" in p.read_text()]
+
+
+def test_import_appends_an_agents_memory_files_as_its_section_and_records_them(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    ours, by_hand = f"memfs-imp-ours-{suffix}", f"memfs-imp-hand-{suffix}"
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        f"fleet: memfs-imp-{suffix}\nagents:\n  - name: {ours}\n    system_prompt: {{value: You help.}}\n"
+        f"    llm_config: {{model: {MODEL}, context_window: 16000}}\n"
+    )
+    applied(app_server, fleet)
+    made = app_server_client.create_agent({"name": by_hand, "model": MODEL, "system": "Made by hand."})
+    skill = "---\nname: lookup\ndescription: look orders up\n---\nAsk for the order number.\n"
+    app_server_client.write_memory_file(made["id"], "skills/lookup/SKILL.md", skill, message="by hand")
+
+    imported = cli(app_server, "import", by_hand, "-f", str(fleet))
+    assert imported.exit_code == 0, imported.output
+    entry = next(agent for agent in yaml.safe_load(fleet.read_text())["agents"] if agent["name"] == by_hand)
+    assert entry["memory"] == {"mode": "memfs", "skills": [{"name": "lookup", "from_dir": f"skills/{by_hand}/lookup"}]}
+    assert (tmp_path / "skills" / by_hand / "lookup" / "SKILL.md").read_text() == skill
+    assert "skills/lookup/SKILL.md#" in app_server_client.secret_values(made["id"])[RECORD_SECRET]
+    plans_no_changes(app_server, fleet)
