@@ -140,11 +140,7 @@ class SkillProjectionHandler(ResourceHandler):
         git = self._git(session.client)
         skills = {path: text for path, text in git.read(agent_id).items() if is_skill_file(path)}
         if skills:
-            names = ", ".join(skill_label(path) for path in sorted(skills))
-            git.write(agent_id, {}, sorted(skills), f"lettafleet: reproject skills: detach {names}")
-            _wait_for_blocks(session.client, agent_id, {skill_label(path): None for path in skills})
-            git.write(agent_id, skills, [], f"lettafleet: reproject skills: re-add {names}")
-            _wait_for_blocks(session.client, agent_id, {skill_label(path): text for path, text in skills.items()})
+            _reproject(git, session.client, agent_id, skills)
         recompiled = recompile_conversation(session.client, agent_id, {"id": LEGACY_HISTORY})
         if recompiled.error:
             raise ApplyError(
@@ -156,6 +152,18 @@ class SkillProjectionHandler(ResourceHandler):
     def recompiles(self, change: Change, plan: Plan) -> Iterable[str]:
         """Its conversations see the fresh skill blocks only once recompiled (`--skip-recompile` leaves them)."""
         return [str(change.parent)] if change.action is Action.UPDATE and change.parent else []
+
+
+def _reproject(git: GitMemoryClient, client: Connection, agent_id: str, skills: Mapping[str, str]) -> None:
+    """Delete the skills' files, wait until their blocks are detached, write them back as they were and wait until
+    fresh blocks hold them. They are written back even when the detach was not seen: no skill is left deleted."""
+    names = ", ".join(skill_label(path) for path in sorted(skills))
+    git.write(agent_id, {}, sorted(skills), f"lettafleet: reproject skills: detach {names}")
+    try:
+        _wait_for_blocks(client, agent_id, {skill_label(path): None for path in skills})
+    finally:
+        git.write(agent_id, skills, [], f"lettafleet: reproject skills: re-add {names}")
+    _wait_for_blocks(client, agent_id, {skill_label(path): text for path, text in skills.items()})
 
 
 def _wait_for_blocks(client: Connection, agent_id: str, expected: Mapping[str, str | None]) -> None:
@@ -176,8 +184,8 @@ def _wait_for_blocks(client: Connection, agent_id: str, expected: Mapping[str, s
         if time.monotonic() >= deadline:
             raise ApplyError(
                 f"agent {agent_id}: within {SYNC_TIMEOUT:g} s the server's blocks did not follow the push for "
-                f"{', '.join(behind)}. Run plan again to see whether it caught up, then the apply with "
-                "--reproject-skills again"
+                f"{', '.join(behind)}; the skills' files are in its repository as they were. Run the apply with "
+                "--reproject-skills again once the server has caught up"
             )
         time.sleep(pause)
         pause = min(pause * 1.5, 2.0)

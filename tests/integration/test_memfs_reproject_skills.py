@@ -49,7 +49,9 @@ def test_reproject_skills_makes_each_skill_block_anew_with_its_text_and_touches_
     assert "~ skill projection skills: detach and re-add skills/triage/SKILL.md (two pushes" in planned
     assert_no_changes(hosted, fleet)  # without the flag: nothing to do
 
+    pushes = hosted.seen["push"]
     ok(run(hosted, "apply", "-f", str(fleet), "--reproject-skills", "--no-lock"))
+    assert hosted.seen["push"] == pushes + 2  # the skills deleted, then written back
     after = block_ids(client, agent_id)
     assert after["skills/triage"][0] != before["skills/triage"][0]  # detached, and made anew
     assert after["skills/triage"][1] == SKILL_TEXT
