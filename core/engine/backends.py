@@ -63,16 +63,18 @@ class NoEffect:
 class Capabilities:
     """What a backend holds of a fleet. Everything not listed is supported. `lacks_kinds`: by resource kind (the
     kinds' plugins name them); `lacks_keys` and `no_effect_keys`: by key path, dotted as in the file, through lists
-    (`agents.embedding`, `agents.tools.source_code`)."""
+    (`agents.embedding`, `agents.tools.source_code`). `no_effect_kinds`: resources of a kind the backend accepts and
+    has nothing to do for (a note at each one's line; its handler there plans none)."""
 
     lacks_kinds: Mapping[str, Lacks] = field(default_factory=dict)
     lacks_keys: Mapping[str, Lacks] = field(default_factory=dict)
     no_effect_keys: Mapping[str, NoEffect] = field(default_factory=dict)
+    no_effect_kinds: Mapping[str, NoEffect] = field(default_factory=dict)
 
     @property
     def holds_everything(self) -> bool:
         """Whether nothing a fleet declares could be refused or noted: then no check need come first."""
-        return not (self.lacks_kinds or self.lacks_keys or self.no_effect_keys)
+        return not (self.lacks_kinds or self.lacks_keys or self.no_effect_keys or self.no_effect_kinds)
 
 
 @dataclass(frozen=True)

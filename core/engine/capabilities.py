@@ -53,6 +53,12 @@ def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Ba
         lacking = backend.lacks(resource.kind)
         if lacking is not None and lacking.refuses(resource) and resource.source is not None:
             found.append(_refusal(backend, resource.source, lacking))
+        ignored = table.no_effect_kinds.get(resource.kind)
+        if ignored is not None and resource.source is not None:
+            what = resource.kind.replace("_", " ")
+            found.append(
+                Note(resource.source, f"{what} has no effect on the {backend} backend: {ignored.note}", ignored.hint)
+            )
     written = fleet.document.data  # what the file says, before the schema filled in defaults
     for dotted, lacking in table.lacks_keys.items():
         found.extend(_refusal(backend, path, lacking) for path in key_paths(written, dotted))
@@ -65,9 +71,11 @@ def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Ba
 
 
 def _declared_of_lacking_kinds(fleet: Fleet, manager: FleetPlugins, backend: Backend) -> Iterator[Resource]:
-    """The declared resources of the kinds the backend lacks, asked only of the handlers of those kinds."""
+    """The declared resources of the kinds the backend lacks or has nothing to do for, asked only of the handlers of
+    those kinds."""
     for handler, kinds in manager.handlers():
         lacking = {kind for kind in kinds if backend.lacks(kind) is not None}
+        lacking |= set(kinds) & set(backend.capabilities.no_effect_kinds)
         if lacking:
             yield from (resource for resource in handler.desired(fleet) if resource.kind in lacking)
 

@@ -23,21 +23,25 @@ class Exported:
     top level). Lists under one key are joined (an item already there is not added twice), mappings merged.
     `files` (path relative to the fleet file -> text) are written beside it, for `from_file` references.
     `runtime`: it declares what an application made rather than a fleet file (a conversation no record lists),
-    exported only when asked for (`export --conversations`)."""
+    exported only when asked for (`export --conversations`). `notes`: what the fragment had to leave out, and why,
+    one line each, for the user to read (the command prints them); a fragment of notes only has the `value` None."""
 
     key: str
     value: Any
     agent: str | None = None
     files: Mapping[str, str] = field(default_factory=dict)
     runtime: bool = False
+    notes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
 class ExportedFleet:
-    """A fleet document (plain data, agents in the order chosen) and the files it refers to."""
+    """A fleet document (plain data, agents in the order chosen), the files it refers to, and the notes of what
+    was left out."""
 
     document: dict[str, Any]
     files: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
 
 def export_fleet(
@@ -54,15 +58,18 @@ def export_fleet(
     top: dict[str, Any] = {}
     by_name: dict[str, dict[str, Any]] = {str(agent["name"]): {"name": agent["name"]} for agent in agents}
     files: dict[str, str] = {}
+    notes: list[str] = []
     for handler, kinds in manager.handlers():
         if set(kinds) <= set(leave_out):
             continue
         for part in handler.export(reader, agents):
             if part.runtime and not with_runtime:
                 continue
-            _merge(top if part.agent is None else by_name[part.agent], part)
+            if part.value is not None:  # None: a fragment of notes only
+                _merge(top if part.agent is None else by_name[part.agent], part)
             _add_files(files, part.files)
-    return ExportedFleet({**top, "agents": list(by_name.values())}, files)
+            notes.extend(part.notes)
+    return ExportedFleet({**top, "agents": list(by_name.values())}, files, notes)
 
 
 def _merge(target: dict[str, Any], part: Exported) -> None:

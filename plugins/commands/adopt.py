@@ -91,6 +91,8 @@ def adopt(
             reader.close()
         pending = appended_export(exported, fleet_file, force=force)  # refused here, before anything is marked
         _show(steps, [str(agent["name"]) for agent in chosen], fleet_file, dry_run)
+        for note in exported.notes:
+            click.echo(f"note: {note}", err=True)
         if dry_run:
             return
         mark_adopted(client, steps)

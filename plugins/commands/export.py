@@ -107,6 +107,8 @@ def export(
             exported = export_fleet(serving, reader, chosen, with_runtime=conversations)
         finally:
             reader.close()
+    for note in exported.notes:
+        click.echo(f"note: {note}", err=True)
     if target:
         exported = _fitted(exported, manager, target, client.base_url)
     if out is None:

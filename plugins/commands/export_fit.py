@@ -41,7 +41,7 @@ def fitted_for(exported: ExportedFleet, manager: FleetPlugins, backend: Backend)
             dropped |= _files_of(_remove(document, path))
     named = _from_files(document)
     files = {path: text for path, text in exported.files.items() if path in named or not _only_for(path, dropped)}
-    return ExportedFleet(document, files), sorted(said)
+    return ExportedFleet(document, files, exported.notes), sorted(said)
 
 
 def _reason(problem: Problem) -> str:

@@ -43,6 +43,7 @@ from lettafleet.core import (
     integer,
     is_managed,
     mapping_list,
+    read_record,
     string,
     string_list,
     text_source,
@@ -57,6 +58,8 @@ from lettafleet.plugins.resources.agents import (
     live_agents,
 )
 from lettafleet.plugins.resources.compiled_memory import compiled_block_characters
+from lettafleet.plugins.resources.memfs import recorded_files
+from lettafleet.plugins.resources.memfs_v1 import SKILLS_FOLDER
 
 BLOCK = "block"
 SHARED = "shared_block"
@@ -377,7 +380,7 @@ class BlockHandler(ResourceHandler):
         `agent_owned` (the default), so the fleet seeds them and the plan leaves what the agents wrote."""
         for agent in agents:
             name = str(agent["name"])
-            for block in agent.get("blocks") or []:
+            for block in exported_blocks(agent):
                 if is_managed(block) and block["metadata"].get("shared"):
                     declared, files = _exported_block(block, "blocks/shared")
                     yield Exported("shared_blocks", [declared], files=files)
@@ -400,6 +403,23 @@ class BlockHandler(ResourceHandler):
                 continue
             metadata = {**(block.get("metadata") or {}), **reader.owner.metadata(agent=agent["name"])}
             yield Adoption(what, f"/v1/blocks/{block['id']}", {"metadata": metadata})
+
+
+def exported_blocks(agent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The agent's blocks as `export` declares them, under the labels a fleet file gives them (with git memory on,
+    those `block_files` names)."""
+    if GIT_MEMORY_TAG not in (agent.get("tags") or []):
+        return list(agent.get("blocks") or [])
+    return [{**block, "label": declared_label(agent, block)} for block in block_files(agent).values()]
+
+
+def block_files(agent: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """With git memory on (V1), the files of the agent's repository that are its blocks (`<label>.md`), by path. A
+    skill's block (`skills/<name>`: its SKILL.md) and a block whose file the agent's record lists as a `memory:`
+    section's (hosted makes a block of every `system/` file) are the section's, not blocks."""
+    section = set(recorded_files(read_record(agent)))
+    files = {f"{block.get('label')}.md": dict(block) for block in agent.get("blocks") or []}
+    return {path: block for path, block in files.items() if not path.startswith(SKILLS_FOLDER) and path not in section}
 
 
 def _exported_block(block: Mapping[str, Any], folder: str) -> tuple[dict[str, Any], dict[str, str]]:

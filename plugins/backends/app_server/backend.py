@@ -23,10 +23,12 @@ from lettafleet.plugins.backends.app_server.memfs import AppServerMemfsHandler, 
 from lettafleet.plugins.backends.app_server.memory_files import BLOCK, MemoryFileHandler
 from lettafleet.plugins.backends.app_server.secrets import AppServerSecretHandler
 from lettafleet.plugins.backends.app_server.shared_files import ATTACHMENT, SHARED, SharedFileHandler
+from lettafleet.plugins.backends.app_server.skills import NOTHING_TO_REPROJECT, NoSkillProjection
 from lettafleet.plugins.backends.app_server.tool_choice import NO_TOOL_CHOICE
 from lettafleet.plugins.resources.agents import AGENT
 from lettafleet.plugins.resources.conversations import CONVERSATION
 from lettafleet.plugins.resources.memfs import MEMORY_FILE, MEMORY_MODE
+from lettafleet.plugins.resources.memfs_skills import SKILL_PROJECTION
 from lettafleet.plugins.resources.secrets import KIND as SECRET
 
 NAME = "Letta App Server"
@@ -60,7 +62,8 @@ NO_EFFECT_KEYS = {
     "agents.include_base_tools": NoEffect("its agents have Letta Code's tools", "the key is accepted and ignored"),
     "agents.reasoning": NoEffect("the model's settings decide", "the key is accepted and ignored"),
 }
-CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS)
+NO_EFFECT_KINDS = {SKILL_PROJECTION: NOTHING_TO_REPROJECT}
+CAPABILITIES = Capabilities(LACKS_KINDS, LACKS_KEYS, NO_EFFECT_KEYS, NO_EFFECT_KINDS)
 
 
 def connect(settings: ServerSettings) -> Connection:
@@ -82,6 +85,7 @@ HANDLERS = {
     CONVERSATION: AppServerConversationHandler(),
     MEMORY_FILE: MEMFS,
     MEMORY_MODE: AppServerMemorySwitch(),
+    SKILL_PROJECTION: NoSkillProjection(),
 }
 
 

@@ -21,6 +21,7 @@ from lettafleet.core import (
     ApplyError,
     ApplySession,
     Change,
+    Exported,
     Fleet,
     LiveReader,
     Problem,
@@ -36,6 +37,7 @@ from lettafleet.plugins.backends.app_server.connection import (
     AppServerTimeout,
 )
 from lettafleet.plugins.backends.app_server.fleet_connection import app_of
+from lettafleet.plugins.backends.app_server.memfs_export import exported_memory_sections
 from lettafleet.plugins.backends.app_server.memory_files import (
     DEFAULT_DESCRIPTION,
     FILE_LIMIT,
@@ -363,6 +365,10 @@ class AppServerMemfsHandler(MemoryFileHandler):
         files = memory_of(reader, agent_id)
         declared, pruned = reader.derived(DECLARED_PATHS, dict).get(str(removals[0].parent), (set(), set()))
         return indexes_in_use(removals, ({str(e.get("relative_path")) for e in files} | declared) - pruned)
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """Each agent's memory files beyond its blocks as its `memory:` section (memfs_export.py)."""
+        return exported_memory_sections(reader, agents)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
         app, agent_id = app_of(session.client), agent_of(change, session, "the file")

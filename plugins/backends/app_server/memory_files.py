@@ -110,6 +110,28 @@ def _by_agent(blocks: Iterable[Resource]) -> dict[str, list[Resource]]:
     return declared
 
 
+def memory_layout(reader: LiveReader, agent_id: str) -> str:
+    """The layout of the agent's memory (v1 or v2), from its files as listed once per plan."""
+    return layout_of(memory_of(reader, agent_id), app_of(reader.client).made_by)
+
+
+def block_files(reader: LiveReader, agent_id: str) -> list[dict[str, Any]]:
+    """The agent's memory files that are its memory blocks, as `export` declares them: at a block's path in its
+    layout (v2 `<label>.md`, v1 `system/<label>.md`, indexes aside) and no other kind's in its record (a shared
+    block's copy, a `memory:` section's file)."""
+    layout, others = memory_layout(reader, agent_id), _of_other_kinds(reader, agent_id)
+    return [
+        entry
+        for entry in memory_of(reader, agent_id)
+        if _label(entry, layout) and entry.get("relative_path") not in others
+    ]
+
+
+def block_label(entry: Mapping[str, Any], layout: str) -> str:
+    """The label of a file `block_files` gives."""
+    return str(_label(entry, layout))
+
+
 def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
     """The files the agent's record lists as another kind's (a shared block's copy): that kind exports them. Such an
     id is the file's path, maybe followed by `#` and what the copy held."""
@@ -243,15 +265,9 @@ class MemoryFileHandler(ResourceHandler):
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
         """Each memory file that is a block (v2 `<label>.md`, v1 `system/<label>.md`, indexes aside) as one of the
         agent's `memory_blocks`, its value and description, `agent_owned` (the default) as V1's export makes them."""
-        made_by = app_of(reader.client).made_by
         for agent in agents:
-            name, files = str(agent["name"]), memory_of(reader, str(agent["id"]))
-            layout, others = layout_of(files, made_by), _of_other_kinds(reader, str(agent["id"]))
-            blocks = [
-                _exported_block(name, entry, layout)
-                for entry in files
-                if _label(entry, layout) and entry.get("relative_path") not in others
-            ]
+            name, layout = str(agent["name"]), memory_layout(reader, str(agent["id"]))
+            blocks = [_exported_block(name, entry, layout) for entry in block_files(reader, str(agent["id"]))]
             for declared, written in sorted(blocks, key=lambda block: str(block[0]["name"])):
                 yield Exported("memory_blocks", [declared], name, written)
 

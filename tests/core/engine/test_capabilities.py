@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import respx
 
-from lettafleet.core import Backend, Capabilities, FleetError, Lacks, hookimpl
+from lettafleet.core import Backend, Capabilities, FleetError, Lacks, NoEffect, hookimpl
+from lettafleet.core.engine.capabilities import check_capabilities
 from lettafleet.core.engine.planning import plan_fleet
 from lettafleet.core.engine.plugin_manager import get_plugin_manager
 from lettafleet.core.engine.validation import load_fleet
@@ -42,3 +43,22 @@ def test_plan_fleet_refuses_what_the_clients_backend_lacks_at_its_line_before_an
         "6:9: conversations: the Stand-in backend keeps no conversations (remove `conversations`)"
     ]
     assert mock.calls.call_count == 0
+
+
+class NothingToDoForConversations:
+    @hookimpl
+    def lettafleet_backends(self):
+        ignored = {"conversation": NoEffect("it has nothing to do for them", "the entry is accepted")}
+        return [Backend("Stand-in", ("standin",), lambda settings: None, Capabilities(no_effect_kinds=ignored))]
+
+
+def test_a_kind_the_backend_has_nothing_to_do_for_is_noted_at_each_resources_line_and_refused_nowhere(write_fleet):
+    manager = get_plugin_manager(extra_plugins=[NothingToDoForConversations()])
+    fleet = load_fleet(write_fleet(FLEET), manager)
+
+    notes = check_capabilities(fleet, manager, manager.backend_for("standin://fleet-host"))
+
+    assert [str(note).split(":", 1)[1] for note in notes] == [
+        "6:9: note: conversation has no effect on the Stand-in backend: it has nothing to do for them "
+        "(the entry is accepted)"
+    ]

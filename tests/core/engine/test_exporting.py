@@ -67,3 +67,20 @@ def test_a_file_out_of_the_export_folder_is_refused(path: str) -> None:
 
     with pytest.raises(ExportError, match="not inside the export folder"):
         export_fleet(manager, NoServer(), AGENTS)  # type: ignore[arg-type]
+
+
+class SkippingHandler(ResourceHandler):
+    """Exports, for each agent, one fragment of notes only (what it left out) and none of a value."""
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        for agent in agents:
+            yield Exported("memory", None, agent["name"], notes=[f"agent {agent['name']}: left out a file"])
+
+
+def test_a_fragment_of_notes_only_adds_no_key_and_its_notes_reach_the_export() -> None:
+    manager = get_plugin_manager([NotePlugin(SkippingHandler())])  # type: ignore[arg-type]
+
+    exported = export_fleet(manager, NoServer(), AGENTS)  # type: ignore[arg-type]
+
+    assert all("memory" not in agent for agent in exported.document["agents"])
+    assert exported.notes == ["agent support: left out a file", "agent sales: left out a file"]
