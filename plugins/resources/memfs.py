@@ -40,6 +40,7 @@ from lettafleet.plugins.resources.memfs_expansion import (
     expand,
     extracted_section,
     memory_notes,
+    memory_path_problem,
     preserved,
 )
 
@@ -130,6 +131,14 @@ def pruned_file(desired: Resource, path: str, text: str, agent_id: str) -> Resou
     state = {"agent_id": agent_id, "agent": desired.state["agent"], "pruned": True, "edited": False}
     address = address_of(MEMORY_FILE, path, desired.parent)
     return Resource(address, MEMORY_FILE, path, {"text": text}, parent=desired.parent, id=path, state=state)
+
+
+def recorded_path(placeholder: Resource) -> str | None:
+    """The path of a file an agent's record lists, where it may name one: the record lives on the server, and an
+    entry edited there to name `../x`, `.git/config` or another path than its address is never read or deleted
+    (None; the record written next drops it)."""
+    path = fingerprinted_path(placeholder.id or "")
+    return path if path == placeholder.name and memory_path_problem(path, markdown=False) is None else None
 
 
 def recorded_file(placeholder: Resource, text: str, agent: str, agent_id: str) -> Resource:

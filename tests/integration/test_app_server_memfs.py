@@ -8,6 +8,8 @@ import json
 import uuid
 from pathlib import Path, PurePosixPath
 
+from lettafleet.core import Recorded, read_record
+from lettafleet.plugins.backends.app_server.agents import RECORD_SECRET, write_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.ws_fault_proxy import WsFault, running_ws_fault_proxy
@@ -86,6 +88,11 @@ def texts(client: AppServerClient, agent_id: str, *paths: str) -> dict[str, str 
         except Exception:
             found[path] = None
     return found
+
+
+def read_record_of(client: AppServerClient, agent_id: str) -> list[Recorded]:
+    """The agent's record as its `LETTAFLEET_RECORD` secret holds it."""
+    return list(read_record({"metadata": json.loads(client.secret_values(agent_id)[RECORD_SECRET])}) or ())
 
 
 def applied(url: str, fleet: Path) -> str:
@@ -451,3 +458,29 @@ def test_an_index_is_kept_while_a_file_of_the_agents_own_stays_in_its_folder_and
     applied(app_server, fleet)
     assert texts(client, agent_id, "system/MEMORY.md")["system/MEMORY.md"] is None
     replans_no_changes(app_server, fleet)
+
+
+def test_a_record_edited_on_the_server_to_name_paths_out_of_the_memory_never_gets_them_read_or_deleted(
+    app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
+) -> None:
+    """The record lives on the server: an entry naming `..`, an absolute path or the repository's own `.git` (which
+    the App Server writes and deletes when asked) is no file of the fleet's."""
+    client, name = app_server_client, f"memfs-rec-{suffix}"
+    fleet, agent_id = applied_v2(app_server, client, tmp_path, name)
+    inside_git = "---\nname: x\ndescription: x\n---\nin .git\n"
+    client.write_memory_file(agent_id, ".git/x.md", inside_git, message="a file inside the repository's .git")
+    hostile = ["../../outside.md", "/tmp/absolute.md", ".git/x.md", ".git/config", "system/other.md"]
+    record = read_record_of(client, agent_id)
+    record += [Recorded(f'memory_file["{path}"]', "memory_file", f"{path}#0123456789abcdef") for path in hostile[:4]]
+    record.append(Recorded('memory_file["system/tone.md"]', "memory_file", "system/other.md#0123456789abcdef"))
+    write_app_record(client, agent_id, record)
+
+    planned = cli(app_server, "plan", "-f", str(fleet), "-o", "json", "--prune")
+    assert planned.exit_code == 0, planned.output
+    assert not [
+        c for c in json.loads(planned.stdout)["changes"] if c["action"] != "no-op" and c["kind"] == "memory_file"
+    ]
+    result = cli(app_server, "apply", "-f", str(fleet), "--no-lock", "--prune")
+    assert result.exit_code == 0, result.output
+    assert texts(client, agent_id, ".git/x.md")[".git/x.md"] == inside_git
+    assert "[core]" in str(texts(client, agent_id, ".git/config")[".git/config"])

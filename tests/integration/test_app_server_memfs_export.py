@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from lettafleet.core import Recorded, read_record
+from lettafleet.core import Recorded
 from lettafleet.plugins.backends.app_server.agents import RECORD_SECRET, write_app_record
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from tests.fakes.llm_server import FakeLLM
-from tests.integration.test_app_server_memfs import applied, memfs_fleet
+from tests.integration.test_app_server_memfs import applied, memfs_fleet, read_record_of
 from tests.integration.test_app_server_plan_apply import MODEL, app_server, cli, suffix
 
 pytest_plugins = ["tests.fakes.llm_server"]
@@ -29,11 +29,6 @@ def exported_memory(url: str, name: str, out: Path) -> dict[str, object]:
     memory: dict[str, object] = entry["memory"]
     assert "memory_blocks" in entry and [block["name"] for block in entry["memory_blocks"]] == ["handbook"]
     return memory
-
-
-def read_record_of(client: AppServerClient, agent_id: str) -> list[Recorded]:
-    """The agent's record as its `LETTAFLEET_RECORD` secret holds it."""
-    return list(read_record({"metadata": json.loads(client.secret_values(agent_id)[RECORD_SECRET])}) or ())
 
 
 def plans_no_changes(url: str, fleet: Path) -> None:

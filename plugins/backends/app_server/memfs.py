@@ -60,12 +60,12 @@ from lettafleet.plugins.resources.memfs import (
     MemoryFileHandler,
     extracted_section,
     fingerprinted,
-    fingerprinted_path,
     indexes_in_use,
     live_file,
     pruned_file,
     recorded_file,
     recorded_files,
+    recorded_path,
     verify_resource,
 )
 from lettafleet.plugins.resources.memfs_expansion import MEMFS, declared_files
@@ -347,11 +347,11 @@ class AppServerMemfsHandler(MemoryFileHandler):
         agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
         by_agent: dict[str, list[Resource]] = {}
         for placeholder in recorded:
-            agent = agents.get(str(placeholder.parent))
-            if agent is None or not placeholder.id:
+            agent, path = agents.get(str(placeholder.parent)), recorded_path(placeholder)
+            if agent is None or path is None:
                 continue
             agent_id = str(agent["id"])
-            text = _read_raw(app_of(reader.client), agent_id, fingerprinted_path(placeholder.id))
+            text = _read_raw(app_of(reader.client), agent_id, path)
             if text is not None:
                 by_agent.setdefault(agent_id, []).append(recorded_file(placeholder, text, str(agent["name"]), agent_id))
         for agent_id, removals in by_agent.items():

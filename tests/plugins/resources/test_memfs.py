@@ -21,6 +21,7 @@ from lettafleet.plugins.resources.memfs import (
     fingerprinted,
     indexes_in_use,
     live_file,
+    recorded_path,
 )
 from lettafleet.plugins.resources.memfs_expansion import (
     declared_files,
@@ -472,3 +473,20 @@ def test_every_removal_waits_for_nothing_but_comes_before_its_folders_index():
         'agent.support.memory_file["s/MEMORY.md"]',
     )
     assert MemoryFileHandler().diff(None, _removal("top.md")).depends_on == ()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../outside.md", "/etc/passwd", ".git/config", ".GIT/hooks/pre-commit", "a//b.md", "./a.md", "a\nb.md", ""],
+)
+def test_a_record_entry_naming_a_path_out_of_the_memory_names_no_file(path):
+    """A record edited on the server never leads a plan to read or delete outside the agent's memory files."""
+    placeholder = Resource(f'agent.a.memory_file["{path}"]', MEMORY_FILE, path, {}, parent="agent.a", id=f"{path}#0f")
+    assert recorded_path(placeholder) is None
+
+
+def test_a_record_entry_whose_id_names_another_path_than_its_address_names_no_file():
+    id_elsewhere = Resource('agent.a.memory_file["a.md"]', MEMORY_FILE, "a.md", {}, parent="agent.a", id="b.md#0f")
+    assert recorded_path(id_elsewhere) is None
+    plain = Resource('agent.a.memory_file["s/a.md"]', MEMORY_FILE, "s/a.md", {}, parent="agent.a", id="s/a.md#0f")
+    assert recorded_path(plain) == "s/a.md"
