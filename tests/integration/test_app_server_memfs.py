@@ -464,23 +464,29 @@ def test_a_record_edited_on_the_server_to_name_paths_out_of_the_memory_never_get
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path
 ) -> None:
     """The record lives on the server: an entry naming `..`, an absolute path or the repository's own `.git` (which
-    the App Server writes and deletes when asked) is no file of the fleet's."""
+    the App Server writes and deletes when asked), or another file than its address names, is no file of the
+    fleet's: never read, never deleted, even with --prune."""
     client, name = app_server_client, f"memfs-rec-{suffix}"
     fleet, agent_id = applied_v2(app_server, client, tmp_path, name)
+    without_memory_section(fleet)  # the section's files are the record's to remove, as the entries below claim
     inside_git = "---\nname: x\ndescription: x\n---\nin .git\n"
     client.write_memory_file(agent_id, ".git/x.md", inside_git, message="a file inside the repository's .git")
-    hostile = ["../../outside.md", "/tmp/absolute.md", ".git/x.md", ".git/config", "system/other.md"]
-    record = read_record_of(client, agent_id)
-    record += [Recorded(f'memory_file["{path}"]', "memory_file", f"{path}#0123456789abcdef") for path in hostile[:4]]
-    record.append(Recorded('memory_file["system/tone.md"]', "memory_file", "system/other.md#0123456789abcdef"))
+    record = [entry for entry in read_record_of(client, agent_id) if entry.kind not in ("memory_file", "block")]
+    hostile = ["../../outside.md", "/tmp/absolute.md", ".git/x.md", ".git/config"]
+    record += [Recorded(f'memory_file["{path}"]', "memory_file", f"{path}#0123456789abcdef") for path in hostile]
+    record += [  # entries whose address names another file than their id: one of the section's, say
+        Recorded('memory_file["gone.md"]', "memory_file", "system/tone.md#0123456789abcdef"),
+        Recorded('block["gone"]', "block", "system/escalation.md"),
+        Recorded('shared_block_attachment["gone"]', "shared_block_attachment", "system/policies.md#0f"),
+    ]
     write_app_record(client, agent_id, record)
 
     planned = cli(app_server, "plan", "-f", str(fleet), "-o", "json", "--prune")
     assert planned.exit_code == 0, planned.output
-    assert not [
-        c for c in json.loads(planned.stdout)["changes"] if c["action"] != "no-op" and c["kind"] == "memory_file"
-    ]
+    assert not [c for c in json.loads(planned.stdout)["changes"] if c["action"] == "delete"], planned.stdout
     result = cli(app_server, "apply", "-f", str(fleet), "--no-lock", "--prune")
     assert result.exit_code == 0, result.output
+    section = ("system/tone.md", "system/escalation.md", "system/policies.md")
+    assert all(texts(client, agent_id, *section).values())
     assert texts(client, agent_id, ".git/x.md")[".git/x.md"] == inside_git
     assert "[core]" in str(texts(client, agent_id, ".git/config")[".git/config"])

@@ -57,6 +57,11 @@ def file_path(label: str, layout: str) -> str:
     return f"{SYSTEM_FOLDER}{label}.md" if layout == V1 else f"{label}.md"
 
 
+def either_layouts_path(label: str) -> tuple[str, str]:
+    """Where block `label`'s file is in either layout: what an agent's record may name it by."""
+    return file_path(label, V1), file_path(label, V2)
+
+
 def file_text(label: str, description: str | None, value: str, layout: str) -> str:
     """The file as MemFS checks it: frontmatter of the keys its layout allows (v2 refuses any other), then the
     value. The server reads frontmatter values verbatim (quotes stay), so they are written plain, on one line."""
@@ -251,8 +256,8 @@ class MemoryFileHandler(ResourceHandler):
         agents = {agent_address(name): found[0] for name, found in agents_by_name(reader).items()}
         for placeholder in recorded:
             agent = agents.get(str(placeholder.parent))
-            if agent is None or placeholder.id is None:
-                continue
+            if agent is None or placeholder.id not in either_layouts_path(placeholder.name):
+                continue  # none, or a record edited on the server to name another file: none of the fleet's blocks
             files = memory_of(reader, str(agent["id"]))
             entry = next((e for e in files if e.get("relative_path") == placeholder.id), None)
             if entry is not None:

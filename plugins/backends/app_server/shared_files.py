@@ -41,6 +41,7 @@ from lettafleet.plugins.backends.app_server.memory_files import (
     V1,
     V2,
     agent_of,
+    either_layouts_path,
     file_in_create,
     file_path,
     layout_of,
@@ -163,7 +164,10 @@ class SharedFileHandler(ResourceHandler):
             agent = agents.get(str(placeholder.parent))
             if agent is None or placeholder.id is None or placeholder.kind != ATTACHMENT:
                 continue
-            live = self._copy(reader, agent, placeholder, path_in(placeholder.id))
+            path = path_in(placeholder.id)
+            if path not in either_layouts_path(placeholder.name):
+                continue  # a record edited on the server to name another file: none of the fleet's copies
+            live = self._copy(reader, agent, placeholder, path)
             if live is not None:
                 yield replace(live, protected=placeholder.protected)
 
