@@ -58,6 +58,9 @@ SYNCED_FOLDER = "system/"
 SKILLS_FOLDER = "skills/"
 ENABLE_TIMEOUT = 60.0  # seconds the server may take to make the repository from the blocks once the tag is on
 BLOCKS_MODE_AGENTS = ("memfs v1", "agents declared mode blocks")
+# The live mode of an agent a switch left part way: the tag off, some labels moved under `system/` (a switch on
+# killed during the label moves, or a rollback killed before every label was given back). Either way is planned.
+HALFWAY = "halfway"
 
 
 class GitMemoryClient(Protocol):
@@ -197,8 +200,7 @@ class V1MemfsHandler(MemoryFileHandler):
         blocks = [str(block.get("label") or "") for block in agent.get("blocks") or []]
         files = sorted(self._repository(reader, str(agent["id"]))) if on else []
         moved = [label for label in blocks if label.startswith(SYNCED_FOLDER)]
-        # Off with labels still under system/: a rollback stopped half way, finished by the next apply.
-        live_mode = MEMFS if on or moved else BLOCKS
+        live_mode = MEMFS if on else HALFWAY if moved else BLOCKS
         state = {**mode.state, "agent_id": str(agent["id"]), "live_blocks": blocks, "repository": files}
         return Resource(mode.address, MEMORY_MODE, MODE_NAME, {"mode": live_mode}, parent=mode.parent, state=state)
 
@@ -377,9 +379,14 @@ def _mode_change(desired: Resource | None, live: Resource | None) -> Change:
     if change.action is Action.NO_OP:
         return change
     state = live.state if live else desired.state
+    halfway = (
+        "a switch stopped part way (tag off, some labels under system/), finished now: "
+        if live and (live.attributes["mode"] == HALFWAY)
+        else ""
+    )
     if desired.attributes["mode"] == MEMFS:
-        return replace(change, detail=_flip_on_detail(state))
-    return replace(change, detail=_flip_off_detail(state))
+        return replace(change, detail=halfway + _flip_on_detail(state))
+    return replace(change, detail=halfway + _flip_off_detail(state))
 
 
 def _flip_on_detail(state: Mapping[str, Any]) -> str:

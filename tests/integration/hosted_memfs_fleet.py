@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from tests.fakes.fault_proxy import Faults, Hold
 from tests.fakes.hosted_git_memory import HostedGitMemoryStandIn, running_hosted_git_memory
 
 KEY = "sk-let-donewhen-51f0"
@@ -151,3 +152,19 @@ def apply_in_background(url: str, fleet: Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "LETTA_BASE_URL": url, "LETTA_API_KEY": KEY},
     )
+
+
+def killed_at(hosted: HostedGitMemoryStandIn, hold: Hold, fleet: Path) -> None:
+    """SIGKILL an apply of `fleet` while `hold` is at the stand-in; the held request then goes on as `hold.then`
+    says."""
+    hosted.faults = Faults(hold=hold)
+    applying = apply_in_background(hosted.url, fleet)
+    try:
+        hosted.wait_until_held()
+        applying.kill()
+        applying.wait(30)
+    finally:
+        hosted.release()
+        applying.communicate()
+    assert hosted.hold_done.wait(60)
+    hosted.faults = Faults()

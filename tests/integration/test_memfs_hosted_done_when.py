@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fakes.fault_proxy import Faults, Hold, running_fault_proxy
+from tests.fakes.fault_proxy import Hold
 from tests.fakes.hosted_git_memory import GIT_MEMORY_TAG
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.hosted_memfs_fleet import (
@@ -17,9 +17,9 @@ from tests.integration.hosted_memfs_fleet import (
     MODE,
     TONE,
     agent_named,
-    apply_in_background,
     assert_no_changes,
     blocks_of,
+    killed_at,
     ok,
     plan_json,
     push_as_the_agent,
@@ -147,17 +147,8 @@ def test_an_apply_killed_after_the_tag_and_before_any_push_is_finished_by_the_ne
     old, _ = names
     ok(run(hosted, "apply", "--no-lock", "-f", str(write_fleet(tmp_path, [(old, "blocks")]))))
     memfs = write_fleet(tmp_path, [(old, "memfs")], "memfs.yaml")
-    with running_fault_proxy(hosted.url) as proxy:
-        proxy.faults = Faults(hold=Hold(method="PATCH", path=r"^/v1/agents/agent-[^/]+/?$", body=GIT_MEMORY_TAG))
-        applying = apply_in_background(proxy.url, memfs)
-        try:
-            proxy.wait_until_held()
-            applying.kill()  # SIGKILL while the tag is on its way: it lands, nothing is pushed
-            applying.wait(30)
-        finally:
-            proxy.release()
-            applying.communicate()
-        assert proxy.hold_done.wait(60)
+    # SIGKILL while the tag is on its way: it lands, nothing is pushed
+    killed_at(hosted, Hold(method="PATCH", path=r"^/v1/agents/agent-[^/]+/?$", body=GIT_MEMORY_TAG), memfs)
     agent = agent_named(client, old)
     assert GIT_MEMORY_TAG in agent["tags"] and "system/policies.md" not in hosted.files_at_head(agent["id"])
 
