@@ -160,3 +160,27 @@ def test_an_apply_killed_after_the_tag_and_before_any_push_is_finished_by_the_ne
     labels = [block["label"] for block in client.get(f"/v1/agents/{agent['id']}/core-memory/blocks")]
     assert len(labels) == len(set(labels)) and blocks_of(client, agent["id"])["system/handbook"] == HANDBOOK
     assert_no_changes(hosted, memfs)
+
+
+def test_a_memory_section_of_6_files_is_written_in_one_push_and_2_changes_and_a_removal_in_one_more(
+    hosted, client, names, tmp_path
+):
+    name, _ = names
+    fleet = write_fleet(tmp_path, [(name, "memfs")])
+
+    ok(run(hosted, "apply", "--no-lock", "-f", str(fleet)))
+    agent_id = agent_named(client, name)["id"]
+    pushes = rf"^POST /v1/git/{agent_id}/state\.git/git-receive-pack$"
+    assert set(hosted.files_at_head(agent_id)) >= FILES
+    assert hosted.pushes(pushes) == 1  # one commit per file before: 6
+
+    fleet.write_text(fleet.read_text().replace("No refunds for {{TEAM}}.", "Refunds for {{TEAM}} within 30 days."))
+    (tmp_path / "texts" / "tone.md").write_text("---\ndescription: how we write\n---\nShorter sentences.\n")
+    (tmp_path / "memory" / "system" / "escalation.md").unlink()
+    ok(run(hosted, "apply", "--no-lock", "-f", str(fleet)))
+
+    files = hosted.files_at_head(agent_id)
+    assert "Refunds for billing within 30 days." in files["system/policies.md"]
+    assert "Shorter sentences." in files["system/tone.md"] and "system/escalation.md" not in files
+    assert hosted.pushes(pushes) == 2  # before: 3 more
+    assert_no_changes(hosted, fleet)
