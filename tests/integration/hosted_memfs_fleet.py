@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -144,24 +145,26 @@ FILES = {
 
 
 def apply_in_background(url: str, fleet: Path) -> subprocess.Popen[str]:
-    """`lettafleet apply` of the fleet against `url`, as its own process (a test kills it, or the server under it)."""
+    """`lettafleet apply` of the fleet against `url`, as its own process group (a test kills it with the git commands
+    it runs, or the server under it)."""
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("lettafleet")), "apply", "-f", str(fleet), "--no-lock"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "LETTA_BASE_URL": url, "LETTA_API_KEY": KEY},
+        start_new_session=True,
     )
 
 
 def killed_at(hosted: HostedGitMemoryStandIn, hold: Hold, fleet: Path) -> None:
-    """SIGKILL an apply of `fleet` while `hold` is at the stand-in; the held request then goes on as `hold.then`
-    says."""
+    """SIGKILL an apply of `fleet` (and the git commands it runs: git's HTTP layer would send a dropped push again)
+    while `hold` is at the stand-in; the held request then goes on as `hold.then` says."""
     hosted.faults = Faults(hold=hold)
     applying = apply_in_background(hosted.url, fleet)
     try:
         hosted.wait_until_held()
-        applying.kill()
+        os.killpg(applying.pid, signal.SIGKILL)
         applying.wait(30)
     finally:
         hosted.release()
