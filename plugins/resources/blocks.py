@@ -549,11 +549,17 @@ def _unattached_own_blocks(reader: LiveReader, wanted: Mapping[str, Resource], a
 
 def declared_label(agent: Mapping[str, Any], block: Mapping[str, Any]) -> str:
     """The label a fleet file gives the agent's block: with git memory on (V1), the server keeps a block as the
-    file `system/<label>.md` and labels it `system/<label>`; the fleet still declares `<label>`."""
+    file `system/<label>.md` and labels it `system/<label>`; the fleet still declares `<label>`. Without the tag, a
+    block under `system/` is one a switch stopped part way left there (on its way in, or back): it is read as
+    `<label>` too, unless the agent has a block of that label, so that the next apply finishes the move instead of
+    making the block again."""
     label = str(block.get("label") or "")
-    if GIT_MEMORY_TAG in (agent.get("tags") or []) and label.startswith("system/"):
-        return label.removeprefix("system/")
-    return label
+    if not label.startswith("system/"):
+        return label
+    bare = label.removeprefix("system/")
+    if GIT_MEMORY_TAG in (agent.get("tags") or []):
+        return bare
+    return label if bare in {str(other.get("label")) for other in agent.get("blocks") or []} else bare
 
 
 def _live_block_attributes(block: Mapping[str, Any]) -> dict[str, Any]:

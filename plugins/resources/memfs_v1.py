@@ -9,10 +9,12 @@ plan at the agent's `memory.mode` line, before anything is written."""
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 import yaml
 
@@ -58,6 +60,9 @@ SYNCED_FOLDER = "system/"
 SKILLS_FOLDER = "skills/"
 ENABLE_TIMEOUT = 60.0  # seconds the server may take to make the repository from the blocks once the tag is on
 BLOCKS_MODE_AGENTS = ("memfs v1", "agents declared mode blocks")
+# The live mode of an agent a switch left part way: the tag off, some labels moved under `system/` (a switch on
+# killed during the label moves, or a rollback killed before every label was given back). Either way is planned.
+HALFWAY = "halfway"
 
 
 class GitMemoryClient(Protocol):
@@ -84,13 +89,26 @@ def installed_git_memory(connection: Connection) -> GitMemoryClient:
     return client
 
 
+@dataclass
+class _AgentPushes:
+    """One apply's pushes of one agent's memory files: what each file change it pushed (or left) records, or why it
+    failed. The first of the agent's file changes to run pushes every one that may run with it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    recorded: dict[str, str | None] = field(default_factory=dict)  # address -> the id to record (None: none)
+    failed: dict[str, str] = field(default_factory=dict)  # address -> why
+
+
 class V1MemfsHandler(MemoryFileHandler):
     """`memory_file`s on a V1 server, in the agent's git repository through the git memory client: read once per
-    agent and plan, written one commit per change (the client serializes pushes per agent), a pushed `system/`
-    file waited for until the server's blocks show it. Planning refuses a server with no git memory."""
+    agent and plan; an agent's writes and deletes pushed as one commit (the client serializes pushes per agent), its
+    pushed `system/` files waited for until the server's blocks show them. Planning refuses a server with no git
+    memory."""
 
     def __init__(self, git_memory: GitMemoryFactory | None = None):
         self.git_memory = git_memory  # None: the V1 backend's own, found when asked
+        self._pushes: WeakKeyDictionary[ApplySession, dict[str, _AgentPushes]] = WeakKeyDictionary()
+        self._pushes_guard = threading.Lock()
 
     def preflight(self, reader: LiveReader, desired: Sequence[Resource]) -> Iterable[Problem]:
         """Memory files need a server with git memory: asked once per plan, of the server (not of one agent: a new
@@ -197,8 +215,7 @@ class V1MemfsHandler(MemoryFileHandler):
         blocks = [str(block.get("label") or "") for block in agent.get("blocks") or []]
         files = sorted(self._repository(reader, str(agent["id"]))) if on else []
         moved = [label for label in blocks if label.startswith(SYNCED_FOLDER)]
-        # Off with labels still under system/: a rollback stopped half way, finished by the next apply.
-        live_mode = MEMFS if on or moved else BLOCKS
+        live_mode = MEMFS if on else HALFWAY if moved else BLOCKS
         state = {**mode.state, "agent_id": str(agent["id"]), "live_blocks": blocks, "repository": files}
         return Resource(mode.address, MEMORY_MODE, MODE_NAME, {"mode": live_mode}, parent=mode.parent, state=state)
 
@@ -254,23 +271,90 @@ class V1MemfsHandler(MemoryFileHandler):
             else:
                 _switch_off(str(agent_id), session.client, git)
             return None
+        pushes = self._agent_pushes(session, str(change.parent))
+        with pushes.lock:  # the agent's other file changes wait here for the one push that takes them along
+            if change.address not in pushes.recorded and change.address not in pushes.failed:
+                handled = pushes.recorded.keys() | pushes.failed.keys()
+                batch = [c for c in _pushed_with(change, session) if c.address not in handled]
+                try:
+                    pushes.recorded.update(_push_files(str(agent_id), batch, session.client, git, pushes.failed))
+                except LettaError as error:  # the push, or its sync, failed: nothing of it is recorded
+                    pushes.failed.update({c.address: str(error) for c in batch if c.address not in pushes.failed})
+        if change.address in pushes.failed:
+            raise ApplyError(pushes.failed[change.address])
+        recorded = pushes.recorded[change.address]
+        if recorded is not None:
+            session.record_id(change.address, recorded)
+        return None
+
+    def _agent_pushes(self, session: ApplySession, agent: str) -> _AgentPushes:
+        with self._pushes_guard:
+            return self._pushes.setdefault(session, {}).setdefault(agent, _AgentPushes())
+
+
+def _pushed_with(change: Change, session: ApplySession) -> list[Change]:
+    """The agent's memory file changes that may be pushed with `change`: each whose prerequisites in the plan are
+    done (`change` runs, so its own are) or change nothing. A removal waits for nothing, so a write may take every
+    removal along; a removal takes only the writes already free to run."""
+    done = set() if change.removes else _prerequisites(change)
+
+    def free(sibling: Change) -> bool:
+        return all(p in done or not _changing(session, p) for p in _prerequisites(sibling))
+
+    siblings = [c for c in session.plan.children(str(change.parent)) if c.kind == MEMORY_FILE and c.changes_something]
+    return [change, *(c for c in siblings if c.address != change.address and free(c))]
+
+
+def _prerequisites(change: Change) -> set[str]:
+    return set() if change.removes else {str(a) for a in (change.parent, *change.depends_on) if a}
+
+
+def _changing(session: ApplySession, address: str) -> bool:
+    try:
+        return session.change_at(address).changes_something
+    except KeyError:
+        return False
+
+
+def _push_files(
+    agent_id: str, changes: Sequence[Change], client: Connection, git: GitMemoryClient, failed: dict[str, str]
+) -> dict[str, str | None]:
+    """Push the changes' writes and deletes as one commit, wait for its `system/` files to be synced, and return
+    what each change records: the fingerprint of what it wrote, the agent's own edit left alone, or nothing for a
+    delete. A change that cannot be written (its block is gone) goes to `failed`; the others are pushed."""
+    repository = git.read(agent_id) if any(c.state.get("unread") for c in changes) else {}
+    blocks: list[dict[str, Any]] | None = None
+    writes: dict[str, str] = {}
+    deletes: list[str] = []
+    recorded: dict[str, str | None] = {}
+    for change in changes:
         if change.action is Action.DELETE:
-            git.write(str(agent_id), {}, [change.name], f"lettafleet: remove {change.name}")
-            return None
-        if change.state.get("unread") and _edited_since(change, git.read(str(agent_id)).get(change.name)):
-            session.record_id(change.address, str(change.id))  # the agent's edit stays, and stays told apart
-            return None
-        text = (change.after or {}).get("text")
-        if text is None:  # from a block of an agent this apply made: read it now
-            blocks = session.client.get(f"/v1/agents/{agent_id}/core-memory/blocks")
+            deletes.append(change.name)
+            recorded[change.address] = None
+        elif change.state.get("unread") and _edited_since(change, repository.get(change.name)):
+            recorded[change.address] = str(change.id)  # the agent's edit stays, and stays told apart
+        elif (text := (change.after or {}).get("text")) is not None:
+            writes[change.name] = text
+        else:  # from a block of an agent this apply made: read it now
+            blocks = blocks if blocks is not None else list(client.get(f"/v1/agents/{agent_id}/core-memory/blocks"))
             text = _from_block(change, _declared_blocks({"tags": [GIT_MEMORY_TAG], "blocks": blocks}))
             if text is None:
-                raise ApplyError(f"{change.address}: agent {change.parent} has no block to write it from")
-        git.write(str(agent_id), {change.name: text}, [], f"lettafleet: {change.name}")
-        if change.name.startswith(SYNCED_FOLDER):
-            git.wait_synced(str(agent_id), {change.name: text}, SYNC_TIMEOUT)
-        session.record_id(change.address, fingerprinted(change.name, text))
-        return None
+                failed[change.address] = f"{change.address}: agent {change.parent} has no block to write it from"
+            else:
+                writes[change.name] = text
+    if writes or deletes:
+        git.write(agent_id, writes, deletes, _commit_message(writes, deletes))
+    synced = {path: text for path, text in writes.items() if path.startswith(SYNCED_FOLDER)}
+    if synced:
+        git.wait_synced(agent_id, synced, SYNC_TIMEOUT)
+    by_path = {change.name: change.address for change in changes}
+    return recorded | {by_path[path]: fingerprinted(path, text) for path, text in writes.items()}
+
+
+def _commit_message(writes: Mapping[str, str], deletes: Sequence[str]) -> str:
+    """`lettafleet: system/a.md, system/b.md; remove notes.md`: the commit's files, named."""
+    said = ", ".join(writes) + (f"; remove {', '.join(deletes)}" if deletes else "")
+    return f"lettafleet: {said.removeprefix('; ')}"
 
 
 def _from_block(resource: Resource | Change, blocks: Sequence[Mapping[str, Any]]) -> str | None:
@@ -377,9 +461,14 @@ def _mode_change(desired: Resource | None, live: Resource | None) -> Change:
     if change.action is Action.NO_OP:
         return change
     state = live.state if live else desired.state
+    halfway = (
+        "a switch stopped part way (tag off, some labels under system/), finished now: "
+        if live and (live.attributes["mode"] == HALFWAY)
+        else ""
+    )
     if desired.attributes["mode"] == MEMFS:
-        return replace(change, detail=_flip_on_detail(state))
-    return replace(change, detail=_flip_off_detail(state))
+        return replace(change, detail=halfway + _flip_on_detail(state))
+    return replace(change, detail=halfway + _flip_off_detail(state))
 
 
 def _flip_on_detail(state: Mapping[str, Any]) -> str:

@@ -12,7 +12,8 @@ What it can do wrong (see `Faults`):
 - "die" after N requests: from then on, open connections are closed unanswered and new ones are refused;
 - hold one request (`Hold`: the n-th of a method whose path and body match) until the test releases it, so a test
   can kill or interrupt the client at that exact moment; then forward it, drop it unsent, or forward it and
-  lose the answer.
+  lose the answer;
+- aim the random faults at some requests only (`Faults.only`, a regex of paths: a git push, say).
 
 Decisions come from one `random.Random(seed)`, drawn once per write in the order writes arrive: the same seed
 deals the same sequence of faults (with one worker, to the same requests).
@@ -24,13 +25,12 @@ deals the same sequence of faults (with one worker, to the same requests).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,8 +40,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-# Headers that describe one hop, not the request: the proxy's own connection and body framing replace them.
-HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "content-length", "transfer-encoding", "content-encoding"})
+# Headers that describe one hop, not the request: the proxy's own connection and body framing replace them. A
+# request's body is passed on as it came (its Content-Encoding with it); an answer's arrives decoded by httpx.
+REQUEST_HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "content-length", "transfer-encoding"})
+HOP_HEADERS = REQUEST_HOP_HEADERS | {"content-encoding"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Faults:
     fail: float = 0.0  # forwarded, then answered with one of `fail_statuses` instead
     fail_statuses: tuple[int, ...] = (500, 502, 504)
     kill_after: int | None = None  # requests answered before the proxy dies
+    only: str | None = None  # a regex: refuse, drop and fail hit only the writes whose path matches it
     # Writes about this collection (e.g. "agents") wait `slow_seconds` before they are forwarded: a slow server,
     # so that a change is surely still in flight when a test acts.
     slow_collection: str | None = None
@@ -165,7 +168,7 @@ class FaultProxy:
 
     # -- deciding -----------------------------------------------------------------------------------------------
 
-    def decide(self, method: str) -> tuple[str, Any]:
+    def decide(self, method: str, target: str = "") -> tuple[str, Any]:
         """What to do with the next request: ("die", None), ("refuse", Refusal), ("drop", None),
         ("fail", status) or ("forward", None)."""
         with self._lock:
@@ -175,7 +178,7 @@ class FaultProxy:
             if self.dead or (faults.kill_after is not None and self._requests_since_faults > faults.kill_after):
                 self.counts.unanswered_after_death += 1
                 return "die", None
-            if method not in WRITE_METHODS:
+            if method not in WRITE_METHODS or not self._aimed_at(target):
                 return "forward", None
             draw = self._random.random()
             pick = self._random.randrange(1_000_000)
@@ -188,6 +191,10 @@ class FaultProxy:
             if draw < faults.refuse + faults.drop + faults.fail:
                 return "fail", faults.fail_statuses[pick % len(faults.fail_statuses)]
             return "forward", None
+
+    def _aimed_at(self, target: str) -> bool:
+        only = self._faults.only
+        return only is None or re.search(only, urlsplit(target).path) is not None
 
     def page_cap(self) -> int | None:
         """The most items a list page may hold (None: as the server answers): the faults' `list_limit` here."""
@@ -204,16 +211,27 @@ class FaultProxy:
         return urlencode([*pairs, ("limit", str(min([limit, *asked])))])
 
     def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        """Count the request as forwarded, and `send` it."""
         with self._lock:
             self.counts.forwarded[method] += 1
             self.counts.forwarded_to[method, _collection(target)] += 1
             if method in WRITE_METHODS:
                 self.counts.forwarded_writes[f"{method} {urlsplit(target).path}"] += 1
+        return self.send(method, target, headers, body)
+
+    def send(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        """The server's answer to a request the faults let through: the real server's here. A stand-in serves some
+        requests itself (tests/fakes/hosted_git_memory.py: git's smart HTTP), faults and counts alike."""
         return self._forwarder.request(method, target, headers=headers, content=body)
 
-    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any] | None:
-        """A (status, JSON) answer given without asking the server, or None to forward: none here. A proxy that
-        stands in for another server (tests/fakes/hosted_letta.py) answers what that server answers itself."""
+    def pushes(self, path: str = r"/git-receive-pack$") -> int:
+        """How many POSTs whose path matches `path` were forwarded (by default: git pushes)."""
+        with self._lock:
+            return sum(n for request, n in self.counts.forwarded_writes.items() if re.search(path, request))
+
+    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response | None:
+        """An answer given without asking the server, or None to forward: none here. A proxy that stands in for
+        another server (tests/fakes/hosted_letta.py) answers what that server answers itself (`json_answer`)."""
         return None
 
     def rewrite(self, method: str, target: str, status: int, payload: bytes) -> bytes:
@@ -229,8 +247,8 @@ class FaultProxy:
 
     # -- running ------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+    def start(self, port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
@@ -246,6 +264,15 @@ class FaultProxy:
             self.dead = True
         # shutdown() waits for serve_forever to return, so it must not run on a request's own thread.
         threading.Thread(target=self._close_listener, name="fault-proxy-death", daemon=True).start()
+
+    def revive(self) -> None:
+        """Listen again at the same URL after `die`, as a server restarted with its data: no faults in force."""
+        port = urlsplit(self.url).port or 0
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.dead = False
+        self.faults = Faults()
+        self.start(port)
 
     def stop(self) -> None:
         self._close_listener()
@@ -265,8 +292,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive, as a real server: lettafleet reuses its connections
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             held = proxy.holding(self.command, self.path, body)
             try:
                 self._go_on(body, held)
@@ -278,7 +304,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if held is not None and held.then == "drop":
                 self.close_connection = True  # never sent: the server never hears of it
                 return
-            outcome, detail = proxy.decide(self.command)
+            outcome, detail = proxy.decide(self.command, self.path)
             if held is not None and held.then == "lose-answer":
                 outcome = "drop"
             if outcome == "die":
@@ -290,10 +316,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._answer(detail.status, b'{"detail":"refused by the fault proxy"}', extra)
                 return
             parts = urlsplit(self.path)
-            headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
+            headers = {key: value for key, value in self.headers.items() if key.lower() not in REQUEST_HOP_HEADERS}
             instead = proxy.answer_instead(self.command, self.path, headers, body)
             if instead is not None:
-                self._answer(instead[0], json.dumps(instead[1]).encode(), {})
+                self._answer(instead.status_code, instead.content, _end_to_end(instead.headers))
                 return
             faults = proxy.faults
             if self.command != "GET" and faults.slow_collection == _collection(self.path):
@@ -313,9 +339,22 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             except OSError:  # the client was killed while its request was held: nobody to answer
                 self.close_connection = True
 
+        def _body(self) -> bytes:
+            """The request's body, sent whole (Content-Length) or in chunks (git sends a large push so)."""
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()  # the blank line after the last, empty chunk
+            return b"".join(chunks)
+
         def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
-            headers.setdefault("Content-Type", "application/json")
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
@@ -328,6 +367,11 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def json_answer(status: int, value: Any, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    """An answer a stand-in gives itself (`FaultProxy.answer_instead`): `value` as JSON."""
+    return httpx.Response(status, json=value, headers=headers)
 
 
 def _end_to_end(headers: httpx.Headers) -> dict[str, str]:

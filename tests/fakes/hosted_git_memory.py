@@ -19,6 +19,10 @@ memory"), and forwards everything else to the dev server unchanged:
   files under `skills/` are not blocks) over the dev server's REST API: a new label becomes a new attached block,
   and a block whose file is gone is detached.
 
+It is a `FaultProxy` (tests/fakes/fault_proxy.py) that serves the git requests itself: the proxy's faults (refusals,
+dropped connections, held requests, its death) fall on git's requests as on any other, and its counts count them
+(`pushes`).
+
     with running_hosted_git_memory(letta_url, api_key="...") as hosted:
         clone hosted.git_url(agent_id) with the key in an Authorization header ...
         hosted.wait_for_syncs(agent_id, 1)
@@ -40,7 +44,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,11 +51,12 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from tests.fakes.fault_proxy import HOP_HEADERS, FaultProxy, json_answer
+
 GIT_MEMORY_TAG = "git-memory-enabled"
 SYNC_DELAY = 2.0  # seconds; letta-code's syncing-memory-filesystem skill: "webhook-triggered, ~2-3s delay"
 BLOCK_LIMIT = 20_000  # Letta's CORE_MEMORY_BLOCK_CHAR_LIMIT, the limit hosted gives a block a push creates
 GIT_TIMEOUT = 60.0
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailers", "upgrade", "host", "content-length"}
 _GIT_PATH = re.compile(r"^/v1/git/(?P<agent>[^/]+)/state\.git(?P<rest>/.*)?$")
 _AGENT_PATH = re.compile(r"^/v1/agents/(?P<agent>agent-[^/]+)/?$")
 _BLOCK_WRITE = re.compile(r"^/v1/(blocks/block-[^/]+|agents/agent-[^/]+/core-memory/blocks/[^/]+)/?$")
@@ -65,15 +69,15 @@ _AUTHOR = {
 }
 
 
-class HostedGitMemoryStandIn:
-    """The stand-in's state: its URL, where its repositories are, and what it saw (`seen`, `syncs`)."""
+class HostedGitMemoryStandIn(FaultProxy):
+    """The stand-in's state: its URL, where its repositories are, and what it saw (`seen`, `syncs`, and the fault
+    proxy's `counts`)."""
 
     def __init__(self, upstream: str, api_key: str, sync_delay: float = SYNC_DELAY) -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         self.api_key = api_key
         self.sync_delay = sync_delay
         self.repos = Path(tempfile.mkdtemp(prefix="hosted-git-standin-"))
-        self.url = ""
         self.seen: Counter[str] = Counter()  # "unauthorized", "untagged", "repository made", "push", ...
         self.syncs: Counter[str] = Counter()  # per agent id: the write-backs done after pushes
         self.pushed_at: dict[str, float] = {}  # per agent id: when its last push was answered
@@ -81,9 +85,7 @@ class HostedGitMemoryStandIn:
         self._changed = threading.Condition()
         self._agent_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
-        self._rest = httpx.Client(base_url=self.upstream, timeout=120.0)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._rest = self._forwarder  # the stand-in's own requests to the dev server: past the faults, uncounted
 
     # -- what tests use -----------------------------------------------------------------------------------------
 
@@ -151,9 +153,49 @@ class HostedGitMemoryStandIn:
         self._rest.patch(f"/v1/blocks/{block['id']}", json={"label": label}).raise_for_status()
         block["label"] = label
 
-    def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+    # -- serving ------------------------------------------------------------------------------------------------
+
+    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response | None:
+        """401 for a request without the key; everything else is served (`send`)."""
+        sent = {name.lower(): value for name, value in headers.items()}
+        if self.authorized(sent.get("authorization")):
+            return None
+        self.seen["unauthorized"] += 1
+        return json_answer(401, {"detail": UNAUTHORIZED}, {"WWW-Authenticate": 'Basic realm="Letta API"'})
+
+    def send(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        """A git request served from the agent's repository; any other, the dev server's answer (after what hosted
+        does on a tag or a block write)."""
+        path = urlsplit(target).path
+        git = _GIT_PATH.match(path)
+        if git is not None:
+            return self.serve_git(git["agent"], git["rest"] or "/", method, target, headers, body)
+        response = self.upstream_answer(method, target, headers, body)
+        payload = self.after_forward(method, path, body, response)
+        return httpx.Response(response.status_code, headers=_kept(response.headers), content=payload)
+
+    def upstream_answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         """The dev server's answer to a request that is not a git one."""
-        return self._rest.request(method, target, headers=headers, content=body)
+        return super().send(method, target, headers, body)
+
+    def serve_git(
+        self, agent_id: str, rest: str, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        """One smart-HTTP request for a tagged agent's repository, answered by `git http-backend`; a push is
+        written back into the blocks after the sync delay."""
+        agent = self.agent(agent_id)
+        if agent.status_code != 200:
+            return httpx.Response(agent.status_code, headers=_kept(agent.headers), content=agent.content)
+        if GIT_MEMORY_TAG not in (agent.json().get("tags") or []):
+            self.seen["untagged"] += 1
+            detail = f"Agent {agent_id} has no git-backed memory: add the tag {GIT_MEMORY_TAG} to it first."
+            return json_answer(404, {"detail": detail})
+        if not self.repository(agent_id).exists():
+            self.enable(agent_id)
+        status, answer_headers, payload = _http_backend(self.repos, agent_id, rest, method, target, headers, body)
+        if method == "POST" and rest == "/git-receive-pack" and status < 400:
+            self.pushed(agent_id)
+        return httpx.Response(status, headers=answer_headers, content=payload)
 
     def after_forward(self, method: str, path: str, body: bytes, response: httpx.Response) -> bytes:
         """Enable git memory when a create or update this server forwarded asked for the tag; the answer as the
@@ -249,24 +291,8 @@ class HostedGitMemoryStandIn:
         limit = max(body.get("limit") or block.get("limit") or 0, len(value))
         self._rest.patch(f"/v1/blocks/{block['id']}", json={**body, "value": value, "limit": limit}).raise_for_status()
 
-    # -- running ------------------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="hosted-git-standin", daemon=True
-        )
-        self._thread.start()
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._rest.close()
+        super().stop()
         shutil.rmtree(self.repos, ignore_errors=True)
 
 
@@ -363,95 +389,31 @@ def _show(repository: Path, name: str) -> str:
     return done.stdout.decode("utf-8")
 
 
-# -- serving ------------------------------------------------------------------------------------------------------
-
-
-def _handler_for(stand_in: HostedGitMemoryStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            body = self._body()
-            if not stand_in.authorized(self.headers.get("Authorization")):
-                stand_in.seen["unauthorized"] += 1
-                self._answer(401, _json({"detail": UNAUTHORIZED}), {"WWW-Authenticate": 'Basic realm="Letta API"'})
-                return
-            path = urlsplit(self.path).path
-            git = _GIT_PATH.match(path)
-            if git is not None:
-                self._serve_git(git["agent"], git["rest"] or "/", body)
-                return
-            headers = {key: value for key, value in self.headers.items() if key.lower() not in HOP_HEADERS}
-            response = stand_in.forward(self.command, self.path, headers, body)
-            payload = stand_in.after_forward(self.command, path, body, response)
-            kept = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS | {"date", "server"}}
-            self._answer(response.status_code, payload, kept)
-
-        def _serve_git(self, agent_id: str, rest: str, body: bytes) -> None:
-            agent = stand_in.agent(agent_id)
-            if agent.status_code != 200:
-                self._answer(agent.status_code, agent.content, {"Content-Type": "application/json"})
-                return
-            if GIT_MEMORY_TAG not in (agent.json().get("tags") or []):
-                stand_in.seen["untagged"] += 1
-                detail = f"Agent {agent_id} has no git-backed memory: add the tag {GIT_MEMORY_TAG} to it first."
-                self._answer(404, _json({"detail": detail}), {})
-                return
-            if not stand_in.repository(agent_id).exists():
-                stand_in.enable(agent_id)
-            status, headers, payload = _http_backend(stand_in.repos, agent_id, rest, self, body)
-            if self.command == "POST" and rest == "/git-receive-pack" and status < 400:
-                stand_in.pushed(agent_id)
-            self._answer(status, payload, headers)
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                self.rfile.readline()  # the blank line after the last, empty chunk
-                return b"".join(chunks)
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
-
-        def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            headers = {key: value for key, value in headers.items() if key.lower() != "content-length"}
-            headers.setdefault("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # never logs a request (nor its key)
-            pass
-
-    return Handler
+def _kept(headers: httpx.Headers) -> dict[str, str]:
+    """An answer's headers, but those of its framing: the stand-in passes on a body httpx decoded already."""
+    return {name: value for name, value in headers.items() if name.lower() not in HOP_HEADERS}
 
 
 def _http_backend(
-    root: Path, agent_id: str, rest: str, request: BaseHTTPRequestHandler, body: bytes
+    root: Path, agent_id: str, rest: str, method: str, target: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, dict[str, str], bytes]:
     """git's own smart HTTP server (`git http-backend`, a CGI program) answering one request for the agent's repo."""
-    query = urlsplit(request.path).query
+    query = urlsplit(target).query
+    sent = {name.lower(): value for name, value in headers.items()}
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_PROJECT_ROOT": str(root),
         "GIT_HTTP_EXPORT_ALL": "1",
         "PATH_INFO": f"/{agent_id}.git{rest}",
-        "REQUEST_METHOD": request.command,
+        "REQUEST_METHOD": method,
         "QUERY_STRING": query,
-        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+        "CONTENT_TYPE": sent.get("content-type", ""),
         "CONTENT_LENGTH": str(len(body)),
         "REMOTE_USER": "letta",
         "REMOTE_ADDR": "127.0.0.1",
         "GIT_CONFIG_NOSYSTEM": "1",
-        **({"HTTP_CONTENT_ENCODING": enc} if (enc := request.headers.get("Content-Encoding")) else {}),
-        **({"GIT_PROTOCOL": proto} if (proto := request.headers.get("Git-Protocol")) else {}),
+        **({"HTTP_CONTENT_ENCODING": enc} if (enc := sent.get("content-encoding")) else {}),
+        **({"GIT_PROTOCOL": proto} if (proto := sent.get("git-protocol")) else {}),
     }
     done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=GIT_TIMEOUT)
     head, _, payload = done.stdout.partition(b"\r\n\r\n")
@@ -465,10 +427,6 @@ def _http_backend(
         elif name:
             headers[name.strip()] = value.strip()
     return status, headers, payload
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 class OfflineGitMemory(HostedGitMemoryStandIn):
@@ -486,7 +444,7 @@ class OfflineGitMemory(HostedGitMemoryStandIn):
             return httpx.Response(404, json={"detail": f"Agent with ID {agent_id} not found"}, request=request)
         return httpx.Response(200, json={"id": agent_id, **self.agents[agent_id]}, request=request)
 
-    def forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+    def upstream_answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         request = httpx.Request(method, f"{self.url}{target}")
         blocks = re.match(r"^/v1/agents/([^/]+)/core-memory/blocks/?$", urlsplit(target).path)
         if method == "GET" and blocks and blocks[1] in self.agents:

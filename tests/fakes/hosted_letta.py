@@ -28,10 +28,11 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.fault_proxy import FaultProxy
+import httpx
+
+from tests.fakes.fault_proxy import FaultProxy, json_answer
 
 HOSTED_VERSION = "1.12.1"  # any version but 0.16.x; the stand-in's own, not one hosted Letta published
 PAGE_CAP = 100
@@ -54,21 +55,21 @@ class HostedLettaStandIn(FaultProxy):
         asked = self.faults.list_limit
         return self.cap if asked is None else min(self.cap, asked)
 
-    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any] | None:
+    def answer_instead(self, method: str, target: str, headers: dict[str, str], body: bytes) -> httpx.Response | None:
         path = urlsplit(target).path
         if path.rstrip("/") == "/v1/health":
-            return 200, {"version": HOSTED_VERSION, "status": "ok"}
+            return json_answer(200, {"version": HOSTED_VERSION, "status": "ok"})
         sent = {name.lower(): value for name, value in headers.items()}
         if not (sent.get("x-project") or sent.get("x-project-id")):
             self.seen["no project"] += 1
-            return 400, {"detail": MISSING_PROJECT}
+            return json_answer(400, {"detail": MISSING_PROJECT})
         if path.startswith("/v1/folders"):
             self.seen["folders"] += 1
-            return 400, {"detail": FOLDERS_GONE}
+            return json_answer(400, {"detail": FOLDERS_GONE})
         if method == "POST" and path.rstrip("/") == "/v1/conversations" and b"isolated_block_labels" in body:
             self.seen["isolated labels"] += 1
             refused = {"loc": ["body", "isolated_block_labels"], "msg": "Extra inputs are not permitted"}
-            return 422, {"detail": [{**refused, "type": "extra_forbidden"}]}
+            return json_answer(422, {"detail": [{**refused, "type": "extra_forbidden"}]})
         return None
 
     def rewrite(self, method: str, target: str, status: int, payload: bytes) -> bytes:

@@ -9,6 +9,7 @@ Writes to one agent are serialized (a lock per server and agent); writes to diff
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,21 @@ PROBE_AGENT = "agent-00000000-0000-4000-8000-000000000000"  # no agent's id: ask
 NO_MEMFS_SERVICE = "git HTTP requires memfs service"
 # What git says when the server answered 401: it wanted a credential git had no way to ask for.
 _REFUSED_CREDENTIAL = ("could not read Username", "Authentication failed", "returned error: 401")
+# What git (curl) says when the server answered with an HTTP error, and when no answer came at all.
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b|returned error: (\d{3})")
+_UNREACHABLE = ("Failed to connect", "Could not resolve host", "Connection refused")
+_NO_ANSWER = (
+    "Empty reply from server",
+    "hung up unexpectedly",
+    "unexpected disconnect",
+    "Connection reset",
+    "transfer closed",
+    "timed out",
+)
+_NO_ANSWER_ADVICE = (
+    "The connection broke before the server answered: run the apply again (what landed is read back first, so "
+    "nothing is written twice)"
+)
 _REJECTED_AS_STALE = ("non-fast-forward", "fetch first", "stale info")
 _STALE_ADVICE = "Someone else keeps pushing to it: run the apply again once they are done"
 _REFUSED_ADVICE = "The server refused the commit for the reason above: fix what it names and run the apply again"
@@ -109,9 +125,10 @@ class GitMemory:
                     stale = any(reason in refusal for reason in _REJECTED_AS_STALE)
                     if attempt == 1 and stale:
                         continue
-                    advice = _STALE_ADVICE if stale else _REFUSED_ADVICE
+                    failed = "was refused" if stale or _said_instead(refusal) is None else "failed"
+                    advice = _STALE_ADVICE if stale else _said_instead(refusal) or _REFUSED_ADVICE
                     raise GitMemoryError(
-                        f"pushing agent {agent_id}'s memory to {self.repository_url(agent_id)} was refused: "
+                        f"pushing agent {agent_id}'s memory to {self.repository_url(agent_id)} {failed}: "
                         f"{refusal}. {advice}"
                     )
 
@@ -174,7 +191,7 @@ class GitMemory:
             return None
         refused = [line.strip() for line in done.stdout.splitlines() if line.startswith("!")]
         remote = [line.strip() for line in done.stderr.splitlines() if line.startswith("remote:")]
-        said = "; ".join([*refused, *remote]) or done.stderr.strip() or f"git push exited {done.returncode}"
+        said = "; ".join([*refused, *remote]) or _one_line(done.stderr) or f"git push exited {done.returncode}"
         return self._mask(said)
 
     def _has_head(self, tree: Path) -> bool:
@@ -204,10 +221,9 @@ class GitMemory:
                 "is the server reachable? Run the command again"
             ) from None
         if check and done.returncode != 0:
-            said = self._mask(done.stderr.strip() or done.stdout.strip())
-            if any(sign in said for sign in _REFUSED_CREDENTIAL):
-                said += " (the server refused the credential: check LETTA_API_KEY)"
-            raise GitMemoryError(f"git {args[0]} failed for {self._client.base_url}: {said}")
+            said = self._mask(_one_line(done.stderr) or _one_line(done.stdout))
+            advice = _said_instead(said) or "Run the command again; if git fails the same way, fix what it names"
+            raise GitMemoryError(f"git {args[0]} failed for {self._client.base_url}: {said}. {advice}")
         return done
 
     def _environment(self) -> dict[str, str]:
@@ -255,6 +271,31 @@ def memory_file_value(text: str) -> str:
     except yaml.YAMLError:
         return text
     return text[end + 5 :] if isinstance(front, dict) else text
+
+
+def _one_line(text: str) -> str:
+    """git's message on one line (its lines joined), as an error of lettafleet shows it."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _said_instead(said: str) -> str | None:
+    """What to do when git's words show the server answered with an HTTP error, or never answered; None when they
+    show neither (the server's own refusal, say)."""
+    if any(sign in said for sign in _REFUSED_CREDENTIAL):
+        return "The server refused the credential: check LETTA_API_KEY"
+    found = _HTTP_STATUS.search(said)
+    status = int(found[1] or found[2]) if found else None
+    if status == 403:
+        return "The server refused access to the agent's memory (403): check that LETTA_API_KEY may write it"
+    if status is not None and status >= 500:
+        return f"The server failed (HTTP {status}): run the apply again once it answers"
+    if status is not None:
+        return f"The server answered HTTP {status}: fix what it names and run the apply again"
+    if any(sign in said for sign in _UNREACHABLE):
+        return "The server could not be reached: is it running? Run the apply again once it answers"
+    if any(sign in said for sign in _NO_ANSWER):
+        return _NO_ANSWER_ADVICE
+    return None
 
 
 def _in_system(path: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lettafleet.core import Action, Resource
+from lettafleet.core import Action, LettaError, Resource
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
@@ -341,6 +341,41 @@ def test_on_a_v1_server_the_files_are_pushed_waited_for_recorded_and_an_agent_ed
     }
     fleet.apply(plan)
     assert "system/policies.md" not in git.files[agent_id] and "notes/tone.md" in git.files[agent_id]
+
+
+class RefusingRepositories(FakeRepositories):
+    """The in-memory repositories, while `refusing` is set: every push refused, nothing of it kept."""
+
+    refusing = False
+
+    def write(self, agent_id, writes, deletes, message) -> None:
+        if self.refusing:
+            self.pushes.append((agent_id, {}, []))
+            raise LettaError("pushing agent's memory failed: HTTP 500. Run the apply again once it answers")
+        super().write(agent_id, writes, deletes, message)
+
+
+def test_on_a_v1_server_an_agents_files_are_one_push_and_a_refused_push_records_none_of_them(fleet, monkeypatch):
+    git = RefusingRepositories(fleet.letta)
+    monkeypatch.setattr("lettafleet.plugins.resources.memfs_v1.installed_git_memory", lambda connection: git)
+    fleet.apply(fleet.plan(v1_fleet(POLICIES, TONE)))
+    assert [sorted(writes) for _, writes, _ in git.pushes] == [
+        ["notes/refunds.md", "notes/tone.md", "system/policies.md"]
+    ]
+
+    git.refusing = True
+    changed = v1_fleet(POLICIES.replace("No refunds.", "Refunds in 30 days."), TONE.replace("Short", "Shorter"))
+    results = fleet.results(fleet.apply(fleet.plan(changed)))
+    failed = {address: said for address, (status, said) in results.items() if status == "failed"}
+    assert len(git.pushes) == 2 and len(failed) == 2  # one push for both files, refused: both fail, saying why
+    assert all("HTTP 500" in said for said in failed.values())
+
+    git.refusing = False
+    again = fleet.plan(changed)  # nothing recorded of the refused push: planned as updates, not as the agent's edits
+    updates = {c.name for c in again.changes if c.kind == "memory_file" and c.changes_something}
+    assert updates == {"system/policies.md", "notes/tone.md"} and not [c for c in again.changes if c.drift]
+    fleet.apply(again)
+    assert len(git.pushes) == 3 and not fleet.plan(changed).has_changes
 
 
 @pytest.mark.parametrize(

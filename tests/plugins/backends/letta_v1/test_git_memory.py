@@ -20,6 +20,7 @@ from lettafleet.core import LettaError
 from lettafleet.plugins.backends.letta_v1 import git_memory
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from lettafleet.plugins.backends.letta_v1.git_memory import GitMemory, GitMemoryError, memory_file_value
+from tests.fakes.fault_proxy import Faults, Refusal
 from tests.fakes.hosted_git_memory import GIT_MEMORY_TAG, OfflineGitMemory, running_offline_git_memory
 
 KEY = "sk-let-unit-Zq9x/7+key=="  # URL-special characters, so that its URL-encoded forms differ from it
@@ -135,6 +136,44 @@ def test_the_key_is_masked_in_every_form_in_what_git_reports(memory, hosted):
 
     assert "remote: refusing: " in str(caught.value) and "The server refused the commit" in str(caught.value)
     assert [form for form in forms_of(KEY) if form in str(caught.value)] == []
+
+
+GIT_FAULTS = {
+    "push refused 500": (
+        "write",
+        Faults(refuse=1.0, refusals=(Refusal(500),), only="git-receive-pack$"),
+        "The server failed (HTTP 500): run the apply again once it answers",
+    ),
+    "push refused 403": (
+        "write",
+        Faults(refuse=1.0, refusals=(Refusal(403),), only="git-receive-pack$"),
+        "The server refused access to the agent's memory (403): check that LETTA_API_KEY may write it",
+    ),
+    "connection dropped during a push": (
+        "write",
+        Faults(drop=1.0, only="git-receive-pack$"),
+        "The connection broke before the server answered: run the apply again",
+    ),
+    "connection dropped during a clone": (
+        "read",
+        Faults(drop=1.0, only="git-upload-pack$"),
+        "The connection broke before the server answered: run the apply again",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(GIT_FAULTS))
+def test_a_git_fault_is_one_clear_line_saying_what_happened_and_what_to_do(memory, hosted, fault):
+    call, faults, advice = GIT_FAULTS[fault]
+    hosted.enable(AGENT)
+    hosted.faults = faults
+
+    with pytest.raises(GitMemoryError) as caught:
+        memory.write(AGENT, {"system/new.md": "new"}, [], "fleet: new") if call == "write" else memory.read(AGENT)
+
+    said = str(caught.value)
+    assert advice in said and "\n" not in said and "The server refused the commit" not in said
+    assert [form for form in forms_of(KEY) if form in said] == []
 
 
 def test_a_wrong_key_is_a_clear_error_that_names_the_key_to_check(hosted):
