@@ -25,6 +25,7 @@ from lettafleet.core import (
     ApplySession,
     Change,
     Connection,
+    Exported,
     Fleet,
     LettaError,
     LiveReader,
@@ -44,12 +45,12 @@ from lettafleet.plugins.resources.memfs import (
     MemoryFileHandler,
     extracted_section,
     fingerprinted,
-    fingerprinted_path,
     live_file,
     mode_address,
     pruned_file,
     recorded_file,
     recorded_files,
+    recorded_path,
     verify_resource,
 )
 from lettafleet.plugins.resources.memfs_expansion import BLOCKS, MEMFS, declared_files
@@ -237,9 +238,17 @@ class V1MemfsHandler(MemoryFileHandler):
                 # the agent's own edits are still told from lettafleet's when the memory is switched on again.
                 yield replace(placeholder, state={"kept": True})
                 continue
-            text = self._repository(reader, str(agent["id"])).get(fingerprinted_path(placeholder.id))
+            path = recorded_path(placeholder)
+            text = self._repository(reader, str(agent["id"])).get(path) if path else None
             if text is not None:
                 yield recorded_file(placeholder, text, str(agent["name"]), str(agent["id"]))
+
+    def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
+        """The `memory:` section of each agent whose git-backed memory is on (memfs_v1_export.py, which builds on
+        this module: imported here)."""
+        from lettafleet.plugins.resources.memfs_v1_export import exported_v1_memory_sections
+
+        return exported_v1_memory_sections(reader, agents, self.git_memory)
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         model = desired or live

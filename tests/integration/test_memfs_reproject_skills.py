@@ -13,9 +13,7 @@ from lettafleet.plugins.backends.app_server.turns import run_turn
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
 from tests.fakes.hosted_git_memory import HostedGitMemoryStandIn
 from tests.fakes.llm_server import FakeLLM
-from tests.integration.test_app_server_memfs import applied, memfs_fleet
-from tests.integration.test_app_server_plan_apply import app_server, cli, suffix
-from tests.integration.test_memfs_hosted_done_when import (
+from tests.integration.hosted_memfs_fleet import (
     agent_named,
     assert_no_changes,
     hosted,
@@ -24,6 +22,8 @@ from tests.integration.test_memfs_hosted_done_when import (
     run,
     write_fleet,
 )
+from tests.integration.test_app_server_memfs import applied, memfs_fleet
+from tests.integration.test_app_server_plan_apply import app_server, cli, suffix
 
 pytest_plugins = ["tests.fakes.llm_server"]
 __all__ = ["app_server", "hosted", "names", "suffix"]  # fixtures, shared with the tests they come from
