@@ -10,8 +10,14 @@ connected to it as an `openai-compatible` provider, so the fleet's model is one 
 - a no-change plan, also once through a proxy that counts the frames the server gets, by type;
 - a one-field update of every agent (its `description`), and the plan after it.
 
+`--memory-files K` gives every agent a `memory:` section (`mode: memfs`) of K files in the v2 layout: the index
+`system/MEMORY.md` and K-1 files with `name`/`description` frontmatter. `--count-every-step` runs every step through
+the frame counter; `--no-serial-create` leaves out the create one at a time.
+
     python benchmarks/app_server_fleet.py --agents 200 --repeat 3 --json results.json
     python benchmarks/app_server_fleet.py --repeat 3 --create-rounds 1 --base-url ws://127.0.0.1:PORT --server-pid PID
+    python benchmarks/app_server_fleet.py --memory-files 5 --repeat 3 --create-rounds 1 --no-serial-create \
+        --count-every-step
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,12 +67,14 @@ class Step:
     by_method: str
     exit_code: int
     server_cpu_s: float | None
+    lettafleet_cpu_s: float  # user + system of the step's `lettafleet` process
     load: str  # the 1, 5 and 15 minute load averages when the step ended
     frames: dict[str, int] = field(default_factory=dict)  # by type, when counted at the proxy
 
 
-def write_fleet(path: Path, agents: int, description: str = "v1") -> Path:
-    """`agents` agents; even ones have 3 memory blocks (one `agent_owned: false`), odd ones 2."""
+def write_fleet(path: Path, agents: int, description: str = "v1", memory_files: int = 0) -> Path:
+    """`agents` agents; even ones have 3 memory blocks (one `agent_owned: false`), odd ones 2; with `memory_files`,
+    each a `memory:` section of that many files."""
     lines = [f"fleet: {FLEET}", "agents:"]
     for index in range(agents):
         lines += [
@@ -80,18 +89,47 @@ def write_fleet(path: Path, agents: int, description: str = "v1") -> Path:
         ]
         if index % 2 == 0:
             lines.append('      - {name: customer, description: "Per customer", value: "none yet"}')
+        if memory_files:
+            lines += memory_section(memory_files)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def memory_section(files: int) -> list[str]:
+    """A `mode: memfs` section in the v2 layout: the index `system/MEMORY.md` and `files - 1` notes it lists."""
+    notes = [f"note-{number}" for number in range(1, files)]
+    texts = {"system/MEMORY.md": "# System\n" + "".join(f"- {note}.md\n" for note in notes)}
+    for note in notes:
+        texts[f"system/{note}.md"] = f"---\nname: {note}\ndescription: the fleet's {note}\n---\nRemember {note}.\n"
+    lines = ["    memory:", "      mode: memfs", "      files:"]
+    for to, text in texts.items():
+        lines += [f"        - to: {to}", f"          value: {json.dumps(text)}"]
+    return lines
 
 
 def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def run_step(round_: int, step: str, args: list[str], base_url: str, server_pid: int | None) -> Step:
-    """One `lettafleet` process: its wall time, the requests it counted, the server's CPU meanwhile."""
+def run_step(
+    round_: int, step: str, args: list[str], base_url: str, server_pid: int | None, count_frames: bool = False
+) -> Step:
+    """One `lettafleet` process: its wall time and CPU, the requests it counted, the server's CPU meanwhile, and
+    with `count_frames` the frames the server got, by type."""
+    if count_frames:
+        with FrameCounter(base_url).running() as proxy:
+            found = measure_step(round_, step, args, proxy.url, server_pid)
+        found.frames = dict(sorted(proxy.frames.items()))
+    else:
+        found = measure_step(round_, step, args, base_url, server_pid)
+    print(json.dumps(asdict(found)), flush=True)
+    return found
+
+
+def measure_step(round_: int, step: str, args: list[str], base_url: str, server_pid: int | None) -> Step:
+    """The `lettafleet` process of one step, run against `base_url`."""
     roots = [server_pid] if server_pid else []
-    cpu_before = cpu_seconds(roots)
+    cpu_before, own_before = cpu_seconds(roots), children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         [LETTAFLEET, *args, "-v"],
@@ -101,16 +139,20 @@ def run_step(round_: int, step: str, args: list[str], base_url: str, server_pid:
         check=False,
     )
     seconds = time.perf_counter() - started
-    cpu_after = cpu_seconds(roots)
+    cpu_after, own = cpu_seconds(roots), round(children_cpu_seconds() - own_before, 2)
     match = REQUESTS.search(done.stderr)
     if match is None:
         raise SystemExit(f"{step} printed no request count:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     server_cpu = None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 1)
-    found = Step(
-        round_, step, round(seconds, 2), int(match.group(1)), match.group(2), done.returncode, server_cpu, load()
+    return Step(
+        round_, step, round(seconds, 2), int(match.group(1)), match.group(2), done.returncode, server_cpu, own, load()
     )
-    print(json.dumps(asdict(found)), flush=True)
-    return found
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of this process's ended children (the `lettafleet` steps; the App Server ends last)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class FrameCounter:
@@ -181,43 +223,56 @@ def private_app_server() -> Iterator[tuple[str, int | None]]:
             app_server.down(home=home, progress=SilentProgress())
 
 
-def one_round(round_: int, agents: int, base_url: str, pid: int | None, workdir: Path, create: bool) -> list[Step]:
+@dataclass(frozen=True)
+class Options:
+    """What every round does alike: the fleet's size and memory files, and which steps run how."""
+
+    agents: int
+    memory_files: int
+    serial_create: bool
+    count_every_step: bool
+
+
+def one_round(round_: int, options: Options, base_url: str, pid: int | None, workdir: Path, create: bool) -> list[Step]:
     """The steps of one round; without `create`, the agents the round before left are planned and updated."""
-    fleet = write_fleet(workdir / "fleet.yaml", agents, description=f"v{round_}")
+    fleet = write_fleet(workdir / "fleet.yaml", options.agents, f"v{round_}", options.memory_files)
     apply_ = ["apply", "-f", str(fleet), "--no-lock"]
+    count = options.count_every_step
     steps = []
+    if create and options.serial_create:
+        delete_fleet(base_url)
+        steps.append(run_step(round_, "create, one at a time", [*apply_, "--parallelism", "1"], base_url, pid, count))
     if create:
         delete_fleet(base_url)
-        steps.append(run_step(round_, "create, one at a time", [*apply_, "--parallelism", "1"], base_url, pid))
-        delete_fleet(base_url)
-        steps.append(run_step(round_, "create, parallel across agents", [*apply_, "--parallelism", "8"], base_url, pid))
+        parallel = [*apply_, "--parallelism", "8"]
+        steps.append(run_step(round_, "create, parallel across agents", parallel, base_url, pid, count))
     plan = ["plan", "-f", str(fleet), "--detailed-exitcode"]
-    steps.append(run_step(round_, "plan, no changes", plan, base_url, pid))
-    with FrameCounter(base_url).running() as proxy:
-        counted = run_step(round_, "plan, no changes, through the frame counter", plan, proxy.url, pid)
-        counted.frames = dict(sorted(proxy.frames.items()))
-    print(json.dumps(counted.frames), flush=True)
-    steps.append(counted)
-    write_fleet(fleet, agents, description=f"v{round_ + 1}")
-    steps.append(run_step(round_, "update one field of every agent", apply_, base_url, pid))
-    steps.append(run_step(round_, "plan after the update", plan, base_url, pid))
+    steps.append(run_step(round_, "plan, no changes", plan, base_url, pid, count))
+    if not count:
+        steps.append(run_step(round_, "plan, no changes, through the frame counter", plan, base_url, pid, True))
+    write_fleet(fleet, options.agents, f"v{round_ + 1}", options.memory_files)
+    steps.append(run_step(round_, "update one field of every agent", apply_, base_url, pid, count))
+    steps.append(run_step(round_, "plan after the update", plan, base_url, pid, count))
     return steps
 
 
 def summary(steps: list[Step]) -> str:
     """One row per step: the median and the spread of its rounds."""
     rows = [
-        "| step | wall s, median (min to max) | requests | by type (lettafleet's count) | server CPU s | exit |",
-        "|---|---|---:|---|---:|---|",
+        "| step | wall s, median (min to max) | requests | by type (lettafleet's count) | lettafleet CPU s | "
+        "server CPU s | frames by type (the last round's) | exit |",
+        "|---|---|---:|---|---:|---:|---|---|",
     ]
     for name in dict.fromkeys(step.step for step in steps):
         runs = [step for step in steps if step.step == name]
         seconds = [step.seconds for step in runs]
         cpu = [step.server_cpu_s for step in runs if step.server_cpu_s is not None]
+        frames = ", ".join(f"{kind} {count}" for kind, count in runs[-1].frames.items()) or "-"
         rows.append(
             f"| {name} | {statistics.median(seconds):.2f} ({min(seconds):.2f} to {max(seconds):.2f}) | "
             f"{'/'.join(str(step.requests) for step in runs)} | {runs[-1].by_method} | "
-            f"{statistics.median(cpu) if cpu else '-'} | {'/'.join(str(step.exit_code) for step in runs)} |"
+            f"{statistics.median(step.lettafleet_cpu_s for step in runs):.2f} | "
+            f"{statistics.median(cpu) if cpu else '-'} | {frames} | {'/'.join(str(step.exit_code) for step in runs)} |"
         )
     return "\n".join(rows)
 
@@ -230,7 +285,11 @@ def main() -> None:
     parser.add_argument("--base-url", help="a running App Server (default: a private one, started and stopped here)")
     parser.add_argument("--server-pid", type=int, help="the --base-url server's PID, for its CPU seconds")
     parser.add_argument("--json", type=Path, help="write every step here")
+    parser.add_argument("--memory-files", type=int, default=0, help="a `memory:` section of K files in every agent")
+    parser.add_argument("--no-serial-create", action="store_true", help="leave out the create one at a time")
+    parser.add_argument("--count-every-step", action="store_true", help="every step through the frame counter")
     args = parser.parse_args()
+    options = Options(args.agents, args.memory_files, not args.no_serial_create, args.count_every_step)
     llm = FakeLLM().start()
     steps: list[Step] = []
     try:
@@ -246,7 +305,7 @@ def main() -> None:
             print(f"App Server at {base_url} (pid {pid}), load {load()}", flush=True)
             for round_ in range(1, args.repeat + 1):
                 create = round_ <= (args.repeat if args.create_rounds is None else args.create_rounds)
-                steps += one_round(round_, args.agents, base_url, pid, Path(workdir), create)
+                steps += one_round(round_, options, base_url, pid, Path(workdir), create)
             delete_fleet(base_url)
     finally:
         llm.stop()
