@@ -34,8 +34,8 @@ demo: install
 	@echo; echo "The dev server is still running: export LETTA_BASE_URL=$(DEV_URL) to explore;"; \
 	  echo "stop it with: $(BIN)/lettafleet dev-server down"
 
-# Every test: the unit tests while the dev servers start, then the V1 and the App Server integration tests side by
-# side (tests/run.py). `make test ARGS="-x -k lock"` passes arguments to each pytest.
+# Every test: the unit tests (and those with servers of their own) while the dev servers start, then the V1 and the
+# App Server integration tests side by side (tests/run.py). `make test ARGS="-x -k lock"` passes arguments to each pytest.
 test: install
 	$(BIN)/python -m tests.run $(ARGS)
 

@@ -1,11 +1,11 @@
-"""`make test`: every test, in three pytest processes side by side, against dev servers started once for all.
+"""`make test`: every test, in four pytest processes side by side, against dev servers started once for all.
 
 The unit tests need no server and run at once, while the three dev servers (Letta 0.16.8, App Server 0.34.12 and
-0.32.18) install and start. The integration tests run as two more processes: those that use the V1 server (the
-one test that moves a fleet from it to the App Server among them), once every server is up, and the others (the
-App Servers', those with private servers of their own, and those with none) as soon as the two App Servers are,
-while the V1 server installs. Each group keeps to its own server, so a test that lists a whole server never sees
-another group's agents appear.
+0.32.18) install and start; so do the integration tests with servers of their own, or none (`private`). The
+others run as two more processes: those that use the V1 server (the one test that moves a fleet from it to the
+App Server among them), once every server is up, and those that use the shared App Servers, as soon as those two
+are, while the V1 server installs. Each group keeps to its own server, so a test that lists a whole server never
+sees another group's agents appear.
 
 Each process's lines are printed as they come, behind its name. Servers this run started are stopped at its end,
 also on Ctrl-C; servers that were already running are used and left running. Arguments are passed to every pytest.
@@ -32,7 +32,8 @@ V1_SERVER, APP_SERVER, V1_LAYOUT_SERVER = (name for name, _ in SERVERS)
 UNIT = ("unit", "not integration", ())
 INTEGRATION = (
     ("v1", "v1_server", (V1_SERVER, APP_SERVER, V1_LAYOUT_SERVER)),  # the move to the App Server among them
-    ("app-server", "integration and not v1_server", (APP_SERVER, V1_LAYOUT_SERVER)),  # under way while V1 installs
+    ("app-server", "app_server and not v1_server", (APP_SERVER, V1_LAYOUT_SERVER)),  # under way while V1 installs
+    ("private", "integration and not v1_server and not app_server", ()),  # servers of their own, or none: at once
 )
 
 NOTHING_SELECTED = 5  # pytest's exit code when every test was deselected

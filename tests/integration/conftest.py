@@ -22,13 +22,17 @@ _HERE = Path(__file__).parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration, so `-m "not integration"` skips the server entirely, and run them
     after the unit tests, while which the servers they need are installed and started (`_Servers`). Those that use
-    the V1 dev server are marked `v1_server` too: `make test` runs them apart from the others (tests/run.py)."""
+    the V1 dev server are marked `v1_server` too, those that use the shared App Servers `app_server`: `make test`
+    runs each kind apart (tests/run.py)."""
     for item in items:
         # This hook sees the whole session's items, not only those below this folder.
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
-            if "letta_server" in getattr(item, "fixturenames", ()):
+            fixtures = set(getattr(item, "fixturenames", ()))
+            if "letta_server" in fixtures:
                 item.add_marker(pytest.mark.v1_server)
+            if fixtures & {"app_server_url", "app_server_v1_layout_url"}:
+                item.add_marker(pytest.mark.app_server)
     items.sort(key=lambda item: item.path.is_relative_to(_HERE))  # stable: each group keeps its order
 
 
