@@ -14,7 +14,8 @@ apply was killed, or its answer lost) is in the next plan and done by the next a
 
 An apply can be stopped from outside (the CLI does on Ctrl-C) through a `StopSignal` (a `threading.Event`): no
 change starts after it is set, the changes in flight finish (for a bounded time), the records of what landed are
-written, and the rest is reported as not attempted (the recompiles it owes, as owed).
+written, and the rest is reported as not attempted (the recompiles it owes, as owed), except the changes another's
+request carried (`ApplySession.sent_with`: a batch such as one git push for several files), reported as it went.
 
 Changes may come in waves (`ResourceHandler.wave`, a rollout in batches): a wave starts once the one before has
 run, and only if nothing failed so far; otherwise the later waves are reported as not attempted.
@@ -105,6 +106,7 @@ class ApplySession:
         self._changes = plan.by_address()
         self._ids = {change.address: change.id for change in plan.changes if change.id}
         self._carried: dict[str, str | None] = {}  # child address -> error message (None: landed)
+        self._carriers: dict[str, str] = {}  # address -> the change whose request carried it (not its parent's)
         # address -> the metadata the server answered to its create request (only that: thousands of whole answers,
         # each with the relations the server puts in it, would hold hundreds of MB for the length of the apply)
         self._created: dict[str, dict[str, Any]] = {}
@@ -188,9 +190,22 @@ class ApplySession:
             if error.status != 404:
                 raise
 
+    def sent_with(self, address: str, carrier: str, problem: str | None = None) -> None:
+        """`address` went to the server in the request `carrier` made for several changes (one commit, one set):
+        it shares that request's outcome (`problem`: why it failed), is never sent again, and is reported so even
+        when a stop comes before it starts."""
+        with self._lock:
+            self._carried[address] = self.client.mask(problem) if problem else None
+            self._carriers[address] = carrier
+
     def carried_result(self, address: str) -> tuple[bool, str | None]:
         with self._lock:
             return address in self._carried, self._carried.get(address)
+
+    def carrier_of(self, address: str) -> str | None:
+        """The change whose request carried `address` (`sent_with`); None: its parent's create, or none."""
+        with self._lock:
+            return self._carriers.get(address)
 
 
 def apply_plan(
@@ -584,8 +599,9 @@ def _finish_carried(
     manager: FleetPlugins,
     finish: Callable[[str, ChangeResult], None],
 ) -> None:
-    """Report the children that rode along in a parent's request, which landed (or not) with it: after a stop
-    they were never started, yet they need no request of their own to know their outcome."""
+    """Report the changes that rode along in another's request (a parent's create, a sibling's batch), which landed
+    (or not) with it: after a stop they were never started, yet they need no request of their own to know their
+    outcome."""
     while carried := [a for a in ready if a not in results and session.carried_result(a)[0]]:
         for address in carried:
             ready.remove(address)
@@ -605,7 +621,9 @@ def _apply_one(change: Change, session: ApplySession, manager: FleetPlugins) -> 
     carried, problem = session.carried_result(change.address)
     if carried:
         status = "failed" if problem else "applied"
-        return ChangeResult(change.address, change.action, status, problem or f"created with {change.parent}")
+        carrier = session.carrier_of(change.address)
+        landed = f"sent with {carrier}" if carrier else f"created with {change.parent}"
+        return ChangeResult(change.address, change.action, status, problem or landed)
     own = without_bookkeeping(change)
     if own is None:  # only its record changes: written once its subtree is done
         return ChangeResult(change.address, change.action, "applied")

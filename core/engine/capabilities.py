@@ -54,7 +54,7 @@ def capability_problems(fleet: Fleet, resources: Iterable[Resource], backend: Ba
         if lacking is not None and lacking.refuses(resource) and resource.source is not None:
             found.append(_refusal(backend, resource.source, lacking))
         ignored = table.no_effect_kinds.get(resource.kind)
-        if ignored is not None and resource.source is not None:
+        if ignored is not None and resource.source:  # one the file does not place (asked for by no line): no note
             what = resource.kind.replace("_", " ")
             found.append(
                 Note(resource.source, f"{what} has no effect on the {backend} backend: {ignored.note}", ignored.hint)

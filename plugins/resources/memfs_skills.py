@@ -5,8 +5,11 @@ for until the agent's blocks show it, then the agent recompiled, so that a runni
 current text. Hosted Letta re-renders `system/` files on a plain push, not a skill's (lettactl's README).
 
 A reprojection is an action, not a thing the server keeps: it is planned each time the flag is given (`~ skill
-projection skills`, naming the skills), and nothing is undone when it is not. Backends with nothing to re-project say so
-(`Capabilities.no_effect_kinds`): the App Server reads skills from the agent's memory at every turn."""
+projection skills`, naming the skills), and nothing is undone when it is not. The first push holds each skill aside
+(`skills/<name>/SKILL.md.reprojecting`, a file hosted makes no block of) in the same commit that deletes it, so an
+apply killed between the pushes loses no skill, the agent's own included: the next plan finishes it, flag or not.
+Backends with nothing to re-project say so (`Capabilities.no_effect_kinds`): the App Server reads skills from the
+agent's memory at every turn."""
 
 from __future__ import annotations
 
@@ -38,21 +41,18 @@ from lettafleet.core import (
     hookimpl,
 )
 from lettafleet.plugins.backends.letta_v1.conversations import LEGACY_HISTORY, recompile_conversation
+from lettafleet.plugins.resources import memfs_v1
 from lettafleet.plugins.resources.agents import agent_address, declared_agents, live_agents
 from lettafleet.plugins.resources.memfs import MEMORY_FILE, mode_address
 from lettafleet.plugins.resources.memfs_expansion import MEMFS, SKILL_FILE, declared_files
-from lettafleet.plugins.resources.memfs_v1 import (
-    GIT_MEMORY_MODULE,
-    GitMemoryClient,
-    git_memory_on,
-    installed_git_memory,
-)
+from lettafleet.plugins.resources.memfs_v1 import GIT_MEMORY_MODULE, GitMemoryClient, git_memory_on
 
 SKILL_PROJECTION = "skill_projection"
 OPTION = "reproject_skills"  # the flag's value in `Fleet.options`
 NAME = "skills"  # the one reprojection under an agent
 SYNC_TIMEOUT = 60.0  # seconds the server may take to detach or make the skills' blocks after a push
 REPOSITORY_READ = "memfs v1"  # the memory files handler's read of an agent's repository, shared: one clone a plan
+HELD_ASIDE = ".reprojecting"  # `skills/<name>/SKILL.md` + this: a skill between a reprojection's two pushes
 
 
 def is_skill_file(path: str) -> bool:
@@ -65,6 +65,16 @@ def skill_label(path: str) -> str:
     return str(PurePosixPath(path).parent)
 
 
+def held_aside(files: Mapping[str, str]) -> dict[str, str]:
+    """The skills a reprojection deleted and has not written back yet: skill file -> its text, from the copies it
+    held aside."""
+    return {
+        path.removesuffix(HELD_ASIDE): text
+        for path, text in files.items()
+        if path.endswith(HELD_ASIDE) and is_skill_file(path.removesuffix(HELD_ASIDE))
+    }
+
+
 class SkillProjectionHandler(ResourceHandler):
     """`--reproject-skills` on a V1 server with git-backed memory, through the V1 git memory client."""
 
@@ -72,25 +82,27 @@ class SkillProjectionHandler(ResourceHandler):
         self.git_memory = git_memory  # None: the V1 backend's own, found when asked
 
     def desired(self, fleet: Fleet) -> Iterable[Resource]:
-        """With the flag, one reprojection per agent whose section says `mode: memfs`, after its files are written."""
-        if not fleet.options.get(OPTION):
-            return
+        """One reprojection per agent whose section says `mode: memfs`, after its files are written: with the flag,
+        of its skills; without it, of those a reprojection stopped part way left held aside (if any). Only the flag
+        gives it a line (where a backend with nothing to re-project notes it)."""
+        flagged = bool(fleet.options.get(OPTION))
         for agent in declared_agents(fleet):
             if (agent.data.get("memory") or {}).get("mode") != MEMFS:
                 continue
             files = declared_files(fleet, agent)
+            declared = sorted(f.path for f in files if is_skill_file(f.path))
             yield Resource(
                 address_of(SKILL_PROJECTION, NAME, agent.address),
                 SKILL_PROJECTION,
                 NAME,
-                {"reprojects": sorted(f.path for f in files if is_skill_file(f.path))},
+                {"reprojects": declared if flagged else []},
                 parent=agent.address,
                 depends_on=(
                     mode_address(agent.address),
                     *(address_of(MEMORY_FILE, f.path, agent.address) for f in files),
                 ),
-                source=(*agent.at, "memory", "mode"),
-                state={"agent": agent.name},
+                source=(*agent.at, "memory", "mode") if flagged else (),
+                state={"agent": agent.name, "flagged": flagged, "declared": declared},
             )
 
     def read_live(
@@ -106,8 +118,8 @@ class SkillProjectionHandler(ResourceHandler):
             agent_id = str(agent["id"])
             found = self._repository(reader, agent_id) if git_memory_on(agent) else {}
             skills = sorted(path for path in found if is_skill_file(path))
-            state = {**projection.state, "agent_id": agent_id}
-            yield replace(projection, attributes={"reprojects": []}, state={**state, "skills": skills})
+            state = {**projection.state, "agent_id": agent_id, "skills": skills, "held": sorted(held_aside(found))}
+            yield replace(projection, attributes={"reprojects": []}, state=state)
 
     def _repository(self, reader: LiveReader, agent_id: str) -> dict[str, str]:
         found: dict[str, str] = reader.derived(
@@ -116,7 +128,7 @@ class SkillProjectionHandler(ResourceHandler):
         return found
 
     def _git(self, connection: Connection) -> GitMemoryClient:
-        return (self.git_memory or installed_git_memory)(connection)
+        return (self.git_memory or memfs_v1.installed_git_memory)(connection)  # the memory files handler's own
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
         """A reprojection where the flag is given; none for a new agent (its skills are fresh), and none undone when
@@ -125,7 +137,10 @@ class SkillProjectionHandler(ResourceHandler):
             model = desired or live
             assert model is not None
             return compare(model, model)
-        skills = sorted({*live.state["skills"], *desired.attributes["reprojects"]})
+        held = live.state.get("held", [])
+        if not desired.state.get("flagged"):
+            return _finish_change(desired, live, held) if held else compare(desired, desired)
+        skills = sorted({*live.state["skills"], *held, *desired.attributes["reprojects"]})
         if not skills:
             return replace(compare(desired, desired), detail="no skill to re-project")
         wanted = replace(desired, attributes={"reprojects": skills})
@@ -133,14 +148,20 @@ class SkillProjectionHandler(ResourceHandler):
             f"detach and re-add {', '.join(skills)} (two pushes, each waited for until the agent's blocks show it), "
             "then recompile the agent"
         )
-        return replace(compare(wanted, live), detail=said)
+        return replace(compare(wanted, live), detail=(_STOPPED if held else "") + said)
 
     def apply(self, change: Change, session: ApplySession) -> Mapping[str, Any] | None:
+        """Re-project the agent's skills (with the flag), or write back those a reprojection stopped part way held
+        aside (a skill the fleet declares is its memory file's, written before); then recompile the agent."""
         agent_id = str(change.state.get("agent_id") or session.id_of(str(change.parent)))
         git = self._git(session.client)
-        skills = {path: text for path, text in git.read(agent_id).items() if is_skill_file(path)}
-        if skills:
-            _reproject(git, session.client, agent_id, skills)
+        files = git.read(agent_id)
+        held = held_aside(files)
+        skills = {path: text for path, text in files.items() if is_skill_file(path)}
+        if change.state.get("flagged") and (skills or held):
+            _reproject(git, session.client, agent_id, {**held, **skills}, held)
+        elif held:
+            _write_back(git, session.client, agent_id, {p: t for p, t in held.items() if p not in skills}, held)
         recompiled = recompile_conversation(session.client, agent_id, {"id": LEGACY_HISTORY})
         if recompiled.error:
             raise ApplyError(
@@ -154,15 +175,42 @@ class SkillProjectionHandler(ResourceHandler):
         return [str(change.parent)] if change.action is Action.UPDATE and change.parent else []
 
 
-def _reproject(git: GitMemoryClient, client: Connection, agent_id: str, skills: Mapping[str, str]) -> None:
-    """Delete the skills' files, wait until their blocks are detached, write them back as they were and wait until
-    fresh blocks hold them. They are written back even when the detach was not seen: no skill is left deleted."""
+_STOPPED = "a reprojection stopped part way (its skills deleted, not yet written back) is finished: "
+
+
+def _finish_change(desired: Resource, live: Resource, held: Sequence[str]) -> Change:
+    """The reprojection a stopped one left owed: its skills written back, the fleet's by their memory files."""
+    declared = set(desired.state.get("declared") or ())
+    own = [path for path in held if path not in declared]
+    said = _STOPPED + (f"write back {', '.join(f'{p} (the agent' + chr(39) + 's own)' for p in own)}" if own else "")
+    theirs = [path for path in held if path in declared]
+    said += ("; " if own and theirs else "") + (f"{', '.join(theirs)} by its memory file" if theirs else "")
+    wanted = replace(desired, attributes={"reprojects": list(held)})
+    return replace(compare(wanted, live), detail=said + ", then recompile the agent")
+
+
+def _reproject(
+    git: GitMemoryClient, client: Connection, agent_id: str, skills: Mapping[str, str], held: Mapping[str, str]
+) -> None:
+    """Delete the skills' files, each held aside in the same commit, wait until their blocks are detached, write
+    them back as they were and wait until fresh blocks hold them. They are written back even when the detach was
+    not seen, and a kill between the pushes leaves them held aside for the next apply: no skill is lost."""
     names = ", ".join(skill_label(path) for path in sorted(skills))
-    git.write(agent_id, {}, sorted(skills), f"lettafleet: reproject skills: detach {names}")
+    aside = {path + HELD_ASIDE: text for path, text in skills.items() if path not in held}
+    git.write(agent_id, aside, sorted(skills), f"lettafleet: reproject skills: detach {names}")
     try:
         _wait_for_blocks(client, agent_id, {skill_label(path): None for path in skills})
     finally:
-        git.write(agent_id, skills, [], f"lettafleet: reproject skills: re-add {names}")
+        _write_back(git, client, agent_id, skills, skills)
+
+
+def _write_back(
+    git: GitMemoryClient, client: Connection, agent_id: str, skills: Mapping[str, str], held: Iterable[str]
+) -> None:
+    """Write the skills back and drop the copies of `held` held aside (one commit); wait until blocks hold them."""
+    names = ", ".join(skill_label(path) for path in sorted(skills)) or "none (the fleet's written already)"
+    deletes = sorted(path + HELD_ASIDE for path in held)
+    git.write(agent_id, skills, deletes, f"lettafleet: reproject skills: re-add {names}")
     _wait_for_blocks(client, agent_id, {skill_label(path): text for path, text in skills.items()})
 
 

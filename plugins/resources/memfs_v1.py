@@ -289,6 +289,7 @@ class V1MemfsHandler(MemoryFileHandler):
                     pushes.recorded.update(_push_files(str(agent_id), batch, session.client, git, pushes.failed))
                 except LettaError as error:  # the push, or its sync, failed: nothing of it is recorded
                     pushes.failed.update({c.address: str(error) for c in batch if c.address not in pushes.failed})
+                _report_batch(change.address, batch[1:], pushes, session)
         if change.address in pushes.failed:
             raise ApplyError(pushes.failed[change.address])
         recorded = pushes.recorded[change.address]
@@ -299,6 +300,16 @@ class V1MemfsHandler(MemoryFileHandler):
     def _agent_pushes(self, session: ApplySession, agent: str) -> _AgentPushes:
         with self._pushes_guard:
             return self._pushes.setdefault(session, {}).setdefault(agent, _AgentPushes())
+
+
+def _report_batch(carrier: str, carried: Sequence[Change], pushes: _AgentPushes, session: ApplySession) -> None:
+    """The outcome of the changes `carrier`'s push took along, told to the apply at once (with the ids to record),
+    so that a stop before they start reports them as landed or failed, not as never attempted."""
+    for change in carried:
+        recorded = pushes.recorded.get(change.address)
+        if recorded is not None:
+            session.record_id(change.address, recorded)
+        session.sent_with(change.address, carrier, pushes.failed.get(change.address))
 
 
 def _pushed_with(change: Change, session: ApplySession) -> list[Change]:

@@ -260,6 +260,9 @@ class SecretHandler(ResourceHandler):
                     self.write_agent_secrets(agent, session)
                 except (ApplyError, LettaError) as error:
                     write.error = session.client.mask(str(error))
+                for sibling in session.plan.children(agent):  # written in the same request: reported with it
+                    if sibling.kind == KIND and sibling.changes_something and sibling.address != change.address:
+                        session.sent_with(sibling.address, change.address, write.error)
         if write.error:
             raise ApplyError(write.error)
         return None  # the answer holds every secret's value: none of it is kept

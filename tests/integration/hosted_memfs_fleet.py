@@ -123,6 +123,7 @@ def push_as_the_agent(hosted: HostedGitMemoryStandIn, agent_id: str, path: str, 
         "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {KEY}",
     }
     subprocess.run(["git", "clone", "-q", hosted.git_url(agent_id), str(into)], env=env, check=True, timeout=60)
+    (into / path).parent.mkdir(parents=True, exist_ok=True)
     (into / path).write_text(text)
     for args in (["add", "-A"], ["-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "mine"], ["push"]):
         subprocess.run(["git", *args], cwd=into, env=env, check=True, timeout=60, capture_output=True)
@@ -144,11 +145,11 @@ FILES = {
 }
 
 
-def apply_in_background(url: str, fleet: Path) -> subprocess.Popen[str]:
-    """`lettafleet apply` of the fleet against `url`, as its own process group (a test kills it with the git commands
-    it runs, or the server under it)."""
+def apply_in_background(url: str, fleet: Path, *options: str) -> subprocess.Popen[str]:
+    """`lettafleet apply` of the fleet (with `options`) against `url`, as its own process group (a test kills it with
+    the git commands it runs, or the server under it)."""
     return subprocess.Popen(
-        [str(Path(sys.executable).with_name("lettafleet")), "apply", "-f", str(fleet), "--no-lock"],
+        [str(Path(sys.executable).with_name("lettafleet")), "apply", "-f", str(fleet), "--no-lock", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -157,11 +158,11 @@ def apply_in_background(url: str, fleet: Path) -> subprocess.Popen[str]:
     )
 
 
-def killed_at(hosted: HostedGitMemoryStandIn, hold: Hold, fleet: Path) -> None:
-    """SIGKILL an apply of `fleet` (and the git commands it runs: git's HTTP layer would send a dropped push again)
-    while `hold` is at the stand-in; the held request then goes on as `hold.then` says."""
+def killed_at(hosted: HostedGitMemoryStandIn, hold: Hold, fleet: Path, *options: str) -> None:
+    """SIGKILL an apply of `fleet` (with `options`; and the git commands it runs: git's HTTP layer would send a
+    dropped push again) while `hold` is at the stand-in; the held request then goes on as `hold.then` says."""
     hosted.faults = Faults(hold=hold)
-    applying = apply_in_background(hosted.url, fleet)
+    applying = apply_in_background(hosted.url, fleet, *options)
     try:
         hosted.wait_until_held()
         os.killpg(applying.pid, signal.SIGKILL)

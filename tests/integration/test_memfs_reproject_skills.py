@@ -6,19 +6,24 @@ says why, and a skill's new text reaches the agent's next turn without it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.turns import run_turn
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
+from tests.fakes.fault_proxy import Hold
 from tests.fakes.hosted_git_memory import HostedGitMemoryStandIn
 from tests.fakes.llm_server import FakeLLM
 from tests.integration.hosted_memfs_fleet import (
     agent_named,
     assert_no_changes,
+    blocks_of,
     hosted,
+    killed_at,
     names,
     ok,
+    push_as_the_agent,
     run,
     write_fleet,
 )
@@ -29,6 +34,23 @@ pytest_plugins = ["tests.fakes.llm_server"]
 __all__ = ["app_server", "hosted", "names", "suffix"]  # fixtures, shared with the tests they come from
 
 SKILL_TEXT = "Pick urgent, soon or whenever.\n"
+OWN_SKILL = "---\nname: notes\ndescription: keep notes\n---\nWrite down what the customer asked.\n"
+
+
+def wait_for_block(client: LettaClient, agent_id: str, label: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while label not in blocks_of(client, agent_id):
+        assert time.monotonic() < deadline, f"no block {label} after {seconds:g} s"
+        time.sleep(0.2)
+
+
+def applied_memfs_agent(
+    hosted: HostedGitMemoryStandIn, client: LettaClient, name: str, tmp_path: Path
+) -> tuple[Path, str]:
+    """The fleet of one agent `name` with git-backed memory (a skill declared), applied; and the agent's id."""
+    fleet = write_fleet(tmp_path, [(name, "memfs")])
+    ok(run(hosted, "apply", "-f", str(fleet), "--no-lock"))
+    return fleet, str(agent_named(client, name)["id"])
 
 
 def block_ids(client: LettaClient, agent_id: str) -> dict[str, tuple[str, str]]:
@@ -38,10 +60,7 @@ def block_ids(client: LettaClient, agent_id: str) -> dict[str, tuple[str, str]]:
 def test_reproject_skills_makes_each_skill_block_anew_with_its_text_and_touches_nothing_else(
     hosted: HostedGitMemoryStandIn, client: LettaClient, names: tuple[str, str], tmp_path: Path
 ) -> None:
-    _, name = names
-    fleet = write_fleet(tmp_path, [(name, "memfs")])
-    ok(run(hosted, "apply", "-f", str(fleet), "--no-lock"))
-    agent_id = str(agent_named(client, name)["id"])
+    fleet, agent_id = applied_memfs_agent(hosted, client, names[1], tmp_path)
     before = block_ids(client, agent_id)
     assert before["skills/triage"][1] == SKILL_TEXT
 
@@ -60,6 +79,35 @@ def test_reproject_skills_makes_each_skill_block_anew_with_its_text_and_touches_
     }
     files = hosted.files_at_head(agent_id)
     assert files["skills/triage/SKILL.md"].endswith(SKILL_TEXT) and "skills/triage/triage.sh" in files
+    assert_no_changes(hosted, fleet)
+
+
+def test_reproject_skills_killed_between_its_pushes_is_planned_and_finished_by_the_next_apply_keeping_the_agents_own(
+    hosted: HostedGitMemoryStandIn, client: LettaClient, names: tuple[str, str], tmp_path: Path
+) -> None:
+    fleet, agent_id = applied_memfs_agent(hosted, client, names[1], tmp_path)
+    push_as_the_agent(hosted, agent_id, "skills/notes/SKILL.md", OWN_SKILL, tmp_path / "agents-clone")
+    wait_for_block(client, agent_id, "skills/notes")
+    assert_no_changes(hosted, fleet)  # the agent's own skill is its business
+
+    # Killed once the skills are deleted (the first push) and before they are written back (the second).
+    push = rf"^/v1/git/{agent_id}/state\.git/git-receive-pack$"
+    killed_at(hosted, Hold("POST", push, nth=2, then="drop"), fleet, "--reproject-skills")
+    files = hosted.files_at_head(agent_id)
+    assert "skills/triage/SKILL.md" not in files and "skills/notes/SKILL.md" not in files
+
+    planned = ok(run(hosted, "plan", "-f", str(fleet)))  # without the flag: what is owed is planned all the same
+    assert '+ memory file "skills/triage/SKILL.md"' in planned, planned
+    assert "write back skills/notes/SKILL.md (the agent's own)" in planned, planned
+
+    ok(run(hosted, "apply", "-f", str(fleet), "--no-lock"))
+
+    files = hosted.files_at_head(agent_id)
+    assert files["skills/triage/SKILL.md"].endswith(SKILL_TEXT) and files["skills/notes/SKILL.md"] == OWN_SKILL
+    assert not [path for path in files if path.startswith("skills/") and not path.endswith(("SKILL.md", ".sh"))]
+    blocks = blocks_of(client, agent_id)
+    assert blocks["skills/triage"] == SKILL_TEXT
+    assert blocks["skills/notes"] == "Write down what the customer asked.\n"
     assert_no_changes(hosted, fleet)
 
 

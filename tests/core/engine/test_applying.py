@@ -228,6 +228,38 @@ def test_children_that_rode_along_are_reported_with_their_parent_even_after_a_st
     assert [result.address for result in report.not_attempted] == ["a"]
 
 
+class Batcher(Recorder):
+    """Sends every `thing` in the first one's request (as one git push takes an agent's files), then is stopped."""
+
+    def __init__(self, stop, problem=None):
+        super().__init__()
+        self.stop, self.problem, self.requests = stop, problem, 0
+
+    def apply(self, change, session):
+        self.requests += 1
+        for sibling in session.plan.changes:
+            if sibling.address != change.address:
+                session.record_id(sibling.address, f"id-{sibling.address}")
+                session.sent_with(sibling.address, change.address, self.problem)
+        self.stop.set()  # Ctrl-C while the one request was in flight
+        if self.problem:
+            raise ApplyError(self.problem)
+
+
+@pytest.mark.parametrize("problem", [None, "the push was refused"])
+def test_changes_another_changes_request_carried_are_reported_as_it_went_even_after_a_stop(client, problem):
+    stop = threading.Event()
+    batcher = Batcher(stop, problem)
+    manager = get_plugin_manager(extra_plugins=[KindsOf(batcher)])
+    plan = Plan.build("f", "s", [thing(f"t{n}") for n in range(3)])
+    report = apply_plan(plan, client, manager, stop=stop, parallelism=1)
+
+    assert batcher.requests == 1 and report.interrupted and report.not_attempted == []
+    assert {result.status for result in report.results} == {"failed" if problem else "applied"}
+    carried = [result.message for result in report.results if result.message.startswith("sent with")]
+    assert len(carried) == (0 if problem else 2)
+
+
 def test_a_change_the_server_answered_with_no_body_is_applied(client):
     """Letta answers some writes with 204 and no body (attaching a tool): that is a success, never 'not mine'."""
 

@@ -58,10 +58,27 @@ def projections(write_fleet: Callable[..., Path], reproject: bool) -> list[Any]:
 
 
 def test_the_flag_plans_one_reprojection_per_memfs_agent_and_none_without_it(write_fleet: Callable[..., Path]) -> None:
-    assert projections(write_fleet, reproject=False) == []
+    (unflagged,) = projections(write_fleet, reproject=False)
+    assert unflagged.attributes == {"reprojects": []} and unflagged.source == ()  # no line: no backend's note
+    live = replace(unflagged, state={**unflagged.state, "skills": ["skills/triage/SKILL.md"], "held": []})
+    assert SkillProjectionHandler().diff(unflagged, live).action is Action.NO_OP
     (projection,) = projections(write_fleet, reproject=True)
     assert projection.address == f"agent.support.{SKILL_PROJECTION}.skills"
     assert projection.attributes == {"reprojects": ["skills/triage/SKILL.md"]}
+
+
+def test_a_reprojection_stopped_between_its_pushes_is_planned_without_the_flag_naming_the_agents_own_skills(
+    write_fleet: Callable[..., Path],
+) -> None:
+    (desired,) = projections(write_fleet, reproject=False)
+    held = ["skills/own/SKILL.md", "skills/triage/SKILL.md"]
+    live = replace(desired, state={**desired.state, "skills": [], "held": held})
+    change = SkillProjectionHandler().diff(desired, live)
+    assert change.action is Action.UPDATE
+    assert change.detail == (
+        "a reprojection stopped part way (its skills deleted, not yet written back) is finished: write back "
+        "skills/own/SKILL.md (the agent's own); skills/triage/SKILL.md by its memory file, then recompile the agent"
+    )
 
 
 def test_the_plan_names_the_skills_the_agent_has_and_a_new_agent_gets_none(write_fleet: Callable[..., Path]) -> None:
@@ -92,4 +109,7 @@ def test_a_detach_the_server_never_follows_fails_the_change_with_every_skill_wri
 
     with pytest.raises(ApplyError, match=r"did not follow the push for skills/triage; the skills' files are in its"):
         handler.apply(change, Session())  # type: ignore[arg-type]
-    assert git.writes == [({}, ["skills/triage/SKILL.md"]), ({"skills/triage/SKILL.md": SKILL}, [])]
+    assert git.writes == [  # each skill held aside in the commit that deletes it, so that a kill loses none
+        ({"skills/triage/SKILL.md.reprojecting": SKILL}, ["skills/triage/SKILL.md"]),
+        ({"skills/triage/SKILL.md": SKILL}, ["skills/triage/SKILL.md.reprojecting"]),
+    ]

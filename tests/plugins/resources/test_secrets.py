@@ -5,12 +5,15 @@ planned and written whole, and no value is ever shown."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
+from lettafleet.core.engine.applying import apply_plan
 from lettafleet.core.engine.diagnostics import FleetError
 from lettafleet.core.engine.planning import desired_resources
 from lettafleet.core.engine.validation import load_fleet
+from lettafleet.plugins.resources import secrets
 
 FLEET = """
 global-secrets:
@@ -246,3 +249,27 @@ def test_without_preserve_secrets_the_same_removal_deletes(fleet, letta, monkeyp
     fleet.apply(fleet.plan(FLEET.format(secrets="      other: {value: o}")))
 
     assert "TOKEN" not in letta.agent_named("support")["secrets"]
+
+
+def test_ctrl_c_while_an_agents_secrets_are_written_reports_every_secret_of_the_write_as_it_went(
+    fleet, letta, monkeypatch
+):
+    monkeypatch.setenv("FLEET_ORDERS_KEY", "sk-orders-1")
+    fleet.apply(fleet.plan(TWO_SECRETS))
+    plan = fleet.plan(FLEET.format(secrets="      token: {value: t-2}\n      mode: {value: fast}"))
+    stop = threading.Event()
+    write_set = secrets._write_set
+
+    def interrupted_while_writing(agent, session):
+        write_set(agent, session)
+        stop.set()  # Ctrl-C while the one request for the whole set was in flight
+
+    monkeypatch.setattr(secrets, "_write_set", interrupted_while_writing)
+    letta.writes.clear()
+    with fleet._client() as client:
+        report = apply_plan(plan, client, fleet.manager, parallelism=1, stop=stop)
+
+    assert report.interrupted and report.not_attempted == []
+    assert {fleet.results(report)[f"agent.support.secret.{n}"][0] for n in ("MODE", "REGION", "TOKEN")} == {"applied"}
+    assert len(letta.resource_writes) == 1
+    assert not fleet.plan(FLEET.format(secrets="      token: {value: t-2}\n      mode: {value: fast}")).has_changes
