@@ -300,6 +300,8 @@ class MemoryFileHandler(ResourceHandler):
         layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
         values = {**(change.before or {}), **(change.after or {})}
         path = write_file(app, str(agent_id), change.name, values, layout, message=f"lettafleet: {change.name}")
+        if change.id is not None and str(change.id) != path:  # renamed (`moved:`): the old label's file goes
+            app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: {change.id} moved to {path}")
         session.record_id(change.address, path)  # what the agent's record names it by
         return None
 
