@@ -26,6 +26,7 @@ pytest_plugins = ["tests.fakes.llm_server"]
 MODEL = "openai-compatible/fake-echo-model"
 LETTAFLEET = str(Path(sys.executable).with_name("lettafleet"))
 RECORD_WRITE = ("secret_apply", "LETTAFLEET_RECORD")
+BLOCK_VALUES = {"persona": "I help.", "scratch": "Notes.", "notes": "Notes."}  # a rename keeps the value
 
 app_server = plan_apply.app_server  # the dev App Server with the LLM stand-in connected
 suffix = plan_apply.suffix  # unique names, and their agents deleted after each test
@@ -70,7 +71,7 @@ class Fleet:
             text
             + "    memory_blocks:\n"
             + "".join(
-                f"      - name: {label}\n        description: the block\n        value: Kept.\n"
+                f"      - name: {label}\n        description: the block\n        value: {BLOCK_VALUES[label]}\n"
                 "        agent_owned: false\n"
                 for label in self.blocks
             )
@@ -111,6 +112,11 @@ PHASES = {
     "block-rename": Phase(
         {"blocks": ("persona", "notes"), "moved": ("agent.kl-{s}.block.scratch", "agent.kl-{s}.block.notes")},
         ("write_memory_file", "notes.md"),
+    ),
+    # The App Server has no move: the new label's file is written, then the old one deleted; killed between.
+    "block-rename-old-file-delete": Phase(
+        {"blocks": ("persona", "notes"), "moved": ("agent.kl-{s}.block.scratch", "agent.kl-{s}.block.notes")},
+        ("delete_memory_file", "scratch.md"),
     ),
     "agent-prune": Phase({"second": False}, ("agent_delete", ""), ("--prune",)),
     "block-prune": Phase({"blocks": ("persona",)}, ("delete_memory_file", "scratch.md"), ("--prune",)),
