@@ -62,7 +62,7 @@ class Fleet:
     def _agent(self, name: str, *, full: bool = False) -> str:
         text = (
             f"  - name: {name}\n    description: helps\n"
-            f"    llm_config:\n      model: {MODEL}\n      context_window: 16000\n"
+            f"    llm_config:\n      model: {MODEL}\n      context_window: 128000\n"
             "    system_prompt:\n      value: You help.\n"
         )
         if not full:
@@ -167,9 +167,18 @@ def snapshot(client: AppServerClient, fleet: Fleet) -> dict[str, Any]:
     return {"agent": agent["id"], "conversations": conversations}
 
 
+def talk_in_each_conversation(url: str, client: AppServerClient, fleet: Fleet) -> None:
+    """One turn in each of the agent's conversations (the LLM stand-in answers): a move must keep messages."""
+    (agent,) = client.agents_named(fleet.agent)
+    for conversation in client.list_conversations(agent["id"]):
+        sent = run(url, "send", fleet.agent, "hello", "--conversation-id", conversation["id"])
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert message_ids(client, conversation["id"]), "the turn left no message"
+
+
 def message_ids(client: AppServerClient, conversation_id: str) -> list[str]:
     page = client.list_messages(conversation_id)
-    return [str(m.get("id")) for m in page.get("messages") or page.get("items") or ()]
+    return [str(m.get("id")) for m in page.get("messages") or ()]
 
 
 def record_of(client: AppServerClient, agent_id: str) -> list[dict[str, Any]]:
@@ -218,6 +227,8 @@ def test_an_apply_killed_at_a_rename_or_removal_is_finished_by_the_next_apply_wi
     path = Fleet(suffix).write(tmp_path / "fleet.yaml")
     made = run(app_server, "apply", "-f", str(path), "--no-lock")
     assert made.returncode == 0, made.stdout + made.stderr
+    if phase.startswith("conversation"):
+        talk_in_each_conversation(app_server, app_server_client, Fleet(suffix))
     before = snapshot(app_server_client, Fleet(suffix))
     target = fleet_after(step, suffix)
     target.write(path)
