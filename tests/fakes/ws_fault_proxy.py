@@ -10,7 +10,12 @@ request can be (see `WsFault`):
   happened, the client never heard);
 - "swallow": forwarded, and its answer withheld: the client hears nothing and its request times out;
 - "die": not forwarded, and the proxy dies there: every open connection is cut and no new one is accepted (a
-  killed server).
+  killed server);
+- "hold": not forwarded, never answered: the request waits at the proxy until the test kills the client (an
+  apply killed at that very request, before it reached the server).
+
+A fault `after` another request (type and substring, as the fault's own) matches only once that one was
+forwarded: the record write that follows a rename, say.
 
     with running_ws_fault_proxy(app_server_url, WsFault("agent_create", "drop")) as proxy:
         run lettafleet against proxy.url ...
@@ -33,14 +38,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
-ACTIONS = ("refuse", "drop", "swallow", "die")
+ACTIONS = ("refuse", "drop", "swallow", "die", "hold")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class WsFault:
     """The `nth` request of type `request_type` whose JSON contains `contains` gets `action` (one of ACTIONS),
-    and with `every` each such request after it too; a refusal says `error`."""
+    and with `every` each such request after it too; a refusal says `error`. With `after` (a request type and a
+    substring of its JSON), only requests that come once such a request was forwarded count."""
 
     request_type: str
     action: str
@@ -48,6 +54,7 @@ class WsFault:
     contains: str = ""
     every: bool = False
     error: str = "Internal error: the operation could not be completed"
+    after: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -55,6 +62,10 @@ class WsFault:
 
     def matches(self, frame: dict[str, Any], raw: str) -> bool:
         return frame.get("type") == self.request_type and self.contains in raw
+
+    def is_after(self, frame: dict[str, Any], raw: str) -> bool:
+        """Whether `frame` is the request this fault waits for before it counts any."""
+        return self.after is not None and frame.get("type") == self.after[0] and self.after[1] in raw
 
 
 class WsFaultProxy:
@@ -65,6 +76,7 @@ class WsFaultProxy:
         self.received: Counter[str] = Counter()  # by request type, every request that arrived
         self.forwarded: Counter[str] = Counter()  # by request type, sent on to the server
         self.struck = threading.Event()  # set once the fault hit its request
+        self.held: list[str] = []  # the requests "hold" keeps, as sent
         self.dead = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -82,7 +94,7 @@ class WsFaultProxy:
     def fault(self, fault: WsFault | None) -> None:
         """A new fault counts its matches from zero."""
         with self._lock:
-            self._fault, self._matches = fault, 0
+            self._fault, self._matches, self._armed = fault, 0, fault is None or fault.after is None
             self.struck.clear()
 
     def _serve(self, client: ServerConnection) -> None:
@@ -118,6 +130,9 @@ class WsFaultProxy:
         if action == "die":
             self.die()
             return
+        if action == "hold":
+            self.held.append(raw)
+            return
         if action == "refuse":
             client.send(json.dumps(_refusal(frame, self._fault.error if self._fault else "")))
             return
@@ -126,12 +141,15 @@ class WsFaultProxy:
         upstream.send(raw)
         with self._lock:
             self.forwarded[request_type] += 1
+            self._armed = self._armed or bool(self._fault and self._fault.is_after(frame, raw))
 
     def _decide(self, frame: dict[str, Any], raw: str) -> str | None:
         with self._lock:
             self.received[str(frame.get("type"))] += 1
             fault = self._fault
-            if fault is None or (self.struck.is_set() and not fault.every) or not fault.matches(frame, raw):
+            if fault is None or not self._armed or (self.struck.is_set() and not fault.every):
+                return None
+            if not fault.matches(frame, raw):
                 return None
             self._matches += 1
             if self._matches < fault.nth or (self._matches > fault.nth and not fault.every):

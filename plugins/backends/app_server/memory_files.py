@@ -144,6 +144,18 @@ def _of_other_kinds(reader: LiveReader, agent_id: str) -> set[str]:
     return {str(entry.id).split("#", 1)[0] for entry in recorded if entry.kind != BLOCK and entry.id}
 
 
+def _same_text_staying(entry: Mapping[str, Any], blocks: Iterable[Mapping[str, Any]], leaving: set[str]) -> str | None:
+    """Another block file of the agent, staying, with the same value and description as `entry` (one being
+    removed): what an apply killed between a rename's write of the new file and its delete of the old one leaves."""
+    same = (
+        str(other.get("relative_path"))
+        for other in blocks
+        if other.get("relative_path") not in leaving | {entry.get("relative_path")}
+        and (other.get("content"), other.get("description")) == (entry.get("content"), entry.get("description"))
+    )
+    return next(same, None)
+
+
 def _label(entry: Mapping[str, Any], layout: str) -> str | None:
     """The block label a memory file stands for in `layout` (None: an index, or a file no block maps to)."""
     path = str(entry.get("relative_path") or "")
@@ -261,10 +273,15 @@ class MemoryFileHandler(ResourceHandler):
             files = memory_of(reader, str(agent["id"]))
             entry = next((e for e in files if e.get("relative_path") == placeholder.id), None)
             if entry is not None:
+                leaving = {str(p.id) for p in recorded if p.parent == placeholder.parent}
                 yield replace(
                     placeholder,
                     attributes={"value": entry.get("content") or "", "description": entry.get("description")},
-                    state={"agent_id": str(agent["id"]), "layout": layout_of(files, app_of(reader.client).made_by)},
+                    state={
+                        "agent_id": str(agent["id"]),
+                        "layout": layout_of(files, app_of(reader.client).made_by),
+                        "text_kept_in": _same_text_staying(entry, block_files(reader, str(agent["id"])), leaving),
+                    },
                 )
 
     def export(self, reader: LiveReader, agents: Sequence[Mapping[str, Any]]) -> Iterable[Exported]:
@@ -277,6 +294,9 @@ class MemoryFileHandler(ResourceHandler):
                 yield Exported("memory_blocks", [declared], name, written)
 
     def diff(self, desired: Resource | None, live: Resource | None) -> Change:
+        if desired is None and live is not None and live.state.get("text_kept_in"):
+            kept = f"nothing is lost: {live.state['text_kept_in']} holds the same text (a rename cut short leaves this)"
+            return replace(compare(None, live), sensitive=frozenset({"value"}), detail=kept)
         if desired is None and live is not None:
             size = len(str(live.attributes.get("value") or ""))
             holds = f"a memory file of {size} characters the agent may have written"
@@ -300,6 +320,8 @@ class MemoryFileHandler(ResourceHandler):
         layout = str(change.state.get("layout") or layout_of(app.list_memory(str(agent_id)), app.made_by))
         values = {**(change.before or {}), **(change.after or {})}
         path = write_file(app, str(agent_id), change.name, values, layout, message=f"lettafleet: {change.name}")
+        if change.id is not None and str(change.id) != path:  # renamed (`moved:`): the old label's file goes
+            app.delete_memory_file(str(agent_id), str(change.id), message=f"lettafleet: {change.id} moved to {path}")
         session.record_id(change.address, path)  # what the agent's record names it by
         return None
 
