@@ -136,9 +136,10 @@ def test_a_declared_conversation_archived_on_the_server_is_matched_and_never_mad
 
 
 @pytest.fixture
-def private_app_server(tmp_path: Path, fake_llm: FakeLLM) -> Iterator[DevServerHome]:
-    """An App Server of our own, in a temporary dev-server home (the shared install's venv linked in), that a
-    test may stop and start again; stopped by its recorded PID afterwards. The shared one is never touched."""
+def private_app_server(tmp_path: Path, fake_llm: FakeLLM, app_server_url: str) -> Iterator[DevServerHome]:
+    """An App Server of our own, in a temporary dev-server home (the shared install's venv linked in: so after the
+    shared one's install, `app_server_url`), that a test may stop and start again; stopped by its recorded PID
+    afterwards. The shared one is never touched."""
     shared = AppServerHome(DevServerHome.default())
     home = DevServerHome(tmp_path / "dev-home")
     mine = AppServerHome(home)
