@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -131,6 +132,18 @@ def app_server_client(app_server_url: str) -> Iterator[AppServerClient]:
     """A Protocol V2 client of the dev App Server, for one test."""
     with AppServerClient(app_server_url) as client:
         yield client
+
+
+def home_with_the_shared_app_server(root: Path) -> DevServerHome:
+    """A dev-server home of a test's own under `root` whose App Server 0.34.12 is the shared install's, linked in
+    (no install of its own: call it once the shared App Server is up, through `app_server_url`)."""
+    shared = AppServerHome(DevServerHome.default())
+    home = DevServerHome(root)
+    mine = AppServerHome(home)
+    mine.root.mkdir(parents=True)
+    mine.venv.symlink_to(shared.venv)
+    shutil.copy(shared.install_marker, mine.install_marker)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ suite's LLM stand-in as its only provider, stopped by its PID at the end."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -23,10 +22,9 @@ from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.memory_files import V1, file_path, file_text
 from lettafleet.plugins.devserver import app_server as dev_app_server
-from lettafleet.plugins.devserver.app_server_home import AppServerHome
-from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import SilentProgress
 from tests.fakes.llm_server import RUN_PREFIX, FakeLLM
+from tests.integration.conftest import home_with_the_shared_app_server
 from tests.integration.test_github_action import MERGE_SHA, PR_NUMBER, Runner, github, plan_inputs, runner
 
 pytest_plugins = ["tests.fakes.llm_server"]
@@ -40,12 +38,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 def private_url(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM, app_server_url: str) -> Iterator[str]:
     """An App Server of our own (the shared install's venv linked into a temporary dev-server home), its only
     provider the stand-in: the shared one has other helpers' providers. Stopped by its recorded PID."""
-    shared = AppServerHome(DevServerHome.default())
-    home = DevServerHome(tmp_path_factory.mktemp("surface") / "dev-home")
-    mine = AppServerHome(home)
-    mine.root.mkdir(parents=True)
-    mine.venv.symlink_to(shared.venv)
-    shutil.copy(shared.install_marker, mine.install_marker)
+    home = home_with_the_shared_app_server(tmp_path_factory.mktemp("surface") / "dev-home")
     try:
         url = str(dev_app_server.up(port=0, home=home, progress=SilentProgress()).base_url)
         with AppServerClient(url) as client:

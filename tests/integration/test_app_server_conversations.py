@@ -18,6 +18,7 @@ from lettafleet.plugins.devserver.app_server_home import AppServerHome
 from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import SilentProgress
 from tests.fakes.llm_server import FakeLLM
+from tests.integration.conftest import home_with_the_shared_app_server
 from tests.integration.test_app_server_plan_apply import agent_yaml, app_server, by_name, cli, fleet_file, suffix
 
 pytest_plugins = ["tests.fakes.llm_server"]
@@ -140,12 +141,7 @@ def private_app_server(tmp_path: Path, fake_llm: FakeLLM, app_server_url: str) -
     """An App Server of our own, in a temporary dev-server home (the shared install's venv linked in: so after the
     shared one's install, `app_server_url`), that a test may stop and start again; stopped by its recorded PID
     afterwards. The shared one is never touched."""
-    shared = AppServerHome(DevServerHome.default())
-    home = DevServerHome(tmp_path / "dev-home")
-    mine = AppServerHome(home)
-    mine.root.mkdir(parents=True)
-    mine.venv.symlink_to(shared.venv)
-    shutil.copy(shared.install_marker, mine.install_marker)
+    home = home_with_the_shared_app_server(tmp_path / "dev-home")
     try:
         yield home
     finally:

@@ -184,8 +184,23 @@ def converged(client: AppServerClient, fleet: Fleet, url: str, path: Path) -> No
     assert replanned.exit_code == 0 and "No changes." in replanned.output, replanned.output
 
 
-@pytest.mark.parametrize("action", ACTIONS)
-@pytest.mark.parametrize("kind", WRITE_KINDS)
+# Which faults strike which writes. A dropped answer (the write landed, unheard) at every kind: what the next plan
+# makes of a landed write is each kind's own. A refusal and a dead server (the write never landed) at one kind of
+# each request type, and the record's: the client's path is the request type's. A swallowed answer leaves the
+# client where a dropped one does (unanswered), only later (it waits out the timeout): at the kinds whose landing
+# the plan must tell apart.
+NOT_LANDED = ("agent-create", "agent-update", "file-write", "memfs-delete", "secret-apply", "record-write")
+NOT_LANDED += ("prune-agent-delete",)
+SWALLOWED = ("agent-create", "memfs-write", "record-write")
+MATRIX = [
+    *((kind, "drop") for kind in WRITE_KINDS),
+    *((kind, action) for action in ("refuse", "die") for kind in NOT_LANDED),
+    *((kind, "swallow") for kind in SWALLOWED),
+]
+assert {action for _, action in MATRIX} == set(ACTIONS) - {"hold"}  # a held request is the kill tests' moment
+
+
+@pytest.mark.parametrize(("kind", "action"), MATRIX)
 def test_a_fault_at_each_write_ends_in_a_clear_error_and_the_next_apply_converges(
     app_server: str, app_server_client: AppServerClient, suffix: str, tmp_path: Path, kind: str, action: str
 ) -> None:

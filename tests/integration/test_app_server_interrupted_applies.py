@@ -210,13 +210,10 @@ def converged(client: AppServerClient, fleet: Fleet) -> dict[str, Any]:
     return snapshot(client, fleet)
 
 
-# Each phase at its write, and at the record write after it; a deleted agent's record goes with it.
-KILLS = [
-    (phase, at)
-    for phase in PHASES
-    for at in ("the write", "its record")
-    if (phase, at) != ("agent-prune", "its record")
-]
+# Each phase at its write; and at the record write after it where a rename is two writes (a record that names
+# neither, or both). A single write's record kill is the V1 suite's class (tests/integration/test_interrupted_
+# applies.py), the record's own write the fault matrix's (test_app_server_faults.py, record-write).
+KILLS = [(phase, "the write") for phase in PHASES] + [("block-rename", "its record")]
 
 
 @pytest.mark.parametrize(("phase", "at"), KILLS)

@@ -13,19 +13,20 @@ from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.app_server.client import AppServerClient
 from lettafleet.plugins.backends.app_server.locks import NAME_PREFIX
 from lettafleet.plugins.devserver import app_server as dev_app_server
-from lettafleet.plugins.devserver.home import DevServerHome
 from lettafleet.plugins.devserver.progress import SilentProgress
 from tests.fakes.llm_server import FakeLLM
+from tests.integration.conftest import home_with_the_shared_app_server
 from tests.integration.test_app_server_plan_apply import MODEL, agent_yaml, blocks_yaml
 
 pytest_plugins = ["tests.fakes.llm_server"]
 
 
 class PrivateAppServer:
-    """An App Server of this test alone, in its own home: started, stopped by its PID, started again."""
+    """An App Server of this test alone, in its own home (the shared install linked in): started, stopped by its
+    PID, started again."""
 
     def __init__(self, home: Path, fake_llm: FakeLLM) -> None:
-        self.home, self.fake_llm = DevServerHome(home), fake_llm
+        self.home, self.fake_llm = home_with_the_shared_app_server(home / "dev-home"), fake_llm
         self.url = ""
 
     def start(self) -> str:
@@ -41,7 +42,11 @@ class PrivateAppServer:
 
 
 @pytest.fixture
-def private_app_server(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[PrivateAppServer]:
+def private_app_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_llm: FakeLLM,
+    app_server_url: str,  # the shared install, which the private server's home links
+) -> Iterator[PrivateAppServer]:
     server = PrivateAppServer(tmp_path_factory.mktemp("app-server-home"), fake_llm)
     try:
         yield server
