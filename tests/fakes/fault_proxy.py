@@ -25,12 +25,15 @@ deals the same sequence of faults (with one worker, to the same requests).
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +155,25 @@ class FaultProxy:
     def release(self) -> None:
         """Let the held request go on as its `Hold.then` says."""
         self._released.set()
+
+    def killed_while_held(self, hold: Hold, start: Callable[[], subprocess.Popen[str]]) -> None:
+        """Start a client (`start`, through this proxy), SIGKILL it while `hold` waits here, then let the held
+        request go on as `hold.then` says. A client started as its own session is killed with its whole process
+        group (the git commands it runs, whose HTTP layer would send a dropped push again)."""
+        self.faults = Faults(hold=hold)
+        client = start()
+        try:
+            self.wait_until_held()
+            if os.getpgid(client.pid) == client.pid:
+                os.killpg(client.pid, signal.SIGKILL)
+            else:
+                client.kill()
+            client.wait(30)
+        finally:
+            self.release()
+            client.communicate()
+        assert self.hold_done.wait(60)
+        self.faults = Faults()
 
     def holding(self, method: str, target: str, body: bytes) -> Hold | None:
         """The hold this request is, if it is the one to hold: it then waits here until `release`."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from lettafleet.core.cli.app import main
 from lettafleet.plugins.backends.letta_v1.client import LettaClient
-from tests.fakes.fault_proxy import Faults, Hold
+from tests.fakes.fault_proxy import Hold
 from tests.fakes.hosted_git_memory import HostedGitMemoryStandIn, running_hosted_git_memory
 
 KEY = "sk-let-donewhen-51f0"
@@ -159,16 +158,6 @@ def apply_in_background(url: str, fleet: Path, *options: str) -> subprocess.Pope
 
 
 def killed_at(hosted: HostedGitMemoryStandIn, hold: Hold, fleet: Path, *options: str) -> None:
-    """SIGKILL an apply of `fleet` (with `options`; and the git commands it runs: git's HTTP layer would send a
-    dropped push again) while `hold` is at the stand-in; the held request then goes on as `hold.then` says."""
-    hosted.faults = Faults(hold=hold)
-    applying = apply_in_background(hosted.url, fleet, *options)
-    try:
-        hosted.wait_until_held()
-        os.killpg(applying.pid, signal.SIGKILL)
-        applying.wait(30)
-    finally:
-        hosted.release()
-        applying.communicate()
-    assert hosted.hold_done.wait(60)
-    hosted.faults = Faults()
+    """SIGKILL an apply of `fleet` (with `options`; and the git commands it runs) while `hold` is at the stand-in;
+    the held request then goes on as `hold.then` says."""
+    hosted.killed_while_held(hold, lambda: apply_in_background(hosted.url, fleet, *options))

@@ -110,17 +110,7 @@ def start_apply(base_url: str, path: Path, *args: str) -> subprocess.Popen[str]:
 
 def killed_at(proxy: FaultProxy, hold: Hold, path: Path, *args: str) -> None:
     """Apply `path` through the proxy, SIGKILL it while `hold` waits at the proxy, then let the request go on."""
-    proxy.faults = Faults(hold=hold)
-    applying = start_apply(proxy.url, path, *args)
-    try:
-        proxy.wait_until_held()
-        applying.kill()
-        applying.wait(30)
-    finally:
-        proxy.release()
-        applying.communicate()
-    assert proxy.hold_done.wait(60)
-    proxy.faults = Faults()
+    proxy.killed_while_held(hold, lambda: start_apply(proxy.url, path, *args))
 
 
 def interrupted_at(proxy: FaultProxy, hold: Hold, path: Path) -> tuple[int, str, str]:
